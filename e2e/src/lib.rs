@@ -1,0 +1,149 @@
+//! End-to-end test helpers for Herald, against a real control plane.
+//!
+//! `e2e/test.sh` starts kube-apiserver, etcd, kube-controller-manager and nats-server
+//! on loopback (`e2e/controlplane/up.sh`), builds `herald`, installs the CRDs and
+//! exports where everything is:
+//!
+//! | variable                 | meaning                                          |
+//! |--------------------------|--------------------------------------------------|
+//! | `KUBECONFIG`             | admin kubeconfig of the test apiserver           |
+//! | `HERALD_NATS_URL`        | the shared nats-server                           |
+//! | `HERALD_NATS_SERVER_BIN` | nats-server binary, for tests that run their own |
+//! | `HERALD_BIN`             | the `herald` binary (default `target/debug/herald`) |
+//!
+//! Each test runs in its own namespace ([`with_temp_ns`]) with its own operator
+//! process watching only that namespace ([`process::Operator`]), so tests run in
+//! parallel without seeing each other.
+
+pub mod kubectl;
+pub mod process;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use herald_api::conditions::{self, ConditionStatus};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::runtime::wait::{self, Condition};
+use kube::{Api, Client, Resource};
+use serde_json::Value;
+
+/// Label on every namespace the tests create, for cleaning up after aborted runs.
+pub const TEST_NS_LABEL: &str = "e2e.herald.dev/test";
+
+/// A Kubernetes client from `KUBECONFIG`.
+pub async fn client() -> Client {
+    Client::try_default()
+        .await
+        .expect("no Kubernetes client: run the e2e tests through e2e/test.sh (KUBECONFIG)")
+}
+
+/// The shared NATS URL.
+#[must_use]
+pub fn nats_url() -> String {
+    std::env::var("HERALD_NATS_URL").expect("HERALD_NATS_URL is not set: run through e2e/test.sh")
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}{n}", (nanos ^ std::process::id()) & 0xff_ffff)
+}
+
+/// Runs `body` in a fresh namespace `herald-e2e-<test>-<suffix>`, then deletes the
+/// namespace, also when the body panics (the panic is re-raised afterwards). Set
+/// `HERALD_E2E_KEEP_NS=1` to keep it for inspection.
+pub async fn with_temp_ns<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let client = client().await;
+    let name = format!("herald-e2e-{test}-{}", unique_suffix());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some([(TEST_NS_LABEL.to_owned(), "true".to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    namespaces.create(&PostParams::default(), &ns).await.expect("create test namespace");
+    let result = tokio::spawn(body(client, name.clone())).await;
+    if std::env::var("HERALD_E2E_KEEP_NS").is_ok_and(|v| v == "1") {
+        eprintln!("keeping namespace {name}");
+    } else if let Err(e) = namespaces.delete(&name, &DeleteParams::background()).await {
+        eprintln!("could not delete namespace {name}: {e}");
+    }
+    if let Err(e) = result {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        panic!("test task failed: {e}");
+    }
+}
+
+/// Waits until `condition` holds for object `name`, or fails the test after `timeout`
+/// showing the object as last seen.
+pub async fn await_condition<K>(api: &Api<K>, name: &str, timeout: Duration, condition: impl Condition<K>) -> K
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    match tokio::time::timeout(timeout, wait::await_condition(api.clone(), name, condition)).await {
+        Ok(Ok(Some(obj))) => obj,
+        Ok(Ok(None)) => panic!("{name} was deleted while waiting for a condition"),
+        Ok(Err(e)) => panic!("watching {name} failed: {e}"),
+        Err(_) => {
+            let last = api.get_opt(name).await.ok().flatten();
+            panic!("condition on {name} not met within {timeout:?}; last seen: {last:#?}")
+        }
+    }
+}
+
+/// A condition on an object's `status.conditions[type]`: status and, if given, reason.
+pub fn has_condition<K>(type_: &'static str, status: ConditionStatus, reason: Option<&'static str>) -> impl Condition<K>
+where
+    K: serde::Serialize,
+{
+    move |obj: Option<&K>| {
+        let Some(obj) = obj else { return false };
+        let Ok(json) = serde_json::to_value(obj) else { return false };
+        let list: Vec<herald_api::Condition> = json
+            .pointer("/status/conditions")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        conditions::find(&list, type_)
+            .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
+    }
+}
+
+/// Reads a value at a JSON pointer of an object, e.g. `/status/address/url`.
+pub fn field<K: serde::Serialize>(obj: &K, pointer: &str) -> Value {
+    serde_json::to_value(obj)
+        .ok()
+        .and_then(|v| v.pointer(pointer).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, Fut>(what: &str, timeout: Duration, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

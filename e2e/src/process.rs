@@ -1,0 +1,166 @@
+//! Processes a test starts and owns: `herald operator` and private `nats-server`s.
+//! Each is killed when dropped, so a failing test leaves nothing running.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+/// A free TCP port on 127.0.0.1 (free when this returns; taken soon after by the caller).
+#[must_use]
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Where process logs of a test go: `target/e2e-logs/`.
+fn log_file(name: &str) -> std::fs::File {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
+    std::fs::create_dir_all(&dir).expect("create target/e2e-logs");
+    std::fs::File::create(dir.join(format!("{name}.log"))).expect("create log file")
+}
+
+fn herald_bin() -> PathBuf {
+    std::env::var_os("HERALD_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/herald"),
+        PathBuf::from,
+    )
+}
+
+async fn wait_for_port(port: u16, what: &str) {
+    for _ in 0..150 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not listen on port {port} within 15s");
+}
+
+/// Fetches `http://127.0.0.1:<port><path>` and returns the body (HTTP/1.0, no client crate needed).
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+/// A running `herald operator` that watches one namespace.
+pub struct Operator {
+    child: Child,
+    /// Port of its admin server (`/metrics`, `/healthz`, `/readyz`).
+    pub metrics_port: u16,
+    /// Its leader-election identity.
+    pub identity: String,
+}
+
+impl Operator {
+    /// Starts an operator for `namespace`, talking to `nats_url`, electing a leader on
+    /// a Lease in that namespace with a short (4 s) duration.
+    pub async fn start(namespace: &str, nats_url: &str, identity: &str) -> Self {
+        let metrics_port = free_port();
+        let child = Command::new(herald_bin())
+            .arg("operator")
+            .args(["--nats-url", nats_url])
+            .args(["--watch-namespace", namespace])
+            .args(["--lease-namespace", namespace])
+            .args(["--lease-duration", "4s"])
+            .args(["--identity", identity])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--ingress-url", "http://ingress.test"])
+            .env("RUST_LOG", "info,herald_controllers=debug")
+            .stdout(log_file(&format!("{namespace}-{identity}")))
+            .stderr(log_file(&format!("{namespace}-{identity}.err")))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start herald operator (build it first: cargo build -p herald)");
+        wait_for_port(metrics_port, "herald operator").await;
+        Self { child, metrics_port, identity: identity.to_owned() }
+    }
+
+    /// The value of a metric line that starts with `series` (e.g.
+    /// `herald_operator_reconciles_total{kind="Broker"}`), or 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let body = http_get(self.metrics_port, "/metrics").await.unwrap_or_default();
+        body.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Kills the operator with SIGKILL, as a node failure would.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill operator");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// A private nats-server with JetStream, on a free port with its own store directory.
+pub struct NatsServer {
+    child: Option<Child>,
+    /// Client port.
+    pub port: u16,
+    store: PathBuf,
+    name: String,
+}
+
+impl NatsServer {
+    /// Starts a nats-server from `HERALD_NATS_SERVER_BIN`.
+    pub async fn start(name: &str) -> Self {
+        let port = free_port();
+        let store = std::env::temp_dir().join(format!("herald-e2e-nats-{name}-{port}"));
+        let mut server = Self { child: None, port, store, name: name.to_owned() };
+        server.restart().await;
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL: JetStream's file store must survive that).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill nats-server");
+        }
+    }
+
+    /// Starts the server again on the same port and store.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let bin = std::env::var("HERALD_NATS_SERVER_BIN")
+            .expect("HERALD_NATS_SERVER_BIN is not set: run through e2e/test.sh");
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js"])
+            .arg("-sd")
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(log_file(&format!("nats-{}-{}", self.name, self.port)))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        wait_for_port(self.port, "nats-server").await;
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}

@@ -1,0 +1,53 @@
+//! Two operators: only the Lease holder reconciles; the other takes over when it dies.
+
+use std::time::Duration;
+
+use herald_api::Broker;
+use herald_api::broker::condition;
+use herald_api::conditions::ConditionStatus::True;
+use herald_e2e::kubectl::{apply, example};
+use herald_e2e::process::Operator;
+use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+
+const RECONCILES: &str = "herald_operator_reconciles_total{kind=\"Broker\"}";
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases.get_opt("herald-operator").await.ok()??.spec?.holder_identity
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_the_follower_takes_over() {
+    with_temp_ns("leader", |client, ns| async move {
+        let mut a = Operator::start(&ns, &nats_url(), "op-a").await;
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+        eventually("op-a holds the lease", Duration::from_secs(20), || async {
+            (holder(&leases).await.as_deref() == Some("op-a")).then_some(())
+        })
+        .await;
+        let mut b = Operator::start(&ns, &nats_url(), "op-b").await;
+
+        let manifest = std::fs::read_to_string(example("broker.yaml")).unwrap();
+        apply(&ns, &manifest);
+        let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
+        await_condition(&brokers, "default", Duration::from_secs(30), has_condition(condition::READY, True, None)).await;
+        // Give a misbehaving follower every chance to reconcile too.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(a.metric(RECONCILES).await >= 1.0, "the leader reconciled");
+        assert!((b.metric(RECONCILES).await - 0.0).abs() < f64::EPSILON, "the follower must not reconcile");
+        assert!((b.metric("herald_operator_is_leader").await - 0.0).abs() < f64::EPSILON);
+        assert_eq!(holder(&leases).await.as_deref(), Some("op-a"));
+
+        a.kill().await;
+        eventually("op-b takes over the lease", Duration::from_secs(20), || async {
+            (holder(&leases).await.as_deref() == Some("op-b")).then_some(())
+        })
+        .await;
+        apply(&ns, &manifest.replace("name: default", "name: second"));
+        await_condition(&brokers, "second", Duration::from_secs(30), has_condition(condition::READY, True, None)).await;
+        assert!(b.metric(RECONCILES).await >= 1.0, "the new leader reconciles");
+        assert!(b.is_running());
+    })
+    .await;
+}

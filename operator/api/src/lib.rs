@@ -1,0 +1,48 @@
+//! Herald's Kubernetes API: the `eventing.herald.dev/v1alpha1` custom resources.
+//!
+//! This crate owns the *shape* of Herald's API and nothing that does IO:
+//!
+//! ```text
+//!   Broker ──(stream settings)──▶ JetStream stream  (operator: broker controller)
+//!     ▲  address on the shared ingress
+//!     │ broker
+//!   Trigger ──(filters, delivery)──▶ durable consumer ──▶ subscriber / consumer Deployment
+//!   EventSource ──(cron | kubernetes | webhook | nats)──▶ sink (a Broker or a URI)
+//! ```
+//!
+//! Besides the types it holds the pure helpers every component agrees on:
+//! [`naming`] (stream names and subjects derived from a Broker's namespace and name),
+//! [`duration`] and [`quantity`] (parsing the human-friendly values users write),
+//! [`conditions`] (status conditions that keep their transition time) and [`crds`]
+//! (the generated `CustomResourceDefinition`s that `herald crds` prints).
+
+// kube's `printcolumn(...)` attributes repeat `type_ = ...` per column by design.
+#![allow(clippy::duplicated_attributes)]
+
+pub mod broker;
+pub mod common;
+pub mod conditions;
+pub mod crds;
+pub mod duration;
+pub mod eventsource;
+pub mod naming;
+pub mod quantity;
+mod schema;
+pub mod trigger;
+
+pub use broker::{Broker, BrokerSpec, BrokerStatus};
+pub use common::{DeliverySpec, Destination, KReference};
+pub use conditions::{Condition, ConditionStatus};
+pub use eventsource::{EventSource, EventSourceSpec, EventSourceStatus};
+pub use trigger::{Trigger, TriggerSpec, TriggerStatus};
+
+/// API group of every Herald resource.
+pub const GROUP: &str = "eventing.herald.dev";
+/// API version served by this crate.
+pub const VERSION: &str = "v1alpha1";
+/// Labels and annotations Herald writes start with this prefix.
+pub const LABEL_PREFIX: &str = "eventing.herald.dev";
+/// Finalizer the operator puts on a Broker while its JetStream stream exists.
+pub const BROKER_FINALIZER: &str = "eventing.herald.dev/stream";
+/// Field manager the operator uses for server-side apply.
+pub const OPERATOR_FIELD_MANAGER: &str = "herald-operator";

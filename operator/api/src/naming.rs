@@ -1,0 +1,102 @@
+//! Names Herald derives from a Broker's namespace and name.
+//!
+//! Every component computes the same names from the same inputs, so nothing has to
+//! be looked up on the hot path:
+//!
+//! - the JetStream **stream** of Broker `ns/name` is `HERALD_<ns>_<name>`;
+//! - its **subjects** live under `herald.<ns>.<name>.>`, so two Brokers never share
+//!   a subject (and therefore never see each other's events).
+//!
+//! Kubernetes names contain only `[a-z0-9-.]`; namespaces never contain `.`. A `.` in a
+//! Broker name would split a NATS subject token and is not allowed in stream names, so
+//! it becomes `_`, which no Kubernetes name contains: the mapping stays injective.
+//! Names that would be longer than [`MAX_STREAM_NAME`] are cut and end in a hash of the
+//! full `namespace/name`, which keeps them unique and stable.
+
+use sha2::{Digest, Sha256};
+
+/// Longest stream name Herald creates. JetStream stores a stream in a directory named
+/// after it; keeping names short keeps paths well under file-system limits.
+pub const MAX_STREAM_NAME: usize = 64;
+/// Prefix of every stream the operator creates.
+pub const STREAM_PREFIX: &str = "HERALD_";
+/// First token of every subject Herald publishes to.
+pub const SUBJECT_ROOT: &str = "herald";
+
+fn token(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+fn short_hash(input: &str) -> String {
+    let digest = Sha256::digest(input.as_bytes());
+    digest[..4]
+        .iter()
+        .fold(String::with_capacity(8), |mut hex, b| {
+            use std::fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+/// The JetStream stream name for Broker `namespace/name`.
+#[must_use]
+pub fn stream_name(namespace: &str, name: &str) -> String {
+    let full = format!("{STREAM_PREFIX}{namespace}_{}", token(name));
+    if full.len() <= MAX_STREAM_NAME {
+        return full;
+    }
+    let hash = short_hash(&format!("{namespace}/{name}"));
+    // Kubernetes names are ASCII, so byte-slicing is on a char boundary.
+    let keep = MAX_STREAM_NAME - hash.len() - 1;
+    format!("{}_{hash}", &full[..keep])
+}
+
+/// The subject prefix (without a trailing wildcard) for Broker `namespace/name`.
+#[must_use]
+pub fn subject_prefix(namespace: &str, name: &str) -> String {
+    format!("{SUBJECT_ROOT}.{namespace}.{}", token(name))
+}
+
+/// The subject filter that covers every event of Broker `namespace/name`.
+#[must_use]
+pub fn stream_subjects(namespace: &str, name: &str) -> Vec<String> {
+    vec![format!("{}.>", subject_prefix(namespace, name))]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_readable() {
+        assert_eq!(stream_name("team-a", "default"), "HERALD_team-a_default");
+        assert_eq!(
+            stream_subjects("team-a", "default"),
+            ["herald.team-a.default.>"]
+        );
+    }
+
+    #[test]
+    fn dots_cannot_collide_with_namespace_boundaries() {
+        assert_eq!(stream_name("a", "b.c"), "HERALD_a_b_c");
+        assert_ne!(stream_name("a", "b.c"), stream_name("a-b", "c"));
+        assert_eq!(subject_prefix("a", "b.c"), "herald.a.b_c");
+    }
+
+    #[test]
+    fn long_names_are_bounded_unique_and_stable() {
+        let ns = "n".repeat(63);
+        let a = stream_name(&ns, &"x".repeat(200));
+        let b = stream_name(&ns, &format!("{}y", "x".repeat(199)));
+        assert_eq!(a.len(), MAX_STREAM_NAME);
+        assert_eq!(b.len(), MAX_STREAM_NAME);
+        assert_ne!(a, b);
+        assert_eq!(a, stream_name(&ns, &"x".repeat(200)));
+    }
+
+    #[test]
+    fn names_are_nats_safe() {
+        let name = stream_name("ns", "my.broker.v2");
+        assert!(!name.contains(['.', '*', '>', ' ', '/', '\\']), "{name}");
+    }
+}

@@ -1,0 +1,359 @@
+//! The Broker controller: one JetStream stream per Broker.
+//!
+//! `reconcile` wraps `apply` / `cleanup` in kube's finalizer helper, so a Broker is
+//! only removed from the API after its stream is gone. `apply` builds the desired
+//! stream purely ([`stream::desired_config`]), makes JetStream match it, and writes
+//! the outcome to the status (`Ready` + `StreamReady`) with server-side apply. Spec
+//! problems become a condition and wait for a change; NATS trouble is retried with
+//! backoff and healed as soon as NATS reconnects.
+
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
+use async_nats::jetstream::stream::Config;
+use herald_api::broker::condition;
+use herald_api::common::Addressable;
+use herald_api::conditions::{self, Condition, ConditionStatus};
+use herald_api::{BROKER_FINALIZER, Broker, BrokerStatus, OPERATOR_FIELD_MANAGER, naming};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, Event as Finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+
+use crate::context::Context;
+use crate::error::{Error, retry_delay};
+
+const KIND: &str = "Broker";
+/// Safety-net resync of a healthy Broker.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Reconciles one Broker.
+#[tracing::instrument(skip_all, fields(namespace = broker.namespace().unwrap_or_default(), name = broker.name_any()))]
+pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    let namespace = broker.namespace().unwrap_or_default();
+    let api: Api<Broker> = Api::namespaced(ctx.client.clone(), &namespace);
+    let obj_ref = ObjectRef::from_obj(&*broker);
+    let result = finalizer::finalizer(&api, BROKER_FINALIZER, broker, |event| async {
+        match event {
+            Finalizer::Apply(broker) => apply(&broker, &api, &ctx).await,
+            Finalizer::Cleanup(broker) => cleanup(&broker, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    if result.is_ok() {
+        ctx.record_success(&obj_ref);
+    }
+    result
+}
+
+/// Requeues a failed reconcile with per-object exponential backoff.
+#[allow(clippy::needless_pass_by_value)] // signature required by `Controller::run`
+pub fn error_policy(broker: Arc<Broker>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.record_failure(&ObjectRef::from_obj(&*broker));
+    ctx.metrics.failure(KIND, error.reason());
+    let delay = retry_delay(failures);
+    tracing::warn!(broker = %broker.name_any(), reason = error.reason(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Action, Error> {
+    let outcome = ensure_stream(broker, ctx).await;
+    let previous = broker.status.clone().unwrap_or_default();
+    let status = build_status(broker, &previous, &outcome, &ctx.ingress_url, &now());
+    let patch = serde_json::json!({
+        "apiVersion": "eventing.herald.dev/v1alpha1",
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(
+        &broker.name_any(),
+        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+
+    let was_ready = conditions::find(&previous.conditions, condition::READY)
+        .map(|c| (c.status, c.reason.clone()));
+    match outcome {
+        Ok(change) => {
+            if let Some((reason, note)) = change.event() {
+                ctx.event(broker, EventType::Normal, reason, "ReconcileStream", note)
+                    .await;
+            }
+            Ok(Action::requeue(RESYNC))
+        }
+        Err(e) => {
+            if was_ready != Some((ConditionStatus::False, e.reason().to_owned())) {
+                ctx.event(
+                    broker,
+                    EventType::Warning,
+                    e.reason(),
+                    "ReconcileStream",
+                    e.to_string(),
+                )
+                .await;
+            }
+            if e.is_transient() {
+                Err(e)
+            } else {
+                // A spec problem: retrying cannot help; the next spec change triggers a reconcile.
+                ctx.metrics.failure(KIND, e.reason());
+                Ok(Action::requeue(RESYNC))
+            }
+        }
+    }
+}
+
+/// What `ensure_stream` did.
+enum StreamChange {
+    Created(Config),
+    Updated(Config),
+    Unchanged(Config),
+}
+
+impl StreamChange {
+    fn config(&self) -> &Config {
+        match self {
+            Self::Created(c) | Self::Updated(c) | Self::Unchanged(c) => c,
+        }
+    }
+
+    fn event(&self) -> Option<(&'static str, String)> {
+        match self {
+            Self::Created(c) => Some(("StreamCreated", format!("created {}", stream::describe(c)))),
+            Self::Updated(c) => Some(("StreamUpdated", format!("updated {}", stream::describe(c)))),
+            Self::Unchanged(_) => None,
+        }
+    }
+}
+
+async fn ensure_stream(broker: &Broker, ctx: &Context) -> Result<StreamChange, Error> {
+    let desired = stream::desired_config(broker)?;
+    if !ctx.nats.is_connected() {
+        return Err(Error::NatsUnavailable(
+            "not connected to any NATS server".into(),
+        ));
+    }
+    match ctx.jetstream.get_stream(&desired.name).await {
+        Ok(mut existing) => {
+            let existing = existing
+                .info()
+                .await
+                .map_err(|e| Error::NatsUnavailable(e.to_string()))?
+                .config
+                .clone();
+            stream::check_owned(&existing, &desired)?;
+            let changes = stream::immutable_changes(&existing, &desired);
+            if !changes.is_empty() {
+                return Err(Error::ImmutableStreamChange {
+                    stream: desired.name,
+                    changes: changes.join(", "),
+                });
+            }
+            if !stream::needs_update(&existing, &desired) {
+                return Ok(StreamChange::Unchanged(desired));
+            }
+            ctx.jetstream
+                .update_stream(&desired)
+                .await
+                .map_err(|e| create_error(&desired.name, &e))?;
+            Ok(StreamChange::Updated(desired))
+        }
+        Err(e) if is_not_found(&e) => {
+            ctx.jetstream
+                .create_stream(desired.clone())
+                .await
+                .map_err(|e| create_error(&desired.name, &e))?;
+            Ok(StreamChange::Created(desired))
+        }
+        Err(e) => Err(Error::NatsUnavailable(format!(
+            "cannot read stream {}: {e}",
+            desired.name
+        ))),
+    }
+}
+
+fn is_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+fn create_error(stream: &str, e: &async_nats::jetstream::context::CreateStreamError) -> Error {
+    match e.kind() {
+        CreateStreamErrorKind::JetStream(js) => Error::StreamRejected {
+            stream: stream.to_owned(),
+            message: js.to_string(),
+        },
+        CreateStreamErrorKind::JetStreamUnavailable => {
+            Error::NatsUnavailable("JetStream is not enabled on the NATS server".into())
+        }
+        _ => Error::NatsUnavailable(e.to_string()),
+    }
+}
+
+async fn cleanup(broker: &Broker, ctx: &Context) -> Result<Action, Error> {
+    let namespace = broker.namespace().unwrap_or_default();
+    let name = naming::stream_name(&namespace, &broker.name_any());
+    if !ctx.nats.is_connected() {
+        return Err(Error::NatsUnavailable(format!(
+            "cannot delete stream {name}: not connected"
+        )));
+    }
+    match ctx.jetstream.get_stream(&name).await {
+        Ok(mut existing) => {
+            let info = existing
+                .info()
+                .await
+                .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
+            let owner = info.config.metadata.get(stream::OWNER_KEY);
+            if owner != Some(&stream::owner_value(&namespace, &broker.name_any())) {
+                // Never delete what Herald did not create.
+                tracing::warn!(stream = %name, "stream is not owned by this Broker; leaving it");
+                return Ok(Action::await_change());
+            }
+            ctx.jetstream
+                .delete_stream(&name)
+                .await
+                .map_err(|e| Error::NatsUnavailable(format!("cannot delete stream {name}: {e}")))?;
+            ctx.event(
+                broker,
+                EventType::Normal,
+                "StreamDeleted",
+                "DeleteStream",
+                format!("deleted stream {name}"),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Err(e) if is_not_found(&e) => Ok(Action::await_change()),
+        Err(e) => Err(Error::NatsUnavailable(format!(
+            "cannot read stream {name}: {e}"
+        ))),
+    }
+}
+
+/// The Broker's status after a reconcile with `outcome` (pure).
+fn build_status(
+    broker: &Broker,
+    previous: &BrokerStatus,
+    outcome: &Result<StreamChange, Error>,
+    ingress_url: &str,
+    now: &str,
+) -> BrokerStatus {
+    let namespace = broker.namespace().unwrap_or_default();
+    let name = broker.name_any();
+    let desired = match outcome {
+        Ok(change) => vec![
+            Condition::new(
+                condition::STREAM_READY,
+                ConditionStatus::True,
+                "StreamReady",
+                stream::describe(change.config()),
+            ),
+            Condition::new(
+                condition::READY,
+                ConditionStatus::True,
+                "Ready",
+                "accepting events",
+            ),
+        ],
+        Err(e) => vec![
+            Condition::new(
+                condition::STREAM_READY,
+                ConditionStatus::False,
+                e.reason(),
+                e.to_string(),
+            ),
+            Condition::new(
+                condition::READY,
+                ConditionStatus::False,
+                e.reason(),
+                e.to_string(),
+            ),
+        ],
+    };
+    BrokerStatus {
+        observed_generation: broker.metadata.generation,
+        conditions: conditions::merge(
+            &previous.conditions,
+            desired,
+            now,
+            broker.metadata.generation,
+        ),
+        address: Some(Addressable {
+            url: format!("{}/{namespace}/{name}", ingress_url.trim_end_matches('/')),
+        }),
+        stream_name: Some(naming::stream_name(&namespace, &name)),
+        subjects: naming::stream_subjects(&namespace, &name),
+    }
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_api::BrokerSpec;
+
+    fn broker() -> Broker {
+        let mut b = Broker::new("default", BrokerSpec::default());
+        b.metadata.namespace = Some("team".into());
+        b.metadata.generation = Some(3);
+        b
+    }
+
+    #[test]
+    fn ready_status_has_address_and_stream() {
+        let b = broker();
+        let cfg = stream::desired_config(&Broker {
+            spec: BrokerSpec {
+                stream: herald_api::broker::StreamSpec {
+                    replicas: 1,
+                    ..Default::default()
+                },
+                delivery: None,
+            },
+            ..b.clone()
+        })
+        .unwrap();
+        let status = build_status(
+            &b,
+            &BrokerStatus::default(),
+            &Ok(StreamChange::Created(cfg)),
+            "http://ingress/",
+            "t0",
+        );
+        assert_eq!(status.address.unwrap().url, "http://ingress/team/default");
+        assert_eq!(status.stream_name.as_deref(), Some("HERALD_team_default"));
+        assert_eq!(status.observed_generation, Some(3));
+        let ready = conditions::find(&status.conditions, condition::READY).unwrap();
+        assert!(ready.is_true());
+    }
+
+    #[test]
+    fn failure_status_names_the_reason() {
+        let status = build_status(
+            &broker(),
+            &BrokerStatus::default(),
+            &Err(Error::NatsUnavailable("connection refused".into())),
+            "http://ingress",
+            "t0",
+        );
+        for c in &status.conditions {
+            assert_eq!(c.status, ConditionStatus::False);
+            assert_eq!(c.reason, "NatsUnavailable");
+            assert!(c.message.contains("connection refused"));
+        }
+    }
+}

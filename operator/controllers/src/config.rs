@@ -1,0 +1,51 @@
+//! Command-line configuration of `herald operator`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald_runtime::nats::NatsArgs;
+use herald_runtime::telemetry::LogFormat;
+
+/// Flags of `herald operator` (each with an environment fallback).
+#[derive(clap::Args, Debug, Clone)]
+pub struct OperatorArgs {
+    /// NATS connection.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Kubeconfig file; without it, `KUBECONFIG`, `~/.kube/config` or the in-cluster config is used.
+    #[arg(long, env = "HERALD_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Reconcile only objects in this namespace (default: all namespaces).
+    #[arg(long, env = "HERALD_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Base URL of the ingress; Broker addresses are `<base>/<namespace>/<broker>`.
+    #[arg(
+        long,
+        env = "HERALD_INGRESS_URL",
+        default_value = "http://herald-ingress.herald-system.svc.cluster.local"
+    )]
+    pub ingress_url: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "HERALD_LEASE_NAME", default_value = "herald-operator")]
+    pub lease_name: String,
+    /// Namespace of the leader-election Lease (usually the operator's own).
+    #[arg(long, env = "HERALD_LEASE_NAMESPACE", default_value = "herald-system")]
+    pub lease_namespace: String,
+    /// How long a leader's Lease lasts without renewal, e.g. `15s`.
+    #[arg(long, env = "HERALD_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// Identity in the Lease and in Events (default: `$HOSTNAME` and the process id).
+    #[arg(long, env = "HERALD_IDENTITY")]
+    pub identity: Option<String>,
+    /// Log format.
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    herald_api::duration::parse(s).map_err(|e| e.to_string())
+}

@@ -1,0 +1,92 @@
+//! What every reconcile gets: clients, the event recorder, metrics and settings.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use herald_runtime::nats::NatsConnection;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource};
+
+use crate::metrics::Metrics;
+
+/// Shared state of all controllers of one operator process.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// NATS connection (the client reconnects by itself).
+    pub nats: NatsConnection,
+    /// JetStream context over `nats`.
+    pub jetstream: async_nats::jetstream::Context,
+    /// Operator metrics.
+    pub metrics: Metrics,
+    /// Base URL of the ingress; a Broker's address is `<base>/<namespace>/<name>`.
+    pub ingress_url: String,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// Builds the context; `reporter` names this operator in Kubernetes Events.
+    #[must_use]
+    pub fn new(
+        client: Client,
+        nats: NatsConnection,
+        metrics: Metrics,
+        ingress_url: String,
+        reporter: Reporter,
+    ) -> Self {
+        let jetstream = async_nats::jetstream::new(nats.client.clone());
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            nats,
+            jetstream,
+            metrics,
+            ingress_url,
+            recorder,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Publishes a Kubernetes Event about `obj`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish a Kubernetes Event");
+        }
+    }
+
+    /// Counts one more consecutive failure of `obj`; returns the count.
+    pub fn record_failure<K: Resource<DynamicType = ()>>(&self, obj: &ObjectRef<K>) -> u32 {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = failures.entry(obj.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Forgets the failures of `obj` after a successful reconcile.
+    pub fn record_success<K: Resource<DynamicType = ()>>(&self, obj: &ObjectRef<K>) {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        failures.remove(&obj.to_string());
+    }
+}

@@ -1,0 +1,108 @@
+//! What can go wrong in a reconcile, and what each failure means for the user
+//! (a condition reason) and for the controller (retry soon, or wait for a change).
+
+use std::time::Duration;
+
+/// A reconcile failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// NATS or JetStream cannot be reached; retried with backoff.
+    #[error("NATS is unavailable: {0}")]
+    NatsUnavailable(String),
+    /// The spec holds a value Herald cannot use; waits for the user to fix it.
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// A stream with the Broker's name exists but Herald did not create it.
+    #[error(
+        "stream {stream} exists but was not created by Herald for this Broker ({found}); Herald leaves it alone: delete or rename it, or rename the Broker"
+    )]
+    StreamNotOwned {
+        /// Stream name.
+        stream: String,
+        /// What marks the stream, for the message.
+        found: String,
+    },
+    /// The spec asks for a stream change JetStream cannot make in place.
+    #[error(
+        "stream {stream} cannot change in place: {changes}; the stream was left as it is (delete and recreate the Broker to apply this, which drops its events)"
+    )]
+    ImmutableStreamChange {
+        /// Stream name.
+        stream: String,
+        /// The fields that would change, e.g. `storage file -> memory`.
+        changes: String,
+    },
+    /// JetStream refused the stream configuration.
+    #[error("JetStream rejected the configuration of stream {stream}: {message}")]
+    StreamRejected {
+        /// Stream name.
+        stream: String,
+        /// JetStream's explanation.
+        message: String,
+    },
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    /// The finalizer helper failed around the reconcile.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// The condition reason (and metric label) for this error: short, stable, CamelCase.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NatsUnavailable(_) => "NatsUnavailable",
+            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::StreamNotOwned { .. } => "StreamNotOwned",
+            Self::ImmutableStreamChange { .. } => "StreamChangeNotAllowed",
+            Self::StreamRejected { .. } => "StreamRejected",
+            Self::Kube(_) => "KubernetesError",
+            Self::Finalizer(_) => "FinalizerError",
+        }
+    }
+
+    /// Whether retrying without a spec change can help.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::NatsUnavailable(_) | Self::Kube(_) | Self::Finalizer(_)
+        )
+    }
+}
+
+/// Delay before retry number `failures` (1-based) of a transient error:
+/// 500 ms doubling up to 30 s.
+#[must_use]
+pub fn retry_delay(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(6);
+    Duration::from_millis(500 * (1u64 << exp)).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_caps() {
+        assert_eq!(retry_delay(1), Duration::from_millis(500));
+        assert_eq!(retry_delay(2), Duration::from_secs(1));
+        assert_eq!(retry_delay(4), Duration::from_secs(4));
+        assert_eq!(retry_delay(7), Duration::from_secs(30));
+        assert_eq!(retry_delay(100), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn spec_problems_are_permanent() {
+        assert!(!Error::InvalidSpec("x".into()).is_transient());
+        assert!(Error::NatsUnavailable("x".into()).is_transient());
+        let e = Error::ImmutableStreamChange {
+            stream: "S".into(),
+            changes: "storage file -> memory".into(),
+        };
+        assert_eq!(e.reason(), "StreamChangeNotAllowed");
+        assert!(e.to_string().contains("storage file -> memory"));
+    }
+}

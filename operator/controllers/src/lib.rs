@@ -1,0 +1,305 @@
+//! The Herald operator: controllers for Brokers, Triggers and EventSources, run by
+//! whichever replica holds the leader Lease.
+//!
+//! ```text
+//!  herald operator
+//!   ├─ admin server (/metrics /healthz /readyz)          herald_runtime::admin
+//!   ├─ leader election on a Lease                          leader
+//!   └─ while leader:
+//!       ├─ Broker controller ── JetStream stream per Broker   broker
+//!       ├─ Trigger controller (NotImplemented for now)        placeholder
+//!       └─ EventSource controller (NotImplemented for now)    placeholder
+//! ```
+//!
+//! Every controller shares one [`context::Context`] (clients, Event recorder,
+//! metrics). Every NATS disconnection and reconnection re-runs all Broker reconciles,
+//! so Brokers turn `NatsUnavailable` when NATS goes away and heal as soon as it is back.
+
+pub mod broker;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod placeholder;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::{Stream, StreamExt};
+use herald_api::{Broker, EventSource, Trigger};
+use herald_runtime::admin::{self, Readiness};
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use prometheus::Registry;
+use tokio::sync::watch;
+
+use crate::config::OperatorArgs;
+use crate::context::Context;
+use crate::leader::LeaseLock;
+use crate::metrics::Metrics;
+
+/// Runs `herald operator` until SIGTERM/SIGINT (or until it loses leadership, which
+/// is an error so that Kubernetes restarts it as a follower).
+pub fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(operator_main(args))
+}
+
+async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
+    herald_runtime::telemetry::init(args.log_format);
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    tracing::info!(%identity, version = env!("CARGO_PKG_VERSION"), "starting herald operator");
+
+    let client = kube_client(&args).await?;
+    let nats =
+        herald_runtime::nats::connect(&args.nats, &format!("herald-operator {identity}")).await?;
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let readiness = Readiness::default();
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        herald_runtime::shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let admin = tokio::spawn(admin::serve(
+        args.metrics_addr,
+        registry,
+        readiness.clone(),
+        fired(shutdown.clone()),
+    ));
+
+    if !wait_for_crds(&client, args.watch_namespace.as_deref(), &shutdown).await {
+        return Ok(());
+    }
+    readiness.set(true);
+
+    let lock = LeaseLock::new(
+        Api::namespaced(client.clone(), &args.lease_namespace),
+        &args.lease_name,
+        &identity,
+        args.lease_duration,
+    );
+    if !campaign(&lock, &shutdown).await {
+        return Ok(());
+    }
+    metrics.leader.set(1);
+    tracing::info!(%identity, lease = %args.lease_name, "became leader; starting controllers");
+
+    let reporter = Reporter {
+        controller: "herald-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client,
+        nats,
+        metrics.clone(),
+        args.ingress_url.clone(),
+        reporter,
+    ));
+    let (stop_tx, stop) = watch::channel(false);
+    let leadership = tokio::spawn(hold_leadership(lock, shutdown.clone(), stop_tx));
+    run_controllers(ctx, args.watch_namespace.as_deref(), &stop).await;
+    metrics.leader.set(0);
+
+    let (lock, lost) = leadership.await?;
+    if lost {
+        anyhow::bail!(
+            "lost the leader lease; exiting so that a fresh process rejoins the election"
+        );
+    }
+    lock.release().await;
+    let _ = admin.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn kube_client(args: &OperatorArgs) -> anyhow::Result<Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration found")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-operator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// A future that resolves once the watched flag turns true.
+async fn fired(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await;
+}
+
+/// Sleeps for `delay`; `false` if shutdown came first.
+async fn sleep_unless_shutdown(delay: Duration, shutdown: &watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = fired(shutdown.clone()) => false,
+    }
+}
+
+/// Waits until the Herald CRDs are served; `false` on shutdown.
+async fn wait_for_crds(
+    client: &Client,
+    namespace: Option<&str>,
+    shutdown: &watch::Receiver<bool>,
+) -> bool {
+    let api: Api<Broker> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list Brokers; are the CRDs installed? (herald crds | kubectl apply -f -)");
+            }
+        }
+        if !sleep_unless_shutdown(Duration::from_secs(2), shutdown).await {
+            return false;
+        }
+    }
+}
+
+/// Tries for the Lease until it is ours; `false` on shutdown.
+async fn campaign(lock: &LeaseLock, shutdown: &watch::Receiver<bool>) -> bool {
+    let mut following = false;
+    loop {
+        match lock.try_acquire_or_renew().await {
+            Ok(true) => return true,
+            Ok(false) if !following => {
+                following = true;
+                tracing::info!("another operator is the leader; standing by");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election failed; retrying"),
+        }
+        if !sleep_unless_shutdown(lock.renew_interval(), shutdown).await {
+            return false;
+        }
+    }
+}
+
+/// Renews the Lease until shutdown or until it is lost; then stops the controllers.
+/// Returns the lock and whether leadership was lost.
+async fn hold_leadership(
+    lock: LeaseLock,
+    shutdown: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+) -> (LeaseLock, bool) {
+    let lease_duration = lock.renew_interval() * 3;
+    let mut last_renewal = Instant::now();
+    let lost = loop {
+        if !sleep_unless_shutdown(lock.renew_interval(), &shutdown).await {
+            break false;
+        }
+        match lock.try_acquire_or_renew().await {
+            Ok(true) => last_renewal = Instant::now(),
+            Ok(false) => break true,
+            Err(e) if last_renewal.elapsed() >= lease_duration => {
+                tracing::error!(error = %e, "could not renew the leader lease in time");
+                break true;
+            }
+            Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+        }
+    };
+    if lost {
+        tracing::error!("lost the leader lease; stopping controllers");
+    }
+    let _ = stop.send(true);
+    (lock, lost)
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// One item per NATS connection state change after startup.
+fn nats_state_changes(mut changes: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send + 'static {
+    changes.mark_unchanged();
+    futures::stream::unfold(changes, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    })
+}
+
+fn log_result<K, E>(kind: &'static str, result: Result<(ObjectRef<K>, Action), E>)
+where
+    K: kube::Resource,
+    E: std::fmt::Display,
+{
+    match result {
+        Ok((obj, _)) => tracing::debug!(kind, object = %obj.name, "reconciled"),
+        Err(e) => tracing::debug!(kind, error = %e, "reconcile did not finish"),
+    }
+}
+
+async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watch::Receiver<bool>) {
+    let client = ctx.client.clone();
+    let brokers = Controller::new(
+        api::<Broker>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .reconcile_all_on(nats_state_changes(ctx.nats.state_changes.clone()))
+    .graceful_shutdown_on(fired(stop.clone()))
+    .run(broker::reconcile, broker::error_policy, ctx.clone())
+    .for_each(|r| {
+        log_result("Broker", r);
+        futures::future::ready(())
+    });
+    let triggers = Controller::new(
+        api::<Trigger>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(fired(stop.clone()))
+    .run(
+        placeholder::reconcile::<Trigger>,
+        placeholder::error_policy::<Trigger>,
+        ctx.clone(),
+    )
+    .for_each(|r| {
+        log_result("Trigger", r);
+        futures::future::ready(())
+    });
+    let sources = Controller::new(
+        api::<EventSource>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(fired(stop.clone()))
+    .run(
+        placeholder::reconcile::<EventSource>,
+        placeholder::error_policy::<EventSource>,
+        ctx,
+    )
+    .for_each(|r| {
+        log_result("EventSource", r);
+        futures::future::ready(())
+    });
+    tokio::join!(brokers, triggers, sources);
+}

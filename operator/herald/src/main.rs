@@ -1,0 +1,67 @@
+//! `herald`: one binary for every Herald component and the user tools.
+//!
+//! `main` only parses the command line and hands off; each subcommand lives in the
+//! crate that owns it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use herald_controllers::config::OperatorArgs;
+
+/// Kubernetes-native eventing on NATS JetStream.
+#[derive(Parser, Debug)]
+#[command(name = "herald", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the operator: reconciles Brokers, Triggers and EventSources.
+    #[command(
+        after_help = "Example:\n  herald operator --nats-url nats://nats:4222 --metrics-addr 0.0.0.0:9090"
+    )]
+    Operator(Box<OperatorArgs>),
+    /// Print Herald's custom resource definitions (CRDs) as YAML.
+    #[command(
+        after_help = "Examples:\n  herald crds | kubectl apply -f -\n  herald crds --output-dir crds/"
+    )]
+    Crds {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Operator(args) => herald_controllers::run_operator(*args),
+        Command::Crds { output_dir } => print_crds(output_dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let crds = herald_api::crds::all();
+    match output_dir {
+        None => print!("{}", herald_api::crds::to_yaml(&crds)),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for crd in &crds {
+                let path = dir.join(herald_api::crds::file_name(crd));
+                std::fs::write(&path, herald_api::crds::to_yaml(std::slice::from_ref(crd)))?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
