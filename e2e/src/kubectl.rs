@@ -14,7 +14,12 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("kubectl must be on PATH (e2e/controlplane/up.sh installs it)");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write kubectl stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write kubectl stdin");
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("kubectl ran")
@@ -23,14 +28,21 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
 /// Applies a manifest into `namespace`; panics with kubectl's message on failure.
 pub fn apply(namespace: &str, manifest: &str) {
     let out = kubectl(&["apply", "-n", namespace, "-f", "-"], Some(manifest));
-    assert!(out.status.success(), "kubectl apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Applies a manifest expected to be refused; returns kubectl's error message.
 #[must_use]
 pub fn apply_refused(namespace: &str, manifest: &str) -> String {
     let out = kubectl(&["apply", "-n", namespace, "-f", "-"], Some(manifest));
-    assert!(!out.status.success(), "kubectl apply unexpectedly accepted:\n{manifest}");
+    assert!(
+        !out.status.success(),
+        "kubectl apply unexpectedly accepted:\n{manifest}"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

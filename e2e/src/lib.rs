@@ -15,6 +15,9 @@
 //! process watching only that namespace ([`process::Operator`]), so tests run in
 //! parallel without seeing each other.
 
+// Test helpers fail the test by panicking, with a message; that is their contract.
+#![allow(clippy::missing_panics_doc)]
+
 pub mod kubectl;
 pub mod process;
 
@@ -75,7 +78,10 @@ where
         },
         ..Namespace::default()
     };
-    namespaces.create(&PostParams::default(), &ns).await.expect("create test namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create test namespace");
     let result = tokio::spawn(body(client, name.clone())).await;
     if std::env::var("HERALD_E2E_KEEP_NS").is_ok_and(|v| v == "1") {
         eprintln!("keeping namespace {name}");
@@ -92,7 +98,12 @@ where
 
 /// Waits until `condition` holds for object `name`, or fails the test after `timeout`
 /// showing the object as last seen.
-pub async fn await_condition<K>(api: &Api<K>, name: &str, timeout: Duration, condition: impl Condition<K>) -> K
+pub async fn await_condition<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    condition: impl Condition<K>,
+) -> K
 where
     K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + 'static,
 {
@@ -108,13 +119,20 @@ where
 }
 
 /// A condition on an object's `status.conditions[type]`: status and, if given, reason.
-pub fn has_condition<K>(type_: &'static str, status: ConditionStatus, reason: Option<&'static str>) -> impl Condition<K>
+#[must_use]
+pub fn has_condition<K>(
+    type_: &'static str,
+    status: ConditionStatus,
+    reason: Option<&'static str>,
+) -> impl Condition<K>
 where
     K: serde::Serialize,
 {
     move |obj: Option<&K>| {
         let Some(obj) = obj else { return false };
-        let Ok(json) = serde_json::to_value(obj) else { return false };
+        let Ok(json) = serde_json::to_value(obj) else {
+            return false;
+        };
         let list: Vec<herald_api::Condition> = json
             .pointer("/status/conditions")
             .cloned()
@@ -143,7 +161,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

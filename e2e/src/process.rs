@@ -34,7 +34,10 @@ fn herald_bin() -> PathBuf {
 
 async fn wait_for_port(port: u16, what: &str) {
     for _ in 0..150 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -44,12 +47,16 @@ async fn wait_for_port(port: u16, what: &str) {
 
 /// Fetches `http://127.0.0.1:<port><path>` and returns the body (HTTP/1.0, no client crate needed).
 pub async fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
 }
 
 /// A running `herald operator` that watches one namespace.
@@ -82,13 +89,19 @@ impl Operator {
             .spawn()
             .expect("start herald operator (build it first: cargo build -p herald)");
         wait_for_port(metrics_port, "herald operator").await;
-        Self { child, metrics_port, identity: identity.to_owned() }
+        Self {
+            child,
+            metrics_port,
+            identity: identity.to_owned(),
+        }
     }
 
     /// The value of a metric line that starts with `series` (e.g.
     /// `herald_operator_reconciles_total{kind="Broker"}`), or 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
-        let body = http_get(self.metrics_port, "/metrics").await.unwrap_or_default();
+        let body = http_get(self.metrics_port, "/metrics")
+            .await
+            .unwrap_or_default();
         body.lines()
             .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or(0.0)
@@ -119,7 +132,12 @@ impl NatsServer {
     pub async fn start(name: &str) -> Self {
         let port = free_port();
         let store = std::env::temp_dir().join(format!("herald-e2e-nats-{name}-{port}"));
-        let mut server = Self { child: None, port, store, name: name.to_owned() };
+        let mut server = Self {
+            child: None,
+            port,
+            store,
+            name: name.to_owned(),
+        };
         server.restart().await;
         server
     }

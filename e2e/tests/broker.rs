@@ -25,16 +25,32 @@ async fn stream_config(nats: &str, name: &str) -> Option<jetstream::stream::Conf
 async fn crds_are_installed_with_printer_columns_and_category() {
     for crd in ["brokers", "triggers", "eventsources"] {
         let out = kubectl(
-            &["get", "crd", &format!("{crd}.eventing.herald.dev"), "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"],
+            &[
+                "get",
+                "crd",
+                &format!("{crd}.eventing.herald.dev"),
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+            ],
             None,
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "True", "{crd} not established");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "True",
+            "{crd} not established"
+        );
     }
     with_temp_ns("category", |_, ns| async move {
-        apply(&ns, &std::fs::read_to_string(example("broker.yaml")).unwrap());
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("broker.yaml")).unwrap(),
+        );
         let out = kubectl(&["get", "herald", "-n", &ns], None);
         let table = String::from_utf8_lossy(&out.stdout);
-        assert!(table.contains("broker.eventing.herald.dev/default"), "{table}");
+        assert!(
+            table.contains("broker.eventing.herald.dev/default"),
+            "{table}"
+        );
         let out = kubectl(&["get", "brk", "-n", &ns], None);
         let header = String::from_utf8_lossy(&out.stdout);
         for column in ["READY", "REASON", "URL", "AGE"] {
@@ -50,21 +66,40 @@ async fn crds_are_installed_with_printer_columns_and_category() {
 async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion() {
     with_temp_ns("lifecycle", |client, ns| async move {
         let _operator = Operator::start(&ns, &nats_url(), "solo").await;
-        apply(&ns, &std::fs::read_to_string(example("broker.yaml")).unwrap());
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("broker.yaml")).unwrap(),
+        );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
-        let broker = await_condition(&brokers, "default", WAIT, has_condition(condition::READY, True, None)).await;
-        assert_eq!(field(&broker, "/status/address/url"), format!("http://ingress.test/{ns}/default").as_str());
+        let broker = await_condition(
+            &brokers,
+            "default",
+            WAIT,
+            has_condition(condition::READY, True, None),
+        )
+        .await;
+        assert_eq!(
+            field(&broker, "/status/address/url"),
+            format!("http://ingress.test/{ns}/default").as_str()
+        );
         let stream = naming::stream_name(&ns, "default");
         assert_eq!(field(&broker, "/status/streamName"), stream.as_str());
 
-        let config = stream_config(&nats_url(), &stream).await.expect("stream exists");
+        let config = stream_config(&nats_url(), &stream)
+            .await
+            .expect("stream exists");
         assert_eq!(config.max_age, Duration::from_secs(24 * 3600));
         assert_eq!(config.max_bytes, 1 << 30);
         assert_eq!(config.subjects, [format!("herald.{ns}.default.>")]);
         assert_eq!(config.duplicate_window, Duration::from_secs(120));
 
         // Updating maxAge updates the stream in place.
-        apply(&ns, &std::fs::read_to_string(example("broker.yaml")).unwrap().replace("maxAge: 24h", "maxAge: 2h"));
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("broker.yaml"))
+                .unwrap()
+                .replace("maxAge: 24h", "maxAge: 2h"),
+        );
         eventually("stream maxAge becomes 2h", WAIT, || async {
             let c = stream_config(&nats_url(), &stream).await?;
             (c.max_age == Duration::from_secs(7200)).then_some(())
@@ -72,15 +107,51 @@ async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion()
         .await;
 
         // A change JetStream cannot make in place is reported and changes nothing.
-        apply(&ns, &std::fs::read_to_string(example("broker.yaml")).unwrap().replace("storage: file", "storage: memory"));
-        let broker = await_condition(&brokers, "default", WAIT, has_condition(condition::READY, False, Some("StreamChangeNotAllowed"))).await;
-        assert!(field(&broker, "/status/conditions/1/message").as_str().unwrap_or_default().contains("storage file -> memory"));
-        assert_eq!(stream_config(&nats_url(), &stream).await.expect("still there").storage, jetstream::stream::StorageType::File);
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("broker.yaml"))
+                .unwrap()
+                .replace("storage: file", "storage: memory"),
+        );
+        let broker = await_condition(
+            &brokers,
+            "default",
+            WAIT,
+            has_condition(condition::READY, False, Some("StreamChangeNotAllowed")),
+        )
+        .await;
+        assert!(
+            field(&broker, "/status/conditions/1/message")
+                .as_str()
+                .unwrap_or_default()
+                .contains("storage file -> memory")
+        );
+        assert_eq!(
+            stream_config(&nats_url(), &stream)
+                .await
+                .expect("still there")
+                .storage,
+            jetstream::stream::StorageType::File
+        );
 
         // Deleting the Broker deletes its stream (finalizer).
-        brokers.delete("default", &DeleteParams::default()).await.unwrap();
-        eventually("Broker is gone", WAIT, || async { brokers.get_opt("default").await.ok()?.is_none().then_some(()) }).await;
-        assert!(stream_config(&nats_url(), &stream).await.is_none(), "stream {stream} survived its Broker");
+        brokers
+            .delete("default", &DeleteParams::default())
+            .await
+            .unwrap();
+        eventually("Broker is gone", WAIT, || async {
+            brokers
+                .get_opt("default")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        assert!(
+            stream_config(&nats_url(), &stream).await.is_none(),
+            "stream {stream} survived its Broker"
+        );
     })
     .await;
 }
@@ -117,12 +188,34 @@ async fn a_stream_herald_did_not_create_is_never_touched() {
         .await
         .unwrap();
         let _operator = Operator::start(&ns, &nats_url(), "solo").await;
-        apply(&ns, &std::fs::read_to_string(example("broker.yaml")).unwrap());
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("broker.yaml")).unwrap(),
+        );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
-        await_condition(&brokers, "default", WAIT, has_condition(condition::READY, False, Some("StreamNotOwned"))).await;
-        brokers.delete("default", &DeleteParams::default()).await.unwrap();
-        eventually("Broker is gone", WAIT, || async { brokers.get_opt("default").await.ok()?.is_none().then_some(()) }).await;
-        let config = stream_config(&nats_url(), &stream).await.expect("foreign stream must survive");
+        await_condition(
+            &brokers,
+            "default",
+            WAIT,
+            has_condition(condition::READY, False, Some("StreamNotOwned")),
+        )
+        .await;
+        brokers
+            .delete("default", &DeleteParams::default())
+            .await
+            .unwrap();
+        eventually("Broker is gone", WAIT, || async {
+            brokers
+                .get_opt("default")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        let config = stream_config(&nats_url(), &stream)
+            .await
+            .expect("foreign stream must survive");
         assert_eq!(config.subjects, [format!("foreign.{ns}.>")]);
         js.delete_stream(&stream).await.unwrap();
     })
@@ -134,18 +227,45 @@ async fn nats_outage_turns_the_broker_not_ready_and_it_heals() {
     with_temp_ns("outage", |client, ns| async move {
         let mut nats = NatsServer::start("outage").await;
         let _operator = Operator::start(&ns, &nats.url(), "solo").await;
-        apply(&ns, &std::fs::read_to_string(example("broker.yaml")).unwrap());
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("broker.yaml")).unwrap(),
+        );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
-        await_condition(&brokers, "default", WAIT, has_condition(condition::READY, True, None)).await;
+        await_condition(
+            &brokers,
+            "default",
+            WAIT,
+            has_condition(condition::READY, True, None),
+        )
+        .await;
 
         nats.stop().await;
-        let broker = await_condition(&brokers, "default", WAIT, has_condition(condition::READY, False, Some("NatsUnavailable"))).await;
-        println!("while NATS is down: {}", field(&broker, "/status/conditions/1/message"));
+        let broker = await_condition(
+            &brokers,
+            "default",
+            WAIT,
+            has_condition(condition::READY, False, Some("NatsUnavailable")),
+        )
+        .await;
+        println!(
+            "while NATS is down: {}",
+            field(&broker, "/status/conditions/1/message")
+        );
 
         nats.restart().await;
-        await_condition(&brokers, "default", WAIT, has_condition(condition::READY, True, None)).await;
+        await_condition(
+            &brokers,
+            "default",
+            WAIT,
+            has_condition(condition::READY, True, None),
+        )
+        .await;
         let stream = naming::stream_name(&ns, "default");
-        assert!(stream_config(&nats.url(), &stream).await.is_some(), "stream survives the restart (file storage)");
+        assert!(
+            stream_config(&nats.url(), &stream).await.is_some(),
+            "stream survives the restart (file storage)"
+        );
     })
     .await;
 }

@@ -14,7 +14,12 @@ use kube::Api;
 const RECONCILES: &str = "herald_operator_reconciles_total{kind=\"Broker\"}";
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
-    leases.get_opt("herald-operator").await.ok()??.spec?.holder_identity
+    leases
+        .get_opt("herald-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
 }
 
 #[tokio::test]
@@ -31,22 +36,42 @@ async fn only_the_leader_reconciles_and_the_follower_takes_over() {
         let manifest = std::fs::read_to_string(example("broker.yaml")).unwrap();
         apply(&ns, &manifest);
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        await_condition(&brokers, "default", Duration::from_secs(30), has_condition(condition::READY, True, None)).await;
+        await_condition(
+            &brokers,
+            "default",
+            Duration::from_secs(30),
+            has_condition(condition::READY, True, None),
+        )
+        .await;
         // Give a misbehaving follower every chance to reconcile too.
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(a.metric(RECONCILES).await >= 1.0, "the leader reconciled");
-        assert!((b.metric(RECONCILES).await - 0.0).abs() < f64::EPSILON, "the follower must not reconcile");
+        assert!(
+            (b.metric(RECONCILES).await - 0.0).abs() < f64::EPSILON,
+            "the follower must not reconcile"
+        );
         assert!((b.metric("herald_operator_is_leader").await - 0.0).abs() < f64::EPSILON);
         assert_eq!(holder(&leases).await.as_deref(), Some("op-a"));
 
         a.kill().await;
-        eventually("op-b takes over the lease", Duration::from_secs(20), || async {
-            (holder(&leases).await.as_deref() == Some("op-b")).then_some(())
-        })
+        eventually(
+            "op-b takes over the lease",
+            Duration::from_secs(20),
+            || async { (holder(&leases).await.as_deref() == Some("op-b")).then_some(()) },
+        )
         .await;
         apply(&ns, &manifest.replace("name: default", "name: second"));
-        await_condition(&brokers, "second", Duration::from_secs(30), has_condition(condition::READY, True, None)).await;
-        assert!(b.metric(RECONCILES).await >= 1.0, "the new leader reconciles");
+        await_condition(
+            &brokers,
+            "second",
+            Duration::from_secs(30),
+            has_condition(condition::READY, True, None),
+        )
+        .await;
+        assert!(
+            b.metric(RECONCILES).await >= 1.0,
+            "the new leader reconciles"
+        );
         assert!(b.is_running());
     })
     .await;

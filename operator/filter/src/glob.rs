@@ -1,0 +1,125 @@
+//! A small compiled glob shared by CESQL `LIKE` (`%`, `_`) and pattern `wildcard` (`*`).
+//!
+//! Matching walks the input once and backtracks only to the most recent "many"
+//! element, the classic linear-space algorithm: no allocation, no recursion.
+
+/// One element of a compiled glob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Elem {
+    /// Exactly this character.
+    Char(char),
+    /// Any single character.
+    One,
+    /// Any run of characters, including none.
+    Many,
+}
+
+/// A compiled glob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Glob {
+    elems: Vec<Elem>,
+}
+
+impl Glob {
+    /// Builds a glob from its elements; consecutive `Many` collapse into one.
+    pub(crate) fn new(elems: Vec<Elem>) -> Self {
+        let mut out: Vec<Elem> = Vec::with_capacity(elems.len());
+        for e in elems {
+            if e == Elem::Many && out.last() == Some(&Elem::Many) {
+                continue;
+            }
+            out.push(e);
+        }
+        Glob { elems: out }
+    }
+
+    /// Whether the glob matches the whole of `input`.
+    pub(crate) fn matches(&self, input: &str) -> bool {
+        let p = &self.elems;
+        let mut pi = 0usize;
+        let mut si = 0usize;
+        // Where to resume after the latest `Many`: (pattern index after it, input index).
+        let mut resume: Option<(usize, usize)> = None;
+        while si < input.len() {
+            let c = input[si..].chars().next().unwrap_or_default();
+            match p.get(pi) {
+                Some(Elem::One) => {
+                    pi += 1;
+                    si += c.len_utf8();
+                    continue;
+                }
+                Some(Elem::Char(pc)) if *pc == c => {
+                    pi += 1;
+                    si += c.len_utf8();
+                    continue;
+                }
+                Some(Elem::Many) => {
+                    pi += 1;
+                    resume = Some((pi, si));
+                    continue;
+                }
+                _ => {}
+            }
+            match resume {
+                Some((rp, rs)) => {
+                    let skipped = input[rs..].chars().next().unwrap_or_default();
+                    let next = rs + skipped.len_utf8();
+                    resume = Some((rp, next));
+                    pi = rp;
+                    si = next;
+                }
+                None => return false,
+            }
+        }
+        p[pi..].iter().all(|e| *e == Elem::Many)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn glob(s: &str) -> Glob {
+        Glob::new(
+            s.chars()
+                .map(|c| match c {
+                    '*' => Elem::Many,
+                    '?' => Elem::One,
+                    c => Elem::Char(c),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn literal_and_wildcards() {
+        assert!(glob("abc").matches("abc"));
+        assert!(!glob("abc").matches("abcd"));
+        assert!(!glob("abc").matches("ab"));
+        assert!(glob("a*c").matches("ac"));
+        assert!(glob("a*c").matches("abbbc"));
+        assert!(!glob("a*c").matches("abbb"));
+        assert!(glob("a?c").matches("abc"));
+        assert!(!glob("a?c").matches("ac"));
+        assert!(glob("*").matches(""));
+        assert!(glob("").matches(""));
+        assert!(!glob("").matches("x"));
+        assert!(glob("*.png").matches("dir/file.png"));
+        assert!(glob("a*b*c").matches("a-b-b-c"));
+        assert!(!glob("a*b*c").matches("a-c-b"));
+    }
+
+    #[test]
+    fn multibyte_characters_count_as_one() {
+        assert!(glob("?").matches("é"));
+        assert!(glob("h?llo*").matches("hällo wörld"));
+        assert!(!glob("??").matches("é"));
+    }
+
+    #[test]
+    fn backtracking_to_latest_many() {
+        assert!(glob("*ab").matches("aaab"));
+        assert!(glob("*a*a*a").matches("aaa"));
+        assert!(!glob("*a*a*a*a").matches("aaa"));
+    }
+}
