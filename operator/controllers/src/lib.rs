@@ -7,7 +7,8 @@
 //!   ├─ leader election on a Lease                          leader
 //!   └─ while leader:
 //!       ├─ Broker controller ── JetStream stream per Broker   broker
-//!       ├─ Trigger controller (NotImplemented for now)        placeholder
+//!       ├─ Trigger controller: filters and Broker checked;    trigger
+//!       │    delivery NotImplemented for now
 //!       └─ EventSource controller (NotImplemented for now)    placeholder
 //! ```
 //!
@@ -22,6 +23,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod placeholder;
+pub mod trigger;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -241,7 +243,9 @@ where
 }
 
 /// One item per NATS connection state change after startup.
-fn nats_state_changes(mut changes: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send + 'static {
+fn nats_state_changes(
+    mut changes: watch::Receiver<u64>,
+) -> impl Stream<Item = ()> + Send + 'static {
     changes.mark_unchanged();
     futures::stream::unfold(changes, |mut rx| async move {
         rx.changed().await.ok()?;
@@ -278,11 +282,7 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
         watcher::Config::default(),
     )
     .graceful_shutdown_on(fired(stop.clone()))
-    .run(
-        placeholder::reconcile::<Trigger>,
-        placeholder::error_policy::<Trigger>,
-        ctx.clone(),
-    )
+    .run(trigger::reconcile, trigger::error_policy, ctx.clone())
     .for_each(|r| {
         log_result("Trigger", r);
         futures::future::ready(())

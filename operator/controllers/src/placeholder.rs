@@ -1,12 +1,11 @@
-//! Controllers for kinds whose behaviour is not built yet (Trigger delivery,
-//! EventSources). They never pretend to work: each object gets `Ready=False` with
+//! Controllers for kinds whose behaviour is not built yet (EventSources). They never pretend to work: each object gets `Ready=False` with
 //! reason `NotImplemented` and a message saying so.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_api::conditions::{self, Condition, ConditionStatus};
-use herald_api::{EventSource, OPERATOR_FIELD_MANAGER, Trigger};
+use herald_api::{EventSource, OPERATOR_FIELD_MANAGER};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
@@ -28,14 +27,6 @@ pub trait NotBuiltYet:
     const MESSAGE: &'static str;
     /// The current conditions.
     fn conditions(&self) -> &[Condition];
-}
-
-impl NotBuiltYet for Trigger {
-    const KIND: &'static str = "Trigger";
-    const MESSAGE: &'static str = "Herald does not deliver Trigger events yet (the dispatcher is being built); this Trigger is stored but inactive";
-    fn conditions(&self) -> &[Condition] {
-        self.status.as_ref().map_or(&[], |s| &s.conditions)
-    }
 }
 
 impl NotBuiltYet for EventSource {

@@ -1,0 +1,43 @@
+//! Trigger validation: filters compile (or the compiler's message is shown) and the
+//! Broker is checked. Delivery is not built yet, which the Trigger says honestly.
+
+use std::time::Duration;
+
+use herald_api::Trigger;
+use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::trigger::condition;
+use herald_e2e::kubectl::{apply, example};
+use herald_e2e::process::Operator;
+use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use kube::Api;
+use kube::runtime::wait::Condition as _;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn triggers_report_filter_and_broker_problems_and_heal() {
+    with_temp_ns("trigger", |client, ns| async move {
+        let _operator = Operator::start(&ns, &nats_url(), "solo").await;
+        let triggers: Api<Trigger> = Api::namespaced(client, &ns);
+
+        // The example Trigger, before its Broker exists.
+        apply(&ns, &std::fs::read_to_string(example("trigger.yaml")).unwrap());
+        await_condition(&triggers, "orders-to-billing", WAIT, has_condition(condition::READY, False, Some("BrokerNotFound"))).await;
+
+        // Its Broker appears: the Trigger is valid, and says delivery is not built yet.
+        apply(&ns, &std::fs::read_to_string(example("broker.yaml")).unwrap());
+        let trigger = await_condition(&triggers, "orders-to-billing", WAIT, has_condition(condition::BROKER_READY, True, None)).await;
+        assert!(has_condition(condition::FILTER_VALID, True, None).matches_object(Some(&trigger)));
+        assert!(has_condition(condition::READY, False, Some("NotImplemented")).matches_object(Some(&trigger)));
+
+        // An invalid CESQL expression is reported with the compiler's message.
+        apply(
+            &ns,
+            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {name: broken}\nspec:\n  broker: default\n  filters:\n    - cesql: \"type = \"\n  subscriber: {uri: http://x}\n",
+        );
+        let broken = await_condition(&triggers, "broken", WAIT, has_condition(condition::READY, False, Some("InvalidFilter"))).await;
+        let message = field(&broken, "/status/conditions/0/message");
+        assert!(message.as_str().unwrap_or_default().starts_with("filters[0].cesql"), "{message}");
+    })
+    .await;
+}
