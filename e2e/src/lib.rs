@@ -1,7 +1,7 @@
 //! End-to-end test helpers for Herald, against a real control plane.
 //!
 //! `e2e/test.sh` starts kube-apiserver, etcd, kube-controller-manager and nats-server
-//! on loopback (`e2e/controlplane/up.sh`), builds `herald`, installs the CRDs and
+//! on loopback (`e2e/harness/up.sh`), builds `herald`, installs the CRDs and
 //! exports where everything is:
 //!
 //! | variable                 | meaning                                          |

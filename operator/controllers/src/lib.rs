@@ -277,16 +277,24 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
         log_result("Broker", r);
         futures::future::ready(())
     });
-    let triggers = Controller::new(
+    let trigger_controller = Controller::new(
         api::<Trigger>(&client, namespace),
         watcher::Config::default(),
-    )
-    .graceful_shutdown_on(fired(stop.clone()))
-    .run(trigger::reconcile, trigger::error_policy, ctx.clone())
-    .for_each(|r| {
-        log_result("Trigger", r);
-        futures::future::ready(())
-    });
+    );
+    let trigger_store = trigger_controller.store();
+    let triggers = trigger_controller
+        // A Broker change (created, Ready, deleted) re-checks the Triggers that name it.
+        .watches(
+            api::<Broker>(&client, namespace),
+            watcher::Config::default(),
+            move |broker| trigger::triggers_of(&trigger_store, &broker),
+        )
+        .graceful_shutdown_on(fired(stop.clone()))
+        .run(trigger::reconcile, trigger::error_policy, ctx.clone())
+        .for_each(|r| {
+            log_result("Trigger", r);
+            futures::future::ready(())
+        });
     let sources = Controller::new(
         api::<EventSource>(&client, namespace),
         watcher::Config::default(),

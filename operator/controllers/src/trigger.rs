@@ -2,7 +2,8 @@
 //! without delivery — the filters compile, the Broker exists and is Ready — and says
 //! so in `FilterValid` and `BrokerReady`. `Ready` stays `False` with reason
 //! `NotImplemented` until the dispatcher delivers events, unless a more specific
-//! problem (an invalid filter, a missing Broker) explains it better.
+//! problem (an invalid filter, a missing Broker) explains it better. A Broker's
+//! changes re-check its Triggers through a watch mapping ([`triggers_of`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +14,29 @@ use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, TriggerSpec};
 use herald_filter::CompiledFilter;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Error, retry_delay};
 
 const KIND: &str = "Trigger";
-/// Until the Broker → Trigger watch mapping exists, a Trigger waiting for its Broker re-checks on this period.
-const BROKER_RECHECK: Duration = Duration::from_secs(10);
+/// Safety-net resync; Broker changes reach Triggers through [`triggers_of`].
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// The Triggers (from the controller's cache) that name `broker`, for the watch
+/// mapping that re-checks them whenever the Broker changes.
+#[must_use]
+pub fn triggers_of(store: &Store<Trigger>, broker: &Broker) -> Vec<ObjectRef<Trigger>> {
+    let namespace = broker.namespace();
+    let name = broker.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|t| t.namespace() == namespace && t.spec.broker == name)
+        .map(|t| ObjectRef::from_obj(&**t))
+        .collect()
+}
 
 /// Compiles the Trigger's filters; `Err` carries the compiler's message (path and reason).
 pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, String> {
@@ -156,11 +171,7 @@ pub async fn reconcile(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Actio
     )
     .await?;
     ctx.record_success(&ObjectRef::from_obj(&*trigger));
-    Ok(if broker == BrokerState::Ready {
-        Action::await_change()
-    } else {
-        Action::requeue(BROKER_RECHECK)
-    })
+    Ok(Action::requeue(RESYNC))
 }
 
 /// Requeues a failed reconcile with per-object backoff.
