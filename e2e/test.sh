@@ -36,13 +36,13 @@ step "control plane (real kube-apiserver, etcd, kube-controller-manager, nats-se
 STATE=$(mktemp -d /tmp/herald-test.XXXXXX)
 stop_control_plane() {
   if [[ ${HERALD_E2E_KEEP:-0} == 1 ]]; then
-    echo "control plane left running: source $STATE/env; stop: STATE=$STATE PURGE=1 e2e/harness/down.sh" >&2
+    echo "control plane left running: source $STATE/env; stop: STATE=$STATE PURGE=1 e2e/controlplane/down.sh" >&2
   else
-    STATE=$STATE PURGE=1 "$ROOT/e2e/harness/down.sh" >&2 || true
+    STATE=$STATE PURGE=1 "$ROOT/e2e/controlplane/down.sh" >&2 || true
   fi
 }
 trap stop_control_plane EXIT
-eval "$(STATE=$STATE "$ROOT/e2e/harness/up.sh")"
+eval "$(STATE=$STATE "$ROOT/e2e/controlplane/up.sh")"
 
 step "build herald"
 cargo build --locked -p herald

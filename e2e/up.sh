@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e/up.sh - bring up a complete local Herald and leave it running:
 #   a real control plane (kube-apiserver, etcd, kube-controller-manager),
-#   nats-server with JetStream, the Herald CRDs and operator, and examples/.
+#   nats-server with JetStream, the Herald CRDs, operator and ingress, and
+#   examples/; then it sends an event with `herald send` and shows it stored.
 # Calling it again reuses whatever already runs. Stop everything with e2e/down.sh.
 #   HERALD_DEV_STATE  where state, logs and the kubeconfig live (default /tmp/herald-dev)
 set -Eeuo pipefail
@@ -11,7 +12,7 @@ export STATE=${HERALD_DEV_STATE:-/tmp/herald-dev}
 say() { printf '==> %s\n' "$*" >&2; }
 
 say "control plane in $STATE"
-eval "$("$ROOT/e2e/harness/up.sh")"
+eval "$("$ROOT/e2e/controlplane/up.sh")"
 
 say "building herald"
 cargo build --locked -p herald >&2
@@ -20,31 +21,58 @@ HERALD=$ROOT/target/debug/herald
 say "installing the CRDs"
 "$HERALD" crds | kubectl apply -f - >&2
 kubectl wait --for condition=established --timeout=60s -f crds/ >&2
-kubectl get namespace herald-system >/dev/null 2>&1 || kubectl create namespace herald-system >&2
 
-# The operator is recorded like the control plane: pid plus start time, so that a
-# reused pid is never mistaken for it.
+# Herald's processes are recorded like the control plane's: "pid starttime" in
+# $STATE/<name>.pid, so a reused pid is never mistaken for one of them.
 starttime() { [[ -r /proc/$1/stat ]] && sed 's/^.*) //' "/proc/$1/stat" | cut -d' ' -f20; }
-op_record=$STATE/herald-operator.pid
-if [[ -s $op_record ]] && read -r pid st <"$op_record" && [[ $(starttime "$pid" 2>/dev/null) == "$st" ]]; then
-  say "operator already running (pid $pid)"
-else
-  metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+running() {   # NAME -> true if recorded and still that process
+  local pid st
+  [[ -s $STATE/$1.pid ]] && read -r pid st <"$STATE/$1.pid" && [[ $(starttime "$pid" 2>/dev/null) == "$st" ]]
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start() {   # NAME ARGS... (runs "herald ARGS...")
+  local name=$1; shift
   mkdir -p "$STATE/logs"
-  setsid -f bash -c 'echo "$$" >"$0"; exec "$@"' "$STATE/herald-operator.pid.tmp" \
-    "$HERALD" operator --nats-url "$HERALD_NATS_URL" --metrics-addr "127.0.0.1:$metrics_port" \
-    --ingress-url "http://127.0.0.1:8080" --identity "dev-$(hostname)" \
-    </dev/null >>"$STATE/logs/herald-operator.log" 2>&1
-  for _ in $(seq 50); do [[ -s $STATE/herald-operator.pid.tmp ]] && break; sleep 0.1; done
-  pid=$(<"$STATE/herald-operator.pid.tmp"); sleep 0.2
-  echo "$pid $(starttime "$pid")" >"$op_record"; rm -f "$STATE/herald-operator.pid.tmp"
-  echo "$metrics_port" >"$STATE/herald-operator.metrics-port"
-  say "operator started (pid $pid, metrics http://127.0.0.1:$metrics_port/metrics, log $STATE/logs/herald-operator.log)"
+  setsid -f bash -c 'echo "$$" >"$0"; exec "$@"' "$STATE/$name.pid.tmp" "$HERALD" "$@" \
+    </dev/null >>"$STATE/logs/$name.log" 2>&1
+  for _ in $(seq 50); do [[ -s $STATE/$name.pid.tmp ]] && break; sleep 0.1; done
+  local pid; pid=$(<"$STATE/$name.pid.tmp"); sleep 0.3
+  echo "$pid $(starttime "$pid")" >"$STATE/$name.pid"; rm -f "$STATE/$name.pid.tmp"
+  running "$name" || { tail -n 20 "$STATE/logs/$name.log" >&2; say "$name exited at once"; exit 1; }
+  say "started $name (pid $pid, log $STATE/logs/$name.log)"
+}
+
+if running herald-ingress; then
+  say "ingress already running"
+else
+  echo "$(free_port)" >"$STATE/herald-ingress.port"
+  start herald-ingress ingress --nats-url "$HERALD_NATS_URL" \
+    --listen "127.0.0.1:$(<"$STATE/herald-ingress.port")" --metrics-addr "127.0.0.1:$(free_port)"
+fi
+INGRESS_URL=http://127.0.0.1:$(<"$STATE/herald-ingress.port")
+
+if running herald-operator; then
+  say "operator already running"
+else
+  kubectl get namespace herald-system >/dev/null 2>&1 || kubectl create namespace herald-system >&2
+  start herald-operator operator --nats-url "$HERALD_NATS_URL" --ingress-url "$INGRESS_URL" \
+    --metrics-addr "127.0.0.1:$(free_port)" --identity "dev-$(hostname)"
 fi
 
 say "applying examples/ to namespace default"
 kubectl apply -n default -f examples/ >&2
 kubectl wait -n default --for condition=Ready --timeout=60s broker/default >&2
+
+say "sending an event with herald send"
+"$HERALD" send --to default/default --type com.example.order.created --source quickstart \
+  --data '{"order": 1, "item": "book"}' >&2
+stored=$(curl -sf "$HERALD_NATS_MONITOR_URL/jsz?streams=true" | python3 -c '
+import json, sys
+for account in json.load(sys.stdin).get("account_details", []):
+    for s in account.get("stream_detail", []):
+        if s["name"] == "HERALD_default_default":
+            print(s["state"]["messages"])')
+say "the Broker's stream HERALD_default_default now holds ${stored:-?} event(s)"
 kubectl get -n default brokers,triggers >&2
 
 cat <<EOM
@@ -53,5 +81,6 @@ Herald is running. To use it from this shell:
   export KUBECONFIG=$KUBECONFIG
   export HERALD_NATS_URL=$HERALD_NATS_URL
   kubectl get herald -A
-Logs: $STATE/logs    Stop everything: e2e/down.sh
+  $HERALD send --to default/default --type my.event --data '{"hello":"world"}'
+Ingress: $INGRESS_URL/<namespace>/<broker>   Logs: $STATE/logs   Stop: e2e/down.sh
 EOM

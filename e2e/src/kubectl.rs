@@ -12,7 +12,7 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("kubectl must be on PATH (e2e/harness/up.sh installs it)");
+        .expect("kubectl must be on PATH (e2e/controlplane/up.sh installs it)");
     if let Some(input) = stdin {
         child
             .stdin

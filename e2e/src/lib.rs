@@ -1,7 +1,7 @@
 //! End-to-end test helpers for Herald, against a real control plane.
 //!
 //! `e2e/test.sh` starts kube-apiserver, etcd, kube-controller-manager and nats-server
-//! on loopback (`e2e/harness/up.sh`), builds `herald`, installs the CRDs and
+//! on loopback (`e2e/controlplane/up.sh`), builds `herald`, installs the CRDs and
 //! exports where everything is:
 //!
 //! | variable                 | meaning                                          |
@@ -18,6 +18,7 @@
 // Test helpers fail the test by panicking, with a message; that is their contract.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod http;
 pub mod kubectl;
 pub mod process;
 

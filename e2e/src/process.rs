@@ -72,6 +72,16 @@ impl Operator {
     /// Starts an operator for `namespace`, talking to `nats_url`, electing a leader on
     /// a Lease in that namespace with a short (4 s) duration.
     pub async fn start(namespace: &str, nats_url: &str, identity: &str) -> Self {
+        Self::start_with_ingress(namespace, nats_url, identity, "http://ingress.test").await
+    }
+
+    /// Like [`Operator::start`], with Broker addresses under `ingress_url`.
+    pub async fn start_with_ingress(
+        namespace: &str,
+        nats_url: &str,
+        identity: &str,
+        ingress_url: &str,
+    ) -> Self {
         let metrics_port = free_port();
         let child = Command::new(herald_bin())
             .arg("operator")
@@ -81,7 +91,7 @@ impl Operator {
             .args(["--lease-duration", "4s"])
             .args(["--identity", identity])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--ingress-url", "http://ingress.test"])
+            .args(["--ingress-url", ingress_url])
             .env("RUST_LOG", "info,herald_controllers=debug")
             .stdout(log_file(&format!("{namespace}-{identity}")))
             .stderr(log_file(&format!("{namespace}-{identity}.err")))
@@ -116,6 +126,58 @@ impl Operator {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// A running `herald ingress` serving one namespace.
+pub struct Ingress {
+    _child: Child,
+    /// Port producers send events to.
+    pub port: u16,
+    /// Port of its admin server.
+    pub metrics_port: u16,
+}
+
+impl Ingress {
+    /// Starts an ingress for `namespace` with the default body limit.
+    pub async fn start(namespace: &str, nats_url: &str) -> Self {
+        Self::start_with(namespace, nats_url, &[]).await
+    }
+
+    /// Starts an ingress for `namespace` with extra flags.
+    pub async fn start_with(namespace: &str, nats_url: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let metrics_port = free_port();
+        let child = Command::new(herald_bin())
+            .arg("ingress")
+            .args(["--nats-url", nats_url])
+            .args(["--watch-namespace", namespace])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
+            .stdout(log_file(&format!("{namespace}-ingress")))
+            .stderr(log_file(&format!("{namespace}-ingress.err")))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start herald ingress");
+        wait_for_port(port, "herald ingress").await;
+        Self {
+            _child: child,
+            port,
+            metrics_port,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The `herald` binary, for running CLI commands in tests.
+#[must_use]
+pub fn herald_command() -> std::process::Command {
+    std::process::Command::new(herald_bin())
 }
 
 /// A private nats-server with JetStream, on a free port with its own store directory.

@@ -5,7 +5,11 @@
 //!
 //! - the JetStream **stream** of Broker `ns/name` is `HERALD_<ns>_<name>`;
 //! - its **subjects** live under `herald.<ns>.<name>.>`, so two Brokers never share
-//!   a subject (and therefore never see each other's events).
+//!   a subject (and therefore never see each other's events);
+//! - an event of type `com.example.order` is stored under
+//!   `herald.<ns>.<name>.com.example.order`: each `.`-separated part of the type is one
+//!   subject token ([`type_tokens`]), so an exact `type` filter is an exact subject
+//!   filter and a type prefix ending at a dot is a `>` wildcard.
 //!
 //! Kubernetes names contain only `[a-z0-9-.]`; namespaces never contain `.`. A `.` in a
 //! Broker name would split a NATS subject token and is not allowed in stream names, so
@@ -63,6 +67,48 @@ pub fn stream_subjects(namespace: &str, name: &str) -> Vec<String> {
     vec![format!("{}.>", subject_prefix(namespace, name))]
 }
 
+/// Whether a byte may appear as itself in a subject token.
+fn is_plain_subject_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && !matches!(b, b'.' | b'*' | b'>' | b'%')
+}
+
+/// The subject tokens of an event type: the type split at `.`, each part with
+/// `%`, `*`, `>`, spaces and non-ASCII bytes written as `%XX`, and an empty part
+/// written as a lone `%` (which no escaped part can be). The mapping is injective,
+/// and readable for ordinary types.
+#[must_use]
+pub fn type_tokens(event_type: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(event_type.len() + 8);
+    for (i, part) in event_type.split('.').enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if part.is_empty() {
+            out.push('%');
+            continue;
+        }
+        for b in part.bytes() {
+            if is_plain_subject_byte(b) {
+                out.push(char::from(b));
+            } else {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// The subject of an event of type `event_type` on Broker `namespace/name`.
+#[must_use]
+pub fn event_subject(namespace: &str, name: &str, event_type: &str) -> String {
+    format!(
+        "{}.{}",
+        subject_prefix(namespace, name),
+        type_tokens(event_type)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +138,30 @@ mod tests {
         assert_eq!(b.len(), MAX_STREAM_NAME);
         assert_ne!(a, b);
         assert_eq!(a, stream_name(&ns, &"x".repeat(200)));
+    }
+
+    #[test]
+    fn event_types_become_readable_injective_subjects() {
+        assert_eq!(
+            event_subject("ns", "b", "com.example.order.created"),
+            "herald.ns.b.com.example.order.created"
+        );
+        assert_eq!(type_tokens("a b*c>d%e"), "a%20b%2Ac%3Ed%25e");
+        assert_eq!(type_tokens("a..b"), "a.%.b");
+        assert_eq!(type_tokens(".x."), "%.x.%");
+        assert_eq!(type_tokens("Größe"), "Gr%C3%B6%C3%9Fe");
+        let types = ["a.b", "a_b", "a%2Eb", "a..b", "a.%.b", "a", "a.", ".a", "%"];
+        let mut seen = std::collections::HashSet::new();
+        for t in types {
+            let tokens = type_tokens(t);
+            assert!(seen.insert(tokens.clone()), "{t} collides as {tokens}");
+            assert!(
+                tokens
+                    .split('.')
+                    .all(|tok| !tok.is_empty() && !tok.contains(['*', '>', ' '])),
+                "{tokens}"
+            );
+        }
     }
 
     #[test]

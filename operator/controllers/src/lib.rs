@@ -28,10 +28,10 @@ pub mod trigger;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use futures::{Stream, StreamExt};
 use herald_api::{Broker, EventSource, Trigger};
 use herald_runtime::admin::{self, Readiness};
+use herald_runtime::fired;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
@@ -60,7 +60,7 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     tracing::info!(%identity, version = env!("CARGO_PKG_VERSION"), "starting herald operator");
 
-    let client = kube_client(&args).await?;
+    let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
     let nats =
         herald_runtime::nats::connect(&args.nats, &format!("herald-operator {identity}")).await?;
     let registry = Registry::new();
@@ -124,32 +124,9 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn kube_client(args: &OperatorArgs) -> anyhow::Result<Client> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(
-                kubeconfig,
-                &kube::config::KubeConfigOptions::default(),
-            )
-            .await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no Kubernetes configuration found")?,
-    };
-    Ok(Client::try_from(config)?)
-}
-
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-operator".into());
     format!("{host}-{}", std::process::id())
-}
-
-/// A future that resolves once the watched flag turns true.
-async fn fired(mut flag: watch::Receiver<bool>) {
-    let _ = flag.wait_for(|set| *set).await;
 }
 
 /// Sleeps for `delay`; `false` if shutdown came first.

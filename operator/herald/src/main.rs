@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use herald_controllers::config::OperatorArgs;
+use herald_ingress::config::IngressArgs;
+
+mod send;
 
 /// Kubernetes-native eventing on NATS JetStream.
 #[derive(Parser, Debug)]
@@ -24,6 +27,13 @@ enum Command {
         after_help = "Example:\n  herald operator --nats-url nats://nats:4222 --metrics-addr 0.0.0.0:9090"
     )]
     Operator(Box<OperatorArgs>),
+    /// Run the ingress: the shared CloudEvents HTTP endpoint of every Broker.
+    #[command(
+        after_help = "Example:\n  herald ingress --listen 0.0.0.0:8080 --nats-url nats://nats:4222\n\nProducers POST CloudEvents (binary, structured or batch mode) to\nhttp://<ingress>/<namespace>/<broker>; 202 means JetStream stored them."
+    )]
+    Ingress(Box<IngressArgs>),
+    /// Send one CloudEvent to a Broker.
+    Send(Box<send::SendArgs>),
     /// Print Herald's custom resource definitions (CRDs) as YAML.
     #[command(
         after_help = "Examples:\n  herald crds | kubectl apply -f -\n  herald crds --output-dir crds/"
@@ -39,6 +49,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Operator(args) => herald_controllers::run_operator(*args),
+        Command::Ingress(args) => herald_ingress::run_ingress(*args),
+        Command::Send(args) => return send::run(&args),
         Command::Crds { output_dir } => print_crds(output_dir),
     };
     match result {

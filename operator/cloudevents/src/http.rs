@@ -1,0 +1,203 @@
+//! The CloudEvents HTTP protocol binding: binary, structured and batch modes.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use crate::event::{CloudEvent, EventError};
+use crate::{json, percent};
+
+/// Content type of a structured-mode event in the JSON format.
+pub const STRUCTURED_JSON: &str = "application/cloudevents+json";
+/// Content type of a batch in the JSON format.
+pub const BATCH_JSON: &str = "application/cloudevents-batch+json";
+
+/// How the events came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Attributes in `ce-*` headers, data in the body.
+    Binary,
+    /// One event as a JSON document.
+    Structured,
+    /// Several events as a JSON array.
+    Batch,
+}
+
+impl Mode {
+    /// Lower-case name, for metrics and logs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Binary => "binary",
+            Self::Structured => "structured",
+            Self::Batch => "batch",
+        }
+    }
+}
+
+/// An event of a request that is not valid, with its position in a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{error}", index.map(|i| format!("event {i} of the batch: ")).unwrap_or_default())]
+pub struct RequestError {
+    /// Position in the batch (batch mode only).
+    pub index: Option<usize>,
+    /// What is wrong.
+    pub error: EventError,
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads the events of an HTTP request and validates each.
+pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<(Mode, Vec<CloudEvent>), RequestError> {
+    let single = |error| RequestError { index: None, error };
+    let media = media_type(headers);
+    let (mode, events) = if media == BATCH_JSON {
+        (Mode::Batch, json::parse_batch(&body).map_err(single)?)
+    } else if media == STRUCTURED_JSON {
+        (
+            Mode::Structured,
+            vec![json::parse_structured(&body).map_err(single)?],
+        )
+    } else if media.starts_with("application/cloudevents") {
+        return Err(single(EventError::Malformed(format!(
+            "unsupported event format {media:?}: use {STRUCTURED_JSON}, {BATCH_JSON} or binary mode"
+        ))));
+    } else {
+        (
+            Mode::Binary,
+            vec![decode_binary(headers, body).map_err(single)?],
+        )
+    };
+    if mode == Mode::Batch && events.is_empty() {
+        return Err(single(EventError::Malformed("the batch is empty".into())));
+    }
+    for (i, event) in events.iter().enumerate() {
+        event.validate().map_err(|error| RequestError {
+            index: (mode == Mode::Batch).then_some(i),
+            error,
+        })?;
+    }
+    Ok((mode, events))
+}
+
+fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, EventError> {
+    let mut event = CloudEvent::default();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let text = percent::decode(value.as_bytes()).ok_or_else(|| EventError::Value {
+            name: attribute.to_owned(),
+            why: "the header value is not valid percent-encoded UTF-8".into(),
+        })?;
+        event.insert(attribute.to_owned(), text)?;
+    }
+    if event.get("specversion").is_none() {
+        return Err(EventError::Malformed(
+            "not a CloudEvent: no ce-specversion header (binary mode) and the content type is not application/cloudevents+json".into(),
+        ));
+    }
+    if let Some(ct) = headers.get(CONTENT_TYPE) {
+        let ct = ct
+            .to_str()
+            .map_err(|_| EventError::Malformed("Content-Type is not ASCII".into()))?;
+        event.insert("datacontenttype".into(), ct.to_owned())?;
+    }
+    event.data = (!body.is_empty()).then_some(body);
+    Ok(event)
+}
+
+/// Writes an event as a binary-mode HTTP request: headers and body.
+#[must_use]
+pub fn encode_binary(event: &CloudEvent) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    for (name, value) in event.attributes() {
+        let Ok(encoded) = HeaderValue::from_str(&percent::encode(value)) else {
+            continue;
+        };
+        if name == "datacontenttype" {
+            headers.insert(CONTENT_TYPE, encoded);
+        } else if let Ok(header) = HeaderName::from_bytes(format!("ce-{name}").as_bytes()) {
+            headers.insert(header, encoded);
+        }
+    }
+    (headers, event.data.clone().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn binary_mode_decodes_percent_encoded_headers() {
+        let h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "42"),
+            ("ce-source", "/shop"),
+            ("ce-type", "order.created"),
+            ("ce-subject", "Euro%20%E2%82%AC"),
+            ("content-type", "application/json"),
+        ]);
+        let (mode, events) = decode(&h, Bytes::from_static(b"{\"a\":1}")).unwrap();
+        assert_eq!(mode, Mode::Binary);
+        assert_eq!(events[0].get("subject"), Some("Euro €"));
+        assert_eq!(events[0].get("datacontenttype"), Some("application/json"));
+        let (back_headers, body) = encode_binary(&events[0]);
+        assert_eq!(back_headers.get("ce-subject").unwrap(), "Euro%20%E2%82%AC");
+        assert_eq!(decode(&back_headers, body).unwrap().1, events);
+    }
+
+    #[test]
+    fn missing_headers_and_bad_specversion_are_explained() {
+        let e = decode(&headers(&[("content-type", "text/plain")]), Bytes::new()).unwrap_err();
+        assert!(e.to_string().contains("ce-specversion"), "{e}");
+        let h = headers(&[
+            ("ce-specversion", "0.3"),
+            ("ce-id", "1"),
+            ("ce-source", "/"),
+            ("ce-type", "t"),
+        ]);
+        assert!(matches!(
+            decode(&h, Bytes::new()).unwrap_err().error,
+            EventError::SpecVersion(_)
+        ));
+    }
+
+    #[test]
+    fn batch_reports_the_index_of_the_bad_event() {
+        let h = headers(&[(
+            "content-type",
+            "application/cloudevents-batch+json; charset=utf-8",
+        )]);
+        let body = br#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{"specversion":"1.0","source":"/s","type":"t"}]"#;
+        let e = decode(&h, Bytes::from_static(body)).unwrap_err();
+        assert_eq!(e.index, Some(1));
+        assert_eq!(
+            e.to_string(),
+            "event 1 of the batch: missing required attribute \"id\""
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! Which Brokers exist and whether they are Ready, from a reflector cache, so the
+//! request path never waits for the apiserver.
+
+use futures::StreamExt;
+use herald_api::Broker;
+use herald_api::conditions;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+/// What the ingress knows about a Broker address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// No such Broker (or it is being deleted).
+    Unknown,
+    /// The Broker exists but cannot take events; the reason is its Ready condition's.
+    NotReady(String),
+    /// The Broker takes events.
+    Ready,
+}
+
+/// A read handle on the Broker cache.
+#[derive(Clone)]
+pub struct BrokerIndex {
+    store: Store<Broker>,
+}
+
+impl BrokerIndex {
+    /// Looks a Broker up by namespace and name.
+    #[must_use]
+    pub fn lookup(&self, namespace: &str, name: &str) -> Lookup {
+        let Some(broker) = self.store.get(&ObjectRef::new(name).within(namespace)) else {
+            return Lookup::Unknown;
+        };
+        if broker.metadata.deletion_timestamp.is_some() {
+            return Lookup::Unknown;
+        }
+        let list = broker
+            .status
+            .as_ref()
+            .map(|s| &s.conditions[..])
+            .unwrap_or_default();
+        match conditions::find(list, "Ready") {
+            Some(c) if c.is_true() => Lookup::Ready,
+            Some(c) => Lookup::NotReady(c.reason.clone()),
+            None => Lookup::NotReady("NotReconciled".into()),
+        }
+    }
+
+    /// An index over a fixed set of Brokers, without a watch (benchmarks, tests).
+    #[must_use]
+    pub fn fixed(brokers: Vec<Broker>) -> Self {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for broker in brokers {
+            writer.apply_watcher_event(&watcher::Event::InitApply(broker));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        Self { store }
+    }
+
+    /// Resolves once the cache holds a first complete list.
+    pub async fn wait_until_ready(&self) {
+        let _ = self.store.wait_until_ready().await;
+    }
+}
+
+/// Starts watching Brokers (all namespaces, or one); returns the index and the
+/// future that keeps it current (run it for the life of the process).
+pub fn watch(
+    client: Client,
+    namespace: Option<&str>,
+) -> (BrokerIndex, impl Future<Output = ()> + Send + 'static) {
+    let api: Api<Broker> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "Broker watch failed; retrying");
+            }
+        });
+    (BrokerIndex { store }, stream)
+}

@@ -1,0 +1,37 @@
+//! Command-line configuration of `herald ingress`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use herald_runtime::nats::NatsArgs;
+use herald_runtime::telemetry::LogFormat;
+
+/// Flags of `herald ingress` (each with an environment fallback).
+#[derive(clap::Args, Debug, Clone)]
+pub struct IngressArgs {
+    /// NATS connection.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address producers send events to: `POST http://<addr>/<namespace>/<broker>`.
+    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9091")]
+    pub metrics_addr: SocketAddr,
+    /// Largest request body accepted, in bytes; larger requests get 413. Each event
+    /// must also fit the NATS server's max payload (1 MiB by default).
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Serve only Brokers in this namespace (default: all namespaces).
+    #[arg(long, env = "HERALD_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Kubeconfig file; without it, `KUBECONFIG`, `~/.kube/config` or the in-cluster config is used.
+    #[arg(long, env = "HERALD_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Most JetStream publishes awaiting their ack at once (shared by all requests).
+    #[arg(long, env = "HERALD_MAX_ACKS_IN_FLIGHT", default_value_t = 16_384)]
+    pub max_acks_in_flight: usize,
+    /// Log format.
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}

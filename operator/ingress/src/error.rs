@@ -1,0 +1,105 @@
+//! Every way a request can be refused, and the answer each gets: a status code, a
+//! JSON body naming the problem, and `Retry-After` where retrying helps.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Why a request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// No Broker at this address.
+    #[error(
+        "no Broker {namespace}/{broker} (check the namespace and name, and that the Broker exists)"
+    )]
+    UnknownBroker {
+        /// Namespace from the path.
+        namespace: String,
+        /// Broker from the path.
+        broker: String,
+    },
+    /// The Broker exists but is not Ready.
+    #[error("Broker {namespace}/{broker} is not Ready ({reason}); retry later")]
+    BrokerNotReady {
+        /// Namespace.
+        namespace: String,
+        /// Broker.
+        broker: String,
+        /// The Broker's Ready reason.
+        reason: String,
+    },
+    /// The request is not a valid CloudEvent (or batch of them).
+    #[error("{0}")]
+    InvalidEvent(#[from] herald_cloudevents::http::RequestError),
+    /// An event's `type` makes a subject longer than NATS allows.
+    #[error("event type is too long ({0} bytes; at most 1000)")]
+    TypeTooLong(usize),
+    /// The body, or one event, is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// NATS/JetStream could not take the event; nothing was stored (or, for a batch,
+    /// possibly a part: resend the whole batch, duplicates are dropped by id).
+    #[error("the event was not stored: {0}; retry with the same event id")]
+    NatsUnavailable(String),
+    /// Not POST.
+    #[error("only POST is allowed")]
+    MethodNotAllowed,
+    /// Not a Broker address.
+    #[error("not a Broker address: POST events to /<namespace>/<broker>")]
+    NotFound,
+}
+
+impl Rejection {
+    /// Short reason for the body and the metric label.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownBroker { .. } => "UnknownBroker",
+            Self::BrokerNotReady { .. } => "BrokerNotReady",
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::TypeTooLong(_) => "TypeTooLong",
+            Self::TooLarge(_) => "PayloadTooLarge",
+            Self::NatsUnavailable(_) => "NatsUnavailable",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::NotFound => "NotFound",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownBroker { .. } | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::BrokerNotReady { .. } | Self::NatsUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::InvalidEvent(_) | Self::TypeTooLong(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.reason(), "message": self.to_string() });
+        if let Self::InvalidEvent(e) = &self
+            && let Some(index) = e.index
+        {
+            body["index"] = index.into();
+        }
+        let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            Self::MethodNotAllowed => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            Self::NatsUnavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::BrokerNotReady { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,89 @@
+//! `herald ingress`: the one door producers use. A shared, multi-tenant HTTP server
+//! that takes CloudEvents for any Broker at `POST /<namespace>/<broker>` and answers
+//! 202 only after JetStream has stored them.
+//!
+//! ```text
+//!  request ─▶ brokers (reflector cache: exists? Ready?)
+//!          ─▶ herald_cloudevents::http::decode (binary | structured | batch, validated)
+//!          ─▶ herald_cloudevents::nats::encode + naming::event_subject
+//!          ─▶ JetStream publish (pipelined) ─▶ await acks ─▶ 202
+//! ```
+
+pub mod brokers;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_runtime::admin::{self, Readiness};
+use herald_runtime::fired;
+use prometheus::Registry;
+use tokio::sync::watch;
+
+use crate::config::IngressArgs;
+use crate::metrics::Metrics;
+use crate::server::AppState;
+
+/// Runs `herald ingress` until SIGTERM/SIGINT; in-flight requests finish first.
+pub fn run_ingress(args: IngressArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(ingress_main(args))
+}
+
+async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
+    herald_runtime::telemetry::init(args.log_format);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), listen = %args.listen, "starting herald ingress");
+    let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
+    let nats = herald_runtime::nats::connect(&args.nats, "herald-ingress").await?;
+    let jetstream = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .max_ack_inflight(args.max_acks_in_flight)
+        .backpressure_on_inflight(true)
+        .build(nats.client.clone());
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let readiness = Readiness::default();
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        herald_runtime::shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let admin = tokio::spawn(admin::serve(
+        args.metrics_addr,
+        registry,
+        readiness.clone(),
+        fired(shutdown.clone()),
+    ));
+
+    let (brokers, watch_brokers) = brokers::watch(client, args.watch_namespace.as_deref());
+    tokio::spawn(watch_brokers);
+    tokio::select! {
+        () = brokers.wait_until_ready() => {}
+        () = fired(shutdown.clone()) => return Ok(()),
+    }
+    readiness.set(true);
+
+    let state = Arc::new(AppState {
+        brokers,
+        nats,
+        jetstream,
+        metrics,
+        max_body_bytes: args.max_body_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(addr = %args.listen, "accepting events at POST /<namespace>/<broker>");
+    axum::serve(listener, server::router(state))
+        .with_graceful_shutdown(fired(shutdown))
+        .await?;
+    let _ = admin.await;
+    tracing::info!("stopped");
+    Ok(())
+}

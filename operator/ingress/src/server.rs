@@ -1,0 +1,198 @@
+//! The HTTP side: `POST /<namespace>/<broker>` → validate → publish → 202 after the ack.
+//!
+//! Publishing is pipelined: every event of every concurrent request goes to the one
+//! shared NATS connection without waiting, and each request then awaits only its own
+//! acks. No lock is taken on the request path; the Broker lookup reads a cache.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::jetstream;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use herald_api::naming;
+use herald_cloudevents::{http as binding, nats as storage};
+use herald_runtime::nats::NatsConnection;
+
+use crate::brokers::{BrokerIndex, Lookup};
+use crate::error::Rejection;
+use crate::metrics::Metrics;
+
+/// Longest subject the ingress publishes to (NATS' default control line is 4 KiB).
+const MAX_TYPE_BYTES: usize = 1000;
+
+/// Everything a request needs.
+pub struct AppState {
+    /// Broker cache.
+    pub brokers: BrokerIndex,
+    /// NATS connection.
+    pub nats: NatsConnection,
+    /// JetStream publishing context (pipelined acks).
+    pub jetstream: jetstream::Context,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// The ingress routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/{namespace}/{broker}",
+            post(receive).fallback(method_not_allowed),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn method_not_allowed(State(state): State<Arc<AppState>>) -> Response {
+    reject(&state, Rejection::MethodNotAllowed)
+}
+
+async fn not_found(State(state): State<Arc<AppState>>) -> Response {
+    reject(&state, Rejection::NotFound)
+}
+
+fn reject(state: &AppState, rejection: Rejection) -> Response {
+    state
+        .metrics
+        .rejected
+        .with_label_values(&[rejection.reason()])
+        .inc();
+    tracing::debug!(reason = rejection.reason(), %rejection, "request refused");
+    rejection.into_response()
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.in_flight.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<AppState>>,
+    Path((namespace, broker)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let _in_flight = InFlight::new(&state.metrics);
+    let started = Instant::now();
+    match accept(&state, &namespace, &broker, &headers, body).await {
+        Ok(mode) => {
+            state
+                .metrics
+                .request_duration
+                .with_label_values(&[mode.as_str()])
+                .observe(started.elapsed().as_secs_f64());
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(rejection) => reject(&state, rejection),
+    }
+}
+
+async fn accept(
+    state: &AppState,
+    namespace: &str,
+    broker: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<binding::Mode, Rejection> {
+    match state.brokers.lookup(namespace, broker) {
+        Lookup::Ready => {}
+        Lookup::Unknown => {
+            return Err(Rejection::UnknownBroker {
+                namespace: namespace.to_owned(),
+                broker: broker.to_owned(),
+            });
+        }
+        Lookup::NotReady(reason) => {
+            return Err(Rejection::BrokerNotReady {
+                namespace: namespace.to_owned(),
+                broker: broker.to_owned(),
+                reason,
+            });
+        }
+    }
+    let body = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            Rejection::TooLarge(format!(
+                "the request body is larger than {} bytes",
+                state.max_body_bytes
+            ))
+        })?;
+    let (mode, events) = binding::decode(headers, body)?;
+    if !state.nats.is_connected() {
+        return Err(Rejection::NatsUnavailable("not connected to NATS".into()));
+    }
+
+    let max_payload = state.nats.client.server_info().max_payload;
+    let mut messages = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        if event.type_().len() > MAX_TYPE_BYTES {
+            return Err(Rejection::TypeTooLong(event.type_().len()));
+        }
+        let subject = naming::event_subject(namespace, broker, event.type_());
+        let (nats_headers, payload) = storage::encode(event);
+        if payload.len() + 1024 > max_payload {
+            return Err(Rejection::TooLarge(format!(
+                "event {i} has {} bytes of data; the NATS server accepts at most {max_payload} bytes per message",
+                payload.len()
+            )));
+        }
+        messages.push((subject, nats_headers, payload));
+    }
+
+    // Send everything first (pipelined), then wait for the acks.
+    let published = Instant::now();
+    let mut acks = Vec::with_capacity(messages.len());
+    for (subject, nats_headers, payload) in messages {
+        let ack = state
+            .jetstream
+            .publish_with_headers(subject, nats_headers, payload)
+            .await
+            .map_err(|e| Rejection::NatsUnavailable(e.to_string()))?;
+        acks.push(ack.into_future());
+    }
+    let mut duplicates = 0u64;
+    for result in futures::future::join_all(acks).await {
+        let ack = result.map_err(|e| Rejection::NatsUnavailable(e.to_string()))?;
+        if ack.duplicate {
+            duplicates += 1;
+        }
+    }
+    let labels = [namespace, broker];
+    state
+        .metrics
+        .ack_duration
+        .with_label_values(&labels)
+        .observe(published.elapsed().as_secs_f64());
+    state
+        .metrics
+        .accepted
+        .with_label_values(&labels)
+        .inc_by(events.len() as u64);
+    if duplicates > 0 {
+        state
+            .metrics
+            .duplicates
+            .with_label_values(&labels)
+            .inc_by(duplicates);
+    }
+    Ok(mode)
+}
