@@ -8,7 +8,10 @@
 //! then request latency at a fixed 1,000 events/s in binary mode. It starts its own
 //! nats-server (`HERALD_NATS_SERVER_BIN`, else `nats-server` on PATH) with a file
 //! store in a temporary directory. Run: `cargo bench -p herald-ingress`.
-//! `BENCH_EVENTS` (default 20000) and `BENCH_CONCURRENCY` (default 64) tune it.
+//! `BENCH_EVENTS` (default 20000 per mode and round), `BENCH_CONCURRENCY` (default
+//! 64) and `BENCH_ROUNDS` (default 3) tune it. The modes run interleaved, round after
+//! round, and the table shows each mode's median: on a small machine one run alone
+//! varies by a third.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +28,9 @@ use herald_ingress::server::{AppState, router};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const NAMESPACE: &str = "bench";
 const BROKER: &str = "default";
@@ -156,6 +162,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 #[allow(clippy::cast_precision_loss)]
 fn rate(events: usize, d: Duration) -> f64 {
     events as f64 / d.as_secs_f64()
@@ -281,24 +292,30 @@ async fn main() {
     .await
     .expect("create stream");
 
-    let raw = raw_publish(&js, total, concurrency).await;
+    let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
     let url = start_ingress(&client, &js).await;
     let http: Http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency)
         .build_http();
-    let binary = binary_mode(&http, &url, total, concurrency).await;
     let batches = total / BATCH;
-    let batch = batch_mode(&http, &url, batches, concurrency).await;
+    let (mut raw, mut binary, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        raw.push(rate(total, raw_publish(&js, total, concurrency).await));
+        binary.push(rate(
+            total,
+            binary_mode(&http, &url, total, concurrency).await,
+        ));
+        batch.push(rate(
+            batches * BATCH,
+            batch_mode(&http, &url, batches, concurrency).await,
+        ));
+    }
     let samples = 3000;
     let latencies = fixed_rate_latencies(&http, &url, samples).await;
 
-    let (a, b, c) = (
-        rate(total, raw),
-        rate(total, binary),
-        rate(batches * BATCH, batch),
-    );
+    let (a, b, c) = (median(&mut raw), median(&mut binary), median(&mut batch));
     println!(
-        "ingress benchmark: {total} events of 1 KiB, concurrency {concurrency}, file storage, one nats-server"
+        "ingress benchmark: {total} events of 1 KiB per mode and round, median of {rounds} interleaved rounds, concurrency {concurrency}, file storage, one nats-server"
     );
     println!("| mode | events/s | ratio to raw JetStream |");
     println!("|---|---:|---:|");
