@@ -21,6 +21,8 @@
 pub mod http;
 pub mod kubectl;
 pub mod process;
+pub mod stack;
+pub mod subscriber;
 
 use std::fmt::Debug;
 use std::future::Future;

@@ -174,6 +174,42 @@ impl Ingress {
     }
 }
 
+/// A running `herald dispatcher` for one namespace.
+pub struct Dispatcher {
+    child: Child,
+    /// Port of its admin server.
+    pub metrics_port: u16,
+}
+
+impl Dispatcher {
+    /// Starts a dispatcher for `namespace`.
+    pub async fn start(namespace: &str, nats_url: &str) -> Self {
+        let metrics_port = free_port();
+        let child = Command::new(herald_bin())
+            .arg("dispatcher")
+            .args(["--nats-url", nats_url])
+            .args(["--watch-namespace", namespace])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .stdout(log_file(&format!("{namespace}-dispatcher-{metrics_port}")))
+            .stderr(log_file(&format!(
+                "{namespace}-dispatcher-{metrics_port}.err"
+            )))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start herald dispatcher");
+        wait_for_port(metrics_port, "herald dispatcher").await;
+        Self {
+            child,
+            metrics_port,
+        }
+    }
+
+    /// Kills the dispatcher with SIGKILL.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill dispatcher");
+    }
+}
+
 /// The `herald` binary, for running CLI commands in tests.
 #[must_use]
 pub fn herald_command() -> std::process::Command {

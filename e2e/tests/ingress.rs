@@ -5,52 +5,17 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use herald_api::broker::condition;
-use herald_api::conditions::ConditionStatus::True;
 use herald_api::{Broker, naming};
 use herald_cloudevents::CloudEvent;
 use herald_e2e::http::post;
 use herald_e2e::kubectl::{apply, example};
-use herald_e2e::process::{Ingress, NatsServer, Operator, herald_command};
+use herald_e2e::process::{NatsServer, herald_command};
+use herald_e2e::stack::Stack;
 use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use kube::Api;
 use kube::api::DeleteParams;
-use kube::{Api, Client};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Operator + ingress for a namespace, with the example Broker Ready.
-struct Herald {
-    _operator: Operator,
-    ingress: Ingress,
-    brokers: Api<Broker>,
-}
-
-impl Herald {
-    async fn start(client: Client, ns: &str, nats: &str, ingress_flags: &[&str]) -> Self {
-        let ingress = Ingress::start_with(ns, nats, ingress_flags).await;
-        let operator = Operator::start_with_ingress(ns, nats, "solo", &ingress.url()).await;
-        apply(
-            ns,
-            &std::fs::read_to_string(example("broker.yaml")).unwrap(),
-        );
-        let brokers: Api<Broker> = Api::namespaced(client, ns);
-        await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
-        Self {
-            _operator: operator,
-            ingress,
-            brokers,
-        }
-    }
-
-    fn broker_url(&self, ns: &str) -> String {
-        format!("{}/{ns}/default", self.ingress.url())
-    }
-}
 
 /// Every event stored in a stream, decoded, with its subject.
 async fn stored_events(nats: &str, stream: &str) -> Vec<(String, CloudEvent)> {
@@ -71,8 +36,8 @@ async fn stored_events(nats: &str, stream: &str) -> Vec<(String, CloudEvent)> {
 #[tokio::test]
 async fn events_in_every_mode_land_in_the_stream_with_their_attributes() {
     with_temp_ns("modes", |client, ns| async move {
-        let herald = Herald::start(client, &ns, &nats_url(), &[]).await;
-        let url = herald.broker_url(&ns);
+        let herald = Stack::without_dispatcher(client, &ns, &nats_url(), &[]).await;
+        let url = herald.broker_url();
 
         let binary = post(
             &url,
@@ -138,8 +103,8 @@ async fn events_in_every_mode_land_in_the_stream_with_their_attributes() {
 #[tokio::test]
 async fn every_refusal_has_its_status_and_a_useful_body() {
     with_temp_ns("refusals", |client, ns| async move {
-        let herald = Herald::start(client.clone(), &ns, &nats_url(), &["--max-body-bytes", "2000"]).await;
-        let url = herald.broker_url(&ns);
+        let herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &["--max-body-bytes", "2000"]).await;
+        let url = herald.broker_url();
         let ce = |id: &'static str| -> Vec<(&'static str, &'static str)> {
             vec![("ce-specversion", "1.0"), ("ce-id", id), ("ce-source", "/t"), ("ce-type", "t")]
         };
@@ -199,8 +164,8 @@ async fn every_refusal_has_its_status_and_a_useful_body() {
 #[tokio::test]
 async fn a_resent_event_is_stored_once_and_a_deleted_broker_answers_404() {
     with_temp_ns("dedup", |client, ns| async move {
-        let herald = Herald::start(client, &ns, &nats_url(), &[]).await;
-        let url = herald.broker_url(&ns);
+        let herald = Stack::without_dispatcher(client, &ns, &nats_url(), &[]).await;
+        let url = herald.broker_url();
         let headers = [
             ("ce-specversion", "1.0"),
             ("ce-id", "same"),
@@ -241,8 +206,8 @@ async fn a_resent_event_is_stored_once_and_a_deleted_broker_answers_404() {
 async fn without_nats_the_ingress_answers_503_and_recovers() {
     with_temp_ns("ingress-outage", |client, ns| async move {
         let mut nats = NatsServer::start("ingress-outage").await;
-        let herald = Herald::start(client, &ns, &nats.url(), &[]).await;
-        let url = herald.broker_url(&ns);
+        let herald = Stack::without_dispatcher(client, &ns, &nats.url(), &[]).await;
+        let url = herald.broker_url();
         let event = |id: &'static str| {
             [
                 ("ce-specversion", "1.0"),
@@ -286,7 +251,7 @@ async fn without_nats_the_ingress_answers_503_and_recovers() {
 #[tokio::test]
 async fn herald_send_reaches_a_broker_by_name() {
     with_temp_ns("send", |client, ns| async move {
-        let _herald = Herald::start(client, &ns, &nats_url(), &[]).await;
+        let _herald = Stack::without_dispatcher(client, &ns, &nats_url(), &[]).await;
         let out = herald_command()
             .args([
                 "send",

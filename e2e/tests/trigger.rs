@@ -1,5 +1,5 @@
-//! Trigger validation: filters compile (or the compiler's message is shown) and the
-//! Broker is checked. Delivery is not built yet, which the Trigger says honestly.
+//! Trigger status: filters compile (or the compiler's message is shown), the Broker
+//! is checked, and a Trigger on a missing Broker heals when the Broker appears.
 
 use std::time::Duration;
 
@@ -24,11 +24,14 @@ async fn triggers_report_filter_and_broker_problems_and_heal() {
         apply(&ns, &std::fs::read_to_string(example("trigger.yaml")).unwrap());
         await_condition(&triggers, "orders-to-billing", WAIT, has_condition(condition::READY, False, Some("BrokerNotFound"))).await;
 
-        // Its Broker appears: the Trigger is valid, and says delivery is not built yet.
+        // Its Broker appears: the Trigger heals and becomes Ready, with its consumer.
         apply(&ns, &std::fs::read_to_string(example("broker.yaml")).unwrap());
-        let trigger = await_condition(&triggers, "orders-to-billing", WAIT, has_condition(condition::BROKER_READY, True, None)).await;
-        assert!(has_condition(condition::FILTER_VALID, True, None).matches_object(Some(&trigger)));
-        assert!(has_condition(condition::READY, False, Some("NotImplemented")).matches_object(Some(&trigger)));
+        let trigger = await_condition(&triggers, "orders-to-billing", WAIT, has_condition(condition::READY, True, None)).await;
+        for c in [condition::FILTER_VALID, condition::BROKER_READY, condition::SUBSCRIBER_RESOLVED, condition::DEAD_LETTER_SINK_RESOLVED] {
+            assert!(has_condition(c, True, None).matches_object(Some(&trigger)), "{c}");
+        }
+        assert_eq!(field(&trigger, "/status/consumerName"), "trigger_orders-to-billing");
+        assert_eq!(field(&trigger, "/status/subscriberUri"), "http://billing.default.svc.cluster.local/events");
 
         // An invalid CESQL expression is reported with the compiler's message.
         apply(

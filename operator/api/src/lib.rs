@@ -23,6 +23,7 @@ pub mod broker;
 pub mod common;
 pub mod conditions;
 pub mod crds;
+pub mod delivery;
 pub mod duration;
 pub mod eventsource;
 pub mod naming;

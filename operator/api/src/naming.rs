@@ -42,17 +42,31 @@ fn short_hash(input: &str) -> String {
         })
 }
 
-/// The JetStream stream name for Broker `namespace/name`.
-#[must_use]
-pub fn stream_name(namespace: &str, name: &str) -> String {
-    let full = format!("{STREAM_PREFIX}{namespace}_{}", token(name));
+/// `full` if it fits [`MAX_STREAM_NAME`], else its start and a hash of `key`.
+fn bounded(full: String, key: &str) -> String {
     if full.len() <= MAX_STREAM_NAME {
         return full;
     }
-    let hash = short_hash(&format!("{namespace}/{name}"));
+    let hash = short_hash(key);
     // Kubernetes names are ASCII, so byte-slicing is on a char boundary.
     let keep = MAX_STREAM_NAME - hash.len() - 1;
     format!("{}_{hash}", &full[..keep])
+}
+
+/// The JetStream stream name for Broker `namespace/name`.
+#[must_use]
+pub fn stream_name(namespace: &str, name: &str) -> String {
+    bounded(
+        format!("{STREAM_PREFIX}{namespace}_{}", token(name)),
+        &format!("{namespace}/{name}"),
+    )
+}
+
+/// The durable consumer name of Trigger `name`, inside its Broker's stream (which
+/// already belongs to one namespace): same rules as stream names.
+#[must_use]
+pub fn consumer_name(trigger: &str) -> String {
+    bounded(format!("trigger_{}", token(trigger)), trigger)
 }
 
 /// The subject prefix (without a trailing wildcard) for Broker `namespace/name`.
@@ -162,6 +176,20 @@ mod tests {
                 "{tokens}"
             );
         }
+    }
+
+    #[test]
+    fn consumer_names_are_bounded_and_safe() {
+        assert_eq!(
+            consumer_name("orders-to-billing"),
+            "trigger_orders-to-billing"
+        );
+        assert_eq!(consumer_name("a.b"), "trigger_a_b");
+        assert_eq!(consumer_name(&"x".repeat(250)).len(), MAX_STREAM_NAME);
+        assert_ne!(
+            consumer_name(&"x".repeat(250)),
+            consumer_name(&"x".repeat(251))
+        );
     }
 
     #[test]

@@ -22,6 +22,16 @@ pub enum Error {
         /// What marks the stream, for the message.
         found: String,
     },
+    /// A consumer with the Trigger's name exists but Herald did not create it for this Trigger.
+    #[error(
+        "consumer {consumer} on stream {stream} was not created by Herald for this Trigger; Herald leaves it alone: delete it or rename the Trigger"
+    )]
+    ConsumerNotOwned {
+        /// Stream name.
+        stream: String,
+        /// Consumer name.
+        consumer: String,
+    },
     /// The spec asks for a stream change JetStream cannot make in place.
     #[error(
         "stream {stream} cannot change in place: {changes}; the stream was left as it is (delete and recreate the Broker to apply this, which drops its events)"
@@ -56,6 +66,7 @@ impl Error {
             Self::NatsUnavailable(_) => "NatsUnavailable",
             Self::InvalidSpec(_) => "InvalidSpec",
             Self::StreamNotOwned { .. } => "StreamNotOwned",
+            Self::ConsumerNotOwned { .. } => "ConsumerNotOwned",
             Self::ImmutableStreamChange { .. } => "StreamChangeNotAllowed",
             Self::StreamRejected { .. } => "StreamRejected",
             Self::Kube(_) => "KubernetesError",

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use herald_controllers::config::OperatorArgs;
+use herald_dispatcher::config::DispatcherArgs;
 use herald_ingress::config::IngressArgs;
 
 mod send;
@@ -37,6 +38,11 @@ enum Command {
         after_help = "Example:\n  herald ingress --listen 0.0.0.0:8080 --nats-url nats://nats:4222\n\nProducers POST CloudEvents (binary, structured or batch mode) to\nhttp://<ingress>/<namespace>/<broker>; 202 means JetStream stored them."
     )]
     Ingress(Box<IngressArgs>),
+    /// Run the dispatcher: delivers each Ready Trigger's events to its subscriber.
+    #[command(
+        after_help = "Example:\n  herald dispatcher --nats-url nats://nats:4222\n\nSeveral dispatchers share the work of every Trigger; events not yet\nacknowledged when one stops are delivered again."
+    )]
+    Dispatcher(Box<DispatcherArgs>),
     /// Send one CloudEvent to a Broker.
     Send(Box<send::SendArgs>),
     /// Print Herald's custom resource definitions (CRDs) as YAML.
@@ -55,6 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Operator(args) => herald_controllers::run_operator(*args),
         Command::Ingress(args) => herald_ingress::run_ingress(*args),
+        Command::Dispatcher(args) => herald_dispatcher::run_dispatcher(*args),
         Command::Send(args) => return send::run(&args),
         Command::Crds { output_dir } => print_crds(output_dir),
     };

@@ -1,0 +1,108 @@
+//! A whole Herald for one test namespace: operator, ingress and dispatcher, with the
+//! example Broker Ready and served by the ingress.
+
+use std::time::Duration;
+
+use herald_api::Broker;
+use herald_api::broker::condition;
+use herald_api::conditions::ConditionStatus::True;
+use kube::{Api, Client};
+
+use crate::http::post;
+use crate::kubectl::{apply, example};
+use crate::process::{Dispatcher, Ingress, Operator};
+use crate::{await_condition, eventually, has_condition};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Operator, ingress and (optionally) dispatcher for a namespace.
+pub struct Stack {
+    /// The operator.
+    pub operator: Operator,
+    /// The ingress.
+    pub ingress: Ingress,
+    /// The dispatcher, when started.
+    pub dispatcher: Option<Dispatcher>,
+    /// Brokers of the namespace.
+    pub brokers: Api<Broker>,
+    namespace: String,
+    nats: String,
+}
+
+impl Stack {
+    /// Starts operator and ingress (with extra ingress flags), applies the example
+    /// Broker and waits until the ingress serves it.
+    pub async fn without_dispatcher(
+        client: Client,
+        ns: &str,
+        nats: &str,
+        ingress_flags: &[&str],
+    ) -> Self {
+        let ingress = Ingress::start_with(ns, nats, ingress_flags).await;
+        let operator = Operator::start_with_ingress(ns, nats, "solo", &ingress.url()).await;
+        apply(
+            ns,
+            &std::fs::read_to_string(example("broker.yaml")).expect("examples/broker.yaml"),
+        );
+        let brokers: Api<Broker> = Api::namespaced(client, ns);
+        await_condition(
+            &brokers,
+            "default",
+            WAIT,
+            has_condition(condition::READY, True, None),
+        )
+        .await;
+        let stack = Self {
+            operator,
+            ingress,
+            dispatcher: None,
+            brokers,
+            namespace: ns.to_owned(),
+            nats: nats.to_owned(),
+        };
+        // The ingress learns of the Ready Broker through its own watch, a moment after
+        // the apiserver: until then it rightly answers 503. An event without an id
+        // passes the Broker lookup (then 400) and stores nothing, so it is a safe probe.
+        let url = stack.broker_url();
+        eventually("the ingress serves the Broker", WAIT, || async {
+            (post(&url, &[("ce-specversion", "1.0")], "").await.status == 400).then_some(())
+        })
+        .await;
+        stack
+    }
+
+    /// Everything, dispatcher included.
+    pub async fn start(client: Client, ns: &str, nats: &str) -> Self {
+        let mut stack = Self::without_dispatcher(client, ns, nats, &[]).await;
+        stack.dispatcher = Some(Dispatcher::start(ns, nats).await);
+        stack
+    }
+
+    /// Starts a (new) dispatcher.
+    pub async fn start_dispatcher(&mut self) {
+        self.dispatcher = Some(Dispatcher::start(&self.namespace, &self.nats).await);
+    }
+
+    /// The example Broker's address.
+    #[must_use]
+    pub fn broker_url(&self) -> String {
+        format!("{}/{}/default", self.ingress.url(), self.namespace)
+    }
+
+    /// Sends a binary-mode event with `id`, `type_`, `source` and JSON `data`; asserts 202.
+    pub async fn send(&self, id: &str, type_: &str, source: &str, data: &str) {
+        let answer = post(
+            &self.broker_url(),
+            &[
+                ("ce-specversion", "1.0"),
+                ("ce-id", id),
+                ("ce-type", type_),
+                ("ce-source", source),
+                ("content-type", "application/json"),
+            ],
+            data.to_owned(),
+        )
+        .await;
+        assert_eq!(answer.status, 202, "sending {id}: {}", answer.body);
+    }
+}

@@ -1,0 +1,161 @@
+//! An HTTP subscriber inside the test: it records every CloudEvent it receives and
+//! answers as the test scripts it to (fail N times, always fail, reply with an event).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_cloudevents::CloudEvent;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// How the subscriber answers one delivery.
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// A CloudEvent to send back (a reply).
+    pub reply: Option<CloudEvent>,
+}
+
+impl Answer {
+    /// A plain answer with `status`.
+    #[must_use]
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            reply: None,
+        }
+    }
+}
+
+type Script = dyn Fn(&CloudEvent, u32) -> Answer + Send + Sync;
+
+/// A running subscriber.
+pub struct Subscriber {
+    /// Its URL.
+    pub url: String,
+    received: Arc<Mutex<Vec<(CloudEvent, u16)>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Subscriber {
+    /// A subscriber that accepts everything (202).
+    pub async fn accepting() -> Self {
+        Self::scripted(|_, _| Answer::status(202)).await
+    }
+
+    /// A subscriber whose answer depends on the event and on how many times this
+    /// event id was delivered to it before (1 on the first delivery).
+    pub async fn scripted(
+        script: impl Fn(&CloudEvent, u32) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind subscriber");
+        let url = format!("http://{}/events", listener.local_addr().expect("address"));
+        let received: Arc<Mutex<Vec<(CloudEvent, u16)>>> = Arc::default();
+        let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+        let script: Arc<Script> = Arc::new(script);
+        let recorder = received.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (received, seen, script) = (recorder.clone(), seen.clone(), script.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (received, seen, script) =
+                            (received.clone(), seen.clone(), script.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(http_body_util::Collected::to_bytes)
+                                .unwrap_or_default();
+                            let response =
+                                match herald_cloudevents::http::decode(&parts.headers, body) {
+                                    Ok((_, mut events)) => {
+                                        let event = events.remove(0);
+                                        let nth = {
+                                            let mut seen = seen.lock().unwrap();
+                                            let n = seen.entry(event.id().to_owned()).or_insert(0);
+                                            *n += 1;
+                                            *n
+                                        };
+                                        let answer = script(&event, nth);
+                                        received.lock().unwrap().push((event, answer.status));
+                                        respond(&answer)
+                                    }
+                                    Err(e) => Response::builder()
+                                        .status(400)
+                                        .body(Full::new(Bytes::from(e.to_string())))
+                                        .unwrap(),
+                                };
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            url,
+            received,
+            _server: server,
+        }
+    }
+
+    /// Every delivery so far, with the status answered.
+    #[must_use]
+    pub fn deliveries(&self) -> Vec<(CloudEvent, u16)> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Ids of the events answered with 2xx, in the order they arrived.
+    #[must_use]
+    pub fn accepted_ids(&self) -> Vec<String> {
+        self.deliveries()
+            .into_iter()
+            .filter(|(_, s)| (200..300).contains(s))
+            .map(|(e, _)| e.id().to_owned())
+            .collect()
+    }
+
+    /// Waits until `check` holds for the deliveries, or panics after `timeout`.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&[(CloudEvent, u16)]) -> bool,
+    ) {
+        crate::eventually(what, timeout, || {
+            let ok = check(&self.deliveries());
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
+}
+
+fn respond(answer: &Answer) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder().status(answer.status);
+    let body = match &answer.reply {
+        Some(reply) => {
+            let (headers, body) = herald_cloudevents::http::encode_binary(reply);
+            for (name, value) in &headers {
+                builder = builder.header(name, value);
+            }
+            body
+        }
+        None => Bytes::new(),
+    };
+    builder.body(Full::new(body)).unwrap()
+}

@@ -1,0 +1,341 @@
+//! Delivery, end to end: ingress → stream → dispatcher → an HTTP subscriber in the
+//! test, on the real control plane and nats-server.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use herald_api::Trigger;
+use herald_api::conditions::ConditionStatus::True;
+use herald_api::trigger::condition;
+use herald_cloudevents::CloudEvent;
+use herald_e2e::kubectl::apply;
+use herald_e2e::stack::Stack;
+use herald_e2e::subscriber::{Answer, Subscriber};
+use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use kube::{Api, Client};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Applies a Trigger on the example Broker with `spec` (YAML lines under `spec:`,
+/// indented by four) and waits until it is Ready.
+async fn trigger(client: &Client, ns: &str, name: &str, spec: &str) -> Trigger {
+    apply(
+        ns,
+        &format!(
+            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n{spec}"
+        ),
+    );
+    let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
+    await_condition(
+        &triggers,
+        name,
+        WAIT,
+        has_condition(condition::READY, True, None),
+    )
+    .await
+}
+
+fn to(url: &str) -> String {
+    format!("  subscriber: {{uri: \"{url}\"}}\n")
+}
+
+fn ids(list: &[(CloudEvent, u16)]) -> HashSet<String> {
+    list.iter().map(|(e, _)| e.id().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn each_filter_dialect_routes_the_right_events() {
+    with_temp_ns("routing", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let (exact, cesql, pattern, all) = (
+            Subscriber::accepting().await,
+            Subscriber::accepting().await,
+            Subscriber::accepting().await,
+            Subscriber::accepting().await,
+        );
+        trigger(
+            &client,
+            &ns,
+            "exact",
+            &format!(
+                "  filter: {{attributes: {{type: order.created}}}}\n{}",
+                to(&exact.url)
+            ),
+        )
+        .await;
+        trigger(
+            &client,
+            &ns,
+            "cesql",
+            &format!(
+                "  filters: [{{cesql: \"source LIKE 'shop/%'\"}}]\n{}",
+                to(&cesql.url)
+            ),
+        )
+        .await;
+        trigger(
+            &client,
+            &ns,
+            "pattern",
+            &format!(
+                "  filters: [{{pattern: {{data: {{amount: [{{numeric: ['>', 100]}}]}}}}}}]\n{}",
+                to(&pattern.url)
+            ),
+        )
+        .await;
+        trigger(&client, &ns, "all", &to(&all.url)).await;
+
+        stack
+            .send("e1", "order.created", "crm", r#"{"amount": 1}"#)
+            .await;
+        stack
+            .send("e2", "order.paid", "shop/eu", r#"{"amount": 5}"#)
+            .await;
+        stack
+            .send("e3", "order.paid", "crm", r#"{"amount": 500}"#)
+            .await;
+        all.wait_for("the unfiltered Trigger gets all three", WAIT, |d| {
+            ids(d).len() == 3
+        })
+        .await;
+        exact
+            .wait_for("exact gets e1", WAIT, |d| !d.is_empty())
+            .await;
+        cesql
+            .wait_for("cesql gets e2", WAIT, |d| !d.is_empty())
+            .await;
+        pattern
+            .wait_for("pattern gets e3", WAIT, |d| !d.is_empty())
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(ids(&exact.deliveries()), HashSet::from(["e1".to_owned()]));
+        assert_eq!(ids(&cesql.deliveries()), HashSet::from(["e2".to_owned()]));
+        assert_eq!(ids(&pattern.deliveries()), HashSet::from(["e3".to_owned()]));
+        let delivered = &all.deliveries()[0].0;
+        assert_eq!(delivered.get("datacontenttype"), Some("application/json"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_subscriber_failing_twice_gets_the_event_three_times_and_it_is_acked_once() {
+    with_temp_ns("retry", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let flaky =
+            Subscriber::scripted(|_, nth| Answer::status(if nth <= 2 { 503 } else { 200 })).await;
+        trigger(
+            &client,
+            &ns,
+            "flaky",
+            &format!(
+                "{}  delivery: {{retry: 5, backoffDelay: PT0.2S, backoffPolicy: linear}}\n",
+                to(&flaky.url)
+            ),
+        )
+        .await;
+        stack.send("r1", "t", "s", "{}").await;
+        flaky
+            .wait_for("three attempts", WAIT, |d| d.len() >= 3)
+            .await;
+        // Acked on the third attempt: no fourth delivery comes, even after the ack wait.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let statuses: Vec<u16> = flaky.deliveries().iter().map(|(_, s)| *s).collect();
+        assert_eq!(statuses, [503, 503, 200]);
+        let triggers: Api<Trigger> = Api::namespaced(client, &ns);
+        herald_e2e::eventually("backlog reported 0", WAIT, || async {
+            (field(&triggers.get("flaky").await.ok()?, "/status/backlog") == 0).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_event_that_always_fails_goes_to_the_dead_letter_sink_with_the_error() {
+    with_temp_ns("dead-letter", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let broken = Subscriber::scripted(|_, _| Answer::status(500)).await;
+        let dead_letters = Subscriber::accepting().await;
+        let spec = format!(
+            "{}  delivery: {{retry: 2, backoffDelay: PT0.1S, deadLetterSink: {{uri: \"{}\"}}}}\n",
+            to(&broken.url),
+            dead_letters.url
+        );
+        let t = trigger(&client, &ns, "broken", &spec).await;
+        assert_eq!(
+            field(&t, "/status/deadLetterSinkUri"),
+            dead_letters.url.as_str()
+        );
+        stack.send("d1", "t", "s", r#"{"x": 1}"#).await;
+        dead_letters
+            .wait_for("the event reaches the dead-letter sink", WAIT, |d| {
+                !d.is_empty()
+            })
+            .await;
+        assert_eq!(broken.deliveries().len(), 3, "one attempt and two retries");
+        let (dead, _) = &dead_letters.deliveries()[0];
+        assert_eq!(dead.id(), "d1");
+        assert_eq!(dead.get("knativeerrorcode"), Some("500"));
+        assert_eq!(dead.get("knativeerrordest"), Some(broken.url.as_str()));
+        assert_eq!(dead.get("heraldattempts"), Some("3"));
+        assert_eq!(
+            dead.get("heraldtrigger"),
+            Some(format!("{ns}/broken").as_str())
+        );
+        assert_eq!(dead.data.as_deref(), Some(&br#"{"x": 1}"#[..]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reply_reaches_a_second_trigger() {
+    with_temp_ns("reply", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let replier = Subscriber::scripted(|event, _| {
+            let mut reply = CloudEvent::new(
+                &format!("reply-to-{}", event.id()),
+                "/replier",
+                "order.validated",
+            );
+            reply.set("datacontenttype", "application/json");
+            reply.data = Some(bytes::Bytes::from_static(b"{\"ok\":true}"));
+            Answer {
+                status: 200,
+                reply: Some(reply),
+            }
+        })
+        .await;
+        let downstream = Subscriber::accepting().await;
+        trigger(
+            &client,
+            &ns,
+            "validate",
+            &format!(
+                "  filter: {{attributes: {{type: order.created}}}}\n{}",
+                to(&replier.url)
+            ),
+        )
+        .await;
+        trigger(
+            &client,
+            &ns,
+            "after",
+            &format!(
+                "  filter: {{attributes: {{type: order.validated}}}}\n{}",
+                to(&downstream.url)
+            ),
+        )
+        .await;
+        stack.send("o1", "order.created", "shop", "{}").await;
+        downstream
+            .wait_for("the reply arrives", WAIT, |d| !d.is_empty())
+            .await;
+        let (reply, _) = &downstream.deliveries()[0];
+        assert_eq!(reply.id(), "reply-to-o1");
+        assert_eq!(reply.source(), "/replier");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ordered_delivery_keeps_stream_order_under_retries() {
+    with_temp_ns("ordered", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        // The second event fails twice before it is accepted.
+        let sub = Subscriber::scripted(|e, nth| {
+            Answer::status(if e.id() == "o2" && nth <= 2 { 500 } else { 200 })
+        })
+        .await;
+        trigger(
+            &client,
+            &ns,
+            "ordered",
+            &format!(
+                "{}  delivery: {{ordering: ordered, retry: 5, backoffDelay: PT0.2S}}\n",
+                to(&sub.url)
+            ),
+        )
+        .await;
+        for i in 1..=5 {
+            stack.send(&format!("o{i}"), "t", "s", "{}").await;
+        }
+        sub.wait_for("five events accepted", WAIT, |d| {
+            d.iter().filter(|(_, s)| *s == 200).count() == 5
+        })
+        .await;
+        assert_eq!(sub.accepted_ids(), ["o1", "o2", "o3", "o4", "o5"]);
+        let arrival: Vec<String> = sub
+            .deliveries()
+            .iter()
+            .map(|(e, _)| e.id().to_owned())
+            .collect();
+        assert_eq!(
+            arrival,
+            ["o1", "o2", "o2", "o2", "o3", "o4", "o5"],
+            "nothing overtakes the failing event"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_trigger_starting_from_all_replays_history() {
+    with_temp_ns("replay", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        for i in 1..=3 {
+            stack.send(&format!("old{i}"), "t", "s", "{}").await;
+        }
+        let sub = Subscriber::accepting().await;
+        trigger(
+            &client,
+            &ns,
+            "replay",
+            &format!("{}  startPosition: {{from: all}}\n", to(&sub.url)),
+        )
+        .await;
+        let newcomer = Subscriber::accepting().await;
+        trigger(&client, &ns, "new-only", &to(&newcomer.url)).await;
+        stack.send("fresh", "t", "s", "{}").await;
+        sub.wait_for("history and the new event", WAIT, |d| ids(d).len() == 4)
+            .await;
+        newcomer
+            .wait_for("the new event", WAIT, |d| !d.is_empty())
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            ids(&newcomer.deliveries()),
+            HashSet::from(["fresh".to_owned()]),
+            "from: new skips history"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn killing_the_dispatcher_mid_run_loses_nothing() {
+    with_temp_ns("dispatcher-kill", |client, ns| async move {
+        let mut stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let sub = Subscriber::accepting().await;
+        trigger(&client, &ns, "bulk", &format!("{}  delivery: {{timeout: PT2S}}\n", to(&sub.url))).await;
+        let total = 10_000;
+        let url = stack.broker_url();
+        let sender = tokio::spawn(async move {
+            for batch in 0..total / 100 {
+                let events: Vec<String> = (0..100)
+                    .map(|i| format!(r#"{{"specversion":"1.0","id":"k{}","source":"/bulk","type":"bulk.item","data":{{}}}}"#, batch * 100 + i))
+                    .collect();
+                let answer = herald_e2e::http::post(&url, &[("content-type", "application/cloudevents-batch+json")], format!("[{}]", events.join(","))).await;
+                assert_eq!(answer.status, 202, "{}", answer.body);
+            }
+        });
+        sub.wait_for("deliveries are under way", WAIT, |d| d.len() >= 1_000).await;
+        stack.dispatcher.as_mut().unwrap().kill().await;
+        let at_kill = ids(&sub.deliveries()).len();
+        stack.start_dispatcher().await;
+        sender.await.unwrap();
+        sub.wait_for("every event delivered at least once", Duration::from_secs(120), |d| ids(d).len() == total).await;
+        let deliveries = sub.deliveries().len();
+        println!("killed after {at_kill} distinct events; {total} distinct delivered with {} duplicates", deliveries - total);
+    })
+    .await;
+}

@@ -1,0 +1,166 @@
+//! The delivery policy that applies to a Trigger: its own `delivery` fields, else its
+//! Broker's, else Herald's defaults — and the retry schedule that follows from it.
+//! The operator and the dispatcher both use this, so they always agree.
+
+use std::time::Duration;
+
+use crate::common::{BackoffPolicy, DeliverySpec, Destination, Ordering};
+
+/// Retries when neither the Trigger nor its Broker says (at-least-once by default).
+pub const DEFAULT_RETRY: u32 = 3;
+/// Base retry delay when none is given.
+pub const DEFAULT_BACKOFF_DELAY: Duration = Duration::from_secs(1);
+/// Time one delivery attempt may take when none is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deliveries in flight per Trigger and dispatcher when none is given.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
+/// Longest delay between two attempts, whatever the policy computes.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// A Trigger's delivery policy with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveDelivery {
+    /// Retries after the first attempt.
+    pub retry: u32,
+    /// How the delay grows.
+    pub backoff_policy: BackoffPolicy,
+    /// Base delay.
+    pub backoff_delay: Duration,
+    /// Time one attempt may take.
+    pub timeout: Duration,
+    /// Where events go when every attempt failed.
+    pub dead_letter_sink: Option<Destination>,
+    /// One event at a time, in stream order.
+    pub ordered: bool,
+    /// Deliveries in flight at once (1 when ordered).
+    pub max_in_flight: u32,
+}
+
+/// Merges the Trigger's delivery over its Broker's; `Err` names the bad field.
+pub fn resolve(
+    trigger: Option<&DeliverySpec>,
+    broker: Option<&DeliverySpec>,
+) -> Result<EffectiveDelivery, String> {
+    let pick =
+        |f: fn(&DeliverySpec) -> Option<String>| trigger.and_then(f).or_else(|| broker.and_then(f));
+    let duration = |name: &str, value: Option<String>, default: Duration| match value {
+        Some(v) => crate::duration::parse(&v).map_err(|e| format!("delivery.{name}: {e}")),
+        None => Ok(default),
+    };
+    let retry = trigger
+        .and_then(|d| d.retry)
+        .or_else(|| broker.and_then(|d| d.retry));
+    let ordering = trigger
+        .and_then(|d| d.ordering)
+        .or_else(|| broker.and_then(|d| d.ordering));
+    let ordered = ordering == Some(Ordering::Ordered);
+    let max_in_flight = trigger
+        .and_then(|d| d.max_in_flight)
+        .or_else(|| broker.and_then(|d| d.max_in_flight));
+    let timeout = duration("timeout", pick(|d| d.timeout.clone()), DEFAULT_TIMEOUT)?;
+    if timeout.is_zero() {
+        return Err("delivery.timeout: must be longer than 0".into());
+    }
+    Ok(EffectiveDelivery {
+        retry: retry.map_or(DEFAULT_RETRY, |r| u32::try_from(r).unwrap_or(0)),
+        backoff_policy: trigger
+            .and_then(|d| d.backoff_policy)
+            .or_else(|| broker.and_then(|d| d.backoff_policy))
+            .unwrap_or(BackoffPolicy::Exponential),
+        backoff_delay: duration(
+            "backoffDelay",
+            pick(|d| d.backoff_delay.clone()),
+            DEFAULT_BACKOFF_DELAY,
+        )?,
+        timeout,
+        dead_letter_sink: trigger
+            .and_then(|d| d.dead_letter_sink.clone())
+            .or_else(|| broker.and_then(|d| d.dead_letter_sink.clone())),
+        ordered,
+        max_in_flight: if ordered {
+            1
+        } else {
+            max_in_flight.map_or(DEFAULT_MAX_IN_FLIGHT, |m| {
+                u32::try_from(m).unwrap_or(1).max(1)
+            })
+        },
+    })
+}
+
+impl EffectiveDelivery {
+    /// Attempts in all: the first one plus the retries.
+    #[must_use]
+    pub fn attempts(&self) -> u32 {
+        self.retry.saturating_add(1)
+    }
+
+    /// Delay before retry number `retry` (1-based): `delay * retry` (linear) or
+    /// `delay * 2^(retry-1)` (exponential), at most [`MAX_BACKOFF`].
+    #[must_use]
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let retry = retry.max(1);
+        let factor = match self.backoff_policy {
+            BackoffPolicy::Linear => retry,
+            BackoffPolicy::Exponential => 1u32.checked_shl(retry - 1).unwrap_or(u32::MAX),
+        };
+        self.backoff_delay
+            .checked_mul(factor)
+            .unwrap_or(MAX_BACKOFF)
+            .min(MAX_BACKOFF)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> DeliverySpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn trigger_fields_win_over_broker_fields_and_defaults_fill_the_rest() {
+        let broker =
+            spec("retry: 5\nbackoffDelay: PT2S\ntimeout: 10s\ndeadLetterSink: {uri: http://dls}");
+        let trigger = spec("retry: 1\nbackoffPolicy: linear");
+        let d = resolve(Some(&trigger), Some(&broker)).unwrap();
+        assert_eq!(d.retry, 1);
+        assert_eq!(d.backoff_policy, BackoffPolicy::Linear);
+        assert_eq!(d.backoff_delay, Duration::from_secs(2));
+        assert_eq!(d.timeout, Duration::from_secs(10));
+        assert_eq!(
+            d.dead_letter_sink.unwrap().uri.as_deref(),
+            Some("http://dls")
+        );
+        let defaults = resolve(None, None).unwrap();
+        assert_eq!(
+            (defaults.retry, defaults.timeout, defaults.max_in_flight),
+            (3, DEFAULT_TIMEOUT, 100)
+        );
+        assert_eq!(defaults.attempts(), 4);
+    }
+
+    #[test]
+    fn backoff_grows_per_policy_and_is_capped() {
+        let mut d = resolve(Some(&spec("backoffDelay: PT0.5S")), None).unwrap();
+        let delays: Vec<_> = (1..=4).map(|r| d.backoff(r)).collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000].map(Duration::from_millis));
+        d.backoff_policy = BackoffPolicy::Linear;
+        let delays: Vec<_> = (1..=3).map(|r| d.backoff(r)).collect();
+        assert_eq!(delays, [500, 1000, 1500].map(Duration::from_millis));
+        d.backoff_policy = BackoffPolicy::Exponential;
+        assert_eq!(d.backoff(200), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn ordered_means_one_in_flight_and_bad_durations_are_named() {
+        assert_eq!(
+            resolve(Some(&spec("ordering: ordered\nmaxInFlight: 50")), None)
+                .unwrap()
+                .max_in_flight,
+            1
+        );
+        let e = resolve(Some(&spec("timeout: soon")), None).unwrap_err();
+        assert!(e.starts_with("delivery.timeout:"), "{e}");
+    }
+}

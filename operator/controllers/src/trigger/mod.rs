@@ -1,0 +1,488 @@
+//! The Trigger controller: one durable JetStream consumer per Trigger, and a status
+//! that explains whether events can flow.
+//!
+//! reconcile observes (filters compile? Broker Ready? subscriber and dead-letter sink
+//! resolve? effective delivery policy valid?), builds the consumer purely
+//! ([`consumer::desired_config`]), creates, updates or — when JetStream requires it —
+//! recreates it, and writes `FilterValid`, `BrokerReady`, `SubscriberResolved`,
+//! `DeadLetterSinkResolved` and `Ready` plus `subscriberUri`, `consumerName` and
+//! `backlog`. A finalizer deletes the consumer with the Trigger. Broker changes
+//! re-check the Triggers that name them through a watch mapping ([`triggers_of`]);
+//! a short resync keeps `backlog` fresh.
+
+pub mod consumer;
+pub mod resolve;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
+use herald_api::conditions::{self, Condition, ConditionStatus};
+use herald_api::delivery::{self, EffectiveDelivery};
+use herald_api::trigger::condition;
+use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, TriggerSpec, naming};
+use herald_filter::CompiledFilter;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, Event as Finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, ResourceExt};
+
+use crate::context::Context;
+use crate::error::{Error, retry_delay};
+
+const KIND: &str = "Trigger";
+/// Finalizer held while the Trigger's consumer may exist.
+pub const FINALIZER: &str = "eventing.herald.dev/consumer";
+/// Resync period; keeps `status.backlog` fresh.
+const RESYNC: Duration = Duration::from_secs(15);
+
+/// Compiles the Trigger's filters; `Err` carries the compiler's message (path and reason).
+pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, String> {
+    let filters = spec
+        .filters
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let attributes = spec
+        .filter
+        .iter()
+        .flat_map(|f| f.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
+}
+
+/// What the Trigger's Broker looks like right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerState {
+    /// No Broker with that name in the namespace.
+    Missing,
+    /// The Broker exists but is not Ready; the reason is the Broker's.
+    NotReady(String),
+    /// The Broker is Ready.
+    Ready,
+}
+
+/// The Triggers (from the controller's cache) that name `broker`, for the watch
+/// mapping that re-checks them whenever the Broker changes.
+#[must_use]
+pub fn triggers_of(store: &Store<Trigger>, broker: &Broker) -> Vec<ObjectRef<Trigger>> {
+    let namespace = broker.namespace();
+    let name = broker.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|t| t.namespace() == namespace && t.spec.broker == name)
+        .map(|t| ObjectRef::from_obj(&**t))
+        .collect()
+}
+
+/// Everything one reconcile found out, from which the status is built.
+#[derive(Debug)]
+pub struct Observed {
+    /// Filters compiled, or the compiler's message.
+    pub filters: Result<CompiledFilter, String>,
+    /// The Broker.
+    pub broker: BrokerState,
+    /// The effective delivery policy, or the bad field.
+    pub delivery: Result<EffectiveDelivery, String>,
+    /// The subscriber URL, or why it does not resolve (`None` for a consumer Deployment).
+    pub subscriber: Option<Result<String, String>>,
+    /// The dead-letter sink URL, or why it does not resolve (`None`: no sink).
+    pub dead_letter_sink: Option<Result<String, String>>,
+    /// The consumer was made to match (`Ok`), could not be (`Err`), or was not tried yet (`None`).
+    pub consumer: Option<Result<(), Error>>,
+}
+
+/// The conditions for what was observed (pure). `Ready` names the first problem.
+#[must_use]
+pub fn desired_conditions(spec: &TriggerSpec, o: &Observed) -> Vec<Condition> {
+    use ConditionStatus::{False, True};
+    let filter_valid = match &o.filters {
+        Ok(_) => Condition::new(
+            condition::FILTER_VALID,
+            True,
+            "FilterValid",
+            "filters compiled",
+        ),
+        Err(m) => Condition::new(condition::FILTER_VALID, False, "InvalidFilter", m.clone()),
+    };
+    let broker = &spec.broker;
+    let broker_ready = match &o.broker {
+        BrokerState::Ready => Condition::new(
+            condition::BROKER_READY,
+            True,
+            "BrokerReady",
+            format!("Broker {broker} is Ready"),
+        ),
+        BrokerState::Missing => Condition::new(
+            condition::BROKER_READY,
+            False,
+            "BrokerNotFound",
+            format!("Broker {broker} does not exist in this namespace"),
+        ),
+        BrokerState::NotReady(r) => Condition::new(
+            condition::BROKER_READY,
+            False,
+            "BrokerNotReady",
+            format!("Broker {broker} is not Ready ({r})"),
+        ),
+    };
+    let subscriber = match &o.subscriber {
+        Some(Ok(uri)) => Condition::new(
+            condition::SUBSCRIBER_RESOLVED,
+            True,
+            "SubscriberResolved",
+            uri.clone(),
+        ),
+        Some(Err(m)) => Condition::new(
+            condition::SUBSCRIBER_RESOLVED,
+            False,
+            "SubscriberNotResolved",
+            m.clone(),
+        ),
+        None => Condition::new(
+            condition::SUBSCRIBER_RESOLVED,
+            True,
+            "ConsumerDeployment",
+            "events go to the consumer Deployment",
+        ),
+    };
+    let dead_letter = match &o.dead_letter_sink {
+        Some(Ok(uri)) => Condition::new(
+            condition::DEAD_LETTER_SINK_RESOLVED,
+            True,
+            "DeadLetterSinkResolved",
+            uri.clone(),
+        ),
+        Some(Err(m)) => Condition::new(
+            condition::DEAD_LETTER_SINK_RESOLVED,
+            False,
+            "DeadLetterSinkNotResolved",
+            m.clone(),
+        ),
+        None => Condition::new(
+            condition::DEAD_LETTER_SINK_RESOLVED,
+            True,
+            "NoDeadLetterSink",
+            "no dead-letter sink: events that use up their retries are dropped (logged, counted, and reported in an Event)",
+        ),
+    };
+    let not_ready =
+        |reason: &str, message: &str| Condition::new(condition::READY, False, reason, message);
+    let ready = if !filter_valid.is_true() {
+        not_ready("InvalidFilter", &filter_valid.message)
+    } else if let Err(m) = &o.delivery {
+        not_ready("InvalidDelivery", m)
+    } else if !broker_ready.is_true() {
+        not_ready(&broker_ready.reason, &broker_ready.message)
+    } else if let Some(Err(e)) = &o.consumer {
+        not_ready(e.reason(), &e.to_string())
+    } else if !subscriber.is_true() {
+        not_ready(&subscriber.reason, &subscriber.message)
+    } else if !dead_letter.is_true() {
+        not_ready(&dead_letter.reason, &dead_letter.message)
+    } else if spec.consumer.is_some() {
+        not_ready(
+            "NotImplemented",
+            "consumer Deployments are not built yet; the durable consumer exists and keeps events for it",
+        )
+    } else if o.consumer.is_none() {
+        not_ready(
+            "ConsumerPending",
+            "the durable consumer has not been created yet",
+        )
+    } else {
+        Condition::new(condition::READY, True, "Ready", "events are delivered")
+    };
+    vec![filter_valid, broker_ready, subscriber, dead_letter, ready]
+}
+
+/// Reconciles one Trigger.
+#[tracing::instrument(skip_all, fields(namespace = trigger.namespace().unwrap_or_default(), name = trigger.name_any()))]
+pub async fn reconcile(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    let namespace = trigger.namespace().unwrap_or_default();
+    let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), &namespace);
+    let obj_ref = ObjectRef::from_obj(&*trigger);
+    let result = finalizer::finalizer(&api, FINALIZER, trigger, |event| async {
+        match event {
+            Finalizer::Apply(t) => apply(&t, &api, &ctx).await,
+            Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    if result.is_ok() {
+        ctx.record_success(&obj_ref);
+    }
+    result
+}
+
+/// Requeues a failed reconcile with per-object backoff.
+#[allow(clippy::needless_pass_by_value)] // signature required by `Controller::run`
+pub fn error_policy(trigger: Arc<Trigger>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(KIND, error.reason());
+    let failures = ctx.record_failure(&ObjectRef::from_obj(&*trigger));
+    tracing::warn!(name = %trigger.name_any(), reason = error.reason(), %error, "Trigger reconcile failed");
+    Action::requeue(retry_delay(failures))
+}
+
+async fn broker_state(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<(BrokerState, Option<Broker>), Error> {
+    let broker = Api::<Broker>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await?;
+    let state = match &broker {
+        None => BrokerState::Missing,
+        Some(b) => {
+            let list = b
+                .status
+                .as_ref()
+                .map(|s| &s.conditions[..])
+                .unwrap_or_default();
+            match conditions::find(list, "Ready") {
+                Some(c) if c.is_true() => BrokerState::Ready,
+                Some(c) => BrokerState::NotReady(c.reason.clone()),
+                None => BrokerState::NotReady("NotReconciled".into()),
+            }
+        }
+    };
+    Ok((state, broker))
+}
+
+async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = trigger.namespace().unwrap_or_default();
+    let (broker_state, broker) = broker_state(ctx, &namespace, &trigger.spec.broker).await?;
+    let filters = compile_filters(&trigger.spec);
+    let delivery = delivery::resolve(
+        trigger.spec.delivery.as_ref(),
+        broker.as_ref().and_then(|b| b.spec.delivery.as_ref()),
+    );
+    let subscriber = match &trigger.spec.subscriber {
+        Some(dest) => Some(resolve::resolve(&ctx.client, &namespace, dest).await),
+        None => None,
+    };
+    let dead_letter_sink = match delivery
+        .as_ref()
+        .ok()
+        .and_then(|d| d.dead_letter_sink.clone())
+    {
+        Some(dest) => Some(resolve::resolve(&ctx.client, &namespace, &dest).await),
+        None => None,
+    };
+    let consumer = match (&filters, &delivery, &broker_state) {
+        (Ok(f), Ok(d), BrokerState::Ready) => {
+            Some(ensure_consumer(trigger, d, f.exact_type(), ctx).await)
+        }
+        _ => None,
+    };
+    let backlog = match &consumer {
+        Some(Ok(backlog)) => Some(*backlog),
+        _ => None,
+    };
+    let observed = Observed {
+        filters,
+        broker: broker_state,
+        delivery,
+        subscriber,
+        dead_letter_sink,
+        consumer: consumer.map(|r| r.map(|_| ())),
+    };
+
+    let previous = trigger
+        .status
+        .as_ref()
+        .map(|s| &s.conditions[..])
+        .unwrap_or_default();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let generation = trigger.metadata.generation;
+    let patch = serde_json::json!({
+        "apiVersion": "eventing.herald.dev/v1alpha1",
+        "kind": KIND,
+        "status": {
+            "observedGeneration": generation,
+            "conditions": conditions::merge(previous, desired_conditions(&trigger.spec, &observed), &now, generation),
+            "consumerName": naming::consumer_name(&trigger.name_any()),
+            "subscriberUri": observed.subscriber.as_ref().and_then(|r| r.as_ref().ok()),
+            "deadLetterSinkUri": observed.dead_letter_sink.as_ref().and_then(|r| r.as_ref().ok()),
+            "backlog": backlog,
+        },
+    });
+    api.patch_status(
+        &trigger.name_any(),
+        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    match observed.consumer {
+        Some(Err(e)) if e.is_transient() => Err(e),
+        _ => Ok(Action::requeue(RESYNC)),
+    }
+}
+
+/// Makes the consumer match; returns the backlog (pending + unacknowledged).
+async fn ensure_consumer(
+    trigger: &Trigger,
+    delivery: &EffectiveDelivery,
+    exact_type: Option<&str>,
+    ctx: &Context,
+) -> Result<i64, Error> {
+    let desired = consumer::desired_config(trigger, delivery, exact_type)?;
+    if !ctx.nats.is_connected() {
+        return Err(Error::NatsUnavailable(
+            "not connected to any NATS server".into(),
+        ));
+    }
+    let namespace = trigger.namespace().unwrap_or_default();
+    let stream_name = naming::stream_name(&namespace, &trigger.spec.broker);
+    let name = naming::consumer_name(&trigger.name_any());
+    let stream =
+        ctx.jetstream.get_stream(&stream_name).await.map_err(|e| {
+            Error::NatsUnavailable(format!("cannot read stream {stream_name}: {e}"))
+        })?;
+    let existing = match stream.consumer_info(&name).await {
+        Ok(info) => Some(info.config),
+        Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => None,
+        Err(e) => {
+            return Err(Error::NatsUnavailable(format!(
+                "cannot read consumer {name}: {e}"
+            )));
+        }
+    };
+    let rejected = |e: &dyn std::fmt::Display| Error::StreamRejected {
+        stream: stream_name.clone(),
+        message: format!("consumer {name}: {e}"),
+    };
+    match existing {
+        None => {
+            stream
+                .create_consumer(desired)
+                .await
+                .map_err(|e| rejected(&e))?;
+            ctx.event(
+                trigger,
+                EventType::Normal,
+                "ConsumerCreated",
+                "ReconcileConsumer",
+                format!("created durable consumer {name} on stream {stream_name}"),
+            )
+            .await;
+        }
+        Some(existing) => {
+            if existing.metadata.get(consumer::OWNER_KEY)
+                != desired.metadata.get(consumer::OWNER_KEY)
+            {
+                return Err(Error::ConsumerNotOwned {
+                    stream: stream_name,
+                    consumer: name,
+                });
+            }
+            let reasons = consumer::recreate_reasons(&existing, &desired);
+            if !reasons.is_empty() {
+                stream
+                    .delete_consumer(&name)
+                    .await
+                    .map_err(|e| rejected(&e))?;
+                stream
+                    .create_consumer(desired)
+                    .await
+                    .map_err(|e| rejected(&e))?;
+                ctx.event(
+                    trigger,
+                    EventType::Normal,
+                    "ConsumerRecreated",
+                    "ReconcileConsumer",
+                    format!("recreated consumer {name}: {}", reasons.join(", ")),
+                )
+                .await;
+            } else if consumer::needs_update(&existing, &desired) {
+                stream
+                    .update_consumer(desired)
+                    .await
+                    .map_err(|e| rejected(&e))?;
+                ctx.event(
+                    trigger,
+                    EventType::Normal,
+                    "ConsumerUpdated",
+                    "ReconcileConsumer",
+                    format!("updated consumer {name}"),
+                )
+                .await;
+            }
+        }
+    }
+    let info = stream
+        .consumer_info(&name)
+        .await
+        .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
+    Ok(i64::try_from(info.num_pending)
+        .unwrap_or(i64::MAX)
+        .saturating_add(i64::try_from(info.num_ack_pending).unwrap_or(0)))
+}
+
+async fn cleanup(trigger: &Trigger, ctx: &Context) -> Result<Action, Error> {
+    let namespace = trigger.namespace().unwrap_or_default();
+    let stream_name = naming::stream_name(&namespace, &trigger.spec.broker);
+    let name = naming::consumer_name(&trigger.name_any());
+    if !ctx.nats.is_connected() {
+        return Err(Error::NatsUnavailable(format!(
+            "cannot delete consumer {name}: not connected"
+        )));
+    }
+    let stream = match ctx.jetstream.get_stream(&stream_name).await {
+        Ok(s) => s,
+        // No stream (the Broker is gone): no consumer either.
+        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            return Ok(Action::await_change());
+        }
+        Err(e) => {
+            return Err(Error::NatsUnavailable(format!(
+                "cannot read stream {stream_name}: {e}"
+            )));
+        }
+    };
+    match stream.consumer_info(&name).await {
+        Ok(info)
+            if info.config.metadata.get(consumer::OWNER_KEY)
+                == Some(&consumer::owner_value(&namespace, &trigger.name_any())) =>
+        {
+            stream.delete_consumer(&name).await.map_err(|e| {
+                Error::NatsUnavailable(format!("cannot delete consumer {name}: {e}"))
+            })?;
+            ctx.event(
+                trigger,
+                EventType::Normal,
+                "ConsumerDeleted",
+                "DeleteConsumer",
+                format!("deleted consumer {name}"),
+            )
+            .await;
+        }
+        Ok(_) => {
+            tracing::warn!(consumer = %name, "consumer is not owned by this Trigger; leaving it");
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound
+            ) => {}
+        Err(e) => {
+            return Err(Error::NatsUnavailable(format!(
+                "cannot read consumer {name}: {e}"
+            )));
+        }
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests;

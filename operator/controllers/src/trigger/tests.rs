@@ -1,0 +1,100 @@
+use super::*;
+
+fn spec(yaml: &str) -> TriggerSpec {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn observed(s: &TriggerSpec, broker: BrokerState) -> Observed {
+    Observed {
+        filters: compile_filters(s),
+        broker,
+        delivery: delivery::resolve(s.delivery.as_ref(), None),
+        subscriber: Some(Ok("http://sub".into())),
+        dead_letter_sink: None,
+        consumer: Some(Ok(())),
+    }
+}
+
+fn ready(conds: &[Condition]) -> &Condition {
+    conditions::find(conds, condition::READY).unwrap()
+}
+
+#[test]
+fn invalid_cesql_is_reported_with_the_compiler_message() {
+    let s =
+        spec("broker: default\nfilters:\n  - cesql: \"type = \"\nsubscriber: {uri: http://x}\n");
+    let o = observed(&s, BrokerState::Ready);
+    let message = o.filters.as_ref().unwrap_err().clone();
+    assert!(message.starts_with("filters[0].cesql"), "{message}");
+    let conds = desired_conditions(&s, &o);
+    assert_eq!(
+        (conds[0].status, conds[0].reason.as_str()),
+        (ConditionStatus::False, "InvalidFilter")
+    );
+    assert_eq!(
+        (
+            ready(&conds).reason.as_str(),
+            ready(&conds).message.as_str()
+        ),
+        ("InvalidFilter", message.as_str())
+    );
+}
+
+#[test]
+fn a_valid_trigger_is_ready_once_its_broker_and_consumer_are() {
+    let s =
+        spec("broker: default\nfilter: {attributes: {type: a.b}}\nsubscriber: {uri: http://x}\n");
+    let missing = desired_conditions(
+        &s,
+        &Observed {
+            consumer: None,
+            ..observed(&s, BrokerState::Missing)
+        },
+    );
+    assert_eq!(ready(&missing).reason, "BrokerNotFound");
+    let ok = desired_conditions(&s, &observed(&s, BrokerState::Ready));
+    assert!(ok.iter().all(Condition::is_true), "{ok:#?}");
+    assert_eq!(compile_filters(&s).unwrap().exact_type(), Some("a.b"));
+}
+
+#[test]
+fn the_first_problem_explains_ready() {
+    let s = spec(
+        "broker: default\nsubscriber: {uri: http://x}\ndelivery: {deadLetterSink: {uri: http://d}}\n",
+    );
+    let base = observed(&s, BrokerState::Ready);
+    let unresolved = Observed {
+        subscriber: Some(Err("Service shop/billing does not exist".into())),
+        ..observed(&s, BrokerState::Ready)
+    };
+    assert_eq!(
+        ready(&desired_conditions(&s, &unresolved)).reason,
+        "SubscriberNotResolved"
+    );
+    let dls = Observed {
+        dead_letter_sink: Some(Err("nope".into())),
+        ..base
+    };
+    assert_eq!(
+        ready(&desired_conditions(&s, &dls)).reason,
+        "DeadLetterSinkNotResolved"
+    );
+    let nats = Observed {
+        consumer: Some(Err(Error::NatsUnavailable("down".into()))),
+        ..observed(&s, BrokerState::Ready)
+    };
+    assert_eq!(
+        ready(&desired_conditions(&s, &nats)).reason,
+        "NatsUnavailable"
+    );
+    let bad_delivery =
+        spec("broker: default\nsubscriber: {uri: http://x}\ndelivery: {timeout: soon}\n");
+    assert_eq!(
+        ready(&desired_conditions(
+            &bad_delivery,
+            &observed(&bad_delivery, BrokerState::Ready)
+        ))
+        .reason,
+        "InvalidDelivery"
+    );
+}

@@ -1,0 +1,371 @@
+//! One event, one attempt: filter, POST in binary mode, then ack, retry (NAK with the
+//! backoff delay, so JetStream redelivers it later), dead-letter or drop. A
+//! CloudEvent in a 2xx answer is a reply and is published into the Trigger's Broker
+//! before the event is acked.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
+use herald_api::delivery::EffectiveDelivery;
+use herald_api::naming;
+use herald_cloudevents::CloudEvent;
+use http_body_util::{BodyExt, Full};
+use hyper::HeaderMap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
+
+use crate::metrics::{Metrics, Outcome};
+use crate::plan::TriggerPlan;
+
+/// Most bytes of a failed answer's body kept in the dead-letter attributes.
+const ERROR_DATA_LIMIT: usize = 1024;
+/// Delay before the dead-letter sink is tried again after it failed.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
+
+/// The result of one HTTP attempt.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The server answered.
+    Answered {
+        /// Status code.
+        status: u16,
+        /// Response headers.
+        headers: HeaderMap,
+        /// Response body.
+        body: Bytes,
+    },
+    /// No answer within the delivery timeout.
+    TimedOut,
+    /// The connection failed.
+    Failed(String),
+}
+
+impl Attempt {
+    fn status(&self) -> u16 {
+        match self {
+            Self::Answered { status, .. } => *status,
+            _ => 0,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Answered { status, .. } => format!("HTTP {status}"),
+            Self::TimedOut => "timed out".into(),
+            Self::Failed(e) => e.clone(),
+        }
+    }
+}
+
+/// What to do with an event after attempt number `attempt` (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delivered.
+    Ack,
+    /// Try again after this delay.
+    Retry(Duration),
+    /// Give up: dead-letter sink, or drop.
+    GiveUp,
+}
+
+/// Knative's delivery contract: 2xx succeeds; 429, 5xx, 404, 408, timeouts and
+/// connection errors are retried while retries remain; anything else is final.
+#[must_use]
+pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> Verdict {
+    let retryable = match attempt {
+        Attempt::Answered { status, .. } if (200..300).contains(status) => return Verdict::Ack,
+        Attempt::Answered { status, .. } => matches!(status, 404 | 408 | 429 | 500..=599),
+        Attempt::TimedOut | Attempt::Failed(_) => true,
+    };
+    if retryable && number <= delivery.retry {
+        Verdict::Retry(delivery.backoff(number))
+    } else {
+        Verdict::GiveUp
+    }
+}
+
+/// Shared by every Trigger's loop.
+pub struct Deliverer {
+    /// HTTP client (keep-alive pool).
+    pub http: Client<HttpConnector, Full<Bytes>>,
+    /// For publishing replies.
+    pub jetstream: jetstream::Context,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Kubernetes Events about dropped events.
+    pub recorder: Recorder,
+}
+
+impl Deliverer {
+    /// POSTs `event` to `url` in binary mode within `timeout`.
+    pub async fn post(&self, url: &str, event: &CloudEvent, timeout: Duration) -> Attempt {
+        let (headers, body) = herald_cloudevents::http::encode_binary(event);
+        let mut request = match hyper::Request::post(url).body(Full::new(body)) {
+            Ok(r) => r,
+            Err(e) => return Attempt::Failed(format!("bad URL {url}: {e}")),
+        };
+        *request.headers_mut() = headers;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| format!("cannot reach {url}: {e}"))?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer failed: {e}"))?
+                .to_bytes();
+            Ok::<_, String>(Attempt::Answered {
+                status,
+                headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Attempt::Failed(e),
+            Err(_) => Attempt::TimedOut,
+        }
+    }
+
+    /// Handles one message of a Trigger's consumer.
+    pub async fn handle(&self, plan: &TriggerPlan, msg: jetstream::Message) {
+        let (number, published) = match msg.info() {
+            Ok(info) => (
+                u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1),
+                info.published,
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "message without JetStream metadata; skipping");
+                return;
+            }
+        };
+        let outcome = |o| self.metrics.outcome(&plan.namespace, &plan.trigger, o);
+        let event = match herald_cloudevents::nats::decode(
+            msg.headers.as_ref(),
+            msg.payload.clone(),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(trigger = %plan.trigger, error = %e, "not a CloudEvent; removing it from this Trigger");
+                ack(&msg, AckKind::Term).await;
+                outcome(Outcome::Malformed);
+                return;
+            }
+        };
+        if let Some(filter) = &plan.filter
+            && !crate::filtering::matches(filter, &event)
+        {
+            ack(&msg, AckKind::Ack).await;
+            outcome(Outcome::Filtered);
+            return;
+        }
+        if number > plan.delivery.attempts() {
+            // Retries were used up before; only the dead-letter sink was missing.
+            self.give_up(
+                plan,
+                &msg,
+                &event,
+                &Attempt::Failed("retries used up earlier".into()),
+                number,
+            )
+            .await;
+            return;
+        }
+        let attempt = self
+            .post(&plan.subscriber, &event, plan.delivery.timeout)
+            .await;
+        match verdict(&attempt, number, &plan.delivery) {
+            Verdict::Ack => {
+                if let Attempt::Answered { headers, body, .. } = &attempt
+                    && let Err(e) = self.publish_reply(plan, headers, body.clone()).await
+                {
+                    tracing::warn!(trigger = %plan.trigger, error = %e, "could not publish the reply; the event will be delivered again");
+                    ack(&msg, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    outcome(Outcome::Retried);
+                    return;
+                }
+                ack(&msg, AckKind::Ack).await;
+                outcome(Outcome::Delivered);
+                let age = time::OffsetDateTime::now_utc() - published;
+                self.metrics.latency(
+                    &plan.namespace,
+                    &plan.trigger,
+                    age.as_seconds_f64().max(0.0),
+                );
+            }
+            Verdict::Retry(delay) => {
+                tracing::debug!(trigger = %plan.trigger, id = event.id(), attempt = number, error = %attempt.describe(), ?delay, "delivery failed; retrying");
+                ack(&msg, AckKind::Nak(Some(delay))).await;
+                outcome(Outcome::Retried);
+            }
+            Verdict::GiveUp => self.give_up(plan, &msg, &event, &attempt, number).await,
+        }
+    }
+
+    /// A reply (a CloudEvent in the answer) is published into the Trigger's Broker.
+    async fn publish_reply(
+        &self,
+        plan: &TriggerPlan,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<(), String> {
+        let is_event = headers.contains_key("ce-specversion")
+            || headers
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("application/cloudevents"));
+        if !is_event {
+            return Ok(());
+        }
+        let (_, events) = herald_cloudevents::http::decode(headers, body)
+            .map_err(|e| format!("invalid reply: {e}"))?;
+        for reply in events {
+            let subject = naming::event_subject(&plan.namespace, &plan.broker, reply.type_());
+            let (headers, payload) = herald_cloudevents::nats::encode(&reply);
+            self.jetstream
+                .publish_with_headers(subject, headers, payload)
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Retries are used up (or the failure is final): dead-letter sink, else drop.
+    async fn give_up(
+        &self,
+        plan: &TriggerPlan,
+        msg: &jetstream::Message,
+        event: &CloudEvent,
+        last: &Attempt,
+        number: u32,
+    ) {
+        let outcome = |o| self.metrics.outcome(&plan.namespace, &plan.trigger, o);
+        let Some(sink) = &plan.dead_letter_sink else {
+            tracing::warn!(trigger = %plan.trigger, id = event.id(), attempts = number, error = %last.describe(), "event dropped: retries used up and no dead-letter sink");
+            ack(msg, AckKind::Term).await;
+            outcome(Outcome::Dropped);
+            self.report_drop(plan, number, last).await;
+            return;
+        };
+        let mut dead = event.clone();
+        dead.set("knativeerrordest", plan.subscriber.as_str());
+        dead.set("knativeerrorcode", last.status().to_string());
+        if let Attempt::Answered { body, .. } = last
+            && !body.is_empty()
+        {
+            let text =
+                String::from_utf8_lossy(&body[..body.len().min(ERROR_DATA_LIMIT)]).into_owned();
+            dead.set("knativeerrordata", text);
+        }
+        dead.set("heralderror", last.describe());
+        dead.set("heraldattempts", number.to_string());
+        dead.set(
+            "heraldtrigger",
+            format!("{}/{}", plan.namespace, plan.trigger),
+        );
+        match self.post(sink, &dead, plan.delivery.timeout).await {
+            Attempt::Answered { status, .. } if (200..300).contains(&status) => {
+                ack(msg, AckKind::Ack).await;
+                outcome(Outcome::DeadLettered);
+            }
+            failed => {
+                tracing::warn!(trigger = %plan.trigger, id = event.id(), error = %failed.describe(), "dead-letter sink failed; trying again later");
+                ack(msg, AckKind::Nak(Some(DEAD_LETTER_RETRY))).await;
+            }
+        }
+    }
+
+    async fn report_drop(&self, plan: &TriggerPlan, attempts: u32, last: &Attempt) {
+        let reference = ObjectReference {
+            api_version: Some("eventing.herald.dev/v1alpha1".into()),
+            kind: Some("Trigger".into()),
+            name: Some(plan.trigger.clone()),
+            namespace: Some(plan.namespace.clone()),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "EventDropped".into(),
+            note: Some(format!(
+                "an event failed {attempts} attempt(s) (last: {}) and was dropped: set delivery.deadLetterSink to keep such events",
+                last.describe()
+            )),
+            action: "Deliver".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %e, "could not publish a Kubernetes Event");
+        }
+    }
+}
+
+async fn ack(msg: &jetstream::Message, kind: AckKind) {
+    if let Err(e) = msg.ack_with(kind).await {
+        // JetStream redelivers after the ack wait: at least once still holds.
+        tracing::warn!(error = %e, ?kind, "acknowledgement failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(retry: u32) -> EffectiveDelivery {
+        let mut d = herald_api::delivery::resolve(None, None).unwrap();
+        d.retry = retry;
+        d
+    }
+
+    fn answered(status: u16) -> Attempt {
+        Attempt::Answered {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn the_delivery_contract() {
+        let d = delivery(2);
+        assert_eq!(verdict(&answered(202), 1, &d), Verdict::Ack);
+        for retryable in [
+            answered(500),
+            answered(503),
+            answered(429),
+            answered(404),
+            answered(408),
+            Attempt::TimedOut,
+            Attempt::Failed("refused".into()),
+        ] {
+            assert_eq!(
+                verdict(&retryable, 1, &d),
+                Verdict::Retry(d.backoff(1)),
+                "{retryable:?}"
+            );
+            assert_eq!(verdict(&retryable, 2, &d), Verdict::Retry(d.backoff(2)));
+            assert_eq!(
+                verdict(&retryable, 3, &d),
+                Verdict::GiveUp,
+                "retries used up"
+            );
+        }
+        for final_answer in [400, 401, 403, 409, 410, 422, 301] {
+            assert_eq!(
+                verdict(&answered(final_answer), 1, &d),
+                Verdict::GiveUp,
+                "{final_answer}"
+            );
+        }
+        assert_eq!(verdict(&answered(500), 1, &delivery(0)), Verdict::GiveUp);
+    }
+}

@@ -1,0 +1,290 @@
+//! `herald dispatcher`: delivers each Ready Trigger's events to its subscriber.
+//!
+//! ```text
+//!  Triggers + Brokers (reflectors) ──▶ plan::plan per Trigger ──▶ one pull loop per plan
+//!  pull loop: durable consumer ──▶ deliver::Deliverer::handle (≤ maxInFlight at once)
+//!             ──▶ filter ─▶ POST ─▶ ack | NAK(backoff) | dead-letter | drop
+//! ```
+//!
+//! Several dispatchers may run: they pull from the same durable consumers, and
+//! JetStream shares the events between them. A dispatcher that dies loses nothing:
+//! what it had not acknowledged is redelivered after the consumer's ack wait.
+
+pub mod config;
+pub mod deliver;
+pub mod filtering;
+pub mod metrics;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use herald_api::{Broker, Trigger};
+use herald_runtime::admin::{self, Readiness};
+use herald_runtime::fired;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use prometheus::Registry;
+use tokio::sync::{Notify, watch};
+
+use crate::config::DispatcherArgs;
+use crate::deliver::Deliverer;
+use crate::metrics::Metrics;
+use crate::plan::TriggerPlan;
+
+/// Runs `herald dispatcher` until SIGTERM/SIGINT; deliveries in flight finish first.
+pub fn run_dispatcher(args: DispatcherArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(dispatcher_main(args))
+}
+
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Keeps a reflector store of `K` current and pokes `changed` on every change.
+fn reflect<K>(
+    api: Api<K>,
+    changed: Arc<Notify>,
+) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let run = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .for_each(move |event| {
+            if let Err(e) = &event {
+                tracing::warn!(error = %e, "watch failed; retrying");
+            }
+            changed.notify_one();
+            futures::future::ready(())
+        });
+    (store, run)
+}
+
+async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
+    herald_runtime::telemetry::init(args.log_format);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting herald dispatcher"
+    );
+    let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
+    let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher").await?;
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let readiness = Readiness::default();
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        herald_runtime::shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let admin = tokio::spawn(admin::serve(
+        args.metrics_addr,
+        registry,
+        readiness.clone(),
+        fired(shutdown.clone()),
+    ));
+
+    let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-dispatcher".into());
+    let deliverer = Arc::new(Deliverer {
+        http: Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build_http(),
+        jetstream: async_nats::jetstream::new(nats.client.clone()),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "herald-dispatcher".into(),
+                instance: Some(identity),
+            },
+        ),
+    });
+
+    let changed = Arc::new(Notify::new());
+    let (triggers, watch_triggers) = reflect(
+        api::<Trigger>(&client, args.watch_namespace.as_deref()),
+        changed.clone(),
+    );
+    let (brokers, watch_brokers) = reflect(
+        api::<Broker>(&client, args.watch_namespace.as_deref()),
+        changed.clone(),
+    );
+    tokio::spawn(watch_triggers);
+    tokio::spawn(watch_brokers);
+    tokio::select! {
+        _ = async { tokio::join!(triggers.wait_until_ready(), brokers.wait_until_ready()) } => {}
+        () = fired(shutdown.clone()) => return Ok(()),
+    }
+    readiness.set(true);
+
+    let mut running: HashMap<String, Running> = HashMap::new();
+    loop {
+        let desired = desired_plans(&triggers, &brokers);
+        reconcile_loops(&mut running, desired, &deliverer);
+        metrics
+            .triggers
+            .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
+        tokio::select! {
+            () = changed.notified() => tokio::time::sleep(Duration::from_millis(50)).await,
+            () = fired(shutdown.clone()) => break,
+        }
+    }
+    tracing::info!(
+        triggers = running.len(),
+        "stopping; letting deliveries in flight finish"
+    );
+    for (_, loop_) in running.drain() {
+        let _ = loop_.stop.send(true);
+        let _ = loop_.task.await;
+    }
+    let _ = admin.await;
+    Ok(())
+}
+
+/// A Trigger's running pull loop.
+struct Running {
+    plan: TriggerPlan,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn desired_plans(
+    triggers: &Store<Trigger>,
+    brokers: &Store<Broker>,
+) -> HashMap<String, TriggerPlan> {
+    triggers
+        .state()
+        .iter()
+        .filter_map(|t| {
+            let broker = brokers.get(&ObjectRef::new(&t.spec.broker).within(&t.namespace()?));
+            plan::plan(t, broker.as_deref())
+        })
+        .map(|p| (format!("{}/{}", p.namespace, p.trigger), p))
+        .collect()
+}
+
+/// Starts, restarts and stops loops so that exactly the desired plans run.
+fn reconcile_loops(
+    running: &mut HashMap<String, Running>,
+    desired: HashMap<String, TriggerPlan>,
+    deliverer: &Arc<Deliverer>,
+) {
+    running.retain(|key, loop_| {
+        let keep = desired.get(key) == Some(&loop_.plan);
+        if !keep {
+            tracing::info!(trigger = %key, "stopping delivery");
+            let _ = loop_.stop.send(true);
+        }
+        keep
+    });
+    for (key, plan) in desired {
+        if running.contains_key(&key) {
+            continue;
+        }
+        tracing::info!(trigger = %key, subscriber = %plan.subscriber, "starting delivery");
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(pull_loop(
+            Arc::new(plan.clone()),
+            deliverer.clone(),
+            stopped,
+        ));
+        running.insert(key, Running { plan, stop, task });
+    }
+}
+
+/// Pulls a Trigger's consumer and delivers, at most `maxInFlight` at once, until stopped;
+/// reopens the consumer with backoff when the stream breaks.
+async fn pull_loop(
+    plan: Arc<TriggerPlan>,
+    deliverer: Arc<Deliverer>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let max_in_flight = usize::try_from(plan.delivery.max_in_flight)
+        .unwrap_or(1)
+        .max(1);
+    let mut pause = Duration::from_millis(250);
+    while !*stop.borrow() {
+        match open(&deliverer.jetstream, &plan, max_in_flight).await {
+            Ok(mut messages) => {
+                pause = Duration::from_millis(250);
+                let mut in_flight = FuturesUnordered::new();
+                let mut errors = 0u32;
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = stop.changed() => break,
+                        Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                        next = messages.next(), if in_flight.len() < max_in_flight => match next {
+                            Some(Ok(msg)) => {
+                                errors = 0;
+                                let (plan, deliverer) = (plan.clone(), deliverer.clone());
+                                deliverer.metrics.in_flight.inc();
+                                in_flight.push(async move {
+                                    deliverer.handle(&plan, msg).await;
+                                    deliverer.metrics.in_flight.dec();
+                                });
+                            }
+                            Some(Err(e)) => {
+                                errors += 1;
+                                tracing::warn!(trigger = %plan.trigger, error = %e, "pulling failed");
+                                if errors >= 5 {
+                                    break;
+                                }
+                            }
+                            None => break,
+                        },
+                    }
+                }
+                while in_flight.next().await.is_some() {}
+            }
+            Err(e) => {
+                tracing::warn!(trigger = %plan.trigger, error = %e, retry_in = ?pause, "cannot open the Trigger's consumer");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn open(
+    jetstream: &async_nats::jetstream::Context,
+    plan: &TriggerPlan,
+    batch: usize,
+) -> anyhow::Result<async_nats::jetstream::consumer::pull::Stream> {
+    let stream = jetstream.get_stream(&plan.stream).await?;
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer(&plan.consumer)
+        .await
+        .map_err(|e| anyhow::anyhow!("consumer {}: {e}", plan.consumer))?;
+    Ok(consumer
+        .stream()
+        .max_messages_per_batch(batch.min(500))
+        .messages()
+        .await?)
+}

@@ -1,0 +1,175 @@
+//! What the dispatcher runs for each Trigger, derived purely from the Trigger (its
+//! spec and the status the operator wrote) and its Broker.
+
+use std::sync::Arc;
+
+use herald_api::conditions;
+use herald_api::delivery::{self, EffectiveDelivery};
+use herald_api::{Broker, Trigger, naming};
+use herald_filter::CompiledFilter;
+use kube::ResourceExt;
+
+/// Everything needed to deliver one Trigger's events.
+#[derive(Debug, Clone)]
+pub struct TriggerPlan {
+    /// Trigger namespace.
+    pub namespace: String,
+    /// Trigger name.
+    pub trigger: String,
+    /// Broker name (replies go there).
+    pub broker: String,
+    /// The Broker's stream.
+    pub stream: String,
+    /// The Trigger's durable consumer.
+    pub consumer: String,
+    /// Where events are sent (HTTP POST).
+    pub subscriber: String,
+    /// Where events go when retries are used up.
+    pub dead_letter_sink: Option<String>,
+    /// Retries, backoff, timeout, ordering.
+    pub delivery: EffectiveDelivery,
+    /// The Trigger's filters; `None` when the consumer's subject filter already
+    /// selects exactly the matching events.
+    pub filter: Option<Arc<CompiledFilter>>,
+    /// The filter spec as written, to tell whether a Trigger's filters changed.
+    filter_spec: String,
+}
+
+impl PartialEq for TriggerPlan {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.namespace,
+            &self.trigger,
+            &self.broker,
+            &self.stream,
+            &self.consumer,
+            &self.subscriber,
+            &self.dead_letter_sink,
+            &self.delivery,
+            &self.filter_spec,
+        ) == (
+            &other.namespace,
+            &other.trigger,
+            &other.broker,
+            &other.stream,
+            &other.consumer,
+            &other.subscriber,
+            &other.dead_letter_sink,
+            &other.delivery,
+            &other.filter_spec,
+        )
+    }
+}
+
+/// The plan for a Trigger the operator reports Ready with a subscriber, or `None`
+/// (not Ready yet, a consumer Deployment, or something the operator already reports).
+#[must_use]
+pub fn plan(trigger: &Trigger, broker: Option<&Broker>) -> Option<TriggerPlan> {
+    let status = trigger.status.as_ref()?;
+    if !conditions::find(&status.conditions, "Ready").is_some_and(herald_api::Condition::is_true) {
+        return None;
+    }
+    let subscriber = status.subscriber_uri.clone()?;
+    let delivery = delivery::resolve(
+        trigger.spec.delivery.as_ref(),
+        broker.and_then(|b| b.spec.delivery.as_ref()),
+    )
+    .ok()?;
+    let filters: Vec<serde_json::Value> = trigger
+        .spec
+        .filters
+        .iter()
+        .filter_map(|f| serde_json::to_value(f).ok())
+        .collect();
+    let attributes = trigger
+        .spec
+        .filter
+        .iter()
+        .flat_map(|f| f.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let compiled = CompiledFilter::from_parts(attributes, &filters).ok()?;
+    let filter_spec =
+        serde_json::json!([trigger.spec.filter.as_ref().map(|f| &f.attributes), filters])
+            .to_string();
+    let namespace = trigger.namespace()?;
+    Some(TriggerPlan {
+        stream: naming::stream_name(&namespace, &trigger.spec.broker),
+        consumer: naming::consumer_name(&trigger.name_any()),
+        broker: trigger.spec.broker.clone(),
+        trigger: trigger.name_any(),
+        namespace,
+        subscriber,
+        dead_letter_sink: status.dead_letter_sink_uri.clone(),
+        delivery,
+        // A pure exact-type filter is done by the consumer's subject filter.
+        filter: (compiled.exact_type().is_none() && !compiled.is_match_all())
+            .then(|| Arc::new(compiled)),
+        filter_spec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_api::TriggerStatus;
+    use herald_api::conditions::{Condition, ConditionStatus};
+
+    fn trigger(spec: &str, ready: bool) -> Trigger {
+        let mut t = Trigger::new("t", serde_yaml::from_str(spec).unwrap());
+        t.metadata.namespace = Some("ns".into());
+        t.status = Some(TriggerStatus {
+            conditions: vec![Condition::new(
+                "Ready",
+                ConditionStatus::from_bool(ready),
+                "R",
+                "",
+            )],
+            subscriber_uri: Some("http://sub".into()),
+            ..TriggerStatus::default()
+        });
+        t
+    }
+
+    #[test]
+    fn only_ready_triggers_are_planned() {
+        assert!(
+            plan(
+                &trigger("broker: b\nsubscriber: {uri: http://sub}", false),
+                None
+            )
+            .is_none()
+        );
+        let p = plan(
+            &trigger("broker: b\nsubscriber: {uri: http://sub}", true),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.stream.as_str(), p.consumer.as_str()),
+            ("HERALD_ns_b", "trigger_t")
+        );
+        assert!(p.filter.is_none(), "no filters: nothing to evaluate");
+    }
+
+    #[test]
+    fn pushed_down_filters_are_not_evaluated_again_others_are() {
+        let exact = plan(
+            &trigger(
+                "broker: b\nsubscriber: {uri: http://s}\nfilter: {attributes: {type: a}}",
+                true,
+            ),
+            None,
+        )
+        .unwrap();
+        assert!(exact.filter.is_none());
+        let cesql = plan(
+            &trigger(
+                "broker: b\nsubscriber: {uri: http://s}\nfilters: [{cesql: \"source = 'x'\"}]",
+                true,
+            ),
+            None,
+        )
+        .unwrap();
+        assert!(cesql.filter.is_some());
+        assert_ne!(exact, cesql);
+    }
+}
