@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # e2e/up.sh - bring up a complete local Herald and leave it running:
 #   a real control plane (kube-apiserver, etcd, kube-controller-manager),
-#   nats-server with JetStream, the Herald CRDs, operator and ingress, and
-#   examples/; then it sends an event with `herald send` and shows it stored.
+#   nats-server with JetStream, the Herald CRDs, operator, ingress and dispatcher,
+#   examples/, and a `herald display` subscriber behind a Trigger; then it sends an
+#   event with `herald send` and shows it delivered through the Trigger.
 # Calling it again reuses whatever already runs. Stop everything with e2e/down.sh.
 #   HERALD_DEV_STATE  where state, logs and the kubeconfig live (default /tmp/herald-dev)
 set -Eeuo pipefail
@@ -59,12 +60,42 @@ else
     --metrics-addr "127.0.0.1:$(free_port)" --identity "dev-$(hostname)"
 fi
 
+if running herald-dispatcher; then
+  say "dispatcher already running"
+else
+  start herald-dispatcher dispatcher --nats-url "$HERALD_NATS_URL" --metrics-addr "127.0.0.1:$(free_port)"
+fi
+if running herald-display; then
+  say "display subscriber already running"
+else
+  echo "$(free_port)" >"$STATE/herald-display.port"
+  start herald-display display --listen "127.0.0.1:$(<"$STATE/herald-display.port")"
+fi
+DISPLAY_URL=http://127.0.0.1:$(<"$STATE/herald-display.port")/
+
 say "applying examples/ to namespace default"
 kubectl apply -n default -f examples/ >&2
 kubectl wait -n default --for condition=Ready --timeout=60s broker/default >&2
+# A Trigger that delivers to the local display subscriber (a cluster would use a
+# Service ref; the processes here run outside the cluster network).
+kubectl apply -n default -f - >&2 <<EOT
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Trigger
+metadata:
+  name: quickstart
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: com.example.order.created
+  subscriber:
+    uri: $DISPLAY_URL
+EOT
+kubectl wait -n default --for condition=Ready --timeout=60s trigger/quickstart >&2
 
 say "sending an event with herald send"
-"$HERALD" send --to default/default --type com.example.order.created --source quickstart \
+id=quickstart-$(date +%s%N)
+"$HERALD" send --to default/default --type com.example.order.created --source quickstart --id "$id" \
   --data '{"order": 1, "item": "book"}' >&2
 stored=$(curl -sf "$HERALD_NATS_MONITOR_URL/jsz?streams=true" | python3 -c '
 import json, sys
@@ -73,6 +104,14 @@ for account in json.load(sys.stdin).get("account_details", []):
         if s["name"] == "HERALD_default_default":
             print(s["state"]["messages"])')
 say "the Broker's stream HERALD_default_default now holds ${stored:-?} event(s)"
+for _ in $(seq 100); do grep -q "id $id" "$STATE/logs/herald-display.log" && break; sleep 0.1; done
+if grep -q "id $id" "$STATE/logs/herald-display.log"; then
+  say "delivered through Trigger quickstart to $DISPLAY_URL, which printed:"
+  grep -A4 "id $id" "$STATE/logs/herald-display.log" >&2
+else
+  say "the event was not delivered within 10 s; see $STATE/logs/herald-dispatcher.log"
+  exit 1
+fi
 kubectl get -n default brokers,triggers >&2
 
 cat <<EOM
@@ -81,6 +120,8 @@ Herald is running. To use it from this shell:
   export KUBECONFIG=$KUBECONFIG
   export HERALD_NATS_URL=$HERALD_NATS_URL
   kubectl get herald -A
-  $HERALD send --to default/default --type my.event --data '{"hello":"world"}'
+  $HERALD send --to default/default --type com.example.order.created --data '{"hello":"world"}'
+  $HERALD tail default/default --from all
+  tail -f $STATE/logs/herald-display.log     # what the quickstart Trigger delivers
 Ingress: $INGRESS_URL/<namespace>/<broker>   Logs: $STATE/logs   Stop: e2e/down.sh
 EOM

@@ -339,3 +339,61 @@ async fn killing_the_dispatcher_mid_run_loses_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn herald_tail_replays_and_filters_a_brokers_events() {
+    with_temp_ns("tail", |client, ns| async move {
+        let stack = Stack::without_dispatcher(client, &ns, &nats_url(), &[]).await;
+        stack
+            .send("t1", "order.created", "shop/eu", r#"{"n":1}"#)
+            .await;
+        stack
+            .send("t2", "order.paid", "shop/us", r#"{"n":2}"#)
+            .await;
+        stack.send("t3", "order.created", "crm", r#"{"n":3}"#).await;
+        let tail = |extra: &[&str]| {
+            let out = herald_e2e::process::herald_command()
+                .args([
+                    "tail",
+                    &format!("{ns}/default"),
+                    "--from",
+                    "all",
+                    "--json",
+                    "--nats-url",
+                    &nats_url(),
+                ])
+                .args(extra)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tail(&["--count", "3"]), ["t1", "t2", "t3"]);
+        assert_eq!(
+            tail(&["--count", "2", "--type", "order.created"]),
+            ["t1", "t3"]
+        );
+        assert_eq!(
+            tail(&["--count", "1", "--filter", "source = 'shop/us'"]),
+            ["t2"]
+        );
+        let missing = herald_e2e::process::herald_command()
+            .args(["tail", &format!("{ns}/nope"), "--nats-url", &nats_url()])
+            .output()
+            .unwrap();
+        assert_eq!(missing.status.code(), Some(2));
+    })
+    .await;
+}

@@ -11,7 +11,9 @@ use herald_controllers::config::OperatorArgs;
 use herald_dispatcher::config::DispatcherArgs;
 use herald_ingress::config::IngressArgs;
 
+mod display;
 mod send;
+mod tail;
 
 // mimalloc: the ingress and dispatcher allocate per event; glibc's malloc showed up
 // at ~10 % of the ingress profile (see docs/benchmarks.md).
@@ -45,6 +47,10 @@ enum Command {
     Dispatcher(Box<DispatcherArgs>),
     /// Send one CloudEvent to a Broker.
     Send(Box<send::SendArgs>),
+    /// Print a Broker's events as they arrive, or replay them.
+    Tail(Box<tail::TailArgs>),
+    /// Receive events over HTTP and print them (a subscriber for trying Triggers out).
+    Display(display::DisplayArgs),
     /// Print Herald's custom resource definitions (CRDs) as YAML.
     #[command(
         after_help = "Examples:\n  herald crds | kubectl apply -f -\n  herald crds --output-dir crds/"
@@ -63,6 +69,8 @@ fn main() -> ExitCode {
         Command::Ingress(args) => herald_ingress::run_ingress(*args),
         Command::Dispatcher(args) => herald_dispatcher::run_dispatcher(*args),
         Command::Send(args) => return send::run(&args),
+        Command::Tail(args) => return tail::run(&args),
+        Command::Display(args) => return display::run(&args),
         Command::Crds { output_dir } => print_crds(output_dir),
     };
     match result {
