@@ -208,6 +208,20 @@ impl Dispatcher {
     pub async fn kill(&mut self) {
         self.child.kill().await.expect("kill dispatcher");
     }
+
+    /// Events this dispatcher delivered (2xx), from its metrics.
+    pub async fn delivered(&self) -> f64 {
+        let body = http_get(self.metrics_port, "/metrics")
+            .await
+            .unwrap_or_default();
+        body.lines()
+            .filter(|l| {
+                l.starts_with("herald_dispatcher_events_total{")
+                    && l.contains("outcome=\"delivered\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
 }
 
 /// The `herald` binary, for running CLI commands in tests.

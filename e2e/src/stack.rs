@@ -83,6 +83,11 @@ impl Stack {
         self.dispatcher = Some(Dispatcher::start(&self.namespace, &self.nats).await);
     }
 
+    /// Starts another dispatcher beside the first and hands it over.
+    pub async fn extra_dispatcher(&self) -> Dispatcher {
+        Dispatcher::start(&self.namespace, &self.nats).await
+    }
+
     /// The example Broker's address.
     #[must_use]
     pub fn broker_url(&self) -> String {

@@ -397,3 +397,40 @@ async fn herald_tail_replays_and_filters_a_brokers_events() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn two_dispatchers_share_one_triggers_work() {
+    with_temp_ns("two-dispatchers", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let second = stack.extra_dispatcher().await;
+        // A slow subscriber, so that both dispatchers have deliveries in flight.
+        let sub = Subscriber::scripted(|_, _| {
+            std::thread::sleep(Duration::from_millis(5));
+            Answer::status(200)
+        })
+        .await;
+        trigger(
+            &client,
+            &ns,
+            "shared",
+            &format!("{}  delivery: {{maxInFlight: 4}}\n", to(&sub.url)),
+        )
+        .await;
+        for i in 0..200 {
+            stack.send(&format!("s{i}"), "t", "s", "{}").await;
+        }
+        sub.wait_for("all 200 delivered", WAIT, |d| ids(d).len() == 200)
+            .await;
+        // Counted after the ack, a moment after the subscriber saw the event.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let first = stack.dispatcher.as_ref().unwrap().delivered().await;
+        let other = second.delivered().await;
+        println!("dispatcher 1 delivered {first}, dispatcher 2 delivered {other}");
+        assert!(
+            first > 0.0 && other > 0.0,
+            "both dispatchers deliver: {first} and {other}"
+        );
+        assert!(first + other >= 200.0);
+    })
+    .await;
+}

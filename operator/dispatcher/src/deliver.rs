@@ -95,8 +95,8 @@ pub struct Deliverer {
     pub jetstream: jetstream::Context,
     /// Metrics.
     pub metrics: Metrics,
-    /// Kubernetes Events about dropped events.
-    pub recorder: Recorder,
+    /// Kubernetes Events about dropped events (none in benchmarks).
+    pub recorder: Option<Recorder>,
 }
 
 impl Deliverer {
@@ -303,7 +303,10 @@ impl Deliverer {
             action: "Deliver".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
             tracing::debug!(error = %e, "could not publish a Kubernetes Event");
         }
     }

@@ -114,13 +114,13 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
             .build_http(),
         jetstream: async_nats::jetstream::new(nats.client.clone()),
         metrics: metrics.clone(),
-        recorder: Recorder::new(
+        recorder: Some(Recorder::new(
             client.clone(),
             Reporter {
                 controller: "herald-dispatcher".into(),
                 instance: Some(identity),
             },
-        ),
+        )),
     });
 
     let changed = Arc::new(Notify::new());
@@ -217,7 +217,7 @@ fn reconcile_loops(
 
 /// Pulls a Trigger's consumer and delivers, at most `maxInFlight` at once, until stopped;
 /// reopens the consumer with backoff when the stream breaks.
-async fn pull_loop(
+pub async fn pull_loop(
     plan: Arc<TriggerPlan>,
     deliverer: Arc<Deliverer>,
     mut stop: watch::Receiver<bool>,

@@ -24,7 +24,7 @@ use herald_api::{Broker, BrokerSpec, BrokerStatus, naming};
 use herald_cloudevents::CloudEvent;
 use herald_ingress::brokers::BrokerIndex;
 use herald_ingress::metrics::Metrics;
-use herald_ingress::server::{AppState, router};
+use herald_ingress::server::AppState;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -43,61 +43,19 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn event(run: &str, i: usize) -> CloudEvent {
+/// A 1 KiB JSON event; ids never repeat within a run, so no mode and no round hits
+/// JetStream's duplicate detection.
+fn event(run: &str) -> CloudEvent {
+    static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut e = CloudEvent::new(
-        &format!("{run}-{i}"),
+        &format!("{run}-{id}"),
         "/bench/producer",
         "com.example.bench.tick",
     );
     e.set("datacontenttype", "application/json");
     e.data = Some(Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(1012))));
     e
-}
-
-struct Nats {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-    url: String,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_nats() -> Nats {
-    let bin = std::env::var("HERALD_NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("herald-bench-{port}"));
-    let child = std::process::Command::new(&bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin} (set HERALD_NATS_SERVER_BIN): {e}"));
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Nats {
-        child,
-        dir,
-        url: format!("nats://127.0.0.1:{port}"),
-    }
 }
 
 fn ready_broker() -> Broker {
@@ -175,10 +133,10 @@ fn rate(events: usize, d: Duration) -> f64 {
 async fn raw_publish(js: &jetstream::Context, total: usize, concurrency: usize) -> Duration {
     let subject = naming::event_subject(NAMESPACE, BROKER, "com.example.bench.tick");
     let js = js.clone();
-    closed_loop(total, concurrency, move |i| {
+    closed_loop(total, concurrency, move |_| {
         let (js, subject) = (js.clone(), subject.clone());
         async move {
-            let (headers, payload) = herald_cloudevents::nats::encode(&event("raw", i));
+            let (headers, payload) = herald_cloudevents::nats::encode(&event("raw"));
             js.publish_with_headers(subject, headers, payload)
                 .await
                 .unwrap()
@@ -202,20 +160,16 @@ async fn start_ingress(client: &async_nats::Client, js: &jetstream::Context) -> 
         metrics: Metrics::register(&registry).unwrap(),
         max_body_bytes: 4 << 20,
     });
-    let port = free_port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    format!("http://127.0.0.1:{port}/{NAMESPACE}/{BROKER}").into()
+    let addr = herald_ingress::server::spawn_local(state).await.unwrap();
+    format!("http://{addr}/{NAMESPACE}/{BROKER}").into()
 }
 
 async fn binary_mode(http: &Http, url: &Arc<str>, total: usize, concurrency: usize) -> Duration {
     let (http, url) = (http.clone(), url.clone());
-    closed_loop(total, concurrency, move |i| {
+    closed_loop(total, concurrency, move |_| {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let (headers, body) = herald_cloudevents::http::encode_binary(&event("bin", i));
+            let (headers, body) = herald_cloudevents::http::encode_binary(&event("bin"));
             post(&http, &url, headers, body).await;
         }
     })
@@ -224,16 +178,13 @@ async fn binary_mode(http: &Http, url: &Arc<str>, total: usize, concurrency: usi
 
 async fn batch_mode(http: &Http, url: &Arc<str>, batches: usize, concurrency: usize) -> Duration {
     let (http, url) = (http.clone(), url.clone());
-    closed_loop(batches, concurrency.min(batches).max(1), move |b| {
+    closed_loop(batches, concurrency.min(batches).max(1), move |_| {
         let (http, url) = (http.clone(), url.clone());
         async move {
             let items: Vec<String> = (0..BATCH)
-                .map(|j| {
-                    String::from_utf8(herald_cloudevents::json::to_structured(&event(
-                        "batch",
-                        b * BATCH + j,
-                    )))
-                    .unwrap()
+                .map(|_| {
+                    String::from_utf8(herald_cloudevents::json::to_structured(&event("batch")))
+                        .unwrap()
                 })
                 .collect();
             let mut headers = hyper::HeaderMap::new();
@@ -257,11 +208,11 @@ async fn batch_mode(http: &Http, url: &Arc<str>, batches: usize, concurrency: us
 async fn fixed_rate_latencies(http: &Http, url: &Arc<str>, samples: usize) -> Vec<Duration> {
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     let mut pending = Vec::with_capacity(samples);
-    for i in 0..samples {
+    for _ in 0..samples {
         ticker.tick().await;
         let (http, url) = (http.clone(), url.clone());
         pending.push(tokio::spawn(async move {
-            let (headers, body) = herald_cloudevents::http::encode_binary(&event("lat", i));
+            let (headers, body) = herald_cloudevents::http::encode_binary(&event("lat"));
             post(&http, &url, headers, body).await
         }));
     }
@@ -277,7 +228,7 @@ async fn fixed_rate_latencies(http: &Http, url: &Arc<str>, samples: usize) -> Ve
 async fn main() {
     let total = env_usize("BENCH_EVENTS", 20_000);
     let concurrency = env_usize("BENCH_CONCURRENCY", 64);
-    let nats = start_nats();
+    let nats = herald_runtime::testing::NatsServer::start();
     let client = async_nats::connect(&nats.url).await.expect("connect");
     let js = jetstream::ContextBuilder::new()
         .max_ack_inflight(16_384)

@@ -196,3 +196,12 @@ async fn accept(
     }
     Ok(mode)
 }
+
+/// Serves `state` on a free loopback port in the background; returns the address
+/// (for benchmarks and tests that run the ingress in process).
+pub async fn spawn_local(state: Arc<AppState>) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    Ok(addr)
+}

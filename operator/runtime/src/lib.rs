@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod nats;
 pub mod telemetry;
+pub mod testing;
 
 /// Resolves when the process receives SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
