@@ -79,6 +79,26 @@ pub struct TriggerSpec {
     pub start_position: Option<StartPosition>,
 }
 
+impl TriggerSpec {
+    /// The Trigger's filters in the form the filter engine compiles: the
+    /// `filter.attributes` pairs and the `filters` list as JSON. The operator, the
+    /// dispatcher and `herald filter test` all compile from this, so they agree.
+    #[must_use]
+    pub fn filter_parts(&self) -> (Vec<(&str, &str)>, Vec<serde_json::Value>) {
+        let attributes = self
+            .filter
+            .iter()
+            .flat_map(|f| f.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .collect();
+        let filters = self
+            .filters
+            .iter()
+            .filter_map(|f| serde_json::to_value(f).ok())
+            .collect();
+        (attributes, filters)
+    }
+}
+
 /// Knative's `filter.attributes`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

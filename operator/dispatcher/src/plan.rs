@@ -75,21 +75,9 @@ pub fn plan(trigger: &Trigger, broker: Option<&Broker>) -> Option<TriggerPlan> {
         broker.and_then(|b| b.spec.delivery.as_ref()),
     )
     .ok()?;
-    let filters: Vec<serde_json::Value> = trigger
-        .spec
-        .filters
-        .iter()
-        .filter_map(|f| serde_json::to_value(f).ok())
-        .collect();
-    let attributes = trigger
-        .spec
-        .filter
-        .iter()
-        .flat_map(|f| f.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let compiled = CompiledFilter::from_parts(attributes, &filters).ok()?;
-    let filter_spec =
-        serde_json::json!([trigger.spec.filter.as_ref().map(|f| &f.attributes), filters])
-            .to_string();
+    let (attributes, filters) = trigger.spec.filter_parts();
+    let compiled = CompiledFilter::from_parts(attributes.iter().copied(), &filters).ok()?;
+    let filter_spec = serde_json::json!([attributes, filters]).to_string();
     let namespace = trigger.namespace()?;
     Some(TriggerPlan {
         stream: naming::stream_name(&namespace, &trigger.spec.broker),

@@ -12,6 +12,7 @@ use herald_dispatcher::config::DispatcherArgs;
 use herald_ingress::config::IngressArgs;
 
 mod display;
+mod filter_test;
 mod send;
 mod tail;
 
@@ -51,6 +52,11 @@ enum Command {
     Tail(Box<tail::TailArgs>),
     /// Receive events over HTTP and print them (a subscriber for trying Triggers out).
     Display(display::DisplayArgs),
+    /// Work with Trigger filters.
+    Filter {
+        #[command(subcommand)]
+        command: filter_test::FilterCommand,
+    },
     /// Print Herald's custom resource definitions (CRDs) as YAML.
     #[command(
         after_help = "Examples:\n  herald crds | kubectl apply -f -\n  herald crds --output-dir crds/"
@@ -71,6 +77,7 @@ fn main() -> ExitCode {
         Command::Send(args) => return send::run(&args),
         Command::Tail(args) => return tail::run(&args),
         Command::Display(args) => return display::run(&args),
+        Command::Filter { command } => return filter_test::run(&command),
         Command::Crds { output_dir } => print_crds(output_dir),
     };
     match result {

@@ -40,16 +40,7 @@ const RESYNC: Duration = Duration::from_secs(15);
 
 /// Compiles the Trigger's filters; `Err` carries the compiler's message (path and reason).
 pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, String> {
-    let filters = spec
-        .filters
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let attributes = spec
-        .filter
-        .iter()
-        .flat_map(|f| f.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (attributes, filters) = spec.filter_parts();
     CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
 }
 
