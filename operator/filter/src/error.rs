@@ -60,6 +60,9 @@ pub enum FilterErrorReason {
     /// `any: []`, which could never match.
     #[error("`any` needs at least one filter")]
     EmptyAny,
+    /// Filters or patterns nested deeper than [`crate::filter::MAX_FILTER_DEPTH`].
+    #[error("the filter nests deeper than {0} levels")]
+    TooDeep(usize),
     /// The CESQL expression does not parse.
     #[error("CESQL expression does not parse {0}")]
     CesqlParse(ParseError),

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::cesql::Expression;
 use crate::dialect;
-use crate::error::FilterError;
+use crate::error::{FilterError, FilterErrorReason};
 use crate::event::Event;
 use crate::pattern::Pattern;
 
@@ -160,6 +160,26 @@ impl Default for CompiledFilter {
     }
 }
 
+/// How deep a filter document (nested `all`/`any`/`not`, nested pattern objects) may
+/// be. Compiling and matching recurse over the document, so the depth is checked
+/// first, without recursion, whatever the input.
+pub const MAX_FILTER_DEPTH: usize = 64;
+
+/// The nesting depth of a JSON document, computed without recursion.
+fn json_depth(root: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(root, 1usize)];
+    while let Some((value, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 impl CompiledFilter {
     /// The filter of a Trigger without filters: every event matches.
     #[must_use]
@@ -187,6 +207,12 @@ impl CompiledFilter {
             conjuncts.push(dialect::attribute(name, value)?);
         }
         for (i, filter) in filters.iter().enumerate() {
+            if json_depth(filter) > MAX_FILTER_DEPTH {
+                return Err(FilterError::new(
+                    format!("filters[{i}]"),
+                    FilterErrorReason::TooDeep(MAX_FILTER_DEPTH),
+                ));
+            }
             match dialect::filter(filter, &format!("filters[{i}]"))? {
                 Node::All(nodes) => conjuncts.extend(nodes),
                 node => conjuncts.push(node),

@@ -316,3 +316,39 @@ fn documentation_examples_compile() {
     }
     assert!(checked >= 5, "only {checked} YAML examples found");
 }
+
+/// Builds `{key: {key: ... leaf}}` nested `depth` levels deep without recursion (the
+/// `json!` macro would re-serialize the inner value recursively; `serde_json`'s parser
+/// stops at 128 levels, programmatic values have no such limit).
+fn nested(depth: usize, key: &str, leaf: serde_json::Value) -> serde_json::Value {
+    (0..depth).fold(leaf, |inner, _| {
+        let mut map = serde_json::Map::new();
+        map.insert(key.to_owned(), inner);
+        serde_json::Value::Object(map)
+    })
+}
+
+#[test]
+fn deep_nesting_is_refused_not_overflowed() {
+    use herald_filter::CompiledFilter;
+    use serde_json::json;
+    let deep_not = nested(100_000, "not", json!({"exact": {"type": "x"}}));
+    let err = CompiledFilter::from_filter(&deep_not).unwrap_err();
+    assert!(err.to_string().contains("nests deeper than 64"), "{err}");
+    let deep_pattern = nested(
+        1,
+        "pattern",
+        nested(1, "data", nested(100_000, "a", json!([1]))),
+    );
+    assert!(
+        CompiledFilter::from_filter(&deep_pattern)
+            .unwrap_err()
+            .to_string()
+            .contains("nests deeper")
+    );
+    let fine = nested(20, "not", json!({"exact": {"type": "x"}}));
+    assert!(CompiledFilter::from_filter(&fine).is_ok());
+    // Dropping a 100,000-level `serde_json::Value` recurses too; leak them on purpose.
+    std::mem::forget(deep_not);
+    std::mem::forget(deep_pattern);
+}
