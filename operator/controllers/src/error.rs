@@ -84,6 +84,18 @@ impl Error {
     }
 }
 
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    /// The reconcile's own error when apply or cleanup failed; otherwise the
+    /// finalizer bookkeeping failed.
+    fn from(e: kube::runtime::finalizer::Error<Error>) -> Self {
+        use kube::runtime::finalizer::Error as Finalizer;
+        match e {
+            Finalizer::ApplyFailed(e) | Finalizer::CleanupFailed(e) => e,
+            other => Self::Finalizer(other.to_string()),
+        }
+    }
+}
+
 /// Delay before retry number `failures` (1-based) of a transient error:
 /// 500 ms doubling up to 30 s.
 #[must_use]

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use herald_api::{Broker, EventSource, Trigger};
-use herald_runtime::admin::{self, Readiness};
 use herald_runtime::fired;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
@@ -65,19 +64,11 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
         herald_runtime::nats::connect(&args.nats, &format!("herald-operator {identity}")).await?;
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
-    let readiness = Readiness::default();
-
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    tokio::spawn(async move {
-        herald_runtime::shutdown_signal().await;
-        let _ = shutdown_tx.send(true);
-    });
-    let admin = tokio::spawn(admin::serve(
-        args.metrics_addr,
-        registry,
-        readiness.clone(),
-        fired(shutdown.clone()),
-    ));
+    let herald_runtime::Component {
+        shutdown,
+        readiness,
+        admin,
+    } = herald_runtime::Component::start(args.metrics_addr, registry);
 
     if !wait_for_crds(&client, args.watch_namespace.as_deref(), &shutdown).await {
         return Ok(());

@@ -23,7 +23,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use herald_api::{Broker, Trigger};
-use herald_runtime::admin::{self, Readiness};
 use herald_runtime::fired;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -94,18 +93,11 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher").await?;
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
-    let readiness = Readiness::default();
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    tokio::spawn(async move {
-        herald_runtime::shutdown_signal().await;
-        let _ = shutdown_tx.send(true);
-    });
-    let admin = tokio::spawn(admin::serve(
-        args.metrics_addr,
-        registry,
-        readiness.clone(),
-        fired(shutdown.clone()),
-    ));
+    let herald_runtime::Component {
+        shutdown,
+        readiness,
+        admin,
+    } = herald_runtime::Component::start(args.metrics_addr, registry);
 
     let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-dispatcher".into());
     let deliverer = Arc::new(Deliverer {

@@ -18,10 +18,8 @@ pub mod server;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_runtime::admin::{self, Readiness};
 use herald_runtime::fired;
 use prometheus::Registry;
-use tokio::sync::watch;
 
 use crate::config::IngressArgs;
 use crate::metrics::Metrics;
@@ -47,19 +45,11 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
         .build(nats.client.clone());
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
-    let readiness = Readiness::default();
-
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    tokio::spawn(async move {
-        herald_runtime::shutdown_signal().await;
-        let _ = shutdown_tx.send(true);
-    });
-    let admin = tokio::spawn(admin::serve(
-        args.metrics_addr,
-        registry,
-        readiness.clone(),
-        fired(shutdown.clone()),
-    ));
+    let herald_runtime::Component {
+        shutdown,
+        readiness,
+        admin,
+    } = herald_runtime::Component::start(args.metrics_addr, registry);
 
     let (brokers, watch_brokers) = brokers::watch(client, args.watch_namespace.as_deref());
     tokio::spawn(watch_brokers);

@@ -60,3 +60,39 @@ pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result
 pub async fn fired(mut flag: tokio::sync::watch::Receiver<bool>) {
     let _ = flag.wait_for(|set| *set).await;
 }
+
+/// What every long-running component starts with: a shutdown flag raised on
+/// SIGTERM/SIGINT, and the admin server (`/metrics` for `registry`, `/healthz`,
+/// `/readyz` following `readiness`) that stops with it.
+pub struct Component {
+    /// Turns `true` on SIGTERM/SIGINT.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// What `/readyz` reports; starts not ready.
+    pub readiness: admin::Readiness,
+    /// The admin server; await it after shutdown.
+    pub admin: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Component {
+    /// Starts listening for signals and serves the admin routes on `admin_addr`.
+    #[must_use]
+    pub fn start(admin_addr: std::net::SocketAddr, registry: prometheus::Registry) -> Self {
+        let (raise, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = raise.send(true);
+        });
+        let readiness = admin::Readiness::default();
+        let admin = tokio::spawn(admin::serve(
+            admin_addr,
+            registry,
+            readiness.clone(),
+            fired(shutdown.clone()),
+        ));
+        Self {
+            shutdown,
+            readiness,
+            admin,
+        }
+    }
+}

@@ -204,10 +204,7 @@ pub async fn reconcile(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Actio
         }
     })
     .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
+    .map_err(Error::from);
     if result.is_ok() {
         ctx.record_success(&obj_ref);
     }
