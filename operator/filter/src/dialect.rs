@@ -12,9 +12,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::cesql::{Expression, Type};
+use crate::cesql::{Conjunct, Expression, Type};
 use crate::error::{FilterError, FilterErrorReason as Reason, json_kind};
+use crate::event::Name;
 use crate::filter::Node;
+use crate::guard::Test;
 use crate::pattern::Pattern;
 
 const KNOWN: [&str; 8] = [
@@ -50,11 +52,11 @@ pub(crate) fn attribute(name: &str, value: &str) -> Result<Node, FilterError> {
     }
     Ok(if value.is_empty() {
         Node::Present {
-            name: name.to_owned(),
+            name: Name::from(name),
         }
     } else {
         Node::Equals {
-            name: name.to_owned(),
+            name: Name::from(name),
             value: value.to_owned(),
         }
     })
@@ -119,7 +121,7 @@ fn attribute_map(
     arg: &Value,
     path: &str,
     dialect: &'static str,
-    node: impl Fn(String, String) -> Node,
+    node: impl Fn(Name, String) -> Node,
 ) -> Result<Node, FilterError> {
     let map: &Map<String, Value> = arg
         .as_object()
@@ -139,7 +141,7 @@ fn attribute_map(
         if value.is_empty() {
             return Err(FilterError::new(here, Reason::EmptyValue));
         }
-        nodes.push(node(name.clone(), value.to_owned()));
+        nodes.push(node(Name::from(name.as_str()), value.to_owned()));
     }
     Ok(Node::all(nodes))
 }
@@ -172,6 +174,19 @@ fn cesql(arg: &Value, path: &str) -> Result<Node, FilterError> {
         Some(ty @ (Type::Integer | Type::String)) => {
             Err(FilterError::new(path, Reason::CesqlNotBoolean(ty)))
         }
-        _ => Ok(Node::Cesql(Box::new(expr))),
+        _ => Ok(Node::all(
+            expr.into_conjuncts()
+                .into_iter()
+                .map(|part| match part {
+                    Conjunct::Test(name, Test::Equals, value) => Node::Equals { name, value },
+                    Conjunct::Test(name, Test::Prefix, value) => Node::Prefix { name, value },
+                    Conjunct::Test(name, Test::Suffix, value) => Node::Suffix { name, value },
+                    Conjunct::Compare(name, op, value) => Node::Compare { name, op, value },
+                    Conjunct::Exists(name) => Node::Present { name },
+                    Conjunct::Absent(name) => Node::Not(Box::new(Node::Present { name })),
+                    Conjunct::Expression(e) => Node::Cesql(Box::new(e)),
+                })
+                .collect(),
+        )),
     }
 }

@@ -56,6 +56,64 @@ impl AttributeValue<'_> {
     }
 }
 
+/// An attribute name resolved when a filter is compiled: matching then reads a
+/// context attribute directly and compares only extension names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Name {
+    Id,
+    Source,
+    SpecVersion,
+    Type,
+    Subject,
+    Time,
+    DataContentType,
+    DataSchema,
+    Extension(Box<str>),
+}
+
+impl From<&str> for Name {
+    fn from(name: &str) -> Self {
+        match name {
+            "id" => Name::Id,
+            "source" => Name::Source,
+            "specversion" => Name::SpecVersion,
+            "type" => Name::Type,
+            "subject" => Name::Subject,
+            "time" => Name::Time,
+            "datacontenttype" => Name::DataContentType,
+            "dataschema" => Name::DataSchema,
+            other => Name::Extension(other.into()),
+        }
+    }
+}
+
+impl Name {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Name::Id => "id",
+            Name::Source => "source",
+            Name::SpecVersion => "specversion",
+            Name::Type => "type",
+            Name::Subject => "subject",
+            Name::Time => "time",
+            Name::DataContentType => "datacontenttype",
+            Name::DataSchema => "dataschema",
+            Name::Extension(name) => name,
+        }
+    }
+
+    /// A context attribute (always a String), not an extension (which may be typed).
+    pub(crate) fn is_context(&self) -> bool {
+        !matches!(self, Name::Extension(_))
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Writes the base-10 form of `value` into `buf` and returns it.
 pub(crate) fn format_i32(value: i32, buf: &mut [u8; 11]) -> &str {
     let mut n = value.unsigned_abs();
@@ -286,6 +344,28 @@ impl<'a> Event<'a> {
     #[must_use]
     pub fn data(&self) -> Option<&'a Value> {
         self.data
+    }
+
+    /// Looks up an attribute by its resolved name.
+    pub(crate) fn get(&self, name: &Name) -> Option<AttributeValue<'a>> {
+        let s = match name {
+            Name::Id => Some(self.id),
+            Name::Source => Some(self.source),
+            Name::SpecVersion => Some(self.specversion),
+            Name::Type => Some(self.ty),
+            Name::Subject => self.subject,
+            Name::Time => self.time,
+            Name::DataContentType => self.datacontenttype,
+            Name::DataSchema => self.dataschema,
+            Name::Extension(name) => {
+                return self
+                    .extensions
+                    .iter()
+                    .find(|(n, _)| *n == &**name)
+                    .map(|(_, v)| *v);
+            }
+        };
+        s.map(AttributeValue::String)
     }
 
     /// Looks up a context attribute or extension by its (lower-case) name.

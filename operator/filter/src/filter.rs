@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cesql::Expression;
+use crate::cesql::{Comparison, Expression};
 use crate::dialect;
 use crate::error::{FilterError, FilterErrorReason};
-use crate::event::Event;
+use crate::event::{Event, Name};
+use crate::guard::{self, Atom, Guard, Test};
 use crate::pattern::Pattern;
 
 /// Knative's `filter` of a Trigger.
@@ -38,20 +39,26 @@ pub struct FilterSpec {
 pub(crate) enum Node {
     /// The attribute's string form equals `value`.
     Equals {
-        name: String,
+        name: Name,
         value: String,
     },
     /// The attribute is present.
     Present {
-        name: String,
+        name: Name,
     },
     Prefix {
-        name: String,
+        name: Name,
         value: String,
     },
     Suffix {
-        name: String,
+        name: Name,
         value: String,
+    },
+    /// The attribute cast to Integer as CESQL casts compares so with `value`.
+    Compare {
+        name: Name,
+        op: Comparison,
+        value: i32,
     },
     All(Vec<Node>),
     Any(Vec<Node>),
@@ -63,16 +70,17 @@ pub(crate) enum Node {
 impl Node {
     pub(crate) fn matches(&self, event: &Event<'_>) -> bool {
         match self {
-            Node::Equals { name, value } => event
-                .attribute(name)
-                .is_some_and(|v| v.with_str(|s| s == value)),
-            Node::Present { name } => event.attribute(name).is_some(),
+            Node::Equals { name, value } => {
+                event.get(name).is_some_and(|v| v.with_str(|s| s == value))
+            }
+            Node::Present { name } => event.get(name).is_some(),
             Node::Prefix { name, value } => event
-                .attribute(name)
+                .get(name)
                 .is_some_and(|v| v.with_str(|s| s.starts_with(value.as_str()))),
             Node::Suffix { name, value } => event
-                .attribute(name)
+                .get(name)
                 .is_some_and(|v| v.with_str(|s| s.ends_with(value.as_str()))),
+            Node::Compare { name, op, value } => op.holds(event.get(name), *value),
             Node::All(nodes) => nodes.iter().all(|n| n.matches(event)),
             Node::Any(nodes) => nodes.iter().any(|n| n.matches(event)),
             Node::Not(node) => !node.matches(event),
@@ -93,10 +101,28 @@ impl Node {
     /// `Some(t)` when the node is exactly "`type` equals `t`".
     fn type_equality(&self) -> Option<&str> {
         match self {
-            Node::Equals { name, value } if name == "type" => Some(value),
-            Node::Cesql(expr) => expr.type_equality(),
+            Node::Equals {
+                name: Name::Type,
+                value,
+            } => Some(value),
             Node::Pattern(pattern) => pattern.type_equality(),
             _ => None,
+        }
+    }
+
+    /// A necessary condition for [`Node::matches`], for indexing.
+    fn guard(&self) -> Option<Guard> {
+        let atom =
+            |name: &Name, test, value: &str| Some(Guard::one(Atom::attribute(name, test, value)));
+        match self {
+            Node::Equals { name, value } => atom(name, Test::Equals, value),
+            Node::Prefix { name, value } => atom(name, Test::Prefix, value),
+            Node::Suffix { name, value } => atom(name, Test::Suffix, value),
+            Node::Present { .. } | Node::Compare { .. } | Node::Not(_) => None,
+            Node::All(nodes) => guard::all_of(nodes.iter().map(Node::guard)),
+            Node::Any(nodes) => guard::any_of(nodes.iter().map(Node::guard)),
+            Node::Cesql(expr) => expr.guard(),
+            Node::Pattern(pattern) => pattern.guard(),
         }
     }
 
@@ -104,7 +130,7 @@ impl Node {
     fn cost(&self) -> u8 {
         match self {
             Node::Equals { .. } | Node::Present { .. } => 0,
-            Node::Prefix { .. } | Node::Suffix { .. } => 1,
+            Node::Prefix { .. } | Node::Suffix { .. } | Node::Compare { .. } => 1,
             Node::All(_) | Node::Any(_) | Node::Not(_) => 2,
             Node::Pattern(_) => 3,
             Node::Cesql(_) => 4,
@@ -152,6 +178,10 @@ pub struct CompiledFilter {
     /// The whole filter is "`type` equals this".
     exact_type: Option<String>,
     needs_data: bool,
+    /// At least one atom holds for every matching event.
+    guard: Option<Guard>,
+    /// The filter is exactly its guard's single atom.
+    guard_decides: bool,
 }
 
 impl Default for CompiledFilter {
@@ -244,11 +274,18 @@ impl CompiledFilter {
                 .all(|n| n.type_equality() == Some(t.as_str()))
         });
         let needs_data = conjuncts.iter().any(Node::needs_data);
+        let guard = guard::all_of(conjuncts.iter().map(Node::guard));
+        let guard_decides = matches!(
+            conjuncts.as_slice(),
+            [Node::Equals { .. } | Node::Prefix { .. } | Node::Suffix { .. }]
+        );
         CompiledFilter {
             conjuncts,
             indexed_type,
             exact_type,
             needs_data,
+            guard,
+            guard_decides,
         }
     }
 
@@ -277,6 +314,16 @@ impl CompiledFilter {
     #[must_use]
     pub fn needs_data(&self) -> bool {
         self.needs_data
+    }
+
+    /// The filter's guard, which [`crate::MatcherSet`] indexes on.
+    pub(crate) fn guard(&self) -> Option<&Guard> {
+        self.guard.as_ref()
+    }
+
+    /// Whether an event for which the guard's (single) atom holds matches.
+    pub(crate) fn guard_decides(&self) -> bool {
+        self.guard_decides
     }
 
     /// Whether every event matches (no filter at all).

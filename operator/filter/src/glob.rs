@@ -3,6 +3,8 @@
 //! Matching walks the input once and backtracks only to the most recent "many"
 //! element, the classic linear-space algorithm: no allocation, no recursion.
 
+use crate::guard::Test;
+
 /// One element of a compiled glob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Elem {
@@ -31,6 +33,48 @@ impl Glob {
             out.push(e);
         }
         Glob { elems: out }
+    }
+
+    /// The literal every match equals (a glob without wildcards), starts with (its
+    /// leading characters) or else ends with (its trailing characters), if any.
+    pub(crate) fn literal_shape(&self) -> Option<(Test, String)> {
+        let literal = |e: &Elem| match e {
+            Elem::Char(c) => Some(*c),
+            _ => None,
+        };
+        let head: Vec<char> = self.elems.iter().map_while(literal).collect();
+        if head.len() == self.elems.len() {
+            return Some((Test::Equals, head.into_iter().collect()));
+        }
+        if !head.is_empty() {
+            return Some((Test::Prefix, head.into_iter().collect()));
+        }
+        let mut tail: Vec<char> = self.elems.iter().rev().map_while(literal).collect();
+        if tail.is_empty() {
+            return None;
+        }
+        tail.reverse();
+        Some((Test::Suffix, tail.into_iter().collect()))
+    }
+
+    /// The glob as one string test, when it is exactly one: no wildcard (equals),
+    /// literal then one trailing "many" (prefix), or one leading "many" then literal
+    /// (suffix).
+    pub(crate) fn exact_shape(&self) -> Option<(Test, String)> {
+        let text = |elems: &[Elem]| {
+            elems
+                .iter()
+                .map(|e| match e {
+                    Elem::Char(c) => Some(*c),
+                    _ => None,
+                })
+                .collect::<Option<String>>()
+        };
+        match self.elems.as_slice() {
+            [Elem::Many, rest @ ..] if !rest.is_empty() => text(rest).map(|s| (Test::Suffix, s)),
+            [rest @ .., Elem::Many] if !rest.is_empty() => text(rest).map(|s| (Test::Prefix, s)),
+            all => text(all).map(|s| (Test::Equals, s)),
+        }
     }
 
     /// Whether the glob matches the whole of `input`.
@@ -114,6 +158,30 @@ mod tests {
         assert!(glob("?").matches("é"));
         assert!(glob("h?llo*").matches("hällo wörld"));
         assert!(!glob("??").matches("é"));
+    }
+
+    #[test]
+    fn literal_shapes() {
+        let shape = |s: &str| glob(s).literal_shape();
+        let some = |t: Test, v: &str| Some((t, v.to_owned()));
+        assert_eq!(shape("abc"), some(Test::Equals, "abc"));
+        assert_eq!(shape(""), some(Test::Equals, ""));
+        assert_eq!(shape("ab*c"), some(Test::Prefix, "ab"));
+        assert_eq!(shape("ab?"), some(Test::Prefix, "ab"));
+        assert_eq!(shape("*.png"), some(Test::Suffix, ".png"));
+        assert_eq!(shape("?x"), some(Test::Suffix, "x"));
+        assert_eq!(shape("*a*"), None);
+        assert_eq!(shape("*"), None);
+
+        let exact = |s: &str| glob(s).exact_shape();
+        assert_eq!(exact("abc"), some(Test::Equals, "abc"));
+        assert_eq!(exact(""), some(Test::Equals, ""));
+        assert_eq!(exact("ab*"), some(Test::Prefix, "ab"));
+        assert_eq!(exact("*ab"), some(Test::Suffix, "ab"));
+        assert_eq!(exact("a*b"), None);
+        assert_eq!(exact("ab?"), None);
+        assert_eq!(exact("*ab*"), None);
+        assert_eq!(exact("*"), None);
     }
 
     #[test]

@@ -62,6 +62,8 @@ mod error;
 pub mod event;
 mod filter;
 mod glob;
+mod guard;
+mod index;
 pub mod pattern;
 mod set;
 

@@ -1,33 +1,41 @@
-//! [`MatcherSet`]: the compiled filters of a Broker's Triggers, indexed by event type.
+//! [`MatcherSet`]: the compiled filters of a Broker's Triggers, indexed on their guards.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
 use crate::event::Event;
 use crate::filter::CompiledFilter;
+use crate::guard::Field;
+use crate::index::{Candidates, Entry, FieldIndex, Slot};
 
 /// The filters of many Triggers, keyed by the caller's Trigger key.
 ///
-/// Filters that require an exact `type` ([`CompiledFilter::indexed_type`]) sit in a
-/// hash index on that type; an event is tested only against the filters indexed under
-/// its own type plus the filters that have no such requirement. Lookups borrow the
-/// event's type, so matching allocates nothing. The order of
-/// [`MatcherSet::matching`] is unspecified.
+/// Each filter is indexed on its *guard*, a cheap necessary condition derived when it
+/// was compiled: an exact `type`, any attribute equal to, starting with or ending with
+/// a literal (from `exact`, `prefix`, `suffix`, CESQL `=`, `LIKE` and `IN`, pattern
+/// fields), or a string at a path in `data`; `any` and `OR` give several. An event is
+/// then tested only against the filters whose guard holds for it, plus the filters
+/// that have no guard (`not` alone, `EXISTS`, numeric ranges, ...). Matching borrows
+/// the event and allocates nothing. The order of [`MatcherSet::matching`] is
+/// unspecified.
 #[derive(Clone, Debug)]
 pub struct MatcherSet<K> {
-    by_type: HashMap<String, Vec<(K, CompiledFilter)>>,
-    unindexed: Vec<(K, CompiledFilter)>,
-    /// Each key's bucket: `Some(type)` or `None` for `unindexed`.
-    location: HashMap<K, Option<String>>,
+    slots: Vec<Option<Slot<K>>>,
+    free: Vec<u32>,
+    location: HashMap<K, u32>,
+    fields: Vec<FieldIndex>,
+    unindexed: Vec<u32>,
     needing_data: usize,
 }
 
 impl<K> Default for MatcherSet<K> {
     fn default() -> Self {
         MatcherSet {
-            by_type: HashMap::new(),
-            unindexed: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             location: HashMap::new(),
+            fields: Vec::new(),
+            unindexed: Vec::new(),
             needing_data: 0,
         }
     }
@@ -40,53 +48,79 @@ impl<K: Eq + Hash + Clone> MatcherSet<K> {
         MatcherSet::default()
     }
 
+    fn field_index(&mut self, field: &Field) -> &mut FieldIndex {
+        let at = if let Some(at) = self.fields.iter().position(|f| f.field == *field) {
+            at
+        } else {
+            self.fields.push(FieldIndex::new(field.clone()));
+            self.fields.len() - 1
+        };
+        &mut self.fields[at]
+    }
+
     /// Adds or replaces the filter of `key`; returns the filter it replaced.
+    ///
+    /// # Panics
+    ///
+    /// If the set would hold more than `u32::MAX` filters.
     pub fn insert(&mut self, key: K, filter: CompiledFilter) -> Option<CompiledFilter> {
         let previous = self.remove(&key);
         if filter.needs_data() {
             self.needing_data += 1;
         }
-        let bucket = filter.indexed_type().map(str::to_owned);
-        match &bucket {
-            Some(ty) => self
-                .by_type
-                .entry(ty.clone())
-                .or_default()
-                .push((key.clone(), filter)),
-            None => self.unindexed.push((key.clone(), filter)),
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 filters")
+        });
+        match filter.guard() {
+            Some(guard) => {
+                for (atom, i) in guard.atoms().iter().zip(0u32..) {
+                    self.field_index(&atom.field)
+                        .add(atom, Entry { slot, atom: i });
+                }
+            }
+            None => self.unindexed.push(slot),
         }
-        self.location.insert(key, bucket);
+        self.slots[slot as usize] = Some(Slot {
+            key: key.clone(),
+            filter,
+        });
+        self.location.insert(key, slot);
         previous
     }
 
     /// Removes the filter of `key` and returns it.
     pub fn remove(&mut self, key: &K) -> Option<CompiledFilter> {
-        let bucket = self.location.remove(key)?;
-        let list = match &bucket {
-            Some(ty) => self.by_type.get_mut(ty)?,
-            None => &mut self.unindexed,
-        };
-        let at = list.iter().position(|(k, _)| k == key)?;
-        let (_, filter) = list.remove(at);
-        if let Some(ty) = &bucket {
-            if list.is_empty() {
-                self.by_type.remove(ty);
+        let id = self.location.remove(key)?;
+        let slot = self.slots.get_mut(id as usize)?.take()?;
+        match slot.filter.guard() {
+            Some(guard) => {
+                for atom in guard.atoms() {
+                    if let Some(at) = self.fields.iter().position(|f| f.field == atom.field) {
+                        self.fields[at].remove(atom, id);
+                        if self.fields[at].is_empty() {
+                            self.fields.swap_remove(at);
+                        }
+                    }
+                }
             }
+            None => self.unindexed.retain(|s| *s != id),
         }
-        if filter.needs_data() {
+        self.free.push(id);
+        if slot.filter.needs_data() {
             self.needing_data -= 1;
         }
-        Some(filter)
+        Some(slot.filter)
     }
 
     /// The filter of `key`.
     #[must_use]
     pub fn get(&self, key: &K) -> Option<&CompiledFilter> {
-        let list = match self.location.get(key)? {
-            Some(ty) => self.by_type.get(ty)?,
-            None => &self.unindexed,
-        };
-        list.iter().find(|(k, _)| k == key).map(|(_, f)| f)
+        let id = self.location.get(key)?;
+        self.slots
+            .get(*id as usize)?
+            .as_ref()
+            .map(|slot| &slot.filter)
     }
 
     /// Whether `key` has a filter in the set.
@@ -116,8 +150,10 @@ impl<K: Eq + Hash + Clone> MatcherSet<K> {
     /// The keys whose filters match `event`.
     pub fn matching<'s>(&'s self, event: &'s Event<'_>) -> impl Iterator<Item = &'s K> {
         self.candidates(event)
-            .filter(move |(_, filter)| filter.matches(event))
-            .map(|(key, _)| key)
+            .filter(move |(slot, via_atom)| {
+                (*via_atom && slot.filter.guard_decides()) || slot.filter.matches(event)
+            })
+            .map(|(slot, _)| &slot.key)
     }
 
     /// The keys whose filters match `event`, collected.
@@ -126,21 +162,21 @@ impl<K: Eq + Hash + Clone> MatcherSet<K> {
         self.matching(event).cloned().collect()
     }
 
-    /// How many filters [`MatcherSet::matching`] evaluates for `event`.
+    /// How many filters [`MatcherSet::matching`] considers for `event` (those its index
+    /// selects plus those without a guard).
     #[must_use]
     pub fn candidate_count(&self, event: &Event<'_>) -> usize {
         self.candidates(event).count()
     }
 
-    fn candidates<'s>(
-        &'s self,
-        event: &Event<'_>,
-    ) -> impl Iterator<Item = &'s (K, CompiledFilter)> + use<'s, K> {
-        let typed = self
-            .by_type
-            .get(event.event_type())
-            .map_or(&[][..], Vec::as_slice);
-        typed.iter().chain(self.unindexed.iter())
+    /// How many filters are candidates for every event because they have no guard.
+    #[must_use]
+    pub fn unindexed_count(&self) -> usize {
+        self.unindexed.len()
+    }
+
+    fn candidates<'s, 'e>(&'s self, event: &'s Event<'e>) -> Candidates<'s, 'e, K> {
+        Candidates::new(&self.slots, &self.fields, &self.unindexed, event)
     }
 }
 
@@ -237,7 +273,8 @@ mod tests {
         assert!(!set.contains_key(&"k"));
         assert!(set.remove(&"all").is_some());
         assert!(set.is_empty());
-        assert!(set.by_type.is_empty(), "empty buckets are dropped");
+        assert!(set.fields.is_empty(), "empty indexes are dropped");
+        assert!(set.unindexed.is_empty());
     }
 
     #[test]

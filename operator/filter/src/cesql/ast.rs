@@ -2,7 +2,9 @@
 
 use super::Type;
 use super::functions::Function;
+use crate::event::Name;
 use crate::glob::Glob;
+use crate::guard::{self, Atom, Guard, Test};
 
 /// A binary operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +62,9 @@ pub(crate) enum Expr {
     Int(i32),
     Str(String),
     /// A context attribute or extension, by lower-case name.
-    Attr(String),
+    Attr(Name),
     /// `EXISTS name`.
-    Exists(String),
+    Exists(Name),
     Not(Box<Expr>),
     Neg(Box<Expr>),
     Binary {
@@ -108,6 +110,72 @@ impl Expr {
             Expr::Attr(_) => None,
             Expr::Binary { op, .. } => Some(op.result_type()),
             Expr::Call { func, .. } => Some(func.return_type()),
+        }
+    }
+
+    /// A guard of "evaluates to `true` without error" (see [`crate::guard`]). Only
+    /// `AND`, `OR` and string tests of attributes contribute: `attr = 'x'` casts the
+    /// attribute to a String (its canonical text), `'x' = attr` and `IN` cast the
+    /// literals to the attribute's type, so they count only for context attributes.
+    pub(crate) fn guard(&self) -> Option<Guard> {
+        let atom =
+            |name: &Name, test, value: &str| Some(Guard::one(Atom::attribute(name, test, value)));
+        match self {
+            Expr::Binary {
+                op: BinOp::And,
+                left,
+                right,
+            } => guard::all_of([left.guard(), right.guard()]),
+            Expr::Binary {
+                op: BinOp::Or,
+                left,
+                right,
+            } => guard::any_of([left.guard(), right.guard()]),
+            Expr::Binary {
+                op: BinOp::Eq,
+                left,
+                right,
+            } => match (left.as_ref(), right.as_ref()) {
+                (Expr::Attr(name), Expr::Str(s)) => atom(name, Test::Equals, s),
+                (Expr::Str(s), Expr::Attr(name)) if name.is_context() => {
+                    atom(name, Test::Equals, s)
+                }
+                _ => None,
+            },
+            Expr::Like {
+                expr,
+                pattern,
+                negated: false,
+            } => match expr.as_ref() {
+                Expr::Attr(name) => {
+                    let (test, value) = pattern.literal_shape()?;
+                    atom(name, test, &value)
+                }
+                _ => None,
+            },
+            Expr::In {
+                expr,
+                set,
+                negated: false,
+            } => match expr.as_ref() {
+                Expr::Attr(name) if name.is_context() => {
+                    let atoms = set
+                        .iter()
+                        .map(|item| {
+                            let text = match item {
+                                Expr::Str(s) => s.clone(),
+                                Expr::Int(i) => i.to_string(),
+                                Expr::Bool(b) => b.to_string(),
+                                _ => return None,
+                            };
+                            Some(Atom::attribute(name, Test::Equals, &text))
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                    Guard::of(atoms)
+                }
+                _ => None,
+            },
+            _ => None,
         }
     }
 

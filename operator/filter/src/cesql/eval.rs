@@ -90,7 +90,7 @@ impl<'a, 'r> Evaluator<'a, 'r> {
             Expr::Int(i) => Out::ok(Value::Integer(*i)),
             Expr::Str(s) => Out::ok(Value::String(Cow::Borrowed(s))),
             Expr::Attr(name) => {
-                if let Some(v) = self.event.attribute(name) {
+                if let Some(v) = self.event.get(name) {
                     Out::ok(v.into())
                 } else {
                     self.error(ErrorKind::MissingAttribute, || {
@@ -100,7 +100,7 @@ impl<'a, 'r> Evaluator<'a, 'r> {
                     Out::zero(Type::Boolean)
                 }
             }
-            Expr::Exists(name) => Out::ok(Value::Boolean(self.event.attribute(name).is_some())),
+            Expr::Exists(name) => Out::ok(Value::Boolean(self.event.get(name).is_some())),
             Expr::Not(inner) => {
                 let out = self.eval(inner);
                 if out.failed {
@@ -288,26 +288,43 @@ impl<'a, 'r> Evaluator<'a, 'r> {
         }
     }
 
-    fn call(&mut self, func: Function, args: &'a [Expr]) -> Out<'a> {
-        let mut values = Vec::with_capacity(args.len());
-        for (i, arg) in args.iter().enumerate() {
-            let out = self.eval(arg);
-            if out.failed {
-                return Out::zero(func.return_type());
-            }
-            let value = match func.param_type(i) {
-                Some(ty) => match out.value.cast(ty, false) {
-                    Ok(v) => v,
-                    Err(failure) => {
-                        self.cast_error(failure);
-                        return Out::zero(func.return_type());
-                    }
-                },
-                None => out.value,
-            };
-            values.push(value);
+    /// Evaluates argument `i` and casts it to the function's parameter type; `None`
+    /// when that failed (the error is recorded).
+    fn argument(&mut self, func: Function, i: usize, arg: &'a Expr) -> Option<Value<'a>> {
+        let out = self.eval(arg);
+        if out.failed {
+            return None;
         }
-        match func.call(values) {
+        match func.param_type(i) {
+            Some(ty) => match out.value.cast(ty, false) {
+                Ok(v) => Some(v),
+                Err(failure) => {
+                    self.cast_error(failure);
+                    None
+                }
+            },
+            None => Some(out.value),
+        }
+    }
+
+    fn call(&mut self, func: Function, args: &'a [Expr]) -> Out<'a> {
+        let result = if let [arg] = args {
+            // Most calls have one argument: no list to build.
+            match self.argument(func, 0, arg) {
+                Some(value) => func.call(std::iter::once(value)),
+                None => return Out::zero(func.return_type()),
+            }
+        } else {
+            let mut values = Vec::with_capacity(args.len());
+            for (i, arg) in args.iter().enumerate() {
+                match self.argument(func, i, arg) {
+                    Some(value) => values.push(value),
+                    None => return Out::zero(func.return_type()),
+                }
+            }
+            func.call(values)
+        };
+        match result {
             Ok(v) => Out::ok(v),
             Err(failure) => {
                 self.error(failure.kind, || failure.message);

@@ -123,7 +123,10 @@ impl Function {
     }
 
     /// Calls the function on arguments already cast to [`Function::param_type`].
-    pub(crate) fn call(self, args: Vec<Value<'_>>) -> Result<Value<'_>, Failure<'_>> {
+    pub(crate) fn call<'v>(
+        self,
+        args: impl IntoIterator<Item = Value<'v>>,
+    ) -> Result<Value<'v>, Failure<'v>> {
         let mut args = args.into_iter();
         match self {
             Function::Abs => {

@@ -18,6 +18,7 @@ mod ast;
 mod eval;
 mod functions;
 mod lexer;
+mod lower;
 mod parser;
 mod value;
 
@@ -26,6 +27,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::event::Event;
+pub(crate) use lower::{Comparison, Conjunct};
 pub use value::Value;
 
 /// A CESQL primitive type.
@@ -182,22 +184,9 @@ impl Expression {
         out
     }
 
-    /// `Some(t)` when the whole expression is `type = 't'` (or `'t' = type`).
-    pub(crate) fn type_equality(&self) -> Option<&str> {
-        use ast::{BinOp, Expr};
-        match &self.root {
-            Expr::Binary {
-                op: BinOp::Eq,
-                left,
-                right,
-            } => match (left.as_ref(), right.as_ref()) {
-                (Expr::Attr(a), Expr::Str(t)) | (Expr::Str(t), Expr::Attr(a)) if a == "type" => {
-                    Some(t)
-                }
-                _ => None,
-            },
-            _ => None,
-        }
+    /// A necessary condition for [`Expression::matches`], for indexing.
+    pub(crate) fn guard(&self) -> Option<crate::guard::Guard> {
+        self.root.guard()
     }
 }
 

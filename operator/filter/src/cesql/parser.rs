@@ -309,7 +309,9 @@ impl Parser {
             Tok::Exists => {
                 let pos = self.pos();
                 if let Some(Tok::Word(name)) = self.bump() {
-                    Ok(Node::leaf(Expr::Exists(identifier(&name, pos)?)))
+                    Ok(Node::leaf(Expr::Exists(
+                        identifier(&name, pos)?.as_str().into(),
+                    )))
                 } else {
                     self.next -= 1;
                     Err(self.unexpected("expected an attribute name after EXISTS"))
@@ -321,7 +323,9 @@ impl Parser {
                 Ok(inner)
             }
             Tok::Word(word) if self.peek() == Some(&Tok::LParen) => self.call(&word, pos),
-            Tok::Word(word) => Ok(Node::leaf(Expr::Attr(identifier(&word, pos)?))),
+            Tok::Word(word) => Ok(Node::leaf(Expr::Attr(
+                identifier(&word, pos)?.as_str().into(),
+            ))),
             other => {
                 self.next -= 1;
                 Err(ParseError::new(

@@ -190,11 +190,68 @@ fn static_information() {
         parse("NOPE(1) OR ABS(1, 2) = 1 OR ABS(1) = 1").missing_functions(),
         vec!["NOPE/1".to_owned(), "ABS/2".to_owned()]
     );
-    assert_eq!(parse("type = 'x'").type_equality(), Some("x"));
-    assert_eq!(parse("'x' = TYPE").type_equality(), Some("x"));
-    assert_eq!(parse("type = 'x' AND TRUE").type_equality(), None);
-    assert_eq!(parse("source = 'x'").type_equality(), None);
-    assert_eq!(parse("type != 'x'").type_equality(), None);
+}
+
+#[test]
+fn and_chains_split_into_simple_tests() {
+    use super::Conjunct;
+    use crate::event::Name;
+    use crate::guard::Test;
+    let parts = |s: &str| Expression::parse(s).unwrap().into_conjuncts();
+    let test = |name: &str, t: Test, v: &str| Conjunct::Test(name.into(), t, v.to_owned());
+    assert_eq!(parts("type = 'x'"), vec![test("type", Test::Equals, "x")]);
+    assert_eq!(parts("'x' = TYPE"), vec![test("type", Test::Equals, "x")]);
+    assert_eq!(
+        parts(
+            "source LIKE 'a%' AND EXISTS b AND NOT EXISTS c AND subject LIKE '%.png' AND t LIKE ''"
+        ),
+        vec![
+            test("source", Test::Prefix, "a"),
+            Conjunct::Exists(Name::from("b")),
+            Conjunct::Absent(Name::from("c")),
+            test("subject", Test::Suffix, ".png"),
+            test("t", Test::Equals, ""),
+        ]
+    );
+    // Typed extensions: `'5' = n` casts '5' to n's type, so it stays an expression.
+    for kept in [
+        "'x' = tenant",
+        "type = 'x' OR TRUE",
+        "type != 'x'",
+        "type LIKE 'a_%'",
+        "type NOT LIKE 'a%'",
+        "type LIKE '%a%'",
+        "5 = n",
+        "n = '5' + 1",
+        "LENGTH(n) > 1",
+        "NOT (a = 'x')",
+    ] {
+        assert!(
+            matches!(parts(kept)[..], [Conjunct::Expression(_)]),
+            "{kept}: {:?}",
+            parts(kept)
+        );
+    }
+    let compare = |name: &str, op, n| Conjunct::Compare(name.into(), op, n);
+    assert_eq!(
+        parts("n = 5 AND n != -1 AND INT(n) >= 2 AND 3 < n AND 4 = INT(n)"),
+        vec![
+            compare("n", super::Comparison::Eq, 5),
+            compare("n", super::Comparison::NotEq, -1),
+            compare("n", super::Comparison::Ge, 2),
+            compare("n", super::Comparison::Gt, 3),
+            compare("n", super::Comparison::Eq, 4),
+        ]
+    );
+    let mixed = parts("a = 'x' AND (b = 'y' OR c = 'z') AND INT(d) > 1");
+    assert!(matches!(
+        mixed[..],
+        [
+            Conjunct::Test(..),
+            Conjunct::Expression(_),
+            Conjunct::Compare(..)
+        ]
+    ));
 }
 
 #[test]

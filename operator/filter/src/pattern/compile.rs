@@ -106,9 +106,9 @@ pub(crate) fn top(v: &Value, path: &str) -> Result<TopPattern> {
                     ));
                 }
                 match value {
-                    Value::Array(items) => pattern
-                        .attributes
-                        .push((name.to_owned(), leaf(items, &here)?)),
+                    Value::Array(items) => {
+                        pattern.attributes.push((name.into(), leaf(items, &here)?));
+                    }
                     other => {
                         return Err(err(
                             &here,

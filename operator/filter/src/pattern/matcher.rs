@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::cidr::Cidr;
-use crate::event::{AttributeValue, Event};
+use crate::event::{AttributeValue, Event, Name};
 use crate::glob::Glob;
 
 /// A literal value to compare with.
@@ -43,7 +43,7 @@ pub(crate) struct Range {
 }
 
 impl Range {
-    fn contains(&self, n: f64) -> bool {
+    pub(crate) fn contains(&self, n: f64) -> bool {
         let above = self
             .lower
             .is_none_or(|(b, inclusive)| if inclusive { n >= b } else { n > b });
@@ -294,7 +294,7 @@ pub(crate) enum DataPattern {
 /// A whole pattern: context attributes, `data`, and `$or` alternatives of both.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct TopPattern {
-    pub(crate) attributes: Vec<(String, Leaf)>,
+    pub(crate) attributes: Vec<(Name, Leaf)>,
     pub(crate) data: Option<DataPattern>,
     pub(crate) any_of: Vec<TopPattern>,
 }
@@ -303,7 +303,7 @@ impl TopPattern {
     pub(crate) fn matches(&self, event: &Event<'_>) -> bool {
         self.attributes
             .iter()
-            .all(|(name, leaf)| leaf.matches_attribute(event.attribute(name)))
+            .all(|(name, leaf)| leaf.matches_attribute(event.get(name)))
             && match &self.data {
                 None => true,
                 Some(DataPattern::Object(p)) => p.matches(event.data()),

@@ -25,6 +25,7 @@
 
 mod cidr;
 mod compile;
+mod guard;
 mod matcher;
 
 use std::fmt;
@@ -32,6 +33,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::event::Event;
+pub(crate) use matcher::Range;
 
 /// An invalid pattern: where (a path such as `data.amount[0].numeric`) and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +88,11 @@ impl Pattern {
         self.root.needs_data()
     }
 
+    /// A necessary condition for [`Pattern::matches`], for indexing.
+    pub(crate) fn guard(&self) -> Option<crate::guard::Guard> {
+        guard::top(&self.root)
+    }
+
     /// `Some(t)` when the pattern is exactly `{"type": ["t"]}`.
     pub(crate) fn type_equality(&self) -> Option<&str> {
         match (
@@ -93,7 +100,7 @@ impl Pattern {
             &self.root.data,
             self.root.any_of.is_empty(),
         ) {
-            ([(name, leaf)], None, true) if name == "type" => leaf.single_string(),
+            ([(crate::event::Name::Type, leaf)], None, true) => leaf.single_string(),
             _ => None,
         }
     }
