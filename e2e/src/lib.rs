@@ -21,6 +21,7 @@
 pub mod http;
 pub mod kubectl;
 pub mod process;
+pub mod runner;
 pub mod stack;
 pub mod subscriber;
 

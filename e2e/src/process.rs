@@ -19,13 +19,13 @@ pub fn free_port() -> u16 {
 }
 
 /// Where process logs of a test go: `target/e2e-logs/`.
-fn log_file(name: &str) -> std::fs::File {
+pub(crate) fn log_file(name: &str) -> std::fs::File {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
     std::fs::create_dir_all(&dir).expect("create target/e2e-logs");
     std::fs::File::create(dir.join(format!("{name}.log"))).expect("create log file")
 }
 
-fn herald_bin() -> PathBuf {
+pub(crate) fn herald_bin() -> PathBuf {
     std::env::var_os("HERALD_BIN").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/herald"),
         PathBuf::from,

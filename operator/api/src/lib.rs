@@ -30,6 +30,7 @@ pub mod naming;
 pub mod quantity;
 mod schema;
 pub mod trigger;
+pub mod workload;
 
 pub use broker::{Broker, BrokerSpec, BrokerStatus};
 pub use common::{DeliverySpec, Destination, KReference};

@@ -81,6 +81,30 @@ pub fn stream_subjects(namespace: &str, name: &str) -> Vec<String> {
     vec![format!("{}.>", subject_prefix(namespace, name))]
 }
 
+/// `name` shortened to `max` bytes with a hash of the whole name when it is longer,
+/// cut where the result still ends with an alphanumeric (Kubernetes names are ASCII).
+fn shortened(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_owned();
+    }
+    let hash = short_hash(name);
+    let head = name[..max - hash.len() - 1].trim_end_matches(['-', '.']);
+    format!("{head}-{hash}")
+}
+
+/// Name of the Deployment Herald runs for consumer Trigger `trigger`.
+#[must_use]
+pub fn consumer_deployment_name(trigger: &str) -> String {
+    // Pod names add ~17 characters; keep the Deployment within a DNS label's reach.
+    format!("{}-consumer", shortened(trigger, 47))
+}
+
+/// A Trigger name as a label value (at most 63 characters).
+#[must_use]
+pub fn label_value(name: &str) -> String {
+    shortened(name, 63)
+}
+
 /// Whether a byte may appear as itself in a subject token.
 fn is_plain_subject_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b) && !matches!(b, b'.' | b'*' | b'>' | b'%')
@@ -196,5 +220,17 @@ mod tests {
     fn names_are_nats_safe() {
         let name = stream_name("ns", "my.broker.v2");
         assert!(!name.contains(['.', '*', '>', ' ', '/', '\\']), "{name}");
+    }
+
+    #[test]
+    fn deployment_names_and_label_values_are_bounded() {
+        assert_eq!(consumer_deployment_name("orders"), "orders-consumer");
+        let long = "a".repeat(100);
+        let name = consumer_deployment_name(&long);
+        assert_eq!(name.len(), 47 + "-consumer".len());
+        assert_ne!(name, consumer_deployment_name(&"a".repeat(101)));
+        assert_eq!(label_value("t"), "t");
+        assert_eq!(label_value(&long).len(), 63);
+        assert!(label_value(&format!("{}-{}", "b".repeat(53), "c".repeat(20))).len() <= 63);
     }
 }

@@ -85,18 +85,25 @@ impl TriggerSpec {
     /// dispatcher and `herald filter test` all compile from this, so they agree.
     #[must_use]
     pub fn filter_parts(&self) -> (Vec<(&str, &str)>, Vec<serde_json::Value>) {
-        let attributes = self
-            .filter
-            .iter()
-            .flat_map(|f| f.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .collect();
-        let filters = self
-            .filters
-            .iter()
-            .filter_map(|f| serde_json::to_value(f).ok())
-            .collect();
-        (attributes, filters)
+        filter_parts(self.filter.as_ref(), &self.filters)
     }
+}
+
+/// `filter.attributes` as pairs and `filters` as JSON, for the filter engine.
+#[must_use]
+pub fn filter_parts<'a>(
+    filter: Option<&'a AttributesFilter>,
+    filters: &[SubscriptionsApiFilter],
+) -> (Vec<(&'a str, &'a str)>, Vec<serde_json::Value>) {
+    let attributes = filter
+        .iter()
+        .flat_map(|f| f.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .collect();
+    let filters = filters
+        .iter()
+        .filter_map(|f| serde_json::to_value(f).ok())
+        .collect();
+    (attributes, filters)
 }
 
 /// Knative's `filter.attributes`.
@@ -266,7 +273,7 @@ pub struct TriggerStatus {
     /// The `.metadata.generation` the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, and `BrokerReady`, `FilterValid`, `SubscriberResolved`, `DeadLetterSinkResolved` which explain it.
+    /// `Ready`, and `BrokerReady`, `FilterValid`, `SubscriberResolved`, `DeadLetterSinkResolved` (and `ConsumerDeployed` with a consumer) which explain it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Name of the durable JetStream consumer of this Trigger.
@@ -316,4 +323,6 @@ pub mod condition {
     pub const SUBSCRIBER_RESOLVED: &str = "SubscriberResolved";
     /// The dead-letter sink (if any) resolved to a URI.
     pub const DEAD_LETTER_SINK_RESOLVED: &str = "DeadLetterSinkResolved";
+    /// The consumer Deployment (Triggers with `consumer`) is applied.
+    pub const CONSUMER_DEPLOYED: &str = "ConsumerDeployed";
 }

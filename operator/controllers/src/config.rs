@@ -41,6 +41,12 @@ pub struct OperatorArgs {
     /// Identity in the Lease and in Events (default: `$HOSTNAME` and the process id).
     #[arg(long, env = "HERALD_IDENTITY")]
     pub identity: Option<String>,
+    /// Image of the dispatcher sidecar in consumer Deployments (`http` mode).
+    #[arg(long, env = "HERALD_SIDECAR_IMAGE", default_value = concat!("ghcr.io/herald-dev/herald:", env!("CARGO_PKG_VERSION")))]
+    pub sidecar_image: String,
+    /// NATS URL(s) given to consumer Deployments' pods (default: the operator's `--nats-url`).
+    #[arg(long, env = "HERALD_WORKLOAD_NATS_URL")]
+    pub workload_nats_url: Option<String>,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

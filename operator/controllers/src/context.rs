@@ -9,6 +9,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 
 use crate::metrics::Metrics;
+use crate::trigger::deployment::WorkloadSettings;
 
 /// Shared state of all controllers of one operator process.
 pub struct Context {
@@ -22,6 +23,11 @@ pub struct Context {
     pub metrics: Metrics,
     /// Base URL of the ingress; a Broker's address is `<base>/<namespace>/<name>`.
     pub ingress_url: String,
+    /// What consumer Deployments get (sidecar image, NATS URL).
+    pub workload: WorkloadSettings,
+    /// Replicas the autoscaler decided per consumer Trigger (`namespace/name`); the
+    /// Trigger reconcile applies the Deployment with these so the two never disagree.
+    pub replicas: Mutex<HashMap<String, (i32, bool)>>,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -34,6 +40,7 @@ impl Context {
         nats: NatsConnection,
         metrics: Metrics,
         ingress_url: String,
+        workload: WorkloadSettings,
         reporter: Reporter,
     ) -> Self {
         let jetstream = async_nats::jetstream::new(nats.client.clone());
@@ -44,6 +51,8 @@ impl Context {
             jetstream,
             metrics,
             ingress_url,
+            workload,
+            replicas: Mutex::default(),
             recorder,
             failures: Mutex::default(),
         }
@@ -68,6 +77,29 @@ impl Context {
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish a Kubernetes Event");
         }
+    }
+
+    /// The replicas the autoscaler last decided for Trigger `key` (`namespace/name`),
+    /// and whether the Deployment has been scaled to them (`false` while the change is
+    /// on its way, when a different count on the Deployment is not someone else's).
+    pub fn decided_replicas(&self, key: &str) -> Option<(i32, bool)> {
+        self.replicas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .copied()
+    }
+
+    /// Records the autoscaler's decision for Trigger `key`; `None` forgets it.
+    pub fn set_decided_replicas(&self, key: &str, decision: Option<(i32, bool)>) {
+        let mut map = self
+            .replicas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match decision {
+            Some(d) => map.insert(key.to_owned(), d),
+            None => map.remove(key),
+        };
     }
 
     /// Counts one more consecutive failure of `obj`; returns the count.

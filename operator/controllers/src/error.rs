@@ -50,6 +50,17 @@ pub enum Error {
         /// JetStream's explanation.
         message: String,
     },
+    /// `spec.consumer` cannot be turned into a Deployment; waits for a fix.
+    #[error("{0}")]
+    InvalidConsumer(String),
+    /// The apiserver refused the consumer Deployment (e.g. an invalid pod template).
+    #[error("the consumer Deployment was rejected: {0}")]
+    DeploymentRejected(String),
+    /// A Deployment with the consumer Deployment's name exists and is not this Trigger's.
+    #[error(
+        "Deployment {0} exists but does not belong to this Trigger; Herald leaves it alone: delete or rename it, or rename the Trigger"
+    )]
+    DeploymentNotOwned(String),
     /// The Kubernetes API failed.
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
@@ -69,6 +80,9 @@ impl Error {
             Self::ConsumerNotOwned { .. } => "ConsumerNotOwned",
             Self::ImmutableStreamChange { .. } => "StreamChangeNotAllowed",
             Self::StreamRejected { .. } => "StreamRejected",
+            Self::InvalidConsumer(_) => "InvalidConsumer",
+            Self::DeploymentRejected(_) => "DeploymentRejected",
+            Self::DeploymentNotOwned(_) => "DeploymentNotOwned",
             Self::Kube(_) => "KubernetesError",
             Self::Finalizer(_) => "FinalizerError",
         }

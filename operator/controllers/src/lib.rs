@@ -7,8 +7,9 @@
 //!   ├─ leader election on a Lease                          leader
 //!   └─ while leader:
 //!       ├─ Broker controller ── JetStream stream per Broker   broker
-//!       ├─ Trigger controller: filters and Broker checked;    trigger
-//!       │    delivery NotImplemented for now
+//!       ├─ Trigger controller: durable consumer per Trigger,  trigger
+//!       │    consumer Deployment for `consumer` Triggers
+//!       ├─ autoscaler: consumer Deployments on backlog/rates  autoscale
 //!       └─ EventSource controller (NotImplemented for now)    placeholder
 //! ```
 //!
@@ -16,6 +17,7 @@
 //! metrics). Every NATS disconnection and reconnection re-runs all Broker reconciles,
 //! so Brokers turn `NatsUnavailable` when NATS goes away and heal as soon as it is back.
 
+pub mod autoscale;
 pub mod broker;
 pub mod config;
 pub mod context;
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use herald_api::{Broker, EventSource, Trigger};
 use herald_runtime::fired;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
@@ -44,6 +47,7 @@ use crate::config::OperatorArgs;
 use crate::context::Context;
 use crate::leader::LeaseLock;
 use crate::metrics::Metrics;
+use crate::trigger::deployment::WorkloadSettings;
 
 /// Runs `herald operator` until SIGTERM/SIGINT (or until it loses leadership, which
 /// is an error so that Kubernetes restarts it as a follower).
@@ -96,6 +100,13 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
         nats,
         metrics.clone(),
         args.ingress_url.clone(),
+        WorkloadSettings {
+            sidecar_image: args.sidecar_image.clone(),
+            nats_url: args
+                .workload_nats_url
+                .clone()
+                .unwrap_or_else(|| args.nats.urls.join(",")),
+        },
         reporter,
     ));
     let (stop_tx, stop) = watch::channel(false);
@@ -250,7 +261,13 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
         watcher::Config::default(),
     );
     let trigger_store = trigger_controller.store();
+    let autoscaler = autoscale::run(ctx.clone(), trigger_store.clone(), stop.clone());
     let triggers = trigger_controller
+        // The consumer Deployments: a change (e.g. replicas set by hand) re-checks the Trigger.
+        .owns(
+            api::<Deployment>(&client, namespace),
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=herald"),
+        )
         // A Broker change (created, Ready, deleted) re-checks the Triggers that name it.
         .watches(
             api::<Broker>(&client, namespace),
@@ -277,5 +294,5 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
         log_result("EventSource", r);
         futures::future::ready(())
     });
-    tokio::join!(brokers, triggers, sources);
+    tokio::join!(brokers, triggers, sources, autoscaler);
 }

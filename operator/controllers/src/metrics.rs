@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Counters and histograms of the operator.
 #[derive(Clone)]
@@ -12,6 +14,14 @@ pub struct Metrics {
     duration: HistogramVec,
     /// 1 while this process holds the leader Lease.
     pub leader: IntGauge,
+    /// Autoscaler: replicas wanted, by Trigger.
+    pub desired_replicas: IntGaugeVec,
+    /// Autoscaler: backlog (pending + unacknowledged) at the last poll, by Trigger.
+    pub backlog: IntGaugeVec,
+    /// Autoscaler: replica changes, by Trigger and reason.
+    pub scalings: IntCounterVec,
+    /// Autoscaler: time from seeing an event for a Trigger at zero to its scale-up.
+    pub activation: Histogram,
 }
 
 impl Metrics {
@@ -45,6 +55,41 @@ impl Metrics {
             "herald_operator_is_leader",
             "1 while this operator holds the leader Lease",
         )?;
+        let trigger = ["namespace", "trigger"];
+        let desired_replicas = IntGaugeVec::new(
+            Opts::new(
+                "herald_autoscaler_desired_replicas",
+                "Replicas the autoscaler wants for a consumer Trigger",
+            ),
+            &trigger,
+        )?;
+        let backlog = IntGaugeVec::new(
+            Opts::new(
+                "herald_autoscaler_backlog",
+                "Pending plus unacknowledged events of a consumer Trigger at the last poll",
+            ),
+            &trigger,
+        )?;
+        let scalings = IntCounterVec::new(
+            Opts::new(
+                "herald_autoscaler_scalings_total",
+                "Replica changes made by the autoscaler, by Trigger and reason",
+            ),
+            &["namespace", "trigger", "reason"],
+        )?;
+        let activation = Histogram::with_opts(
+            HistogramOpts::new(
+                "herald_autoscaler_activation_seconds",
+                "From the first event seen for a Trigger at zero replicas to its scale-up",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )?;
+        registry.register(Box::new(desired_replicas.clone()))?;
+        registry.register(Box::new(backlog.clone()))?;
+        registry.register(Box::new(scalings.clone()))?;
+        registry.register(Box::new(activation.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -54,6 +99,10 @@ impl Metrics {
             failures,
             duration,
             leader,
+            desired_replicas,
+            backlog,
+            scalings,
+            activation,
         })
     }
 

@@ -21,6 +21,18 @@ pub struct DispatcherArgs {
     /// Kubeconfig file; without it, `KUBECONFIG`, `~/.kube/config` or the in-cluster config is used.
     #[arg(long, env = "HERALD_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// Sidecar mode: deliver only this Trigger, described as JSON by the operator (the
+    /// pod template of a consumer Deployment sets it); no Kubernetes API access is needed.
+    #[arg(
+        long,
+        env = "HERALD_TRIGGER_PLAN",
+        value_name = "JSON",
+        requires = "subscriber"
+    )]
+    pub trigger_plan: Option<String>,
+    /// Sidecar mode: where to POST the Trigger's events (the consumer container).
+    #[arg(long, env = "HERALD_SUBSCRIBER", value_name = "URL")]
+    pub subscriber: Option<String>,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

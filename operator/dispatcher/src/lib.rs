@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use herald_api::workload::DispatcherPlan;
 use herald_api::{Broker, Trigger};
 use herald_runtime::fired;
 use hyper_util::client::legacy::Client;
@@ -89,6 +90,9 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "starting herald dispatcher"
     );
+    if let Some(json) = &args.trigger_plan {
+        return sidecar_main(&args, json).await;
+    }
     let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher").await?;
     let registry = Registry::new();
@@ -100,20 +104,14 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     } = herald_runtime::Component::start(args.metrics_addr, registry);
 
     let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-dispatcher".into());
-    let deliverer = Arc::new(Deliverer {
-        http: Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build_http(),
-        jetstream: async_nats::jetstream::new(nats.client.clone()),
-        metrics: metrics.clone(),
-        recorder: Some(Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "herald-dispatcher".into(),
-                instance: Some(identity),
-            },
-        )),
-    });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "herald-dispatcher".into(),
+            instance: Some(identity),
+        },
+    );
+    let deliverer = Arc::new(deliverer(&nats, &metrics, Some(recorder)));
 
     let changed = Arc::new(Notify::new());
     let (triggers, watch_triggers) = reflect(
@@ -152,6 +150,53 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
         let _ = loop_.stop.send(true);
         let _ = loop_.task.await;
     }
+    let _ = admin.await;
+    Ok(())
+}
+
+fn deliverer(
+    nats: &herald_runtime::nats::NatsConnection,
+    metrics: &Metrics,
+    recorder: Option<Recorder>,
+) -> Deliverer {
+    Deliverer {
+        http: Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build_http(),
+        jetstream: async_nats::jetstream::new(nats.client.clone()),
+        metrics: metrics.clone(),
+        recorder,
+    }
+}
+
+/// Sidecar mode: one Trigger, from the plan the operator put in the pod template, to
+/// the consumer container; no Kubernetes API. Replicas share the durable consumer.
+async fn sidecar_main(args: &DispatcherArgs, json: &str) -> anyhow::Result<()> {
+    let spec: DispatcherPlan = serde_json::from_str(json)
+        .map_err(|e| anyhow::anyhow!("--trigger-plan is not a valid plan: {e}"))?;
+    let subscriber = args
+        .subscriber
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--subscriber is required with --trigger-plan"))?;
+    let plan = plan::from_spec(&spec, subscriber).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher-sidecar").await?;
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let herald_runtime::Component {
+        shutdown,
+        readiness,
+        admin,
+    } = herald_runtime::Component::start(args.metrics_addr, registry);
+    let deliverer = Arc::new(deliverer(&nats, &metrics, None));
+    tracing::info!(trigger = %format!("{}/{}", plan.namespace, plan.trigger), subscriber = %plan.subscriber, "delivering one Trigger (sidecar)");
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(pull_loop(Arc::new(plan), deliverer, stopped));
+    readiness.set(true);
+    metrics.triggers.set(1);
+    fired(shutdown).await;
+    tracing::info!("stopping; letting deliveries in flight finish");
+    let _ = stop.send(true);
+    let _ = task.await;
     let _ = admin.await;
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use herald_api::conditions;
 use herald_api::delivery::{self, EffectiveDelivery};
+use herald_api::workload::DispatcherPlan;
 use herald_api::{Broker, Trigger, naming};
 use herald_filter::CompiledFilter;
 use kube::ResourceExt;
@@ -70,23 +71,32 @@ pub fn plan(trigger: &Trigger, broker: Option<&Broker>) -> Option<TriggerPlan> {
         return None;
     }
     let subscriber = status.subscriber_uri.clone()?;
-    let delivery = delivery::resolve(
-        trigger.spec.delivery.as_ref(),
+    let spec = DispatcherPlan::new(
+        &trigger.namespace()?,
+        &trigger.name_any(),
+        &trigger.spec,
         broker.and_then(|b| b.spec.delivery.as_ref()),
-    )
-    .ok()?;
-    let (attributes, filters) = trigger.spec.filter_parts();
-    let compiled = CompiledFilter::from_parts(attributes.iter().copied(), &filters).ok()?;
+        status.dead_letter_sink_uri.clone(),
+    );
+    from_spec(&spec, subscriber).ok()
+}
+
+/// The plan of a consumer Deployment's sidecar: the operator's [`DispatcherPlan`] and
+/// the local address of the user's container. `Err` says what is wrong with it.
+pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPlan, String> {
+    let delivery = delivery::resolve(spec.delivery.as_ref(), spec.broker_delivery.as_ref())?;
+    let (attributes, filters) = spec.filter_parts();
+    let compiled = CompiledFilter::from_parts(attributes.iter().copied(), &filters)
+        .map_err(|e| format!("invalid filter: {e}"))?;
     let filter_spec = serde_json::json!([attributes, filters]).to_string();
-    let namespace = trigger.namespace()?;
-    Some(TriggerPlan {
-        stream: naming::stream_name(&namespace, &trigger.spec.broker),
-        consumer: naming::consumer_name(&trigger.name_any()),
-        broker: trigger.spec.broker.clone(),
-        trigger: trigger.name_any(),
-        namespace,
+    Ok(TriggerPlan {
+        stream: naming::stream_name(&spec.namespace, &spec.broker),
+        consumer: naming::consumer_name(&spec.trigger),
+        broker: spec.broker.clone(),
+        trigger: spec.trigger.clone(),
+        namespace: spec.namespace.clone(),
         subscriber,
-        dead_letter_sink: status.dead_letter_sink_uri.clone(),
+        dead_letter_sink: spec.dead_letter_sink_uri.clone(),
         delivery,
         // A pure exact-type filter is done by the consumer's subject filter.
         filter: (compiled.exact_type().is_none() && !compiled.is_match_all())

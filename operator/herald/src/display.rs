@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,31 +12,57 @@ use axum::routing::post;
 
 /// Flags of `herald display`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  herald display --listen 127.0.0.1:8081\n  \
-# then point a Trigger at it: subscriber: {uri: http://127.0.0.1:8081/}")]
+#[command(after_help = "Examples:\n  herald display --listen 127.0.0.1:8081\n  \
+# then point a Trigger at it: subscriber: {uri: http://127.0.0.1:8081/}\n  \
+PORT=8080 herald display --json --delay 50ms   # as a consumer Deployment's container")]
 pub struct DisplayArgs {
-    /// Address to receive events on (any path).
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    pub listen: SocketAddr,
+    /// Address to receive events on (any path); default `0.0.0.0:$PORT` when `PORT` is
+    /// set (as in a consumer Deployment), else 127.0.0.1:8081.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Print each event as one JSON line instead of a readable block.
     #[arg(long)]
     pub json: bool,
+    /// Take this long over each event before answering, e.g. `50ms` (to play a slow consumer).
+    #[arg(long, value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    herald_api::duration::parse(s).map_err(|e| e.to_string())
+}
+
+fn listen_address(args: &DisplayArgs) -> Result<SocketAddr, String> {
+    if let Some(addr) = args.listen {
+        return Ok(addr);
+    }
+    match std::env::var("PORT") {
+        Ok(port) => {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("PORT={port} is not a port number"))?;
+            Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+        }
+        Err(_) => Ok(SocketAddr::from(([127, 0, 0, 1], 8081))),
+    }
 }
 
 /// Runs `herald display` until interrupted.
 pub fn run(args: &DisplayArgs) -> ExitCode {
     let json = args.json;
+    let delay = args.delay;
     let serve = async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listen = listen_address(args)?;
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        eprintln!(
-            "herald display: waiting for events on http://{}/",
-            args.listen
-        );
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        eprintln!("herald display: waiting for events on http://{listen}/");
         let receive = move |headers: HeaderMap, body: Bytes| async move {
             match herald_cloudevents::http::decode(&headers, body) {
                 Ok((_, events)) => {
+                    if let Some(delay) = delay {
+                        tokio::time::sleep(delay).await;
+                    }
                     for event in &events {
                         crate::tail::print_event(0, event, json);
                     }

@@ -11,17 +11,21 @@
 //! a short resync keeps `backlog` fresh.
 
 pub mod consumer;
+pub mod deployment;
 pub mod resolve;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
-use herald_api::conditions::{self, Condition, ConditionStatus};
+use herald_api::conditions;
 use herald_api::delivery::{self, EffectiveDelivery};
-use herald_api::trigger::condition;
+use herald_api::trigger::ConsumerMode;
+use herald_api::workload::DispatcherPlan;
 use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, TriggerSpec, naming};
 use herald_filter::CompiledFilter;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -31,6 +35,7 @@ use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Error, retry_delay};
+pub use status::{BrokerState, Observed, desired_conditions};
 
 const KIND: &str = "Trigger";
 /// Finalizer held while the Trigger's consumer may exist.
@@ -42,17 +47,6 @@ const RESYNC: Duration = Duration::from_secs(15);
 pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, String> {
     let (attributes, filters) = spec.filter_parts();
     CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
-}
-
-/// What the Trigger's Broker looks like right now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BrokerState {
-    /// No Broker with that name in the namespace.
-    Missing,
-    /// The Broker exists but is not Ready; the reason is the Broker's.
-    NotReady(String),
-    /// The Broker is Ready.
-    Ready,
 }
 
 /// The Triggers (from the controller's cache) that name `broker`, for the watch
@@ -67,127 +61,6 @@ pub fn triggers_of(store: &Store<Trigger>, broker: &Broker) -> Vec<ObjectRef<Tri
         .filter(|t| t.namespace() == namespace && t.spec.broker == name)
         .map(|t| ObjectRef::from_obj(&**t))
         .collect()
-}
-
-/// Everything one reconcile found out, from which the status is built.
-#[derive(Debug)]
-pub struct Observed {
-    /// Filters compiled, or the compiler's message.
-    pub filters: Result<CompiledFilter, String>,
-    /// The Broker.
-    pub broker: BrokerState,
-    /// The effective delivery policy, or the bad field.
-    pub delivery: Result<EffectiveDelivery, String>,
-    /// The subscriber URL, or why it does not resolve (`None` for a consumer Deployment).
-    pub subscriber: Option<Result<String, String>>,
-    /// The dead-letter sink URL, or why it does not resolve (`None`: no sink).
-    pub dead_letter_sink: Option<Result<String, String>>,
-    /// The consumer was made to match (`Ok`), could not be (`Err`), or was not tried yet (`None`).
-    pub consumer: Option<Result<(), Error>>,
-}
-
-/// The conditions for what was observed (pure). `Ready` names the first problem.
-#[must_use]
-pub fn desired_conditions(spec: &TriggerSpec, o: &Observed) -> Vec<Condition> {
-    use ConditionStatus::{False, True};
-    let filter_valid = match &o.filters {
-        Ok(_) => Condition::new(
-            condition::FILTER_VALID,
-            True,
-            "FilterValid",
-            "filters compiled",
-        ),
-        Err(m) => Condition::new(condition::FILTER_VALID, False, "InvalidFilter", m.clone()),
-    };
-    let broker = &spec.broker;
-    let broker_ready = match &o.broker {
-        BrokerState::Ready => Condition::new(
-            condition::BROKER_READY,
-            True,
-            "BrokerReady",
-            format!("Broker {broker} is Ready"),
-        ),
-        BrokerState::Missing => Condition::new(
-            condition::BROKER_READY,
-            False,
-            "BrokerNotFound",
-            format!("Broker {broker} does not exist in this namespace"),
-        ),
-        BrokerState::NotReady(r) => Condition::new(
-            condition::BROKER_READY,
-            False,
-            "BrokerNotReady",
-            format!("Broker {broker} is not Ready ({r})"),
-        ),
-    };
-    let subscriber = match &o.subscriber {
-        Some(Ok(uri)) => Condition::new(
-            condition::SUBSCRIBER_RESOLVED,
-            True,
-            "SubscriberResolved",
-            uri.clone(),
-        ),
-        Some(Err(m)) => Condition::new(
-            condition::SUBSCRIBER_RESOLVED,
-            False,
-            "SubscriberNotResolved",
-            m.clone(),
-        ),
-        None => Condition::new(
-            condition::SUBSCRIBER_RESOLVED,
-            True,
-            "ConsumerDeployment",
-            "events go to the consumer Deployment",
-        ),
-    };
-    let dead_letter = match &o.dead_letter_sink {
-        Some(Ok(uri)) => Condition::new(
-            condition::DEAD_LETTER_SINK_RESOLVED,
-            True,
-            "DeadLetterSinkResolved",
-            uri.clone(),
-        ),
-        Some(Err(m)) => Condition::new(
-            condition::DEAD_LETTER_SINK_RESOLVED,
-            False,
-            "DeadLetterSinkNotResolved",
-            m.clone(),
-        ),
-        None => Condition::new(
-            condition::DEAD_LETTER_SINK_RESOLVED,
-            True,
-            "NoDeadLetterSink",
-            "no dead-letter sink: events that use up their retries are dropped (logged, counted, and reported in an Event)",
-        ),
-    };
-    let not_ready =
-        |reason: &str, message: &str| Condition::new(condition::READY, False, reason, message);
-    let ready = if !filter_valid.is_true() {
-        not_ready("InvalidFilter", &filter_valid.message)
-    } else if let Err(m) = &o.delivery {
-        not_ready("InvalidDelivery", m)
-    } else if !broker_ready.is_true() {
-        not_ready(&broker_ready.reason, &broker_ready.message)
-    } else if let Some(Err(e)) = &o.consumer {
-        not_ready(e.reason(), &e.to_string())
-    } else if !subscriber.is_true() {
-        not_ready(&subscriber.reason, &subscriber.message)
-    } else if !dead_letter.is_true() {
-        not_ready(&dead_letter.reason, &dead_letter.message)
-    } else if spec.consumer.is_some() {
-        not_ready(
-            "NotImplemented",
-            "consumer Deployments are not built yet; the durable consumer exists and keeps events for it",
-        )
-    } else if o.consumer.is_none() {
-        not_ready(
-            "ConsumerPending",
-            "the durable consumer has not been created yet",
-        )
-    } else {
-        Condition::new(condition::READY, True, "Ready", "events are delivered")
-    };
-    vec![filter_valid, broker_ready, subscriber, dead_letter, ready]
 }
 
 /// Reconciles one Trigger.
@@ -276,6 +149,16 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         Some(Ok(backlog)) => Some(*backlog),
         _ => None,
     };
+    let deployment = match (&trigger.spec.consumer, &consumer, &filters) {
+        (Some(_), Some(Ok(_)), Ok(compiled)) => {
+            let dead_letter_sink = match &dead_letter_sink {
+                Some(Ok(uri)) => Some(uri.clone()),
+                _ => None,
+            };
+            Some(ensure_deployment(trigger, broker.as_ref(), dead_letter_sink, compiled, ctx).await)
+        }
+        _ => None,
+    };
     let observed = Observed {
         filters,
         broker: broker_state,
@@ -283,6 +166,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         subscriber,
         dead_letter_sink,
         consumer: consumer.map(|r| r.map(|_| ())),
+        deployment,
     };
 
     let previous = trigger
@@ -310,10 +194,99 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         &Patch::Apply(&patch),
     )
     .await?;
-    match observed.consumer {
-        Some(Err(e)) if e.is_transient() => Err(e),
+    match (observed.consumer, observed.deployment) {
+        (Some(Err(e)), _) | (_, Some(Err(e))) if e.is_transient() => Err(e),
         _ => Ok(Action::requeue(RESYNC)),
     }
+}
+
+/// Applies the consumer Deployment; returns the replicas it was applied with: the
+/// autoscaler's last decision, else what the Deployment has, else `minReplicas`.
+async fn ensure_deployment(
+    trigger: &Trigger,
+    broker: Option<&Broker>,
+    dead_letter_sink: Option<String>,
+    filters: &CompiledFilter,
+    ctx: &Context,
+) -> Result<i32, Error> {
+    let Some(consumer) = &trigger.spec.consumer else {
+        return Err(Error::InvalidConsumer("the Trigger has no consumer".into()));
+    };
+    let policy = crate::autoscale::policy::Policy::from_spec(&consumer.scaling)
+        .map_err(Error::InvalidConsumer)?;
+    if consumer.mode == ConsumerMode::Nats
+        && filters.exact_type().is_none()
+        && !filters.is_match_all()
+    {
+        return Err(Error::InvalidConsumer(
+            "in nats mode the container reads the durable consumer itself, so only a filter on exactly one type (applied by JetStream) can be honoured; use mode http for other filters".into(),
+        ));
+    }
+    let namespace = trigger.namespace().unwrap_or_default();
+    let name = trigger.name_any();
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let deployment_name = naming::consumer_deployment_name(&name);
+    let existing = api.get_opt(&deployment_name).await?;
+    if let Some(existing) = &existing {
+        let ours = existing
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == trigger.metadata.uid.as_ref());
+        if !ours {
+            return Err(Error::DeploymentNotOwned(deployment_name));
+        }
+    }
+    // Replicas are the autoscaler's: its decision, else what the Deployment has (an
+    // operator restart), else minReplicas for a new Deployment.
+    let decided = ctx.decided_replicas(&format!("{namespace}/{name}"));
+    let found = existing.as_ref().and_then(|d| d.spec.replicas);
+    if let (Some((ours, true)), Some(found)) = (decided, found) {
+        if found != ours {
+            ctx.event(
+                trigger,
+                EventType::Warning,
+                "ReplicasOverridden",
+                "Autoscale",
+                format!(
+                    "replicas of Deployment {deployment_name} were set to {found} outside Herald; Herald manages them from spec.consumer.scaling and set them back to {ours}"
+                ),
+            )
+            .await;
+        }
+    }
+    let replicas = decided.map(|(n, _)| n).or(found).unwrap_or(policy.min);
+    let plan = DispatcherPlan::new(
+        &namespace,
+        &name,
+        &trigger.spec,
+        broker.and_then(|b| b.spec.delivery.as_ref()),
+        dead_letter_sink,
+    );
+    let desired = deployment::desired_deployment(trigger, &plan, &ctx.workload, replicas)
+        .map_err(Error::InvalidConsumer)?;
+    api.patch(
+        &deployment_name,
+        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map_err(|e| match e {
+        kube::Error::Api(status) if matches!(status.code, 400 | 422) => {
+            Error::DeploymentRejected(status.message)
+        }
+        e => Error::Kube(e),
+    })?;
+    if existing.is_none() {
+        ctx.event(
+            trigger,
+            EventType::Normal,
+            "DeploymentCreated",
+            "ReconcileDeployment",
+            format!("created consumer Deployment {deployment_name} with {replicas} replicas"),
+        )
+        .await;
+    }
+    Ok(replicas)
 }
 
 /// Makes the consumer match; returns the backlog (pending + unacknowledged).

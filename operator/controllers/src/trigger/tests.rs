@@ -1,4 +1,6 @@
 use super::*;
+use herald_api::conditions::{Condition, ConditionStatus};
+use herald_api::trigger::condition;
 
 fn spec(yaml: &str) -> TriggerSpec {
     serde_yaml::from_str(yaml).unwrap()
@@ -12,6 +14,7 @@ fn observed(s: &TriggerSpec, broker: BrokerState) -> Observed {
         subscriber: Some(Ok("http://sub".into())),
         dead_letter_sink: None,
         consumer: Some(Ok(())),
+        deployment: None,
     }
 }
 
@@ -97,4 +100,29 @@ fn the_first_problem_explains_ready() {
         .reason,
         "InvalidDelivery"
     );
+}
+
+#[test]
+fn consumer_triggers_report_their_deployment() {
+    let s = spec("broker: b\nconsumer:\n  template: {spec: {containers: [{name: a, image: a}]}}\n");
+    let mut o = observed(&s, BrokerState::Ready);
+    o.subscriber = None;
+    let pending = desired_conditions(&s, &o);
+    assert_eq!(ready(&pending).reason, "DeploymentPending");
+    o.deployment = Some(Err(Error::DeploymentRejected(
+        "spec.template.spec.containers[0].image: Required value".into(),
+    )));
+    let rejected = desired_conditions(&s, &o);
+    let deployed = conditions::find(&rejected, condition::CONSUMER_DEPLOYED).unwrap();
+    assert_eq!(
+        (deployed.reason.as_str(), deployed.is_true()),
+        ("DeploymentRejected", false)
+    );
+    assert!(ready(&rejected).message.contains("image: Required value"));
+    o.deployment = Some(Ok(0));
+    let ok = desired_conditions(&s, &o);
+    assert!(ready(&ok).is_true(), "{ok:?}");
+    let plain = spec("broker: b\nsubscriber: {uri: http://x}\n");
+    let list = desired_conditions(&plain, &observed(&plain, BrokerState::Ready));
+    assert!(conditions::find(&list, condition::CONSUMER_DEPLOYED).is_none());
 }

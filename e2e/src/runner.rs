@@ -1,0 +1,297 @@
+//! A stand-in kubelet: the control plane here has no kubelet, so Pods stay Pending.
+//! [`ReplicaRunner`] watches the Pods of a namespace and runs each container's command
+//! as a local process, the way a kubelet would run the container, so a consumer
+//! Deployment really consumes and the autoscaling loop runs end to end.
+//!
+//! What it does as a kubelet would: each process gets only its container's
+//! environment (plus `PATH`), `$(VAR)` references in env values, command and args
+//! are expanded, the Pod's status is set to Running and Ready, and a Pod being deleted
+//! has its processes stopped (SIGTERM) before the runner confirms the deletion.
+//!
+//! Where it must differ: all pods share 127.0.0.1, so every env var named `PORT` or
+//! ending in `_PORT` gets a fresh free port per Pod (the same original value maps to
+//! the same new port within a Pod, so a sidecar still finds its neighbour), and a
+//! command named `herald` runs `$HERALD_BIN`. Images are ignored.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::process::{free_port, herald_bin};
+
+/// One line a container printed on stdout.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// When the runner read it.
+    pub at: Instant,
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
+    /// The line.
+    pub text: String,
+}
+
+type Running = Arc<Mutex<HashMap<String, Vec<Child>>>>;
+
+/// Runs the containers of matching Pods as local processes until dropped.
+pub struct ReplicaRunner {
+    task: JoinHandle<()>,
+    lines: Arc<Mutex<Vec<Line>>>,
+    running: Running,
+}
+
+impl ReplicaRunner {
+    /// Starts running the Pods of `namespace` that match `selector` (a label selector).
+    #[must_use]
+    pub fn start(client: Client, namespace: &str, selector: &str) -> Self {
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let running: Running = Arc::default();
+        let config = watcher::Config::default().labels(selector);
+        let (task_lines, task_running) = (lines.clone(), running.clone());
+        let task = tokio::spawn(async move {
+            let mut pods = std::pin::pin!(watcher(api.clone(), config).default_backoff());
+            while let Some(event) = pods.next().await {
+                let (pod, gone) = match event {
+                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, false),
+                    Ok(watcher::Event::Delete(pod)) => (pod, true),
+                    Ok(_) => continue,
+                    Err(e) => {
+                        eprintln!("replica runner: watch failed: {e}");
+                        continue;
+                    }
+                };
+                handle(&api, pod, gone, &task_running, &task_lines).await;
+            }
+        });
+        Self {
+            task,
+            lines,
+            running,
+        }
+    }
+
+    /// Everything the containers printed so far.
+    #[must_use]
+    pub fn lines(&self) -> Vec<Line> {
+        self.lines.lock().expect("lines").clone()
+    }
+
+    /// The first line containing `needle`, with when it was read.
+    #[must_use]
+    pub fn first_line_with(&self, needle: &str) -> Option<Line> {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .find(|l| l.text.contains(needle))
+            .cloned()
+    }
+
+    /// How many Pods have processes running.
+    #[must_use]
+    pub fn running_pods(&self) -> usize {
+        self.running.lock().expect("running").len()
+    }
+}
+
+impl Drop for ReplicaRunner {
+    fn drop(&mut self) {
+        self.task.abort();
+        // Children are killed on drop (kill_on_drop).
+        self.running.lock().map(|mut r| r.clear()).ok();
+    }
+}
+
+async fn handle(
+    api: &Api<Pod>,
+    pod: Pod,
+    gone: bool,
+    running: &Running,
+    lines: &Arc<Mutex<Vec<Line>>>,
+) {
+    let name = pod.name_any();
+    let deleting = pod.metadata.deletion_timestamp.is_some();
+    if gone || deleting {
+        let children = running.lock().expect("running").remove(&name);
+        for mut child in children.unwrap_or_default() {
+            stop(&mut child).await;
+        }
+        if deleting && !gone {
+            // A kubelet confirms the deletion once the containers are gone.
+            let _ = api
+                .delete(&name, &DeleteParams::default().grace_period(0))
+                .await;
+        }
+        return;
+    }
+    if running.lock().expect("running").contains_key(&name) {
+        return;
+    }
+    let Some(spec) = &pod.spec else { return };
+    let ports = remap_ports(&spec.containers);
+    let mut children = Vec::new();
+    for container in &spec.containers {
+        match start(&name, container, &ports, lines) {
+            Ok(child) => children.push(child),
+            Err(e) => eprintln!(
+                "replica runner: pod {name} container {}: {e}",
+                container.name
+            ),
+        }
+    }
+    running
+        .lock()
+        .expect("running")
+        .insert(name.clone(), children);
+    let status = serde_json::json!({"status": {
+        "phase": "Running",
+        "podIP": "127.0.0.1",
+        "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
+    }});
+    let _ = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await;
+}
+
+/// Sends SIGTERM and waits up to 5 s, then kills.
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+fn is_port_variable(name: &str) -> bool {
+    name == "PORT" || name.ends_with("_PORT")
+}
+
+/// A fresh port for every distinct value of a port variable in the Pod.
+fn remap_ports(containers: &[Container]) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for var in containers.iter().flat_map(|c| c.env.iter().flatten()) {
+        if let Some(value) = var.value.as_ref().filter(|_| is_port_variable(&var.name)) {
+            map.entry(value.clone())
+                .or_insert_with(|| free_port().to_string());
+        }
+    }
+    map
+}
+
+/// Replaces `$(NAME)` with `vars[NAME]` where defined, as Kubernetes does.
+fn expand(text: &str, vars: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("$(") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        match after.find(')') {
+            Some(end) if vars.contains_key(&after[..end]) => {
+                out.push_str(&vars[&after[..end]]);
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str("$(");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn start(
+    pod: &str,
+    container: &Container,
+    ports: &HashMap<String, String>,
+    lines: &Arc<Mutex<Vec<Line>>>,
+) -> anyhow::Result<Child> {
+    let mut vars = HashMap::new();
+    for var in container.env.iter().flatten() {
+        let Some(value) = &var.value else { continue };
+        let value = if is_port_variable(&var.name) {
+            ports.get(value).cloned().unwrap_or_else(|| value.clone())
+        } else {
+            expand(value, &vars)
+        };
+        vars.insert(var.name.clone(), value);
+    }
+    let command_line: Vec<String> = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .map(|a| expand(a, &vars))
+        .collect();
+    let Some((program, args)) = command_line.split_first() else {
+        anyhow::bail!("no command: the runner needs `command` (it does not read images)");
+    };
+    let program = if program == "herald" {
+        herald_bin()
+    } else {
+        program.into()
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOSTNAME", pod)
+        .envs(&vars)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(crate::process::log_file(&format!(
+            "pod-{pod}-{}",
+            container.name
+        )))
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines, pod, name) = (lines.clone(), pod.to_owned(), container.name.clone());
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stdout).lines();
+        while let Ok(Some(text)) = reader.next_line().await {
+            lines.lock().expect("lines").push(Line {
+                at: Instant::now(),
+                pod: pod.clone(),
+                container: name.clone(),
+                text,
+            });
+        }
+    });
+    Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expansion_follows_kubernetes() {
+        let vars = HashMap::from([("P".to_owned(), "8080".to_owned())]);
+        assert_eq!(
+            expand("http://127.0.0.1:$(P)/x", &vars),
+            "http://127.0.0.1:8080/x"
+        );
+        assert_eq!(expand("$(UNKNOWN) $(P", &vars), "$(UNKNOWN) $(P");
+    }
+}

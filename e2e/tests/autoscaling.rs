@@ -1,0 +1,273 @@
+//! Consumer Deployments and their autoscaler, end to end: the operator creates the
+//! Deployment of `examples/consumer-trigger.yaml`, the replica runner plays the
+//! kubelet (sidecar dispatcher + `herald display` as the worker), and the autoscaler
+//! scales on the real backlog: from zero on the first event, up under a burst, down
+//! and to zero when idle, back on a new event; a hand-made replica change is undone.
+
+use std::time::{Duration, Instant};
+
+use herald_api::Trigger;
+use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::trigger::condition;
+use herald_e2e::http::post;
+use herald_e2e::kubectl::{apply, example};
+use herald_e2e::runner::ReplicaRunner;
+use herald_e2e::stack::Stack;
+use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+
+const WAIT: Duration = Duration::from_secs(60);
+const TYPE: &str = "com.example.order.created";
+
+/// The Deployment's `spec.replicas` (the scale subresource omits it when 0); -1 if
+/// there is no Deployment.
+async fn replicas(deployments: &Api<Deployment>) -> i32 {
+    match deployments.get_scale("orders-worker-consumer").await {
+        Ok(scale) => scale.spec.and_then(|s| s.replicas).unwrap_or(0),
+        Err(_) => -1,
+    }
+}
+
+async fn wait_replicas(deployments: &Api<Deployment>, what: &str, ok: impl Fn(i32) -> bool) -> i32 {
+    eventually(what, WAIT, || async {
+        let n = replicas(deployments).await;
+        ok(n).then_some(n)
+    })
+    .await
+}
+
+/// Sends `count` events with ids `<prefix>-<n>` in batches of 100.
+async fn burst(stack: &Stack, prefix: &str, count: usize) {
+    let ids: Vec<String> = (0..count).map(|n| format!("{prefix}-{n}")).collect();
+    for chunk in ids.chunks(100) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|id| serde_json::json!({"specversion": "1.0", "id": id, "type": TYPE, "source": "e2e", "data": {"n": 1}}))
+            .collect();
+        let answer = post(
+            &stack.broker_url(),
+            &[("content-type", "application/cloudevents-batch+json")],
+            serde_json::to_vec(&batch).expect("json"),
+        )
+        .await;
+        assert_eq!(answer.status, 202, "batch refused: {}", answer.body);
+    }
+}
+
+/// The ids the workers printed (each event's JSON line has `"id":"<id>"`).
+fn delivered(runner: &ReplicaRunner, prefix: &str) -> std::collections::HashSet<String> {
+    runner
+        .lines()
+        .iter()
+        .filter(|l| l.container == "worker")
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.text).ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .filter(|id| id.starts_with(prefix))
+        .collect()
+}
+
+async fn events_with_reason(client: &Client, ns: &str, reason: &str) -> usize {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .map_or(0, |l| {
+            l.items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                // Repeats of an Event are counted on one object (a series).
+                .map(|e| {
+                    let series = e.series.as_ref().and_then(|s| s.count);
+                    usize::try_from(series.or(e.count).unwrap_or(1).max(1)).unwrap_or(1)
+                })
+                .sum()
+        })
+}
+
+/// Sends one event and returns (time to the scale-up, time to its delivery).
+async fn from_zero(
+    stack: &Stack,
+    runner: &ReplicaRunner,
+    deployments: &Api<Deployment>,
+    id: &str,
+) -> (Duration, Duration) {
+    assert_eq!(replicas(deployments).await, 0);
+    let sent = Instant::now();
+    stack.send(id, TYPE, "e2e", "{}").await;
+    let mut scaled = None;
+    loop {
+        if scaled.is_none() && replicas(deployments).await >= 1 {
+            scaled = Some(sent.elapsed());
+        }
+        if let Some(line) = runner.first_line_with(id) {
+            let scaled = scaled.unwrap_or_else(|| line.at - sent);
+            return (scaled, line.at - sent);
+        }
+        assert!(
+            sent.elapsed() < WAIT,
+            "event {id} was not delivered from zero within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+#[allow(clippy::too_many_lines)] // one scenario, told in order
+async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
+    with_temp_ns("autoscale", |client, ns| async move {
+        let stack = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
+        let runner =
+            ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("consumer-trigger.yaml")).expect("example"),
+        );
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        await_condition(
+            &triggers,
+            "orders-worker",
+            WAIT,
+            has_condition(condition::READY, True, None),
+        )
+        .await;
+        let deployment = deployments
+            .get("orders-worker-consumer")
+            .await
+            .expect("the consumer Deployment");
+        let containers = &deployment
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .expect("pod spec")
+            .containers;
+        assert_eq!(
+            containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            ["worker", "herald-dispatcher"]
+        );
+        assert_eq!(
+            replicas(&deployments).await,
+            0,
+            "minReplicas 0 and nothing waiting: starts at zero"
+        );
+
+        // First event: scaled from zero by the activation watch, then delivered.
+        let (scaled, first) = from_zero(&stack, &runner, &deployments, "wake-1").await;
+        println!(
+            "scale from zero: first event -> scale patch {scaled:?}, -> first delivery {first:?}"
+        );
+
+        // A burst builds a backlog: more replicas, all drained.
+        burst(&stack, "burst", 400).await;
+        let peak = wait_replicas(&deployments, "scale-up under the burst", |n| n >= 2).await;
+        let all = eventually("every burst event delivered", WAIT, || async {
+            let got = delivered(&runner, "burst-");
+            (got.len() == 400).then_some(got.len())
+        })
+        .await;
+        println!("burst of 400: scaled to at least {peak} replicas, {all} delivered");
+        let status = triggers.get("orders-worker").await.expect("trigger");
+        assert!(
+            field(&status, "/status/autoscaling/lastScaleTime").is_string(),
+            "{:?}",
+            status.status
+        );
+
+        // Idle: down, then to zero after the cooldown.
+        wait_replicas(&deployments, "scale to zero when idle", |n| n == 0).await;
+        eventually("runner stops the pods", WAIT, || async {
+            (runner.running_pods() == 0).then_some(())
+        })
+        .await;
+        let status = triggers.get("orders-worker").await.expect("trigger");
+        assert_eq!(
+            field(&status, "/status/autoscaling/lastScaleReason"),
+            "Idle"
+        );
+
+        // Replicas changed by hand are set back, with an Event.
+        deployments
+            .patch_scale(
+                "orders-worker-consumer",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+            )
+            .await
+            .expect("scale by hand");
+        eventually("the autoscaler reports the override", WAIT, || async {
+            (events_with_reason(&client, &ns, "ReplicasOverridden").await > 0).then_some(())
+        })
+        .await;
+        wait_replicas(&deployments, "replicas set back to zero", |n| n == 0).await;
+        eventually("runner stops the pods again", WAIT, || async {
+            (runner.running_pods() == 0).then_some(())
+        })
+        .await;
+
+        // A new event brings it back.
+        let (scaled, first) = from_zero(&stack, &runner, &deployments, "wake-2").await;
+        println!("scale from zero again: -> scale patch {scaled:?}, -> first delivery {first:?}");
+        assert!(events_with_reason(&client, &ns, "Scaled").await >= 3);
+
+        // Deleting the Trigger removes its Deployment.
+        triggers
+            .delete("orders-worker", &DeleteParams::default())
+            .await
+            .expect("delete trigger");
+        eventually("the Deployment is garbage-collected", WAIT, || async {
+            deployments
+                .get_opt("orders-worker-consumer")
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unusable_consumers_are_reported_in_conditions() {
+    with_temp_ns("consumer-bad", |client, ns| async move {
+        let _stack = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        let manifest = |name: &str, container: &str, scaling: &str| {
+            format!(
+                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n  consumer:\n    template: {{spec: {{containers: [{container}]}}}}\n    scaling: {scaling}\n"
+            )
+        };
+        // The apiserver refuses the pod template: reported with its message.
+        apply(&ns, &manifest("bad-template", "{name: Not_Valid, image: x, command: [x]}", "{}"));
+        let bad = await_condition(
+            &triggers,
+            "bad-template",
+            WAIT,
+            has_condition(condition::CONSUMER_DEPLOYED, False, Some("DeploymentRejected")),
+        )
+        .await;
+        let ready = field(&bad, "/status/conditions").to_string();
+        assert!(ready.contains("Not_Valid"), "{ready}");
+        // A scaling policy that cannot hold.
+        apply(&ns, &manifest("bad-scaling", "{name: a, image: x, command: [x]}", "{minReplicas: 5, maxReplicas: 2}"));
+        let bad = await_condition(
+            &triggers,
+            "bad-scaling",
+            WAIT,
+            has_condition(condition::READY, False, Some("InvalidConsumer")),
+        )
+        .await;
+        assert!(field(&bad, "/status/conditions").to_string().contains("maxReplicas"));
+        // Fixing it deploys.
+        apply(&ns, &manifest("bad-scaling", "{name: a, image: x, command: [x]}", "{minReplicas: 0, maxReplicas: 2}"));
+        await_condition(&triggers, "bad-scaling", WAIT, has_condition(condition::READY, True, None)).await;
+    })
+    .await;
+}

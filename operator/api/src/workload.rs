@@ -1,0 +1,108 @@
+//! The contract between the operator and the processes it runs in a consumer
+//! Deployment's pods: environment variable names and the dispatcher sidecar's plan.
+//!
+//! The sidecar gets everything it needs from its environment, so it needs no access
+//! to the Kubernetes API (no ServiceAccount, no RBAC in the user's namespace): a change
+//! to the Trigger's filters or delivery changes the pod template and rolls the
+//! Deployment.
+
+use serde::{Deserialize, Serialize};
+
+use crate::trigger::{AttributesFilter, SubscriptionsApiFilter};
+use crate::{DeliverySpec, TriggerSpec};
+
+/// NATS URL(s) for the pod's processes (`herald dispatcher` reads it too).
+pub const ENV_NATS_URL: &str = "HERALD_NATS_URL";
+/// The sidecar's [`DispatcherPlan`] as JSON.
+pub const ENV_TRIGGER_PLAN: &str = "HERALD_TRIGGER_PLAN";
+/// Where the sidecar POSTs events (the user's container on localhost).
+pub const ENV_SUBSCRIBER: &str = "HERALD_SUBSCRIBER";
+/// The user container's port, as the sidecar sees it.
+pub const ENV_CONSUMER_PORT: &str = "HERALD_CONSUMER_PORT";
+/// The sidecar's admin server port.
+pub const ENV_METRICS_PORT: &str = "HERALD_METRICS_PORT";
+/// The port the user's container listens on (Knative's convention).
+pub const ENV_PORT: &str = "PORT";
+/// `nats` mode: the Broker's stream.
+pub const ENV_STREAM: &str = "HERALD_STREAM";
+/// `nats` mode: the Trigger's durable consumer.
+pub const ENV_CONSUMER: &str = "HERALD_CONSUMER";
+/// `nats` mode: path of the mounted NATS credentials file.
+pub const ENV_NATS_CREDS: &str = "HERALD_NATS_CREDS";
+
+/// What a consumer Deployment's dispatcher sidecar delivers: one Trigger, as the
+/// operator resolved it when it built the pod template.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatcherPlan {
+    /// Namespace of the Trigger and its Broker.
+    pub namespace: String,
+    /// Trigger name.
+    pub trigger: String,
+    /// Broker name.
+    pub broker: String,
+    /// The Trigger's `filter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<AttributesFilter>,
+    /// The Trigger's `filters`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<SubscriptionsApiFilter>,
+    /// The Trigger's `delivery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
+    /// The Broker's `delivery` (defaults for the Trigger's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_delivery: Option<DeliverySpec>,
+    /// The resolved dead-letter sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink_uri: Option<String>,
+}
+
+impl DispatcherPlan {
+    /// The plan for a Trigger in `namespace` named `trigger`.
+    #[must_use]
+    pub fn new(
+        namespace: &str,
+        trigger: &str,
+        spec: &TriggerSpec,
+        broker_delivery: Option<&DeliverySpec>,
+        dead_letter_sink_uri: Option<String>,
+    ) -> Self {
+        DispatcherPlan {
+            namespace: namespace.to_owned(),
+            trigger: trigger.to_owned(),
+            broker: spec.broker.clone(),
+            filter: spec.filter.clone(),
+            filters: spec.filters.clone(),
+            delivery: spec.delivery.clone(),
+            broker_delivery: broker_delivery.cloned(),
+            dead_letter_sink_uri,
+        }
+    }
+
+    /// The filter parts in the form the filter engine compiles (as
+    /// [`TriggerSpec::filter_parts`]).
+    #[must_use]
+    pub fn filter_parts(&self) -> (Vec<(&str, &str)>, Vec<serde_json::Value>) {
+        crate::trigger::filter_parts(self.filter.as_ref(), &self.filters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_round_trips_and_keeps_the_filters() {
+        let spec: TriggerSpec = serde_yaml::from_str(
+            "broker: b\nfilter: {attributes: {type: t}}\nfilters: [{cesql: \"source = 'x'\"}]\ndelivery: {retry: 2}",
+        )
+        .unwrap();
+        let plan = DispatcherPlan::new("ns", "tr", &spec, None, Some("http://dls".into()));
+        let json = serde_json::to_string(&plan).unwrap();
+        let back: DispatcherPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plan);
+        assert_eq!(back.filter_parts(), spec.filter_parts());
+        assert_eq!(back.delivery.and_then(|d| d.retry), Some(2));
+    }
+}

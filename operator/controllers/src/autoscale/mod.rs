@@ -1,0 +1,355 @@
+//! Autoscaling of Trigger consumer Deployments from the backlog and event rates of
+//! their durable JetStream consumer. [`policy`] is the pure decision logic; this module
+//! measures, decides and acts, in the leader operator only.
+//!
+//! ```text
+//!  every 100 ms: Triggers with a deployed consumer ──▶ due for a poll? (pollInterval)
+//!     poll: CONSUMER.INFO (pending, ack pending, sequences) + Deployment scale
+//!        ──▶ policy::State::decide ──▶ PATCH …/scale, Event, metrics, status.autoscaling
+//!  at zero replicas: a NATS subscription on the Trigger's subjects (activation.rs)
+//!     first event ──▶ policy::State::activate ──▶ PATCH …/scale (no waiting for a poll)
+//! ```
+//!
+//! Only the autoscaler changes replicas once a Deployment exists: it records every
+//! value it sets in the [`Context`] (the Trigger reconcile applies the Deployment with
+//! it), and when it finds the replicas changed by someone else it sets them back and
+//! says so in an Event.
+
+mod activation;
+pub mod policy;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::pull;
+use herald_api::trigger::{AutoscalingStatus, condition};
+use herald_api::{Trigger, conditions, naming};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::Store;
+use kube::{Api, ResourceExt};
+use tokio::sync::{mpsc, watch};
+
+use self::policy::{Decision, Policy, Sample, State};
+use crate::context::Context;
+
+/// Field manager of the autoscaler's status writes (apart from the reconcile's).
+pub const FIELD_MANAGER: &str = "herald-autoscaler";
+const TICK: Duration = Duration::from_millis(100);
+
+/// What the autoscaler keeps per consumer Trigger.
+struct Scaled {
+    trigger: Arc<Trigger>,
+    policy: Policy,
+    state: State,
+    next_poll: Instant,
+    /// The replicas the autoscaler last set or adopted.
+    replicas: Option<i32>,
+    /// Subjects that hold the Trigger's events (for activation).
+    subjects: Vec<String>,
+    /// While at zero: the subscription that wakes the autoscaler.
+    activation: Option<activation::Watch>,
+    status: Option<AutoscalingStatus>,
+    backlog: Option<i64>,
+}
+
+/// Runs the autoscaler until `stop` fires.
+pub async fn run(ctx: Arc<Context>, triggers: Store<Trigger>, mut stop: watch::Receiver<bool>) {
+    let origin = Instant::now();
+    let (wake, mut woken) = mpsc::channel::<String>(64);
+    let mut scaled: HashMap<String, Scaled> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(key) = woken.recv() => {
+                if let Some(entry) = scaled.get_mut(&key) {
+                    activate(&ctx, &key, entry, origin).await;
+                }
+                continue;
+            }
+            _ = stop.changed() => break,
+        }
+        sync(&ctx, &triggers, &mut scaled);
+        let now = Instant::now();
+        for (key, entry) in &mut scaled {
+            if entry.next_poll <= now {
+                entry.next_poll = now + entry.policy.poll_interval;
+                if let Err(e) = poll(&ctx, key, entry, origin, &wake).await {
+                    tracing::debug!(trigger = %key, error = %e, "autoscaler poll failed");
+                }
+            }
+        }
+    }
+}
+
+fn key_of(trigger: &Trigger) -> String {
+    format!(
+        "{}/{}",
+        trigger.namespace().unwrap_or_default(),
+        trigger.name_any()
+    )
+}
+
+/// Tracks exactly the Triggers whose consumer Deployment is applied.
+fn sync(ctx: &Context, triggers: &Store<Trigger>, scaled: &mut HashMap<String, Scaled>) {
+    let mut seen = Vec::new();
+    for trigger in triggers.state() {
+        let Some(consumer) = &trigger.spec.consumer else {
+            continue;
+        };
+        let deployed = trigger
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, condition::CONSUMER_DEPLOYED))
+            .is_some_and(conditions::Condition::is_true);
+        let Ok(policy) = Policy::from_spec(&consumer.scaling) else {
+            continue;
+        };
+        if !deployed {
+            continue;
+        }
+        let key = key_of(&trigger);
+        seen.push(key.clone());
+        match scaled.get_mut(&key) {
+            Some(entry) => {
+                if entry.policy != policy {
+                    entry.next_poll = Instant::now();
+                }
+                entry.policy = policy;
+                entry.trigger = trigger;
+            }
+            None => {
+                scaled.insert(
+                    key,
+                    Scaled {
+                        trigger,
+                        policy,
+                        state: State::default(),
+                        next_poll: Instant::now(),
+                        replicas: None,
+                        subjects: Vec::new(),
+                        activation: None,
+                        status: None,
+                        backlog: None,
+                    },
+                );
+            }
+        }
+    }
+    scaled.retain(|key, entry| {
+        let keep = seen.contains(key);
+        if !keep {
+            let labels = [
+                entry.trigger.namespace().unwrap_or_default(),
+                entry.trigger.name_any(),
+            ];
+            let labels = [labels[0].as_str(), labels[1].as_str()];
+            let _ = ctx.metrics.desired_replicas.remove_label_values(&labels);
+            let _ = ctx.metrics.backlog.remove_label_values(&labels);
+            ctx.set_decided_replicas(key, None);
+        }
+        keep
+    });
+}
+
+/// Measures the Trigger's durable consumer.
+async fn measure(
+    ctx: &Context,
+    trigger: &Trigger,
+    origin: Instant,
+) -> anyhow::Result<(Sample, Vec<String>)> {
+    let namespace = trigger.namespace().unwrap_or_default();
+    let stream = naming::stream_name(&namespace, &trigger.spec.broker);
+    let name = naming::consumer_name(&trigger.name_any());
+    let mut consumer = ctx
+        .jetstream
+        .get_consumer_from_stream::<pull::Config, _, _>(&name, &stream)
+        .await?;
+    let info = consumer.info().await?;
+    let mut subjects = info.config.filter_subjects.clone();
+    if !info.config.filter_subject.is_empty() {
+        subjects.push(info.config.filter_subject.clone());
+    }
+    if subjects.is_empty() {
+        subjects = naming::stream_subjects(&namespace, &trigger.spec.broker);
+    }
+    let sample = Sample {
+        at: origin.elapsed(),
+        pending: info.num_pending,
+        ack_pending: u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX),
+        delivered_seq: info.delivered.consumer_sequence,
+        ack_floor_seq: info.ack_floor.consumer_sequence,
+    };
+    Ok((sample, subjects))
+}
+
+/// One regular poll: measure, decide, act.
+async fn poll(
+    ctx: &Context,
+    key: &str,
+    entry: &mut Scaled,
+    origin: Instant,
+    wake: &mpsc::Sender<String>,
+) -> anyhow::Result<()> {
+    let (sample, subjects) = measure(ctx, &entry.trigger, origin).await?;
+    entry.subjects = subjects;
+    let scaler = Scaler::new(ctx, &entry.trigger);
+    let mut current = scaler.current().await?;
+    if let Some(ours) = entry.replicas.filter(|ours| *ours != current) {
+        ctx.event(
+            &*entry.trigger,
+            EventType::Warning,
+            "ReplicasOverridden",
+            "Autoscale",
+            format!(
+                "replicas of Deployment {} were set to {current} outside Herald; Herald manages them from spec.consumer.scaling and set them back to {ours}",
+                scaler.name
+            ),
+        )
+        .await;
+        scaler.set(ours).await?;
+        current = ours;
+    }
+    entry.replicas = Some(current);
+    ctx.set_decided_replicas(key, Some((current, true)));
+    let decision = entry.state.decide(&entry.policy, current, sample);
+    apply(ctx, key, entry, &scaler, current, decision).await?;
+    // At zero, watch the Trigger's subjects so the first event activates it at once.
+    if entry.replicas == Some(0) {
+        if entry.activation.is_none() {
+            entry.activation =
+                Some(activation::Watch::start(ctx, key, &entry.subjects, wake.clone()).await?);
+        }
+    } else {
+        entry.activation = None;
+    }
+    Ok(())
+}
+
+/// Fast activation after an event was seen for a Trigger at zero replicas.
+async fn activate(ctx: &Context, key: &str, entry: &mut Scaled, origin: Instant) {
+    if entry.replicas != Some(0) {
+        return;
+    }
+    let seen = Instant::now();
+    let scaler = Scaler::new(ctx, &entry.trigger);
+    // The stream stores the event as the subscription receives it; give the consumer's
+    // counters a moment to show it.
+    for attempt in 0..5u32 {
+        let sample = match measure(ctx, &entry.trigger, origin).await {
+            Ok((sample, _)) => sample,
+            Err(e) => {
+                tracing::debug!(trigger = %key, error = %e, "activation: cannot read the consumer");
+                return;
+            }
+        };
+        if let Some(decision) = entry.state.activate(&entry.policy, 0, sample) {
+            match apply(ctx, key, entry, &scaler, 0, decision).await {
+                Ok(()) => {
+                    entry.activation = None;
+                    ctx.metrics.activation.observe(seen.elapsed().as_secs_f64());
+                }
+                Err(e) => tracing::warn!(trigger = %key, error = %e, "activation failed"),
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+    }
+}
+
+/// Acts on a decision: scale, Event, metrics, status.
+async fn apply(
+    ctx: &Context,
+    key: &str,
+    entry: &mut Scaled,
+    scaler: &Scaler,
+    current: i32,
+    decision: Decision,
+) -> anyhow::Result<()> {
+    let trigger = entry.trigger.clone();
+    let labels = [trigger.namespace().unwrap_or_default(), trigger.name_any()];
+    let labels = [labels[0].as_str(), labels[1].as_str()];
+    let backlog = i64::try_from(decision.backlog).unwrap_or(i64::MAX);
+    ctx.metrics
+        .desired_replicas
+        .with_label_values(&labels)
+        .set(i64::from(decision.desired));
+    ctx.metrics.backlog.with_label_values(&labels).set(backlog);
+    let mut status = entry.status.clone().unwrap_or_default();
+    status.desired_replicas = Some(decision.desired);
+    status.current_replicas = Some(current);
+    if decision.desired != current {
+        ctx.set_decided_replicas(key, Some((decision.desired, false)));
+        scaler.set(decision.desired).await?;
+        ctx.set_decided_replicas(key, Some((decision.desired, true)));
+        entry.replicas = Some(decision.desired);
+        status.current_replicas = Some(decision.desired);
+        status.last_scale_time = Some(k8s_openapi::jiff::Timestamp::now().to_string());
+        status.last_scale_reason = Some(decision.reason.as_str().to_owned());
+        ctx.metrics
+            .scalings
+            .with_label_values(&[labels[0], labels[1], decision.reason.as_str()])
+            .inc();
+        let note = format!(
+            "scaled {} from {current} to {} replicas: {} (backlog {}, arrivals {:.1}/s, processed {:.1}/s)",
+            scaler.name,
+            decision.desired,
+            decision.reason.as_str(),
+            decision.backlog,
+            decision.arrival_rate,
+            decision.processing_rate
+        );
+        tracing::info!(trigger = %key, "{note}");
+        ctx.event(&*trigger, EventType::Normal, "Scaled", "Autoscale", note)
+            .await;
+    }
+    if entry.status.as_ref() != Some(&status) || entry.backlog != Some(backlog) {
+        let patch = serde_json::json!({
+            "apiVersion": "eventing.herald.dev/v1alpha1",
+            "kind": "Trigger",
+            "status": { "autoscaling": status, "backlog": backlog },
+        });
+        Api::<Trigger>::namespaced(ctx.client.clone(), labels[0])
+            .patch_status(
+                labels[1],
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        entry.status = Some(status);
+        entry.backlog = Some(backlog);
+    }
+    Ok(())
+}
+
+/// The scale subresource of a Trigger's consumer Deployment.
+struct Scaler {
+    api: Api<Deployment>,
+    name: String,
+}
+
+impl Scaler {
+    fn new(ctx: &Context, trigger: &Trigger) -> Self {
+        Scaler {
+            api: Api::namespaced(ctx.client.clone(), &trigger.namespace().unwrap_or_default()),
+            name: naming::consumer_deployment_name(&trigger.name_any()),
+        }
+    }
+
+    async fn current(&self) -> kube::Result<i32> {
+        let scale = self.api.get_scale(&self.name).await?;
+        Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(0))
+    }
+
+    async fn set(&self, replicas: i32) -> kube::Result<()> {
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        self.api
+            .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! The Trigger's status conditions, built purely from what a reconcile observed.
+
+use herald_api::TriggerSpec;
+use herald_api::conditions::{Condition, ConditionStatus};
+use herald_api::delivery::EffectiveDelivery;
+use herald_api::trigger::condition;
+use herald_filter::CompiledFilter;
+
+use crate::error::Error;
+
+/// What the Trigger's Broker looks like right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerState {
+    /// No Broker with that name in the namespace.
+    Missing,
+    /// The Broker exists but is not Ready; the reason is the Broker's.
+    NotReady(String),
+    /// The Broker is Ready.
+    Ready,
+}
+
+/// Everything one reconcile found out, from which the status is built.
+#[derive(Debug)]
+pub struct Observed {
+    /// Filters compiled, or the compiler's message.
+    pub filters: Result<CompiledFilter, String>,
+    /// The Broker.
+    pub broker: BrokerState,
+    /// The effective delivery policy, or the bad field.
+    pub delivery: Result<EffectiveDelivery, String>,
+    /// The subscriber URL, or why it does not resolve (`None` for a consumer Deployment).
+    pub subscriber: Option<Result<String, String>>,
+    /// The dead-letter sink URL, or why it does not resolve (`None`: no sink).
+    pub dead_letter_sink: Option<Result<String, String>>,
+    /// The consumer was made to match (`Ok`), could not be (`Err`), or was not tried yet (`None`).
+    pub consumer: Option<Result<(), Error>>,
+    /// The consumer Deployment was applied with this many replicas, could not be, or
+    /// was not tried (no `consumer`, or the durable consumer is not there yet).
+    pub deployment: Option<Result<i32, Error>>,
+}
+
+/// The conditions for what was observed (pure). `Ready` names the first problem.
+#[must_use]
+pub fn desired_conditions(spec: &TriggerSpec, o: &Observed) -> Vec<Condition> {
+    let [filter_valid, broker_ready, subscriber, dead_letter] = inputs(spec, o);
+    let deployed = spec.consumer.as_ref().map(|_| deployment_condition(o));
+    let not_ready = |reason: &str, message: &str| {
+        Condition::new(condition::READY, ConditionStatus::False, reason, message)
+    };
+    let ready = if !filter_valid.is_true() {
+        not_ready("InvalidFilter", &filter_valid.message)
+    } else if let Err(m) = &o.delivery {
+        not_ready("InvalidDelivery", m)
+    } else if !broker_ready.is_true() {
+        not_ready(&broker_ready.reason, &broker_ready.message)
+    } else if let Some(Err(e)) = &o.consumer {
+        not_ready(e.reason(), &e.to_string())
+    } else if !subscriber.is_true() {
+        not_ready(&subscriber.reason, &subscriber.message)
+    } else if !dead_letter.is_true() {
+        not_ready(&dead_letter.reason, &dead_letter.message)
+    } else if o.consumer.is_none() {
+        not_ready(
+            "ConsumerPending",
+            "the durable consumer has not been created yet",
+        )
+    } else if let Some(deployed) = deployed.as_ref().filter(|c| !c.is_true()) {
+        not_ready(&deployed.reason, &deployed.message)
+    } else {
+        Condition::new(
+            condition::READY,
+            ConditionStatus::True,
+            "Ready",
+            "events are delivered",
+        )
+    };
+    let mut list = vec![filter_valid, broker_ready, subscriber, dead_letter];
+    list.extend(deployed);
+    list.push(ready);
+    list
+}
+
+/// `FilterValid`, `BrokerReady`, `SubscriberResolved`, `DeadLetterSinkResolved`.
+fn inputs(spec: &TriggerSpec, o: &Observed) -> [Condition; 4] {
+    use ConditionStatus::{False, True};
+    let filter_valid = match &o.filters {
+        Ok(_) => Condition::new(
+            condition::FILTER_VALID,
+            True,
+            "FilterValid",
+            "filters compiled",
+        ),
+        Err(m) => Condition::new(condition::FILTER_VALID, False, "InvalidFilter", m.clone()),
+    };
+    let broker = &spec.broker;
+    let broker_ready = match &o.broker {
+        BrokerState::Ready => Condition::new(
+            condition::BROKER_READY,
+            True,
+            "BrokerReady",
+            format!("Broker {broker} is Ready"),
+        ),
+        BrokerState::Missing => Condition::new(
+            condition::BROKER_READY,
+            False,
+            "BrokerNotFound",
+            format!("Broker {broker} does not exist in this namespace"),
+        ),
+        BrokerState::NotReady(r) => Condition::new(
+            condition::BROKER_READY,
+            False,
+            "BrokerNotReady",
+            format!("Broker {broker} is not Ready ({r})"),
+        ),
+    };
+    let subscriber = match &o.subscriber {
+        Some(Ok(uri)) => Condition::new(
+            condition::SUBSCRIBER_RESOLVED,
+            True,
+            "SubscriberResolved",
+            uri.clone(),
+        ),
+        Some(Err(m)) => Condition::new(
+            condition::SUBSCRIBER_RESOLVED,
+            False,
+            "SubscriberNotResolved",
+            m.clone(),
+        ),
+        None => Condition::new(
+            condition::SUBSCRIBER_RESOLVED,
+            True,
+            "ConsumerDeployment",
+            "events go to the consumer Deployment",
+        ),
+    };
+    let dead_letter = match &o.dead_letter_sink {
+        Some(Ok(uri)) => Condition::new(
+            condition::DEAD_LETTER_SINK_RESOLVED,
+            True,
+            "DeadLetterSinkResolved",
+            uri.clone(),
+        ),
+        Some(Err(m)) => Condition::new(
+            condition::DEAD_LETTER_SINK_RESOLVED,
+            False,
+            "DeadLetterSinkNotResolved",
+            m.clone(),
+        ),
+        None => Condition::new(
+            condition::DEAD_LETTER_SINK_RESOLVED,
+            True,
+            "NoDeadLetterSink",
+            "no dead-letter sink: events that use up their retries are dropped (logged, counted, and reported in an Event)",
+        ),
+    };
+    [filter_valid, broker_ready, subscriber, dead_letter]
+}
+
+/// `ConsumerDeployed`, for Triggers with a `consumer`.
+fn deployment_condition(o: &Observed) -> Condition {
+    use ConditionStatus::{False, True};
+    match &o.deployment {
+        Some(Ok(replicas)) => Condition::new(
+            condition::CONSUMER_DEPLOYED,
+            True,
+            "Deployed",
+            format!("the consumer Deployment is applied ({replicas} replicas wanted)"),
+        ),
+        Some(Err(e)) => Condition::new(
+            condition::CONSUMER_DEPLOYED,
+            False,
+            e.reason(),
+            e.to_string(),
+        ),
+        None => Condition::new(
+            condition::CONSUMER_DEPLOYED,
+            False,
+            "DeploymentPending",
+            "the Deployment is created once the Broker and the durable consumer are ready",
+        ),
+    }
+}
