@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # e2e/test.sh - run every Herald test, as CI does:
 #   formatting, clippy (zero warnings), unit tests and the CRD drift check, then the
-#   end-to-end suite against a fresh control plane (kube-apiserver, etcd,
+#   end-to-end suite and the Helm chart test against a fresh control plane (kube-apiserver, etcd,
 #   kube-controller-manager, nats-server) on free loopback ports, stopped afterwards.
 # On a new machine it installs what it needs first (Debian packages, the pinned
 # nats-server, a one-time ~7 min Kubernetes build cached in /var/cache/herald-k8s).
@@ -54,5 +54,11 @@ kubectl wait --for condition=established --timeout=60s -f crds/ >&2
 step "end-to-end tests"
 export HERALD_BIN=$ROOT/target/debug/herald
 cargo test --locked -p herald-e2e -- --test-threads "${HERALD_E2E_THREADS:-4}"
+
+step "Helm chart: lint, install, RBAC, upgrade, bad values, uninstall (real Helm via helm-sdkpy)"
+# helm-sdkpy bundles Helm's Go library; its metadata asks for a newer Python than it needs.
+python3 -c 'import helm_sdkpy' 2>/dev/null ||
+  python3 -m pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32' >&2
+python3 e2e/chart/test_chart.py
 
 step "all tests passed in $((SECONDS - T0)) s"

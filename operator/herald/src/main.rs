@@ -14,6 +14,7 @@ use herald_ingress::config::IngressArgs;
 mod display;
 mod filter_test;
 mod send;
+mod status;
 mod tail;
 
 // mimalloc: the ingress and dispatcher allocate per event; glibc's malloc showed up
@@ -48,6 +49,8 @@ enum Command {
     Dispatcher(Box<DispatcherArgs>),
     /// Send one CloudEvent to a Broker.
     Send(Box<send::SendArgs>),
+    /// Show Brokers, Triggers and EventSources: ready or not and why, backlog, replicas.
+    Status(status::StatusArgs),
     /// Print a Broker's events as they arrive, or replay them.
     Tail(Box<tail::TailArgs>),
     /// Receive events over HTTP and print them (a subscriber for trying Triggers out).
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Ingress(args) => herald_ingress::run_ingress(*args),
         Command::Dispatcher(args) => herald_dispatcher::run_dispatcher(*args),
         Command::Send(args) => return send::run(&args),
+        Command::Status(args) => return status::run(&args),
         Command::Tail(args) => return tail::run(&args),
         Command::Display(args) => return display::run(&args),
         Command::Filter { command } => return filter_test::run(&command),

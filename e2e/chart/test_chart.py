@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""The Helm chart, tested by real Helm (helm-sdkpy bundles Helm's Go library) against
+the e2e control plane: lint, install, the objects and the RBAC they grant (checked
+with `kubectl auth can-i --as`, i.e. SubjectAccessReview), upgrade with changed
+values, invalid values refused by values.schema.json, uninstall leaving only the CRDs.
+
+Run by e2e/test.sh with KUBECONFIG and HERALD_NATS_URL of the test plane.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import helm_sdkpy as helm
+
+CHART = str(Path(__file__).resolve().parents[2] / "charts" / "herald")
+KUBECONFIG = os.environ["KUBECONFIG"]
+NATS_URL = os.environ.get("HERALD_NATS_URL", "nats://127.0.0.1:4222")
+failures: list[str] = []
+
+
+def kubectl(*args: str, check: bool = True) -> str:
+    out = subprocess.run(["kubectl", *args], capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def expect(ok: bool, what: str) -> None:
+    print(("  ok    " if ok else "  FAIL  ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def can(sa: str, namespace: str, verb: str, resource: str, where: str) -> bool:
+    out = subprocess.run(
+        ["kubectl", "auth", "can-i", verb, resource, "-n", where,
+         f"--as=system:serviceaccount:{namespace}:{sa}"],
+        capture_output=True, text=True,
+    )
+    return out.stdout.strip() == "yes"
+
+
+def get(kind: str, namespace: str | None, selector: str) -> list[dict]:
+    args = ["get", kind, "-l", selector, "-o", "json"]
+    args += ["-n", namespace] if namespace else []
+    return json.loads(kubectl(*args))["items"]
+
+
+async def main() -> int:
+    suffix = secrets.token_hex(3)
+    ns, other = f"herald-chart-{suffix}", f"herald-chart-apps-{suffix}"
+    release = f"hc{suffix}"
+    full = f"{release}-herald"
+    selector = f"app.kubernetes.io/instance={release}"
+    kubectl("create", "namespace", other)
+    cfg = helm.Configuration(namespace=ns, kubeconfig=KUBECONFIG)
+    try:
+        print("lint")
+        lint = await helm.Lint(cfg).run(CHART)
+        problems = [m for m in lint.get("Messages") or [] if m.get("Severity", 0) >= 2]
+        expect(not problems, f"helm lint has no warnings or errors: {problems}")
+
+        print("invalid values are refused at install")
+        for bad, needle in [
+            ({"operator": {"replicas": 0}}, "replicas"),
+            ({"nats": {"url": "http://nats:4222"}}, "url"),
+            ({"watchNamespaces": ["a", "b"]}, "watchNamespaces"),
+            ({"ingress": {"service": {"type": "Ingress"}}}, "type"),
+            ({"no-such-value": 1}, "no-such-value"),
+        ]:
+            try:
+                await helm.Install(cfg).run(f"bad{suffix}", CHART, values=bad,
+                                            create_namespace=True, wait=False)
+                expect(False, f"{bad} refused")
+            except helm.HelmError as e:
+                expect(needle in str(e), f"{bad} refused, naming {needle!r}")
+
+        print("install")
+        await helm.Install(cfg).run(release, CHART, values={"nats": {"url": NATS_URL}},
+                                    create_namespace=True, wait=False)
+        deployments = {d["metadata"]["name"]: d for d in get("deployments", ns, selector)}
+        for component, replicas in [("operator", 2), ("ingress", 2), ("dispatcher", 2)]:
+            d = deployments.get(f"{full}-{component}")
+            expect(d is not None and d["spec"]["replicas"] == replicas,
+                   f"{component} Deployment with {replicas} replicas")
+            if d is None:
+                continue
+            pod = d["spec"]["template"]["spec"]
+            container = pod["containers"][0]
+            sc = container.get("securityContext", {})
+            expect(pod["securityContext"].get("runAsNonRoot") is True
+                   and sc.get("readOnlyRootFilesystem") is True
+                   and sc.get("allowPrivilegeEscalation") is False,
+                   f"{component}: non-root, read-only root filesystem, no privilege escalation")
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            expect(env.get("HERALD_NATS_URL") == NATS_URL, f"{component}: NATS URL from values")
+            expect(pod["serviceAccountName"] == f"{full}-{component}",
+                   f"{component}: its own ServiceAccount")
+        services = {s["metadata"]["name"] for s in get("services", ns, selector)}
+        expect(f"{full}-ingress" in services, "ingress Service")
+        expect(len(get("poddisruptionbudgets", ns, selector)) == 3, "a PodDisruptionBudget per component")
+
+        print("RBAC: what each ServiceAccount may and may not do")
+        op, ing, disp = f"{full}-operator", f"{full}-ingress", f"{full}-dispatcher"
+        for sa, verb, resource, where, allowed in [
+            (op, "watch", "brokers.eventing.herald.dev", other, True),
+            (op, "patch", "triggers.eventing.herald.dev/status", other, True),
+            (op, "create", "deployments.apps", other, True),
+            (op, "patch", "deployments.apps/scale", other, True),
+            (op, "create", "events.events.k8s.io", other, True),
+            (op, "update", "leases.coordination.k8s.io", ns, True),
+            (op, "update", "leases.coordination.k8s.io", other, False),
+            (op, "get", "secrets", other, False),
+            (op, "delete", "deployments.apps", other, False),
+            (op, "create", "pods", other, False),
+            (ing, "list", "brokers.eventing.herald.dev", other, True),
+            (ing, "patch", "brokers.eventing.herald.dev", other, False),
+            (ing, "list", "triggers.eventing.herald.dev", other, False),
+            (disp, "watch", "triggers.eventing.herald.dev", other, True),
+            (disp, "create", "deployments.apps", other, False),
+            (disp, "get", "secrets", other, False),
+        ]:
+            expect(can(sa, ns, verb, resource, where) == allowed,
+                   f"{sa.removeprefix(full + '-')} {'can' if allowed else 'cannot'} {verb} {resource} in {where}")
+
+        print("upgrade: more dispatchers, one watched namespace")
+        await helm.Upgrade(cfg).run(release, CHART, wait=False, values={
+            "nats": {"url": NATS_URL}, "dispatcher": {"replicas": 3}, "watchNamespaces": [other],
+            "grafanaDashboard": {"enabled": True}})
+        d = kubectl("get", "deployment", f"{full}-dispatcher", "-n", ns, "-o", "json")
+        spec = json.loads(d)["spec"]
+        env = {e["name"]: e.get("value") for e in spec["template"]["spec"]["containers"][0]["env"]}
+        expect(spec["replicas"] == 3, "dispatcher scaled to 3 by the upgrade")
+        dashboard = json.loads(kubectl("get", "configmap", f"{full}-dashboard", "-n", ns, "-o", "json"))
+        panels = json.loads(dashboard["data"]["herald.json"])["panels"]
+        expect(dashboard["metadata"]["labels"].get("grafana_dashboard") == "1" and len(panels) > 10,
+               f"Grafana dashboard ConfigMap for the sidecar ({len(panels)} panels)")
+        expect(env.get("HERALD_WATCH_NAMESPACE") == other, "components watch only that namespace")
+        expect(not get("clusterroles", None, selector), "no ClusterRoles when one namespace is watched")
+        expect(can(op, ns, "create", "deployments.apps", other), "operator may create Deployments there")
+        expect(not can(op, ns, "create", "deployments.apps", "default"), "... and nowhere else")
+
+        print("uninstall")
+        await helm.Uninstall(cfg).run(release, wait=False)
+        left = [f"{kind}: {[o['metadata']['name'] for o in items]}"
+                for kind, namespace in [("deployments,services,serviceaccounts,poddisruptionbudgets,roles,rolebindings,configmaps", ns),
+                                        ("roles,rolebindings", other),
+                                        ("clusterroles,clusterrolebindings", None)]
+                if (items := get(kind, namespace, selector))]
+        expect(not left, f"nothing of the release is left: {left}")
+        crds = kubectl("get", "crd", "-o", "name")
+        expect(all(f"{k}.eventing.herald.dev" in crds for k in ("brokers", "triggers", "eventsources")),
+               "the CRDs stay")
+    finally:
+        for r in (release,):
+            try:
+                await helm.Uninstall(cfg).run(r, wait=False)
+            except helm.HelmError:
+                pass
+        kubectl("delete", "namespace", ns, other, "--wait=false", check=False)
+    if failures:
+        print(f"\n{len(failures)} chart check(s) failed:", *failures, sep="\n  ")
+        return 1
+    print("\nchart: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
