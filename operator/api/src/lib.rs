@@ -28,6 +28,7 @@ pub mod duration;
 pub mod eventsource;
 pub mod naming;
 pub mod quantity;
+pub mod reference;
 mod schema;
 pub mod trigger;
 pub mod workload;

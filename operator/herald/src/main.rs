@@ -62,12 +62,15 @@ enum Command {
     },
     /// Print Herald's custom resource definitions (CRDs) as YAML.
     #[command(
-        after_help = "Examples:\n  herald crds | kubectl apply -f -\n  herald crds --output-dir crds/"
+        after_help = "Examples:\n  herald crds | kubectl apply -f -\n  herald crds --output-dir crds/\n  herald crds --reference > docs/reference.md"
     )]
     Crds {
         /// Write one file per CRD into this directory instead of printing.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "reference")]
         output_dir: Option<PathBuf>,
+        /// Print the API reference (Markdown) generated from the CRD schemas instead.
+        #[arg(long)]
+        reference: bool,
     },
 }
 
@@ -82,7 +85,10 @@ fn main() -> ExitCode {
         Command::Tail(args) => return tail::run(&args),
         Command::Display(args) => return display::run(&args),
         Command::Filter { command } => return filter_test::run(&command),
-        Command::Crds { output_dir } => print_crds(output_dir),
+        Command::Crds {
+            output_dir,
+            reference,
+        } => print_crds(output_dir, reference),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,8 +99,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {
+fn print_crds(output_dir: Option<PathBuf>, reference: bool) -> anyhow::Result<()> {
     let crds = herald_api::crds::all();
+    if reference {
+        print!("{}", herald_api::reference::markdown(&crds));
+        return Ok(());
+    }
     match output_dir {
         None => print!("{}", herald_api::crds::to_yaml(&crds)),
         Some(dir) => {
