@@ -42,7 +42,10 @@
 //!   (e.g. after an operator restart) counts the current replicas as a recommendation
 //!   made now, so a restart does not cause an immediate scale down.
 //! - **Steps**: at most scaleUp.maxStep replicas added, scaleDown.maxStep removed per
-//!   decision (reason `StepLimited`).
+//!   decision (reason `StepLimited`). While per-replica throughput is not learned and
+//!   events keep arriving, one decision removes at most half the replicas (`StepLimited`).
+//! - The rate terms are used only once the replica count has been unchanged for two
+//!   polls (pods still starting would make the processing rate look low).
 //! - Otherwise `desired == current` with reason `Steady`.
 
 use std::collections::VecDeque;
@@ -284,7 +287,7 @@ impl State {
         // A hand-built Policy may be inconsistent: max wins over min.
         let hi = policy.max.max(0);
         let lo = policy.min.max(0).min(hi);
-        let (metric, metric_reason) = self.recommend(policy, current, backlog);
+        let (metric, metric_reason) = self.recommend(policy, current, backlog, now);
 
         if current == 0 {
             let activated = metric.max(1).max(lo).min(hi);
@@ -338,6 +341,15 @@ impl State {
             let limit = current.saturating_sub(step.max(1));
             if desired < limit {
                 desired = limit;
+                reason = Reason::StepLimited;
+            }
+        }
+        // Until one replica's throughput is known, replicas may look idle only because
+        // there are too many of them: while events keep arriving, at most halve.
+        if desired < current && self.capacity.is_none() && self.arrival_rate >= RATE_EPSILON {
+            let half = current - current / 2;
+            if desired < half {
+                desired = half;
                 reason = Reason::StepLimited;
             }
         }
@@ -410,10 +422,7 @@ impl State {
         }
         self.prev = Some(sample);
 
-        let stable = self.replicas.is_some_and(|(_, since)| {
-            now.saturating_sub(since) >= policy.poll_interval.saturating_mul(STABLE_POLLS)
-        });
-        if current > 0 && stable && self.processing_rate >= RATE_EPSILON {
+        if current > 0 && self.is_stable(policy, now) && self.processing_rate >= RATE_EPSILON {
             let per_replica = self.processing_rate / f64::from(current);
             let target = u64::try_from(policy.target_per_replica).unwrap_or(1).max(1);
             let saturated = sample.pending >= target;
@@ -425,12 +434,28 @@ impl State {
         }
     }
 
-    /// Max of the backlog term and the rate terms, with the reason of the winner.
-    fn recommend(&self, policy: &Policy, current: i32, backlog: u64) -> (i32, Reason) {
+    /// Whether the replica count has been unchanged for [`STABLE_POLLS`] polls, so the
+    /// processing rate reflects replicas that are all running.
+    fn is_stable(&self, policy: &Policy, now: Duration) -> bool {
+        self.replicas.is_some_and(|(_, since)| {
+            now.saturating_sub(since) >= policy.poll_interval.saturating_mul(STABLE_POLLS)
+        })
+    }
+
+    /// Max of the backlog term and the rate terms, with the reason of the winner. The
+    /// rate terms wait for a stable replica count: right after a scale-up the new pods
+    /// are still starting and the processing rate would understate them.
+    fn recommend(
+        &self,
+        policy: &Policy,
+        current: i32,
+        backlog: u64,
+        now: Duration,
+    ) -> (i32, Reason) {
         let target = u64::try_from(policy.target_per_replica).unwrap_or(1).max(1);
         let backlog_term = i32::try_from(backlog.div_ceil(target)).unwrap_or(i32::MAX);
         let mut rate_term = 0;
-        if current > 0 && self.processing_rate >= RATE_EPSILON {
+        if current > 0 && self.processing_rate >= RATE_EPSILON && self.is_stable(policy, now) {
             let horizon = policy.up_window.max(policy.poll_interval).as_secs_f64();
             let projected = to_f64(backlog) + (self.arrival_rate - self.processing_rate) * horizon;
             rate_term = ceil_i32(projected / to_f64(target));

@@ -351,7 +351,9 @@ fn no_scale_to_zero_while_events_arrive() {
     });
     assert!(sim.iter().all(|(_, d)| d.desired >= 1), "{sim:?}");
     assert_eq!(at(&sim, 28), (3, Stabilized));
-    assert_eq!(at(&sim, 30), (1, ArrivalRate));
+    // Throughput not learned (never saturated) and events flowing: halve, then go on.
+    assert_eq!(at(&sim, 30), (2, StepLimited));
+    assert_eq!(at(&sim, 32), (1, ArrivalRate));
     assert_eq!(at(&sim, 300), (1, Steady));
     // Once arrivals stop, the cooldown runs from the last event.
     let sim = simulate(&policy(|_| {}), 1, 200, |t| {
@@ -406,7 +408,10 @@ fn learned_throughput_keeps_busy_replicas_and_releases_idle_ones() {
         (0, 5, 10 * u64::from(t), 10 * u64::from(t))
     });
     assert_eq!(at(&sim, 28), (10, Stabilized));
-    assert_eq!(at(&sim, 30), (1, Backlog));
+    // Halving while throughput is unknown: 10, 5, 3, 2, 1.
+    assert_eq!(at(&sim, 30), (5, StepLimited));
+    assert_eq!(at(&sim, 32), (3, StepLimited));
+    assert_eq!(at(&sim, 36), (1, Backlog));
 }
 
 #[test]
