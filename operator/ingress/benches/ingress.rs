@@ -5,6 +5,9 @@
 //! - (b) the ingress in binary mode, over keep-alive HTTP/1.1 connections;
 //! - (c) the ingress in batch mode (100 events per request);
 //!
+//! (b) and (c) are driven by a lean wrk-like generator (`LeanConnection`) and, for
+//! comparison, by hyper's pooled client;
+//!
 //! then request latency at a fixed 1,000 events/s in binary mode. It starts its own
 //! nats-server (`HERALD_NATS_SERVER_BIN`, else `nats-server` on PATH) with a file
 //! store in a temporary directory. Run: `cargo bench -p herald-ingress`.
@@ -110,6 +113,148 @@ async fn post(client: &Http, url: &str, headers: hyper::HeaderMap, body: Bytes) 
     started.elapsed()
 }
 
+/// A lean HTTP/1.1 keep-alive load generator, as `wrk` is: it writes each request
+/// straight to its own TCP connection and reads the answer's status line and
+/// `content-length`, so on this 2-core machine the generator takes little of the CPU
+/// the ingress is measured on (hyper's pooled client costs about as much as the
+/// server it drives).
+struct LeanConnection {
+    stream: tokio::net::TcpStream,
+    request: Vec<u8>,
+    answer: Vec<u8>,
+}
+
+impl LeanConnection {
+    async fn open(addr: std::net::SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to the ingress");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            request: Vec::with_capacity(2048),
+            answer: Vec::with_capacity(512),
+        }
+    }
+
+    /// POSTs `body` with `headers` to `path`; asserts the answer is 202.
+    async fn post(&mut self, path: &str, headers: &hyper::HeaderMap, body: &[u8]) {
+        use std::io::Write as _;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.request.clear();
+        let _ = write!(
+            self.request,
+            "POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            self.request.extend_from_slice(name.as_str().as_bytes());
+            self.request.extend_from_slice(b": ");
+            self.request.extend_from_slice(value.as_bytes());
+            self.request.extend_from_slice(b"\r\n");
+        }
+        self.request.extend_from_slice(b"\r\n");
+        self.request.extend_from_slice(body);
+        self.stream
+            .write_all(&self.request)
+            .await
+            .expect("send a request");
+        self.answer.clear();
+        loop {
+            if let Some(end) = self.answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.answer[..end]).expect("ASCII head");
+                assert!(
+                    head.starts_with("HTTP/1.1 202"),
+                    "the ingress refused an event: {head}"
+                );
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while self.answer.len() < end + 4 + length {
+                    let n = self.stream.read_buf(&mut self.answer).await.expect("read");
+                    assert!(n > 0, "the ingress closed the connection");
+                }
+                return;
+            }
+            let n = self.stream.read_buf(&mut self.answer).await.expect("read");
+            assert!(n > 0, "the ingress closed the connection");
+        }
+    }
+}
+
+/// Binary mode through the lean generator: `concurrency` connections, closed loop.
+async fn binary_mode_lean(url: &Arc<str>, total: usize, concurrency: usize) -> Duration {
+    let (addr, path) = split_url(url);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (next, path) = (next.clone(), path.clone());
+            tokio::spawn(async move {
+                let mut conn = LeanConnection::open(addr).await;
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    let (headers, body) = herald_cloudevents::http::encode_binary(&event("lean"));
+                    conn.post(&path, &headers, &body).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+/// Batch mode through the lean generator.
+async fn batch_mode_lean(url: &Arc<str>, batches: usize, concurrency: usize) -> Duration {
+    let (addr, path) = split_url(url);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.min(batches).max(1))
+        .map(|_| {
+            let (next, path) = (next.clone(), path.clone());
+            tokio::spawn(async move {
+                let mut conn = LeanConnection::open(addr).await;
+                let mut headers = hyper::HeaderMap::new();
+                headers.insert(
+                    "content-type",
+                    herald_cloudevents::http::BATCH_JSON.parse().unwrap(),
+                );
+                while next.fetch_add(1, Ordering::Relaxed) < batches {
+                    conn.post(&path, &headers, &batch_body()).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+fn split_url(url: &str) -> (std::net::SocketAddr, Arc<str>) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest.split_once('/').expect("a path");
+    (
+        authority.parse().expect("ip:port"),
+        format!("/{path}").into(),
+    )
+}
+
+fn batch_body() -> Bytes {
+    let items: Vec<String> = (0..BATCH)
+        .map(|_| {
+            String::from_utf8(herald_cloudevents::json::to_structured(&event("batch"))).unwrap()
+        })
+        .collect();
+    Bytes::from(format!("[{}]", items.join(",")))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     #[allow(
         clippy::cast_possible_truncation,
@@ -181,24 +326,12 @@ async fn batch_mode(http: &Http, url: &Arc<str>, batches: usize, concurrency: us
     closed_loop(batches, concurrency.min(batches).max(1), move |_| {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let items: Vec<String> = (0..BATCH)
-                .map(|_| {
-                    String::from_utf8(herald_cloudevents::json::to_structured(&event("batch")))
-                        .unwrap()
-                })
-                .collect();
             let mut headers = hyper::HeaderMap::new();
             headers.insert(
                 "content-type",
                 herald_cloudevents::http::BATCH_JSON.parse().unwrap(),
             );
-            post(
-                &http,
-                &url,
-                headers,
-                Bytes::from(format!("[{}]", items.join(","))),
-            )
-            .await;
+            post(&http, &url, headers, batch_body()).await;
         }
     })
     .await
@@ -250,13 +383,22 @@ async fn main() {
         .build_http();
     let batches = total / BATCH;
     let (mut raw, mut binary, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut binary_hyper, mut batch_hyper) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         raw.push(rate(total, raw_publish(&js, total, concurrency).await));
         binary.push(rate(
             total,
-            binary_mode(&http, &url, total, concurrency).await,
+            binary_mode_lean(&url, total, concurrency).await,
         ));
         batch.push(rate(
+            batches * BATCH,
+            batch_mode_lean(&url, batches, concurrency).await,
+        ));
+        binary_hyper.push(rate(
+            total,
+            binary_mode(&http, &url, total, concurrency).await,
+        ));
+        batch_hyper.push(rate(
             batches * BATCH,
             batch_mode(&http, &url, batches, concurrency).await,
         ));
@@ -265,6 +407,7 @@ async fn main() {
     let latencies = fixed_rate_latencies(&http, &url, samples).await;
 
     let (a, b, c) = (median(&mut raw), median(&mut binary), median(&mut batch));
+    let (bh, ch) = (median(&mut binary_hyper), median(&mut batch_hyper));
     println!(
         "ingress benchmark: {total} events of 1 KiB per mode and round, median of {rounds} interleaved rounds, concurrency {concurrency}, file storage, one nats-server"
     );
@@ -275,6 +418,14 @@ async fn main() {
     println!(
         "| (c) ingress, batch mode ({BATCH}/request) | {c:.0} | {:.2} |",
         c / a
+    );
+    println!(
+        "| (b) with hyper's pooled client as the generator | {bh:.0} | {:.2} |",
+        bh / a
+    );
+    println!(
+        "| (c) with hyper's pooled client as the generator | {ch:.0} | {:.2} |",
+        ch / a
     );
     println!();
     println!(
