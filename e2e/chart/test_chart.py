@@ -84,7 +84,7 @@ async def main() -> int:
         await helm.Install(cfg).run(release, CHART, values={"nats": {"url": NATS_URL}},
                                     create_namespace=True, wait=False)
         deployments = {d["metadata"]["name"]: d for d in get("deployments", ns, selector)}
-        for component, replicas in [("operator", 2), ("ingress", 2), ("dispatcher", 2)]:
+        for component, replicas in [("operator", 2), ("ingress", 2), ("dispatcher", 2), ("sources", 2)]:
             d = deployments.get(f"{full}-{component}")
             expect(d is not None and d["spec"]["replicas"] == replicas,
                    f"{component} Deployment with {replicas} replicas")
@@ -102,11 +102,11 @@ async def main() -> int:
             expect(pod["serviceAccountName"] == f"{full}-{component}",
                    f"{component}: its own ServiceAccount")
         services = {s["metadata"]["name"] for s in get("services", ns, selector)}
-        expect(f"{full}-ingress" in services, "ingress Service")
-        expect(len(get("poddisruptionbudgets", ns, selector)) == 3, "a PodDisruptionBudget per component")
+        expect(f"{full}-ingress" in services and f"{full}-sources" in services, "ingress and sources Services")
+        expect(len(get("poddisruptionbudgets", ns, selector)) == 4, "a PodDisruptionBudget per component")
 
         print("RBAC: what each ServiceAccount may and may not do")
-        op, ing, disp = f"{full}-operator", f"{full}-ingress", f"{full}-dispatcher"
+        op, ing, disp, src = (f"{full}-{c}" for c in ("operator", "ingress", "dispatcher", "sources"))
         for sa, verb, resource, where, allowed in [
             (op, "watch", "brokers.eventing.herald.dev", other, True),
             (op, "patch", "triggers.eventing.herald.dev/status", other, True),
@@ -124,6 +124,10 @@ async def main() -> int:
             (disp, "watch", "triggers.eventing.herald.dev", other, True),
             (disp, "create", "deployments.apps", other, False),
             (disp, "get", "secrets", other, False),
+            (src, "watch", "eventsources.eventing.herald.dev", other, True),
+            (src, "get", "secrets", other, True),
+            (src, "list", "secrets", other, False),
+            (src, "patch", "eventsources.eventing.herald.dev", other, False),
         ]:
             expect(can(sa, ns, verb, resource, where) == allowed,
                    f"{sa.removeprefix(full + '-')} {'can' if allowed else 'cannot'} {verb} {resource} in {where}")

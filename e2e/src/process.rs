@@ -1,4 +1,5 @@
-//! Processes a test starts and owns: `herald operator` and private `nats-server`s.
+//! Processes a test starts and owns: `herald operator`, `ingress`, `dispatcher`,
+//! `sources` and private `nats-server`s.
 //! Each is killed when dropped, so a failing test leaves nothing running.
 
 use std::net::TcpListener;
@@ -221,6 +222,46 @@ impl Dispatcher {
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+}
+
+/// A running `herald sources` (the EventSource adapter) for one namespace.
+pub struct Sources {
+    _child: Child,
+    /// Port of the webhook endpoint.
+    pub port: u16,
+    /// Port of its admin server.
+    pub metrics_port: u16,
+}
+
+impl Sources {
+    /// Starts the adapter for `namespace`.
+    pub async fn start(namespace: &str, nats_url: &str) -> Self {
+        let port = free_port();
+        let metrics_port = free_port();
+        let child = Command::new(herald_bin())
+            .arg("sources")
+            .args(["--nats-url", nats_url])
+            .args(["--watch-namespace", namespace])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .stdout(log_file(&format!("{namespace}-sources-{port}")))
+            .stderr(log_file(&format!("{namespace}-sources-{port}.err")))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start herald sources");
+        wait_for_port(port, "herald sources").await;
+        Self {
+            _child: child,
+            port,
+            metrics_port,
+        }
+    }
+
+    /// The webhook URL of EventSource `namespace/name` on this adapter.
+    #[must_use]
+    pub fn webhook_url(&self, namespace: &str, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{namespace}/{name}", self.port)
     }
 }
 

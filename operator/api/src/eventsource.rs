@@ -196,6 +196,9 @@ pub struct EventSourceStatus {
     /// Resolved URI events are sent to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_uri: Option<String>,
+    /// For a webhook source: the URL to configure in the sending system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 /// Condition types an EventSource reports.

@@ -29,6 +29,13 @@ pub struct OperatorArgs {
         default_value = "http://herald-ingress.herald-system.svc.cluster.local"
     )]
     pub ingress_url: String,
+    /// Base URL of the shared sources adapter; webhook sources are at `<base>/<namespace>/<name>`.
+    #[arg(
+        long,
+        env = "HERALD_SOURCES_URL",
+        default_value = "http://herald-sources.herald-system.svc.cluster.local"
+    )]
+    pub sources_url: String,
     /// Name of the leader-election Lease.
     #[arg(long, env = "HERALD_LEASE_NAME", default_value = "herald-operator")]
     pub lease_name: String,

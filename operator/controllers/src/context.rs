@@ -23,6 +23,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Base URL of the ingress; a Broker's address is `<base>/<namespace>/<name>`.
     pub ingress_url: String,
+    /// Base URL of the sources adapter (webhook addresses).
+    pub sources_url: String,
     /// What consumer Deployments get (sidecar image, NATS URL).
     pub workload: WorkloadSettings,
     /// Replicas the autoscaler decided per consumer Trigger (`namespace/name`); the
@@ -40,6 +42,7 @@ impl Context {
         nats: NatsConnection,
         metrics: Metrics,
         ingress_url: String,
+        sources_url: String,
         workload: WorkloadSettings,
         reporter: Reporter,
     ) -> Self {
@@ -51,6 +54,7 @@ impl Context {
             jetstream,
             metrics,
             ingress_url,
+            sources_url,
             workload,
             replicas: Mutex::default(),
             recorder,

@@ -10,7 +10,8 @@
 //!       ├─ Trigger controller: durable consumer per Trigger,  trigger
 //!       │    consumer Deployment for `consumer` Triggers
 //!       ├─ autoscaler: consumer Deployments on backlog/rates  autoscale
-//!       └─ EventSource controller (NotImplemented for now)    placeholder
+//!       └─ EventSource controller: sink, validation           source
+//!            (cron, webhook and nats run in `herald sources`)
 //! ```
 //!
 //! Every controller shares one [`context::Context`] (clients, Event recorder,
@@ -24,7 +25,7 @@ pub mod context;
 pub mod error;
 pub mod leader;
 pub mod metrics;
-pub mod placeholder;
+pub mod source;
 pub mod trigger;
 
 use std::sync::Arc;
@@ -100,6 +101,7 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
         nats,
         metrics.clone(),
         args.ingress_url.clone(),
+        args.sources_url.clone(),
         WorkloadSettings {
             sidecar_image: args.sidecar_image.clone(),
             nats_url: args
@@ -280,19 +282,23 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
             log_result("Trigger", r);
             futures::future::ready(())
         });
-    let sources = Controller::new(
+    let source_controller = Controller::new(
         api::<EventSource>(&client, namespace),
         watcher::Config::default(),
-    )
-    .graceful_shutdown_on(fired(stop.clone()))
-    .run(
-        placeholder::reconcile::<EventSource>,
-        placeholder::error_policy::<EventSource>,
-        ctx,
-    )
-    .for_each(|r| {
-        log_result("EventSource", r);
-        futures::future::ready(())
-    });
+    );
+    let source_store = source_controller.store();
+    let sources = source_controller
+        // A Broker change (its address) re-checks the EventSources that send to it.
+        .watches(
+            api::<Broker>(&client, namespace),
+            watcher::Config::default(),
+            move |broker| source::sources_of(&source_store, &broker),
+        )
+        .graceful_shutdown_on(fired(stop.clone()))
+        .run(source::reconcile, source::error_policy, ctx)
+        .for_each(|r| {
+            log_result("EventSource", r);
+            futures::future::ready(())
+        });
     tokio::join!(brokers, triggers, sources, autoscaler);
 }

@@ -47,6 +47,11 @@ enum Command {
         after_help = "Example:\n  herald dispatcher --nats-url nats://nats:4222\n\nSeveral dispatchers share the work of every Trigger; events not yet\nacknowledged when one stops are delivered again."
     )]
     Dispatcher(Box<DispatcherArgs>),
+    /// Run the EventSource adapter: cron schedules, signed webhooks and NATS subjects.
+    #[command(
+        after_help = "Example:\n  herald sources --nats-url nats://nats:4222 --listen 0.0.0.0:8080\n\nWebhook sources are served at http://<sources>/<namespace>/<eventsource>;\nseveral replicas share the work (cron ticks are deduplicated by the Broker)."
+    )]
+    Sources(Box<herald_sources::config::SourcesArgs>),
     /// Send one CloudEvent to a Broker.
     Send(Box<send::SendArgs>),
     /// Show Brokers, Triggers and EventSources: ready or not and why, backlog, replicas.
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         Command::Operator(args) => herald_controllers::run_operator(*args),
         Command::Ingress(args) => herald_ingress::run_ingress(*args),
         Command::Dispatcher(args) => herald_dispatcher::run_dispatcher(*args),
+        Command::Sources(args) => herald_sources::run_sources(*args),
         Command::Send(args) => return send::run(&args),
         Command::Status(args) => return status::run(&args),
         Command::Tail(args) => return tail::run(&args),

@@ -1,0 +1,211 @@
+//! EventSources end to end: `herald sources` runs the examples' cron, webhook and NATS
+//! sources; their events go through the Broker and a Trigger to a test subscriber.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::{EventSource, Trigger};
+use herald_e2e::http::post;
+use herald_e2e::kubectl::{apply, example};
+use herald_e2e::process::Sources;
+use herald_e2e::stack::Stack;
+use herald_e2e::subscriber::Subscriber;
+use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use herald_sources::signature::sign;
+use kube::{Api, Client};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A Trigger on the Broker `default` for events of `type_`, delivering to `url`.
+async fn trigger_for(client: &Client, ns: &str, type_: &str, url: &str) {
+    apply(
+        ns,
+        &format!(
+            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: to-test}}\nspec:\n  broker: default\n  filter: {{attributes: {{type: {type_}}}}}\n  subscriber: {{uri: \"{url}\"}}\n"
+        ),
+    );
+    let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
+    await_condition(
+        &triggers,
+        "to-test",
+        WAIT,
+        has_condition("Ready", True, None),
+    )
+    .await;
+}
+
+async fn source_ready(client: &Client, ns: &str, name: &str) -> EventSource {
+    let sources: Api<EventSource> = Api::namespaced(client.clone(), ns);
+    await_condition(&sources, name, WAIT, has_condition("Ready", True, None)).await
+}
+
+#[tokio::test]
+async fn cron_fires_each_tick_once_even_with_two_adapters() {
+    with_temp_ns("cron", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let subscriber = Subscriber::accepting().await;
+        trigger_for(&client, &ns, "dev.herald.cron.tick", &subscriber.url).await;
+        // Two replicas of the adapter: both fire every tick.
+        let _a = Sources::start(&ns, &nats_url()).await;
+        let _b = Sources::start(&ns, &nats_url()).await;
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("cron-source.yaml")).expect("example"),
+        );
+        let source = source_ready(&client, &ns, "heartbeat").await;
+        assert_eq!(
+            field(&source, "/status/sinkUri"),
+            format!("{}/{ns}/default", stack.ingress.url()).as_str()
+        );
+        subscriber
+            .wait_for("four ticks delivered", WAIT, |d| d.len() >= 4)
+            .await;
+        let events: Vec<_> = subscriber
+            .deliveries()
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
+        let ids: HashSet<&str> = events
+            .iter()
+            .map(herald_cloudevents::CloudEvent::id)
+            .collect();
+        assert_eq!(
+            ids.len(),
+            events.len(),
+            "a tick was delivered twice: {ids:?}"
+        );
+        let mut ticks: Vec<chrono::DateTime<chrono::Utc>> = ids
+            .iter()
+            .map(|id| id.parse().expect("the id is the tick's time"))
+            .collect();
+        ticks.sort();
+        for pair in ticks.windows(2) {
+            assert_eq!(
+                (pair[1] - pair[0]).num_seconds() % 2,
+                0,
+                "ticks every 2 s: {ticks:?}"
+            );
+        }
+        let first = &events[0];
+        assert_eq!(first.get("team"), Some("platform"), "ceOverrides applied");
+        assert_eq!(
+            first.source(),
+            format!("/apis/eventing.herald.dev/v1alpha1/namespaces/{ns}/eventsources/heartbeat")
+        );
+        assert_eq!(first.data.as_deref(), Some(&br#"{"hello": "world"}"#[..]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn webhooks_need_a_valid_signature() {
+    with_temp_ns("webhook", |client, ns| async move {
+        let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let subscriber = Subscriber::accepting().await;
+        trigger_for(&client, &ns, "com.github.event", &subscriber.url).await;
+        let sources = Sources::start(&ns, &nats_url()).await;
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("webhook-source.yaml")).expect("example"),
+        );
+        let source = source_ready(&client, &ns, "github").await;
+        assert!(
+            field(&source, "/status/webhookUrl")
+                .as_str()
+                .is_some_and(|u| u.ends_with(&format!("/{ns}/github")))
+        );
+        let url = sources.webhook_url(&ns, "github");
+        let key = b"change-me-to-a-long-random-secret";
+        let body = r#"{"action":"opened","number":7}"#;
+        let signed = |body: &str| sign(key, body.as_bytes());
+        // The adapter learns of the source through its own watch: retry until it serves it.
+        let mut answer = post(&url, &[], "").await;
+        for _ in 0..50 {
+            answer = post(
+                &url,
+                &[
+                    ("x-hub-signature-256", &signed(body)),
+                    ("content-type", "application/json"),
+                    ("x-github-event", "pull_request"),
+                    ("x-github-delivery", "d-1"),
+                ],
+                body.to_owned(),
+            )
+            .await;
+            if answer.status != 404 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        subscriber
+            .wait_for("the webhook event", WAIT, |d| !d.is_empty())
+            .await;
+        let (event, _) = subscriber.deliveries().remove(0);
+        assert_eq!((event.id(), event.type_()), ("d-1", "com.github.event"));
+        assert_eq!(event.get("xgithubevent"), Some("pull_request"));
+        assert_eq!(event.get("datacontenttype"), Some("application/json"));
+        assert_eq!(event.data.as_deref(), Some(body.as_bytes()));
+
+        let unsigned = post(&url, &[], body.to_owned()).await;
+        assert_eq!(unsigned.status, 401, "{}", unsigned.body);
+        assert_eq!(unsigned.json()["error"], "BadSignature");
+        let forged = post(
+            &url,
+            &[("x-hub-signature-256", &sign(b"wrong key", body.as_bytes()))],
+            body.to_owned(),
+        )
+        .await;
+        assert_eq!(forged.status, 401);
+        let big = "x".repeat(65 * 1024);
+        let too_big = post(&url, &[("x-hub-signature-256", &signed(&big))], big.clone()).await;
+        assert_eq!(too_big.status, 413, "{}", too_big.body);
+        let unknown = post(&sources.webhook_url(&ns, "nope"), &[], "").await;
+        assert_eq!(unknown.status, 404);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            subscriber.deliveries().len(),
+            1,
+            "refused requests emit nothing"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nats_messages_are_forwarded_and_bad_sources_explained() {
+    with_temp_ns("nats-source", |client, ns| async move {
+        let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let subscriber = Subscriber::accepting().await;
+        trigger_for(&client, &ns, "dev.herald.nats.message", &subscriber.url).await;
+        let _sources = Sources::start(&ns, &nats_url()).await;
+        apply(&ns, &std::fs::read_to_string(example("nats-source.yaml")).expect("example"));
+        source_ready(&client, &ns, "legacy-orders").await;
+        let nats = async_nats::connect(nats_url()).await.expect("connect");
+        // The adapter subscribes through its own watch: publish until one arrives.
+        for n in 0..50 {
+            nats.publish(format!("legacy.orders.eu.{n}"), "order 42".into()).await.expect("publish");
+            nats.flush().await.expect("flush");
+            if !subscriber.deliveries().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        subscriber.wait_for("a forwarded message", WAIT, |d| !d.is_empty()).await;
+        let (event, _) = subscriber.deliveries().remove(0);
+        assert!(event.get("subject").is_some_and(|s| s.starts_with("legacy.orders.eu.")), "{event:?}");
+        assert_eq!(event.data.as_deref(), Some(&b"order 42"[..]));
+
+        // Problems are explained in the conditions.
+        let sources: Api<EventSource> = Api::namespaced(client.clone(), &ns);
+        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: bad-cron}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  cron: {schedule: '61 * * * *'}\n");
+        let bad = await_condition(&sources, "bad-cron", WAIT, has_condition("Ready", False, Some("InvalidSpec"))).await;
+        assert!(field(&bad, "/status/conditions").to_string().contains("cron.schedule"));
+        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: no-sink}\nspec:\n  sink: {ref: {kind: Broker, name: missing}}\n  nats: {subject: x}\n");
+        await_condition(&sources, "no-sink", WAIT, has_condition("Ready", False, Some("SinkNotResolved"))).await;
+        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: kube}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  kubernetes: {resources: [{apiVersion: v1, kind: ConfigMap}], serviceAccountName: default}\n");
+        await_condition(&sources, "kube", WAIT, has_condition("Ready", False, Some("NotImplemented"))).await;
+    })
+    .await;
+}

@@ -1,0 +1,279 @@
+//! The EventSource controller: checks the spec (exactly one kind, a valid schedule,
+//! valid extension names), resolves the sink, and writes `SinkResolved`, `Deployed`
+//! and `Ready` plus `sinkUri` (and `webhookUrl` for webhooks). `cron`, `webhook` and
+//! `nats` sources run in the shared adapter (`herald sources`), which picks up every
+//! Ready EventSource; `kubernetes` sources and NATS JetStream or credentials are not
+//! built yet and say so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_api::conditions::{self, Condition, ConditionStatus};
+use herald_api::eventsource::EventSourceSpec;
+use herald_api::{Broker, EventSource, OPERATOR_FIELD_MANAGER};
+use herald_sources::schedule::Schedule;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, ResourceExt};
+
+use crate::context::Context;
+use crate::error::{Error, retry_delay};
+use crate::trigger::resolve;
+
+const KIND: &str = "EventSource";
+/// Re-checks the sink now and then (a Service's port may change).
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// Which adapter runs a valid spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// The shared `herald sources` adapter.
+    Shared(&'static str),
+    /// Not built yet; the message says what.
+    NotBuilt(&'static str),
+}
+
+/// Checks the spec (pure): exactly one kind, and what that kind needs.
+pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
+    let kinds: Vec<&str> = [
+        ("cron", spec.cron.is_some()),
+        ("kubernetes", spec.kubernetes.is_some()),
+        ("webhook", spec.webhook.is_some()),
+        ("nats", spec.nats.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    match kinds.as_slice() {
+        [] => return Err("set exactly one of cron, kubernetes, webhook and nats".into()),
+        [_] => {}
+        many => {
+            return Err(format!(
+                "set exactly one of cron, kubernetes, webhook and nats (found {})",
+                many.join(" and ")
+            ));
+        }
+    }
+    if let Some(overrides) = &spec.ce_overrides {
+        for name in overrides.extensions.keys() {
+            let valid = !name.is_empty()
+                && name.len() <= 20
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            if !valid {
+                return Err(format!(
+                    "ceOverrides.extensions: {name:?} is not a CloudEvents attribute name (1-20 lower-case letters and digits)"
+                ));
+            }
+        }
+    }
+    if let Some(cron) = &spec.cron {
+        Schedule::parse(&cron.schedule, cron.timezone.as_deref())?;
+        return Ok(Runner::Shared("cron"));
+    }
+    if spec.webhook.is_some() {
+        return Ok(Runner::Shared("webhook"));
+    }
+    if let Some(nats) = &spec.nats {
+        if nats.jet_stream.is_some() {
+            return Ok(Runner::NotBuilt(
+                "nats.jetStream is not supported yet; remove it to forward core NATS messages",
+            ));
+        }
+        if nats.credentials_secret_ref.is_some() {
+            return Ok(Runner::NotBuilt(
+                "nats.credentialsSecretRef is not supported yet",
+            ));
+        }
+        return Ok(Runner::Shared("nats"));
+    }
+    Ok(Runner::NotBuilt(
+        "kubernetes sources are not built yet; this EventSource emits nothing",
+    ))
+}
+
+/// The conditions for a validated spec and a resolved (or not) sink (pure).
+#[must_use]
+pub fn desired_conditions(
+    runner: &Result<Runner, String>,
+    sink: &Result<String, String>,
+) -> Vec<Condition> {
+    use ConditionStatus::{False, True};
+    let sink_resolved = match sink {
+        Ok(uri) => Condition::new("SinkResolved", True, "SinkResolved", uri.clone()),
+        Err(m) => Condition::new("SinkResolved", False, "SinkNotResolved", m.clone()),
+    };
+    let deployed = match runner {
+        Ok(Runner::Shared(kind)) => Condition::new(
+            "Deployed",
+            True,
+            "SharedAdapter",
+            format!("the {kind} source runs in the shared adapter, herald sources"),
+        ),
+        Ok(Runner::NotBuilt(message)) => {
+            Condition::new("Deployed", False, "NotImplemented", *message)
+        }
+        Err(m) => Condition::new("Deployed", False, "InvalidSpec", m.clone()),
+    };
+    let ready = if let Err(m) = runner {
+        Condition::new("Ready", False, "InvalidSpec", m.clone())
+    } else if !sink_resolved.is_true() {
+        Condition::new(
+            "Ready",
+            False,
+            &sink_resolved.reason,
+            &sink_resolved.message,
+        )
+    } else if !deployed.is_true() {
+        Condition::new("Ready", False, &deployed.reason, &deployed.message)
+    } else {
+        Condition::new("Ready", True, "Ready", "events are sent to the sink")
+    };
+    vec![sink_resolved, deployed, ready]
+}
+
+/// EventSources whose sink is `broker`, for the watch mapping.
+#[must_use]
+pub fn sources_of(store: &Store<EventSource>, broker: &Broker) -> Vec<ObjectRef<EventSource>> {
+    let (namespace, name) = (broker.namespace(), broker.name_any());
+    store
+        .state()
+        .iter()
+        .filter(|s| {
+            s.spec.sink.reference.as_ref().is_some_and(|r| {
+                r.kind == "Broker"
+                    && r.name == name
+                    && r.namespace.clone().or_else(|| s.namespace()) == namespace
+            })
+        })
+        .map(|s| ObjectRef::from_obj(&**s))
+        .collect()
+}
+
+/// Reconciles one EventSource.
+pub async fn reconcile(source: Arc<EventSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    let namespace = source.namespace().unwrap_or_default();
+    let name = source.name_any();
+    let runner = validate(&source.spec);
+    let sink = resolve::resolve(&ctx.client, &namespace, &source.spec.sink).await;
+    let desired = desired_conditions(&runner, &sink);
+    let previous = source
+        .status
+        .as_ref()
+        .map(|s| &s.conditions[..])
+        .unwrap_or_default();
+    let was_ready = conditions::find(previous, "Ready").is_some_and(Condition::is_true);
+    let ready = conditions::find(&desired, "Ready").cloned();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let generation = source.metadata.generation;
+    let webhook_url = source.spec.webhook.as_ref().map(|_| {
+        format!(
+            "{}/{namespace}/{name}",
+            ctx.sources_url.trim_end_matches('/')
+        )
+    });
+    let patch = serde_json::json!({
+        "apiVersion": "eventing.herald.dev/v1alpha1",
+        "kind": KIND,
+        "status": {
+            "observedGeneration": generation,
+            "conditions": conditions::merge(previous, desired, &now, generation),
+            "sinkUri": sink.as_ref().ok(),
+            "webhookUrl": webhook_url,
+        },
+    });
+    Api::<EventSource>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    if let Some(ready) = ready.filter(|r| r.is_true() != was_ready) {
+        let (kind, reason) = if ready.is_true() {
+            (EventType::Normal, "SourceReady")
+        } else {
+            (EventType::Warning, ready.reason.as_str())
+        };
+        ctx.event(
+            &*source,
+            kind,
+            reason,
+            "ReconcileSource",
+            ready.message.clone(),
+        )
+        .await;
+    }
+    ctx.record_success(&ObjectRef::from_obj(&*source));
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Requeues a failed reconcile with per-object backoff.
+#[allow(clippy::needless_pass_by_value)] // signature required by `Controller::run`
+pub fn error_policy(source: Arc<EventSource>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(KIND, error.reason());
+    let failures = ctx.record_failure(&ObjectRef::from_obj(&*source));
+    tracing::warn!(name = %source.name_any(), %error, "EventSource reconcile failed");
+    Action::requeue(retry_delay(failures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> EventSourceSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn exactly_one_kind() {
+        assert!(
+            validate(&spec("sink: {uri: http://x}"))
+                .unwrap_err()
+                .contains("exactly one")
+        );
+        let both = validate(&spec(
+            "sink: {uri: http://x}\ncron: {schedule: '* * * * *'}\nnats: {subject: a}",
+        ));
+        assert!(both.unwrap_err().contains("cron and nats"));
+        assert_eq!(
+            validate(&spec(
+                "sink: {uri: http://x}\ncron: {schedule: '*/2 * * * * *'}"
+            )),
+            Ok(Runner::Shared("cron"))
+        );
+    }
+
+    #[test]
+    fn bad_schedules_and_extensions_are_reported() {
+        let bad = validate(&spec(
+            "sink: {uri: http://x}\ncron: {schedule: 'every minute'}",
+        ));
+        assert!(bad.unwrap_err().contains("cron.schedule"));
+        let bad = validate(&spec(
+            "sink: {uri: http://x}\nceOverrides: {extensions: {Team-Name: a}}\nwebhook: {secretRef: {name: s, key: k}}",
+        ));
+        assert!(bad.unwrap_err().contains("Team-Name"));
+    }
+
+    #[test]
+    fn ready_names_the_first_problem() {
+        let ok: Result<Runner, String> = Ok(Runner::Shared("cron"));
+        let ready = |c: &[Condition]| conditions::find(c, "Ready").unwrap().clone();
+        let all = desired_conditions(&ok, &Ok("http://sink".into()));
+        assert!(ready(&all).is_true());
+        let no_sink = desired_conditions(&ok, &Err("Broker ns/b does not exist".into()));
+        assert_eq!(ready(&no_sink).reason, "SinkNotResolved");
+        let k8s = validate(&spec(
+            "sink: {uri: http://x}\nkubernetes: {resources: [{apiVersion: v1, kind: ConfigMap}], serviceAccountName: sa}",
+        ));
+        let not_built = desired_conditions(&k8s, &Ok("http://sink".into()));
+        assert_eq!(ready(&not_built).reason, "NotImplemented");
+        let invalid = desired_conditions(&Err("bad".into()), &Ok("http://sink".into()));
+        assert_eq!(ready(&invalid).reason, "InvalidSpec");
+    }
+}

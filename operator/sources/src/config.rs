@@ -1,0 +1,30 @@
+//! Command-line configuration of `herald sources`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use herald_runtime::nats::NatsArgs;
+use herald_runtime::telemetry::LogFormat;
+
+/// Flags of `herald sources` (each with an environment fallback).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SourcesArgs {
+    /// NATS connection (also the default for `nats` sources).
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address of the webhook endpoint (`POST /<namespace>/<eventsource>`).
+    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9093")]
+    pub metrics_addr: SocketAddr,
+    /// Run only EventSources in this namespace (default: all namespaces).
+    #[arg(long, env = "HERALD_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Kubeconfig file; without it, `KUBECONFIG`, `~/.kube/config` or the in-cluster config is used.
+    #[arg(long, env = "HERALD_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,231 @@
+//! `herald sources`: the shared adapter that runs `cron`, `webhook` and `nats`
+//! EventSources and sends their events to each source's sink.
+//!
+//! ```text
+//!  EventSources (reflector) ──▶ plan::plan per Ready source ──▶ cron task | NATS task
+//!                                                          └─▶ webhook route table
+//!  POST /<ns>/<source> ──▶ signature check ──▶ event ──▶ sink (retries, backoff)
+//! ```
+//!
+//! Several replicas may run: NATS sources share the work through a queue group,
+//! webhooks through the Service, and every replica fires each cron tick with the same
+//! event id, which a Broker stores once (its duplicate window).
+
+pub mod config;
+pub mod metrics;
+pub mod plan;
+mod run;
+pub mod schedule;
+pub mod signature;
+pub mod sink;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use herald_api::EventSource;
+use herald_runtime::fired;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use prometheus::Registry;
+use tokio::sync::{Notify, watch};
+
+use crate::config::SourcesArgs;
+use crate::metrics::Metrics;
+use crate::plan::{Kind, SourcePlan};
+use crate::sink::Sender;
+use crate::webhook::{Route, Routes};
+
+/// Runs `herald sources` until SIGTERM/SIGINT.
+pub fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(sources_main(args))
+}
+
+struct Running {
+    plan: Arc<SourcePlan>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
+    herald_runtime::telemetry::init(args.log_format);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting herald sources"
+    );
+    let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
+    let nats = herald_runtime::nats::connect(&args.nats, "herald-sources").await?;
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let herald_runtime::Component {
+        shutdown,
+        readiness,
+        admin,
+    } = herald_runtime::Component::start(args.metrics_addr, registry);
+    let sender = Sender::new(metrics.clone());
+    let routes: Routes = Arc::default();
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %args.listen, "webhook endpoint ready");
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, webhook::router(routes.clone(), sender.clone()))
+            .with_graceful_shutdown(fired(server_shutdown))
+            .into_future(),
+    );
+
+    let api: Api<EventSource> = match &args.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let changed = Arc::new(Notify::new());
+    let (store, writer) = reflector::store();
+    let notify = changed.clone();
+    tokio::spawn(
+        reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .for_each(move |event| {
+                if let Err(e) = &event {
+                    tracing::warn!(error = %e, "watch failed; retrying");
+                }
+                notify.notify_one();
+                futures::future::ready(())
+            }),
+    );
+    tokio::select! {
+        _ = store.wait_until_ready() => {}
+        () = fired(shutdown.clone()) => return Ok(()),
+    }
+    readiness.set(true);
+
+    let mut running: HashMap<(String, String), Running> = HashMap::new();
+    loop {
+        reconcile(
+            &client,
+            &store,
+            &mut running,
+            &routes,
+            &sender,
+            &nats.client,
+        )
+        .await;
+        metrics
+            .sources
+            .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
+        tokio::select! {
+            () = changed.notified() => tokio::time::sleep(Duration::from_millis(50)).await,
+            () = fired(shutdown.clone()) => break,
+        }
+    }
+    for (_, r) in running.drain() {
+        let _ = r.stop.send(true);
+        if let Some(task) = r.task {
+            let _ = task.await;
+        }
+    }
+    let _ = server.await;
+    let _ = admin.await;
+    Ok(())
+}
+
+/// Reads a webhook source's signing key from its Secret.
+async fn signing_key(client: &Client, plan: &SourcePlan) -> Result<Vec<u8>, String> {
+    let Kind::Webhook { secret, .. } = &plan.kind else {
+        return Err("not a webhook".into());
+    };
+    let found = Api::<Secret>::namespaced(client.clone(), &plan.namespace)
+        .get_opt(&secret.name)
+        .await
+        .map_err(|e| format!("cannot read Secret {}: {e}", secret.name))?
+        .ok_or_else(|| format!("Secret {} does not exist", secret.name))?;
+    found
+        .data
+        .and_then(|mut d| d.remove(&secret.key))
+        .map(|b| b.0)
+        .ok_or_else(|| format!("Secret {} has no key {}", secret.name, secret.key))
+}
+
+/// Starts, restarts and stops sources so that exactly the planned ones run.
+async fn reconcile(
+    client: &Client,
+    store: &Store<EventSource>,
+    running: &mut HashMap<(String, String), Running>,
+    routes: &Routes,
+    sender: &Sender,
+    nats: &async_nats::Client,
+) {
+    let desired: HashMap<(String, String), SourcePlan> = store
+        .state()
+        .iter()
+        .filter_map(|s| plan::plan(s))
+        .map(|p| ((p.namespace.clone(), p.name.clone()), p))
+        .collect();
+    running.retain(|key, r| {
+        let keep = desired.get(key) == Some(&*r.plan);
+        if !keep {
+            tracing::info!(source = %format!("{}/{}", key.0, key.1), "stopping source");
+            let _ = r.stop.send(true);
+        }
+        keep
+    });
+    let mut table = HashMap::new();
+    for (key, plan) in desired {
+        let plan = if let Some(r) = running.get(&key) {
+            r.plan.clone()
+        } else {
+            start(running, key.clone(), plan, sender, nats)
+        };
+        if matches!(plan.kind, Kind::Webhook { .. }) {
+            let existing = routes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&key)
+                .filter(|r| Arc::ptr_eq(&r.plan, &plan) && r.key.is_ok())
+                .cloned();
+            let route = if let Some(route) = existing {
+                route
+            } else {
+                let key_bytes = signing_key(client, &plan).await;
+                if let Err(e) = &key_bytes {
+                    tracing::warn!(source = %plan.name, error = %e, "webhook signing key unavailable");
+                }
+                Arc::new(Route {
+                    plan: plan.clone(),
+                    key: key_bytes,
+                })
+            };
+            table.insert(key, route);
+        }
+    }
+    *routes
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = table;
+}
+
+fn start(
+    running: &mut HashMap<(String, String), Running>,
+    key: (String, String),
+    plan: SourcePlan,
+    sender: &Sender,
+    nats: &async_nats::Client,
+) -> Arc<SourcePlan> {
+    tracing::info!(source = %format!("{}/{}", key.0, key.1), sink = %plan.sink, "starting source");
+    let plan = Arc::new(plan);
+    let (stop, stopped) = watch::channel(false);
+    let task = run::spawn(plan.clone(), sender.clone(), nats.clone(), stopped);
+    running.insert(
+        key,
+        Running {
+            plan: plan.clone(),
+            stop,
+            task,
+        },
+    );
+    plan
+}

@@ -1,0 +1,132 @@
+//! Sending events to a sink: binary-mode POST, retried with backoff on connection
+//! errors, timeouts, 429 and 5xx; other answers are final.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use herald_cloudevents::CloudEvent;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::metrics::Metrics;
+
+/// Attempts per event before giving up (about 25 s of backoff in all).
+pub const ATTEMPTS: u32 = 8;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A shared HTTP client for every source.
+#[derive(Clone)]
+pub struct Sender {
+    http: Client<HttpConnector, Full<Bytes>>,
+    metrics: Metrics,
+}
+
+/// Why an event could not be delivered to its sink.
+#[derive(Debug)]
+pub struct SendError(pub String);
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Delay before retry `attempt` (1-based): 100 ms doubling, at most 5 s.
+#[must_use]
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(5))
+}
+
+impl Sender {
+    /// A sender that counts into `metrics`.
+    #[must_use]
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            http: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build_http(),
+            metrics,
+        }
+    }
+
+    /// The metrics it counts into.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn attempt(&self, sink: &str, event: &CloudEvent) -> Result<(), (bool, String)> {
+        let (headers, body) = herald_cloudevents::http::encode_binary(event);
+        let mut request = hyper::Request::post(sink)
+            .body(Full::new(body))
+            .map_err(|e| (false, format!("bad sink URI {sink}: {e}")))?;
+        *request.headers_mut() = headers;
+        let answer = tokio::time::timeout(TIMEOUT, self.http.request(request))
+            .await
+            .map_err(|_| (true, format!("no answer from {sink} within {TIMEOUT:?}")))?
+            .map_err(|e| (true, format!("cannot reach {sink}: {e}")))?;
+        let status = answer.status();
+        let _ = answer.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            let retry = status.is_server_error() || status.as_u16() == 429;
+            Err((retry, format!("{sink} answered {status}")))
+        }
+    }
+
+    /// Sends `event` from source `namespace/name` to `sink`, retrying transient
+    /// failures; counts the outcome.
+    pub async fn send(
+        &self,
+        namespace: &str,
+        name: &str,
+        sink: &str,
+        event: &CloudEvent,
+    ) -> Result<(), SendError> {
+        let started = Instant::now();
+        let mut attempt = 1;
+        let result = loop {
+            match self.attempt(sink, event).await {
+                Ok(()) => break Ok(()),
+                Err((true, message)) if attempt < ATTEMPTS => {
+                    tracing::debug!(source = %format!("{namespace}/{name}"), %message, attempt, "sink failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err((_, message)) => break Err(SendError(message)),
+            }
+        };
+        let outcome = if result.is_ok() { "sent" } else { "failed" };
+        self.metrics
+            .events
+            .with_label_values(&[namespace, name, outcome])
+            .inc();
+        self.metrics
+            .send_duration
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            tracing::warn!(source = %format!("{namespace}/{name}"), error = %e, attempts = attempt, "event not delivered to the sink");
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(3), Duration::from_millis(400));
+        assert_eq!(backoff(8), Duration::from_secs(5));
+        let total: Duration = (1..ATTEMPTS).map(backoff).sum();
+        assert!(
+            total > Duration::from_secs(10) && total < Duration::from_secs(30),
+            "{total:?}"
+        );
+    }
+}
