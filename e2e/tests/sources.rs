@@ -209,3 +209,63 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
     })
     .await;
 }
+
+fn env_of(deployment: &k8s_openapi::api::apps::v1::Deployment, var: &str) -> Option<String> {
+    deployment.spec.template.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == var)?
+        .value
+        .clone()
+}
+
+#[tokio::test]
+async fn sink_binding_injects_and_follows_the_broker_address() {
+    use herald_e2e::eventually;
+    use herald_e2e::process::Operator;
+    use k8s_openapi::api::apps::v1::Deployment;
+    with_temp_ns("binding", |client, ns| async move {
+        let mut stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let producer = |name: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, labels: {{app: order-producer}}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{run: {name}}}}}\n  template:\n    metadata: {{labels: {{run: {name}}}}}\n    spec:\n      containers:\n      - {{name: app, image: producer:1, env: [{{name: OWN, value: kept}}]}}\n"
+            )
+        };
+        apply(&ns, &producer("producer-a"));
+        apply(&ns, &std::fs::read_to_string(example("sink-binding.yaml")).expect("example"));
+        source_ready(&client, &ns, "order-producers").await;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let broker_url = format!("{}/{ns}/default", stack.ingress.url());
+        let sink_of = |name: &'static str| {
+            let deployments = deployments.clone();
+            async move { deployments.get(name).await.ok().and_then(|d| env_of(&d, "K_SINK")) }
+        };
+        eventually("K_SINK injected", WAIT, || async { (sink_of("producer-a").await == Some(broker_url.clone())).then_some(()) }).await;
+        let a = deployments.get("producer-a").await.expect("deployment");
+        assert_eq!(env_of(&a, "OWN").as_deref(), Some("kept"), "the user's own variables stay");
+        assert_eq!(env_of(&a, "K_CE_OVERRIDES").as_deref(), Some(r#"{"extensions":{"team":"shop"}}"#));
+
+        // A Deployment created later is bound too.
+        apply(&ns, &producer("producer-b"));
+        eventually("a new Deployment is bound", WAIT, || async { (sink_of("producer-b").await == Some(broker_url.clone())).then_some(()) }).await;
+
+        // The Broker's address changes (a new operator serves another ingress URL).
+        stack.operator.kill().await;
+        let _second = Operator::start_with_ingress(&ns, &nats_url(), "second", "http://moved.test").await;
+        let moved = format!("http://moved.test/{ns}/default");
+        eventually("K_SINK follows the Broker's address", Duration::from_secs(60), || async {
+            (sink_of("producer-a").await == Some(moved.clone())).then_some(())
+        })
+        .await;
+
+        // Deleting the EventSource takes back exactly what Herald added.
+        let sources: Api<EventSource> = Api::namespaced(client.clone(), &ns);
+        sources.delete("order-producers", &kube::api::DeleteParams::default()).await.expect("delete");
+        eventually("K_SINK removed", WAIT, || async { sink_of("producer-a").await.is_none().then_some(()) }).await;
+        let a = deployments.get("producer-a").await.expect("deployment");
+        assert_eq!(env_of(&a, "OWN").as_deref(), Some("kept"));
+        assert_eq!(env_of(&a, "K_CE_OVERRIDES"), None);
+    })
+    .await;
+}

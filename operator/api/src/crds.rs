@@ -35,7 +35,13 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 
     let mut source = EventSource::crd();
     with_spec(&mut source, |spec| {
-        spec.one_of = Some(required_each(&["cron", "kubernetes", "webhook", "nats"]));
+        spec.one_of = Some(required_each(&[
+            "cron",
+            "kubernetes",
+            "webhook",
+            "nats",
+            "sinkBinding",
+        ]));
         if let Some(sink) = property(spec, &["sink"]) {
             require_ref_or_uri(sink);
         }
@@ -139,7 +145,7 @@ mod tests {
             .properties
             .as_ref()
             .unwrap()["spec"];
-        assert_eq!(spec.one_of.as_ref().map(Vec::len), Some(4));
+        assert_eq!(spec.one_of.as_ref().map(Vec::len), Some(5));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::common::{Destination, SecretKeyRef};
 use crate::conditions::Condition;
 
 /// An EventSource emits CloudEvents to its sink from exactly one kind of source:
-/// `cron`, `kubernetes`, `webhook` or `nats`.
+/// `cron`, `kubernetes`, `webhook`, `nats`, or `sinkBinding` (your own Deployments).
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
     group = "eventing.herald.dev",
@@ -22,7 +22,7 @@ use crate::conditions::Condition;
     status = "EventSourceStatus",
     shortname = "esrc",
     category = "herald",
-    doc = "An EventSource emits CloudEvents to its sink from exactly one kind of source: cron, kubernetes, webhook or nats.",
+    doc = "An EventSource emits CloudEvents to its sink from exactly one kind of source: cron, kubernetes, webhook, nats, or sinkBinding (your own Deployments).",
     printcolumn(name = "Sink", type_ = "string", json_path = ".status.sinkUri"),
     printcolumn(
         name = "Ready",
@@ -59,6 +59,20 @@ pub struct EventSourceSpec {
     /// Emit an event for each message on a NATS subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats: Option<NatsSource>,
+    /// Your own Deployments are the source: Herald injects `K_SINK` (the sink's URL) and
+    /// `K_CE_OVERRIDES` into every container of the Deployments this selects, and keeps
+    /// them current when the sink's address changes (like Knative's sink binding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_binding: Option<SinkBindingSource>,
+}
+
+/// Deployments to bind to the sink.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkBindingSource {
+    /// Labels a Deployment (in the EventSource's namespace) must have to be bound.
+    #[schemars(length(min = 1))]
+    pub match_labels: BTreeMap<String, String>,
 }
 
 /// Attribute overrides, as Knative's `ceOverrides`.
@@ -199,6 +213,9 @@ pub struct EventSourceStatus {
     /// For a webhook source: the URL to configure in the sending system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// For a sink binding: the Deployments that carry `K_SINK`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bound_deployments: Vec<String>,
 }
 
 /// Condition types an EventSource reports.

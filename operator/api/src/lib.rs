@@ -7,7 +7,7 @@
 //!     ▲  address on the shared ingress
 //!     │ broker
 //!   Trigger ──(filters, delivery)──▶ durable consumer ──▶ subscriber / consumer Deployment
-//!   EventSource ──(cron | kubernetes | webhook | nats)──▶ sink (a Broker or a URI)
+//!   EventSource ──(cron | kubernetes | webhook | nats | sinkBinding)──▶ sink (a Broker or a URI)
 //! ```
 //!
 //! Besides the types it holds the pure helpers every component agrees on:

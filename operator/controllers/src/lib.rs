@@ -287,12 +287,19 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
         watcher::Config::default(),
     );
     let source_store = source_controller.store();
+    let binding_store = source_store.clone();
     let sources = source_controller
         // A Broker change (its address) re-checks the EventSources that send to it.
         .watches(
             api::<Broker>(&client, namespace),
             watcher::Config::default(),
             move |broker| source::sources_of(&source_store, &broker),
+        )
+        // A Deployment that starts or stops matching a sink binding.
+        .watches(
+            api::<Deployment>(&client, namespace),
+            watcher::Config::default(),
+            move |deployment| source::binding::bindings_of(&binding_store, &deployment),
         )
         .graceful_shutdown_on(fired(stop.clone()))
         .run(source::reconcile, source::error_policy, ctx)

@@ -2,8 +2,11 @@
 //! valid extension names), resolves the sink, and writes `SinkResolved`, `Deployed`
 //! and `Ready` plus `sinkUri` (and `webhookUrl` for webhooks). `cron`, `webhook` and
 //! `nats` sources run in the shared adapter (`herald sources`), which picks up every
-//! Ready EventSource; `kubernetes` sources and NATS JetStream or credentials are not
-//! built yet and say so.
+//! Ready EventSource; a `sinkBinding` injects the sink into the user's Deployments
+//! ([`binding`]); `kubernetes` sources and NATS JetStream or credentials are not built
+//! yet and say so. A finalizer unbinds Deployments when a binding goes away.
+
+pub mod binding;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use herald_sources::schedule::Schedule;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
@@ -31,9 +35,14 @@ const RESYNC: Duration = Duration::from_secs(60);
 pub enum Runner {
     /// The shared `herald sources` adapter.
     Shared(&'static str),
+    /// The operator binds the user's Deployments to the sink.
+    Binding,
     /// Not built yet; the message says what.
     NotBuilt(&'static str),
 }
+
+/// Finalizer held so that bound Deployments are unbound when the EventSource goes.
+pub const FINALIZER: &str = "eventing.herald.dev/sinkbinding";
 
 /// Checks the spec (pure): exactly one kind, and what that kind needs.
 pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
@@ -42,16 +51,21 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
         ("kubernetes", spec.kubernetes.is_some()),
         ("webhook", spec.webhook.is_some()),
         ("nats", spec.nats.is_some()),
+        ("sinkBinding", spec.sink_binding.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
     .collect();
     match kinds.as_slice() {
-        [] => return Err("set exactly one of cron, kubernetes, webhook and nats".into()),
+        [] => {
+            return Err(
+                "set exactly one of cron, kubernetes, webhook, nats and sinkBinding".into(),
+            );
+        }
         [_] => {}
         many => {
             return Err(format!(
-                "set exactly one of cron, kubernetes, webhook and nats (found {})",
+                "set exactly one of cron, kubernetes, webhook, nats and sinkBinding (found {})",
                 many.join(" and ")
             ));
         }
@@ -77,6 +91,9 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
     if spec.webhook.is_some() {
         return Ok(Runner::Shared("webhook"));
     }
+    if spec.sink_binding.is_some() {
+        return Ok(Runner::Binding);
+    }
     if let Some(nats) = &spec.nats {
         if nats.jet_stream.is_some() {
             return Ok(Runner::NotBuilt(
@@ -100,6 +117,7 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
 pub fn desired_conditions(
     runner: &Result<Runner, String>,
     sink: &Result<String, String>,
+    bound: Option<&Result<Vec<String>, String>>,
 ) -> Vec<Condition> {
     use ConditionStatus::{False, True};
     let sink_resolved = match sink {
@@ -113,6 +131,27 @@ pub fn desired_conditions(
             "SharedAdapter",
             format!("the {kind} source runs in the shared adapter, herald sources"),
         ),
+        Ok(Runner::Binding) => match bound {
+            Some(Ok(names)) if names.is_empty() => Condition::new(
+                "Deployed",
+                True,
+                "Bound",
+                "no Deployment matches the selector yet; new ones are bound as they appear",
+            ),
+            Some(Ok(names)) => Condition::new(
+                "Deployed",
+                True,
+                "Bound",
+                format!("K_SINK injected into Deployment(s) {}", names.join(", ")),
+            ),
+            Some(Err(m)) => Condition::new("Deployed", False, "BindingFailed", m.clone()),
+            None => Condition::new(
+                "Deployed",
+                False,
+                "BindingPending",
+                "Deployments are bound once the sink resolves",
+            ),
+        },
         Ok(Runner::NotBuilt(message)) => {
             Condition::new("Deployed", False, "NotImplemented", *message)
         }
@@ -156,11 +195,58 @@ pub fn sources_of(store: &Store<EventSource>, broker: &Broker) -> Vec<ObjectRef<
 /// Reconciles one EventSource.
 pub async fn reconcile(source: Arc<EventSource>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(KIND);
+    let api: Api<EventSource> =
+        Api::namespaced(ctx.client.clone(), &source.namespace().unwrap_or_default());
+    let obj_ref = ObjectRef::from_obj(&*source);
+    let result = finalizer::finalizer(&api, FINALIZER, source, |event| async {
+        match event {
+            Finalizer::Apply(s) => apply(&s, &api, &ctx).await,
+            Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::from);
+    if result.is_ok() {
+        ctx.record_success(&obj_ref);
+    }
+    result
+}
+
+fn bound_now(source: &EventSource) -> Vec<String> {
+    source
+        .status
+        .as_ref()
+        .map(|s| s.bound_deployments.clone())
+        .unwrap_or_default()
+}
+
+async fn apply(
+    source: &EventSource,
+    api: &Api<EventSource>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let namespace = source.namespace().unwrap_or_default();
     let name = source.name_any();
     let runner = validate(&source.spec);
     let sink = resolve::resolve(&ctx.client, &namespace, &source.spec.sink).await;
-    let desired = desired_conditions(&runner, &sink);
+    let previously = bound_now(source);
+    let bound = if let (Some(b), Ok(Runner::Binding), Ok(uri)) =
+        (&source.spec.sink_binding, &runner, &sink)
+    {
+        let extensions = source.spec.ce_overrides.as_ref().map(|o| &o.extensions);
+        Some(
+            binding::bind(&ctx.client, &namespace, b, uri, extensions, &previously)
+                .await
+                .map_err(|e| format!("cannot bind Deployments: {e}")),
+        )
+    } else {
+        // Not (or no longer) a working binding: take back what was injected.
+        if !previously.is_empty() {
+            binding::unbind(&ctx.client, &namespace, &previously).await?;
+        }
+        None
+    };
+    let desired = desired_conditions(&runner, &sink, bound.as_ref());
     let previous = source
         .status
         .as_ref()
@@ -176,6 +262,11 @@ pub async fn reconcile(source: Arc<EventSource>, ctx: Arc<Context>) -> Result<Ac
             ctx.sources_url.trim_end_matches('/')
         )
     });
+    let bound_names = match &bound {
+        Some(Ok(names)) => names.clone(),
+        Some(Err(_)) => previously,
+        None => Vec::new(),
+    };
     let patch = serde_json::json!({
         "apiVersion": "eventing.herald.dev/v1alpha1",
         "kind": KIND,
@@ -184,15 +275,15 @@ pub async fn reconcile(source: Arc<EventSource>, ctx: Arc<Context>) -> Result<Ac
             "conditions": conditions::merge(previous, desired, &now, generation),
             "sinkUri": sink.as_ref().ok(),
             "webhookUrl": webhook_url,
+            "boundDeployments": bound_names,
         },
     });
-    Api::<EventSource>::namespaced(ctx.client.clone(), &namespace)
-        .patch_status(
-            &name,
-            &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     if let Some(ready) = ready.filter(|r| r.is_true() != was_ready) {
         let (kind, reason) = if ready.is_true() {
             (EventType::Normal, "SourceReady")
@@ -200,7 +291,7 @@ pub async fn reconcile(source: Arc<EventSource>, ctx: Arc<Context>) -> Result<Ac
             (EventType::Warning, ready.reason.as_str())
         };
         ctx.event(
-            &*source,
+            source,
             kind,
             reason,
             "ReconcileSource",
@@ -208,8 +299,23 @@ pub async fn reconcile(source: Arc<EventSource>, ctx: Arc<Context>) -> Result<Ac
         )
         .await;
     }
-    ctx.record_success(&ObjectRef::from_obj(&*source));
     Ok(Action::requeue(RESYNC))
+}
+
+async fn cleanup(source: &EventSource, ctx: &Context) -> Result<Action, Error> {
+    let bound = bound_now(source);
+    if !bound.is_empty() {
+        binding::unbind(&ctx.client, &source.namespace().unwrap_or_default(), &bound).await?;
+        ctx.event(
+            source,
+            EventType::Normal,
+            "Unbound",
+            "DeleteSource",
+            format!("removed K_SINK from Deployment(s) {}", bound.join(", ")),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
 }
 
 /// Requeues a failed reconcile with per-object backoff.
@@ -264,16 +370,16 @@ mod tests {
     fn ready_names_the_first_problem() {
         let ok: Result<Runner, String> = Ok(Runner::Shared("cron"));
         let ready = |c: &[Condition]| conditions::find(c, "Ready").unwrap().clone();
-        let all = desired_conditions(&ok, &Ok("http://sink".into()));
+        let all = desired_conditions(&ok, &Ok("http://sink".into()), None);
         assert!(ready(&all).is_true());
-        let no_sink = desired_conditions(&ok, &Err("Broker ns/b does not exist".into()));
+        let no_sink = desired_conditions(&ok, &Err("Broker ns/b does not exist".into()), None);
         assert_eq!(ready(&no_sink).reason, "SinkNotResolved");
         let k8s = validate(&spec(
             "sink: {uri: http://x}\nkubernetes: {resources: [{apiVersion: v1, kind: ConfigMap}], serviceAccountName: sa}",
         ));
-        let not_built = desired_conditions(&k8s, &Ok("http://sink".into()));
+        let not_built = desired_conditions(&k8s, &Ok("http://sink".into()), None);
         assert_eq!(ready(&not_built).reason, "NotImplemented");
-        let invalid = desired_conditions(&Err("bad".into()), &Ok("http://sink".into()));
+        let invalid = desired_conditions(&Err("bad".into()), &Ok("http://sink".into()), None);
         assert_eq!(ready(&invalid).reason, "InvalidSpec");
     }
 }
