@@ -206,6 +206,22 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
         await_condition(&sources, "no-sink", WAIT, has_condition("Ready", False, Some("SinkNotResolved"))).await;
         apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: kube}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  kubernetes: {resources: [{apiVersion: v1, kind: ConfigMap}], serviceAccountName: default}\n");
         await_condition(&sources, "kube", WAIT, has_condition("Ready", False, Some("NotImplemented"))).await;
+
+        // A sink that refuses: counted, and reported as an Event on the EventSource.
+        let refusing = Subscriber::scripted(|_, _| herald_e2e::subscriber::Answer::status(400)).await;
+        apply(&ns, &format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {{name: refused}}\nspec:\n  sink: {{uri: \"{}\"}}\n  cron: {{schedule: '* * * * * *'}}\n", refusing.url));
+        herald_e2e::eventually("a DeliveryFailed Event", WAIT, || async {
+            let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &ns)
+                .list(&kube::api::ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            events
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("DeliveryFailed") && e.involved_object.name.as_deref() == Some("refused"))
+                .then_some(())
+        })
+        .await;
     })
     .await;
 }

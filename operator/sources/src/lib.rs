@@ -69,7 +69,15 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
         readiness,
         admin,
     } = herald_runtime::Component::start(args.metrics_addr, registry);
-    let sender = Sender::new(metrics.clone());
+    let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-sources".into());
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "herald-sources".into(),
+            instance: Some(identity),
+        },
+    );
+    let sender = Sender::new(metrics.clone(), Some(recorder));
     let routes: Routes = Arc::default();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "webhook endpoint ready");

@@ -10,6 +10,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
+
 use crate::metrics::Metrics;
 
 /// Attempts per event before giving up (about 25 s of backoff in all).
@@ -21,6 +24,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Sender {
     http: Client<HttpConnector, Full<Bytes>>,
     metrics: Metrics,
+    recorder: Option<Recorder>,
 }
 
 /// Why an event could not be delivered to its sink.
@@ -40,14 +44,39 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 impl Sender {
-    /// A sender that counts into `metrics`.
+    /// A sender that counts into `metrics` and, with a `recorder`, reports events it
+    /// could not deliver as Kubernetes Events on their EventSource.
     #[must_use]
-    pub fn new(metrics: Metrics) -> Self {
+    pub fn new(metrics: Metrics, recorder: Option<Recorder>) -> Self {
         Self {
             http: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build_http(),
             metrics,
+            recorder,
+        }
+    }
+
+    async fn report(&self, namespace: &str, name: &str, message: String) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let reference = ObjectReference {
+            api_version: Some("eventing.herald.dev/v1alpha1".into()),
+            kind: Some("EventSource".into()),
+            namespace: Some(namespace.to_owned()),
+            name: Some(name.to_owned()),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "DeliveryFailed".into(),
+            note: Some(message),
+            action: "Send".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %e, "could not publish a Kubernetes Event");
         }
     }
 
@@ -109,6 +138,15 @@ impl Sender {
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             tracing::warn!(source = %format!("{namespace}/{name}"), error = %e, attempts = attempt, "event not delivered to the sink");
+            self.report(
+                namespace,
+                name,
+                format!(
+                    "event {} not delivered after {attempt} attempt(s): {e}",
+                    event.id()
+                ),
+            )
+            .await;
         }
         result
     }
