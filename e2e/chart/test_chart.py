@@ -113,6 +113,7 @@ async def main() -> int:
             (op, "create", "deployments.apps", other, True),
             (op, "patch", "deployments.apps/scale", other, True),
             (op, "create", "events.events.k8s.io", other, True),
+            (op, "create", "subjectaccessreviews.authorization.k8s.io", other, True),
             (op, "update", "leases.coordination.k8s.io", ns, True),
             (op, "update", "leases.coordination.k8s.io", other, False),
             (op, "get", "secrets", other, False),

@@ -19,11 +19,15 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
-/// Where process logs of a test go: `target/e2e-logs/`.
-pub(crate) fn log_file(name: &str) -> std::fs::File {
+/// Where process logs (and the replica runner's per-pod files) go: `target/e2e-logs/`.
+pub(crate) fn log_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
     std::fs::create_dir_all(&dir).expect("create target/e2e-logs");
-    std::fs::File::create(dir.join(format!("{name}.log"))).expect("create log file")
+    dir
+}
+
+pub(crate) fn log_file(name: &str) -> std::fs::File {
+    std::fs::File::create(log_dir().join(format!("{name}.log"))).expect("create log file")
 }
 
 pub(crate) fn herald_bin() -> PathBuf {

@@ -8,6 +8,10 @@
 //! are expanded, the Pod's status is set to Running and Ready, and a Pod being deleted
 //! has its processes stopped (SIGTERM) before the runner confirms the deletion.
 //!
+//! Each Pod runs as its ServiceAccount: where a kubelet mounts the account's token, the
+//! runner writes a kubeconfig with that token (from the account's token Secret) and
+//! sets `KUBECONFIG`, so a process sees exactly what its account may see.
+//!
 //! Where it must differ: all pods share 127.0.0.1, so every env var named `PORT` or
 //! ending in `_PORT` gets a fresh free port per Pod (the same original value maps to
 //! the same new port within a Pod, so a sidecar still finds its neighbour), and a
@@ -141,9 +145,17 @@ async fn handle(
     }
     let Some(spec) = &pod.spec else { return };
     let ports = remap_ports(&spec.containers);
+    let account = spec.service_account_name.as_deref().unwrap_or("default");
+    let kubeconfig = match account_kubeconfig(api, &pod, account).await {
+        Ok(path) => Some(path),
+        Err(e) => {
+            eprintln!("replica runner: pod {name} runs without API credentials: {e}");
+            None
+        }
+    };
     let mut children = Vec::new();
     for container in &spec.containers {
-        match start(&name, container, &ports, lines) {
+        match start(&name, container, &ports, kubeconfig.as_deref(), lines) {
             Ok(child) => children.push(child),
             Err(e) => eprintln!(
                 "replica runner: pod {name} container {}: {e}",
@@ -220,10 +232,63 @@ fn expand(text: &str, vars: &HashMap<String, String>) -> String {
     out
 }
 
+/// Writes a kubeconfig that authenticates as ServiceAccount `account` of the Pod's
+/// namespace (its token Secret) against the test apiserver; returns its path.
+async fn account_kubeconfig(api: &Api<Pod>, pod: &Pod, account: &str) -> anyhow::Result<String> {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    let namespace = pod.namespace().unwrap_or_default();
+    let client: Client = api.clone().into_client();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client, &namespace);
+    // The token controller creates the account's token Secret a moment after the account.
+    for _ in 0..50 {
+        let names: Vec<String> = accounts
+            .get_opt(account)
+            .await?
+            .and_then(|sa| sa.secrets)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.name)
+            .collect();
+        for secret_name in names {
+            let Some(secret) = secrets.get_opt(&secret_name).await? else {
+                continue;
+            };
+            let data = secret.data.unwrap_or_default();
+            let Some(token) = data.get("token") else {
+                continue;
+            };
+            let own = kube::config::Kubeconfig::read()?;
+            let cluster = own
+                .clusters
+                .first()
+                .and_then(|c| c.cluster.clone())
+                .ok_or_else(|| anyhow::anyhow!("the test kubeconfig has no cluster"))?;
+            let config = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "test", "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority-data": cluster.certificate_authority_data,
+                }}],
+                "users": [{"name": account, "user": {"token": String::from_utf8_lossy(&token.0)}}],
+                "contexts": [{"name": "pod", "context": {"cluster": "test", "user": account, "namespace": namespace}}],
+                "current-context": "pod",
+            });
+            let path = crate::process::log_dir().join(format!("pod-{}.kubeconfig", pod.name_any()));
+            std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+            return Ok(path.display().to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("ServiceAccount {namespace}/{account} has no token Secret")
+}
+
 fn start(
     pod: &str,
     container: &Container,
     ports: &HashMap<String, String>,
+    kubeconfig: Option<&str>,
     lines: &Arc<Mutex<Vec<Line>>>,
 ) -> anyhow::Result<Child> {
     let mut vars = HashMap::new();
@@ -256,6 +321,7 @@ fn start(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOSTNAME", pod)
+        .envs(kubeconfig.map(|k| ("KUBECONFIG", k)))
         .envs(&vars)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -205,7 +205,7 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
         apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: no-sink}\nspec:\n  sink: {ref: {kind: Broker, name: missing}}\n  nats: {subject: x}\n");
         await_condition(&sources, "no-sink", WAIT, has_condition("Ready", False, Some("SinkNotResolved"))).await;
         apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: kube}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  kubernetes: {resources: [{apiVersion: v1, kind: ConfigMap}], serviceAccountName: default}\n");
-        await_condition(&sources, "kube", WAIT, has_condition("Ready", False, Some("NotImplemented"))).await;
+        await_condition(&sources, "kube", WAIT, has_condition("Ready", False, Some("Forbidden"))).await;
 
         // A sink that refuses: counted, and reported as an Event on the EventSource.
         let refusing = Subscriber::scripted(|_, _| herald_e2e::subscriber::Answer::status(400)).await;
@@ -282,6 +282,68 @@ async fn sink_binding_injects_and_follows_the_broker_address() {
         let a = deployments.get("producer-a").await.expect("deployment");
         assert_eq!(env_of(&a, "OWN").as_deref(), Some("kept"));
         assert_eq!(env_of(&a, "K_CE_OVERRIDES"), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kubernetes_changes_become_events_as_the_named_service_account() {
+    use herald_e2e::runner::ReplicaRunner;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Patch, PatchParams, PostParams};
+    with_temp_ns("k8s-source", |client, ns| async move {
+        let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let subscriber = Subscriber::accepting().await;
+        apply(
+            &ns,
+            &format!(
+                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: to-test}}\nspec:\n  broker: default\n  filters: [{{prefix: {{type: dev.herald.kubernetes.resource.}}}}]\n  subscriber: {{uri: \"{}\"}}\n",
+                subscriber.url
+            ),
+        );
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        await_condition(&triggers, "to-test", WAIT, has_condition("Ready", True, None)).await;
+        let runner = ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
+        apply(&ns, &std::fs::read_to_string(example("kubernetes-source.yaml")).expect("example"));
+        let source = source_ready(&client, &ns, "settings-changes").await;
+        assert!(field(&source, "/status/conditions").to_string().contains("configmap-watcher"));
+        herald_e2e::eventually("the adapter pod runs", WAIT, || async { (runner.running_pods() > 0).then_some(()) }).await;
+
+        // Change a watched ConfigMap until the change arrives as an update event.
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "settings", "labels": {"herald.dev/watch": "true"}},
+            "data": {"mode": "v0"},
+        }))
+        .expect("configmap");
+        configmaps.create(&PostParams::default(), &cm).await.expect("create");
+        let mut version = 0;
+        let update = loop {
+            let updates: Vec<_> = subscriber
+                .deliveries()
+                .into_iter()
+                .map(|(e, _)| e)
+                .filter(|e| e.type_() == "dev.herald.kubernetes.resource.update")
+                .collect();
+            if let Some(e) = updates.into_iter().last() {
+                break e;
+            }
+            version += 1;
+            assert!(version < 60, "no update event: {:?}", subscriber.deliveries());
+            let patch = serde_json::json!({"data": {"mode": format!("v{version}")}});
+            configmaps.patch("settings", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(update.get("subject"), Some(format!("{ns}/settings").as_str()));
+        let object: serde_json::Value = serde_json::from_slice(update.data.as_deref().expect("data")).expect("json");
+        assert_eq!(object["kind"], "ConfigMap");
+        assert!(object["data"]["mode"].as_str().is_some_and(|m| m.starts_with('v')), "{object}");
+
+        // The same account may not watch Secrets: reported, nothing deployed.
+        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: secret-watch}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  kubernetes: {serviceAccountName: configmap-watcher, resources: [{apiVersion: v1, kind: Secret}]}\n");
+        let sources: Api<EventSource> = Api::namespaced(client.clone(), &ns);
+        let denied = await_condition(&sources, "secret-watch", WAIT, has_condition("Ready", False, Some("Forbidden"))).await;
+        assert!(field(&denied, "/status/conditions").to_string().contains("may not list secrets"));
     })
     .await;
 }

@@ -99,6 +99,12 @@ pub fn consumer_deployment_name(trigger: &str) -> String {
     format!("{}-consumer", shortened(trigger, 47))
 }
 
+/// Name of the adapter Deployment Herald runs for `kubernetes` EventSource `source`.
+#[must_use]
+pub fn source_deployment_name(source: &str) -> String {
+    format!("{}-source", shortened(source, 47))
+}
+
 /// A Trigger name as a label value (at most 63 characters).
 #[must_use]
 pub fn label_value(name: &str) -> String {

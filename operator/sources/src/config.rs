@@ -24,6 +24,10 @@ pub struct SourcesArgs {
     /// Kubeconfig file; without it, `KUBECONFIG`, `~/.kube/config` or the in-cluster config is used.
     #[arg(long, env = "HERALD_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// Run one `kubernetes` EventSource, described as JSON by the operator (its
+    /// Deployment sets it); the process then needs no NATS and no webhook listener.
+    #[arg(long, env = "HERALD_KUBERNETES_PLAN", value_name = "JSON")]
+    pub kubernetes_plan: Option<String>,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

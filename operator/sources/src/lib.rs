@@ -12,6 +12,7 @@
 //! event id, which a Broker stores once (its duplicate window).
 
 pub mod config;
+pub mod kubernetes;
 pub mod metrics;
 pub mod plan;
 mod run;
@@ -61,6 +62,9 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
         "starting herald sources"
     );
     let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
+    if let Some(json) = &args.kubernetes_plan {
+        return kubernetes_main(&args, client, json).await;
+    }
     let nats = herald_runtime::nats::connect(&args.nats, "herald-sources").await?;
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
@@ -138,6 +142,26 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
         }
     }
     let _ = server.await;
+    let _ = admin.await;
+    Ok(())
+}
+
+/// One `kubernetes` EventSource in its own Deployment, as the user's ServiceAccount.
+async fn kubernetes_main(args: &SourcesArgs, client: Client, json: &str) -> anyhow::Result<()> {
+    let plan: kubernetes::KubernetesPlan = serde_json::from_str(json)
+        .map_err(|e| anyhow::anyhow!("--kubernetes-plan is not a valid plan: {e}"))?;
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry)?;
+    let herald_runtime::Component {
+        shutdown,
+        readiness,
+        admin,
+    } = herald_runtime::Component::start(args.metrics_addr, registry);
+    tracing::info!(source = %format!("{}/{}", plan.namespace, plan.name), sink = %plan.sink, "running a kubernetes source");
+    readiness.set(true);
+    metrics.sources.set(1);
+    // The user's ServiceAccount usually may not write Events: failures are logged and counted.
+    kubernetes::run(client, plan, Sender::new(metrics, None), shutdown).await;
     let _ = admin.await;
     Ok(())
 }

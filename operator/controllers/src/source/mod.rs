@@ -7,6 +7,7 @@
 //! yet and say so. A finalizer unbinds Deployments when a binding goes away.
 
 pub mod binding;
+pub mod kubernetes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub enum Runner {
     Shared(&'static str),
     /// The operator binds the user's Deployments to the sink.
     Binding,
+    /// A Deployment of its own, as the user's ServiceAccount.
+    Kubernetes,
     /// Not built yet; the message says what.
     NotBuilt(&'static str),
 }
@@ -107,9 +110,7 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
         }
         return Ok(Runner::Shared("nats"));
     }
-    Ok(Runner::NotBuilt(
-        "kubernetes sources are not built yet; this EventSource emits nothing",
-    ))
+    Ok(Runner::Kubernetes)
 }
 
 /// The conditions for a validated spec and a resolved (or not) sink (pure).
@@ -118,6 +119,7 @@ pub fn desired_conditions(
     runner: &Result<Runner, String>,
     sink: &Result<String, String>,
     bound: Option<&Result<Vec<String>, String>>,
+    adapter: Option<&Result<String, (String, String)>>,
 ) -> Vec<Condition> {
     use ConditionStatus::{False, True};
     let sink_resolved = match sink {
@@ -150,6 +152,18 @@ pub fn desired_conditions(
                 False,
                 "BindingPending",
                 "Deployments are bound once the sink resolves",
+            ),
+        },
+        Ok(Runner::Kubernetes) => match adapter {
+            Some(Ok(message)) => {
+                Condition::new("Deployed", True, "AdapterDeployed", message.clone())
+            }
+            Some(Err((reason, message))) => Condition::new("Deployed", False, reason, message),
+            None => Condition::new(
+                "Deployed",
+                False,
+                "DeploymentPending",
+                "the adapter is deployed once the sink resolves",
             ),
         },
         Ok(Runner::NotBuilt(message)) => {
@@ -246,7 +260,13 @@ async fn apply(
         }
         None
     };
-    let desired = desired_conditions(&runner, &sink, bound.as_ref());
+    let adapter = match (&source.spec.kubernetes, &runner, &sink) {
+        (Some(spec), Ok(Runner::Kubernetes), Ok(uri)) => Some(
+            kubernetes::ensure(&ctx.client, source, spec, uri, &ctx.workload.sidecar_image).await?,
+        ),
+        _ => None,
+    };
+    let desired = desired_conditions(&runner, &sink, bound.as_ref(), adapter.as_ref());
     let previous = source
         .status
         .as_ref()
@@ -370,16 +390,35 @@ mod tests {
     fn ready_names_the_first_problem() {
         let ok: Result<Runner, String> = Ok(Runner::Shared("cron"));
         let ready = |c: &[Condition]| conditions::find(c, "Ready").unwrap().clone();
-        let all = desired_conditions(&ok, &Ok("http://sink".into()), None);
+        let all = desired_conditions(&ok, &Ok("http://sink".into()), None, None);
         assert!(ready(&all).is_true());
-        let no_sink = desired_conditions(&ok, &Err("Broker ns/b does not exist".into()), None);
+        let no_sink =
+            desired_conditions(&ok, &Err("Broker ns/b does not exist".into()), None, None);
         assert_eq!(ready(&no_sink).reason, "SinkNotResolved");
         let k8s = validate(&spec(
             "sink: {uri: http://x}\nkubernetes: {resources: [{apiVersion: v1, kind: ConfigMap}], serviceAccountName: sa}",
         ));
-        let not_built = desired_conditions(&k8s, &Ok("http://sink".into()), None);
+        assert_eq!(k8s, Ok(Runner::Kubernetes));
+        let forbidden = Err((
+            "Forbidden".to_owned(),
+            "ServiceAccount sa may not list secrets in ns".to_owned(),
+        ));
+        let denied = desired_conditions(&k8s, &Ok("http://sink".into()), None, Some(&forbidden));
+        assert_eq!(ready(&denied).reason, "Forbidden");
+        assert!(ready(&denied).message.contains("may not list secrets"));
+        let deployed = desired_conditions(
+            &k8s,
+            &Ok("http://sink".into()),
+            None,
+            Some(&Ok("ok".into())),
+        );
+        assert!(ready(&deployed).is_true());
+        let jetstream = validate(&spec(
+            "sink: {uri: http://x}\nnats: {subject: a, jetStream: {stream: S}}",
+        ));
+        let not_built = desired_conditions(&jetstream, &Ok("http://sink".into()), None, None);
         assert_eq!(ready(&not_built).reason, "NotImplemented");
-        let invalid = desired_conditions(&Err("bad".into()), &Ok("http://sink".into()), None);
+        let invalid = desired_conditions(&Err("bad".into()), &Ok("http://sink".into()), None, None);
         assert_eq!(ready(&invalid).reason, "InvalidSpec");
     }
 }
