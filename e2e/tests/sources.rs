@@ -197,6 +197,44 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
         assert!(event.get("subject").is_some_and(|s| s.starts_with("legacy.orders.eu.")), "{event:?}");
         assert_eq!(event.data.as_deref(), Some(&b"order 42"[..]));
 
+        // JetStream: messages stored before the source existed are forwarded too, and
+        // acknowledged once the sink took them.
+        let js = async_nats::jetstream::new(nats.clone());
+        let stream = format!("LEGACY_{}", ns.replace('-', "_"));
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("legacyjs.{ns}.>")],
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+        for n in 0..3 {
+            js.publish(format!("legacyjs.{ns}.order"), format!("stored {n}").into())
+                .await
+                .expect("publish")
+                .await
+                .expect("stored");
+        }
+        apply(&ns, &format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {{name: from-stream}}\nspec:\n  sink: {{ref: {{kind: Broker, name: default}}}}\n  nats: {{subject: \"legacyjs.{ns}.>\", jetStream: {{stream: {stream}}}}}\n"));
+        source_ready(&client, &ns, "from-stream").await;
+        subscriber
+            .wait_for("the stored messages", WAIT, |d| {
+                d.iter().filter(|(e, _)| e.data.as_deref().is_some_and(|b| b.starts_with(b"stored"))).count() == 3
+            })
+            .await;
+        let durable = format!("herald-{ns}-from-stream");
+        herald_e2e::eventually("the durable consumer has acknowledged everything", WAIT, || {
+            let js = js.clone();
+            let (stream, durable) = (stream.clone(), durable.clone());
+            async move {
+                let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                    js.get_consumer_from_stream(&durable, &stream).await.ok()?;
+                let info = consumer.info().await.ok()?;
+                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+            }
+        })
+        .await;
+
         // Problems are explained in the conditions.
         let sources: Api<EventSource> = Api::namespaced(client.clone(), &ns);
         apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: bad-cron}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  cron: {schedule: '61 * * * *'}\n");

@@ -116,17 +116,13 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
     }
     readiness.set(true);
 
+    let defaults = NatsDefaults {
+        client: nats.client.clone(),
+        url: args.nats.urls.join(","),
+    };
     let mut running: HashMap<(String, String), Running> = HashMap::new();
     loop {
-        reconcile(
-            &client,
-            &store,
-            &mut running,
-            &routes,
-            &sender,
-            &nats.client,
-        )
-        .await;
+        reconcile(&client, &store, &mut running, &routes, &sender, &defaults).await;
         metrics
             .sources
             .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
@@ -166,12 +162,13 @@ async fn kubernetes_main(args: &SourcesArgs, client: Client, json: &str) -> anyh
     Ok(())
 }
 
-/// Reads a webhook source's signing key from its Secret.
-async fn signing_key(client: &Client, plan: &SourcePlan) -> Result<Vec<u8>, String> {
-    let Kind::Webhook { secret, .. } = &plan.kind else {
-        return Err("not a webhook".into());
-    };
-    let found = Api::<Secret>::namespaced(client.clone(), &plan.namespace)
+/// Reads one key of a Secret in `namespace`.
+async fn secret_value(
+    client: &Client,
+    namespace: &str,
+    secret: &herald_api::common::SecretKeyRef,
+) -> Result<Vec<u8>, String> {
+    let found = Api::<Secret>::namespaced(client.clone(), namespace)
         .get_opt(&secret.name)
         .await
         .map_err(|e| format!("cannot read Secret {}: {e}", secret.name))?
@@ -183,6 +180,14 @@ async fn signing_key(client: &Client, plan: &SourcePlan) -> Result<Vec<u8>, Stri
         .ok_or_else(|| format!("Secret {} has no key {}", secret.name, secret.key))
 }
 
+/// Reads a webhook source's signing key from its Secret.
+async fn signing_key(client: &Client, plan: &SourcePlan) -> Result<Vec<u8>, String> {
+    let Kind::Webhook { secret, .. } = &plan.kind else {
+        return Err("not a webhook".into());
+    };
+    secret_value(client, &plan.namespace, secret).await
+}
+
 /// Starts, restarts and stops sources so that exactly the planned ones run.
 async fn reconcile(
     client: &Client,
@@ -190,7 +195,7 @@ async fn reconcile(
     running: &mut HashMap<(String, String), Running>,
     routes: &Routes,
     sender: &Sender,
-    nats: &async_nats::Client,
+    nats: &NatsDefaults,
 ) {
     let desired: HashMap<(String, String), SourcePlan> = store
         .state()
@@ -211,7 +216,7 @@ async fn reconcile(
         let plan = if let Some(r) = running.get(&key) {
             r.plan.clone()
         } else {
-            start(running, key.clone(), plan, sender, nats)
+            start(client, running, key.clone(), plan, sender, nats).await
         };
         if matches!(plan.kind, Kind::Webhook { .. }) {
             let existing = routes
@@ -240,17 +245,42 @@ async fn reconcile(
         .unwrap_or_else(std::sync::PoisonError::into_inner) = table;
 }
 
-fn start(
+/// The adapter's own NATS connection and server URL(s), for NATS sources.
+struct NatsDefaults {
+    client: async_nats::Client,
+    url: String,
+}
+
+async fn start(
+    client: &Client,
     running: &mut HashMap<(String, String), Running>,
     key: (String, String),
     plan: SourcePlan,
     sender: &Sender,
-    nats: &async_nats::Client,
+    nats: &NatsDefaults,
 ) -> Arc<SourcePlan> {
     tracing::info!(source = %format!("{}/{}", key.0, key.1), sink = %plan.sink, "starting source");
+    let credentials = match &plan.kind {
+        Kind::Nats {
+            credentials: Some(secret),
+            ..
+        } => match secret_value(client, &plan.namespace, secret).await {
+            Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) => {
+                tracing::warn!(source = %plan.name, error = %e, "NATS credentials unavailable; connecting without them");
+                None
+            }
+        },
+        _ => None,
+    };
+    let access = run::NatsAccess {
+        default: nats.client.clone(),
+        default_url: nats.url.clone(),
+        credentials,
+    };
     let plan = Arc::new(plan);
     let (stop, stopped) = watch::channel(false);
-    let task = run::spawn(plan.clone(), sender.clone(), nats.clone(), stopped);
+    let task = run::spawn(plan.clone(), sender.clone(), access, stopped);
     running.insert(
         key,
         Running {

@@ -66,14 +66,18 @@ pub enum Kind {
         /// Largest body.
         max_body: usize,
     },
-    /// Core NATS messages on a subject.
+    /// NATS messages on a subject: core NATS, or a JetStream durable consumer.
     Nats {
-        /// NATS URL(s); `None`: the adapter's own connection.
+        /// NATS URL(s); `None`: the server(s) the adapter uses.
         url: Option<String>,
         /// Subject (wildcards allowed).
         subject: String,
-        /// Queue group shared by the adapter's replicas.
+        /// Queue group shared by the adapter's replicas (core NATS).
         queue_group: String,
+        /// JetStream: `(stream, durable consumer)`; acknowledged once the sink took it.
+        jetstream: Option<(String, String)>,
+        /// A Secret key holding a `.creds` file.
+        credentials: Option<SecretKeyRef>,
     },
 }
 
@@ -126,16 +130,19 @@ pub fn plan(source: &EventSource) -> Option<SourcePlan> {
                 .unwrap_or(WEBHOOK_MAX_BODY),
         }
     } else if let Some(nats) = &spec.nats {
-        if nats.jet_stream.is_some() || nats.credentials_secret_ref.is_some() {
-            return None;
-        }
+        let derived = format!("herald-{namespace}-{name}");
         Kind::Nats {
             url: nats.url.clone(),
             subject: nats.subject.clone(),
-            queue_group: nats
-                .queue_group
-                .clone()
-                .unwrap_or_else(|| format!("herald-{namespace}-{name}")),
+            queue_group: nats.queue_group.clone().unwrap_or_else(|| derived.clone()),
+            jetstream: nats.jet_stream.as_ref().map(|js| {
+                let durable = js
+                    .durable
+                    .clone()
+                    .unwrap_or_else(|| derived.replace(['.', '*', '>', ' '], "_"));
+                (js.stream.clone(), durable)
+            }),
+            credentials: nats.credentials_secret_ref.clone(),
         }
     } else {
         return None;

@@ -79,52 +79,141 @@ async fn run_cron(plan: Arc<SourcePlan>, sender: Sender, mut stop: watch::Receiv
     }
 }
 
+/// How a NATS source connects: the adapter's own client, or its own connection to
+/// another URL and/or with credentials.
+#[derive(Clone)]
+pub(crate) struct NatsAccess {
+    /// The adapter's connection.
+    pub default: async_nats::Client,
+    /// The adapter's server URL(s), for a source with credentials but no URL.
+    pub default_url: String,
+    /// The source's `.creds` content, read from its Secret.
+    pub credentials: Option<String>,
+}
+
+async fn connect(plan: &SourcePlan, access: &NatsAccess) -> Result<async_nats::Client, String> {
+    let Kind::Nats { url, .. } = &plan.kind else {
+        return Err("not a NATS source".into());
+    };
+    if url.is_none() && access.credentials.is_none() {
+        return Ok(access.default.clone());
+    }
+    let options = match &access.credentials {
+        Some(creds) => async_nats::ConnectOptions::with_credentials(creds)
+            .map_err(|e| format!("the credentials are not a .creds file: {e}"))?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    let servers = url.as_deref().unwrap_or(&access.default_url);
+    let servers: Vec<async_nats::ServerAddr> = servers
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad NATS URL {servers}: {e}"))?;
+    options
+        .name(format!("herald-sources {}/{}", plan.namespace, plan.name))
+        .connect(servers)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn forward(plan: &SourcePlan, sender: &Sender, message: &async_nats::Message) -> bool {
+    let event = nats_event(plan, message);
+    sender
+        .send(&plan.namespace, &plan.name, &plan.sink, &event)
+        .await
+        .is_ok()
+}
+
+/// Reads the source until the stream ends or `stop` fires; `Err` to retry.
+async fn consume(
+    plan: &SourcePlan,
+    sender: &Sender,
+    client: async_nats::Client,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let Kind::Nats {
+        subject,
+        queue_group,
+        jetstream,
+        ..
+    } = &plan.kind
+    else {
+        return Ok(());
+    };
+    if let Some((stream, durable)) = jetstream {
+        use async_nats::jetstream::{AckKind, consumer::pull};
+        let context = async_nats::jetstream::new(client);
+        let stream = context
+            .get_stream(stream)
+            .await
+            .map_err(|e| format!("stream {stream}: {e}"))?;
+        let consumer = stream
+            .get_or_create_consumer(
+                durable,
+                pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: subject.clone(),
+                    ..pull::Config::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("consumer {durable}: {e}"))?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        loop {
+            tokio::select! {
+                next = messages.next() => match next {
+                    Some(Ok(m)) => {
+                        // Acknowledged only once the sink took it; otherwise redelivered later.
+                        let kind = if forward(plan, sender, &m).await {
+                            AckKind::Ack
+                        } else {
+                            AckKind::Nak(Some(Duration::from_secs(5)))
+                        };
+                        if let Err(e) = m.ack_with(kind).await {
+                            tracing::warn!(source = %plan.name, error = %e, "acknowledgement failed");
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("the consumer ended".into()),
+                },
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+    }
+    let mut messages = client
+        .queue_subscribe(subject.clone(), queue_group.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            next = messages.next() => match next {
+                Some(m) => {
+                    forward(plan, sender, &m).await;
+                }
+                None => return Err("the subscription ended".into()),
+            },
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
 async fn run_nats(
     plan: Arc<SourcePlan>,
     sender: Sender,
-    default: async_nats::Client,
+    access: NatsAccess,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Kind::Nats {
-        url,
-        subject,
-        queue_group,
-    } = &plan.kind
-    else {
-        return;
-    };
     let mut pause = Duration::from_millis(250);
     while !*stop.borrow() {
-        let client = match url {
-            None => Ok(default.clone()),
-            Some(url) => async_nats::connect(url.as_str())
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        let subscription = match client {
-            Ok(c) => c
-                .queue_subscribe(subject.clone(), queue_group.clone())
-                .await
-                .map_err(|e| e.to_string()),
+        let result = match connect(&plan, &access).await {
+            Ok(client) => consume(&plan, &sender, client, &mut stop).await,
             Err(e) => Err(e),
         };
-        match subscription {
-            Ok(mut messages) => {
-                pause = Duration::from_millis(250);
-                loop {
-                    tokio::select! {
-                        message = messages.next() => match message {
-                            Some(m) => {
-                                let event = nats_event(&plan, &m);
-                                let _ = sender.send(&plan.namespace, &plan.name, &plan.sink, &event).await;
-                            }
-                            None => break,
-                        },
-                        _ = stop.changed() => return,
-                    }
-                }
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(source = %plan.name, error = %e, retry_in = ?pause, "NATS source interrupted");
             }
-            Err(e) => tracing::warn!(source = %plan.name, error = %e, "cannot subscribe"),
         }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
@@ -158,7 +247,7 @@ pub(crate) fn nats_event(plan: &SourcePlan, message: &async_nats::Message) -> Cl
 pub(crate) fn spawn(
     plan: Arc<SourcePlan>,
     sender: Sender,
-    nats: async_nats::Client,
+    nats: NatsAccess,
     stop: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     match plan.kind {

@@ -3,8 +3,9 @@
 //! and `Ready` plus `sinkUri` (and `webhookUrl` for webhooks). `cron`, `webhook` and
 //! `nats` sources run in the shared adapter (`herald sources`), which picks up every
 //! Ready EventSource; a `sinkBinding` injects the sink into the user's Deployments
-//! ([`binding`]); `kubernetes` sources and NATS JetStream or credentials are not built
-//! yet and say so. A finalizer unbinds Deployments when a binding goes away.
+//! ([`binding`]); a `kubernetes` source gets a Deployment of its own, as the user's
+//! ServiceAccount ([`kubernetes`]). A finalizer unbinds Deployments when a binding goes
+//! away.
 
 pub mod binding;
 pub mod kubernetes;
@@ -40,8 +41,6 @@ pub enum Runner {
     Binding,
     /// A Deployment of its own, as the user's ServiceAccount.
     Kubernetes,
-    /// Not built yet; the message says what.
-    NotBuilt(&'static str),
 }
 
 /// Finalizer held so that bound Deployments are unbound when the EventSource goes.
@@ -97,17 +96,7 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
     if spec.sink_binding.is_some() {
         return Ok(Runner::Binding);
     }
-    if let Some(nats) = &spec.nats {
-        if nats.jet_stream.is_some() {
-            return Ok(Runner::NotBuilt(
-                "nats.jetStream is not supported yet; remove it to forward core NATS messages",
-            ));
-        }
-        if nats.credentials_secret_ref.is_some() {
-            return Ok(Runner::NotBuilt(
-                "nats.credentialsSecretRef is not supported yet",
-            ));
-        }
+    if spec.nats.is_some() {
         return Ok(Runner::Shared("nats"));
     }
     Ok(Runner::Kubernetes)
@@ -166,9 +155,7 @@ pub fn desired_conditions(
                 "the adapter is deployed once the sink resolves",
             ),
         },
-        Ok(Runner::NotBuilt(message)) => {
-            Condition::new("Deployed", False, "NotImplemented", *message)
-        }
+
         Err(m) => Condition::new("Deployed", False, "InvalidSpec", m.clone()),
     };
     let ready = if let Err(m) = runner {
@@ -416,8 +403,7 @@ mod tests {
         let jetstream = validate(&spec(
             "sink: {uri: http://x}\nnats: {subject: a, jetStream: {stream: S}}",
         ));
-        let not_built = desired_conditions(&jetstream, &Ok("http://sink".into()), None, None);
-        assert_eq!(ready(&not_built).reason, "NotImplemented");
+        assert_eq!(jetstream, Ok(Runner::Shared("nats")));
         let invalid = desired_conditions(&Err("bad".into()), &Ok("http://sink".into()), None, None);
         assert_eq!(ready(&invalid).reason, "InvalidSpec");
     }
