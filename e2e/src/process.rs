@@ -339,3 +339,134 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self.store);
     }
 }
+
+/// A 3-node JetStream cluster on loopback: routes on free ports, a store per node.
+pub struct NatsCluster {
+    /// The nodes, each a `nats-server` process.
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// One node of a [`NatsCluster`].
+pub struct ClusterNode {
+    child: Option<Child>,
+    /// Its server name (`<cluster>-<n>`), as JetStream reports leaders.
+    pub name: String,
+    /// Client port.
+    pub port: u16,
+    cluster_port: u16,
+    store: PathBuf,
+}
+
+impl ClusterNode {
+    /// `nats://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the node (SIGKILL).
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill nats-server");
+        }
+    }
+
+    fn spawn(&mut self, routes: &str) {
+        let bin = std::env::var("HERALD_NATS_SERVER_BIN")
+            .expect("HERALD_NATS_SERVER_BIN is not set: run through e2e/test.sh");
+        let cluster_name = self
+            .name
+            .rsplit_once('-')
+            .map_or("herald", |(c, _)| c)
+            .to_owned();
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js"])
+            .args(["-n", &self.name])
+            .arg("-sd")
+            .arg(&self.store)
+            .args(["--cluster_name", &cluster_name])
+            .args([
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", self.cluster_port),
+            ])
+            .args(["--routes", routes])
+            .stdout(Stdio::null())
+            .stderr(log_file(&format!("nats-{}", self.name)))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+    }
+}
+
+impl NatsCluster {
+    /// Starts three nodes named `<name>-0..2` and waits until JetStream answers.
+    pub async fn start(name: &str) -> Self {
+        let mut nodes: Vec<ClusterNode> = (0..3)
+            .map(|i| {
+                let port = free_port();
+                ClusterNode {
+                    child: None,
+                    name: format!("{name}-{i}"),
+                    port,
+                    cluster_port: free_port(),
+                    store: std::env::temp_dir().join(format!("herald-e2e-nats-{name}-{i}-{port}")),
+                }
+            })
+            .collect();
+        let routes: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.cluster_port))
+            .collect();
+        let routes = routes.join(",");
+        for node in &mut nodes {
+            node.spawn(&routes);
+        }
+        for node in &nodes {
+            wait_for_port(node.port, "nats-server (cluster node)").await;
+        }
+        let cluster = Self { nodes };
+        // JetStream needs a meta leader before it takes streams.
+        let client = async_nats::connect(cluster.addrs())
+            .await
+            .expect("connect to the cluster");
+        let js = async_nats::jetstream::new(client);
+        for _ in 0..150 {
+            if js.query_account().await.is_ok() {
+                return cluster;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the JetStream cluster {name} did not elect a meta leader within 30 s");
+    }
+
+    /// Every node's address, for a client of the test itself.
+    #[must_use]
+    pub fn addrs(&self) -> Vec<async_nats::ServerAddr> {
+        self.nodes
+            .iter()
+            .map(|n| n.url().parse().expect("a NATS URL"))
+            .collect()
+    }
+
+    /// Every node's URL, comma-separated (as `--nats-url` takes them).
+    #[must_use]
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(ClusterNode::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                let _ = child.start_kill();
+            }
+            let _ = std::fs::remove_dir_all(&node.store);
+        }
+    }
+}

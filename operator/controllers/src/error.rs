@@ -61,6 +61,16 @@ pub enum Error {
         "Deployment {0} exists but does not belong to this Trigger; Herald leaves it alone: delete or rename it, or rename the Trigger"
     )]
     DeploymentNotOwned(String),
+    /// The NATS servers cannot hold as many copies of the stream as the Broker asks.
+    #[error(
+        "the NATS servers cannot place the replicas of stream {stream} ({message}); lower spec.stream.replicas or add JetStream servers"
+    )]
+    ReplicasUnplaceable {
+        /// Stream name.
+        stream: String,
+        /// JetStream's explanation.
+        message: String,
+    },
     /// The Kubernetes API failed.
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
@@ -80,6 +90,7 @@ impl Error {
             Self::ConsumerNotOwned { .. } => "ConsumerNotOwned",
             Self::ImmutableStreamChange { .. } => "StreamChangeNotAllowed",
             Self::StreamRejected { .. } => "StreamRejected",
+            Self::ReplicasUnplaceable { .. } => "ReplicasUnplaceable",
             Self::InvalidConsumer(_) => "InvalidConsumer",
             Self::DeploymentRejected(_) => "DeploymentRejected",
             Self::DeploymentNotOwned(_) => "DeploymentNotOwned",

@@ -186,6 +186,13 @@ fn is_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
 
 fn create_error(stream: &str, e: &async_nats::jetstream::context::CreateStreamError) -> Error {
     match e.kind() {
+        // No suitable peers for placement (10005), or replicas on a single server (10074).
+        CreateStreamErrorKind::JetStream(js) if matches!(js.error_code().0, 10005 | 10074) => {
+            Error::ReplicasUnplaceable {
+                stream: stream.to_owned(),
+                message: js.to_string(),
+            }
+        }
         CreateStreamErrorKind::JetStream(js) => Error::StreamRejected {
             stream: stream.to_owned(),
             message: js.to_string(),
