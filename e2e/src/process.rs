@@ -135,11 +135,14 @@ impl Operator {
 
 /// A running `herald ingress` serving one namespace.
 pub struct Ingress {
-    _child: Child,
+    child: Child,
     /// Port producers send events to.
     pub port: u16,
     /// Port of its admin server.
     pub metrics_port: u16,
+    namespace: String,
+    nats_url: String,
+    extra: Vec<String>,
 }
 
 impl Ingress {
@@ -150,9 +153,28 @@ impl Ingress {
 
     /// Starts an ingress for `namespace` with extra flags.
     pub async fn start_with(namespace: &str, nats_url: &str, extra: &[&str]) -> Self {
-        let port = free_port();
-        let metrics_port = free_port();
-        let child = Command::new(herald_bin())
+        let (port, metrics_port) = (free_port(), free_port());
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let child = Self::spawn(namespace, nats_url, port, metrics_port, &extra);
+        wait_for_port(port, "herald ingress").await;
+        Self {
+            child,
+            port,
+            metrics_port,
+            namespace: namespace.to_owned(),
+            nats_url: nats_url.to_owned(),
+            extra,
+        }
+    }
+
+    fn spawn(
+        namespace: &str,
+        nats_url: &str,
+        port: u16,
+        metrics_port: u16,
+        extra: &[String],
+    ) -> Child {
+        Command::new(herald_bin())
             .arg("ingress")
             .args(["--nats-url", nats_url])
             .args(["--watch-namespace", namespace])
@@ -160,16 +182,24 @@ impl Ingress {
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
             .stdout(log_file(&format!("{namespace}-ingress")))
-            .stderr(log_file(&format!("{namespace}-ingress.err")))
+            .stderr(log_file(&format!("{namespace}-ingress-{metrics_port}.err")))
             .kill_on_drop(true)
             .spawn()
-            .expect("start herald ingress");
-        wait_for_port(port, "herald ingress").await;
-        Self {
-            _child: child,
-            port,
-            metrics_port,
-        }
+            .expect("start herald ingress")
+    }
+
+    /// Kills the ingress with SIGKILL and starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.child.kill().await.expect("kill ingress");
+        self.metrics_port = free_port();
+        self.child = Self::spawn(
+            &self.namespace,
+            &self.nats_url,
+            self.port,
+            self.metrics_port,
+            &self.extra,
+        );
+        wait_for_port(self.port, "herald ingress").await;
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -355,6 +385,7 @@ pub struct ClusterNode {
     pub port: u16,
     cluster_port: u16,
     store: PathBuf,
+    routes: String,
 }
 
 impl ClusterNode {
@@ -371,7 +402,16 @@ impl ClusterNode {
         }
     }
 
+    /// Starts the node again (same ports, same store) after [`ClusterNode::kill`].
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let routes = self.routes.clone();
+        self.spawn(&routes);
+        wait_for_port(self.port, "nats-server (cluster node)").await;
+    }
+
     fn spawn(&mut self, routes: &str) {
+        routes.clone_into(&mut self.routes);
         let bin = std::env::var("HERALD_NATS_SERVER_BIN")
             .expect("HERALD_NATS_SERVER_BIN is not set: run through e2e/test.sh");
         let cluster_name = self
@@ -411,6 +451,7 @@ impl NatsCluster {
                     port,
                     cluster_port: free_port(),
                     store: std::env::temp_dir().join(format!("herald-e2e-nats-{name}-{i}-{port}")),
+                    routes: String::new(),
                 }
             })
             .collect();

@@ -287,7 +287,7 @@ pub async fn pull_loop(
                             Some(Err(e)) => {
                                 errors += 1;
                                 tracing::warn!(trigger = %plan.trigger, error = %e, "pulling failed");
-                                if errors >= 5 {
+                                if errors >= 2 {
                                     break;
                                 }
                             }
@@ -319,9 +319,13 @@ async fn open(
         .get_consumer(&plan.consumer)
         .await
         .map_err(|e| anyhow::anyhow!("consumer {}: {e}", plan.consumer))?;
+    // Short pulls with frequent heartbeats: when the stream's leader moves (a NATS
+    // node died), a silent pull is noticed within seconds and the consumer reopened.
     Ok(consumer
         .stream()
         .max_messages_per_batch(batch.min(500))
+        .expires(Duration::from_secs(5))
+        .heartbeat(Duration::from_secs(1))
         .messages()
         .await?)
 }
