@@ -114,6 +114,12 @@ impl Subscriber {
         }
     }
 
+    /// How many deliveries so far (cheap: no copy).
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
     /// Every delivery so far, with the status answered.
     #[must_use]
     pub fn deliveries(&self) -> Vec<(CloudEvent, u16)> {
