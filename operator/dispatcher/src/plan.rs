@@ -67,7 +67,12 @@ impl PartialEq for TriggerPlan {
 #[must_use]
 pub fn plan(trigger: &Trigger, broker: Option<&Broker>) -> Option<TriggerPlan> {
     let status = trigger.status.as_ref()?;
-    if !conditions::find(&status.conditions, "Ready").is_some_and(herald_api::Condition::is_true) {
+    // `NatsUnavailable` is the operator's own view of a NATS hiccup (e.g. a stream
+    // leader election): the pull loop rides those out itself, so delivery goes on
+    // instead of stopping until the operator's next successful reconcile.
+    let deliverable = conditions::find(&status.conditions, "Ready")
+        .is_some_and(|c| c.is_true() || c.reason == "NatsUnavailable");
+    if !deliverable {
         return None;
     }
     let subscriber = status.subscriber_uri.clone()?;
@@ -146,6 +151,15 @@ mod tests {
             ("HERALD_ns_b", "trigger_t")
         );
         assert!(p.filter.is_none(), "no filters: nothing to evaluate");
+    }
+
+    #[test]
+    fn a_nats_hiccup_seen_by_the_operator_does_not_stop_delivery() {
+        let mut t = trigger("broker: b\nsubscriber: {uri: http://sub}", false);
+        t.status.as_mut().unwrap().conditions[0].reason = "NatsUnavailable".into();
+        assert!(plan(&t, None).is_some());
+        t.status.as_mut().unwrap().conditions[0].reason = "InvalidFilter".into();
+        assert!(plan(&t, None).is_none());
     }
 
     #[test]
