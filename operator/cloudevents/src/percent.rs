@@ -39,6 +39,10 @@ pub fn decode(value: &[u8]) -> Option<String> {
     while i < value.len() {
         if value[i] == b'%' {
             let hex = value.get(i + 1..i + 3)?;
+            // `from_str_radix` alone would accept a sign (`%+A`).
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let s = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(s, 16).ok()?);
             i += 3;
@@ -53,6 +57,13 @@ pub fn decode(value: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_percent_needs_two_hex_digits_not_a_sign() {
+        assert_eq!(decode(b"%+A"), None);
+        assert_eq!(decode(b"%-1"), None);
+        assert_eq!(decode(b"%0A").as_deref(), Some("\n"));
+    }
 
     #[test]
     fn round_trips_unicode_spaces_and_percent() {

@@ -1,0 +1,13 @@
+//! Replays the `duration` fuzz corpus (`operator/fuzz/corpus/`) through the fuzz
+//! target's own harness, so every test run re-checks the inputs the fuzzer kept.
+//! Fuzzing itself needs nightly: see `operator/fuzz/README.md`.
+
+#[path = "../../fuzz/harness/duration.rs"]
+mod harness;
+#[path = "../../fuzz/harness/replay.rs"]
+mod replay;
+
+#[test]
+fn duration_corpus_never_panics() {
+    replay::replay(env!("CARGO_MANIFEST_DIR"), "duration", harness::run);
+}
