@@ -41,7 +41,6 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
-use prometheus::Registry;
 use tokio::sync::watch;
 
 use crate::config::OperatorArgs;
@@ -67,13 +66,14 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
     let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
     let nats =
         herald_runtime::nats::connect(&args.nats, &format!("herald-operator {identity}")).await?;
-    let registry = Registry::new();
-    let metrics = Metrics::register(&registry)?;
-    let herald_runtime::Component {
-        shutdown,
-        readiness,
-        admin,
-    } = herald_runtime::Component::start(args.metrics_addr, registry);
+    let (
+        metrics,
+        herald_runtime::Component {
+            shutdown,
+            readiness,
+            admin,
+        },
+    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
 
     if !wait_for_crds(&client, args.watch_namespace.as_deref(), &shutdown).await {
         return Ok(());

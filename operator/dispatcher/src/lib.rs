@@ -31,7 +31,6 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
-use prometheus::Registry;
 use tokio::sync::{Notify, watch};
 
 use crate::config::DispatcherArgs;
@@ -95,13 +94,14 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     }
     let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher").await?;
-    let registry = Registry::new();
-    let metrics = Metrics::register(&registry)?;
-    let herald_runtime::Component {
-        shutdown,
-        readiness,
-        admin,
-    } = herald_runtime::Component::start(args.metrics_addr, registry);
+    let (
+        metrics,
+        herald_runtime::Component {
+            shutdown,
+            readiness,
+            admin,
+        },
+    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
 
     let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-dispatcher".into());
     let recorder = Recorder::new(
@@ -180,13 +180,14 @@ async fn sidecar_main(args: &DispatcherArgs, json: &str) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("--subscriber is required with --trigger-plan"))?;
     let plan = plan::from_spec(&spec, subscriber).map_err(|e| anyhow::anyhow!("{e}"))?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher-sidecar").await?;
-    let registry = Registry::new();
-    let metrics = Metrics::register(&registry)?;
-    let herald_runtime::Component {
-        shutdown,
-        readiness,
-        admin,
-    } = herald_runtime::Component::start(args.metrics_addr, registry);
+    let (
+        metrics,
+        herald_runtime::Component {
+            shutdown,
+            readiness,
+            admin,
+        },
+    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
     let deliverer = Arc::new(deliverer(&nats, &metrics, None));
     tracing::info!(trigger = %format!("{}/{}", plan.namespace, plan.trigger), subscriber = %plan.subscriber, "delivering one Trigger (sidecar)");
     let (stop, stopped) = watch::channel(false);

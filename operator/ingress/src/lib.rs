@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_runtime::fired;
-use prometheus::Registry;
 
 use crate::config::IngressArgs;
 use crate::metrics::Metrics;
@@ -43,13 +42,14 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
         .max_ack_inflight(args.max_acks_in_flight)
         .backpressure_on_inflight(true)
         .build(nats.client.clone());
-    let registry = Registry::new();
-    let metrics = Metrics::register(&registry)?;
-    let herald_runtime::Component {
-        shutdown,
-        readiness,
-        admin,
-    } = herald_runtime::Component::start(args.metrics_addr, registry);
+    let (
+        metrics,
+        herald_runtime::Component {
+            shutdown,
+            readiness,
+            admin,
+        },
+    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
 
     let (brokers, watch_brokers) = brokers::watch(client, args.watch_namespace.as_deref());
     tokio::spawn(watch_brokers);

@@ -74,9 +74,15 @@ pub struct Component {
 }
 
 impl Component {
-    /// Starts listening for signals and serves the admin routes on `admin_addr`.
-    #[must_use]
-    pub fn start(admin_addr: std::net::SocketAddr, registry: prometheus::Registry) -> Self {
+    /// Creates the component's metrics with `register` in a fresh registry, starts
+    /// listening for signals and serves the admin routes for that registry on
+    /// `admin_addr`.
+    pub fn start<M>(
+        admin_addr: std::net::SocketAddr,
+        register: impl FnOnce(&prometheus::Registry) -> prometheus::Result<M>,
+    ) -> anyhow::Result<(M, Self)> {
+        let registry = prometheus::Registry::new();
+        let metrics = register(&registry)?;
         let (raise, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -89,10 +95,13 @@ impl Component {
             readiness.clone(),
             fired(shutdown.clone()),
         ));
-        Self {
-            shutdown,
-            readiness,
-            admin,
-        }
+        Ok((
+            metrics,
+            Self {
+                shutdown,
+                readiness,
+                admin,
+            },
+        ))
     }
 }

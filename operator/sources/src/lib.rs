@@ -32,7 +32,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use prometheus::Registry;
 use tokio::sync::{Notify, watch};
 
 use crate::config::SourcesArgs;
@@ -66,13 +65,14 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
         return kubernetes_main(&args, client, json).await;
     }
     let nats = herald_runtime::nats::connect(&args.nats, "herald-sources").await?;
-    let registry = Registry::new();
-    let metrics = Metrics::register(&registry)?;
-    let herald_runtime::Component {
-        shutdown,
-        readiness,
-        admin,
-    } = herald_runtime::Component::start(args.metrics_addr, registry);
+    let (
+        metrics,
+        herald_runtime::Component {
+            shutdown,
+            readiness,
+            admin,
+        },
+    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
     let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-sources".into());
     let recorder = kube::runtime::events::Recorder::new(
         client.clone(),
@@ -146,13 +146,14 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
 async fn kubernetes_main(args: &SourcesArgs, client: Client, json: &str) -> anyhow::Result<()> {
     let plan: kubernetes::KubernetesPlan = serde_json::from_str(json)
         .map_err(|e| anyhow::anyhow!("--kubernetes-plan is not a valid plan: {e}"))?;
-    let registry = Registry::new();
-    let metrics = Metrics::register(&registry)?;
-    let herald_runtime::Component {
-        shutdown,
-        readiness,
-        admin,
-    } = herald_runtime::Component::start(args.metrics_addr, registry);
+    let (
+        metrics,
+        herald_runtime::Component {
+            shutdown,
+            readiness,
+            admin,
+        },
+    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
     tracing::info!(source = %format!("{}/{}", plan.namespace, plan.name), sink = %plan.sink, "running a kubernetes source");
     readiness.set(true);
     metrics.sources.set(1);
