@@ -7,6 +7,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Reason of a condition that is False only because NATS could not be reached: a
+/// passing state the operator reports and other components ride out.
+pub const REASON_NATS_UNAVAILABLE: &str = "NatsUnavailable";
+
 /// Whether a condition holds.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum ConditionStatus {

@@ -84,7 +84,7 @@ impl Error {
     #[must_use]
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::NatsUnavailable(_) => "NatsUnavailable",
+            Self::NatsUnavailable(_) => herald_api::conditions::REASON_NATS_UNAVAILABLE,
             Self::InvalidSpec(_) => "InvalidSpec",
             Self::StreamNotOwned { .. } => "StreamNotOwned",
             Self::ConsumerNotOwned { .. } => "ConsumerNotOwned",

@@ -71,7 +71,7 @@ pub fn plan(trigger: &Trigger, broker: Option<&Broker>) -> Option<TriggerPlan> {
     // leader election): the pull loop rides those out itself, so delivery goes on
     // instead of stopping until the operator's next successful reconcile.
     let deliverable = conditions::find(&status.conditions, "Ready")
-        .is_some_and(|c| c.is_true() || c.reason == "NatsUnavailable");
+        .is_some_and(|c| c.is_true() || c.reason == conditions::REASON_NATS_UNAVAILABLE);
     if !deliverable {
         return None;
     }

@@ -12,6 +12,7 @@ pub mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::Config;
 use herald_api::broker::condition;
@@ -181,13 +182,18 @@ async fn ensure_stream(broker: &Broker, ctx: &Context) -> Result<StreamChange, E
 }
 
 fn is_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
-    matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
+    matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
 fn create_error(stream: &str, e: &async_nats::jetstream::context::CreateStreamError) -> Error {
     match e.kind() {
-        // No suitable peers for placement (10005), or replicas on a single server (10074).
-        CreateStreamErrorKind::JetStream(js) if matches!(js.error_code().0, 10005 | 10074) => {
+        // No suitable peers for placement, or replicas on a single server.
+        CreateStreamErrorKind::JetStream(js)
+            if matches!(
+                js.error_code(),
+                ErrorCode::CLUSTER_NO_PEERS | ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED
+            ) =>
+        {
             Error::ReplicasUnplaceable {
                 stream: stream.to_owned(),
                 message: js.to_string(),
