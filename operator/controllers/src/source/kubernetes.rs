@@ -13,26 +13,20 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, PodSpec, PodTemplateSpec, SecurityContext,
-};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::error::Error;
+use crate::trigger::deployment::{env, metrics_env, restricted_security_context};
+
+/// The adapter's admin port (`herald sources`' default).
+const ADAPTER_METRICS_PORT: i32 = 9093;
 
 /// Label naming the EventSource on its adapter's Deployment and pods.
 pub const SOURCE_LABEL: &str = "eventing.herald.dev/eventsource";
-
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.into()),
-        value_from: None,
-    }
-}
 
 /// The adapter Deployment of `source` (pure).
 pub fn desired_deployment(
@@ -58,21 +52,13 @@ pub fn desired_deployment(
         image: Some(image.to_owned()),
         command: Some(vec!["herald".into()]),
         args: Some(vec!["sources".into()]),
-        env: Some(vec![
-            env("HERALD_KUBERNETES_PLAN", plan),
-            env("HERALD_METRICS_PORT", "9093"),
-            env("HERALD_METRICS_ADDR", "0.0.0.0:$(HERALD_METRICS_PORT)"),
-        ]),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            ..SecurityContext::default()
-        }),
+        env: Some(
+            [env("HERALD_KUBERNETES_PLAN", plan)]
+                .into_iter()
+                .chain(metrics_env(ADAPTER_METRICS_PORT))
+                .collect(),
+        ),
+        security_context: Some(restricted_security_context()),
         ..Container::default()
     };
     Ok(Deployment {

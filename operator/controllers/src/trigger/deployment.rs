@@ -47,11 +47,39 @@ pub struct WorkloadSettings {
     pub nats_url: String,
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
+/// A plain `name=value` environment variable.
+pub(crate) fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.into()),
         value_from: None,
+    }
+}
+
+/// The variables that put a `herald` process's admin server on `port` (the runner in
+/// e2e remaps `*_PORT` variables, so the address refers to the port variable).
+pub(crate) fn metrics_env(port: i32) -> [EnvVar; 2] {
+    [
+        env(workload::ENV_METRICS_PORT, port.to_string()),
+        env(
+            "HERALD_METRICS_ADDR",
+            format!("0.0.0.0:$({})", workload::ENV_METRICS_PORT),
+        ),
+    ]
+}
+
+/// The security context of every container Herald adds: non-root, read-only root
+/// filesystem, no privilege escalation, no capabilities.
+pub(crate) fn restricted_security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        ..SecurityContext::default()
     }
 }
 
@@ -86,20 +114,20 @@ fn sidecar(
         command: Some(vec!["herald".to_owned()]),
         args: Some(vec!["dispatcher".to_owned()]),
         // Later variables may refer to earlier ones as $(NAME), as Kubernetes expands them.
-        env: Some(vec![
-            env(workload::ENV_NATS_URL, settings.nats_url.clone()),
-            env(workload::ENV_TRIGGER_PLAN, plan),
-            env(workload::ENV_CONSUMER_PORT, port.to_string()),
-            env(
-                workload::ENV_SUBSCRIBER,
-                format!("http://127.0.0.1:$({}){path}", workload::ENV_CONSUMER_PORT),
-            ),
-            env(workload::ENV_METRICS_PORT, SIDECAR_METRICS_PORT.to_string()),
-            env(
-                "HERALD_METRICS_ADDR",
-                format!("0.0.0.0:$({})", workload::ENV_METRICS_PORT),
-            ),
-        ]),
+        env: Some(
+            vec![
+                env(workload::ENV_NATS_URL, settings.nats_url.clone()),
+                env(workload::ENV_TRIGGER_PLAN, plan),
+                env(workload::ENV_CONSUMER_PORT, port.to_string()),
+                env(
+                    workload::ENV_SUBSCRIBER,
+                    format!("http://127.0.0.1:$({}){path}", workload::ENV_CONSUMER_PORT),
+                ),
+            ]
+            .into_iter()
+            .chain(metrics_env(SIDECAR_METRICS_PORT))
+            .collect(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some("herald-metrics".to_owned()),
             container_port: SIDECAR_METRICS_PORT,
@@ -125,16 +153,7 @@ fn sidecar(
             )])),
             ..ResourceRequirements::default()
         }),
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(true),
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                add: None,
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(restricted_security_context()),
         ..Container::default()
     })
 }
