@@ -66,11 +66,13 @@ pub fn change_event(plan: &KubernetesPlan, change: &str, object: &DynamicObject)
     } else {
         format!("{uid}/{version}")
     };
-    let source = crate::plan::source_uri(&plan.namespace, &plan.name);
-    let mut event = CloudEvent::new(&id, &source, &format!("{TYPE_PREFIX}.{change}"));
-    for (name, value) in &plan.extensions {
-        event.set(name, value);
-    }
+    let mut event = crate::plan::new_event(
+        &plan.namespace,
+        &plan.name,
+        &plan.extensions,
+        &id,
+        &format!("{TYPE_PREFIX}.{change}"),
+    );
     event.set(
         "subject",
         format!(

@@ -26,6 +26,22 @@ pub fn source_uri(namespace: &str, name: &str) -> String {
     format!("/apis/eventing.herald.dev/v1alpha1/namespaces/{namespace}/eventsources/{name}")
 }
 
+/// A new event from EventSource `namespace/name` carrying its extension attributes.
+#[must_use]
+pub fn new_event(
+    namespace: &str,
+    name: &str,
+    extensions: &BTreeMap<String, String>,
+    id: &str,
+    type_: &str,
+) -> herald_cloudevents::CloudEvent {
+    let mut event = herald_cloudevents::CloudEvent::new(id, &source_uri(namespace, name), type_);
+    for (attribute, value) in extensions {
+        event.set(attribute, value);
+    }
+    event
+}
+
 /// One EventSource's plan.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SourcePlan {
@@ -86,6 +102,12 @@ impl SourcePlan {
     #[must_use]
     pub fn source(&self) -> String {
         source_uri(&self.namespace, &self.name)
+    }
+
+    /// A new event of this source (see [`new_event`]).
+    #[must_use]
+    pub fn new_event(&self, id: &str, type_: &str) -> herald_cloudevents::CloudEvent {
+        new_event(&self.namespace, &self.name, &self.extensions, id, type_)
     }
 }
 

@@ -16,20 +16,11 @@ use crate::sink::Sender;
 /// restarts fire the same tick with the same id, which a Broker stores once.
 const TICK_GRACE: Duration = Duration::from_secs(5);
 
-/// A new event from `plan` with the plan's extensions.
-pub(crate) fn new_event(plan: &SourcePlan, id: &str, type_: &str) -> CloudEvent {
-    let mut event = CloudEvent::new(id, &plan.source(), type_);
-    for (name, value) in &plan.extensions {
-        event.set(name, value);
-    }
-    event
-}
-
 /// The cron event of `tick`: its id is the tick's time, so every replica emits the
 /// same event for the same tick.
 pub(crate) fn cron_event(plan: &SourcePlan, tick: chrono::DateTime<Utc>) -> CloudEvent {
     let when = tick.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let mut event = new_event(plan, &when, CRON_TYPE);
+    let mut event = plan.new_event(&when, CRON_TYPE);
     event.set("time", &when);
     if let Kind::Cron {
         data: Some(data),
@@ -233,7 +224,7 @@ pub(crate) fn nats_event(plan: &SourcePlan, message: &async_nats::Message) -> Cl
             .map(|v| v.as_str().to_owned())
     };
     let id = header("Nats-Msg-Id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut event = new_event(plan, &id, NATS_TYPE);
+    let mut event = plan.new_event(&id, NATS_TYPE);
     event.set("subject", message.subject.as_str());
     event.set(
         "datacontenttype",

@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use crate::plan::{Kind, SourcePlan, extension_name};
-use crate::run::new_event;
 use crate::signature;
 use crate::sink::Sender;
 
@@ -113,7 +112,7 @@ async fn receive(
         .get("x-github-delivery")
         .and_then(|v| v.to_str().ok())
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let mut event = new_event(plan, &id, event_type);
+    let mut event = plan.new_event(&id, event_type);
     if let Some(content_type) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
