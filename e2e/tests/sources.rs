@@ -227,9 +227,9 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
             let js = js.clone();
             let (stream, durable) = (stream.clone(), durable.clone());
             async move {
-                let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                let consumer: async_nats::jetstream::consumer::PullConsumer =
                     js.get_consumer_from_stream(&durable, &stream).await.ok()?;
-                let info = consumer.info().await.ok()?;
+                let info = consumer.cached_info();
                 (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
             }
         })

@@ -165,11 +165,12 @@ async fn measure(
     let namespace = trigger.namespace().unwrap_or_default();
     let stream = naming::stream_name(&namespace, &trigger.spec.broker);
     let name = naming::consumer_name(&trigger.name_any());
-    let mut consumer = ctx
+    // Getting the consumer is one CONSUMER.INFO request; its answer is the measurement.
+    let consumer = ctx
         .jetstream
         .get_consumer_from_stream::<pull::Config, _, _>(&name, &stream)
         .await?;
-    let info = consumer.info().await?;
+    let info = consumer.cached_info();
     let mut subjects = info.config.filter_subjects.clone();
     if !info.config.filter_subject.is_empty() {
         subjects.push(info.config.filter_subject.clone());
