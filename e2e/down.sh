@@ -5,7 +5,7 @@ set -Euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export STATE=${HERALD_DEV_STATE:-/tmp/herald-dev}
 starttime() { [[ -r /proc/$1/stat ]] && sed 's/^.*) //' "/proc/$1/stat" | cut -d' ' -f20; }
-for name in herald-display herald-dispatcher herald-operator herald-ingress; do
+for name in herald-display herald-sources herald-dispatcher herald-operator herald-ingress; do
   record=$STATE/$name.pid
   if [[ -s $record ]] && read -r pid st <"$record" && [[ $(starttime "$pid" 2>/dev/null) == "$st" ]]; then
     kill -TERM "$pid" && echo "stopping $name (pid $pid)" >&2

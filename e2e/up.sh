@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # e2e/up.sh - bring up a complete local Herald and leave it running:
 #   a real control plane (kube-apiserver, etcd, kube-controller-manager),
-#   nats-server with JetStream, the Herald CRDs, operator, ingress and dispatcher,
+#   nats-server with JetStream, the Herald CRDs, operator, ingress, dispatcher and the
+#   EventSource adapter,
 #   examples/, and a `herald display` subscriber behind a Trigger; then it sends an
 #   event with `herald send` and shows it delivered through the Trigger.
 # Calling it again reuses whatever already runs. Stop everything with e2e/down.sh.
@@ -51,12 +52,15 @@ else
     --listen "127.0.0.1:$(<"$STATE/herald-ingress.port")" --metrics-addr "127.0.0.1:$(free_port)"
 fi
 INGRESS_URL=http://127.0.0.1:$(<"$STATE/herald-ingress.port")
+[[ -f $STATE/herald-sources.port ]] || echo "$(free_port)" >"$STATE/herald-sources.port"
+SOURCES_URL=http://127.0.0.1:$(<"$STATE/herald-sources.port")
 
 if running herald-operator; then
   say "operator already running"
 else
   kubectl get namespace herald-system >/dev/null 2>&1 || kubectl create namespace herald-system >&2
   start herald-operator operator --nats-url "$HERALD_NATS_URL" --ingress-url "$INGRESS_URL" \
+    --sources-url "$SOURCES_URL" \
     --metrics-addr "127.0.0.1:$(free_port)" --identity "dev-$(hostname)"
 fi
 
@@ -64,6 +68,12 @@ if running herald-dispatcher; then
   say "dispatcher already running"
 else
   start herald-dispatcher dispatcher --nats-url "$HERALD_NATS_URL" --metrics-addr "127.0.0.1:$(free_port)"
+fi
+if running herald-sources; then
+  say "sources adapter already running"
+else
+  start herald-sources sources --nats-url "$HERALD_NATS_URL" \
+    --listen "127.0.0.1:$(<"$STATE/herald-sources.port")" --metrics-addr "127.0.0.1:$(free_port)"
 fi
 if running herald-display; then
   say "display subscriber already running"
