@@ -116,12 +116,16 @@ async def main() -> int:
             (op, "create", "subjectaccessreviews.authorization.k8s.io", other, True),
             (op, "update", "leases.coordination.k8s.io", ns, True),
             (op, "update", "leases.coordination.k8s.io", other, False),
-            (op, "get", "secrets", other, False),
+            (op, "get", "secrets", other, True),
+            (op, "list", "secrets", other, False),
             (op, "delete", "deployments.apps", other, False),
             (op, "create", "pods", other, False),
             (ing, "list", "brokers.eventing.herald.dev", other, True),
             (ing, "patch", "brokers.eventing.herald.dev", other, False),
             (ing, "list", "triggers.eventing.herald.dev", other, False),
+            (ing, "create", "tokenreviews.authentication.k8s.io", other, True),
+            (ing, "get", "secrets", other, False),
+            (disp, "create", "tokenreviews.authentication.k8s.io", other, False),
             (disp, "watch", "triggers.eventing.herald.dev", other, True),
             (disp, "create", "deployments.apps", other, False),
             (disp, "get", "secrets", other, False),
@@ -146,7 +150,12 @@ async def main() -> int:
         expect(dashboard["metadata"]["labels"].get("grafana_dashboard") == "1" and len(panels) > 10,
                f"Grafana dashboard ConfigMap for the sidecar ({len(panels)} panels)")
         expect(env.get("HERALD_WATCH_NAMESPACE") == other, "components watch only that namespace")
-        expect(not get("clusterroles", None, selector), "no ClusterRoles when one namespace is watched")
+        cluster_roles = sorted(r["metadata"]["name"] for r in get("clusterroles", None, selector))
+        expect(cluster_roles == [f"{full}-ingress-reviews", f"{full}-operator-reviews"],
+               f"one namespace watched: ClusterRoles only for the cluster-scoped reviews ({cluster_roles})")
+        expect(can(op, ns, "create", "subjectaccessreviews.authorization.k8s.io", other)
+               and can(ing, ns, "create", "tokenreviews.authentication.k8s.io", other),
+               "... which still work: operator SubjectAccessReview, ingress TokenReview")
         expect(can(op, ns, "create", "deployments.apps", other), "operator may create Deployments there")
         expect(not can(op, ns, "create", "deployments.apps", "default"), "... and nowhere else")
 

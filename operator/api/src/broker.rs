@@ -5,6 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{BrokerAuth, BrokerAuthStatus};
 use crate::common::{Addressable, DeliverySpec};
 use crate::conditions::Condition;
 
@@ -32,6 +33,12 @@ use crate::conditions::Condition;
     ),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.address.url"),
     printcolumn(
+        name = "Auth",
+        type_ = "string",
+        json_path = ".status.auth.policy",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Stream",
         type_ = "string",
         json_path = ".status.streamName",
@@ -51,6 +58,9 @@ pub struct BrokerSpec {
     /// Default delivery policy for Triggers of this Broker that do not set their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliverySpec>,
+    /// Who may send events; without it, anyone who can reach the ingress may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<BrokerAuth>,
 }
 
 /// Where JetStream keeps the events.
@@ -159,6 +169,9 @@ pub struct BrokerStatus {
     /// Subjects of that stream.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
+    /// The sender authentication in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<BrokerAuthStatus>,
 }
 
 /// Condition types a Broker reports.

@@ -19,6 +19,7 @@
 // kube's `printcolumn(...)` attributes repeat `type_ = ...` per column by design.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod auth;
 pub mod broker;
 pub mod common;
 pub mod conditions;

@@ -71,6 +71,13 @@ pub enum Error {
         /// JetStream's explanation.
         message: String,
     },
+    /// The Secret holding a Broker's static bearer token is missing or lacks the key;
+    /// retried, since the Secret may be created or fixed at any time.
+    #[error("the bearer token cannot be read: {0}")]
+    BearerTokenUnavailable(String),
+    /// A Broker's static bearer token is too short to be safe; retried like a missing one.
+    #[error("{0}")]
+    BearerTokenTooShort(String),
     /// The Kubernetes API failed.
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
@@ -94,6 +101,8 @@ impl Error {
             Self::InvalidConsumer(_) => "InvalidConsumer",
             Self::DeploymentRejected(_) => "DeploymentRejected",
             Self::DeploymentNotOwned(_) => "DeploymentNotOwned",
+            Self::BearerTokenUnavailable(_) => "BearerTokenUnavailable",
+            Self::BearerTokenTooShort(_) => "BearerTokenTooShort",
             Self::Kube(_) => "KubernetesError",
             Self::Finalizer(_) => "FinalizerError",
         }
@@ -104,7 +113,11 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::NatsUnavailable(_) | Self::Kube(_) | Self::Finalizer(_)
+            Self::NatsUnavailable(_)
+                | Self::Kube(_)
+                | Self::Finalizer(_)
+                | Self::BearerTokenUnavailable(_)
+                | Self::BearerTokenTooShort(_)
         )
     }
 }

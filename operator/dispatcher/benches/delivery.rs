@@ -171,6 +171,7 @@ async fn start_ingress(
     });
     let ingress = Arc::new(AppState {
         brokers: BrokerIndex::fixed(vec![broker]),
+        auth: herald_ingress::auth::Authenticator::new(None),
         nats: herald_runtime::nats::NatsConnection {
             client: client.clone(),
             state_changes: tokio::sync::watch::channel(1).1,

@@ -21,7 +21,8 @@ use hyper_util::rt::TokioExecutor;
 #[command(after_help = "Examples:\n  \
 herald send --to default/orders --type com.example.order.created --data '{\"id\":42}'\n  \
 herald send --url http://localhost:8080/default/orders --type t --source /me --data-file event.json\n  \
-echo hello | herald send --to team/b --type greeting --content-type text/plain --data-file -")]
+echo hello | herald send --to team/b --type greeting --content-type text/plain --data-file -\n  \
+herald send --to team/secure --type t --token \"$(kubectl create token producer -n team --audience http://ingress/team/secure)\"")]
 pub struct SendArgs {
     /// Broker as `namespace/name` (its address is read from `status.address.url`).
     #[arg(long, conflicts_with = "url", required_unless_present = "url")]
@@ -56,6 +57,18 @@ pub struct SendArgs {
     /// Kubeconfig for resolving `--to` (default: `KUBECONFIG` or in-cluster).
     #[arg(long, env = "HERALD_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// Bearer token for a Broker with `spec.auth` (a ServiceAccount token whose audience
+    /// is the Broker's URL, or the Broker's static token).
+    #[arg(
+        long,
+        env = "HERALD_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// Read the bearer token from this file (e.g. a projected ServiceAccount token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
@@ -160,6 +173,17 @@ async fn resolve(to: &str, kubeconfig: Option<&std::path::Path>) -> Result<Strin
         .ok_or_else(|| format!("Broker {to} has no address yet (is the operator running?)"))
 }
 
+/// The token from `--token` or `--token-file`, if any.
+fn bearer_token(args: &SendArgs) -> Result<Option<String>, String> {
+    match (&args.token, &args.token_file) {
+        (Some(token), _) => Ok(Some(token.trim().to_owned())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|t| Some(t.trim().to_owned()))
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display())),
+        (None, None) => Ok(None),
+    }
+}
+
 async fn send(args: &SendArgs) -> Result<(u16, String), String> {
     let event = build_event(args)?;
     let url = match (&args.url, &args.to) {
@@ -177,6 +201,13 @@ async fn send(args: &SendArgs) -> Result<(u16, String), String> {
         .body(Full::new(body))
         .map_err(|e| format!("bad URL {url}: {e}"))?;
     *request.headers_mut() = headers;
+    if let Some(token) = bearer_token(args)? {
+        let value = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token contains characters a header cannot carry".to_owned())?;
+        request
+            .headers_mut()
+            .insert(hyper::header::AUTHORIZATION, value);
+    }
     let client = Client::builder(TokioExecutor::new()).build_http();
     let response = tokio::time::timeout(Duration::from_secs(args.timeout), client.request(request))
         .await

@@ -297,6 +297,7 @@ async fn start_ingress(client: &async_nats::Client, js: &jetstream::Context) -> 
     let registry = prometheus::Registry::new();
     let state = Arc::new(AppState {
         brokers: BrokerIndex::fixed(vec![ready_broker()]),
+        auth: herald_ingress::auth::Authenticator::new(None),
         nats: herald_runtime::nats::NatsConnection {
             client: client.clone(),
             state_changes: tokio::sync::watch::channel(1).1,

@@ -1,6 +1,8 @@
 //! Which Brokers exist and whether they are Ready, from a reflector cache, so the
 //! request path never waits for the apiserver.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use herald_api::Broker;
 use herald_api::conditions;
@@ -9,14 +11,14 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
 /// What the ingress knows about a Broker address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Lookup {
     /// No such Broker (or it is being deleted).
     Unknown,
     /// The Broker exists but cannot take events; the reason is its Ready condition's.
     NotReady(String),
     /// The Broker takes events.
-    Ready,
+    Ready(Arc<Broker>),
 }
 
 /// A read handle on the Broker cache.
@@ -41,7 +43,7 @@ impl BrokerIndex {
             .map(|s| &s.conditions[..])
             .unwrap_or_default();
         match conditions::find(list, "Ready") {
-            Some(c) if c.is_true() => Lookup::Ready,
+            Some(c) if c.is_true() => Lookup::Ready(broker),
             Some(c) => Lookup::NotReady(c.reason.clone()),
             None => Lookup::NotReady("NotReconciled".into()),
         }

@@ -41,6 +41,15 @@ pub enum Rejection {
     /// possibly a part: resend the whole batch, duplicates are dropped by id).
     #[error("the event was not stored: {0}; retry with the same event id")]
     NatsUnavailable(String),
+    /// The Broker requires authentication and the request has none, or a bad token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The sender is authenticated but not allowed to send to this Broker.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The sender's token cannot be checked right now (the apiserver is unreachable).
+    #[error("cannot check the sender's token: {0}; retry later")]
+    AuthUnavailable(String),
     /// Not POST.
     #[error("only POST is allowed")]
     MethodNotAllowed,
@@ -60,6 +69,9 @@ impl Rejection {
             Self::TypeTooLong(_) => "TypeTooLong",
             Self::TooLarge(_) => "PayloadTooLarge",
             Self::NatsUnavailable(_) => "NatsUnavailable",
+            Self::Unauthenticated(_) => "Unauthenticated",
+            Self::Forbidden(_) => "Forbidden",
+            Self::AuthUnavailable(_) => "AuthUnavailable",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::NotFound => "NotFound",
         }
@@ -68,12 +80,14 @@ impl Rejection {
     fn status(&self) -> StatusCode {
         match self {
             Self::UnknownBroker { .. } | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::BrokerNotReady { .. } | Self::NatsUnavailable(_) => {
+            Self::BrokerNotReady { .. } | Self::NatsUnavailable(_) | Self::AuthUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::InvalidEvent(_) | Self::TypeTooLong(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 }
@@ -92,11 +106,17 @@ impl IntoResponse for Rejection {
             Self::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
-            Self::NatsUnavailable(_) => {
+            Self::NatsUnavailable(_) | Self::AuthUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::BrokerNotReady { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::Unauthenticated(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"herald\""),
+                );
             }
             _ => {}
         }

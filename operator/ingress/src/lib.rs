@@ -4,11 +4,13 @@
 //!
 //! ```text
 //!  request ─▶ brokers (reflector cache: exists? Ready?)
+//!          ─▶ auth (Broker spec.auth: static token hash | TokenReview, cached)
 //!          ─▶ herald_cloudevents::http::decode (binary | structured | batch, validated)
 //!          ─▶ herald_cloudevents::nats::encode + naming::event_subject
 //!          ─▶ JetStream publish (pipelined) ─▶ await acks ─▶ 202
 //! ```
 
+pub mod auth;
 pub mod brokers;
 pub mod config;
 pub mod error;
@@ -51,7 +53,7 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
 
-    let (brokers, watch_brokers) = brokers::watch(client, args.watch_namespace.as_deref());
+    let (brokers, watch_brokers) = brokers::watch(client.clone(), args.watch_namespace.as_deref());
     tokio::spawn(watch_brokers);
     tokio::select! {
         () = brokers.wait_until_ready() => {}
@@ -61,6 +63,7 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
 
     let state = Arc::new(AppState {
         brokers,
+        auth: auth::Authenticator::new(Some(client)),
         nats,
         jetstream,
         metrics,

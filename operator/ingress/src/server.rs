@@ -18,6 +18,7 @@ use herald_api::naming;
 use herald_cloudevents::{http as binding, nats as storage};
 use herald_runtime::nats::NatsConnection;
 
+use crate::auth::Authenticator;
 use crate::brokers::{BrokerIndex, Lookup};
 use crate::error::Rejection;
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub nats: NatsConnection,
     /// JetStream publishing context (pipelined acks).
     pub jetstream: jetstream::Context,
+    /// Sender authentication.
+    pub auth: Authenticator,
     /// Metrics.
     pub metrics: Metrics,
     /// Largest accepted request body.
@@ -113,7 +116,7 @@ async fn accept(
     body: Body,
 ) -> Result<binding::Mode, Rejection> {
     match state.brokers.lookup(namespace, broker) {
-        Lookup::Ready => {}
+        Lookup::Ready(found) => state.auth.check(&found, headers).await?,
         Lookup::Unknown => {
             return Err(Rejection::UnknownBroker {
                 namespace: namespace.to_owned(),

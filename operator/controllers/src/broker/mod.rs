@@ -7,6 +7,7 @@
 //! problems become a condition and wait for a change; NATS trouble is retried with
 //! backoff and healed as soon as NATS reconnects.
 
+pub mod auth;
 pub mod stream;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::Config;
+use herald_api::auth::BrokerAuthStatus;
 use herald_api::broker::condition;
 use herald_api::common::Addressable;
 use herald_api::conditions::{self, Condition, ConditionStatus};
@@ -32,6 +34,8 @@ use crate::error::{Error, retry_delay};
 const KIND: &str = "Broker";
 /// Safety-net resync of a healthy Broker.
 const RESYNC: Duration = Duration::from_secs(300);
+/// Resync of a Broker with a static bearer token, which picks up a rotated Secret.
+const BEARER_TOKEN_RESYNC: Duration = Duration::from_secs(30);
 
 /// Reconciles one Broker.
 #[tracing::instrument(skip_all, fields(namespace = broker.namespace().unwrap_or_default(), name = broker.name_any()))]
@@ -65,9 +69,15 @@ pub fn error_policy(broker: Arc<Broker>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Action, Error> {
-    let outcome = ensure_stream(broker, ctx).await;
+    let url = address_url(
+        &ctx.ingress_url,
+        &broker.namespace().unwrap_or_default(),
+        &broker.name_any(),
+    );
+    let stream = ensure_stream(broker, ctx).await;
+    let auth = auth::resolve(broker, &url, ctx).await;
     let previous = broker.status.clone().unwrap_or_default();
-    let status = build_status(broker, &previous, &outcome, &ctx.ingress_url, &now());
+    let status = build_status(broker, &previous, &stream, &auth, &url, &now());
     let patch = serde_json::json!({
         "apiVersion": "eventing.herald.dev/v1alpha1",
         "kind": KIND,
@@ -80,36 +90,44 @@ async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Acti
     )
     .await?;
 
+    if let Ok(change) = &stream
+        && let Some((reason, note)) = change.event()
+    {
+        ctx.event(broker, EventType::Normal, reason, "ReconcileStream", note)
+            .await;
+    }
     let was_ready = conditions::find(&previous.conditions, condition::READY)
         .map(|c| (c.status, c.reason.clone()));
-    match outcome {
-        Ok(change) => {
-            if let Some((reason, note)) = change.event() {
-                ctx.event(broker, EventType::Normal, reason, "ReconcileStream", note)
-                    .await;
-            }
-            Ok(Action::requeue(RESYNC))
+    let error = match (stream, auth) {
+        (Err(e), _) | (Ok(_), Err(e)) => e,
+        (Ok(_), Ok(auth)) if auth.bearer_token_sha256.is_some() => {
+            // The token Secret is not watched: look again soon so a rotation lands.
+            return Ok(Action::requeue(BEARER_TOKEN_RESYNC));
         }
-        Err(e) => {
-            if was_ready != Some((ConditionStatus::False, e.reason().to_owned())) {
-                ctx.event(
-                    broker,
-                    EventType::Warning,
-                    e.reason(),
-                    "ReconcileStream",
-                    e.to_string(),
-                )
-                .await;
-            }
-            if e.is_transient() {
-                Err(e)
-            } else {
-                // A spec problem: retrying cannot help; the next spec change triggers a reconcile.
-                ctx.metrics.failure(KIND, e.reason());
-                Ok(Action::requeue(RESYNC))
-            }
-        }
+        (Ok(_), Ok(_)) => return Ok(Action::requeue(RESYNC)),
+    };
+    if was_ready != Some((ConditionStatus::False, error.reason().to_owned())) {
+        ctx.event(
+            broker,
+            EventType::Warning,
+            error.reason(),
+            "Reconcile",
+            error.to_string(),
+        )
+        .await;
     }
+    if error.is_transient() {
+        Err(error)
+    } else {
+        // A spec problem: retrying cannot help; the next spec change triggers a reconcile.
+        ctx.metrics.failure(KIND, error.reason());
+        Ok(Action::requeue(RESYNC))
+    }
+}
+
+/// Where producers send events for Broker `namespace/name`.
+fn address_url(ingress_url: &str, namespace: &str, name: &str) -> String {
+    format!("{}/{namespace}/{name}", ingress_url.trim_end_matches('/'))
 }
 
 /// What `ensure_stream` did.
@@ -251,59 +269,59 @@ async fn cleanup(broker: &Broker, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
-/// The Broker's status after a reconcile with `outcome` (pure).
+/// The Broker's status after a reconcile with these outcomes (pure).
 fn build_status(
     broker: &Broker,
     previous: &BrokerStatus,
-    outcome: &Result<StreamChange, Error>,
-    ingress_url: &str,
+    stream: &Result<StreamChange, Error>,
+    auth: &Result<BrokerAuthStatus, Error>,
+    url: &str,
     now: &str,
 ) -> BrokerStatus {
     let namespace = broker.namespace().unwrap_or_default();
     let name = broker.name_any();
-    let desired = match outcome {
-        Ok(change) => vec![
-            Condition::new(
-                condition::STREAM_READY,
-                ConditionStatus::True,
-                "StreamReady",
-                stream::describe(change.config()),
-            ),
-            Condition::new(
-                condition::READY,
-                ConditionStatus::True,
-                "Ready",
-                "accepting events",
-            ),
-        ],
-        Err(e) => vec![
-            Condition::new(
-                condition::STREAM_READY,
-                ConditionStatus::False,
-                e.reason(),
-                e.to_string(),
-            ),
-            Condition::new(
-                condition::READY,
-                ConditionStatus::False,
-                e.reason(),
-                e.to_string(),
-            ),
-        ],
+    let stream_ready = match stream {
+        Ok(change) => Condition::new(
+            condition::STREAM_READY,
+            ConditionStatus::True,
+            "StreamReady",
+            stream::describe(change.config()),
+        ),
+        Err(e) => Condition::new(
+            condition::STREAM_READY,
+            ConditionStatus::False,
+            e.reason(),
+            e.to_string(),
+        ),
+    };
+    let ready = match (stream, auth) {
+        (Err(e), _) | (Ok(_), Err(e)) => Condition::new(
+            condition::READY,
+            ConditionStatus::False,
+            e.reason(),
+            e.to_string(),
+        ),
+        (Ok(_), Ok(_)) => Condition::new(
+            condition::READY,
+            ConditionStatus::True,
+            "Ready",
+            "accepting events",
+        ),
     };
     BrokerStatus {
         observed_generation: broker.metadata.generation,
         conditions: conditions::merge(
             &previous.conditions,
-            desired,
+            vec![stream_ready, ready],
             now,
             broker.metadata.generation,
         ),
         address: Some(Addressable {
-            url: format!("{}/{namespace}/{name}", ingress_url.trim_end_matches('/')),
+            url: url.to_owned(),
         }),
         stream_name: Some(naming::stream_name(&namespace, &name)),
         subjects: naming::stream_subjects(&namespace, &name),
+        auth: auth.as_ref().ok().cloned(),
     }
 }
 
@@ -323,30 +341,32 @@ mod tests {
         b
     }
 
+    fn created() -> StreamChange {
+        StreamChange::Created(stream::desired_config(&broker()).unwrap())
+    }
+
+    fn open() -> BrokerAuthStatus {
+        BrokerAuthStatus {
+            policy: herald_api::auth::OPEN_POLICY.into(),
+            ..BrokerAuthStatus::default()
+        }
+    }
+
     #[test]
-    fn ready_status_has_address_and_stream() {
-        let b = broker();
-        let cfg = stream::desired_config(&Broker {
-            spec: BrokerSpec {
-                stream: herald_api::broker::StreamSpec {
-                    replicas: 1,
-                    ..Default::default()
-                },
-                delivery: None,
-            },
-            ..b.clone()
-        })
-        .unwrap();
+    fn ready_status_has_address_stream_and_policy() {
+        let url = address_url("http://ingress/", "team", "default");
         let status = build_status(
-            &b,
+            &broker(),
             &BrokerStatus::default(),
-            &Ok(StreamChange::Created(cfg)),
-            "http://ingress/",
+            &Ok(created()),
+            &Ok(open()),
+            &url,
             "t0",
         );
         assert_eq!(status.address.unwrap().url, "http://ingress/team/default");
         assert_eq!(status.stream_name.as_deref(), Some("HERALD_team_default"));
         assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.auth.unwrap().policy, "Open");
         let ready = conditions::find(&status.conditions, condition::READY).unwrap();
         assert!(ready.is_true());
     }
@@ -357,7 +377,8 @@ mod tests {
             &broker(),
             &BrokerStatus::default(),
             &Err(Error::NatsUnavailable("connection refused".into())),
-            "http://ingress",
+            &Ok(open()),
+            "http://ingress/team/default",
             "t0",
         );
         for c in &status.conditions {
@@ -365,5 +386,30 @@ mod tests {
             assert_eq!(c.reason, "NatsUnavailable");
             assert!(c.message.contains("connection refused"));
         }
+    }
+
+    #[test]
+    fn auth_failure_keeps_the_stream_ready_but_not_the_broker() {
+        let status = build_status(
+            &broker(),
+            &BrokerStatus::default(),
+            &Ok(created()),
+            &Err(Error::BearerTokenUnavailable(
+                "Secret team/t does not exist".into(),
+            )),
+            "http://ingress/team/default",
+            "t0",
+        );
+        let stream_ready = conditions::find(&status.conditions, condition::STREAM_READY).unwrap();
+        assert!(stream_ready.is_true());
+        let ready = conditions::find(&status.conditions, condition::READY).unwrap();
+        assert_eq!(ready.status, ConditionStatus::False);
+        assert_eq!(ready.reason, "BearerTokenUnavailable");
+        assert!(
+            ready.message.contains("does not exist"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(status.auth, None);
     }
 }

@@ -182,7 +182,7 @@ mod tests {
             "orders",
             BrokerSpec {
                 stream,
-                delivery: None,
+                ..BrokerSpec::default()
             },
         );
         b.metadata.namespace = Some("shop".into());

@@ -1,0 +1,350 @@
+//! Broker `spec.auth`: ServiceAccount tokens (`TokenReview` with the Broker's URL as
+//! audience, allowed senders) and a static bearer token from a Secret. Real apiserver
+//! (it signs and reviews the tokens), nats-server, operator and ingress.
+
+use std::time::Duration;
+
+use herald_api::Broker;
+use herald_api::broker::condition;
+use herald_api::conditions::ConditionStatus;
+use herald_e2e::http::{Answer, post};
+use herald_e2e::kubectl::{apply, example, kubectl};
+use herald_e2e::stack::Stack;
+use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// A static token long enough for the operator (64 hex characters).
+const STATIC_TOKEN: &str = "5f0c2a9e7d3b41e8a6c2f9d0b7e4a1c35f0c2a9e7d3b41e8a6c2f9d0b7e4a1c3";
+
+/// `kubectl create token`, as a user would get one.
+fn token(ns: &str, service_account: &str, audience: &str) -> String {
+    let out = kubectl(
+        &[
+            "create",
+            "token",
+            service_account,
+            "-n",
+            ns,
+            "--audience",
+            audience,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "kubectl create token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Two service accounts, a token Secret and Broker `secure` that lets in
+/// `<ns>/producer` and the static token.
+fn secure_broker(ns: &str) -> String {
+    format!(
+        r"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: producer}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: stranger}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: broker-token}}
+stringData: {{token: {STATIC_TOKEN}}}
+---
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Broker
+metadata: {{name: secure}}
+spec:
+  auth:
+    serviceAccounts:
+      allowed:
+        - namespace: {ns}
+          name: producer
+    bearerTokenSecretRef: {{name: broker-token, key: token}}
+"
+    )
+}
+
+async fn send(url: &str, id: &str, bearer: Option<&str>) -> Answer {
+    let authorization = bearer.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-type", "auth.test"),
+        ("ce-source", "/e2e"),
+        ("content-type", "application/json"),
+    ];
+    if let Some(value) = &authorization {
+        headers.push(("authorization", value));
+    }
+    post(url, &headers, "{}").await
+}
+
+/// `herald send` to `url`, with `--token` when given.
+fn cli_send(url: &str, token: Option<&str>) -> std::process::Output {
+    let mut command = herald_e2e::process::herald_command();
+    command.args(["send", "--url", url, "--type", "auth.cli", "--data", "{}"]);
+    if let Some(t) = token {
+        command.args(["--token", t]);
+    }
+    command.output().expect("herald send runs")
+}
+
+fn assert_refused(answer: &Answer, status: u16, reason: &str, mentions: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.json()["error"], reason, "{}", answer.body);
+    let message = answer.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains(mentions),
+        "{message:?} should mention {mentions:?}"
+    );
+}
+
+#[tokio::test]
+async fn only_allowed_senders_get_in() {
+    with_temp_ns("auth", |client, ns| async move {
+        let herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
+        apply(&ns, &secure_broker(&ns));
+        let brokers = herald.brokers.clone();
+        let secure = await_condition(
+            &brokers,
+            "secure",
+            WAIT,
+            has_condition(condition::READY, ConditionStatus::True, None),
+        )
+        .await;
+        let url = secure
+            .status
+            .as_ref()
+            .unwrap()
+            .address
+            .as_ref()
+            .unwrap()
+            .url
+            .clone();
+        let auth = secure
+            .status
+            .as_ref()
+            .unwrap()
+            .auth
+            .clone()
+            .expect("status.auth");
+        assert_eq!(
+            auth.policy,
+            format!(
+                "ServiceAccountToken({ns}/producer) or BearerToken(secret broker-token, key token)"
+            )
+        );
+        assert_eq!(auth.audience.as_deref(), Some(url.as_str()));
+        assert_eq!(
+            auth.bearer_token_sha256.as_deref(),
+            Some(herald_api::auth::token_sha256(STATIC_TOKEN).as_str())
+        );
+        let open = herald.brokers.get_status("default").await.unwrap();
+        assert_eq!(open.status.unwrap().auth.unwrap().policy, "Open");
+
+        // The ingress sees spec.auth through its own watch; wait until it asks for a token.
+        eventually("the ingress enforces the policy", WAIT, || async {
+            (send(&url, "probe", None).await.status == 401).then_some(())
+        })
+        .await;
+
+        let answer = send(&url, "none", None).await;
+        assert_refused(&answer, 401, "Unauthenticated", "Authorization: Bearer");
+        assert!(answer.headers.contains_key("www-authenticate"));
+        assert_refused(
+            &send(&url, "garbage", Some("not-a-token")).await,
+            401,
+            "Unauthenticated",
+            "not accepted",
+        );
+        let elsewhere = token(&ns, "producer", "https://elsewhere.example");
+        assert_refused(
+            &send(&url, "audience", Some(&elsewhere)).await,
+            401,
+            "Unauthenticated",
+            "not valid for",
+        );
+        let stranger = token(&ns, "stranger", &url);
+        assert_refused(
+            &send(&url, "stranger", Some(&stranger)).await,
+            403,
+            "Forbidden",
+            &format!("{ns}/stranger"),
+        );
+        let producer = token(&ns, "producer", &url);
+        for id in ["sa-1", "sa-2"] {
+            // The second one is answered from the review cache.
+            let answer = send(&url, id, Some(&producer)).await;
+            assert_eq!(answer.status, 202, "{}", answer.body);
+        }
+        let answer = send(&url, "static", Some(STATIC_TOKEN)).await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        assert_refused(
+            &send(&url, "wrong-static", Some(&STATIC_TOKEN.replace('5', "6"))).await,
+            401,
+            "Unauthenticated",
+            "not accepted",
+        );
+        // The CLI carries a token too: exit 0 with it, 1 (refused) without.
+        let with = cli_send(&url, Some(&producer));
+        assert_eq!(
+            with.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&with.stdout)
+        );
+        let without = cli_send(&url, None);
+        assert_eq!(without.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&without.stdout).contains("401"));
+
+        // A Broker without spec.auth stays open.
+        let answer = send(&herald.broker_url(), "open", None).await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_example_lets_every_service_account_of_its_namespace_in() {
+    with_temp_ns("auth-example", |client, ns| async move {
+        let herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
+        let token_value = STATIC_TOKEN.repeat(2);
+        let out = kubectl(
+            &[
+                "create",
+                "secret",
+                "generic",
+                "secure-broker-token",
+                "-n",
+                &ns,
+                &format!("--from-literal=token={token_value}"),
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("secure-broker.yaml")).expect("example"),
+        );
+        apply(
+            &ns,
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: anyone}\n",
+        );
+        let secure = await_condition(
+            &herald.brokers,
+            "secure",
+            WAIT,
+            has_condition(condition::READY, ConditionStatus::True, None),
+        )
+        .await;
+        let status = secure.status.unwrap();
+        assert_eq!(
+            status.auth.unwrap().policy,
+            format!(
+                "ServiceAccountToken({ns}/*) or BearerToken(secret secure-broker-token, key token)"
+            )
+        );
+        let url = status.address.unwrap().url;
+        let anyone = token(&ns, "anyone", &url);
+        eventually("the ingress lets the namespace in", WAIT, || async {
+            (send(&url, "anyone", Some(&anyone)).await.status == 202).then_some(())
+        })
+        .await;
+        let answer = send(&url, "static", Some(&token_value)).await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        assert_eq!(send(&url, "none", None).await.status, 401);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_token_secret_keeps_the_broker_from_ready_until_fixed() {
+    with_temp_ns("auth-secret", |client, ns| async move {
+        let herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
+        let broker = r"
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Broker
+metadata: {name: guarded}
+spec:
+  auth:
+    bearerTokenSecretRef: {name: guard-token, key: token}
+";
+        apply(&ns, broker);
+        let brokers = herald.brokers.clone();
+        let missing = await_condition(
+            &brokers,
+            "guarded",
+            WAIT,
+            has_condition(condition::READY, ConditionStatus::False, Some("BearerTokenUnavailable")),
+        )
+        .await;
+        let message = ready_message(&missing);
+        assert!(message.contains("does not exist"), "{message}");
+
+        apply(
+            &ns,
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: guard-token}\nstringData: {token: short}\n",
+        );
+        let short = await_condition(
+            &brokers,
+            "guarded",
+            WAIT,
+            has_condition(condition::READY, ConditionStatus::False, Some("BearerTokenTooShort")),
+        )
+        .await;
+        assert!(ready_message(&short).contains("at least 32"), "{}", ready_message(&short));
+
+        apply(
+            &ns,
+            &format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: guard-token}}\nstringData: {{token: {STATIC_TOKEN}}}\n"),
+        );
+        let ready = await_condition(
+            &brokers,
+            "guarded",
+            Duration::from_secs(60),
+            has_condition(condition::READY, ConditionStatus::True, None),
+        )
+        .await;
+        let url = ready.status.unwrap().address.unwrap().url;
+        eventually("the token is accepted", WAIT, || async {
+            (send(&url, "fixed", Some(STATIC_TOKEN)).await.status == 202).then_some(())
+        })
+        .await;
+
+        // A Broker whose spec.auth names no method is a spec error.
+        apply(
+            &ns,
+            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: empty}\nspec: {auth: {}}\n",
+        );
+        await_condition(
+            &brokers,
+            "empty",
+            WAIT,
+            has_condition(condition::READY, ConditionStatus::False, Some("InvalidSpec")),
+        )
+        .await;
+    })
+    .await;
+}
+
+fn ready_message(broker: &Broker) -> String {
+    herald_api::conditions::find(
+        &broker.status.as_ref().unwrap().conditions,
+        condition::READY,
+    )
+    .map(|c| c.message.clone())
+    .unwrap_or_default()
+}
