@@ -139,12 +139,25 @@ async def main() -> int:
 
         print("upgrade: more dispatchers, one watched namespace")
         await helm.Upgrade(cfg).run(release, CHART, wait=False, values={
-            "nats": {"url": NATS_URL}, "dispatcher": {"replicas": 3}, "watchNamespaces": [other],
+            "nats": {"url": NATS_URL, "userSecret": {"name": "nats-user"}, "nkeySecret": {"name": "nats-nkey"},
+                     "tls": {"caSecret": {"name": "nats-ca"}, "clientCertSecret": "nats-client", "required": True}},
+            "dispatcher": {"replicas": 3}, "watchNamespaces": [other],
             "grafanaDashboard": {"enabled": True}})
         d = kubectl("get", "deployment", f"{full}-dispatcher", "-n", ns, "-o", "json")
         spec = json.loads(d)["spec"]
         env = {e["name"]: e.get("value") for e in spec["template"]["spec"]["containers"][0]["env"]}
         expect(spec["replicas"] == 3, "dispatcher scaled to 3 by the upgrade")
+        env_from = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in spec["template"]["spec"]["containers"][0]["env"]}
+        expect(env_from.get("HERALD_NATS_USER") == {"name": "nats-user", "key": "user"}
+               and env_from.get("HERALD_NATS_PASSWORD") == {"name": "nats-user", "key": "password"}
+               and env_from.get("HERALD_NATS_NKEY") == {"name": "nats-nkey", "key": "nkey"},
+               "NATS user/password and NKey seed come from their Secrets")
+        mounts = {m["mountPath"] for m in spec["template"]["spec"]["containers"][0]["volumeMounts"]}
+        expect(env.get("HERALD_NATS_TLS_CA") == "/etc/herald/nats-ca/ca.crt"
+               and env.get("HERALD_NATS_TLS_CERT") == "/etc/herald/nats-client/tls.crt"
+               and env.get("HERALD_NATS_TLS_REQUIRED") == "true"
+               and {"/etc/herald/nats-ca", "/etc/herald/nats-client"} <= mounts,
+               "NATS TLS: CA and client certificate mounted from Secrets, TLS required")
         dashboard = json.loads(kubectl("get", "configmap", f"{full}-dashboard", "-n", ns, "-o", "json"))
         panels = json.loads(dashboard["data"]["herald.json"])["panels"]
         expect(dashboard["metadata"]["labels"].get("grafana_dashboard") == "1" and len(panels) > 10,

@@ -22,6 +22,7 @@ pub mod http;
 pub mod kubectl;
 pub mod process;
 pub mod runner;
+pub mod secure_nats;
 pub mod stack;
 pub mod subscriber;
 

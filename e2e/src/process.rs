@@ -37,7 +37,7 @@ pub(crate) fn herald_bin() -> PathBuf {
     )
 }
 
-async fn wait_for_port(port: u16, what: &str) {
+pub(crate) async fn wait_for_port(port: u16, what: &str) {
     for _ in 0..150 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -91,6 +91,7 @@ impl Operator {
         let child = Command::new(herald_bin())
             .arg("operator")
             .args(["--nats-url", nats_url])
+            .envs(crate::secure_nats::client_env_for(nats_url))
             .args(["--watch-namespace", namespace])
             .args(["--lease-namespace", namespace])
             .args(["--lease-duration", "4s"])
@@ -177,6 +178,7 @@ impl Ingress {
         Command::new(herald_bin())
             .arg("ingress")
             .args(["--nats-url", nats_url])
+            .envs(crate::secure_nats::client_env_for(nats_url))
             .args(["--watch-namespace", namespace])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
@@ -223,6 +225,7 @@ impl Dispatcher {
         let child = Command::new(herald_bin())
             .arg("dispatcher")
             .args(["--nats-url", nats_url])
+            .envs(crate::secure_nats::client_env_for(nats_url))
             .args(["--watch-namespace", namespace])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .stdout(log_file(&format!("{namespace}-dispatcher-{metrics_port}")))
@@ -276,6 +279,7 @@ impl Sources {
         let child = Command::new(herald_bin())
             .arg("sources")
             .args(["--nats-url", nats_url])
+            .envs(crate::secure_nats::client_env_for(nats_url))
             .args(["--watch-namespace", namespace])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])

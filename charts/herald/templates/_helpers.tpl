@@ -52,6 +52,21 @@ app.kubernetes.io/component: {{ index . 1 }}
       name: {{ .Values.nats.tokenSecret.name }}
       key: {{ .Values.nats.tokenSecret.key }}
 {{- end }}
+{{- with .Values.nats.userSecret }}{{ if .name }}
+- name: HERALD_NATS_USER
+  valueFrom:
+    secretKeyRef: {name: {{ .name }}, key: {{ .userKey }}}
+- name: HERALD_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ .name }}, key: {{ .passwordKey }}}
+{{- end }}{{ end }}
+{{- if .Values.nats.nkeySecret.name }}
+- name: HERALD_NATS_NKEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.nats.nkeySecret.name }}
+      key: {{ .Values.nats.nkeySecret.key }}
+{{- end }}
 {{- if .Values.nats.tls.caSecret.name }}
 - name: HERALD_NATS_TLS_CA
   value: /etc/herald/nats-ca/{{ .Values.nats.tls.caSecret.key }}

@@ -89,8 +89,10 @@ async fn tail(args: &TailArgs) -> Result<(), String> {
                 .map_err(|e| format!("--filter: {e}"))
         })
         .transpose()?;
-    let client = async_nats::ConnectOptions::new()
-        .name("herald tail")
+    let options = async_nats::ConnectOptions::new().name("herald tail");
+    let client = herald_runtime::nats::with_security(options, &args.nats)
+        .await
+        .map_err(|e| e.to_string())?
         .connect(&args.nats.urls)
         .await
         .map_err(|e| {

@@ -22,6 +22,20 @@ pub struct NatsArgs {
     /// NATS authentication token.
     #[arg(long = "nats-token", env = "HERALD_NATS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// NATS user name; needs --nats-password.
+    #[arg(long = "nats-user", env = "HERALD_NATS_USER", requires = "password")]
+    pub user: Option<String>,
+    /// NATS password for --nats-user.
+    #[arg(
+        long = "nats-password",
+        env = "HERALD_NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
+    pub password: Option<String>,
+    /// NATS NKey seed (`SU...`): the client signs the server's challenge with it.
+    #[arg(long = "nats-nkey", env = "HERALD_NATS_NKEY", hide_env_values = true)]
+    pub nkey: Option<String>,
     /// CA certificate (PEM) to verify the NATS server's TLS certificate.
     #[arg(long = "nats-tls-ca", env = "HERALD_NATS_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -64,6 +78,41 @@ impl NatsConnection {
     }
 }
 
+/// Applies the credentials and TLS settings of `args` to `options`: what every
+/// connection to NATS needs, whether long-lived (components) or one-shot (`herald tail`).
+pub async fn with_security(
+    mut options: async_nats::ConnectOptions,
+    args: &NatsArgs,
+) -> anyhow::Result<async_nats::ConnectOptions> {
+    if let Some(creds) = &args.creds {
+        options = options.credentials_file(creds).await.map_err(|e| {
+            anyhow::anyhow!("cannot read NATS credentials {}: {e}", creds.display())
+        })?;
+    }
+    if let Some(token) = &args.token {
+        options = options.token(token.clone());
+    }
+    if let (Some(user), Some(password)) = (&args.user, &args.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(seed) = &args.nkey {
+        // Checked here: a bad seed would otherwise only show as endless reconnects.
+        nkeys::KeyPair::from_seed(seed.trim())
+            .map_err(|e| anyhow::anyhow!("--nats-nkey is not an NKey seed: {e}"))?;
+        options = options.nkey(seed.trim().to_owned());
+    }
+    if let Some(ca) = &args.tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if args.tls_required {
+        options = options.require_tls(true);
+    }
+    Ok(options)
+}
+
 /// Connects to NATS. Does not wait for the server: when it is down, the client keeps
 /// trying in the background, so a component starts and reports NATS as unavailable
 /// instead of crash-looping.
@@ -95,23 +144,7 @@ pub async fn connect(args: &NatsArgs, client_name: &str) -> anyhow::Result<NatsC
                 }
             }
         });
-    if let Some(creds) = &args.creds {
-        options = options.credentials_file(creds).await.map_err(|e| {
-            anyhow::anyhow!("cannot read NATS credentials {}: {e}", creds.display())
-        })?;
-    }
-    if let Some(token) = &args.token {
-        options = options.token(token.clone());
-    }
-    if let Some(ca) = &args.tls_ca {
-        options = options.add_root_certificates(ca.clone());
-    }
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        options = options.add_client_certificate(cert.clone(), key.clone());
-    }
-    if args.tls_required {
-        options = options.require_tls(true);
-    }
+    options = with_security(options, args).await?;
     let client = options
         .connect(&args.urls)
         .await
