@@ -71,6 +71,7 @@ async def main() -> int:
             ({"nats": {"url": "http://nats:4222"}}, "url"),
             ({"watchNamespaces": ["a", "b"]}, "watchNamespaces"),
             ({"ingress": {"service": {"type": "Ingress"}}}, "type"),
+            ({"ingress": {"readTimeout": "soon"}}, "readTimeout"),
             ({"no-such-value": 1}, "no-such-value"),
         ]:
             try:
@@ -101,6 +102,12 @@ async def main() -> int:
             expect(env.get("HERALD_NATS_URL") == NATS_URL, f"{component}: NATS URL from values")
             expect(pod["serviceAccountName"] == f"{full}-{component}",
                    f"{component}: its own ServiceAccount")
+        ingress_args = deployments[f"{full}-ingress"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        herald_bin = os.environ.get("HERALD_BIN", os.path.join(os.path.dirname(CHART), "..", "target", "debug", "herald"))
+        parsed = subprocess.run([herald_bin, *ingress_args, "--help"], capture_output=True, text=True)
+        expect("--read-timeout=15s" in ingress_args and "--max-concurrent-per-broker=1024" in ingress_args
+               and parsed.returncode == 0,
+               f"ingress limits passed as flags the binary accepts: {ingress_args} {parsed.stderr.strip()}")
         services = {s["metadata"]["name"] for s in get("services", ns, selector)}
         expect(f"{full}-ingress" in services and f"{full}-sources" in services, "ingress and sources Services")
         expect(len(get("poddisruptionbudgets", ns, selector)) == 4, "a PodDisruptionBudget per component")

@@ -179,8 +179,15 @@ async fn start_ingress(
         jetstream: js.clone(),
         metrics: herald_ingress::metrics::Metrics::register(registry).unwrap(),
         max_body_bytes: 1 << 20,
+        body_timeout: std::time::Duration::from_secs(15),
+        per_broker: herald_ingress::limits::BrokerConcurrency::new(0),
     });
-    let addr = herald_ingress::server::spawn_local(ingress).await.unwrap();
+    let addr = herald_ingress::server::spawn_local(
+        ingress,
+        herald_ingress::limits::ConnectionLimits::default(),
+    )
+    .await
+    .unwrap();
     format!("http://{addr}/{NAMESPACE}/{BROKER}").into()
 }
 

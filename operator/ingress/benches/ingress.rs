@@ -305,8 +305,15 @@ async fn start_ingress(client: &async_nats::Client, js: &jetstream::Context) -> 
         jetstream: js.clone(),
         metrics: Metrics::register(&registry).unwrap(),
         max_body_bytes: 4 << 20,
+        body_timeout: std::time::Duration::from_secs(15),
+        per_broker: herald_ingress::limits::BrokerConcurrency::new(0),
     });
-    let addr = herald_ingress::server::spawn_local(state).await.unwrap();
+    let addr = herald_ingress::server::spawn_local(
+        state,
+        herald_ingress::limits::ConnectionLimits::default(),
+    )
+    .await
+    .unwrap();
     format!("http://{addr}/{NAMESPACE}/{BROKER}").into()
 }
 

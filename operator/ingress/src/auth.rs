@@ -7,7 +7,7 @@
 //! one review a minute, not one per request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, header};
@@ -101,7 +101,11 @@ impl Authenticator {
             .finalize()
             .into();
         let now = Instant::now();
-        if let Some((expires, review)) = self.cache.lock().expect("cache lock").get(&key)
+        if let Some((expires, review)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
             && *expires > now
         {
             return Ok(review.clone());
@@ -135,7 +139,7 @@ impl Authenticator {
             Review::Authenticated(_) => ACCEPTED_TTL.min(time_left(token)),
             Review::Refused(_) => REFUSED_TTL,
         };
-        let mut cache = self.cache.lock().expect("cache lock");
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_CACHED_REVIEWS {
             cache.retain(|_, (expires, _)| *expires > now);
             if cache.len() >= MAX_CACHED_REVIEWS {

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use herald_runtime::nats::NatsArgs;
 use herald_runtime::telemetry::LogFormat;
@@ -31,7 +32,24 @@ pub struct IngressArgs {
     /// Most JetStream publishes awaiting their ack at once (shared by all requests).
     #[arg(long, env = "HERALD_MAX_ACKS_IN_FLIGHT", default_value_t = 16_384)]
     pub max_acks_in_flight: usize,
+    /// Most headers in a request; more get 431.
+    #[arg(long, env = "HERALD_MAX_HEADERS", default_value_t = crate::limits::DEFAULT_MAX_HEADERS)]
+    pub max_headers: usize,
+    /// Most bytes of request line plus headers; more get 431.
+    #[arg(long, env = "HERALD_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Time a client has to send the headers (else the connection is closed) and,
+    /// again, the body (else 408), e.g. `15s`.
+    #[arg(long, env = "HERALD_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+    /// Most requests in flight per Broker; more get 429 with `Retry-After` (0: no limit).
+    #[arg(long, env = "HERALD_MAX_CONCURRENT_PER_BROKER", default_value_t = 1024)]
+    pub max_concurrent_per_broker: usize,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    herald_api::duration::parse(s).map_err(|e| e.to_string())
 }

@@ -50,6 +50,12 @@ pub enum Rejection {
     /// The sender's token cannot be checked right now (the apiserver is unreachable).
     #[error("cannot check the sender's token: {0}; retry later")]
     AuthUnavailable(String),
+    /// The Broker has as many requests in flight as allowed.
+    #[error("this Broker already has {0} requests in flight, the most allowed; retry shortly")]
+    TooManyRequests(usize),
+    /// The client did not send the body in time.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// Not POST.
     #[error("only POST is allowed")]
     MethodNotAllowed,
@@ -69,6 +75,8 @@ impl Rejection {
             Self::TypeTooLong(_) => "TypeTooLong",
             Self::TooLarge(_) => "PayloadTooLarge",
             Self::NatsUnavailable(_) => "NatsUnavailable",
+            Self::TooManyRequests(_) => "TooManyRequests",
+            Self::BodyTimeout(_) => "RequestTimeout",
             Self::Unauthenticated(_) => "Unauthenticated",
             Self::Forbidden(_) => "Forbidden",
             Self::AuthUnavailable(_) => "AuthUnavailable",
@@ -87,6 +95,8 @@ impl Rejection {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
@@ -106,7 +116,7 @@ impl IntoResponse for Rejection {
             Self::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
-            Self::NatsUnavailable(_) | Self::AuthUnavailable(_) => {
+            Self::NatsUnavailable(_) | Self::AuthUnavailable(_) | Self::TooManyRequests(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::BrokerNotReady { .. } => {

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod brokers;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 
@@ -68,14 +69,25 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
         jetstream,
         metrics,
         max_body_bytes: args.max_body_bytes,
+        body_timeout: args.read_timeout,
+        per_broker: limits::BrokerConcurrency::new(args.max_concurrent_per_broker),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(addr = %args.listen, "accepting events at POST /<namespace>/<broker>");
-    axum::serve(listener, server::router(state))
-        .with_graceful_shutdown(fired(shutdown))
-        .await?;
+    let connection_limits = limits::ConnectionLimits {
+        max_headers: args.max_headers,
+        max_header_bytes: args.max_header_bytes,
+        header_read_timeout: args.read_timeout,
+    };
+    limits::serve(
+        listener,
+        server::router(state),
+        connection_limits,
+        fired(shutdown),
+    )
+    .await;
     let _ = admin.await;
     tracing::info!("stopped");
     Ok(())

@@ -2,7 +2,8 @@
 //!
 //! Publishing is pipelined: every event of every concurrent request goes to the one
 //! shared NATS connection without waiting, and each request then awaits only its own
-//! acks. No lock is taken on the request path; the Broker lookup reads a cache.
+//! acks. The Broker lookup reads a cache; the only lock on the request path is the
+//! short one around the per-Broker in-flight count.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +22,7 @@ use herald_runtime::nats::NatsConnection;
 use crate::auth::Authenticator;
 use crate::brokers::{BrokerIndex, Lookup};
 use crate::error::Rejection;
+use crate::limits::{BrokerConcurrency, ConnectionLimits};
 use crate::metrics::Metrics;
 
 /// Longest subject the ingress publishes to (NATS' default control line is 4 KiB).
@@ -40,6 +42,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Time a client has to send the body.
+    pub body_timeout: std::time::Duration,
+    /// Requests in flight per Broker.
+    pub per_broker: BrokerConcurrency,
 }
 
 /// The ingress routes.
@@ -115,6 +121,9 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<binding::Mode, Rejection> {
+    let Some(_slot) = state.per_broker.acquire(namespace, broker) else {
+        return Err(Rejection::TooManyRequests(state.per_broker.max()));
+    };
     match state.brokers.lookup(namespace, broker) {
         Lookup::Ready(found) => state.auth.check(&found, headers).await?,
         Lookup::Unknown => {
@@ -131,14 +140,18 @@ async fn accept(
             });
         }
     }
-    let body = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            Rejection::TooLarge(format!(
-                "the request body is larger than {} bytes",
-                state.max_body_bytes
-            ))
-        })?;
+    let body = tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.max_body_bytes),
+    )
+    .await
+    .map_err(|_| Rejection::BodyTimeout(state.body_timeout))?
+    .map_err(|_| {
+        Rejection::TooLarge(format!(
+            "the request body is larger than {} bytes",
+            state.max_body_bytes
+        ))
+    })?;
     let (mode, events) = binding::decode(headers, body)?;
     if !state.nats.is_connected() {
         return Err(Rejection::NatsUnavailable("not connected to NATS".into()));
@@ -200,11 +213,19 @@ async fn accept(
     Ok(mode)
 }
 
-/// Serves `state` on a free loopback port in the background; returns the address
-/// (for benchmarks and tests that run the ingress in process).
-pub async fn spawn_local(state: Arc<AppState>) -> std::io::Result<std::net::SocketAddr> {
+/// Serves `state` on a free loopback port in the background with `limits`; returns
+/// the address (for benchmarks and tests that run the ingress in process).
+pub async fn spawn_local(
+    state: Arc<AppState>,
+    limits: ConnectionLimits,
+) -> std::io::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    tokio::spawn(crate::limits::serve(
+        listener,
+        router(state),
+        limits,
+        std::future::pending(),
+    ));
     Ok(addr)
 }

@@ -1,0 +1,143 @@
+//! Brokers keep their events to themselves, whatever names and types users write:
+//! a Broker named `a.b` next to a Broker `a` that receives type `b.x` (the same NATS
+//! subject if names were joined naively), and event types or Trigger filters made of
+//! NATS wildcards (`>`, `*`) that must match only themselves. A Trigger names its
+//! Broker without a namespace, so it cannot reach another namespace's Broker at all.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use herald_api::Trigger;
+use herald_api::conditions::ConditionStatus::True;
+use herald_api::trigger::condition;
+use herald_e2e::http::post;
+use herald_e2e::kubectl::apply;
+use herald_e2e::stack::Stack;
+use herald_e2e::subscriber::Subscriber;
+use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use kube::Api;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn send(ingress: &str, ns: &str, broker: &str, id: &str, type_: &str) {
+    let answer = post(
+        &format!("{ingress}/{ns}/{broker}"),
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", id),
+            ("ce-type", type_),
+            ("ce-source", "/isolation"),
+            ("content-type", "application/json"),
+        ],
+        "{}",
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{broker} {id}: {}", answer.body);
+}
+
+fn received(subscriber: &Subscriber) -> BTreeSet<String> {
+    subscriber
+        .deliveries()
+        .iter()
+        .map(|(e, _)| e.id().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn look_alike_names_and_wildcard_types_stay_apart() {
+    with_temp_ns("isolation", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let (dotted, wildcard, everything_a) = (
+            Subscriber::accepting().await,
+            Subscriber::accepting().await,
+            Subscriber::accepting().await,
+        );
+        apply(
+            &ns,
+            &format!(
+                r#"
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Broker
+metadata: {{name: a}}
+spec: {{}}
+---
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Broker
+metadata: {{name: a.b}}
+spec: {{}}
+---
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Trigger
+metadata: {{name: on-a-b}}
+spec: {{broker: a.b, subscriber: {{uri: "{}"}}}}
+---
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Trigger
+metadata: {{name: on-a-wildcard}}
+spec:
+  broker: a
+  filter: {{attributes: {{type: ">"}}}}
+  subscriber: {{uri: "{}"}}
+---
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Trigger
+metadata: {{name: on-a}}
+spec: {{broker: a, subscriber: {{uri: "{}"}}}}
+"#,
+                dotted.url, wildcard.url, everything_a.url
+            ),
+        );
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        for name in ["on-a-b", "on-a-wildcard", "on-a"] {
+            await_condition(
+                &triggers,
+                name,
+                WAIT,
+                has_condition(condition::READY, True, None),
+            )
+            .await;
+        }
+        let dotted_broker = stack.brokers.get_status("a.b").await.unwrap();
+        assert_eq!(
+            dotted_broker.status.unwrap().subjects,
+            vec![format!("herald.{ns}.a_b.>")],
+            "a dot in a Broker name must not split the subject"
+        );
+
+        let ingress = stack.ingress.url();
+        for url in [format!("{ingress}/{ns}/a"), format!("{ingress}/{ns}/a.b")] {
+            eventually("the ingress serves the Broker", WAIT, || async {
+                (post(&url, &[("ce-specversion", "1.0")], "").await.status == 400).then_some(())
+            })
+            .await;
+        }
+        send(&ingress, &ns, "a", "a-b.x", "b.x").await;
+        send(&ingress, &ns, "a", "a->", ">").await;
+        send(&ingress, &ns, "a", "a-*", "*").await;
+        send(&ingress, &ns, "a", "a-b.>", "b.>").await;
+        send(&ingress, &ns, "a.b", "ab-x", "x").await;
+
+        everything_a
+            .wait_for("Broker a's catch-all Trigger gets all four", WAIT, |d| {
+                d.len() >= 4
+            })
+            .await;
+        dotted
+            .wait_for("Broker a.b's Trigger gets its event", WAIT, |d| {
+                !d.is_empty()
+            })
+            .await;
+        wildcard
+            .wait_for("the `>` filter gets the `>` event", WAIT, |d| !d.is_empty())
+            .await;
+        // Give strays time to arrive before asserting none did.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(received(&dotted), BTreeSet::from(["ab-x".to_owned()]));
+        assert_eq!(received(&wildcard), BTreeSet::from(["a->".to_owned()]));
+        assert_eq!(
+            received(&everything_a),
+            ["a-b.x", "a->", "a-*", "a-b.>"].map(str::to_owned).into()
+        );
+    })
+    .await;
+}
