@@ -84,6 +84,10 @@ fi
 DISPLAY_URL=http://127.0.0.1:$(<"$STATE/herald-display.port")/
 
 say "applying examples/ to namespace default"
+# examples/secure-broker.yaml reads its static token from this Secret (kept if it exists).
+kubectl get secret -n default secure-broker-token >/dev/null 2>&1 ||
+  kubectl create secret generic -n default secure-broker-token \
+    --from-literal=token="$(openssl rand -hex 32)" >&2
 kubectl apply -n default -f examples/ >&2
 kubectl wait -n default --for condition=Ready --timeout=60s broker/default >&2
 # A Trigger that delivers to the local display subscriber (a cluster would use a

@@ -2,7 +2,9 @@
 //! cluster → dispatcher → subscriber while, one at a time, the ingress, the
 //! dispatcher, the leading operator and the stream leader's NATS node are killed with
 //! SIGKILL and come back. Senders retry 503s and connection errors with the same event
-//! id, as the docs tell producers to. Every event the ingress answered 2xx for must be
+//! id, as the docs tell producers to. A second run does the same on a single
+//! nats-server with a file store: the server itself killed and restarted, then the
+//! kube-apiserver killed and restarted. Every event the ingress answered 2xx for must be
 //! delivered (at least once); duplicates and the longest delivery gap per fault are
 //! printed. `HERALD_CHAOS_EVENTS` sets the event count (default 3,000; the figures in
 //! docs/reliability.md come from 100,000).
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use herald_api::{Broker, Trigger, naming};
 use herald_e2e::kubectl::apply;
-use herald_e2e::process::{NatsCluster, Operator};
+use herald_e2e::process::{NatsCluster, NatsServer, Operator};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
 use herald_e2e::{await_condition, has_condition, with_temp_ns};
@@ -96,30 +98,30 @@ fn longest_gap(samples: &[(Instant, usize)], from: Instant, to: Instant) -> Dura
     gap
 }
 
-#[tokio::test]
-#[allow(clippy::too_many_lines)] // one scenario, told in order
-async fn nothing_accepted_is_lost_while_components_and_nodes_die() {
-    with_temp_ns("chaos", |client, ns| async move {
-        let total = events();
-        let mut cluster = NatsCluster::start(&format!("chaos{}", std::process::id())).await;
-        let mut stack = Stack::start(client.clone(), &ns, &cluster.url()).await;
-        let _standby = Operator::start_with_ingress(&ns, &cluster.url(), "standby", &stack.ingress.url()).await;
-        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: chaos}\nspec:\n  stream: {replicas: 3}\n");
-        let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        await_condition(&brokers, "chaos", WAIT, has_condition("Ready", herald_api::ConditionStatus::True, None)).await;
-        let subscriber = Arc::new(Subscriber::accepting().await);
-        apply(&ns, &format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: sink}}\nspec:\n  broker: chaos\n  subscriber: {{uri: \"{}\"}}\n", subscriber.url));
-        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
-        await_condition(&triggers, "sink", WAIT, has_condition("Ready", herald_api::ConditionStatus::True, None)).await;
+/// Producers and the delivery monitor of one chaos run.
+struct Load {
+    total: usize,
+    accepted: Arc<AtomicUsize>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+    monitor: tokio::task::JoinHandle<()>,
+    samples: Arc<Mutex<Vec<(Instant, usize)>>>,
+    accepted_samples: Arc<Mutex<Vec<(Instant, usize)>>>,
+    started: Instant,
+    faults: Vec<(&'static str, Instant)>,
+}
 
-        let url: Arc<str> = format!("{}/{ns}/chaos", stack.ingress.url()).into();
+impl Load {
+    /// Starts `SENDERS` producers sending `total` events (`e-0`...) to `url`, and a
+    /// monitor sampling accepted and delivered counts every 20 ms.
+    fn start(url: &str, subscriber: Arc<Subscriber>, total: usize) -> Self {
+        let url: Arc<str> = url.into();
         let http: Http = Client::builder(TokioExecutor::new()).build_http();
         let next = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(AtomicUsize::new(0));
-        let started = Instant::now();
-        let senders: Vec<_> = (0..SENDERS)
+        let senders = (0..SENDERS)
             .map(|_| {
-                let (http, url, next, accepted) = (http.clone(), url.clone(), next.clone(), accepted.clone());
+                let (http, url, next, accepted) =
+                    (http.clone(), url.clone(), next.clone(), accepted.clone());
                 tokio::spawn(async move {
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
@@ -132,46 +134,157 @@ async fn nothing_accepted_is_lost_while_components_and_nodes_die() {
                 })
             })
             .collect();
-        // Samples of the delivery count, for the gaps.
         let samples = Arc::new(Mutex::new(Vec::new()));
         let accepted_samples = Arc::new(Mutex::new(Vec::new()));
         let monitor = {
-            let (samples, subscriber) = (samples.clone(), subscriber.clone());
-            let (accepted_samples, accepted) = (accepted_samples.clone(), accepted.clone());
+            let (samples, accepted_samples, accepted) =
+                (samples.clone(), accepted_samples.clone(), accepted.clone());
             tokio::spawn(async move {
                 loop {
                     let count = subscriber.count();
                     let now = Instant::now();
                     samples.lock().unwrap().push((now, count));
-                    accepted_samples.lock().unwrap().push((now, accepted.load(Ordering::Relaxed)));
+                    accepted_samples
+                        .lock()
+                        .unwrap()
+                        .push((now, accepted.load(Ordering::Relaxed)));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             })
         };
-        let wait_for_progress = |fraction: usize| {
-            let accepted = accepted.clone();
-            async move {
-                while accepted.load(Ordering::Relaxed) < total * fraction / 6 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        };
+        Self {
+            total,
+            accepted,
+            senders,
+            monitor,
+            samples,
+            accepted_samples,
+            started: Instant::now(),
+            faults: Vec::new(),
+        }
+    }
 
-        let mut faults: Vec<(&str, Instant)> = Vec::new();
-        wait_for_progress(1).await;
-        faults.push(("ingress killed and restarted", Instant::now()));
+    /// Waits until `parts` of `of` parts of the events are accepted, then records `fault`
+    /// as starting now (the caller then injects it).
+    async fn fault_after(&mut self, parts: usize, of: usize, fault: &'static str) {
+        while self.accepted.load(Ordering::Relaxed) < self.total * parts / of {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.faults.push((fault, Instant::now()));
+    }
+
+    /// Waits for every sender and every delivery; asserts nothing accepted was lost
+    /// and prints duplicates and the longest gaps per fault.
+    async fn finish(self, subscriber: &Subscriber) {
+        let total = self.total;
+        for s in self.senders {
+            s.await.expect("sender");
+        }
+        let sent_in = self.started.elapsed();
+        assert_eq!(
+            self.accepted.load(Ordering::Relaxed),
+            total,
+            "every event was eventually accepted"
+        );
+        let drain = Instant::now();
+        loop {
+            // Counting is cheap; the distinct ids are checked once the count allows it.
+            if subscriber.count() >= total
+                && subscriber
+                    .deliveries()
+                    .iter()
+                    .map(|(e, _)| e.id().to_owned())
+                    .collect::<HashSet<_>>()
+                    .len()
+                    >= total
+            {
+                break;
+            }
+            assert!(
+                drain.elapsed() < Duration::from_secs(300),
+                "accepted events were not all delivered within 300 s"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let end = Instant::now();
+        self.monitor.abort();
+        let deliveries = subscriber.deliveries();
+        let distinct: HashSet<&str> = deliveries.iter().map(|(e, _)| e.id()).collect();
+        let missing = (0..total)
+            .filter(|n| !distinct.contains(format!("e-{n}").as_str()))
+            .count();
+        assert_eq!(missing, 0, "accepted events were lost");
+        let samples = self.samples.lock().unwrap().clone();
+        let accepted_samples = self.accepted_samples.lock().unwrap().clone();
+        println!(
+            "chaos: {total} events accepted in {sent_in:?}, all delivered (lost 0), {} duplicate deliveries",
+            deliveries.len() - distinct.len()
+        );
+        println!("| fault | longest gap in acceptance (ingress 2xx) | longest gap in deliveries |");
+        println!("|---|---:|---:|");
+        for (i, (fault, at)) in self.faults.iter().enumerate() {
+            let until = self.faults.get(i + 1).map_or(end, |(_, next)| *next);
+            println!(
+                "| {fault} | {:.2} s | {:.2} s |",
+                longest_gap(
+                    &accepted_samples,
+                    *at,
+                    until.min(start_of_drain(&accepted_samples, total))
+                )
+                .as_secs_f64(),
+                longest_gap(&samples, *at, until).as_secs_f64()
+            );
+        }
+    }
+}
+
+/// The chaos runs take turns: one restarts the apiserver every test shares.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A Trigger `sink` on `broker` delivering to a new subscriber, Ready.
+async fn sink(client: &kube::Client, ns: &str, broker: &str) -> Arc<Subscriber> {
+    let subscriber = Arc::new(Subscriber::accepting().await);
+    apply(
+        ns,
+        &format!(
+            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: sink}}\nspec:\n  broker: {broker}\n  subscriber: {{uri: \"{}\"}}\n",
+            subscriber.url
+        ),
+    );
+    let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
+    await_condition(
+        &triggers,
+        "sink",
+        WAIT,
+        has_condition("Ready", herald_api::ConditionStatus::True, None),
+    )
+    .await;
+    subscriber
+}
+
+#[tokio::test]
+async fn nothing_accepted_is_lost_while_components_and_nodes_die() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    with_temp_ns("chaos", |client, ns| async move {
+        let mut cluster = NatsCluster::start(&format!("chaos{}", std::process::id())).await;
+        let mut stack = Stack::start(client.clone(), &ns, &cluster.url()).await;
+        let _standby = Operator::start_with_ingress(&ns, &cluster.url(), "standby", &stack.ingress.url()).await;
+        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: chaos}\nspec:\n  stream: {replicas: 3}\n");
+        let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
+        await_condition(&brokers, "chaos", WAIT, has_condition("Ready", herald_api::ConditionStatus::True, None)).await;
+        let subscriber = sink(&client, &ns, "chaos").await;
+        let mut load = Load::start(&format!("{}/{ns}/chaos", stack.ingress.url()), subscriber.clone(), events());
+
+        load.fault_after(1, 6, "ingress killed and restarted").await;
         stack.ingress.restart().await;
-        wait_for_progress(2).await;
-        faults.push(("dispatcher killed and restarted", Instant::now()));
+        load.fault_after(2, 6, "dispatcher killed and restarted").await;
         if let Some(mut d) = stack.dispatcher.take() {
             d.kill().await;
         }
         stack.start_dispatcher().await;
-        wait_for_progress(3).await;
-        faults.push(("leading operator killed (standby takes over)", Instant::now()));
+        load.fault_after(3, 6, "leading operator killed (standby takes over)").await;
         stack.operator.kill().await;
-        wait_for_progress(4).await;
-        faults.push(("stream leader's NATS node killed, restarted 5 s later", Instant::now()));
+        load.fault_after(4, 6, "stream leader's NATS node killed, restarted 5 s later").await;
         let nats = async_nats::connect(cluster.addrs()).await.expect("connect");
         let js = async_nats::jetstream::new(nats);
         let mut stream = js.get_stream(naming::stream_name(&ns, "chaos")).await.expect("stream");
@@ -180,43 +293,69 @@ async fn nothing_accepted_is_lost_while_components_and_nodes_die() {
         node.kill().await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         node.restart().await;
-
-        for s in senders {
-            s.await.expect("sender");
-        }
-        let sent_in = started.elapsed();
-        let accepted_count = accepted.load(Ordering::Relaxed);
-        assert_eq!(accepted_count, total, "every event was eventually accepted");
-        let drain = Instant::now();
-        loop {
-            // Counting is cheap; the distinct ids are checked once the count allows it.
-            if subscriber.count() >= total
-                && subscriber.deliveries().iter().map(|(e, _)| e.id().to_owned()).collect::<HashSet<_>>().len() >= total
-            {
-                break;
-            }
-            assert!(drain.elapsed() < Duration::from_secs(300), "accepted events were not all delivered within 300 s");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        let end = Instant::now();
-        monitor.abort();
-        let deliveries = subscriber.deliveries();
-        let distinct: HashSet<&str> = deliveries.iter().map(|(e, _)| e.id()).collect();
-        let missing = (0..total).filter(|n| !distinct.contains(format!("e-{n}").as_str())).count();
-        assert_eq!(missing, 0, "accepted events were lost");
-        let samples = samples.lock().unwrap().clone();
-        let accepted_samples = accepted_samples.lock().unwrap().clone();
-        println!("chaos: {total} events accepted in {sent_in:?}, all delivered (lost 0), {} duplicate deliveries", deliveries.len() - distinct.len());
-        println!("| fault | longest gap in acceptance (ingress 2xx) | longest gap in deliveries |");
-        println!("|---|---:|---:|");
-        for (i, (fault, at)) in faults.iter().enumerate() {
-            let until = faults.get(i + 1).map_or(end, |(_, next)| *next);
-            println!(
-                "| {fault} | {:.2} s | {:.2} s |",
-                longest_gap(&accepted_samples, *at, until.min(start_of_drain(&accepted_samples, total))).as_secs_f64(),
-                longest_gap(&samples, *at, until).as_secs_f64()
-            );
-        }
+        load.finish(&subscriber).await;
     })
     .await;
+}
+
+#[tokio::test]
+async fn nothing_accepted_is_lost_when_nats_server_and_the_apiserver_restart() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    with_temp_ns("chaos-single", |client, ns| async move {
+        // One nats-server with its file store, as a small installation runs it.
+        let mut nats = NatsServer::start(&format!("chaos-single{}", std::process::id())).await;
+        let stack = Stack::start(client.clone(), &ns, &nats.url()).await;
+        let subscriber = sink(&client, &ns, "default").await;
+        let mut load = Load::start(&stack.broker_url(), subscriber.clone(), events());
+
+        load.fault_after(
+            1,
+            3,
+            "nats-server (single node, file store) killed, restarted 2 s later",
+        )
+        .await;
+        nats.stop().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        nats.restart().await;
+        load.fault_after(2, 3, "kube-apiserver killed and restarted")
+            .await;
+        restart_apiserver().await;
+        load.finish(&subscriber).await;
+    })
+    .await;
+}
+
+/// Kills the control plane's kube-apiserver (SIGKILL) and starts it again through
+/// `e2e/controlplane/up.sh`, which brings back what is missing on the same ports.
+async fn restart_apiserver() {
+    let state = std::env::var("HERALD_CP_STATE")
+        .expect("HERALD_CP_STATE is not set: run through e2e/test.sh");
+    let pids =
+        std::fs::read_to_string(format!("{state}/pids")).expect("the control plane's pids file");
+    let pid = pids
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("kube-apiserver ")?
+                .split(' ')
+                .next()
+                .map(str::to_owned)
+        })
+        .expect("kube-apiserver is recorded");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "kill -9 {pid}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let up = format!("{}/../e2e/controlplane/up.sh", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new(up)
+        .env("STATE", &state)
+        .output()
+        .await
+        .expect("up.sh runs");
+    assert!(
+        out.status.success(),
+        "up.sh could not bring the apiserver back: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -306,7 +306,7 @@ async fn start_ingress(client: &async_nats::Client, js: &jetstream::Context) -> 
         metrics: Metrics::register(&registry).unwrap(),
         max_body_bytes: 4 << 20,
         body_timeout: std::time::Duration::from_secs(15),
-        per_broker: herald_ingress::limits::BrokerConcurrency::new(0),
+        per_broker: herald_ingress::limits::BrokerConcurrency::new(1024),
     });
     let addr = herald_ingress::server::spawn_local(
         state,
