@@ -163,7 +163,12 @@ fn deliverer(
         http: Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build_http(),
-        jetstream: async_nats::jetstream::new(nats.client.clone()),
+        // JetStream API calls (opening a consumer) time out after 2 s instead of the
+        // client's 5 s: while a lost stream leader is replaced they go unanswered, and
+        // a shorter wait retries sooner once the new leader is there.
+        jetstream: async_nats::jetstream::ContextBuilder::new()
+            .timeout(JETSTREAM_API_TIMEOUT)
+            .build(nats.client.clone()),
         metrics: metrics.clone(),
         recorder,
     }
@@ -253,6 +258,12 @@ fn reconcile_loops(
     }
 }
 
+/// How long a JetStream API call of the dispatcher may take.
+const JETSTREAM_API_TIMEOUT: Duration = Duration::from_secs(2);
+/// First and longest pause between attempts to reopen a Trigger's consumer: short,
+/// because an open is one cheap request and every second waited is delivery lost.
+const REOPEN_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+
 /// Pulls a Trigger's consumer and delivers, at most `maxInFlight` at once, until stopped;
 /// reopens the consumer with backoff when the stream breaks.
 pub async fn pull_loop(
@@ -263,11 +274,11 @@ pub async fn pull_loop(
     let max_in_flight = usize::try_from(plan.delivery.max_in_flight)
         .unwrap_or(1)
         .max(1);
-    let mut pause = Duration::from_millis(250);
+    let mut pause = REOPEN_PAUSE.0;
     while !*stop.borrow() {
         match open(&deliverer.jetstream, &plan, max_in_flight).await {
             Ok(mut messages) => {
-                pause = Duration::from_millis(250);
+                pause = REOPEN_PAUSE.0;
                 let mut in_flight = FuturesUnordered::new();
                 let mut errors = 0u32;
                 loop {
@@ -306,7 +317,7 @@ pub async fn pull_loop(
             () = tokio::time::sleep(pause) => {}
             _ = stop.changed() => {}
         }
-        pause = (pause * 2).min(Duration::from_secs(5));
+        pause = (pause * 2).min(REOPEN_PAUSE.1);
     }
 }
 
@@ -315,11 +326,13 @@ async fn open(
     plan: &TriggerPlan,
     batch: usize,
 ) -> anyhow::Result<async_nats::jetstream::consumer::pull::Stream> {
-    let stream = jetstream.get_stream(&plan.stream).await?;
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
-        .get_consumer(&plan.consumer)
+    // One API call (CONSUMER.INFO), answered by the consumer's leader.
+    let consumer: async_nats::jetstream::consumer::PullConsumer = jetstream
+        .get_consumer_from_stream(&plan.consumer, &plan.stream)
         .await
-        .map_err(|e| anyhow::anyhow!("consumer {}: {e}", plan.consumer))?;
+        .map_err(|e| {
+            anyhow::anyhow!("consumer {} of stream {}: {e}", plan.consumer, plan.stream)
+        })?;
     // Short pulls with frequent heartbeats: when the stream's leader moves (a NATS
     // node died), a silent pull is noticed within seconds and the consumer reopened.
     Ok(consumer

@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -64,7 +65,6 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
                     let service = TowerToHyperService::new(app.clone());
                     let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                     tokio::spawn(async move {
@@ -91,16 +91,17 @@ pub async fn serve(
 }
 
 /// Requests in flight per Broker, capped.
+///
+/// One atomic counter per Broker UID, created after the Broker lookup succeeded (so
+/// unknown addresses cannot grow the map) and kept while the process runs. The hot
+/// path takes a shared read lock to find the counter and allocates nothing.
 pub struct BrokerConcurrency {
     max: usize,
-    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    counters: RwLock<HashMap<String, Arc<AtomicUsize>>>,
 }
 
 /// Held while a request for a Broker runs; frees its place when dropped.
-pub struct Slot {
-    key: String,
-    in_flight: Arc<Mutex<HashMap<String, usize>>>,
-}
+pub struct Slot(Option<Arc<AtomicUsize>>);
 
 impl BrokerConcurrency {
     /// At most `max` requests per Broker at once (0: no limit).
@@ -108,7 +109,7 @@ impl BrokerConcurrency {
     pub fn new(max: usize) -> Self {
         Self {
             max,
-            in_flight: Arc::default(),
+            counters: RwLock::default(),
         }
     }
 
@@ -118,48 +119,39 @@ impl BrokerConcurrency {
         self.max
     }
 
-    /// A place for one more request to `namespace/broker`, or `None` when it has
+    /// A place for one more request to the Broker with `uid`, or `None` when it has
     /// `max` already.
     #[must_use]
-    pub fn acquire(&self, namespace: &str, broker: &str) -> Option<Slot> {
+    pub fn acquire(&self, uid: &str) -> Option<Slot> {
         if self.max == 0 {
-            return Some(Slot {
-                key: String::new(),
-                in_flight: Arc::clone(&self.in_flight),
-            });
+            return Some(Slot(None));
         }
-        let key = format!("{namespace}/{broker}");
-        let mut map = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let count = map.entry(key.clone()).or_default();
-        if *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        drop(map);
-        Some(Slot {
-            key,
-            in_flight: Arc::clone(&self.in_flight),
-        })
+        let existing = self
+            .counters
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uid)
+            .cloned();
+        let counter = existing.unwrap_or_else(|| {
+            let mut counters = self
+                .counters
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(counters.entry(uid.to_owned()).or_default())
+        });
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot(Some(counter)))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.key.is_empty() {
-            return;
-        }
-        let mut map = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = map.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.key);
-            }
+        if let Some(counter) = &self.0 {
+            counter.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -171,28 +163,28 @@ mod tests {
     #[test]
     fn each_broker_has_its_own_cap_and_slots_come_back() {
         let limit = BrokerConcurrency::new(2);
-        let a1 = limit.acquire("ns", "a").expect("first");
-        let a2 = limit.acquire("ns", "a").expect("second");
-        assert!(limit.acquire("ns", "a").is_none(), "third is over the cap");
+        let a1 = limit.acquire("uid-a").expect("first");
+        let a2 = limit.acquire("uid-a").expect("second");
+        assert!(limit.acquire("uid-a").is_none(), "third is over the cap");
         assert!(
-            limit.acquire("ns", "b").is_some(),
+            limit.acquire("uid-b").is_some(),
             "another Broker is not affected"
         );
         drop(a1);
-        let a3 = limit.acquire("ns", "a").expect("a place came back");
+        let a3 = limit.acquire("uid-a").expect("a place came back");
         drop((a2, a3));
-        assert!(
-            limit.in_flight.lock().unwrap().is_empty(),
-            "no entries left behind"
+        let counters = limit.counters.read().unwrap();
+        assert_eq!(
+            counters["uid-a"].load(Ordering::Acquire),
+            0,
+            "every place given back"
         );
     }
 
     #[test]
     fn zero_means_unlimited() {
         let limit = BrokerConcurrency::new(0);
-        let slots: Vec<_> = (0..1000)
-            .map(|_| limit.acquire("ns", "a").unwrap())
-            .collect();
+        let slots: Vec<_> = (0..1000).map(|_| limit.acquire("uid-a").unwrap()).collect();
         assert_eq!(slots.len(), 1000);
     }
 }

@@ -121,11 +121,15 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<binding::Mode, Rejection> {
-    let Some(_slot) = state.per_broker.acquire(namespace, broker) else {
-        return Err(Rejection::TooManyRequests(state.per_broker.max()));
-    };
-    match state.brokers.lookup(namespace, broker) {
-        Lookup::Ready(found) => state.auth.check(&found, headers).await?,
+    let _slot = match state.brokers.lookup(namespace, broker) {
+        Lookup::Ready(found) => {
+            let uid = found.metadata.uid.as_deref().unwrap_or_default();
+            let Some(slot) = state.per_broker.acquire(uid) else {
+                return Err(Rejection::TooManyRequests(state.per_broker.max()));
+            };
+            state.auth.check(&found, headers).await?;
+            slot
+        }
         Lookup::Unknown => {
             return Err(Rejection::UnknownBroker {
                 namespace: namespace.to_owned(),
@@ -139,7 +143,7 @@ async fn accept(
                 reason,
             });
         }
-    }
+    };
     let body = tokio::time::timeout(
         state.body_timeout,
         axum::body::to_bytes(body, state.max_body_bytes),
