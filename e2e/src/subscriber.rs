@@ -20,6 +20,8 @@ pub struct Answer {
     pub status: u16,
     /// A CloudEvent to send back (a reply).
     pub reply: Option<CloudEvent>,
+    /// How long to take before answering.
+    pub delay: Duration,
 }
 
 impl Answer {
@@ -29,6 +31,16 @@ impl Answer {
         Self {
             status,
             reply: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// `status`, after taking `delay` (a slow subscriber).
+    #[must_use]
+    pub fn after(status: u16, delay: Duration) -> Self {
+        Self {
+            delay,
+            ..Self::status(status)
         }
     }
 }
@@ -91,6 +103,7 @@ impl Subscriber {
                                         };
                                         let answer = script(&event, nth);
                                         received.lock().unwrap().push((event, answer.status));
+                                        tokio::time::sleep(answer.delay).await;
                                         respond(&answer)
                                     }
                                     Err(e) => Response::builder()

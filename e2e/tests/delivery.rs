@@ -200,8 +200,8 @@ async fn a_reply_reaches_a_second_trigger() {
             reply.set("datacontenttype", "application/json");
             reply.data = Some(bytes::Bytes::from_static(b"{\"ok\":true}"));
             Answer {
-                status: 200,
                 reply: Some(reply),
+                ..Answer::status(200)
             }
         })
         .await;
@@ -431,6 +431,35 @@ async fn two_dispatchers_share_one_triggers_work() {
             "both dispatchers deliver: {first} and {other}"
         );
         assert!(first + other >= 200.0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_delivery_longer_than_the_ack_wait_is_not_redelivered_meanwhile() {
+    with_temp_ns("slow-subscriber", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        // 14 s per answer: longer than the consumer's 10 s ack wait, within the timeout.
+        let slow = Subscriber::scripted(|_, _| Answer::after(202, Duration::from_secs(14))).await;
+        trigger(
+            &client,
+            &ns,
+            "slow",
+            &format!("  delivery: {{timeout: 20s}}\n{}", to(&slow.url)),
+        )
+        .await;
+        stack.send("slow-1", "slow.test", "/e2e", "{}").await;
+        slow.wait_for("the first attempt", WAIT, |d| !d.is_empty())
+            .await;
+        // Without the dispatcher's progress acks JetStream would send it again at 10 s.
+        tokio::time::sleep(Duration::from_secs(13)).await;
+        assert_eq!(
+            slow.count(),
+            1,
+            "redelivered while the first attempt still ran"
+        );
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(slow.count(), 1, "redelivered after a successful answer");
     })
     .await;
 }

@@ -14,6 +14,11 @@ pub const DEFAULT_BACKOFF_DELAY: Duration = Duration::from_secs(1);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deliveries in flight per Trigger and dispatcher when none is given.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
+/// How long JetStream waits for a dispatcher's ack before redelivering an event. Short,
+/// so events held by a dispatcher that died (or lost its NATS connection) come back
+/// quickly; a live dispatcher keeps what it holds alive with progress acks, so
+/// deliveries may take longer (up to the delivery timeout).
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
 /// Longest delay between two attempts, whatever the policy computes.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 

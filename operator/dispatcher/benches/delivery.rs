@@ -215,7 +215,7 @@ async fn start_dispatcher(
             durable_name: Some(plan.consumer.clone()),
             ack_policy: consumer::AckPolicy::Explicit,
             deliver_policy: consumer::DeliverPolicy::New,
-            ack_wait: Duration::from_secs(35),
+            ack_wait: herald_api::delivery::ACK_WAIT,
             max_deliver: -1,
             max_ack_pending: 10_000,
             ..Default::default()
@@ -230,7 +230,7 @@ async fn start_dispatcher(
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        herald_dispatcher::pull_loop(plan, deliverer, stopped).await;
+        herald_dispatcher::pull::pull_loop(plan, deliverer, stopped).await;
         drop(stop);
     });
 }

@@ -8,20 +8,21 @@
 //!
 //! Several dispatchers may run: they pull from the same durable consumers, and
 //! JetStream shares the events between them. A dispatcher that dies loses nothing:
-//! what it had not acknowledged is redelivered after the consumer's ack wait.
+//! what it had not acknowledged is redelivered after the consumer's ack wait (10 s;
+//! [`pull`] keeps the messages it holds alive with progress acks).
 
 pub mod config;
 pub mod deliver;
 pub mod filtering;
 pub mod metrics;
 pub mod plan;
+pub mod pull;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use herald_api::workload::DispatcherPlan;
 use herald_api::{Broker, Trigger};
 use herald_runtime::fired;
@@ -163,11 +164,8 @@ fn deliverer(
         http: Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build_http(),
-        // JetStream API calls (opening a consumer) time out after 2 s instead of the
-        // client's 5 s: while a lost stream leader is replaced they go unanswered, and
-        // a shorter wait retries sooner once the new leader is there.
         jetstream: async_nats::jetstream::ContextBuilder::new()
-            .timeout(JETSTREAM_API_TIMEOUT)
+            .timeout(pull::JETSTREAM_API_TIMEOUT)
             .build(nats.client.clone()),
         metrics: metrics.clone(),
         recorder,
@@ -196,7 +194,7 @@ async fn sidecar_main(args: &DispatcherArgs, json: &str) -> anyhow::Result<()> {
     let deliverer = Arc::new(deliverer(&nats, &metrics, None));
     tracing::info!(trigger = %format!("{}/{}", plan.namespace, plan.trigger), subscriber = %plan.subscriber, "delivering one Trigger (sidecar)");
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(pull_loop(Arc::new(plan), deliverer, stopped));
+    let task = tokio::spawn(pull::pull_loop(Arc::new(plan), deliverer, stopped));
     readiness.set(true);
     metrics.triggers.set(1);
     fired(shutdown).await;
@@ -249,97 +247,11 @@ fn reconcile_loops(
         }
         tracing::info!(trigger = %key, subscriber = %plan.subscriber, "starting delivery");
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(pull_loop(
+        let task = tokio::spawn(pull::pull_loop(
             Arc::new(plan.clone()),
             deliverer.clone(),
             stopped,
         ));
         running.insert(key, Running { plan, stop, task });
     }
-}
-
-/// How long a JetStream API call of the dispatcher may take.
-const JETSTREAM_API_TIMEOUT: Duration = Duration::from_secs(2);
-/// First and longest pause between attempts to reopen a Trigger's consumer: short,
-/// because an open is one cheap request and every second waited is delivery lost.
-const REOPEN_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
-
-/// Pulls a Trigger's consumer and delivers, at most `maxInFlight` at once, until stopped;
-/// reopens the consumer with backoff when the stream breaks.
-pub async fn pull_loop(
-    plan: Arc<TriggerPlan>,
-    deliverer: Arc<Deliverer>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let max_in_flight = usize::try_from(plan.delivery.max_in_flight)
-        .unwrap_or(1)
-        .max(1);
-    let mut pause = REOPEN_PAUSE.0;
-    while !*stop.borrow() {
-        match open(&deliverer.jetstream, &plan, max_in_flight).await {
-            Ok(mut messages) => {
-                pause = REOPEN_PAUSE.0;
-                let mut in_flight = FuturesUnordered::new();
-                let mut errors = 0u32;
-                loop {
-                    tokio::select! {
-                        biased;
-                        _ = stop.changed() => break,
-                        Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                        next = messages.next(), if in_flight.len() < max_in_flight => match next {
-                            Some(Ok(msg)) => {
-                                errors = 0;
-                                let (plan, deliverer) = (plan.clone(), deliverer.clone());
-                                deliverer.metrics.in_flight.inc();
-                                in_flight.push(async move {
-                                    deliverer.handle(&plan, msg).await;
-                                    deliverer.metrics.in_flight.dec();
-                                });
-                            }
-                            Some(Err(e)) => {
-                                errors += 1;
-                                tracing::warn!(trigger = %plan.trigger, error = %e, "pulling failed");
-                                if errors >= 2 {
-                                    break;
-                                }
-                            }
-                            None => break,
-                        },
-                    }
-                }
-                while in_flight.next().await.is_some() {}
-            }
-            Err(e) => {
-                tracing::warn!(trigger = %plan.trigger, error = %e, retry_in = ?pause, "cannot open the Trigger's consumer");
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => {}
-        }
-        pause = (pause * 2).min(REOPEN_PAUSE.1);
-    }
-}
-
-async fn open(
-    jetstream: &async_nats::jetstream::Context,
-    plan: &TriggerPlan,
-    batch: usize,
-) -> anyhow::Result<async_nats::jetstream::consumer::pull::Stream> {
-    // One API call (CONSUMER.INFO), answered by the consumer's leader.
-    let consumer: async_nats::jetstream::consumer::PullConsumer = jetstream
-        .get_consumer_from_stream(&plan.consumer, &plan.stream)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!("consumer {} of stream {}: {e}", plan.consumer, plan.stream)
-        })?;
-    // Short pulls with frequent heartbeats: when the stream's leader moves (a NATS
-    // node died), a silent pull is noticed within seconds and the consumer reopened.
-    Ok(consumer
-        .stream()
-        .max_messages_per_batch(batch.min(500))
-        .expires(Duration::from_secs(5))
-        .heartbeat(Duration::from_secs(1))
-        .messages()
-        .await?)
 }

@@ -2,7 +2,6 @@
 //! its effective delivery policy, and the comparisons reconcile needs.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, IntoConsumerConfig, pull};
 use herald_api::delivery::EffectiveDelivery;
@@ -14,9 +13,6 @@ use crate::error::Error;
 
 /// Consumer metadata key marking it as Herald's, with the owning Trigger as value.
 pub const OWNER_KEY: &str = "eventing.herald.dev/trigger";
-/// Extra time JetStream waits for an ack beyond the delivery timeout, so an attempt
-/// that uses its whole timeout is not redelivered while it still runs.
-const ACK_WAIT_MARGIN: Duration = Duration::from_secs(5);
 /// Unacknowledged events per Trigger across all dispatchers (unordered).
 const MAX_ACK_PENDING: i64 = 10_000;
 
@@ -45,7 +41,8 @@ pub fn desired_config(
         description: Some(format!("Herald Trigger {namespace}/{name}")),
         deliver_policy: deliver_policy(trigger.spec.start_position.as_ref())?,
         ack_policy: AckPolicy::Explicit,
-        ack_wait: delivery.timeout + ACK_WAIT_MARGIN,
+        // Fixed and short: the dispatcher sends progress acks while it holds an event.
+        ack_wait: herald_api::delivery::ACK_WAIT,
         max_deliver: -1,
         filter_subject: exact_type
             .map(|t| naming::event_subject(&namespace, &trigger.spec.broker, t))
@@ -126,6 +123,7 @@ pub fn needs_update(existing: &consumer::Config, desired: &pull::Config) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn trigger(yaml: &str) -> Trigger {
         let mut t = Trigger::new("orders", serde_yaml::from_str(yaml).unwrap());
@@ -138,12 +136,12 @@ mod tests {
     }
 
     #[test]
-    fn exact_type_is_pushed_down_and_timeout_sets_ack_wait() {
+    fn exact_type_is_pushed_down_and_ack_wait_is_fixed() {
         let t = trigger("broker: default\nsubscriber: {uri: http://x}");
         let cfg = desired_config(&t, &delivery("timeout: 10s"), Some("order.created")).unwrap();
         assert_eq!(cfg.durable_name.as_deref(), Some("trigger_orders"));
         assert_eq!(cfg.filter_subject, "herald.shop.default.order.created");
-        assert_eq!(cfg.ack_wait, Duration::from_secs(15));
+        assert_eq!(cfg.ack_wait, Duration::from_secs(10));
         assert_eq!(cfg.max_deliver, -1);
         assert_eq!(cfg.deliver_policy, DeliverPolicy::New);
         assert_eq!(cfg.metadata[OWNER_KEY], "Trigger/shop/orders");

@@ -1,0 +1,162 @@
+//! One Trigger's pull loop: fetch from its durable consumer, deliver at most
+//! `maxInFlight` at once, and keep every message it holds alive with progress acks.
+//!
+//! The consumer's ack wait is short ([`ACK_WAIT`]), so a message lost with a dead
+//! dispatcher or a dead NATS connection comes back within seconds. What this loop
+//! holds — waiting for a free slot or being delivered, for up to the delivery timeout
+//! and beyond — is kept from redelivery by a `+WPI` ("working") ack every third of the
+//! ack wait.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Subject;
+use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use herald_api::delivery::ACK_WAIT;
+use tokio::sync::watch;
+
+use crate::deliver::Deliverer;
+use crate::plan::TriggerPlan;
+
+/// How long a JetStream API call of the dispatcher may take: while a lost stream
+/// leader is replaced such calls go unanswered, and a shorter wait retries sooner.
+pub const JETSTREAM_API_TIMEOUT: Duration = Duration::from_secs(2);
+/// First and longest pause between attempts to reopen a Trigger's consumer: short,
+/// because an open is one cheap request and every second waited is delivery lost.
+const REOPEN_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+/// How often held messages are marked as in progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(ACK_WAIT.as_secs() / 3);
+
+/// Pulls a Trigger's consumer and delivers until stopped; reopens the consumer with
+/// backoff when the stream breaks.
+pub async fn pull_loop(
+    plan: Arc<TriggerPlan>,
+    deliverer: Arc<Deliverer>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let max_in_flight = usize::try_from(plan.delivery.max_in_flight)
+        .unwrap_or(1)
+        .max(1);
+    let mut pause = REOPEN_PAUSE.0;
+    while !*stop.borrow() {
+        match open(&deliverer.jetstream, &plan, max_in_flight).await {
+            Ok(messages) => {
+                pause = REOPEN_PAUSE.0;
+                deliver_from(&plan, &deliverer, messages, max_in_flight, &mut stop).await;
+            }
+            Err(e) => {
+                tracing::warn!(trigger = %plan.trigger, error = %e, retry_in = ?pause, "cannot open the Trigger's consumer");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+        pause = (pause * 2).min(REOPEN_PAUSE.1);
+    }
+}
+
+/// Delivers from one open pull stream until it breaks (two errors in a row) or the
+/// loop is stopped; waits for the deliveries in flight, hands back what waits.
+async fn deliver_from(
+    plan: &Arc<TriggerPlan>,
+    deliverer: &Arc<Deliverer>,
+    mut messages: jetstream::consumer::pull::Stream,
+    max_in_flight: usize,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let client = deliverer.jetstream.client();
+    // Everything the stream fetched is taken at once (up to twice a batch), so it is
+    // covered by progress acks instead of ageing unseen in the client's buffer.
+    let max_waiting = 2 * fetch_batch(max_in_flight);
+    // Messages waiting or in flight, by a number of our own, with their ack subjects.
+    let mut waiting: VecDeque<(u64, jetstream::Message)> = VecDeque::new();
+    let mut held: HashMap<u64, Subject> = HashMap::new();
+    let mut received = 0u64;
+    let mut in_flight = FuturesUnordered::new();
+    let mut progress =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut errors = 0u32;
+    loop {
+        while in_flight.len() < max_in_flight
+            && let Some((number, msg)) = waiting.pop_front()
+        {
+            let (plan, deliverer) = (plan.clone(), deliverer.clone());
+            deliverer.metrics.in_flight.inc();
+            in_flight.push(async move {
+                deliverer.handle(&plan, msg).await;
+                deliverer.metrics.in_flight.dec();
+                number
+            });
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            Some(number) = in_flight.next(), if !in_flight.is_empty() => {
+                held.remove(&number);
+            }
+            _ = progress.tick(), if !held.is_empty() => {
+                for reply in held.values() {
+                    // A lost "+WPI" only risks an early redelivery (at least once holds).
+                    let _ = client.publish(reply.clone(), Bytes::from_static(b"+WPI")).await;
+                }
+            }
+            next = messages.next(), if waiting.len() < max_waiting => match next {
+                Some(Ok(msg)) => {
+                    errors = 0;
+                    received += 1;
+                    if let Some(reply) = &msg.reply {
+                        held.insert(received, reply.clone());
+                    }
+                    waiting.push_back((received, msg));
+                }
+                Some(Err(e)) => {
+                    errors += 1;
+                    tracing::warn!(trigger = %plan.trigger, error = %e, "pulling failed");
+                    if errors >= 2 {
+                        break;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    // Not started: back to the consumer at once rather than after the ack wait.
+    for (_, msg) in waiting.drain(..) {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+/// Messages per pull request.
+fn fetch_batch(max_in_flight: usize) -> usize {
+    max_in_flight.min(500)
+}
+
+async fn open(
+    jetstream: &jetstream::Context,
+    plan: &TriggerPlan,
+    max_in_flight: usize,
+) -> anyhow::Result<jetstream::consumer::pull::Stream> {
+    // One API call (CONSUMER.INFO), answered by the consumer's leader.
+    let consumer: jetstream::consumer::PullConsumer = jetstream
+        .get_consumer_from_stream(&plan.consumer, &plan.stream)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("consumer {} of stream {}: {e}", plan.consumer, plan.stream)
+        })?;
+    // Short pulls with frequent heartbeats: when the stream's leader moves (a NATS
+    // node died), a silent pull is noticed within seconds and the consumer reopened.
+    Ok(consumer
+        .stream()
+        .max_messages_per_batch(fetch_batch(max_in_flight))
+        .expires(Duration::from_secs(5))
+        .heartbeat(Duration::from_secs(1))
+        .messages()
+        .await?)
+}
