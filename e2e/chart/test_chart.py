@@ -45,6 +45,15 @@ def can(sa: str, namespace: str, verb: str, resource: str, where: str) -> bool:
     return out.stdout.strip() == "yes"
 
 
+def can_mint_token(sa: str, namespace: str, account: str, where: str) -> bool:
+    out = subprocess.run(
+        ["kubectl", "auth", "can-i", "create", f"serviceaccounts/{account}", "--subresource=token",
+         "-n", where, f"--as=system:serviceaccount:{namespace}:{sa}"],
+        capture_output=True, text=True,
+    )
+    return out.stdout.strip() == "yes"
+
+
 def get(kind: str, namespace: str | None, selector: str) -> list[dict]:
     args = ["get", kind, "-l", selector, "-o", "json"]
     args += ["-n", namespace] if namespace else []
@@ -143,6 +152,12 @@ async def main() -> int:
         ]:
             expect(can(sa, ns, verb, resource, where) == allowed,
                    f"{sa.removeprefix(full + '-')} {'can' if allowed else 'cannot'} {verb} {resource} in {where}")
+
+        expect(can_mint_token(disp, ns, disp, ns) and not can_mint_token(disp, ns, op, ns)
+               and not can_mint_token(disp, ns, disp, other) and not can_mint_token(op, ns, disp, ns),
+               "dispatcher mints tokens for its own ServiceAccount only (subscriber audience)")
+        d_args = deployments[f"{full}-dispatcher"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        expect(f"--token-service-account={ns}/{disp}" in d_args, f"dispatcher told its ServiceAccount: {d_args}")
 
         print("upgrade: more dispatchers, one watched namespace")
         await helm.Upgrade(cfg).run(release, CHART, wait=False, values={

@@ -221,6 +221,11 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Starts a dispatcher for `namespace`.
     pub async fn start(namespace: &str, nats_url: &str) -> Self {
+        Self::start_with(namespace, nats_url, &[]).await
+    }
+
+    /// Starts a dispatcher with extra flags.
+    pub async fn start_with(namespace: &str, nats_url: &str, extra: &[&str]) -> Self {
         let metrics_port = free_port();
         let child = Command::new(herald_bin())
             .arg("dispatcher")
@@ -228,6 +233,7 @@ impl Dispatcher {
             .envs(crate::secure_nats::client_env_for(nats_url))
             .args(["--watch-namespace", namespace])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
             .stdout(log_file(&format!("{namespace}-dispatcher-{metrics_port}")))
             .stderr(log_file(&format!(
                 "{namespace}-dispatcher-{metrics_port}.err"

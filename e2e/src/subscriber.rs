@@ -52,6 +52,7 @@ pub struct Subscriber {
     /// Its URL.
     pub url: String,
     received: Arc<Mutex<Vec<(CloudEvent, u16)>>>,
+    authorizations: Arc<Mutex<Vec<String>>>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -74,18 +75,28 @@ impl Subscriber {
         let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
         let script: Arc<Script> = Arc::new(script);
         let recorder = received.clone();
+        let authorizations: Arc<Mutex<Vec<String>>> = Arc::default();
+        let authorization_log = authorizations.clone();
         let server = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
                 let (received, seen, script) = (recorder.clone(), seen.clone(), script.clone());
+                let authorizations = authorization_log.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (received, seen, script) =
                             (received.clone(), seen.clone(), script.clone());
+                        let authorizations = authorizations.clone();
                         async move {
                             let (parts, body) = req.into_parts();
+                            if let Some(value) = parts.headers.get(hyper::header::AUTHORIZATION) {
+                                authorizations
+                                    .lock()
+                                    .unwrap()
+                                    .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+                            }
                             let body = body
                                 .collect()
                                 .await
@@ -123,8 +134,15 @@ impl Subscriber {
         Self {
             url,
             received,
+            authorizations,
             _server: server,
         }
+    }
+
+    /// Every `Authorization` header the deliveries carried.
+    #[must_use]
+    pub fn authorizations(&self) -> Vec<String> {
+        self.authorizations.lock().unwrap().clone()
     }
 
     /// How many deliveries so far (cheap: no copy).

@@ -348,3 +348,82 @@ fn ready_message(broker: &Broker) -> String {
     .map(|c| c.message.clone())
     .unwrap_or_default()
 }
+
+#[tokio::test]
+async fn deliveries_carry_a_token_the_subscriber_can_review() {
+    with_temp_ns("auth-subscriber", |client, ns| async move {
+        let mut herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
+        apply(&ns, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: herald-dispatcher}\n");
+        let account = format!("{ns}/herald-dispatcher");
+        herald.dispatcher = Some(
+            herald_e2e::process::Dispatcher::start_with(
+                &ns,
+                &nats_url(),
+                &["--token-service-account", &account],
+            )
+            .await,
+        );
+        let (with_audience, without) = (
+            herald_e2e::subscriber::Subscriber::accepting().await,
+            herald_e2e::subscriber::Subscriber::accepting().await,
+        );
+        let audience = "https://subscriber.example/orders";
+        apply(
+            &ns,
+            &format!(
+                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: signed}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{}\", audience: \"{audience}\"}}\n---\napiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: plain}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{}\"}}\n",
+                with_audience.url, without.url
+            ),
+        );
+        let triggers: kube::Api<herald_api::Trigger> = kube::Api::namespaced(client.clone(), &ns);
+        for name in ["signed", "plain"] {
+            await_condition(
+                &triggers,
+                name,
+                WAIT,
+                has_condition(herald_api::trigger::condition::READY, ConditionStatus::True, None),
+            )
+            .await;
+        }
+        for id in ["t-1", "t-2"] {
+            herald.send(id, "auth.delivery", "/e2e", "{}").await;
+        }
+        with_audience.wait_for("both events", WAIT, |d| d.len() >= 2).await;
+        without.wait_for("both events", WAIT, |d| d.len() >= 2).await;
+        assert!(without.authorizations().is_empty(), "no audience, no token");
+        let seen = with_audience.authorizations();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], seen[1], "the token is minted once and reused");
+
+        // What a subscriber does: review the token with its own audience.
+        let token = seen[0].strip_prefix("Bearer ").expect("a bearer token").to_owned();
+        let review = |audience: &str| k8s_openapi::api::authentication::v1::TokenReview {
+            spec: k8s_openapi::api::authentication::v1::TokenReviewSpec {
+                token: token.clone(),
+                audiences: Some(vec![audience.to_owned()]),
+            },
+            ..Default::default()
+        };
+        let reviews: kube::Api<k8s_openapi::api::authentication::v1::TokenReview> =
+            kube::Api::all(client.clone());
+        let ok = reviews
+            .create(&kube::api::PostParams::default(), &review(audience))
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        assert_eq!(ok.authenticated, Some(true), "{:?}", ok.error);
+        assert_eq!(
+            ok.user.and_then(|u| u.username).as_deref(),
+            Some(format!("system:serviceaccount:{ns}:herald-dispatcher").as_str())
+        );
+        let elsewhere = reviews
+            .create(&kube::api::PostParams::default(), &review("https://other.example"))
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        assert_ne!(elsewhere.authenticated, Some(true), "a token for one audience only");
+    })
+    .await;
+}

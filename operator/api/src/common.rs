@@ -34,6 +34,11 @@ pub struct Destination {
     /// Absolute URI to send to, or a path relative to `ref`'s address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// For a Trigger's subscriber: send each delivery with `Authorization: Bearer` and
+    /// a Kubernetes ServiceAccount token (the dispatcher's) for this audience, which
+    /// the subscriber can check with a `TokenReview`. No token when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 /// How the delay between retries grows.

@@ -227,6 +227,7 @@ async fn start_dispatcher(
         jetstream: js.clone(),
         metrics: Metrics::register(registry).unwrap(),
         recorder: None,
+        tokens: None,
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -33,6 +33,10 @@ pub struct DispatcherArgs {
     /// Sidecar mode: where to POST the Trigger's events (the consumer container).
     #[arg(long, env = "HERALD_SUBSCRIBER", value_name = "URL")]
     pub subscriber: Option<String>,
+    /// ServiceAccount (`NAMESPACE/NAME`, normally the dispatcher's own) whose tokens
+    /// are sent to subscribers that set `audience`.
+    #[arg(long, env = "HERALD_TOKEN_SERVICE_ACCOUNT", value_name = "NAMESPACE/NAME", value_parser = crate::token::parse_account)]
+    pub token_service_account: Option<(String, String)>,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

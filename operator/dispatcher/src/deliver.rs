@@ -97,17 +97,35 @@ pub struct Deliverer {
     pub metrics: Metrics,
     /// Kubernetes Events about dropped events (none in benchmarks).
     pub recorder: Option<Recorder>,
+    /// Tokens for subscribers that set `audience` (none in sidecar mode).
+    pub tokens: Option<crate::token::TokenSource>,
 }
 
 impl Deliverer {
     /// POSTs `event` to `url` in binary mode within `timeout`.
-    pub async fn post(&self, url: &str, event: &CloudEvent, timeout: Duration) -> Attempt {
+    pub async fn post(
+        &self,
+        url: &str,
+        event: &CloudEvent,
+        timeout: Duration,
+        audience: Option<&str>,
+    ) -> Attempt {
         let (headers, body) = herald_cloudevents::http::encode_binary(event);
         let mut request = match hyper::Request::post(url).body(Full::new(body)) {
             Ok(r) => r,
             Err(e) => return Attempt::Failed(format!("bad URL {url}: {e}")),
         };
         *request.headers_mut() = headers;
+        if let Some(audience) = audience {
+            match self.bearer(audience).await {
+                Ok(value) => {
+                    request
+                        .headers_mut()
+                        .insert(hyper::header::AUTHORIZATION, value);
+                }
+                Err(e) => return Attempt::Failed(e),
+            }
+        }
         let exchange = async {
             let response = self
                 .http
@@ -133,6 +151,18 @@ impl Deliverer {
             Ok(Err(e)) => Attempt::Failed(e),
             Err(_) => Attempt::TimedOut,
         }
+    }
+
+    /// `Bearer <token>` for `audience`.
+    async fn bearer(&self, audience: &str) -> Result<hyper::header::HeaderValue, String> {
+        let Some(tokens) = &self.tokens else {
+            return Err(format!(
+                "the subscriber wants a token for audience {audience}, but this dispatcher has no --token-service-account"
+            ));
+        };
+        let token = tokens.token(audience).await?;
+        hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token cannot be sent in a header".to_owned())
     }
 
     /// Handles one message of a Trigger's consumer.
@@ -180,7 +210,12 @@ impl Deliverer {
             return;
         }
         let attempt = self
-            .post(&plan.subscriber, &event, plan.delivery.timeout)
+            .post(
+                &plan.subscriber,
+                &event,
+                plan.delivery.timeout,
+                plan.subscriber_audience.as_deref(),
+            )
             .await;
         match verdict(&attempt, number, &plan.delivery) {
             Verdict::Ack => {
@@ -273,7 +308,7 @@ impl Deliverer {
             "heraldtrigger",
             format!("{}/{}", plan.namespace, plan.trigger),
         );
-        match self.post(sink, &dead, plan.delivery.timeout).await {
+        match self.post(sink, &dead, plan.delivery.timeout, None).await {
             Attempt::Answered { status, .. } if (200..300).contains(&status) => {
                 ack(msg, AckKind::Ack).await;
                 outcome(Outcome::DeadLettered);

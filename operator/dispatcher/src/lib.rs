@@ -17,6 +17,7 @@ pub mod filtering;
 pub mod metrics;
 pub mod plan;
 pub mod pull;
+pub mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,7 +113,11 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
             instance: Some(identity),
         },
     );
-    let deliverer = Arc::new(deliverer(&nats, &metrics, Some(recorder)));
+    let tokens = args
+        .token_service_account
+        .as_ref()
+        .map(|(namespace, name)| token::TokenSource::new(client.clone(), namespace, name));
+    let deliverer = Arc::new(deliverer(&nats, &metrics, Some(recorder), tokens));
 
     let changed = Arc::new(Notify::new());
     let (triggers, watch_triggers) = reflect(
@@ -159,6 +164,7 @@ fn deliverer(
     nats: &herald_runtime::nats::NatsConnection,
     metrics: &Metrics,
     recorder: Option<Recorder>,
+    tokens: Option<token::TokenSource>,
 ) -> Deliverer {
     Deliverer {
         http: Client::builder(TokioExecutor::new())
@@ -169,6 +175,7 @@ fn deliverer(
             .build(nats.client.clone()),
         metrics: metrics.clone(),
         recorder,
+        tokens,
     }
 }
 
@@ -191,7 +198,7 @@ async fn sidecar_main(args: &DispatcherArgs, json: &str) -> anyhow::Result<()> {
             admin,
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
-    let deliverer = Arc::new(deliverer(&nats, &metrics, None));
+    let deliverer = Arc::new(deliverer(&nats, &metrics, None, None));
     tracing::info!(trigger = %format!("{}/{}", plan.namespace, plan.trigger), subscriber = %plan.subscriber, "delivering one Trigger (sidecar)");
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(pull::pull_loop(Arc::new(plan), deliverer, stopped));

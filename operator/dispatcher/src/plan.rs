@@ -25,6 +25,8 @@ pub struct TriggerPlan {
     pub consumer: String,
     /// Where events are sent (HTTP POST).
     pub subscriber: String,
+    /// Audience of the token sent with each delivery (`subscriber.audience`).
+    pub subscriber_audience: Option<String>,
     /// Where events go when retries are used up.
     pub dead_letter_sink: Option<String>,
     /// Retries, backoff, timeout, ordering.
@@ -45,6 +47,7 @@ impl PartialEq for TriggerPlan {
             &self.stream,
             &self.consumer,
             &self.subscriber,
+            &self.subscriber_audience,
             &self.dead_letter_sink,
             &self.delivery,
             &self.filter_spec,
@@ -55,6 +58,7 @@ impl PartialEq for TriggerPlan {
             &other.stream,
             &other.consumer,
             &other.subscriber,
+            &other.subscriber_audience,
             &other.dead_letter_sink,
             &other.delivery,
             &other.filter_spec,
@@ -83,7 +87,13 @@ pub fn plan(trigger: &Trigger, broker: Option<&Broker>) -> Option<TriggerPlan> {
         broker.and_then(|b| b.spec.delivery.as_ref()),
         status.dead_letter_sink_uri.clone(),
     );
-    from_spec(&spec, subscriber).ok()
+    let mut plan = from_spec(&spec, subscriber).ok()?;
+    plan.subscriber_audience = trigger
+        .spec
+        .subscriber
+        .as_ref()
+        .and_then(|d| d.audience.clone());
+    Some(plan)
 }
 
 /// The plan of a consumer Deployment's sidecar: the operator's [`DispatcherPlan`] and
@@ -101,6 +111,8 @@ pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPla
         trigger: spec.trigger.clone(),
         namespace: spec.namespace.clone(),
         subscriber,
+        // Sidecars have no API access to mint tokens; only the shared dispatcher sends them.
+        subscriber_audience: None,
         dead_letter_sink: spec.dead_letter_sink_uri.clone(),
         delivery,
         // A pure exact-type filter is done by the consumer's subject filter.
@@ -151,6 +163,23 @@ mod tests {
             ("HERALD_ns_b", "trigger_t")
         );
         assert!(p.filter.is_none(), "no filters: nothing to evaluate");
+        assert_eq!(p.subscriber_audience, None);
+        let with_audience = plan(
+            &trigger(
+                "broker: b\nsubscriber: {uri: http://sub, audience: https://sub.example}",
+                true,
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            with_audience.subscriber_audience.as_deref(),
+            Some("https://sub.example")
+        );
+        assert_ne!(
+            p, with_audience,
+            "a new audience restarts the Trigger's loop"
+        );
     }
 
     #[test]
