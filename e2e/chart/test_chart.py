@@ -30,6 +30,25 @@ def kubectl(*args: str, check: bool = True) -> str:
     return out.stdout.strip()
 
 
+# Stand-ins for the Prometheus Operator's CRDs (not installed here): enough for the
+# apiserver to store the chart's ServiceMonitor and PodMonitor so the test can read
+# back what the chart rendered.
+MONITOR_CRDS = "\n---\n".join(f"""
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.monitoring.coreos.com}}
+spec:
+  group: monitoring.coreos.com
+  names: {{kind: {kind}, plural: {plural}, singular: {plural[:-1]}, listKind: {kind}List}}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}
+""" for kind, plural in [("ServiceMonitor", "servicemonitors"), ("PodMonitor", "podmonitors")])
+
+
 def expect(ok: bool, what: str) -> None:
     print(("  ok    " if ok else "  FAIL  ") + what)
     if not ok:
@@ -159,12 +178,16 @@ async def main() -> int:
         d_args = deployments[f"{full}-dispatcher"]["spec"]["template"]["spec"]["containers"][0]["args"]
         expect(f"--token-service-account={ns}/{disp}" in d_args, f"dispatcher told its ServiceAccount: {d_args}")
 
-        print("upgrade: more dispatchers, one watched namespace")
+        print("upgrade: more dispatchers, one watched namespace, monitors")
+        subprocess.run(["kubectl", "apply", "-f", "-"], input=MONITOR_CRDS, text=True, check=True,
+                       capture_output=True)
+        kubectl("wait", "--for", "condition=established", "--timeout=60s",
+                "crd/servicemonitors.monitoring.coreos.com", "crd/podmonitors.monitoring.coreos.com")
         await helm.Upgrade(cfg).run(release, CHART, wait=False, values={
             "nats": {"url": NATS_URL, "userSecret": {"name": "nats-user"}, "nkeySecret": {"name": "nats-nkey"},
                      "tls": {"caSecret": {"name": "nats-ca"}, "clientCertSecret": "nats-client", "required": True}},
             "dispatcher": {"replicas": 3}, "watchNamespaces": [other],
-            "grafanaDashboard": {"enabled": True}})
+            "grafanaDashboard": {"enabled": True}, "serviceMonitor": {"enabled": True}})
         d = kubectl("get", "deployment", f"{full}-dispatcher", "-n", ns, "-o", "json")
         spec = json.loads(d)["spec"]
         env = {e["name"]: e.get("value") for e in spec["template"]["spec"]["containers"][0]["env"]}
@@ -185,6 +208,15 @@ async def main() -> int:
         expect(dashboard["metadata"]["labels"].get("grafana_dashboard") == "1" and len(panels) > 10,
                f"Grafana dashboard ConfigMap for the sidecar ({len(panels)} panels)")
         expect(env.get("HERALD_WATCH_NAMESPACE") == other, "components watch only that namespace")
+        monitors = get("servicemonitors", ns, selector)
+        pod_monitors = get("podmonitors", ns, selector)
+        expect(len(monitors) == 1 and monitors[0]["spec"]["endpoints"][0]["port"] == "metrics",
+               "a ServiceMonitor for the components' metrics port")
+        pm = pod_monitors[0]["spec"] if pod_monitors else {}
+        expect(pm.get("podMetricsEndpoints", [{}])[0].get("port") == "herald-metrics"
+               and pm.get("namespaceSelector") == {"matchNames": [other]}
+               and {"key": "eventing.herald.dev/trigger", "operator": "Exists"} in pm.get("selector", {}).get("matchExpressions", []),
+               f"a PodMonitor for consumer sidecars in the watched namespace: {pm}")
         cluster_roles = sorted(r["metadata"]["name"] for r in get("clusterroles", None, selector))
         expect(cluster_roles == [f"{full}-ingress-reviews", f"{full}-operator-reviews"],
                f"one namespace watched: ClusterRoles only for the cluster-scoped reviews ({cluster_roles})")
@@ -197,7 +229,7 @@ async def main() -> int:
         print("uninstall")
         await helm.Uninstall(cfg).run(release, wait=False)
         left = [f"{kind}: {[o['metadata']['name'] for o in items]}"
-                for kind, namespace in [("deployments,services,serviceaccounts,poddisruptionbudgets,roles,rolebindings,configmaps", ns),
+                for kind, namespace in [("deployments,services,serviceaccounts,poddisruptionbudgets,roles,rolebindings,configmaps,servicemonitors,podmonitors", ns),
                                         ("roles,rolebindings", other),
                                         ("clusterroles,clusterrolebindings", None)]
                 if (items := get(kind, namespace, selector))]

@@ -31,7 +31,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
 use herald_api::conditions::{self, ConditionStatus};
+use herald_api::naming::STREAM_PREFIX;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::wait::{self, Condition};
@@ -90,14 +92,39 @@ where
     let result = tokio::spawn(body(client, name.clone())).await;
     if std::env::var("HERALD_E2E_KEEP_NS").is_ok_and(|v| v == "1") {
         eprintln!("keeping namespace {name}");
-    } else if let Err(e) = namespaces.delete(&name, &DeleteParams::background()).await {
-        eprintln!("could not delete namespace {name}: {e}");
+    } else {
+        if let Err(e) = namespaces.delete(&name, &DeleteParams::background()).await {
+            eprintln!("could not delete namespace {name}: {e}");
+        }
+        delete_streams_of(&name).await;
     }
     if let Err(e) = result {
         if e.is_panic() {
             std::panic::resume_unwind(e.into_panic());
         }
         panic!("test task failed: {e}");
+    }
+}
+
+/// Deletes the namespace's streams from the shared nats-server. The test's operator
+/// is gone by now, so the Brokers' finalizers never run; left behind, every stream
+/// would keep its `maxBytes` reserved and the server would soon refuse new ones
+/// ("insufficient storage resources").
+async fn delete_streams_of(namespace: &str) {
+    let Ok(nats) = async_nats::connect(nats_url()).await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(nats);
+    let prefix = format!("{STREAM_PREFIX}{namespace}_");
+    let names: Vec<String> = js
+        .stream_names()
+        .filter_map(|n| async move { n.ok() })
+        .collect()
+        .await;
+    for stream in names.into_iter().filter(|n| n.starts_with(&prefix)) {
+        if let Err(e) = js.delete_stream(&stream).await {
+            eprintln!("could not delete stream {stream}: {e}");
+        }
     }
 }
 
