@@ -175,6 +175,10 @@ async def main() -> int:
         expect(can_mint_token(disp, ns, disp, ns) and not can_mint_token(disp, ns, op, ns)
                and not can_mint_token(disp, ns, disp, other) and not can_mint_token(op, ns, disp, ns),
                "dispatcher mints tokens for its own ServiceAccount only (subscriber audience)")
+        expect(can_mint_token(src, ns, src, ns) and not can_mint_token(src, ns, disp, ns),
+               "sources adapter mints tokens for its own ServiceAccount only (Brokers with auth)")
+        s_args = deployments[f"{full}-sources"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        expect(f"--token-service-account={ns}/{src}" in s_args, f"sources told its ServiceAccount: {s_args}")
         d_args = deployments[f"{full}-dispatcher"]["spec"]["template"]["spec"]["containers"][0]["args"]
         expect(f"--token-service-account={ns}/{disp}" in d_args, f"dispatcher told its ServiceAccount: {d_args}")
 

@@ -280,6 +280,11 @@ pub struct Sources {
 impl Sources {
     /// Starts the adapter for `namespace`.
     pub async fn start(namespace: &str, nats_url: &str) -> Self {
+        Self::start_with(namespace, nats_url, &[]).await
+    }
+
+    /// Starts the adapter for `namespace` with extra flags.
+    pub async fn start_with(namespace: &str, nats_url: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let metrics_port = free_port();
         let child = Command::new(herald_bin())
@@ -289,6 +294,7 @@ impl Sources {
             .args(["--watch-namespace", namespace])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
             .stdout(log_file(&format!("{namespace}-sources-{port}")))
             .stderr(log_file(&format!("{namespace}-sources-{port}.err")))
             .kill_on_drop(true)

@@ -385,3 +385,43 @@ async fn kubernetes_changes_become_events_as_the_named_service_account() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_source_sends_to_a_broker_that_requires_a_token() {
+    with_temp_ns("cron-auth", |client, ns| async move {
+        let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        // A Broker only the adapter's ServiceAccount may send to.
+        apply(
+            &ns,
+            &format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: herald-sources}}\n---\napiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {{name: guarded}}\nspec:\n  auth:\n    serviceAccounts:\n      allowed: [{{namespace: {ns}, name: herald-sources}}]\n"
+            ),
+        );
+        let subscriber = Subscriber::accepting().await;
+        apply(
+            &ns,
+            &format!(
+                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: ticks}}\nspec:\n  broker: guarded\n  subscriber: {{uri: \"{}\"}}\n",
+                subscriber.url
+            ),
+        );
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        await_condition(&triggers, "ticks", WAIT, has_condition("Ready", True, None)).await;
+        let account = format!("{ns}/herald-sources");
+        let _adapter =
+            Sources::start_with(&ns, &nats_url(), &["--token-service-account", &account]).await;
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("cron-source.yaml"))
+                .expect("example")
+                .replace("name: default}", "name: guarded}"),
+        );
+        source_ready(&client, &ns, "heartbeat").await;
+        // The first send gets 401 with a Bearer challenge; the adapter answers with a
+        // token of its ServiceAccount for the Broker's URL, which the ingress accepts.
+        subscriber
+            .wait_for("ticks reach the guarded Broker", WAIT, |d| d.len() >= 2)
+            .await;
+    })
+    .await;
+}

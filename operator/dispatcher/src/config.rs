@@ -35,7 +35,7 @@ pub struct DispatcherArgs {
     pub subscriber: Option<String>,
     /// ServiceAccount (`NAMESPACE/NAME`, normally the dispatcher's own) whose tokens
     /// are sent to subscribers that set `audience`.
-    #[arg(long, env = "HERALD_TOKEN_SERVICE_ACCOUNT", value_name = "NAMESPACE/NAME", value_parser = crate::token::parse_account)]
+    #[arg(long, env = "HERALD_TOKEN_SERVICE_ACCOUNT", value_name = "NAMESPACE/NAME", value_parser = herald_runtime::token::parse_account)]
     pub token_service_account: Option<(String, String)>,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]

@@ -98,7 +98,7 @@ pub struct Deliverer {
     /// Kubernetes Events about dropped events (none in benchmarks).
     pub recorder: Option<Recorder>,
     /// Tokens for subscribers that set `audience` (none in sidecar mode).
-    pub tokens: Option<crate::token::TokenSource>,
+    pub tokens: Option<herald_runtime::token::TokenSource>,
 }
 
 impl Deliverer {

@@ -17,7 +17,6 @@ pub mod filtering;
 pub mod metrics;
 pub mod plan;
 pub mod pull;
-pub mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,7 +115,9 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     let tokens = args
         .token_service_account
         .as_ref()
-        .map(|(namespace, name)| token::TokenSource::new(client.clone(), namespace, name));
+        .map(|(namespace, name)| {
+            herald_runtime::token::TokenSource::new(client.clone(), namespace, name)
+        });
     let deliverer = Arc::new(deliverer(&nats, &metrics, Some(recorder), tokens));
 
     let changed = Arc::new(Notify::new());
@@ -164,7 +165,7 @@ fn deliverer(
     nats: &herald_runtime::nats::NatsConnection,
     metrics: &Metrics,
     recorder: Option<Recorder>,
-    tokens: Option<token::TokenSource>,
+    tokens: Option<herald_runtime::token::TokenSource>,
 ) -> Deliverer {
     Deliverer {
         http: Client::builder(TokioExecutor::new())

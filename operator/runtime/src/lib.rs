@@ -8,6 +8,7 @@ pub mod admin;
 pub mod nats;
 pub mod telemetry;
 pub mod testing;
+pub mod token;
 
 /// Resolves when the process receives SIGTERM or SIGINT.
 pub async fn shutdown_signal() {

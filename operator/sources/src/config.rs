@@ -28,6 +28,10 @@ pub struct SourcesArgs {
     /// Deployment sets it); the process then needs no NATS and no webhook listener.
     #[arg(long, env = "HERALD_KUBERNETES_PLAN", value_name = "JSON")]
     pub kubernetes_plan: Option<String>,
+    /// ServiceAccount (`NAMESPACE/NAME`, normally the adapter's own) whose tokens are
+    /// sent to sinks that ask for one (Brokers with `spec.auth`).
+    #[arg(long, env = "HERALD_TOKEN_SERVICE_ACCOUNT", value_name = "NAMESPACE/NAME", value_parser = herald_runtime::token::parse_account)]
+    pub token_service_account: Option<(String, String)>,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -81,7 +81,14 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
             instance: Some(identity),
         },
     );
-    let sender = Sender::new(metrics.clone(), Some(recorder));
+    let mut sender = Sender::new(metrics.clone(), Some(recorder));
+    if let Some((namespace, name)) = &args.token_service_account {
+        sender = sender.with_tokens(herald_runtime::token::TokenSource::new(
+            client.clone(),
+            namespace,
+            name,
+        ));
+    }
     let routes: Routes = Arc::default();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "webhook endpoint ready");

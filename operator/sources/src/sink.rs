@@ -1,6 +1,11 @@
 //! Sending events to a sink: binary-mode POST, retried with backoff on connection
-//! errors, timeouts, 429 and 5xx; other answers are final.
+//! errors, timeouts, 429 and 5xx; other answers are final. A sink that answers 401
+//! with a `Bearer` challenge (a Broker with `spec.auth`) gets, from then on, a token of
+//! the adapter's ServiceAccount for the sink's URL as audience, when the adapter has
+//! one (`--token-service-account`).
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +17,8 @@ use hyper_util::rt::TokioExecutor;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
+
+use herald_runtime::token::TokenSource;
 
 use crate::metrics::Metrics;
 
@@ -25,6 +32,9 @@ pub struct Sender {
     http: Client<HttpConnector, Full<Bytes>>,
     metrics: Metrics,
     recorder: Option<Recorder>,
+    tokens: Option<Arc<TokenSource>>,
+    /// Sinks that asked for a token.
+    challenged: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Why an event could not be delivered to its sink.
@@ -54,7 +64,23 @@ impl Sender {
                 .build_http(),
             metrics,
             recorder,
+            tokens: None,
+            challenged: Arc::default(),
         }
+    }
+
+    /// Answers sinks that ask for a token with tokens from `tokens`.
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: TokenSource) -> Self {
+        self.tokens = Some(Arc::new(tokens));
+        self
+    }
+
+    fn is_challenged(&self, sink: &str) -> bool {
+        self.challenged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(sink)
     }
 
     async fn report(&self, namespace: &str, name: &str, message: String) {
@@ -92,14 +118,38 @@ impl Sender {
             .body(Full::new(body))
             .map_err(|e| (false, format!("bad sink URI {sink}: {e}")))?;
         *request.headers_mut() = headers;
+        if let Some(tokens) = self.tokens.as_ref().filter(|_| self.is_challenged(sink)) {
+            let token = tokens.token(sink).await.map_err(|e| (true, e))?;
+            let value = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| (false, "the token cannot be sent in a header".to_owned()))?;
+            request
+                .headers_mut()
+                .insert(hyper::header::AUTHORIZATION, value);
+        }
         let answer = tokio::time::timeout(TIMEOUT, self.http.request(request))
             .await
             .map_err(|_| (true, format!("no answer from {sink} within {TIMEOUT:?}")))?
             .map_err(|e| (true, format!("cannot reach {sink}: {e}")))?;
         let status = answer.status();
+        let bearer_challenge = answer
+            .headers()
+            .get(hyper::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("bearer")));
         let _ = answer.into_body().collect().await;
         if status.is_success() {
             Ok(())
+        } else if status == hyper::StatusCode::UNAUTHORIZED
+            && bearer_challenge
+            && self.tokens.is_some()
+            && !self.is_challenged(sink)
+        {
+            // Retried at once with a token for this sink (and every later event too).
+            self.challenged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(sink.to_owned());
+            Err((true, format!("{sink} asks for a token")))
         } else {
             let retry = status.is_server_error() || status.as_u16() == 429;
             Err((retry, format!("{sink} answered {status}")))

@@ -1,5 +1,6 @@
-//! ServiceAccount tokens the dispatcher sends to subscribers that ask for one
-//! (`subscriber.audience`): minted for the dispatcher's own ServiceAccount with the
+//! ServiceAccount tokens a component sends to receivers that ask for one (the
+//! dispatcher to subscribers with `subscriber.audience`, the sources adapter to
+//! Brokers with `spec.auth`): minted for the component's own ServiceAccount with the
 //! `TokenRequest` API, one per audience, reused until 80 % of its lifetime has passed.
 
 use std::collections::HashMap;
