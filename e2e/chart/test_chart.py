@@ -82,10 +82,12 @@ def get(kind: str, namespace: str | None, selector: str) -> list[dict]:
 async def main() -> int:
     suffix = secrets.token_hex(3)
     ns, other = f"herald-chart-{suffix}", f"herald-chart-apps-{suffix}"
+    other2 = f"herald-chart-more-{suffix}"
     release = f"hc{suffix}"
     full = f"{release}-herald"
     selector = f"app.kubernetes.io/instance={release}"
     kubectl("create", "namespace", other)
+    kubectl("create", "namespace", other2)
     cfg = helm.Configuration(namespace=ns, kubeconfig=KUBECONFIG)
     try:
         print("lint")
@@ -97,7 +99,8 @@ async def main() -> int:
         for bad, needle in [
             ({"operator": {"replicas": 0}}, "replicas"),
             ({"nats": {"url": "http://nats:4222"}}, "url"),
-            ({"watchNamespaces": ["a", "b"]}, "watchNamespaces"),
+            ({"watchNamespaces": ["a", "a"]}, "watchNamespaces"),
+            ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
             ({"ingress": {"service": {"type": "Ingress"}}}, "type"),
             ({"ingress": {"readTimeout": "soon"}}, "readTimeout"),
             ({"no-such-value": 1}, "no-such-value"),
@@ -182,7 +185,7 @@ async def main() -> int:
         d_args = deployments[f"{full}-dispatcher"]["spec"]["template"]["spec"]["containers"][0]["args"]
         expect(f"--token-service-account={ns}/{disp}" in d_args, f"dispatcher told its ServiceAccount: {d_args}")
 
-        print("upgrade: more dispatchers, one watched namespace, monitors")
+        print("upgrade: more dispatchers, two watched namespaces, monitors")
         subprocess.run(["kubectl", "apply", "-f", "-"], input=MONITOR_CRDS, text=True, check=True,
                        capture_output=True)
         kubectl("wait", "--for", "condition=established", "--timeout=60s",
@@ -190,7 +193,7 @@ async def main() -> int:
         await helm.Upgrade(cfg).run(release, CHART, wait=False, values={
             "nats": {"url": NATS_URL, "userSecret": {"name": "nats-user"}, "nkeySecret": {"name": "nats-nkey"},
                      "tls": {"caSecret": {"name": "nats-ca"}, "clientCertSecret": "nats-client", "required": True}},
-            "dispatcher": {"replicas": 3}, "watchNamespaces": [other],
+            "dispatcher": {"replicas": 3}, "watchNamespaces": [other, other2],
             "grafanaDashboard": {"enabled": True}, "serviceMonitor": {"enabled": True}})
         d = kubectl("get", "deployment", f"{full}-dispatcher", "-n", ns, "-o", "json")
         spec = json.loads(d)["spec"]
@@ -211,23 +214,25 @@ async def main() -> int:
         panels = json.loads(dashboard["data"]["herald.json"])["panels"]
         expect(dashboard["metadata"]["labels"].get("grafana_dashboard") == "1" and len(panels) > 10,
                f"Grafana dashboard ConfigMap for the sidecar ({len(panels)} panels)")
-        expect(env.get("HERALD_WATCH_NAMESPACE") == other, "components watch only that namespace")
+        expect(env.get("HERALD_WATCH_NAMESPACE") == f"{other},{other2}", "components watch only those namespaces")
         monitors = get("servicemonitors", ns, selector)
         pod_monitors = get("podmonitors", ns, selector)
         expect(len(monitors) == 1 and monitors[0]["spec"]["endpoints"][0]["port"] == "metrics",
                "a ServiceMonitor for the components' metrics port")
         pm = pod_monitors[0]["spec"] if pod_monitors else {}
         expect(pm.get("podMetricsEndpoints", [{}])[0].get("port") == "herald-metrics"
-               and pm.get("namespaceSelector") == {"matchNames": [other]}
+               and pm.get("namespaceSelector") == {"matchNames": [other, other2]}
                and {"key": "eventing.herald.dev/trigger", "operator": "Exists"} in pm.get("selector", {}).get("matchExpressions", []),
-               f"a PodMonitor for consumer sidecars in the watched namespace: {pm}")
+               f"a PodMonitor for consumer sidecars in the watched namespaces: {pm}")
         cluster_roles = sorted(r["metadata"]["name"] for r in get("clusterroles", None, selector))
         expect(cluster_roles == [f"{full}-ingress-reviews", f"{full}-operator-reviews"],
-               f"one namespace watched: ClusterRoles only for the cluster-scoped reviews ({cluster_roles})")
+               f"namespaces watched: ClusterRoles only for the cluster-scoped reviews ({cluster_roles})")
         expect(can(op, ns, "create", "subjectaccessreviews.authorization.k8s.io", other)
                and can(ing, ns, "create", "tokenreviews.authentication.k8s.io", other),
                "... which still work: operator SubjectAccessReview, ingress TokenReview")
-        expect(can(op, ns, "create", "deployments.apps", other), "operator may create Deployments there")
+        expect(can(op, ns, "create", "deployments.apps", other) and can(op, ns, "create", "deployments.apps", other2)
+               and can(disp, ns, "watch", "triggers.eventing.herald.dev", other2),
+               "operator may create Deployments in both, the dispatcher watch Triggers there")
         expect(not can(op, ns, "create", "deployments.apps", "default"), "... and nowhere else")
 
         print("uninstall")
@@ -235,6 +240,7 @@ async def main() -> int:
         left = [f"{kind}: {[o['metadata']['name'] for o in items]}"
                 for kind, namespace in [("deployments,services,serviceaccounts,poddisruptionbudgets,roles,rolebindings,configmaps,servicemonitors,podmonitors", ns),
                                         ("roles,rolebindings", other),
+                                        ("roles,rolebindings", other2),
                                         ("clusterroles,clusterrolebindings", None)]
                 if (items := get(kind, namespace, selector))]
         expect(not left, f"nothing of the release is left: {left}")
@@ -247,7 +253,7 @@ async def main() -> int:
                 await helm.Uninstall(cfg).run(r, wait=False)
             except helm.HelmError:
                 pass
-        kubectl("delete", "namespace", ns, other, "--wait=false", check=False)
+        kubectl("delete", "namespace", ns, other, other2, "--wait=false", check=False)
     if failures:
         print(f"\n{len(failures)} chart check(s) failed:", *failures, sep="\n  ")
         return 1

@@ -93,7 +93,11 @@ impl Operator {
             .args(["--nats-url", nats_url])
             .envs(crate::secure_nats::client_env_for(nats_url))
             .args(["--watch-namespace", namespace])
-            .args(["--lease-namespace", namespace])
+            // `namespace` may list several (comma-separated); the Lease lives in the first.
+            .args([
+                "--lease-namespace",
+                namespace.split(',').next().unwrap_or(namespace),
+            ])
             .args(["--lease-duration", "4s"])
             .args(["--identity", identity])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])

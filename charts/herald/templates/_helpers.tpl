@@ -28,7 +28,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* The one namespace watched, or nothing for all namespaces. */}}
 {{- define "herald.watchNamespace" -}}
-{{- if .Values.watchNamespaces -}}{{ first .Values.watchNamespaces }}{{- end -}}
+{{- join "," .Values.watchNamespaces -}}
 {{- end -}}
 
 {{/* Environment every component shares: NATS connection, logging, watch scope. */}}

@@ -19,9 +19,9 @@ pub struct OperatorArgs {
     /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
-    /// Reconcile only objects in this namespace (default: all namespaces).
-    #[arg(long, env = "HERALD_WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
+    /// Reconcile only objects in these namespaces, comma-separated (default: all).
+    #[arg(long, env = "HERALD_WATCH_NAMESPACE", value_delimiter = ',')]
+    pub watch_namespace: Vec<String>,
     /// Base URL of the ingress; Broker addresses are `<base>/<namespace>/<broker>`.
     #[arg(
         long,

@@ -75,7 +75,13 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
 
-    if !wait_for_crds(&client, args.watch_namespace.as_deref(), &shutdown).await {
+    if !wait_for_crds(
+        &client,
+        args.watch_namespace.first().map(String::as_str),
+        &shutdown,
+    )
+    .await
+    {
         return Ok(());
     }
     readiness.set(true);
@@ -113,7 +119,22 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
     ));
     let (stop_tx, stop) = watch::channel(false);
     let leadership = tokio::spawn(hold_leadership(lock, shutdown.clone(), stop_tx));
-    run_controllers(ctx, args.watch_namespace.as_deref(), &stop).await;
+    // One set of controllers per watched namespace (RBAC may allow no cluster-wide
+    // watch), or one for all namespaces.
+    let scopes: Vec<Option<&str>> = if args.watch_namespace.is_empty() {
+        vec![None]
+    } else {
+        args.watch_namespace
+            .iter()
+            .map(|ns| Some(ns.as_str()))
+            .collect()
+    };
+    futures::future::join_all(
+        scopes
+            .into_iter()
+            .map(|namespace| run_controllers(ctx.clone(), namespace, &stop)),
+    )
+    .await;
     metrics.leader.set(0);
 
     let (lock, lost) = leadership.await?;

@@ -15,9 +15,9 @@ pub struct DispatcherArgs {
     /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9092")]
     pub metrics_addr: SocketAddr,
-    /// Deliver only Triggers in this namespace (default: all namespaces).
-    #[arg(long, env = "HERALD_WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
+    /// Deliver only Triggers in these namespaces, comma-separated (default: all).
+    #[arg(long, env = "HERALD_WATCH_NAMESPACE", value_delimiter = ',')]
+    pub watch_namespace: Vec<String>,
     /// Kubeconfig file; without it, `KUBECONFIG`, `~/.kube/config` or the in-cluster config is used.
     #[arg(long, env = "HERALD_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,

@@ -22,16 +22,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use herald_api::workload::DispatcherPlan;
 use herald_api::{Broker, Trigger};
 use herald_runtime::fired;
+use herald_runtime::scope::{self, Stores};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use kube::ResourceExt;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, watch};
 
 use crate::config::DispatcherArgs;
@@ -45,43 +44,6 @@ pub fn run_dispatcher(args: DispatcherArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(dispatcher_main(args))
-}
-
-fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Keeps a reflector store of `K` current and pokes `changed` on every change.
-fn reflect<K>(
-    api: Api<K>,
-    changed: Arc<Notify>,
-) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let run = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .for_each(move |event| {
-            if let Err(e) = &event {
-                tracing::warn!(error = %e, "watch failed; retrying");
-            }
-            changed.notify_one();
-            futures::future::ready(())
-        });
-    (store, run)
 }
 
 async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
@@ -121,13 +83,17 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     let deliverer = Arc::new(deliverer(&nats, &metrics, Some(recorder), tokens));
 
     let changed = Arc::new(Notify::new());
-    let (triggers, watch_triggers) = reflect(
-        api::<Trigger>(&client, args.watch_namespace.as_deref()),
-        changed.clone(),
+    let notify = {
+        let changed = changed.clone();
+        move || changed.notify_one()
+    };
+    let (triggers, watch_triggers) = scope::reflect(
+        scope::apis::<Trigger>(&client, &args.watch_namespace),
+        notify.clone(),
     );
-    let (brokers, watch_brokers) = reflect(
-        api::<Broker>(&client, args.watch_namespace.as_deref()),
-        changed.clone(),
+    let (brokers, watch_brokers) = scope::reflect(
+        scope::apis::<Broker>(&client, &args.watch_namespace),
+        notify,
     );
     tokio::spawn(watch_triggers);
     tokio::spawn(watch_brokers);
@@ -221,8 +187,8 @@ struct Running {
 }
 
 fn desired_plans(
-    triggers: &Store<Trigger>,
-    brokers: &Store<Broker>,
+    triggers: &Stores<Trigger>,
+    brokers: &Stores<Broker>,
 ) -> HashMap<String, TriggerPlan> {
     triggers
         .state()

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use herald_api::Broker;
 use herald_api::conditions;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use herald_runtime::scope::{self, Stores};
+use kube::Client;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::watcher;
 
 /// What the ingress knows about a Broker address.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub enum Lookup {
 /// A read handle on the Broker cache.
 #[derive(Clone)]
 pub struct BrokerIndex {
-    store: Store<Broker>,
+    store: Stores<Broker>,
 }
 
 impl BrokerIndex {
@@ -58,33 +58,23 @@ impl BrokerIndex {
             writer.apply_watcher_event(&watcher::Event::InitApply(broker));
         }
         writer.apply_watcher_event(&watcher::Event::InitDone);
-        Self { store }
+        Self {
+            store: Stores::from_stores(vec![store]),
+        }
     }
 
     /// Resolves once the cache holds a first complete list.
     pub async fn wait_until_ready(&self) {
-        let _ = self.store.wait_until_ready().await;
+        self.store.wait_until_ready().await;
     }
 }
 
-/// Starts watching Brokers (all namespaces, or one); returns the index and the
-/// future that keeps it current (run it for the life of the process).
+/// Starts watching Brokers (all namespaces, or the listed ones); returns the index
+/// and the future that keeps it current (run it for the life of the process).
 pub fn watch(
-    client: Client,
-    namespace: Option<&str>,
+    client: &Client,
+    namespaces: &[String],
 ) -> (BrokerIndex, impl Future<Output = ()> + Send + 'static) {
-    let api: Api<Broker> = match namespace {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
-    };
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects()
-        .for_each(|event| async move {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "Broker watch failed; retrying");
-            }
-        });
-    (BrokerIndex { store }, stream)
+    let (store, run) = scope::reflect(scope::apis::<Broker>(client, namespaces), || {});
+    (BrokerIndex { store }, run)
 }

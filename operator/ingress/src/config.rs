@@ -23,9 +23,9 @@ pub struct IngressArgs {
     /// must also fit the NATS server's max payload (1 MiB by default).
     #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Serve only Brokers in this namespace (default: all namespaces).
-    #[arg(long, env = "HERALD_WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
+    /// Serve only Brokers in these namespaces, comma-separated (default: all).
+    #[arg(long, env = "HERALD_WATCH_NAMESPACE", value_delimiter = ',')]
+    pub watch_namespace: Vec<String>,
     /// Kubeconfig file; without it, `KUBECONFIG`, `~/.kube/config` or the in-cluster config is used.
     #[arg(long, env = "HERALD_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,

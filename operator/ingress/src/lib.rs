@@ -54,7 +54,7 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
 
-    let (brokers, watch_brokers) = brokers::watch(client.clone(), args.watch_namespace.as_deref());
+    let (brokers, watch_brokers) = brokers::watch(&client, &args.watch_namespace);
     tokio::spawn(watch_brokers);
     tokio::select! {
         () = brokers.wait_until_ready() => {}

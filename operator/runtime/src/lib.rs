@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod nats;
+pub mod scope;
 pub mod telemetry;
 pub mod testing;
 pub mod token;

@@ -25,12 +25,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use herald_api::EventSource;
 use herald_runtime::fired;
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
 
@@ -99,26 +96,15 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
             .into_future(),
     );
 
-    let api: Api<EventSource> = match &args.watch_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
     let changed = Arc::new(Notify::new());
-    let (store, writer) = reflector::store();
     let notify = changed.clone();
-    tokio::spawn(
-        reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .for_each(move |event| {
-                if let Err(e) = &event {
-                    tracing::warn!(error = %e, "watch failed; retrying");
-                }
-                notify.notify_one();
-                futures::future::ready(())
-            }),
+    let (store, watch) = herald_runtime::scope::reflect(
+        herald_runtime::scope::apis::<EventSource>(&client, &args.watch_namespace),
+        move || notify.notify_one(),
     );
+    tokio::spawn(watch);
     tokio::select! {
-        _ = store.wait_until_ready() => {}
+        () = store.wait_until_ready() => {}
         () = fired(shutdown.clone()) => return Ok(()),
     }
     readiness.set(true);
@@ -199,7 +185,7 @@ async fn signing_key(client: &Client, plan: &SourcePlan) -> Result<Vec<u8>, Stri
 /// Starts, restarts and stops sources so that exactly the planned ones run.
 async fn reconcile(
     client: &Client,
-    store: &Store<EventSource>,
+    store: &herald_runtime::scope::Stores<EventSource>,
     running: &mut HashMap<(String, String), Running>,
     routes: &Routes,
     sender: &Sender,
