@@ -177,12 +177,29 @@ pub struct ConsumerSpec {
     /// In `http` mode: the URL path the sidecar POSTs events to (default `/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// In `nats` mode: a Secret key holding NATS credentials to inject into the container.
+    /// A Secret key holding NATS credentials (a `.creds` file), mounted for the
+    /// sidecar (`http` mode) or the containers (`nats` mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretKeyRef>,
+    /// TLS to NATS for the sidecar (`http` mode) or the containers (`nats` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats_tls: Option<NatsTlsRef>,
     /// How the Deployment scales with the backlog.
     #[serde(default)]
     pub scaling: ScalingSpec,
+}
+
+/// Where a consumer's TLS files for NATS are.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NatsTlsRef {
+    /// A Secret in the Trigger's namespace with `ca.crt` (the CA of the NATS servers)
+    /// and, for mutual TLS, `tls.crt` and `tls.key` (as cert-manager writes them).
+    #[schemars(length(min = 1))]
+    pub secret_name: String,
+    /// Present `tls.crt` / `tls.key` as a client certificate (default false).
+    #[serde(default)]
+    pub client_certificate: bool,
 }
 
 /// Autoscaling policy of a consumer Deployment.

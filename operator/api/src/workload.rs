@@ -27,8 +27,16 @@ pub const ENV_PORT: &str = "PORT";
 pub const ENV_STREAM: &str = "HERALD_STREAM";
 /// `nats` mode: the Trigger's durable consumer.
 pub const ENV_CONSUMER: &str = "HERALD_CONSUMER";
-/// `nats` mode: path of the mounted NATS credentials file.
+/// Path of the mounted NATS credentials file (sidecar, or `nats`-mode containers).
 pub const ENV_NATS_CREDS: &str = "HERALD_NATS_CREDS";
+/// Path of the mounted CA certificate of the NATS servers.
+pub const ENV_NATS_TLS_CA: &str = "HERALD_NATS_TLS_CA";
+/// Path of the mounted NATS client certificate.
+pub const ENV_NATS_TLS_CERT: &str = "HERALD_NATS_TLS_CERT";
+/// Path of the mounted NATS client key.
+pub const ENV_NATS_TLS_KEY: &str = "HERALD_NATS_TLS_KEY";
+/// `true` when the consumer must use TLS to NATS.
+pub const ENV_NATS_TLS_REQUIRED: &str = "HERALD_NATS_TLS_REQUIRED";
 
 /// What a consumer Deployment's dispatcher sidecar delivers: one Trigger, as the
 /// operator resolved it when it built the pod template.

@@ -37,6 +37,8 @@ pub const DEFAULT_PORT: i32 = 8080;
 pub const SIDECAR_METRICS_PORT: i32 = 9092;
 const CREDENTIALS_VOLUME: &str = "herald-nats-credentials";
 const CREDENTIALS_DIR: &str = "/var/run/secrets/herald/nats";
+const TLS_VOLUME: &str = "herald-nats-tls";
+const TLS_DIR: &str = "/var/run/secrets/herald/nats-tls";
 
 /// What the operator puts into every consumer Deployment, from its own flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +102,7 @@ pub fn selector_labels(trigger: &str) -> BTreeMap<String, String> {
 fn sidecar(
     consumer: &ConsumerSpec,
     plan: &DispatcherPlan,
+    access: &NatsAccess,
     settings: &WorkloadSettings,
 ) -> Result<Container, String> {
     let port = consumer.port.unwrap_or(DEFAULT_PORT);
@@ -115,19 +118,22 @@ fn sidecar(
         args: Some(vec!["dispatcher".to_owned()]),
         // Later variables may refer to earlier ones as $(NAME), as Kubernetes expands them.
         env: Some(
-            vec![
-                env(workload::ENV_NATS_URL, settings.nats_url.clone()),
-                env(workload::ENV_TRIGGER_PLAN, plan),
-                env(workload::ENV_CONSUMER_PORT, port.to_string()),
-                env(
-                    workload::ENV_SUBSCRIBER,
-                    format!("http://127.0.0.1:$({}){path}", workload::ENV_CONSUMER_PORT),
-                ),
-            ]
-            .into_iter()
-            .chain(metrics_env(SIDECAR_METRICS_PORT))
-            .collect(),
+            access
+                .env
+                .iter()
+                .cloned()
+                .chain([
+                    env(workload::ENV_TRIGGER_PLAN, plan),
+                    env(workload::ENV_CONSUMER_PORT, port.to_string()),
+                    env(
+                        workload::ENV_SUBSCRIBER,
+                        format!("http://127.0.0.1:$({}){path}", workload::ENV_CONSUMER_PORT),
+                    ),
+                ])
+                .chain(metrics_env(SIDECAR_METRICS_PORT))
+                .collect(),
         ),
+        volume_mounts: (!access.mounts.is_empty()).then(|| access.mounts.clone()),
         ports: Some(vec![ContainerPort {
             name: Some("herald-metrics".to_owned()),
             container_port: SIDECAR_METRICS_PORT,
@@ -158,6 +164,88 @@ fn sidecar(
     })
 }
 
+/// What a container needs to reach NATS as the consumer says: the URL, and the
+/// credentials and TLS files (environment and mounts), plus the pod volumes behind
+/// the mounts. The sidecar gets it in `http` mode, every container in `nats` mode.
+struct NatsAccess {
+    env: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+    volumes: Vec<Volume>,
+}
+
+fn nats_access(consumer: &ConsumerSpec, settings: &WorkloadSettings) -> NatsAccess {
+    let mut access = NatsAccess {
+        env: vec![env(workload::ENV_NATS_URL, settings.nats_url.clone())],
+        mounts: Vec::new(),
+        volumes: Vec::new(),
+    };
+    let mount = |access: &mut NatsAccess,
+                 volume: &str,
+                 dir: &str,
+                 secret: &str,
+                 items: Vec<(&str, &str)>| {
+        access.mounts.push(VolumeMount {
+            name: volume.to_owned(),
+            mount_path: dir.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        access.volumes.push(Volume {
+            name: volume.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.to_owned()),
+                items: Some(
+                    items
+                        .into_iter()
+                        .map(|(key, path)| KeyToPath {
+                            key: key.to_owned(),
+                            path: path.to_owned(),
+                            ..KeyToPath::default()
+                        })
+                        .collect(),
+                ),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    };
+    if let Some(secret) = &consumer.credentials_secret_ref {
+        access.env.push(env(
+            workload::ENV_NATS_CREDS,
+            format!("{CREDENTIALS_DIR}/nats.creds"),
+        ));
+        mount(
+            &mut access,
+            CREDENTIALS_VOLUME,
+            CREDENTIALS_DIR,
+            &secret.name,
+            vec![(secret.key.as_str(), "nats.creds")],
+        );
+    }
+    if let Some(tls) = &consumer.nats_tls {
+        access
+            .env
+            .push(env(workload::ENV_NATS_TLS_CA, format!("{TLS_DIR}/ca.crt")));
+        access
+            .env
+            .push(env(workload::ENV_NATS_TLS_REQUIRED, "true".to_owned()));
+        let mut items = vec![("ca.crt", "ca.crt")];
+        if tls.client_certificate {
+            access.env.push(env(
+                workload::ENV_NATS_TLS_CERT,
+                format!("{TLS_DIR}/tls.crt"),
+            ));
+            access.env.push(env(
+                workload::ENV_NATS_TLS_KEY,
+                format!("{TLS_DIR}/tls.key"),
+            ));
+            items.extend([("tls.crt", "tls.crt"), ("tls.key", "tls.key")]);
+        }
+        mount(&mut access, TLS_VOLUME, TLS_DIR, &tls.secret_name, items);
+    }
+    access
+}
+
 /// Gives `nats`-mode containers the connection details of the Trigger's consumer.
 fn inject_nats(
     spec: &mut PodSpec,
@@ -167,48 +255,21 @@ fn inject_nats(
 ) {
     let stream = naming::stream_name(&plan.namespace, &plan.broker);
     let durable = naming::consumer_name(&plan.trigger);
-    let credentials = consumer.credentials_secret_ref.as_ref();
+    let access = nats_access(consumer, settings);
     for container in &mut spec.containers {
-        add_env(
-            container,
-            env(workload::ENV_NATS_URL, settings.nats_url.clone()),
-        );
+        for var in &access.env {
+            add_env(container, var.clone());
+        }
         add_env(container, env(workload::ENV_STREAM, stream.clone()));
         add_env(container, env(workload::ENV_CONSUMER, durable.clone()));
-        if credentials.is_some() {
-            add_env(
-                container,
-                env(
-                    workload::ENV_NATS_CREDS,
-                    format!("{CREDENTIALS_DIR}/nats.creds"),
-                ),
-            );
-            container
-                .volume_mounts
-                .get_or_insert_with(Vec::new)
-                .push(VolumeMount {
-                    name: CREDENTIALS_VOLUME.to_owned(),
-                    mount_path: CREDENTIALS_DIR.to_owned(),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                });
-        }
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .extend(access.mounts.iter().cloned());
     }
-    if let Some(secret) = credentials {
-        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
-            name: CREDENTIALS_VOLUME.to_owned(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: secret.key.clone(),
-                    path: "nats.creds".to_owned(),
-                    ..KeyToPath::default()
-                }]),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-    }
+    spec.volumes
+        .get_or_insert_with(Vec::new)
+        .extend(access.volumes);
 }
 
 /// The Deployment for `trigger` (which must have a `consumer`) with `replicas`
@@ -253,8 +314,12 @@ pub fn desired_deployment(
                 &mut spec.containers[0],
                 env(workload::ENV_PORT, port.to_string()),
             );
-            let sidecar = sidecar(consumer, plan, settings)?;
+            let access = nats_access(consumer, settings);
+            let sidecar = sidecar(consumer, plan, &access, settings)?;
             spec.containers.push(sidecar);
+            spec.volumes
+                .get_or_insert_with(Vec::new)
+                .extend(access.volumes);
         }
         ConsumerMode::Nats => inject_nats(spec, consumer, plan, settings),
     }

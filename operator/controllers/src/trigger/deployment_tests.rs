@@ -157,3 +157,78 @@ fn unusable_templates_are_refused_with_a_reason() {
     no_consumer.spec.consumer = None;
     assert!(build(&no_consumer, 1).is_err());
 }
+
+#[test]
+fn the_sidecar_gets_nats_credentials_and_tls_files_the_app_does_not() {
+    let t = trigger(&format!(
+        "  credentialsSecretRef: {{name: nats-creds, key: user.creds}}\n  natsTls: {{secretName: nats-tls, clientCertificate: true}}\n{HTTP}"
+    ));
+    let d = build(&t, 1).unwrap();
+    let (app, sidecar) = (&containers(&d)[0], &containers(&d)[1]);
+    let dir = "/var/run/secrets/herald/nats-tls";
+    for (var, value) in [
+        (
+            workload::ENV_NATS_CREDS,
+            "/var/run/secrets/herald/nats/nats.creds".to_owned(),
+        ),
+        (workload::ENV_NATS_TLS_CA, format!("{dir}/ca.crt")),
+        (workload::ENV_NATS_TLS_CERT, format!("{dir}/tls.crt")),
+        (workload::ENV_NATS_TLS_KEY, format!("{dir}/tls.key")),
+        (workload::ENV_NATS_TLS_REQUIRED, "true".to_owned()),
+    ] {
+        assert_eq!(env_of(sidecar, var), Some(value.as_str()), "{var}");
+        assert_eq!(env_of(app, var), None, "the app gets no {var}");
+    }
+    let mounts: Vec<&str> = sidecar
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert_eq!(mounts, ["/var/run/secrets/herald/nats", dir]);
+    assert!(app.volume_mounts.is_none());
+    let volumes = d.spec.template.spec.unwrap().volumes.unwrap();
+    let tls = volumes
+        .iter()
+        .find(|v| v.name == "herald-nats-tls")
+        .unwrap();
+    let keys: Vec<&str> = tls
+        .secret
+        .as_ref()
+        .unwrap()
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"]);
+}
+
+#[test]
+fn nats_mode_containers_get_the_ca_without_a_client_certificate() {
+    let t = trigger(
+        "  mode: nats\n  natsTls: {secretName: nats-ca}\n  template:\n    spec:\n      containers:\n      - {name: a, image: a}\n",
+    );
+    let d = build(&t, 1).unwrap();
+    let c = &containers(&d)[0];
+    assert_eq!(
+        env_of(c, workload::ENV_NATS_TLS_CA),
+        Some("/var/run/secrets/herald/nats-tls/ca.crt")
+    );
+    assert_eq!(env_of(c, workload::ENV_NATS_TLS_REQUIRED), Some("true"));
+    assert_eq!(env_of(c, workload::ENV_NATS_TLS_CERT), None);
+    let volumes = d.spec.template.spec.unwrap().volumes.unwrap();
+    assert_eq!(volumes.len(), 1);
+    assert_eq!(
+        volumes[0]
+            .secret
+            .as_ref()
+            .unwrap()
+            .items
+            .as_ref()
+            .unwrap()
+            .len(),
+        1,
+        "only ca.crt"
+    );
+}
