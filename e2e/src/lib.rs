@@ -20,6 +20,7 @@
 
 pub mod http;
 pub mod kubectl;
+pub mod partition;
 pub mod process;
 pub mod runner;
 pub mod secure_nats;

@@ -38,11 +38,12 @@ pub(crate) fn herald_bin() -> PathBuf {
 }
 
 pub(crate) async fn wait_for_port(port: u16, what: &str) {
+    wait_for_addr("127.0.0.1", port, what).await;
+}
+
+async fn wait_for_addr(host: &str, port: u16, what: &str) {
     for _ in 0..150 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+        if tokio::net::TcpStream::connect((host, port)).await.is_ok() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -406,13 +407,17 @@ pub struct ClusterNode {
     cluster_port: u16,
     store: PathBuf,
     routes: String,
+    /// Address it listens on (127.0.0.1, or a veth address for a partition test).
+    host: String,
+    /// Network namespace it runs in, if not the test's own.
+    netns: Option<String>,
 }
 
 impl ClusterNode {
-    /// `nats://127.0.0.1:<port>`.
+    /// `nats://<host>:<port>`.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.host, self.port)
     }
 
     /// Kills the node (SIGKILL).
@@ -427,7 +432,7 @@ impl ClusterNode {
         self.kill().await;
         let routes = self.routes.clone();
         self.spawn(&routes);
-        wait_for_port(self.port, "nats-server (cluster node)").await;
+        wait_for_addr(&self.host, self.port, "nats-server (cluster node)").await;
     }
 
     fn spawn(&mut self, routes: &str) {
@@ -439,15 +444,23 @@ impl ClusterNode {
             .rsplit_once('-')
             .map_or("herald", |(c, _)| c)
             .to_owned();
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js"])
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns, &bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
+            .args(["-a", &self.host, "-p", &self.port.to_string(), "-js"])
             .args(["-n", &self.name])
             .arg("-sd")
             .arg(&self.store)
             .args(["--cluster_name", &cluster_name])
             .args([
                 "--cluster",
-                &format!("nats://127.0.0.1:{}", self.cluster_port),
+                &format!("nats://{}:{}", self.host, self.cluster_port),
             ])
             .args(["--routes", routes])
             .stdout(Stdio::null())
@@ -460,10 +473,19 @@ impl ClusterNode {
 }
 
 impl NatsCluster {
-    /// Starts three nodes named `<name>-0..2` and waits until JetStream answers.
+    /// Starts three nodes named `<name>-0..2` on 127.0.0.1 and waits until JetStream answers.
     pub async fn start(name: &str) -> Self {
-        let mut nodes: Vec<ClusterNode> = (0..3)
-            .map(|i| {
+        let local = || ("127.0.0.1".to_owned(), None);
+        Self::start_on(name, [local(), local(), local()]).await
+    }
+
+    /// Like [`NatsCluster::start`], each node on the given address and, optionally, in
+    /// a network namespace.
+    pub async fn start_on(name: &str, placement: [(String, Option<String>); 3]) -> Self {
+        let mut nodes: Vec<ClusterNode> = placement
+            .into_iter()
+            .enumerate()
+            .map(|(i, (host, netns))| {
                 let port = free_port();
                 ClusterNode {
                     child: None,
@@ -472,19 +494,21 @@ impl NatsCluster {
                     cluster_port: free_port(),
                     store: std::env::temp_dir().join(format!("herald-e2e-nats-{name}-{i}-{port}")),
                     routes: String::new(),
+                    host,
+                    netns,
                 }
             })
             .collect();
         let routes: Vec<String> = nodes
             .iter()
-            .map(|n| format!("nats://127.0.0.1:{}", n.cluster_port))
+            .map(|n| format!("nats://{}:{}", n.host, n.cluster_port))
             .collect();
         let routes = routes.join(",");
         for node in &mut nodes {
             node.spawn(&routes);
         }
         for node in &nodes {
-            wait_for_port(node.port, "nats-server (cluster node)").await;
+            wait_for_addr(&node.host, node.port, "nats-server (cluster node)").await;
         }
         let cluster = Self { nodes };
         // JetStream needs a meta leader before it takes streams.

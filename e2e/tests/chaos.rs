@@ -359,3 +359,51 @@ async fn restart_apiserver() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn nothing_accepted_is_lost_when_the_stream_leader_is_cut_off() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    with_temp_ns("chaos-partition", |client, ns| async move {
+        // Node 2 runs in its own network namespace, joined by a veth link the test cuts.
+        let tag = format!("{:06x}", std::process::id() & 0xff_ffff);
+        let netns = herald_e2e::partition::Netns::create(&tag);
+        let here = || (netns.host_ip.clone(), None);
+        let cluster = NatsCluster::start_on(
+            &format!("part{tag}"),
+            [here(), here(), (netns.inner_ip.clone(), Some(netns.name.clone()))],
+        )
+        .await;
+        let stack = Stack::start(client.clone(), &ns, &cluster.url()).await;
+        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: chaos}\nspec:\n  stream: {replicas: 3}\n");
+        let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
+        await_condition(&brokers, "chaos", WAIT, has_condition("Ready", herald_api::ConditionStatus::True, None)).await;
+        // Make the node behind the link the stream leader, so the cut costs the most.
+        let js = async_nats::jetstream::new(async_nats::connect(cluster.addrs()).await.expect("connect"));
+        let stream_name = naming::stream_name(&ns, "chaos");
+        let isolated = cluster.nodes[2].name.clone();
+        for _ in 0..20 {
+            let mut stream = js.get_stream(&stream_name).await.expect("stream");
+            let leader = stream.info().await.expect("info").cluster.clone().and_then(|c| c.leader);
+            if leader.as_deref() == Some(isolated.as_str()) {
+                println!("stream leader: {isolated} (behind the link)");
+                break;
+            }
+            let _ = js
+                .request::<_, _, serde_json::Value>(format!("STREAM.LEADER.STEPDOWN.{stream_name}"), &serde_json::json!({}))
+                .await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let subscriber = sink(&client, &ns, "chaos").await;
+        let mut load = Load::start(&format!("{}/{ns}/chaos", stack.ingress.url()), subscriber.clone(), events());
+        load.fault_after(1, 3, "stream leader's node cut off by a network partition for 20 s").await;
+        netns.cut();
+        // Longer than JetStream's election timeouts (a few seconds each side), so the
+        // majority elects new leaders while the old one is still cut off.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        netns.heal();
+        load.finish(&subscriber).await;
+        drop(stack);
+        drop(cluster);
+    })
+    .await;
+}

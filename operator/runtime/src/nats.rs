@@ -123,6 +123,9 @@ pub async fn connect(args: &NatsArgs, client_name: &str) -> anyhow::Result<NatsC
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(3))
+        // A server cut off by the network sends no reset: only missed pings show it.
+        // Every 2 s (default 60 s), so a client on it moves to another node in seconds.
+        .ping_interval(Duration::from_secs(2))
         .request_timeout(Some(Duration::from_secs(5)))
         // Reconnect quickly (NATS restarts are short); the cap keeps a dead server cheap.
         .reconnect_delay_callback(|attempt| {
