@@ -27,6 +27,11 @@ fn err(input: &str, why: &'static str) -> ParseDurationError {
     }
 }
 
+/// [`parse`] for a command-line flag (clap's `value_parser`): the error as text.
+pub fn parse_flag(input: &str) -> Result<Duration, String> {
+    parse(input).map_err(|e| e.to_string())
+}
+
 /// Parses a duration in Go style or ISO-8601 notation.
 pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
     let s = input.trim();

@@ -43,7 +43,7 @@ pub struct OperatorArgs {
     #[arg(long, env = "HERALD_LEASE_NAMESPACE", default_value = "herald-system")]
     pub lease_namespace: String,
     /// How long a leader's Lease lasts without renewal, e.g. `15s`.
-    #[arg(long, env = "HERALD_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "HERALD_LEASE_DURATION", default_value = "15s", value_parser = herald_api::duration::parse_flag)]
     pub lease_duration: Duration,
     /// Identity in the Lease and in Events (default: `$HOSTNAME` and the process id).
     #[arg(long, env = "HERALD_IDENTITY")]
@@ -57,8 +57,4 @@ pub struct OperatorArgs {
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    herald_api::duration::parse(s).map_err(|e| e.to_string())
 }

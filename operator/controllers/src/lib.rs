@@ -121,16 +121,8 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
     let leadership = tokio::spawn(hold_leadership(lock, shutdown.clone(), stop_tx));
     // One set of controllers per watched namespace (RBAC may allow no cluster-wide
     // watch), or one for all namespaces.
-    let scopes: Vec<Option<&str>> = if args.watch_namespace.is_empty() {
-        vec![None]
-    } else {
-        args.watch_namespace
-            .iter()
-            .map(|ns| Some(ns.as_str()))
-            .collect()
-    };
     futures::future::join_all(
-        scopes
+        herald_runtime::scope::scopes(&args.watch_namespace)
             .into_iter()
             .map(|namespace| run_controllers(ctx.clone(), namespace, &stop)),
     )

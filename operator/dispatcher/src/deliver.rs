@@ -160,9 +160,7 @@ impl Deliverer {
                 "the subscriber wants a token for audience {audience}, but this dispatcher has no --token-service-account"
             ));
         };
-        let token = tokens.token(audience).await?;
-        hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| "the token cannot be sent in a header".to_owned())
+        herald_runtime::token::bearer(&tokens.token(audience).await?)
     }
 
     /// Handles one message of a Trigger's consumer.

@@ -29,7 +29,7 @@ use herald_runtime::scope::{self, Stores};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use kube::ResourceExt;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, watch};
 
@@ -66,14 +66,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
 
-    let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-dispatcher".into());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "herald-dispatcher".into(),
-            instance: Some(identity),
-        },
-    );
+    let recorder = herald_runtime::event_recorder(client.clone(), "herald-dispatcher");
     let tokens = args
         .token_service_account
         .as_ref()

@@ -24,12 +24,8 @@ pub struct DisplayArgs {
     #[arg(long)]
     pub json: bool,
     /// Take this long over each event before answering, e.g. `50ms` (to play a slow consumer).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = herald_api::duration::parse_flag)]
     pub delay: Option<Duration>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    herald_api::duration::parse(s).map_err(|e| e.to_string())
 }
 
 fn listen_address(args: &DisplayArgs) -> Result<SocketAddr, String> {

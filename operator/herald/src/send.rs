@@ -202,7 +202,7 @@ async fn send(args: &SendArgs) -> Result<(u16, String), String> {
         .map_err(|e| format!("bad URL {url}: {e}"))?;
     *request.headers_mut() = headers;
     if let Some(token) = bearer_token(args)? {
-        let value = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        let value = herald_runtime::token::bearer(&token)
             .map_err(|_| "the token contains characters a header cannot carry".to_owned())?;
         request
             .headers_mut()

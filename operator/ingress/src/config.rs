@@ -36,11 +36,11 @@ pub struct IngressArgs {
     #[arg(long, env = "HERALD_MAX_HEADERS", default_value_t = crate::limits::DEFAULT_MAX_HEADERS)]
     pub max_headers: usize,
     /// Most bytes of request line plus headers; more get 431.
-    #[arg(long, env = "HERALD_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    #[arg(long, env = "HERALD_MAX_HEADER_BYTES", default_value_t = crate::limits::DEFAULT_MAX_HEADER_BYTES)]
     pub max_header_bytes: usize,
     /// Time a client has to send the headers (else the connection is closed) and,
     /// again, the body (else 408), e.g. `15s`.
-    #[arg(long, env = "HERALD_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "HERALD_READ_TIMEOUT", default_value = "15s", value_parser = herald_api::duration::parse_flag)]
     pub read_timeout: Duration,
     /// Most requests in flight per Broker; more get 429 with `Retry-After` (0: no limit).
     #[arg(long, env = "HERALD_MAX_CONCURRENT_PER_BROKER", default_value_t = 1024)]
@@ -50,6 +50,30 @@ pub struct IngressArgs {
     pub log_format: LogFormat,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    herald_api::duration::parse(s).map_err(|e| e.to_string())
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::IngressArgs;
+    use crate::limits::ConnectionLimits;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: IngressArgs,
+    }
+
+    #[test]
+    fn flag_defaults_are_the_connection_limits_defaults() {
+        let args = Cli::parse_from(["herald-ingress"]).args;
+        let defaults = ConnectionLimits::default();
+        assert_eq!(
+            (args.max_headers, args.max_header_bytes, args.read_timeout),
+            (
+                defaults.max_headers,
+                defaults.max_header_bytes,
+                defaults.header_read_timeout
+            )
+        );
+    }
 }

@@ -19,6 +19,10 @@ use tokio::net::TcpListener;
 /// hyper's own default header count; asking for another makes hyper allocate the
 /// header array per request, so it is only set when it differs.
 pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Default most bytes of request line plus headers.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Default time to send the headers, and again the body.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long in-flight requests may take to finish after shutdown began.
 const DRAIN: Duration = Duration::from_secs(25);
 
@@ -38,8 +42,8 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_headers: DEFAULT_MAX_HEADERS,
-            max_header_bytes: 16 * 1024,
-            header_read_timeout: Duration::from_secs(15),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            header_read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
 }

@@ -11,6 +11,20 @@ pub mod telemetry;
 pub mod testing;
 pub mod token;
 
+/// A recorder of Kubernetes Events from `controller` (e.g. `herald-dispatcher`), this
+/// replica named by its pod (`HOSTNAME`).
+#[must_use]
+pub fn event_recorder(client: kube::Client, controller: &str) -> kube::runtime::events::Recorder {
+    let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| controller.to_owned());
+    kube::runtime::events::Recorder::new(
+        client,
+        kube::runtime::events::Reporter {
+            controller: controller.to_owned(),
+            instance: Some(instance),
+        },
+    )
+}
+
 /// Resolves when the process receives SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

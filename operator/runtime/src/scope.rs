@@ -18,13 +18,22 @@ pub fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
 {
+    scopes(namespaces)
+        .into_iter()
+        .map(|scope| match scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        })
+        .collect()
+}
+
+/// The namespaces to watch one by one, or `[None]` for all at once.
+#[must_use]
+pub fn scopes(namespaces: &[String]) -> Vec<Option<&str>> {
     if namespaces.is_empty() {
-        vec![Api::all(client.clone())]
+        vec![None]
     } else {
-        namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
+        namespaces.iter().map(|ns| Some(ns.as_str())).collect()
     }
 }
 

@@ -74,6 +74,12 @@ impl TokenSource {
     }
 }
 
+/// The `Authorization` value that carries `token`: `Bearer <token>`.
+pub fn bearer(token: &str) -> Result<axum::http::HeaderValue, String> {
+    axum::http::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the token cannot be sent in a header".to_owned())
+}
+
 /// `namespace/name` of a ServiceAccount.
 pub fn parse_account(value: &str) -> Result<(String, String), String> {
     match value.split_once('/') {

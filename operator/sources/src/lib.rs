@@ -70,14 +70,7 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
             admin,
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
-    let identity = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald-sources".into());
-    let recorder = kube::runtime::events::Recorder::new(
-        client.clone(),
-        kube::runtime::events::Reporter {
-            controller: "herald-sources".into(),
-            instance: Some(identity),
-        },
-    );
+    let recorder = herald_runtime::event_recorder(client.clone(), "herald-sources");
     let mut sender = Sender::new(metrics.clone(), Some(recorder));
     if let Some((namespace, name)) = &args.token_service_account {
         sender = sender.with_tokens(herald_runtime::token::TokenSource::new(

@@ -120,8 +120,7 @@ impl Sender {
         *request.headers_mut() = headers;
         if let Some(tokens) = self.tokens.as_ref().filter(|_| self.is_challenged(sink)) {
             let token = tokens.token(sink).await.map_err(|e| (true, e))?;
-            let value = hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| (false, "the token cannot be sent in a header".to_owned()))?;
+            let value = herald_runtime::token::bearer(&token).map_err(|e| (false, e))?;
             request
                 .headers_mut()
                 .insert(hyper::header::AUTHORIZATION, value);
