@@ -116,13 +116,19 @@ async fn delete_streams_of(namespace: &str) {
         return;
     };
     let js = async_nats::jetstream::new(nats);
-    let prefix = format!("{STREAM_PREFIX}{namespace}_");
+    let prefixes = [
+        format!("{STREAM_PREFIX}{namespace}_"),
+        format!("{}{namespace}_", herald_api::naming::QUEUE_STREAM_PREFIX),
+    ];
     let names: Vec<String> = js
         .stream_names()
         .filter_map(|n| async move { n.ok() })
         .collect()
         .await;
-    for stream in names.into_iter().filter(|n| n.starts_with(&prefix)) {
+    for stream in names
+        .into_iter()
+        .filter(|n| prefixes.iter().any(|p| n.starts_with(p.as_str())))
+    {
         if let Err(e) = js.delete_stream(&stream).await {
             eprintln!("could not delete stream {stream}: {e}");
         }
@@ -140,7 +146,9 @@ pub async fn await_condition<K>(
 where
     K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    match tokio::time::timeout(timeout, wait::await_condition(api.clone(), name, condition)).await {
+    // Boxed: kube's watch future holds several objects, and every test awaits this.
+    let watch = Box::pin(wait::await_condition(api.clone(), name, condition));
+    match tokio::time::timeout(timeout, watch).await {
         Ok(Ok(Some(obj))) => obj,
         Ok(Ok(None)) => panic!("{name} was deleted while waiting for a condition"),
         Ok(Err(e)) => panic!("watching {name} failed: {e}"),

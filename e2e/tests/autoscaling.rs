@@ -117,7 +117,9 @@ async fn from_zero(
 #[allow(clippy::too_many_lines)] // one scenario, told in order
 async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
     with_temp_ns("autoscale", |client, ns| async move {
-        let stack = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
+        // The shared dispatcher routes the Broker's events into the Trigger's queue;
+        // the consumer Deployment's sidecars deliver them.
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let runner =
             ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
         apply(

@@ -69,6 +69,64 @@ pub fn consumer_name(trigger: &str) -> String {
     bounded(format!("trigger_{}", token(trigger)), trigger)
 }
 
+/// Prefix of every Trigger-queue stream. `HERALDQ_` can never begin a Broker's stream
+/// name (those continue `HERALD_` with a lowercase namespace), so the two never collide.
+pub const QUEUE_STREAM_PREFIX: &str = "HERALDQ_";
+/// First token of the subjects of Trigger queues; apart from [`SUBJECT_ROOT`], so a
+/// Broker's stream never captures a routed copy.
+pub const QUEUE_SUBJECT_ROOT: &str = "heraldq";
+/// The durable consumer of a Broker's stream that routes its events to Trigger queues.
+pub const ROUTER_CONSUMER: &str = "router";
+
+/// The stream holding the queues of Broker `namespace/name`'s Triggers: each Trigger's
+/// matching events, one subject per Trigger.
+#[must_use]
+pub fn queue_stream_name(namespace: &str, name: &str) -> String {
+    bounded(
+        format!("{QUEUE_STREAM_PREFIX}{namespace}_{}", token(name)),
+        &format!("queue/{namespace}/{name}"),
+    )
+}
+
+/// The subject filter covering every Trigger queue of Broker `namespace/name`.
+#[must_use]
+pub fn queue_stream_subjects(namespace: &str, name: &str) -> Vec<String> {
+    vec![format!(
+        "{QUEUE_SUBJECT_ROOT}.{namespace}.{}.*",
+        token(name)
+    )]
+}
+
+/// The subject of Trigger `trigger`'s queue on Broker `namespace/broker`.
+#[must_use]
+pub fn queue_subject(namespace: &str, broker: &str, trigger: &str) -> String {
+    format!(
+        "{QUEUE_SUBJECT_ROOT}.{namespace}.{}.{}",
+        token(broker),
+        token(trigger)
+    )
+}
+
+/// The durable consumer that backfills Trigger `trigger`'s queue from its Broker's
+/// history (`startPosition` other than `new`); same rules as [`consumer_name`].
+#[must_use]
+pub fn backfill_consumer_name(trigger: &str) -> String {
+    bounded(format!("backfill_{}", token(trigger)), trigger)
+}
+
+/// Header on each queued copy: the event's sequence in its Broker's stream.
+pub const HEADER_BROKER_SEQUENCE: &str = "Herald-Broker-Sequence";
+/// Header on each queued copy: the [`crate::trigger::filter_version`] it was routed under.
+pub const HEADER_FILTER_VERSION: &str = "Herald-Filter-Version";
+
+/// The `Nats-Msg-Id` of the copy of Broker event `sequence` in Trigger `trigger`'s
+/// queue: every router and the backfill derive the same one, so a copy queued twice
+/// (a retried route, a backfill overlapping live routing) is a duplicate JetStream drops.
+#[must_use]
+pub fn queue_message_id(sequence: u64, trigger: &str) -> String {
+    format!("{sequence}:{trigger}")
+}
+
 /// The subject prefix (without a trailing wildcard) for Broker `namespace/name`.
 #[must_use]
 pub fn subject_prefix(namespace: &str, name: &str) -> String {
@@ -219,6 +277,25 @@ mod tests {
         assert_ne!(
             consumer_name(&"x".repeat(250)),
             consumer_name(&"x".repeat(251))
+        );
+    }
+
+    #[test]
+    fn queues_are_apart_from_broker_streams_and_subjects() {
+        assert_eq!(queue_stream_name("shop", "default"), "HERALDQ_shop_default");
+        assert_eq!(
+            queue_subject("shop", "default", "to.billing"),
+            "heraldq.shop.default.to_billing"
+        );
+        assert_eq!(
+            queue_stream_subjects("shop", "default"),
+            ["heraldq.shop.default.*"]
+        );
+        assert!(!queue_stream_name("q", "x").starts_with(STREAM_PREFIX));
+        assert_ne!(backfill_consumer_name("t"), consumer_name("t"));
+        assert_eq!(
+            queue_stream_name(&"n".repeat(63), &"x".repeat(200)).len(),
+            MAX_STREAM_NAME
         );
     }
 

@@ -89,6 +89,26 @@ impl TriggerSpec {
     }
 }
 
+/// A short, stable digest of a Trigger's filters: routers stamp it on each copy they
+/// queue, so a deliverer can tell a copy routed under filters that changed since.
+#[must_use]
+pub fn filter_version(
+    filter: Option<&AttributesFilter>,
+    filters: &[SubscriptionsApiFilter],
+) -> String {
+    use sha2::Digest;
+    let (attributes, filters) = filter_parts(filter, filters);
+    let canonical = serde_json::json!([attributes, filters]).to_string();
+    let digest = sha2::Sha256::digest(canonical.as_bytes());
+    digest[..8]
+        .iter()
+        .fold(String::with_capacity(16), |mut hex, b| {
+            use std::fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
 /// `filter.attributes` as pairs and `filters` as JSON, for the filter engine.
 #[must_use]
 pub fn filter_parts<'a>(
@@ -308,6 +328,31 @@ pub struct TriggerStatus {
     /// State of the consumer Deployment's autoscaler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingStatus>,
+    /// The Trigger's queue: where the events its filters match wait for delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStatus>,
+}
+
+/// Where a Trigger's matching events wait, and from where the Broker's routers fill it.
+///
+/// Routers copy each Broker event whose stream sequence is above `routedAfter` and that
+/// the Trigger's filters match into the queue; the events at or below it that the
+/// start position asks for are copied by the backfill while `backfilling` is true.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// The Broker whose events fill the queue.
+    pub broker: String,
+    /// The JetStream stream holding the queues of the Broker's Triggers.
+    pub stream: String,
+    /// This Trigger's subject in that stream.
+    pub subject: String,
+    /// The Broker stream's last sequence when the queue was created: later events are
+    /// routed live, earlier ones only by the backfill.
+    pub routed_after: u64,
+    /// Whether the Broker's history (`startPosition`) is still being copied in.
+    #[serde(default)]
+    pub backfilling: bool,
 }
 
 /// What the autoscaler saw and did last.

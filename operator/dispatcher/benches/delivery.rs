@@ -1,5 +1,5 @@
-//! End-to-end delivery, side by side in one run: HTTP ingress → stream → dispatcher →
-//! a local HTTP subscriber.
+//! End-to-end delivery, side by side in one run: HTTP ingress → stream → router →
+//! Trigger queue → dispatcher → a local HTTP subscriber.
 //!
 //! 1. the ingress alone (binary mode, no consumer): its event rate;
 //! 2. the whole pipeline: the same load while the dispatcher delivers, timed until
@@ -10,43 +10,28 @@
 //! `cargo bench -p herald-dispatcher`; `BENCH_EVENTS` (default 20000) and
 //! `BENCH_CONCURRENCY` (default 64) tune it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
-use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use herald_api::conditions::{Condition, ConditionStatus};
-use herald_api::{Broker, BrokerSpec, BrokerStatus, Trigger, TriggerStatus, naming};
+use herald_api::{Trigger, TriggerStatus, naming};
 use herald_cloudevents::CloudEvent;
 use herald_dispatcher::deliver::Deliverer;
 use herald_dispatcher::metrics::Metrics;
-use herald_ingress::brokers::BrokerIndex;
-use herald_ingress::server::AppState;
-use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{BROKER, Http, Received, clock, env_usize, percentile, rate};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const NAMESPACE: &str = "bench";
-const BROKER: &str = "default";
-
-type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Nanoseconds since the bench started, carried in each event to time it end to end.
-fn clock(start: Instant) -> u64 {
-    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
 
 fn event(start: Instant) -> CloudEvent {
     static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
@@ -59,12 +44,7 @@ fn event(start: Instant) -> CloudEvent {
 }
 
 async fn send(http: &Http, url: &str, start: Instant) {
-    let (headers, body) = herald_cloudevents::http::encode_binary(&event(start));
-    let mut req = hyper::Request::post(url).body(Full::new(body)).unwrap();
-    *req.headers_mut() = headers;
-    let resp = http.request(req).await.expect("the ingress answers");
-    assert_eq!(resp.status().as_u16(), 202);
-    let _ = resp.into_body().collect().await;
+    support::send(http, url, &event(start)).await;
 }
 
 /// Sends `total` events on `concurrency` connections; returns the elapsed time.
@@ -93,143 +73,96 @@ async fn load(
     began.elapsed()
 }
 
-/// The subscriber: counts events and records send → receive latency.
-#[derive(Default)]
-struct Received {
-    count: AtomicUsize,
-    latencies: Mutex<Vec<Duration>>,
-}
-
-async fn start_subscriber(received: Arc<Received>, start: Instant) -> String {
-    let handler = move |headers: HeaderMap| {
-        let received = received.clone();
-        async move {
-            let sent = headers
-                .get("ce-benchsent")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            received
-                .latencies
-                .lock()
-                .unwrap()
-                .push(Duration::from_nanos(clock(start).saturating_sub(sent)));
-            received.count.fetch_add(1, Ordering::Relaxed);
-            StatusCode::ACCEPTED
-        }
-    };
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            axum::Router::new().route("/", axum::routing::post(handler)),
-        )
-        .await
-    });
-    format!("http://{addr}/")
-}
-
-async fn wait_for(received: &Received, count: usize) {
-    while received.count.load(Ordering::Relaxed) < count {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-fn ready() -> Vec<Condition> {
-    vec![Condition::new("Ready", ConditionStatus::True, "Ready", "")]
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn rate(events: usize, d: Duration) -> f64 {
-    events as f64 / d.as_secs_f64()
-}
-
-/// Runs the ingress in process for one Ready Broker; returns the Broker's URL.
-async fn start_ingress(
-    client: &async_nats::Client,
-    js: &jetstream::Context,
-    registry: &prometheus::Registry,
-) -> Arc<str> {
-    let mut broker = Broker::new(BROKER, BrokerSpec::default());
-    broker.metadata.namespace = Some(NAMESPACE.into());
-    broker.status = Some(BrokerStatus {
-        conditions: ready(),
-        ..BrokerStatus::default()
-    });
-    let ingress = Arc::new(AppState {
-        brokers: BrokerIndex::fixed(vec![broker]),
-        auth: herald_ingress::auth::Authenticator::new(None),
-        nats: herald_runtime::nats::NatsConnection {
-            client: client.clone(),
-            state_changes: tokio::sync::watch::channel(1).1,
-        },
-        jetstream: js.clone(),
-        metrics: herald_ingress::metrics::Metrics::register(registry).unwrap(),
-        max_body_bytes: 1 << 20,
-        body_timeout: std::time::Duration::from_secs(15),
-        per_broker: herald_ingress::limits::BrokerConcurrency::new(0),
-    });
-    let addr = herald_ingress::server::spawn_local(
-        ingress,
-        herald_ingress::limits::ConnectionLimits::default(),
-    )
-    .await
-    .unwrap();
-    format!("http://{addr}/{NAMESPACE}/{BROKER}").into()
-}
-
-/// Creates a Trigger's durable consumer (from now on) and runs the dispatcher's pull
-/// loop for it, delivering to `subscriber`, until the process ends.
+/// Creates the Broker's queue stream, its router and a Trigger's queue, and runs the
+/// dispatcher's router and pull loop for it — the production path — delivering to
+/// `subscriber`, until the process ends.
 async fn start_dispatcher(
     stream: &jetstream::stream::Stream,
     js: &jetstream::Context,
     registry: &prometheus::Registry,
     subscriber: &str,
 ) {
-    let spec = serde_json::json!({"broker": BROKER, "subscriber": {"uri": subscriber}});
-    let mut trigger = Trigger::new("bench", serde_json::from_value(spec).unwrap());
-    trigger.metadata.namespace = Some(NAMESPACE.into());
-    trigger.status = Some(TriggerStatus {
-        subscriber_uri: Some(subscriber.to_owned()),
-        conditions: ready(),
-        ..TriggerStatus::default()
-    });
-    let plan = Arc::new(
-        herald_dispatcher::plan::plan(&trigger, None).expect("a Ready Trigger has a plan"),
-    );
+    let queue_subject = naming::queue_subject(NAMESPACE, BROKER, "bench");
+    let queue_stream = naming::queue_stream_name(NAMESPACE, BROKER);
+    let queue = js
+        .create_stream(jetstream::stream::Config {
+            name: queue_stream.clone(),
+            subjects: naming::queue_stream_subjects(NAMESPACE, BROKER),
+            retention: jetstream::stream::RetentionPolicy::Interest,
+            max_age: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .await
+        .expect("create queue stream");
     stream
         .create_consumer(consumer::pull::Config {
-            durable_name: Some(plan.consumer.clone()),
+            durable_name: Some(naming::ROUTER_CONSUMER.into()),
             ack_policy: consumer::AckPolicy::Explicit,
             deliver_policy: consumer::DeliverPolicy::New,
+            ack_wait: herald_api::delivery::ACK_WAIT,
+            max_deliver: -1,
+            max_ack_pending: 20_000,
+            priority_policy: consumer::PriorityPolicy::PinnedClient,
+            priority_groups: vec![herald_dispatcher::ROUTER_GROUP.into()],
+            priority_timeout: Duration::from_secs(6),
+            ..Default::default()
+        })
+        .await
+        .expect("create router");
+    queue
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(naming::consumer_name("bench")),
+            filter_subject: queue_subject.clone(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
             ack_wait: herald_api::delivery::ACK_WAIT,
             max_deliver: -1,
             max_ack_pending: 10_000,
             ..Default::default()
         })
         .await
-        .expect("create consumer");
+        .expect("create queue consumer");
+    let spec = serde_json::json!({"broker": BROKER, "subscriber": {"uri": subscriber}});
+    let mut trigger = Trigger::new("bench", serde_json::from_value(spec).unwrap());
+    trigger.metadata.namespace = Some(NAMESPACE.into());
+    trigger.status = Some(TriggerStatus {
+        subscriber_uri: Some(subscriber.to_owned()),
+        conditions: support::ready(),
+        queue: Some(herald_api::trigger::QueueStatus {
+            broker: BROKER.into(),
+            stream: queue_stream,
+            subject: queue_subject,
+            routed_after: 0,
+            backfilling: false,
+        }),
+        ..TriggerStatus::default()
+    });
+    let planned = herald_dispatcher::plan::plan(
+        &trigger,
+        None,
+        &mut herald_dispatcher::plan::FilterCache::default(),
+    )
+    .expect("a Ready Trigger has a plan");
+    let mut table = herald_dispatcher::routes::RouteTable::default();
+    table.upsert(&planned.key, planned.route.clone(), &planned.filter);
+    let table = Arc::new(std::sync::RwLock::new(table));
     let deliverer = Arc::new(Deliverer {
         http: Client::builder(TokioExecutor::new()).build_http(),
         jetstream: js.clone(),
         metrics: Metrics::register(registry).unwrap(),
         recorder: None,
         tokens: None,
+        attempts: herald_dispatcher::deliver::Attempts::default(),
     });
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let plan = Arc::new(planned.delivery.expect("a subscriber"));
+    let (stop, stopped) = tokio::sync::watch::channel(herald_dispatcher::pull::Stop::Running);
+    let events = naming::stream_name(NAMESPACE, BROKER);
+    tokio::spawn(herald_dispatcher::router::route_loop(
+        js.clone(),
+        events,
+        table,
+        stopped.clone(),
+    ));
     tokio::spawn(async move {
         herald_dispatcher::pull::pull_loop(plan, deliverer, stopped).await;
         drop(stop);
@@ -257,7 +190,8 @@ async fn main() {
         .await
         .expect("create stream");
     let registry = prometheus::Registry::new();
-    let url = start_ingress(&client, &js, &registry).await;
+    let base = support::start_ingress(&client, &js, &registry, &[NAMESPACE.to_owned()]).await;
+    let url: Arc<str> = format!("{base}/{NAMESPACE}/{BROKER}").into();
     let http: Http = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency)
         .build_http();
@@ -267,15 +201,15 @@ async fn main() {
 
     // 2. The pipeline: a Trigger's consumer from now on, the dispatcher, the subscriber.
     let received = Arc::new(Received::default());
-    let subscriber = start_subscriber(received.clone(), start).await;
+    let subscriber = support::start_subscriber(received.clone(), start).await;
     start_dispatcher(&stream, &js, &registry, &subscriber).await;
     let began = Instant::now();
     load(&http, &url, total, concurrency, start).await;
-    wait_for(&received, total).await;
+    received.wait_for(total).await;
     let pipeline_rate = rate(total, began.elapsed());
 
     // 3. Latency at a fixed 1,000 events/s.
-    received.latencies.lock().unwrap().clear();
+    received.reset();
     let samples = 3000;
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     for _ in 0..samples {
@@ -283,8 +217,8 @@ async fn main() {
         let (http, url) = (http.clone(), url.clone());
         tokio::spawn(async move { send(&http, &url, start).await });
     }
-    wait_for(&received, total + samples).await;
-    let mut latencies = received.latencies.lock().unwrap().clone();
+    received.wait_for(samples).await;
+    let mut latencies = received.latencies();
     latencies.sort_unstable();
 
     println!(

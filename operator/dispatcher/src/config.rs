@@ -37,6 +37,10 @@ pub struct DispatcherArgs {
     /// are sent to subscribers that set `audience`.
     #[arg(long, env = "HERALD_TOKEN_SERVICE_ACCOUNT", value_name = "NAMESPACE/NAME", value_parser = herald_runtime::token::parse_account)]
     pub token_service_account: Option<(String, String)>,
+    /// On SIGTERM, how long deliveries in flight may take to finish before the rest is
+    /// handed back to JetStream for redelivery (keep it below the pod's grace period).
+    #[arg(long, env = "HERALD_DRAIN_TIMEOUT", default_value = "20s", value_parser = herald_api::duration::parse_flag)]
+    pub drain_timeout: std::time::Duration,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -87,6 +87,74 @@ pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> 
     }
 }
 
+/// Attempts this dispatcher made per queued event, by (queue stream, sequence).
+///
+/// JetStream's delivery count also rises when an event comes back after a crash, a
+/// stop or an ack-wait expiry, none of which was an attempt; counting here means an
+/// event is sent at least once by whoever receives it. Entries go when the event is
+/// settled; the few whose retry went to another dispatcher are swept by age.
+#[derive(Default)]
+pub struct Attempts {
+    made: std::sync::Mutex<std::collections::HashMap<(String, u64), (u32, std::time::Instant)>>,
+}
+
+/// Entries kept before old ones are swept.
+const ATTEMPTS_SWEEP_AT: usize = 50_000;
+
+impl Attempts {
+    /// Attempts already made for the event.
+    fn made(&self, stream: &str, sequence: u64) -> u32 {
+        let made = self
+            .made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        made.get(&(stream.to_owned(), sequence))
+            .map_or(0, |(n, _)| *n)
+    }
+
+    /// Records that `number` attempts were made and another will follow.
+    fn record(&self, stream: &str, sequence: u64, number: u32) {
+        let mut made = self
+            .made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if made.len() >= ATTEMPTS_SWEEP_AT {
+            let now = std::time::Instant::now();
+            made.retain(|_, (_, at)| {
+                now.duration_since(*at) < herald_api::delivery::MAX_BACKOFF * 2
+            });
+        }
+        made.insert(
+            (stream.to_owned(), sequence),
+            (number, std::time::Instant::now()),
+        );
+    }
+
+    /// Forgets a settled event.
+    fn settle(&self, stream: &str, sequence: u64) {
+        let mut made = self
+            .made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        made.remove(&(stream.to_owned(), sequence));
+    }
+
+    /// Events being retried.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no event is being retried.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Shared by every Trigger's loop.
 pub struct Deliverer {
     /// HTTP client (keep-alive pool).
@@ -99,6 +167,8 @@ pub struct Deliverer {
     pub recorder: Option<Recorder>,
     /// Tokens for subscribers that set `audience` (none in sidecar mode).
     pub tokens: Option<herald_runtime::token::TokenSource>,
+    /// Attempts made per event.
+    pub attempts: Attempts,
 }
 
 impl Deliverer {
@@ -163,18 +233,16 @@ impl Deliverer {
         herald_runtime::token::bearer(&tokens.token(audience).await?)
     }
 
-    /// Handles one message of a Trigger's consumer.
+    /// Handles one message of a Trigger's queue.
     pub async fn handle(&self, plan: &TriggerPlan, msg: jetstream::Message) {
-        let (number, published) = match msg.info() {
-            Ok(info) => (
-                u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1),
-                info.published,
-            ),
+        let (sequence, published) = match msg.info() {
+            Ok(info) => (info.stream_sequence, info.published),
             Err(e) => {
                 tracing::warn!(error = %e, "message without JetStream metadata; skipping");
                 return;
             }
         };
+        let number = self.attempts.made(&plan.stream, sequence).saturating_add(1);
         let outcome = |o| self.metrics.outcome(&plan.namespace, &plan.trigger, o);
         let event = match herald_cloudevents::nats::decode(
             msg.headers.as_ref(),
@@ -188,8 +256,16 @@ impl Deliverer {
                 return;
             }
         };
-        if let Some(filter) = &plan.filter
-            && !crate::filtering::matches(filter, &event)
+        // Routing already applied the filters; a copy routed under filters that have
+        // changed since (or a message no router stamped) is checked against the
+        // current ones.
+        let routed_under = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(naming::HEADER_FILTER_VERSION))
+            .map(async_nats::HeaderValue::as_str);
+        if routed_under != Some(plan.filter_version.as_str())
+            && !crate::filtering::matches(&plan.filter, &event)
         {
             ack(&msg, AckKind::Ack).await;
             outcome(Outcome::Filtered);
@@ -226,6 +302,7 @@ impl Deliverer {
                     return;
                 }
                 ack(&msg, AckKind::Ack).await;
+                self.attempts.settle(&plan.stream, sequence);
                 outcome(Outcome::Delivered);
                 let age = time::OffsetDateTime::now_utc() - published;
                 self.metrics.latency(
@@ -236,6 +313,7 @@ impl Deliverer {
             }
             Verdict::Retry(delay) => {
                 tracing::debug!(trigger = %plan.trigger, id = event.id(), attempt = number, error = %attempt.describe(), ?delay, "delivery failed; retrying");
+                self.attempts.record(&plan.stream, sequence, number);
                 ack(&msg, AckKind::Nak(Some(delay))).await;
                 outcome(Outcome::Retried);
             }
@@ -286,6 +364,7 @@ impl Deliverer {
         let Some(sink) = &plan.dead_letter_sink else {
             tracing::warn!(trigger = %plan.trigger, id = event.id(), attempts = number, error = %last.describe(), "event dropped: retries used up and no dead-letter sink");
             ack(msg, AckKind::Term).await;
+            self.settle(plan, msg);
             outcome(Outcome::Dropped);
             self.report_drop(plan, number, last).await;
             return;
@@ -309,12 +388,23 @@ impl Deliverer {
         match self.post(sink, &dead, plan.delivery.timeout, None).await {
             Attempt::Answered { status, .. } if (200..300).contains(&status) => {
                 ack(msg, AckKind::Ack).await;
+                self.settle(plan, msg);
                 outcome(Outcome::DeadLettered);
             }
             failed => {
                 tracing::warn!(trigger = %plan.trigger, id = event.id(), error = %failed.describe(), "dead-letter sink failed; trying again later");
+                if let Ok(info) = msg.info() {
+                    self.attempts
+                        .record(&plan.stream, info.stream_sequence, number);
+                }
                 ack(msg, AckKind::Nak(Some(DEAD_LETTER_RETRY))).await;
             }
+        }
+    }
+
+    fn settle(&self, plan: &TriggerPlan, msg: &jetstream::Message) {
+        if let Ok(info) = msg.info() {
+            self.attempts.settle(&plan.stream, info.stream_sequence);
         }
     }
 

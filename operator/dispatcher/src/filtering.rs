@@ -1,4 +1,5 @@
-//! Evaluating a Trigger's compiled filters against a stored event.
+//! Evaluating compiled filters against a stored event: one Trigger's (delivery of a
+//! copy routed under older filters, backfill) or all of a Broker's at once (routing).
 
 use herald_cloudevents::CloudEvent;
 use herald_filter::CompiledFilter;
@@ -7,14 +8,25 @@ use herald_filter::CompiledFilter;
 /// looks at it.
 #[must_use]
 pub fn matches(filter: &CompiledFilter, event: &CloudEvent) -> bool {
-    let data: Option<serde_json::Value> = if filter.needs_data() {
-        event
-            .data
-            .as_deref()
-            .and_then(|d| serde_json::from_slice(d).ok())
-    } else {
-        None
-    };
+    let data = filter.needs_data().then(|| parse_data(event)).flatten();
+    filter.matches(&view(event, data.as_ref()))
+}
+
+/// The event's data as JSON, if it is JSON.
+#[must_use]
+pub fn parse_data(event: &CloudEvent) -> Option<serde_json::Value> {
+    event
+        .data
+        .as_deref()
+        .and_then(|d| serde_json::from_slice(d).ok())
+}
+
+/// The filter engine's view of `event`, borrowing from it.
+#[must_use]
+pub fn view<'a>(
+    event: &'a CloudEvent,
+    data: Option<&'a serde_json::Value>,
+) -> herald_filter::Event<'a> {
     let mut view = herald_filter::Event::new(
         event.id(),
         event.source(),
@@ -31,8 +43,8 @@ pub fn matches(filter: &CompiledFilter, event: &CloudEvent) -> bool {
             _ => view.with_extension(name, value),
         };
     }
-    view.set_data(data.as_ref());
-    filter.matches(&view)
+    view.set_data(data);
+    view
 }
 
 #[cfg(test)]

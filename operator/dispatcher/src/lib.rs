@@ -1,15 +1,20 @@
-//! `herald dispatcher`: delivers each Ready Trigger's events to its subscriber.
+//! `herald dispatcher`: routes each Broker's events into the queues of the Triggers
+//! that want them, and delivers each Trigger's queue to its subscriber.
 //!
 //! ```text
-//!  Triggers + Brokers (reflectors) ──▶ plan::plan per Trigger ──▶ one pull loop per plan
-//!  pull loop: durable consumer ──▶ deliver::Deliverer::handle (≤ maxInFlight at once)
-//!             ──▶ filter ─▶ POST ─▶ ack | NAK(backoff) | dead-letter | drop
+//!  Triggers + Brokers (reflectors) ──▶ supervisor ──▶ per Broker: router (one table of all filters)
+//!                                                  ├▶ per Trigger with history owed: backfill
+//!                                                  └▶ per Trigger with a subscriber: pull loop
+//!  router: Broker stream ──match once──▶ copies to queue subjects ──▶ ack
+//!  pull loop: Trigger queue ──▶ deliver::Deliverer::handle (≤ maxInFlight at once)
+//!             ──▶ POST ─▶ ack | NAK(backoff) | dead-letter | drop
 //! ```
 //!
-//! Several dispatchers may run: they pull from the same durable consumers, and
-//! JetStream shares the events between them. A dispatcher that dies loses nothing:
-//! what it had not acknowledged is redelivered after the consumer's ack wait (10 s;
-//! [`pull`] keeps the messages it holds alive with progress acks).
+//! Several dispatchers may run: one at a time routes a Broker (the others stand by on
+//! its router consumer), and all pull from the same queues, where JetStream shares the
+//! events between them. A dispatcher that dies loses nothing: what it had not
+//! acknowledged is routed or delivered again after the ack wait (10 s; [`pull`] keeps
+//! the messages it holds alive with progress acks).
 
 pub mod config;
 pub mod deliver;
@@ -17,28 +22,32 @@ pub mod filtering;
 pub mod metrics;
 pub mod plan;
 pub mod pull;
+pub mod router;
+pub mod routes;
+pub mod supervisor;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_api::workload::DispatcherPlan;
 use herald_api::{Broker, Trigger};
 use herald_runtime::fired;
-use herald_runtime::scope::{self, Stores};
+use herald_runtime::scope;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kube::ResourceExt;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, watch};
 
 use crate::config::DispatcherArgs;
 use crate::deliver::Deliverer;
 use crate::metrics::Metrics;
-use crate::plan::TriggerPlan;
+use crate::pull::Stop;
+use crate::supervisor::Supervisor;
 
-/// Runs `herald dispatcher` until SIGTERM/SIGINT; deliveries in flight finish first.
+/// Priority group of Brokers' router consumers (set by the operator).
+pub const ROUTER_GROUP: &str = "route";
+
+/// Runs `herald dispatcher` until SIGTERM/SIGINT, then drains for `--drain-timeout`.
 pub fn run_dispatcher(args: DispatcherArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -96,27 +105,25 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     }
     readiness.set(true);
 
-    let mut running: HashMap<String, Running> = HashMap::new();
+    let mut supervisor = Supervisor::new(deliverer);
     loop {
-        let desired = desired_plans(&triggers, &brokers);
-        reconcile_loops(&mut running, desired, &deliverer);
+        supervisor.reconcile(&triggers, &brokers);
         metrics
             .triggers
-            .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(supervisor.deliveries()).unwrap_or(i64::MAX));
         tokio::select! {
             () = changed.notified() => tokio::time::sleep(Duration::from_millis(50)).await,
             () = fired(shutdown.clone()) => break,
         }
     }
     tracing::info!(
-        triggers = running.len(),
-        "stopping; letting deliveries in flight finish"
+        triggers = supervisor.deliveries(),
+        drain = ?args.drain_timeout,
+        "stopping: no new events; deliveries in flight may finish within the drain time"
     );
-    for (_, loop_) in running.drain() {
-        let _ = loop_.stop.send(true);
-        let _ = loop_.task.await;
-    }
-    let _ = admin.await;
+    readiness.set(false);
+    supervisor.shutdown(args.drain_timeout).await;
+    admin.abort();
     Ok(())
 }
 
@@ -136,6 +143,7 @@ fn deliverer(
         metrics: metrics.clone(),
         recorder,
         tokens,
+        attempts: deliver::Attempts::default(),
     }
 }
 
@@ -160,65 +168,16 @@ async fn sidecar_main(args: &DispatcherArgs, json: &str) -> anyhow::Result<()> {
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
     let deliverer = Arc::new(deliverer(&nats, &metrics, None, None));
     tracing::info!(trigger = %format!("{}/{}", plan.namespace, plan.trigger), subscriber = %plan.subscriber, "delivering one Trigger (sidecar)");
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stopped) = watch::channel(Stop::Running);
     let task = tokio::spawn(pull::pull_loop(Arc::new(plan), deliverer, stopped));
     readiness.set(true);
     metrics.triggers.set(1);
     fired(shutdown).await;
-    tracing::info!("stopping; letting deliveries in flight finish");
-    let _ = stop.send(true);
-    let _ = task.await;
-    let _ = admin.await;
+    tracing::info!(drain = ?args.drain_timeout, "stopping: no new events; deliveries in flight may finish within the drain time");
+    readiness.set(false);
+    let deadline = tokio::time::Instant::now() + args.drain_timeout;
+    let _ = stop.send(Stop::Drain(deadline));
+    let _ = tokio::time::timeout_at(deadline + Duration::from_secs(2), task).await;
+    admin.abort();
     Ok(())
-}
-
-/// A Trigger's running pull loop.
-struct Running {
-    plan: TriggerPlan,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-fn desired_plans(
-    triggers: &Stores<Trigger>,
-    brokers: &Stores<Broker>,
-) -> HashMap<String, TriggerPlan> {
-    triggers
-        .state()
-        .iter()
-        .filter_map(|t| {
-            let broker = brokers.get(&ObjectRef::new(&t.spec.broker).within(&t.namespace()?));
-            plan::plan(t, broker.as_deref())
-        })
-        .map(|p| (format!("{}/{}", p.namespace, p.trigger), p))
-        .collect()
-}
-
-/// Starts, restarts and stops loops so that exactly the desired plans run.
-fn reconcile_loops(
-    running: &mut HashMap<String, Running>,
-    desired: HashMap<String, TriggerPlan>,
-    deliverer: &Arc<Deliverer>,
-) {
-    running.retain(|key, loop_| {
-        let keep = desired.get(key) == Some(&loop_.plan);
-        if !keep {
-            tracing::info!(trigger = %key, "stopping delivery");
-            let _ = loop_.stop.send(true);
-        }
-        keep
-    });
-    for (key, plan) in desired {
-        if running.contains_key(&key) {
-            continue;
-        }
-        tracing::info!(trigger = %key, subscriber = %plan.subscriber, "starting delivery");
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(pull::pull_loop(
-            Arc::new(plan.clone()),
-            deliverer.clone(),
-            stopped,
-        ));
-        running.insert(key, Running { plan, stop, task });
-    }
 }

@@ -1,16 +1,20 @@
 //! What the dispatcher runs for each Trigger, derived purely from the Trigger (its
-//! spec and the status the operator wrote) and its Broker.
+//! spec and the status the operator wrote) and its Broker: a route into its queue, a
+//! backfill while one is owed, and — with a subscriber — delivery from the queue.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald_api::conditions;
 use herald_api::delivery::{self, EffectiveDelivery};
 use herald_api::workload::DispatcherPlan;
-use herald_api::{Broker, Trigger, naming};
+use herald_api::{Broker, Trigger, naming, trigger::filter_version};
 use herald_filter::CompiledFilter;
 use kube::ResourceExt;
 
-/// Everything needed to deliver one Trigger's events.
+use crate::routes::Route;
+
+/// Everything needed to deliver one Trigger's queue.
 #[derive(Debug, Clone)]
 pub struct TriggerPlan {
     /// Trigger namespace.
@@ -19,9 +23,9 @@ pub struct TriggerPlan {
     pub trigger: String,
     /// Broker name (replies go there).
     pub broker: String,
-    /// The Broker's stream.
+    /// The queue stream.
     pub stream: String,
-    /// The Trigger's durable consumer.
+    /// The Trigger's durable consumer on it.
     pub consumer: String,
     /// Where events are sent (HTTP POST).
     pub subscriber: String,
@@ -31,11 +35,11 @@ pub struct TriggerPlan {
     pub dead_letter_sink: Option<String>,
     /// Retries, backoff, timeout, ordering.
     pub delivery: EffectiveDelivery,
-    /// The Trigger's filters; `None` when the consumer's subject filter already
-    /// selects exactly the matching events.
-    pub filter: Option<Arc<CompiledFilter>>,
-    /// The filter spec as written, to tell whether a Trigger's filters changed.
-    filter_spec: String,
+    /// The Trigger's filters, checked again only for a copy routed under other filters
+    /// (its filter version differs).
+    pub filter: Arc<CompiledFilter>,
+    /// Digest of the filters; a change restarts delivery.
+    pub filter_version: String,
 }
 
 impl PartialEq for TriggerPlan {
@@ -50,7 +54,7 @@ impl PartialEq for TriggerPlan {
             &self.subscriber_audience,
             &self.dead_letter_sink,
             &self.delivery,
-            &self.filter_spec,
+            &self.filter_version,
         ) == (
             &other.namespace,
             &other.trigger,
@@ -61,39 +65,135 @@ impl PartialEq for TriggerPlan {
             &other.subscriber_audience,
             &other.dead_letter_sink,
             &other.delivery,
-            &other.filter_spec,
+            &other.filter_version,
         )
     }
 }
 
-/// The plan for a Trigger the operator reports Ready with a subscriber, or `None`
-/// (not Ready yet, a consumer Deployment, or something the operator already reports).
+/// What the dispatcher does for one Trigger whose queue exists.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// `namespace/name`.
+    pub key: String,
+    /// The Broker's event stream (routed from).
+    pub events_stream: String,
+    /// Where its matches go.
+    pub route: Route,
+    /// Its compiled filters.
+    pub filter: Arc<CompiledFilter>,
+    /// The backfill consumer, while the history is being copied in.
+    pub backfill: Option<String>,
+    /// Delivery from the queue; `None` for a consumer Deployment (which delivers itself).
+    pub delivery: Option<TriggerPlan>,
+}
+
+/// Compiled filters by Trigger, reused while a Trigger's filters stay the same, so a
+/// status update of one Trigger does not recompile every Trigger's filters.
+#[derive(Default)]
+pub struct FilterCache {
+    compiled: HashMap<String, (String, Arc<CompiledFilter>)>,
+}
+
+impl FilterCache {
+    /// The compiled filters of Trigger `key` at `version`, compiling only on a change.
+    fn get(
+        &mut self,
+        key: &str,
+        version: &str,
+        compile: impl FnOnce() -> Option<CompiledFilter>,
+    ) -> Option<Arc<CompiledFilter>> {
+        if let Some((v, f)) = self.compiled.get(key)
+            && v == version
+        {
+            return Some(f.clone());
+        }
+        let filter = Arc::new(compile()?);
+        self.compiled
+            .insert(key.to_owned(), (version.to_owned(), filter.clone()));
+        Some(filter)
+    }
+
+    /// Forgets the Triggers not in `keep`.
+    pub fn retain(&mut self, keep: &std::collections::HashSet<&str>) {
+        self.compiled.retain(|k, _| keep.contains(k.as_str()));
+    }
+}
+
+/// The plan for a Trigger the operator reports Ready with a queue, or `None` (not Ready
+/// yet, or something the operator already reports).
 #[must_use]
-pub fn plan(trigger: &Trigger, broker: Option<&Broker>) -> Option<TriggerPlan> {
+pub fn plan(
+    trigger: &Trigger,
+    broker: Option<&Broker>,
+    cache: &mut FilterCache,
+) -> Option<Planned> {
     let status = trigger.status.as_ref()?;
     // `NatsUnavailable` is the operator's own view of a NATS hiccup (e.g. a stream
-    // leader election): the pull loop rides those out itself, so delivery goes on
+    // leader election): the loops ride those out themselves, so delivery goes on
     // instead of stopping until the operator's next successful reconcile.
     let deliverable = conditions::find(&status.conditions, "Ready")
         .is_some_and(|c| c.is_true() || c.reason == conditions::REASON_NATS_UNAVAILABLE);
     if !deliverable {
         return None;
     }
-    let subscriber = status.subscriber_uri.clone()?;
-    let spec = DispatcherPlan::new(
-        &trigger.namespace()?,
-        &trigger.name_any(),
-        &trigger.spec,
-        broker.and_then(|b| b.spec.delivery.as_ref()),
-        status.dead_letter_sink_uri.clone(),
-    );
-    let mut plan = from_spec(&spec, subscriber).ok()?;
-    plan.subscriber_audience = trigger
-        .spec
-        .subscriber
+    let queue = status
+        .queue
         .as_ref()
-        .and_then(|d| d.audience.clone());
-    Some(plan)
+        .filter(|q| q.broker == trigger.spec.broker)?;
+    let namespace = trigger.namespace()?;
+    let name = trigger.name_any();
+    let key = format!("{namespace}/{name}");
+    let version = filter_version(trigger.spec.filter.as_ref(), &trigger.spec.filters);
+    let filter = cache.get(&key, &version, || {
+        let (attributes, filters) = trigger.spec.filter_parts();
+        CompiledFilter::from_parts(attributes, &filters).ok()
+    })?;
+    let delivery = match &status.subscriber_uri {
+        Some(subscriber) if trigger.spec.consumer.is_none() => {
+            let spec = DispatcherPlan::new(
+                &namespace,
+                &name,
+                &trigger.spec,
+                broker.and_then(|b| b.spec.delivery.as_ref()),
+                status.dead_letter_sink_uri.clone(),
+            );
+            let effective =
+                delivery::resolve(spec.delivery.as_ref(), spec.broker_delivery.as_ref()).ok()?;
+            Some(TriggerPlan {
+                namespace: namespace.clone(),
+                trigger: name.clone(),
+                broker: trigger.spec.broker.clone(),
+                stream: queue.stream.clone(),
+                consumer: naming::consumer_name(&name),
+                subscriber: subscriber.clone(),
+                subscriber_audience: trigger
+                    .spec
+                    .subscriber
+                    .as_ref()
+                    .and_then(|d| d.audience.clone()),
+                dead_letter_sink: status.dead_letter_sink_uri.clone(),
+                delivery: effective,
+                filter: filter.clone(),
+                filter_version: version.clone(),
+            })
+        }
+        _ => None,
+    };
+    Some(Planned {
+        key,
+        events_stream: naming::stream_name(&namespace, &trigger.spec.broker),
+        route: Route {
+            trigger: name.clone(),
+            subject: queue.subject.clone(),
+            routed_after: queue.routed_after,
+            filter_version: version,
+        },
+        filter,
+        backfill: queue
+            .backfilling
+            .then(|| naming::backfill_consumer_name(&name)),
+        delivery,
+    })
 }
 
 /// The plan of a consumer Deployment's sidecar: the operator's [`DispatcherPlan`] and
@@ -103,9 +203,8 @@ pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPla
     let (attributes, filters) = spec.filter_parts();
     let compiled = CompiledFilter::from_parts(attributes.iter().copied(), &filters)
         .map_err(|e| format!("invalid filter: {e}"))?;
-    let filter_spec = serde_json::json!([attributes, filters]).to_string();
     Ok(TriggerPlan {
-        stream: naming::stream_name(&spec.namespace, &spec.broker),
+        stream: naming::queue_stream_name(&spec.namespace, &spec.broker),
         consumer: naming::consumer_name(&spec.trigger),
         broker: spec.broker.clone(),
         trigger: spec.trigger.clone(),
@@ -115,10 +214,8 @@ pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPla
         subscriber_audience: None,
         dead_letter_sink: spec.dead_letter_sink_uri.clone(),
         delivery,
-        // A pure exact-type filter is done by the consumer's subject filter.
-        filter: (compiled.exact_type().is_none() && !compiled.is_match_all())
-            .then(|| Arc::new(compiled)),
-        filter_spec,
+        filter: Arc::new(compiled),
+        filter_version: filter_version(spec.filter.as_ref(), &spec.filters),
     })
 }
 
@@ -127,6 +224,7 @@ mod tests {
     use super::*;
     use herald_api::TriggerStatus;
     use herald_api::conditions::{Condition, ConditionStatus};
+    use herald_api::trigger::QueueStatus;
 
     fn trigger(spec: &str, ready: bool) -> Trigger {
         let mut t = Trigger::new("t", serde_yaml::from_str(spec).unwrap());
@@ -139,78 +237,124 @@ mod tests {
                 "",
             )],
             subscriber_uri: Some("http://sub".into()),
+            queue: Some(QueueStatus {
+                broker: "b".into(),
+                stream: "HERALDQ_ns_b".into(),
+                subject: "heraldq.ns.b.t".into(),
+                routed_after: 7,
+                backfilling: false,
+            }),
             ..TriggerStatus::default()
         });
         t
     }
 
+    fn plan_of(t: &Trigger) -> Option<Planned> {
+        plan(t, None, &mut FilterCache::default())
+    }
+
     #[test]
-    fn only_ready_triggers_are_planned() {
+    fn only_ready_triggers_with_a_queue_are_planned() {
+        assert!(plan_of(&trigger("broker: b\nsubscriber: {uri: http://sub}", false)).is_none());
+        let mut no_queue = trigger("broker: b\nsubscriber: {uri: http://sub}", true);
+        no_queue.status.as_mut().unwrap().queue = None;
         assert!(
-            plan(
-                &trigger("broker: b\nsubscriber: {uri: http://sub}", false),
-                None
-            )
-            .is_none()
+            plan_of(&no_queue).is_none(),
+            "the operator has not made the queue yet"
         );
-        let p = plan(
-            &trigger("broker: b\nsubscriber: {uri: http://sub}", true),
-            None,
-        )
-        .unwrap();
+        let mut moved = trigger("broker: other\nsubscriber: {uri: http://sub}", true);
+        moved.status.as_mut().unwrap().subscriber_uri = Some("http://sub".into());
+        assert!(
+            plan_of(&moved).is_none(),
+            "its queue is still the old Broker's"
+        );
+
+        let p = plan_of(&trigger("broker: b\nsubscriber: {uri: http://sub}", true)).unwrap();
+        assert_eq!(p.key, "ns/t");
+        assert_eq!(p.events_stream, "HERALD_ns_b");
+        assert_eq!(p.route.subject, "heraldq.ns.b.t");
+        assert_eq!(p.route.routed_after, 7);
+        assert!(p.backfill.is_none());
+        let d = p.delivery.unwrap();
         assert_eq!(
-            (p.stream.as_str(), p.consumer.as_str()),
-            ("HERALD_ns_b", "trigger_t")
+            (d.stream.as_str(), d.consumer.as_str()),
+            ("HERALDQ_ns_b", "trigger_t")
         );
-        assert!(p.filter.is_none(), "no filters: nothing to evaluate");
-        assert_eq!(p.subscriber_audience, None);
-        let with_audience = plan(
-            &trigger(
-                "broker: b\nsubscriber: {uri: http://sub, audience: https://sub.example}",
-                true,
-            ),
-            None,
-        )
+        assert_eq!(d.subscriber_audience, None);
+        let with_audience = plan_of(&trigger(
+            "broker: b\nsubscriber: {uri: http://sub, audience: https://sub.example}",
+            true,
+        ))
+        .unwrap()
+        .delivery
         .unwrap();
         assert_eq!(
             with_audience.subscriber_audience.as_deref(),
             Some("https://sub.example")
         );
         assert_ne!(
-            p, with_audience,
+            d, with_audience,
             "a new audience restarts the Trigger's loop"
         );
+    }
+
+    #[test]
+    fn consumer_deployments_are_routed_but_not_delivered_here() {
+        let p = plan_of(&trigger(
+            "broker: b\nconsumer: {template: {spec: {containers: [{name: c, image: i}]}}}",
+            true,
+        ))
+        .unwrap();
+        assert!(p.delivery.is_none());
     }
 
     #[test]
     fn a_nats_hiccup_seen_by_the_operator_does_not_stop_delivery() {
         let mut t = trigger("broker: b\nsubscriber: {uri: http://sub}", false);
         t.status.as_mut().unwrap().conditions[0].reason = "NatsUnavailable".into();
-        assert!(plan(&t, None).is_some());
+        assert!(plan_of(&t).is_some());
         t.status.as_mut().unwrap().conditions[0].reason = "InvalidFilter".into();
-        assert!(plan(&t, None).is_none());
+        assert!(plan_of(&t).is_none());
     }
 
     #[test]
-    fn pushed_down_filters_are_not_evaluated_again_others_are() {
-        let exact = plan(
-            &trigger(
-                "broker: b\nsubscriber: {uri: http://s}\nfilter: {attributes: {type: a}}",
-                true,
-            ),
-            None,
-        )
-        .unwrap();
-        assert!(exact.filter.is_none());
-        let cesql = plan(
-            &trigger(
-                "broker: b\nsubscriber: {uri: http://s}\nfilters: [{cesql: \"source = 'x'\"}]",
-                true,
-            ),
-            None,
-        )
-        .unwrap();
-        assert!(cesql.filter.is_some());
-        assert_ne!(exact, cesql);
+    fn filters_compile_once_per_version_and_changes_show() {
+        let mut cache = FilterCache::default();
+        let t = trigger(
+            "broker: b\nsubscriber: {uri: http://s}\nfilters: [{cesql: \"source = 'x'\"}]",
+            true,
+        );
+        let first = plan(&t, None, &mut cache).unwrap();
+        let again = plan(&t, None, &mut cache).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.filter, &again.filter),
+            "not compiled again"
+        );
+        let other = trigger(
+            "broker: b\nsubscriber: {uri: http://s}\nfilters: [{cesql: \"source = 'y'\"}]",
+            true,
+        );
+        let changed = plan(&other, None, &mut cache).unwrap();
+        assert_ne!(first.route.filter_version, changed.route.filter_version);
+        assert_ne!(
+            first.delivery, changed.delivery,
+            "a filter change restarts delivery"
+        );
+    }
+
+    #[test]
+    fn backfilling_triggers_get_their_backfill_consumer() {
+        let mut t = trigger(
+            "broker: b\nsubscriber: {uri: http://s}\nstartPosition: {from: all}",
+            true,
+        );
+        t.status
+            .as_mut()
+            .unwrap()
+            .queue
+            .as_mut()
+            .unwrap()
+            .backfilling = true;
+        assert_eq!(plan_of(&t).unwrap().backfill.as_deref(), Some("backfill_t"));
     }
 }

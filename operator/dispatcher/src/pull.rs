@@ -31,18 +31,56 @@ const REOPEN_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration
 /// How often held messages are marked as in progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(ACK_WAIT.as_secs() / 3);
 
-/// Pulls a Trigger's consumer and delivers until stopped; reopens the consumer with
+/// What a loop is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep going.
+    Running,
+    /// Stop at once: cancel deliveries in flight and hand every held event back (the
+    /// Trigger was deleted or changed, or its subscriber went away).
+    Now,
+    /// Stop taking new events; let deliveries in flight finish until the deadline,
+    /// then hand back what is left (shutdown).
+    Drain(tokio::time::Instant),
+}
+
+impl Stop {
+    /// Whether the loop should go on.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        *self == Stop::Running
+    }
+}
+
+/// Decrements the in-flight gauge when a delivery ends, however it ends (a delivery
+/// cancelled with its loop included).
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn start(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Pulls a Trigger's queue and delivers until stopped; reopens the consumer with
 /// backoff when the stream breaks.
 pub async fn pull_loop(
     plan: Arc<TriggerPlan>,
     deliverer: Arc<Deliverer>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Stop>,
 ) {
     let max_in_flight = usize::try_from(plan.delivery.max_in_flight)
         .unwrap_or(1)
         .max(1);
     let mut pause = REOPEN_PAUSE.0;
-    while !*stop.borrow() {
+    while stop.borrow().is_running() {
         match open(&deliverer.jetstream, &plan, max_in_flight).await {
             Ok(messages) => {
                 pause = REOPEN_PAUSE.0;
@@ -67,7 +105,7 @@ async fn deliver_from(
     deliverer: &Arc<Deliverer>,
     mut messages: jetstream::consumer::pull::Stream,
     max_in_flight: usize,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<Stop>,
 ) {
     let client = deliverer.jetstream.client();
     // Everything the stream fetched is taken at once (up to twice a batch), so it is
@@ -87,10 +125,9 @@ async fn deliver_from(
             && let Some((number, msg)) = waiting.pop_front()
         {
             let (plan, deliverer) = (plan.clone(), deliverer.clone());
-            deliverer.metrics.in_flight.inc();
             in_flight.push(async move {
+                let _counted = InFlight::start(&deliverer.metrics.in_flight);
                 deliverer.handle(&plan, msg).await;
-                deliverer.metrics.in_flight.dec();
                 number
             });
         }
@@ -127,10 +164,38 @@ async fn deliver_from(
         }
     }
     // Not started: back to the consumer at once rather than after the ack wait.
-    for (_, msg) in waiting.drain(..) {
+    for (number, msg) in waiting.drain(..) {
+        held.remove(&number);
         let _ = msg.ack_with(AckKind::Nak(None)).await;
     }
-    while in_flight.next().await.is_some() {}
+    let deadline = match *stop.borrow() {
+        Stop::Drain(deadline) => Some(deadline),
+        // The stream broke: deliveries in flight still finish (their acks may land).
+        Stop::Running => Some(tokio::time::Instant::now() + plan.delivery.timeout),
+        Stop::Now => None,
+    };
+    if let Some(deadline) = deadline {
+        let drained = tokio::time::sleep_until(deadline);
+        tokio::pin!(drained);
+        while !in_flight.is_empty() {
+            tokio::select! {
+                Some(number) = in_flight.next() => { held.remove(&number); }
+                _ = progress.tick() => {
+                    for reply in held.values() {
+                        let _ = client.publish(reply.clone(), Bytes::from_static(b"+WPI")).await;
+                    }
+                }
+                () = &mut drained => break,
+            }
+        }
+    }
+    // Cancelled or out of time: what is still held goes back for redelivery now.
+    drop(in_flight);
+    for reply in held.values() {
+        let _ = client
+            .publish(reply.clone(), Bytes::from_static(b"-NAK"))
+            .await;
+    }
 }
 
 /// Messages per pull request.

@@ -163,7 +163,7 @@ async fn measure(
     origin: Instant,
 ) -> anyhow::Result<(Sample, Vec<String>)> {
     let namespace = trigger.namespace().unwrap_or_default();
-    let stream = naming::stream_name(&namespace, &trigger.spec.broker);
+    let stream = naming::queue_stream_name(&namespace, &trigger.spec.broker);
     let name = naming::consumer_name(&trigger.name_any());
     // Getting the consumer is one CONSUMER.INFO request; its answer is the measurement.
     let consumer = ctx
@@ -176,7 +176,11 @@ async fn measure(
         subjects.push(info.config.filter_subject.clone());
     }
     if subjects.is_empty() {
-        subjects = naming::stream_subjects(&namespace, &trigger.spec.broker);
+        subjects.push(naming::queue_subject(
+            &namespace,
+            &trigger.spec.broker,
+            &trigger.name_any(),
+        ));
     }
     let sample = Sample {
         at: origin.elapsed(),

@@ -8,6 +8,7 @@
 //! backoff and healed as soon as NATS reconnects.
 
 pub mod auth;
+pub mod queue;
 pub mod stream;
 
 use std::sync::Arc;
@@ -74,7 +75,13 @@ async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Acti
         &broker.namespace().unwrap_or_default(),
         &broker.name_any(),
     );
-    let stream = ensure_stream(broker, ctx).await;
+    // The Broker is Ready only once its events can also be routed to Triggers.
+    let stream = match ensure_stream(broker, ctx).await {
+        Ok(change) => queue::ensure(broker, change.config(), ctx)
+            .await
+            .map(|()| change),
+        Err(e) => Err(e),
+    };
     let auth = auth::resolve(broker, &url, ctx).await;
     let previous = broker.status.clone().unwrap_or_default();
     let status = build_status(broker, &previous, &stream, &auth, &url, &now());
@@ -236,6 +243,7 @@ async fn cleanup(broker: &Broker, ctx: &Context) -> Result<Action, Error> {
             "cannot delete stream {name}: not connected"
         )));
     }
+    queue::delete(broker, ctx).await?;
     match ctx.jetstream.get_stream(&name).await {
         Ok(mut existing) => {
             let info = existing

@@ -1,5 +1,11 @@
-//! The durable JetStream consumer a Trigger wants, built purely from the Trigger and
-//! its effective delivery policy, and the comparisons reconcile needs.
+//! The JetStream consumers a Trigger wants, built purely from the Trigger and its
+//! effective delivery policy, and the comparisons reconcile needs.
+//!
+//! A Trigger owns its *queue*: a durable consumer on its Broker's queue stream that
+//! reads only the Trigger's subject, where routers copy the events its filters match.
+//! A Trigger whose `startPosition` reaches into the past also gets, for a while, a
+//! *backfill* consumer on the Broker's event stream, from which the dispatchers copy
+//! the matching history into the queue up to the sequence live routing started after.
 
 use std::collections::HashMap;
 
@@ -13,8 +19,14 @@ use crate::error::Error;
 
 /// Consumer metadata key marking it as Herald's, with the owning Trigger as value.
 pub const OWNER_KEY: &str = "eventing.herald.dev/trigger";
+/// Queue consumer metadata: the Broker sequence after which events are routed live.
+pub const ROUTED_AFTER_KEY: &str = "eventing.herald.dev/routed-after";
+/// Queue consumer metadata: the start position the queue was created for.
+pub const START_KEY: &str = "eventing.herald.dev/start";
 /// Unacknowledged events per Trigger across all dispatchers (unordered).
 const MAX_ACK_PENDING: i64 = 10_000;
+/// Unacknowledged Broker events of one backfill.
+const BACKFILL_MAX_ACK_PENDING: i64 = 1_000;
 
 /// The value of [`OWNER_KEY`] for a Trigger.
 #[must_use]
@@ -22,8 +34,22 @@ pub fn owner_value(namespace: &str, name: &str) -> String {
     format!("Trigger/{namespace}/{name}")
 }
 
-/// The consumer for `trigger`. `exact_type` is the Trigger's pure exact-type filter,
-/// pushed down to a subject filter so JetStream skips other events.
+/// The start position as one comparable word (`new`, `all`, `sequence:7`, `time:...`).
+#[must_use]
+pub fn start_key(start: Option<&StartPosition>) -> String {
+    match start {
+        None => "new".to_owned(),
+        Some(s) => match s.from {
+            StartFrom::New => "new".to_owned(),
+            StartFrom::All => "all".to_owned(),
+            StartFrom::Sequence => format!("sequence:{}", s.sequence.unwrap_or_default()),
+            StartFrom::Time => format!("time:{}", s.time.as_deref().unwrap_or_default()),
+        },
+    }
+}
+
+/// The queue consumer for `trigger`, whose live routing starts after Broker sequence
+/// `routed_after`.
 ///
 /// `max_deliver` stays unlimited on purpose: the dispatcher counts attempts and, when
 /// they are used up, hands the event to the dead-letter sink. JetStream's own limit
@@ -32,25 +58,73 @@ pub fn owner_value(namespace: &str, name: &str) -> String {
 pub fn desired_config(
     trigger: &Trigger,
     delivery: &EffectiveDelivery,
-    exact_type: Option<&str>,
+    routed_after: u64,
 ) -> Result<pull::Config, Error> {
     let namespace = trigger.namespace().unwrap_or_default();
     let name = trigger.name_any();
+    // Validates the start position, although the queue itself always starts at its beginning.
+    deliver_policy(trigger.spec.start_position.as_ref())?;
     Ok(pull::Config {
         durable_name: Some(naming::consumer_name(&name)),
         description: Some(format!("Herald Trigger {namespace}/{name}")),
-        deliver_policy: deliver_policy(trigger.spec.start_position.as_ref())?,
+        deliver_policy: DeliverPolicy::All,
         ack_policy: AckPolicy::Explicit,
         // Fixed and short: the dispatcher sends progress acks while it holds an event.
         ack_wait: herald_api::delivery::ACK_WAIT,
         max_deliver: -1,
-        filter_subject: exact_type
-            .map(|t| naming::event_subject(&namespace, &trigger.spec.broker, t))
-            .unwrap_or_default(),
+        filter_subject: naming::queue_subject(&namespace, &trigger.spec.broker, &name),
         max_ack_pending: if delivery.ordered { 1 } else { MAX_ACK_PENDING },
-        metadata: HashMap::from([(OWNER_KEY.to_owned(), owner_value(&namespace, &name))]),
+        metadata: HashMap::from([
+            (OWNER_KEY.to_owned(), owner_value(&namespace, &name)),
+            (ROUTED_AFTER_KEY.to_owned(), routed_after.to_string()),
+            (
+                START_KEY.to_owned(),
+                start_key(trigger.spec.start_position.as_ref()),
+            ),
+        ]),
         ..pull::Config::default()
     })
+}
+
+/// The backfill consumer for `trigger`, or `None` when it starts with new events.
+pub fn backfill_config(trigger: &Trigger) -> Result<Option<pull::Config>, Error> {
+    let policy = deliver_policy(trigger.spec.start_position.as_ref())?;
+    if policy == DeliverPolicy::New {
+        return Ok(None);
+    }
+    let namespace = trigger.namespace().unwrap_or_default();
+    let name = trigger.name_any();
+    Ok(Some(pull::Config {
+        durable_name: Some(naming::backfill_consumer_name(&name)),
+        description: Some(format!("Herald Trigger {namespace}/{name}: backfill")),
+        deliver_policy: policy,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: herald_api::delivery::ACK_WAIT,
+        max_deliver: -1,
+        max_ack_pending: BACKFILL_MAX_ACK_PENDING,
+        metadata: HashMap::from([(OWNER_KEY.to_owned(), owner_value(&namespace, &name))]),
+        ..pull::Config::default()
+    }))
+}
+
+/// The Broker sequence recorded on an existing queue consumer (0 if it has none).
+#[must_use]
+pub fn routed_after(existing: &consumer::Config) -> u64 {
+    existing
+        .metadata
+        .get(ROUTED_AFTER_KEY)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether a backfill has copied everything up to `routed_after`: every event up to
+/// it is acknowledged (the pull that fetched the last of them may have fetched later
+/// events too, which nobody needs and nobody acknowledges), or nothing was left.
+#[must_use]
+pub fn backfill_done(info: &consumer::Info, routed_after: u64) -> bool {
+    info.ack_floor.stream_sequence >= routed_after
+        || (info.num_ack_pending == 0
+            && (info.num_pending == 0 || info.delivered.stream_sequence >= routed_after))
 }
 
 fn deliver_policy(start: Option<&StartPosition>) -> Result<DeliverPolicy, Error> {
@@ -88,11 +162,19 @@ fn deliver_policy(start: Option<&StartPosition>) -> Result<DeliverPolicy, Error>
 pub fn recreate_reasons(existing: &consumer::Config, desired: &pull::Config) -> Vec<String> {
     let desired = desired.into_consumer_config();
     let mut reasons = Vec::new();
-    if existing.deliver_policy != desired.deliver_policy {
+    let (was, is) = (
+        existing.metadata.get(START_KEY),
+        desired.metadata.get(START_KEY),
+    );
+    if was != is {
         reasons.push(format!(
-            "start position changed ({:?} -> {:?})",
-            existing.deliver_policy, desired.deliver_policy
+            "start position changed ({} -> {})",
+            was.map_or("?", String::as_str),
+            is.map_or("?", String::as_str)
         ));
+    }
+    if existing.filter_subject != desired.filter_subject {
+        reasons.push("queue subject changed".to_owned());
     }
     if existing.ack_policy != desired.ack_policy {
         reasons.push("ack policy changed".to_owned());
@@ -136,46 +218,49 @@ mod tests {
     }
 
     #[test]
-    fn exact_type_is_pushed_down_and_ack_wait_is_fixed() {
-        let t = trigger("broker: default\nsubscriber: {uri: http://x}");
-        let cfg = desired_config(&t, &delivery("timeout: 10s"), Some("order.created")).unwrap();
+    fn the_queue_reads_only_the_triggers_subject_with_a_fixed_ack_wait() {
+        let t = trigger(
+            "broker: default\nsubscriber: {uri: http://x}\nfilter: {attributes: {type: a}}",
+        );
+        let cfg = desired_config(&t, &delivery("timeout: 10s"), 41).unwrap();
         assert_eq!(cfg.durable_name.as_deref(), Some("trigger_orders"));
-        assert_eq!(cfg.filter_subject, "herald.shop.default.order.created");
+        assert_eq!(cfg.filter_subject, "heraldq.shop.default.orders");
         assert_eq!(cfg.ack_wait, Duration::from_secs(10));
         assert_eq!(cfg.max_deliver, -1);
-        assert_eq!(cfg.deliver_policy, DeliverPolicy::New);
+        assert_eq!(cfg.deliver_policy, DeliverPolicy::All);
         assert_eq!(cfg.metadata[OWNER_KEY], "Trigger/shop/orders");
-        let all = desired_config(&t, &delivery("ordering: ordered"), None).unwrap();
-        assert_eq!((all.filter_subject.as_str(), all.max_ack_pending), ("", 1));
+        assert_eq!(routed_after(&(&cfg).into_consumer_config()), 41);
+        let ordered = desired_config(&t, &delivery("ordering: ordered"), 0).unwrap();
+        assert_eq!(ordered.max_ack_pending, 1);
     }
 
     #[test]
-    fn start_positions_map_to_deliver_policies() {
-        let d = delivery("{}");
+    fn start_positions_become_backfills() {
+        let new = trigger("broker: b\nsubscriber: {uri: http://x}");
+        assert!(backfill_config(&new).unwrap().is_none());
         let all = trigger("broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: all}");
-        assert_eq!(
-            desired_config(&all, &d, None).unwrap().deliver_policy,
-            DeliverPolicy::All
-        );
+        let backfill = backfill_config(&all).unwrap().unwrap();
+        assert_eq!(backfill.deliver_policy, DeliverPolicy::All);
+        assert_eq!(backfill.durable_name.as_deref(), Some("backfill_orders"));
         let seq = trigger(
             "broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: sequence, sequence: 7}",
         );
         assert_eq!(
-            desired_config(&seq, &d, None).unwrap().deliver_policy,
+            backfill_config(&seq).unwrap().unwrap().deliver_policy,
             DeliverPolicy::ByStartSequence { start_sequence: 7 }
         );
         let time = trigger(
             "broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: time, time: '2026-11-23T07:00:00Z'}",
         );
         assert!(matches!(
-            desired_config(&time, &d, None).unwrap().deliver_policy,
+            backfill_config(&time).unwrap().unwrap().deliver_policy,
             DeliverPolicy::ByStartTime { .. }
         ));
         let bad = trigger(
             "broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: time, time: yesterday}",
         );
         assert!(
-            desired_config(&bad, &d, None)
+            desired_config(&bad, &delivery("{}"), 0)
                 .unwrap_err()
                 .to_string()
                 .contains("RFC 3339")
@@ -183,7 +268,7 @@ mod tests {
         let missing =
             trigger("broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: sequence}");
         assert_eq!(
-            desired_config(&missing, &d, None).unwrap_err().reason(),
+            backfill_config(&missing).unwrap_err().reason(),
             "InvalidSpec"
         );
     }
@@ -192,11 +277,11 @@ mod tests {
     fn start_position_changes_need_a_recreate_other_changes_an_update() {
         let d = delivery("{}");
         let new =
-            desired_config(&trigger("broker: b\nsubscriber: {uri: http://x}"), &d, None).unwrap();
+            desired_config(&trigger("broker: b\nsubscriber: {uri: http://x}"), &d, 3).unwrap();
         let all = desired_config(
             &trigger("broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: all}"),
             &d,
-            None,
+            3,
         )
         .unwrap();
         let existing = (&new).into_consumer_config();
@@ -206,5 +291,33 @@ mod tests {
         assert!(recreate_reasons(&existing, &slower).is_empty());
         assert!(needs_update(&existing, &slower));
         assert!(!needs_update(&existing, &new));
+    }
+
+    #[test]
+    fn a_backfill_is_done_when_it_passed_the_seam_with_nothing_held() {
+        let mut info: consumer::Info = serde_json::from_value(serde_json::json!({
+            "stream_name": "S", "name": "backfill_t", "created": "2026-01-01T00:00:00Z",
+            "config": {"durable_name": "backfill_t", "deliver_policy": "all", "ack_policy": "explicit", "replay_policy": "instant"},
+            "delivered": {"consumer_seq": 5, "stream_seq": 9},
+            "ack_floor": {"consumer_seq": 5, "stream_seq": 9},
+            "num_ack_pending": 0, "num_redelivered": 0, "num_waiting": 0, "num_pending": 3,
+            "push_bound": false
+        }))
+        .unwrap();
+        assert!(!backfill_done(&info, 10), "events up to 10 still to copy");
+        info.delivered.stream_sequence = 11;
+        assert!(backfill_done(&info, 10));
+        info.num_ack_pending = 1;
+        assert!(!backfill_done(&info, 10), "a copy still in flight");
+        info.ack_floor.stream_sequence = 10;
+        assert!(
+            backfill_done(&info, 10),
+            "what the last pull fetched past the seam is not owed"
+        );
+        info.ack_floor.stream_sequence = 9;
+        info.num_ack_pending = 0;
+        info.delivered.stream_sequence = 4;
+        info.num_pending = 0;
+        assert!(backfill_done(&info, 10), "nothing left (events aged out)");
     }
 }

@@ -253,7 +253,9 @@ fn inject_nats(
     plan: &DispatcherPlan,
     settings: &WorkloadSettings,
 ) {
-    let stream = naming::stream_name(&plan.namespace, &plan.broker);
+    // The Trigger's queue holds only the events its filters match: the container reads
+    // its durable consumer there, whatever the filters are.
+    let stream = naming::queue_stream_name(&plan.namespace, &plan.broker);
     let durable = naming::consumer_name(&plan.trigger);
     let access = nats_access(consumer, settings);
     for container in &mut spec.containers {

@@ -116,7 +116,7 @@ fn nats_mode_injects_connection_details_and_credentials() {
     let all = containers(&d);
     assert_eq!(all.len(), 2, "no sidecar in nats mode");
     for c in all {
-        assert_eq!(env_of(c, workload::ENV_STREAM), Some("HERALD_shop_orders"));
+        assert_eq!(env_of(c, workload::ENV_STREAM), Some("HERALDQ_shop_orders"));
         assert_eq!(env_of(c, workload::ENV_CONSUMER), Some("trigger_billing"));
         assert_eq!(env_of(c, workload::ENV_NATS_URL), Some("nats://nats:4222"));
         assert_eq!(

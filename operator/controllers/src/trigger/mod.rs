@@ -1,27 +1,28 @@
-//! The Trigger controller: one durable JetStream consumer per Trigger, and a status
-//! that explains whether events can flow.
+//! The Trigger controller: one queue per Trigger (a durable JetStream consumer on its
+//! Broker's queue stream that routers fill with the events its filters match), and a
+//! status that explains whether events can flow.
 //!
 //! reconcile observes (filters compile? Broker Ready? subscriber and dead-letter sink
-//! resolve? effective delivery policy valid?), builds the consumer purely
+//! resolve? effective delivery policy valid?), builds the queue purely
 //! ([`consumer::desired_config`]), creates, updates or — when JetStream requires it —
-//! recreates it, and writes `FilterValid`, `BrokerReady`, `SubscriberResolved`,
-//! `DeadLetterSinkResolved` and `Ready` plus `subscriberUri`, `consumerName` and
-//! `backlog`. A finalizer deletes the consumer with the Trigger. Broker changes
+//! recreates it ([`queue::ensure`], with a backfill for a past start position), and
+//! writes `FilterValid`, `BrokerReady`, `SubscriberResolved`, `DeadLetterSinkResolved`
+//! and `Ready` plus `subscriberUri`, `consumerName`, `queue` and `backlog`. A finalizer
+//! deletes the queue with the Trigger. Broker changes
 //! re-check the Triggers that name them through a watch mapping ([`triggers_of`]);
 //! a short resync keeps `backlog` fresh.
 
 pub mod consumer;
 pub mod deployment;
+pub mod queue;
 pub mod resolve;
 pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
 use herald_api::conditions;
-use herald_api::delivery::{self, EffectiveDelivery};
-use herald_api::trigger::ConsumerMode;
+use herald_api::delivery;
 use herald_api::workload::DispatcherPlan;
 use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, TriggerSpec, naming};
 use herald_filter::CompiledFilter;
@@ -139,23 +140,35 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         Some(dest) => Some(resolve::resolve(&ctx.client, &namespace, &dest).await),
         None => None,
     };
+    let previous_queue = trigger.status.as_ref().and_then(|s| s.queue.clone());
+    if let Some(old) = previous_queue
+        .as_ref()
+        .filter(|q| q.broker != trigger.spec.broker)
+    {
+        // The Trigger moved to another Broker: its old queue must stop filling.
+        queue::delete(trigger, &old.broker, ctx).await?;
+    }
+    if trigger.spec.consumer.is_none() {
+        remove_deployment(trigger, ctx).await?;
+    }
     let consumer = match (&filters, &delivery, &broker_state) {
-        (Ok(f), Ok(d), BrokerState::Ready) => {
-            Some(ensure_consumer(trigger, d, f.exact_type(), ctx).await)
-        }
+        (Ok(_), Ok(d), BrokerState::Ready) => Some(queue::ensure(trigger, d, ctx).await),
         _ => None,
     };
-    let backlog = match &consumer {
-        Some(Ok(backlog)) => Some(*backlog),
-        _ => None,
+    let (backlog, queue_status) = match &consumer {
+        Some(Ok(state)) => (Some(state.backlog), Some(state.status.clone())),
+        _ => (
+            None,
+            previous_queue.filter(|q| q.broker == trigger.spec.broker),
+        ),
     };
     let deployment = match (&trigger.spec.consumer, &consumer, &filters) {
-        (Some(_), Some(Ok(_)), Ok(compiled)) => {
+        (Some(_), Some(Ok(_)), Ok(_)) => {
             let dead_letter_sink = match &dead_letter_sink {
                 Some(Ok(uri)) => Some(uri.clone()),
                 _ => None,
             };
-            Some(ensure_deployment(trigger, broker.as_ref(), dead_letter_sink, compiled, ctx).await)
+            Some(ensure_deployment(trigger, broker.as_ref(), dead_letter_sink, ctx).await)
         }
         _ => None,
     };
@@ -186,6 +199,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
             "subscriberUri": observed.subscriber.as_ref().and_then(|r| r.as_ref().ok()),
             "deadLetterSinkUri": observed.dead_letter_sink.as_ref().and_then(|r| r.as_ref().ok()),
             "backlog": backlog,
+            "queue": queue_status,
         },
     });
     api.patch_status(
@@ -206,7 +220,6 @@ async fn ensure_deployment(
     trigger: &Trigger,
     broker: Option<&Broker>,
     dead_letter_sink: Option<String>,
-    filters: &CompiledFilter,
     ctx: &Context,
 ) -> Result<i32, Error> {
     let Some(consumer) = &trigger.spec.consumer else {
@@ -214,14 +227,6 @@ async fn ensure_deployment(
     };
     let policy = crate::autoscale::policy::Policy::from_spec(&consumer.scaling)
         .map_err(Error::InvalidConsumer)?;
-    if consumer.mode == ConsumerMode::Nats
-        && filters.exact_type().is_none()
-        && !filters.is_match_all()
-    {
-        return Err(Error::InvalidConsumer(
-            "in nats mode the container reads the durable consumer itself, so only a filter on exactly one type (applied by JetStream) can be honoured; use mode http for other filters".into(),
-        ));
-    }
     let namespace = trigger.namespace().unwrap_or_default();
     let name = trigger.name_any();
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -289,160 +294,53 @@ async fn ensure_deployment(
     Ok(replicas)
 }
 
-/// Makes the consumer match; returns the backlog (pending + unacknowledged).
-async fn ensure_consumer(
-    trigger: &Trigger,
-    delivery: &EffectiveDelivery,
-    exact_type: Option<&str>,
-    ctx: &Context,
-) -> Result<i64, Error> {
-    let desired = consumer::desired_config(trigger, delivery, exact_type)?;
-    if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(
-            "not connected to any NATS server".into(),
-        ));
-    }
-    let namespace = trigger.namespace().unwrap_or_default();
-    let stream_name = naming::stream_name(&namespace, &trigger.spec.broker);
-    let name = naming::consumer_name(&trigger.name_any());
-    let stream =
-        ctx.jetstream.get_stream(&stream_name).await.map_err(|e| {
-            Error::NatsUnavailable(format!("cannot read stream {stream_name}: {e}"))
-        })?;
-    let existing = match stream.consumer_info(&name).await {
-        Ok(info) => Some(info.config),
-        Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => None,
-        Err(e) => {
-            return Err(Error::NatsUnavailable(format!(
-                "cannot read consumer {name}: {e}"
-            )));
-        }
-    };
-    let rejected = |e: &dyn std::fmt::Display| Error::StreamRejected {
-        stream: stream_name.clone(),
-        message: format!("consumer {name}: {e}"),
-    };
-    match existing {
-        None => {
-            stream
-                .create_consumer(desired)
-                .await
-                .map_err(|e| rejected(&e))?;
-            ctx.event(
-                trigger,
-                EventType::Normal,
-                "ConsumerCreated",
-                "ReconcileConsumer",
-                format!("created durable consumer {name} on stream {stream_name}"),
-            )
-            .await;
-        }
-        Some(existing) => {
-            if existing.metadata.get(consumer::OWNER_KEY)
-                != desired.metadata.get(consumer::OWNER_KEY)
-            {
-                return Err(Error::ConsumerNotOwned {
-                    stream: stream_name,
-                    consumer: name,
-                });
-            }
-            let reasons = consumer::recreate_reasons(&existing, &desired);
-            if !reasons.is_empty() {
-                stream
-                    .delete_consumer(&name)
-                    .await
-                    .map_err(|e| rejected(&e))?;
-                stream
-                    .create_consumer(desired)
-                    .await
-                    .map_err(|e| rejected(&e))?;
-                ctx.event(
-                    trigger,
-                    EventType::Normal,
-                    "ConsumerRecreated",
-                    "ReconcileConsumer",
-                    format!("recreated consumer {name}: {}", reasons.join(", ")),
-                )
-                .await;
-            } else if consumer::needs_update(&existing, &desired) {
-                stream
-                    .update_consumer(desired)
-                    .await
-                    .map_err(|e| rejected(&e))?;
-                ctx.event(
-                    trigger,
-                    EventType::Normal,
-                    "ConsumerUpdated",
-                    "ReconcileConsumer",
-                    format!("updated consumer {name}"),
-                )
-                .await;
-            }
-        }
-    }
-    let info = stream
-        .consumer_info(&name)
-        .await
-        .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
-    Ok(i64::try_from(info.num_pending)
-        .unwrap_or(i64::MAX)
-        .saturating_add(i64::try_from(info.num_ack_pending).unwrap_or(0)))
-}
-
 async fn cleanup(trigger: &Trigger, ctx: &Context) -> Result<Action, Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
-    let stream_name = naming::stream_name(&namespace, &trigger.spec.broker);
-    let name = naming::consumer_name(&trigger.name_any());
-    if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(format!(
-            "cannot delete consumer {name}: not connected"
-        )));
+    let mut brokers = vec![trigger.spec.broker.clone()];
+    if let Some(queue) = trigger.status.as_ref().and_then(|s| s.queue.as_ref()) {
+        if queue.broker != trigger.spec.broker {
+            brokers.push(queue.broker.clone());
+        }
     }
-    let stream = match ctx.jetstream.get_stream(&stream_name).await {
-        Ok(s) => s,
-        // No stream (the Broker is gone): no consumer either.
-        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-        {
-            return Ok(Action::await_change());
-        }
-        Err(e) => {
-            return Err(Error::NatsUnavailable(format!(
-                "cannot read stream {stream_name}: {e}"
-            )));
-        }
-    };
-    match stream.consumer_info(&name).await {
-        Ok(info)
-            if info.config.metadata.get(consumer::OWNER_KEY)
-                == Some(&consumer::owner_value(&namespace, &trigger.name_any())) =>
-        {
-            stream.delete_consumer(&name).await.map_err(|e| {
-                Error::NatsUnavailable(format!("cannot delete consumer {name}: {e}"))
-            })?;
+    for broker in brokers {
+        if queue::delete(trigger, &broker, ctx).await? {
             ctx.event(
                 trigger,
                 EventType::Normal,
                 "ConsumerDeleted",
                 "DeleteConsumer",
-                format!("deleted consumer {name}"),
+                format!("deleted the queue of Broker {broker}"),
             )
             .await;
         }
-        Ok(_) => {
-            tracing::warn!(consumer = %name, "consumer is not owned by this Trigger; leaving it");
-        }
-        Err(e)
-            if matches!(
-                e.kind(),
-                ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound
-            ) => {}
-        Err(e) => {
-            return Err(Error::NatsUnavailable(format!(
-                "cannot read consumer {name}: {e}"
-            )));
-        }
     }
     Ok(Action::await_change())
+}
+
+/// Deletes the consumer Deployment of a Trigger that no longer has a `consumer`.
+async fn remove_deployment(trigger: &Trigger, ctx: &Context) -> Result<(), Error> {
+    let namespace = trigger.namespace().unwrap_or_default();
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = naming::consumer_deployment_name(&trigger.name_any());
+    let Some(existing) = api.get_opt(&name).await? else {
+        return Ok(());
+    };
+    let ours = existing
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == trigger.metadata.uid.as_ref());
+    if ours {
+        api.delete(&name, &kube::api::DeleteParams::background())
+            .await?;
+        ctx.event(
+            trigger,
+            EventType::Normal,
+            "DeploymentDeleted",
+            "ReconcileDeployment",
+            format!("deleted consumer Deployment {name}: the Trigger now delivers to a subscriber"),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,254 @@
+//! Routing, end to end: each event is matched once against all of a Broker's Triggers
+//! and copied into the queue of each Trigger that wants it. What the queues promise:
+//! a consumer at zero stays at zero while its Broker carries only events it does not
+//! match; a Trigger created `from: all` gets the matching history and then the live
+//! events, nothing missed or doubled at the seam; a filter change applies from the
+//! change on; a standby router takes over from a killed one without losing anything.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use herald_api::Trigger;
+use herald_api::conditions::ConditionStatus::True;
+use herald_api::trigger::condition;
+use herald_e2e::http::post;
+use herald_e2e::kubectl::apply;
+use herald_e2e::process::Dispatcher;
+use herald_e2e::runner::ReplicaRunner;
+use herald_e2e::stack::Stack;
+use herald_e2e::subscriber::Subscriber;
+use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn ready_trigger(client: &Client, ns: &str, name: &str, spec: &str) -> Trigger {
+    apply(
+        ns,
+        &format!(
+            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n{spec}"
+        ),
+    );
+    let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
+    await_condition(
+        &triggers,
+        name,
+        WAIT,
+        has_condition(condition::READY, True, None),
+    )
+    .await
+}
+
+/// Sends `ids` as one batch of events with `source` and data `{"amount": amount}`.
+async fn send_batch(stack: &Stack, ids: &[String], source: &str, amount: u32) {
+    for chunk in ids.chunks(100) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|id| serde_json::json!({"specversion": "1.0", "id": id, "type": "order.created", "source": source, "datacontenttype": "application/json", "data": {"amount": amount}}))
+            .collect();
+        let answer = post(
+            &stack.broker_url(),
+            &[("content-type", "application/cloudevents-batch+json")],
+            serde_json::to_vec(&batch).expect("json"),
+        )
+        .await;
+        assert_eq!(answer.status, 202, "batch refused: {}", answer.body);
+    }
+}
+
+fn ids(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|n| format!("{prefix}-{n}")).collect()
+}
+
+#[tokio::test]
+async fn a_consumer_at_zero_stays_at_zero_for_events_it_does_not_match() {
+    with_temp_ns("route-zero", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let runner = ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
+        let trigger = ready_trigger(
+            &client,
+            &ns,
+            "wanted",
+            "  filters: [{prefix: {source: /wanted/}}]\n  consumer:\n    template: {spec: {containers: [{name: worker, image: x, command: [herald, display, --json]}]}}\n    scaling: {minReplicas: 0, maxReplicas: 5, pollInterval: 1s, targetBacklogPerReplica: 10}\n",
+        )
+        .await;
+        assert_eq!(field(&trigger, "/status/queue/subject"), format!("heraldq.{ns}.default.wanted").as_str());
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let replicas = || async {
+            deployments
+                .get_scale("wanted-consumer")
+                .await
+                .ok()
+                .and_then(|s| s.spec?.replicas)
+                .unwrap_or(0)
+        };
+        send_batch(&stack, &ids("other", 300), "/other/", 1).await;
+        // Several autoscaler polls and routing rounds: nothing may wake the consumer.
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(replicas().await, 0, "woken by events its filter drops");
+        }
+        let t = triggers.get("wanted").await.expect("trigger");
+        assert!(
+            matches!(field(&t, "/status/backlog").as_i64(), None | Some(0)),
+            "backlog counts unwanted events: {}",
+            field(&t, "/status/backlog")
+        );
+        // The first event it wants wakes it and is delivered.
+        send_batch(&stack, &["wanted-0".to_owned()], "/wanted/shop", 1).await;
+        eventually("the consumer scales up", WAIT, || async { (replicas().await >= 1).then_some(()) }).await;
+        eventually("the wanted event reaches the worker", WAIT, || async {
+            runner.first_line_with("wanted-0").map(|_| ())
+        })
+        .await;
+        assert!(runner.first_line_with("other-").is_none(), "an unwanted event was delivered");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn from_all_with_a_content_filter_backfills_then_goes_live() {
+    with_temp_ns("route-backfill", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let subscriber = Subscriber::accepting().await;
+        // History: big and small orders, before the Trigger exists.
+        send_batch(&stack, &ids("old-big", 40), "/shop", 500).await;
+        send_batch(&stack, &ids("old-small", 40), "/shop", 5).await;
+        let trigger = ready_trigger(
+            &client,
+            &ns,
+            "big",
+            &format!(
+                "  startPosition: {{from: all}}\n  filters: [{{pattern: {{data: {{amount: [{{numeric: ['>', 100]}}]}}}}}}]\n  subscriber: {{uri: \"{}\"}}\n",
+                subscriber.url
+            ),
+        )
+        .await;
+        assert!(field(&trigger, "/status/queue/routedAfter").as_u64().unwrap_or(0) >= 80);
+        // Live events right after Ready: the seam.
+        send_batch(&stack, &ids("new-big", 40), "/shop", 900).await;
+        send_batch(&stack, &ids("new-small", 40), "/shop", 1).await;
+        subscriber
+            .wait_for("history and live big orders", WAIT, |d| d.len() >= 80)
+            .await;
+        // Anything doubled or late would show now.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let got = subscriber.accepted_ids();
+        let unique: BTreeSet<&String> = got.iter().collect();
+        assert_eq!(unique.len(), got.len(), "an event was delivered twice");
+        let want: BTreeSet<String> = ids("old-big", 40).into_iter().chain(ids("new-big", 40)).collect();
+        assert_eq!(unique.into_iter().cloned().collect::<BTreeSet<_>>(), want);
+        // The backfill is done and gone.
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        eventually("the backfill completes", WAIT, || async {
+            let t = triggers.get("big").await.ok()?;
+            (field(&t, "/status/queue/backfilling") == false).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_filter_change_applies_from_the_change_on() {
+    with_temp_ns("route-change", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let subscriber = Subscriber::accepting().await;
+        let spec = |source: &str| {
+            format!(
+                "  filters: [{{exact: {{source: {source}}}}}]\n  subscriber: {{uri: \"{}\"}}\n",
+                subscriber.url
+            )
+        };
+        ready_trigger(&client, &ns, "t", &spec("/a")).await;
+        send_batch(&stack, &["a-0".to_owned()], "/a", 1).await;
+        subscriber.wait_for("a-0", WAIT, |d| d.len() == 1).await;
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        triggers
+            .patch(
+                "t",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"spec": {"filters": [{"exact": {"source": "/b"}}]}}),
+                ),
+            )
+            .await
+            .expect("patch");
+        // Probe until the new filter is in effect everywhere.
+        let mut probe = 0;
+        eventually("the new filter applies", WAIT, || {
+            probe += 1;
+            let id = format!("b-probe-{probe}");
+            let (stack, subscriber) = (&stack, &subscriber);
+            async move {
+                send_batch(stack, std::slice::from_ref(&id), "/b", 1).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                subscriber.accepted_ids().contains(&id).then_some(())
+            }
+        })
+        .await;
+        send_batch(&stack, &["a-late".to_owned()], "/a", 1).await;
+        send_batch(&stack, &["b-late".to_owned()], "/b", 1).await;
+        subscriber
+            .wait_for("b-late", WAIT, |d| {
+                d.iter().any(|(e, _)| e.id() == "b-late")
+            })
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !subscriber.accepted_ids().contains(&"a-late".to_owned()),
+            "the old filter still applies"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_standby_router_takes_over_from_a_killed_one_and_nothing_is_lost() {
+    with_temp_ns("route-failover", |client, ns| async move {
+        let mut stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let mut standby = Dispatcher::start(&ns, &nats_url()).await;
+        let subscriber = Subscriber::accepting().await;
+        ready_trigger(
+            &client,
+            &ns,
+            "all",
+            &format!(
+                "  filters: [{{prefix: {{source: /shop}}}}]\n  subscriber: {{uri: \"{}\"}}\n",
+                subscriber.url
+            ),
+        )
+        .await;
+        let first = ids("before", 200);
+        send_batch(&stack, &first, "/shop", 1).await;
+        subscriber
+            .wait_for("the first events", WAIT, |d| d.len() >= 200)
+            .await;
+        // Kill whichever routes; the other takes the pin over.
+        stack.dispatcher.as_mut().expect("dispatcher").kill().await;
+        let second = ids("after", 200);
+        send_batch(&stack, &second, "/shop", 1).await;
+        subscriber
+            .wait_for("every event", WAIT, |d| {
+                let got: HashSet<&str> = d.iter().map(|(e, _)| e.id()).collect();
+                first
+                    .iter()
+                    .chain(&second)
+                    .all(|id| got.contains(id.as_str()))
+            })
+            .await;
+        // And the standby, now alone, keeps going after the first one is gone for good.
+        standby.kill().await;
+        stack.start_dispatcher().await;
+        send_batch(&stack, &["last".to_owned()], "/shop", 1).await;
+        subscriber
+            .wait_for("routing resumes", WAIT, |d| {
+                d.iter().any(|(e, _)| e.id() == "last")
+            })
+            .await;
+    })
+    .await;
+}

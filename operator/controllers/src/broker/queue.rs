@@ -1,0 +1,201 @@
+//! The routing side of a Broker: the stream that holds its Triggers' queues and the
+//! durable `router` consumer of its event stream, both built purely from the Broker's
+//! stream, then made to exist.
+//!
+//! Each event is routed once: a router (in `herald dispatcher`) reads it through the
+//! `router` consumer, evaluates every Trigger's filters with one index lookup and
+//! copies it to the queue subject of each Trigger that matches. A queue stream keeps
+//! a copy only while a Trigger's consumer still has to deliver it (interest retention),
+//! so it holds the backlog, not the history: the history stays in the Broker's stream.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PriorityPolicy, pull};
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::stream::{self, Config};
+use herald_api::{Broker, naming};
+use kube::ResourceExt;
+
+use crate::context::Context;
+use crate::error::Error;
+
+/// Priority group of the `router` consumer: one router pulls at a time (pinned), so
+/// each Trigger's queue receives the Broker's events in stream order.
+pub const ROUTER_GROUP: &str = "route";
+/// How long a pinned router may stay silent before another takes over.
+pub const ROUTER_PIN_TIMEOUT: Duration = Duration::from_secs(6);
+/// Broker events a router may hold unacknowledged.
+const ROUTER_MAX_ACK_PENDING: i64 = 20_000;
+
+/// The queue stream for a Broker whose event stream is `events`: same storage,
+/// replicas and age limit; interest retention, so a copy is gone once delivered.
+#[must_use]
+pub fn desired_queue_config(broker: &Broker, events: &Config) -> Config {
+    let namespace = broker.namespace().unwrap_or_default();
+    let name = broker.name_any();
+    Config {
+        name: naming::queue_stream_name(&namespace, &name),
+        description: Some(format!(
+            "Trigger queues of Herald Broker {namespace}/{name}"
+        )),
+        subjects: naming::queue_stream_subjects(&namespace, &name),
+        storage: events.storage,
+        retention: stream::RetentionPolicy::Interest,
+        discard: stream::DiscardPolicy::Old,
+        num_replicas: events.num_replicas,
+        max_age: events.max_age,
+        max_bytes: events.max_bytes,
+        max_messages: events.max_messages,
+        // Copies are deduplicated by (Broker sequence, Trigger): a route retried after a
+        // lost ack, or a backfill overlapping live routing, stores nothing twice.
+        duplicate_window: events.duplicate_window,
+        metadata: events.metadata.clone(),
+        ..Config::default()
+    }
+}
+
+/// The `router` consumer of a Broker's event stream.
+#[must_use]
+pub fn router_config() -> pull::Config {
+    pull::Config {
+        durable_name: Some(naming::ROUTER_CONSUMER.to_owned()),
+        description: Some(
+            "Herald: routes each event to the queues of the Triggers it matches".into(),
+        ),
+        deliver_policy: DeliverPolicy::New,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: herald_api::delivery::ACK_WAIT,
+        max_deliver: -1,
+        max_ack_pending: ROUTER_MAX_ACK_PENDING,
+        priority_policy: PriorityPolicy::PinnedClient,
+        priority_groups: vec![ROUTER_GROUP.to_owned()],
+        priority_timeout: ROUTER_PIN_TIMEOUT,
+        ..pull::Config::default()
+    }
+}
+
+/// Makes the queue stream and the router exist and match; `events` is the Broker's
+/// event stream as it now exists.
+pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(), Error> {
+    let desired = desired_queue_config(broker, events);
+    match ctx.jetstream.get_stream(&desired.name).await {
+        Ok(mut existing) => {
+            let existing = existing
+                .info()
+                .await
+                .map_err(|e| Error::NatsUnavailable(e.to_string()))?
+                .config
+                .clone();
+            super::stream::check_owned(&existing, &desired)?;
+            if super::stream::needs_update(&existing, &desired) {
+                ctx.jetstream
+                    .update_stream(&desired)
+                    .await
+                    .map_err(|e| super::create_error(&desired.name, &e))?;
+            }
+        }
+        Err(e) if super::is_not_found(&e) => {
+            ctx.jetstream
+                .create_stream(desired.clone())
+                .await
+                .map_err(|e| super::create_error(&desired.name, &e))?;
+        }
+        Err(e) => {
+            return Err(Error::NatsUnavailable(format!(
+                "cannot read stream {}: {e}",
+                desired.name
+            )));
+        }
+    }
+    let stream = ctx
+        .jetstream
+        .get_stream_no_info(&events.name)
+        .await
+        .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
+    let rejected = |e: &dyn std::fmt::Display| Error::StreamRejected {
+        stream: events.name.clone(),
+        message: format!("consumer {}: {e}", naming::ROUTER_CONSUMER),
+    };
+    match stream.consumer_info(naming::ROUTER_CONSUMER).await {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => {
+            stream
+                .create_consumer(router_config())
+                .await
+                .map_err(|e| rejected(&e))?;
+            Ok(())
+        }
+        Err(e) => Err(Error::NatsUnavailable(format!(
+            "cannot read consumer {}: {e}",
+            naming::ROUTER_CONSUMER
+        ))),
+    }
+}
+
+/// Deletes the Broker's queue stream if Herald created it for this Broker.
+pub async fn delete(broker: &Broker, ctx: &Context) -> Result<(), Error> {
+    let namespace = broker.namespace().unwrap_or_default();
+    let name = naming::queue_stream_name(&namespace, &broker.name_any());
+    match ctx.jetstream.get_stream(&name).await {
+        Ok(mut existing) => {
+            let info = existing
+                .info()
+                .await
+                .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
+            let owner: Option<&String> = info.config.metadata.get(super::stream::OWNER_KEY);
+            if owner != Some(&super::stream::owner_value(&namespace, &broker.name_any())) {
+                tracing::warn!(stream = %name, "queue stream is not owned by this Broker; leaving it");
+                return Ok(());
+            }
+            ctx.jetstream
+                .delete_stream(&name)
+                .await
+                .map_err(|e| Error::NatsUnavailable(format!("cannot delete stream {name}: {e}")))?;
+            Ok(())
+        }
+        Err(e) if super::is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::NatsUnavailable(format!(
+            "cannot read stream {name}: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_api::BrokerSpec;
+    use herald_api::broker::StreamSpec;
+
+    #[test]
+    fn the_queue_stream_follows_the_event_stream_but_keeps_only_what_is_owed() {
+        let mut broker = Broker::new(
+            "orders",
+            BrokerSpec {
+                stream: StreamSpec {
+                    replicas: 3,
+                    max_age: Some("1h".into()),
+                    ..StreamSpec::default()
+                },
+                ..BrokerSpec::default()
+            },
+        );
+        broker.metadata.namespace = Some("shop".into());
+        let events = super::super::stream::desired_config(&broker).unwrap();
+        let queue = desired_queue_config(&broker, &events);
+        assert_eq!(queue.name, "HERALDQ_shop_orders");
+        assert_eq!(queue.subjects, ["heraldq.shop.orders.*"]);
+        assert_eq!(queue.retention, stream::RetentionPolicy::Interest);
+        assert_eq!(
+            (queue.num_replicas, queue.max_age, queue.storage),
+            (3, Duration::from_secs(3600), events.storage)
+        );
+        assert_eq!(
+            queue.metadata, events.metadata,
+            "owned like the Broker's stream"
+        );
+        let router = router_config();
+        assert_eq!(router.durable_name.as_deref(), Some("router"));
+        assert_eq!(router.priority_policy, PriorityPolicy::PinnedClient);
+        assert_eq!(router.deliver_policy, DeliverPolicy::New);
+    }
+}

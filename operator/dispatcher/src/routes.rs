@@ -1,0 +1,212 @@
+//! A Broker's routing table: every routed Trigger's filters in one index, and where
+//! each match goes.
+//!
+//! Routing an event costs one index lookup ([`MatcherSet`]) plus the evaluation of the
+//! few filters whose guard holds for it, so a Trigger that does not match costs close
+//! to nothing, whatever its dialect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herald_cloudevents::CloudEvent;
+use herald_filter::{CompiledFilter, MatcherSet};
+
+/// Where a Trigger's matches go, and from which Broker sequence on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Trigger name (the message id of a copy includes it).
+    pub trigger: String,
+    /// The Trigger's queue subject.
+    pub subject: String,
+    /// Events at or below this Broker sequence are not routed live (backfill's part).
+    pub routed_after: u64,
+    /// Digest of the filters, stamped on each copy.
+    pub filter_version: String,
+}
+
+/// One copy to queue: which route, for the event at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCopy {
+    /// Queue subject.
+    pub subject: String,
+    /// `Nats-Msg-Id` of the copy.
+    pub message_id: String,
+    /// Filter digest to stamp.
+    pub filter_version: String,
+}
+
+/// The routed Triggers of one Broker.
+#[derive(Default)]
+pub struct RouteTable {
+    filters: MatcherSet<String>,
+    routes: HashMap<String, Route>,
+    /// Highest Broker sequence evaluated against this table, kept under its lock so
+    /// a Trigger added later knows exactly which events it may have missed.
+    pub max_routed: u64,
+}
+
+impl RouteTable {
+    /// Adds or replaces the Trigger `key`. Returns `true` when it was not there before
+    /// (or its queue was recreated with another seam).
+    pub fn upsert(&mut self, key: &str, route: Route, filter: &Arc<CompiledFilter>) -> bool {
+        let fresh = self
+            .routes
+            .get(key)
+            .is_none_or(|r| r.routed_after != route.routed_after);
+        let changed = self
+            .routes
+            .get(key)
+            .is_none_or(|r| r.filter_version != route.filter_version);
+        if changed {
+            self.filters.insert(key.to_owned(), (**filter).clone());
+        }
+        self.routes.insert(key.to_owned(), route);
+        fresh
+    }
+
+    /// Removes the Trigger `key`.
+    pub fn remove(&mut self, key: &str) {
+        self.filters.remove(&key.to_owned());
+        self.routes.remove(key);
+    }
+
+    /// The routed Trigger keys.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.routes.keys()
+    }
+
+    /// The route of `key`.
+    #[must_use]
+    pub fn route(&self, key: &str) -> Option<&Route> {
+        self.routes.get(key)
+    }
+
+    /// How many Triggers are routed.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether no Trigger is routed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The copies to queue for Broker event number `sequence`; records the sequence.
+    pub fn route_event(&mut self, sequence: u64, event: &CloudEvent) -> Vec<QueueCopy> {
+        self.max_routed = self.max_routed.max(sequence);
+        if self.routes.is_empty() {
+            return Vec::new();
+        }
+        let data = self
+            .filters
+            .needs_data()
+            .then(|| crate::filtering::parse_data(event))
+            .flatten();
+        let view = crate::filtering::view(event, data.as_ref());
+        self.filters
+            .matching(&view)
+            .filter_map(|key| self.routes.get(key))
+            .filter(|route| sequence > route.routed_after)
+            .map(|route| copy_for(route, sequence))
+            .collect()
+    }
+}
+
+/// The copy of Broker event `sequence` for `route`.
+#[must_use]
+pub fn copy_for(route: &Route, sequence: u64) -> QueueCopy {
+    QueueCopy {
+        subject: route.subject.clone(),
+        message_id: herald_api::naming::queue_message_id(sequence, &route.trigger),
+        filter_version: route.filter_version.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn filter(v: &serde_json::Value) -> Arc<CompiledFilter> {
+        Arc::new(CompiledFilter::from_filter(v).unwrap())
+    }
+
+    fn route(trigger: &str, after: u64, version: &str) -> Route {
+        Route {
+            trigger: trigger.into(),
+            subject: format!("heraldq.ns.b.{trigger}"),
+            routed_after: after,
+            filter_version: version.into(),
+        }
+    }
+
+    fn event(source: &str, amount: i64) -> CloudEvent {
+        let mut e = CloudEvent::new("1", source, "order.created");
+        e.data = Some(bytes::Bytes::from(json!({"amount": amount}).to_string()));
+        e
+    }
+
+    #[test]
+    fn each_event_goes_to_exactly_the_triggers_that_match_after_their_seam() {
+        let mut table = RouteTable::default();
+        assert!(table.upsert(
+            "ns/eu",
+            route("eu", 0, "1"),
+            &filter(&json!({"prefix": {"source": "/eu/"}}))
+        ));
+        table.upsert(
+            "ns/big",
+            route("big", 5, "1"),
+            &filter(&json!({"pattern": {"data": {"amount": [{"numeric": [">", 100]}]}}})),
+        );
+        table.upsert(
+            "ns/sql",
+            route("sql", 0, "1"),
+            &filter(&json!({"cesql": "source LIKE '/us/%'"})),
+        );
+        let subjects = |copies: Vec<QueueCopy>| {
+            let mut s: Vec<_> = copies.into_iter().map(|c| c.subject).collect();
+            s.sort();
+            s
+        };
+        assert_eq!(
+            subjects(table.route_event(3, &event("/eu/shop", 500))),
+            ["heraldq.ns.b.eu"],
+            "big starts after 5"
+        );
+        assert_eq!(
+            subjects(table.route_event(6, &event("/eu/shop", 500))),
+            ["heraldq.ns.b.big", "heraldq.ns.b.eu"]
+        );
+        assert_eq!(
+            subjects(table.route_event(7, &event("/us/shop", 1))),
+            ["heraldq.ns.b.sql"]
+        );
+        assert!(table.route_event(8, &event("/asia", 1)).is_empty());
+        assert_eq!(table.max_routed, 8);
+        let copy = &table.route_event(9, &event("/us/x", 1))[0];
+        assert_eq!(copy.message_id, "9:sql");
+    }
+
+    #[test]
+    fn a_replaced_filter_takes_effect_and_a_removed_trigger_gets_nothing() {
+        let mut table = RouteTable::default();
+        table.upsert(
+            "ns/t",
+            route("t", 0, "1"),
+            &filter(&json!({"exact": {"source": "a"}})),
+        );
+        assert!(!table.upsert(
+            "ns/t",
+            route("t", 0, "2"),
+            &filter(&json!({"exact": {"source": "b"}}))
+        ));
+        assert!(table.route_event(1, &event("a", 0)).is_empty());
+        assert_eq!(table.route_event(2, &event("b", 0)).len(), 1);
+        table.remove("ns/t");
+        assert!(table.is_empty());
+        assert!(table.route_event(3, &event("b", 0)).is_empty());
+    }
+}

@@ -1,0 +1,271 @@
+//! Keeps exactly the wanted loops running: a router per Ready Broker, a backfill per
+//! Trigger whose history is still being copied, and a delivery loop per Trigger with a
+//! subscriber. Called after every change the watches see (debounced).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use herald_api::{Broker, Trigger, conditions, naming};
+use herald_runtime::scope::Stores;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::deliver::Deliverer;
+use crate::plan::{self, FilterCache, Planned, TriggerPlan};
+use crate::pull::{self, Stop};
+use crate::router;
+use crate::routes::{Route, RouteTable};
+
+/// One running loop.
+struct Running<T> {
+    what: T,
+    stop: watch::Sender<Stop>,
+    task: JoinHandle<()>,
+}
+
+impl<T> Running<T> {
+    fn spawn(what: T, run: impl FnOnce(watch::Receiver<Stop>) -> JoinHandle<()>) -> Self {
+        let (stop, stopped) = watch::channel(Stop::Running);
+        Running {
+            what,
+            stop,
+            task: run(stopped),
+        }
+    }
+}
+
+/// The router of one Broker and its table.
+struct Router {
+    table: Arc<RwLock<RouteTable>>,
+    running: Running<()>,
+}
+
+/// Everything the dispatcher runs.
+pub struct Supervisor {
+    deliverer: Arc<Deliverer>,
+    filters: FilterCache,
+    routers: HashMap<String, Router>,
+    backfills: HashMap<String, Running<(String, Route)>>,
+    deliveries: HashMap<String, Running<TriggerPlan>>,
+}
+
+impl Supervisor {
+    /// A supervisor that runs nothing yet.
+    #[must_use]
+    pub fn new(deliverer: Arc<Deliverer>) -> Self {
+        Supervisor {
+            deliverer,
+            filters: FilterCache::default(),
+            routers: HashMap::new(),
+            backfills: HashMap::new(),
+            deliveries: HashMap::new(),
+        }
+    }
+
+    /// Triggers being delivered.
+    #[must_use]
+    pub fn deliveries(&self) -> usize {
+        self.deliveries.len()
+    }
+
+    /// Starts, updates and stops loops to match the Triggers and Brokers in the stores.
+    pub fn reconcile(&mut self, triggers: &Stores<Trigger>, brokers: &Stores<Broker>) {
+        let planned: Vec<Planned> = triggers
+            .state()
+            .iter()
+            .filter_map(|t| {
+                let broker = brokers.get(&ObjectRef::new(&t.spec.broker).within(&t.namespace()?));
+                plan::plan(t, broker.as_deref(), &mut self.filters)
+            })
+            .collect();
+        let keys: HashSet<&str> = planned.iter().map(|p| p.key.as_str()).collect();
+        self.filters.retain(&keys);
+        let mut routed: HashSet<String> = brokers
+            .state()
+            .iter()
+            .filter(|b| broker_routable(b))
+            .filter_map(|b| Some(naming::stream_name(&b.namespace()?, &b.name_any())))
+            .collect();
+        routed.extend(planned.iter().map(|p| p.events_stream.clone()));
+        self.reconcile_routers(&routed, &planned);
+        self.reconcile_backfills(&planned);
+        self.reconcile_deliveries(planned);
+    }
+
+    fn reconcile_routers(&mut self, wanted_streams: &HashSet<String>, planned: &[Planned]) {
+        self.routers.retain(|stream, router| {
+            let keep = wanted_streams.contains(stream);
+            if !keep {
+                tracing::info!(%stream, "stopping routing");
+                let _ = router.running.stop.send(Stop::Now);
+            }
+            keep
+        });
+        let mut by_stream: HashMap<&str, Vec<&Planned>> = HashMap::new();
+        for p in planned {
+            by_stream.entry(&p.events_stream).or_default().push(p);
+        }
+        for stream in wanted_streams {
+            let router = self.routers.entry(stream.clone()).or_insert_with(|| {
+                tracing::info!(%stream, "starting routing");
+                let table = Arc::new(RwLock::new(RouteTable::default()));
+                let (jetstream, name, shared) = (
+                    self.deliverer.jetstream.clone(),
+                    stream.clone(),
+                    table.clone(),
+                );
+                Router {
+                    table,
+                    running: Running::spawn((), move |stop| {
+                        tokio::spawn(router::route_loop(jetstream, name, shared, stop))
+                    }),
+                }
+            });
+            let wanted = by_stream.remove(stream.as_str()).unwrap_or_default();
+            let (fresh, max_routed) = {
+                let mut table = router
+                    .table
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let keep: HashSet<&str> = wanted.iter().map(|p| p.key.as_str()).collect();
+                let gone: Vec<String> = table
+                    .keys()
+                    .filter(|k| !keep.contains(k.as_str()))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    table.remove(&key);
+                }
+                let fresh: Vec<&Planned> = wanted
+                    .into_iter()
+                    .filter(|p| table.upsert(&p.key, p.route.clone(), &p.filter))
+                    .collect();
+                (fresh, table.max_routed)
+            };
+            // Events this router evaluated before it knew a Trigger, past the Trigger's
+            // seam, are routed to it now (every later event sees it in the table).
+            for p in fresh
+                .into_iter()
+                .filter(|p| max_routed > p.route.routed_after)
+            {
+                tokio::spawn(router::reroute(
+                    self.deliverer.jetstream.clone(),
+                    stream.clone(),
+                    p.route.clone(),
+                    p.filter.clone(),
+                    p.route.routed_after + 1,
+                    max_routed,
+                ));
+            }
+        }
+    }
+
+    fn reconcile_backfills(&mut self, planned: &[Planned]) {
+        let wanted: HashMap<&str, &Planned> = planned
+            .iter()
+            .filter(|p| p.backfill.is_some())
+            .map(|p| (p.key.as_str(), p))
+            .collect();
+        self.backfills.retain(|key, running| {
+            let keep = wanted.get(key.as_str()).is_some_and(|p| {
+                p.backfill.as_ref() == Some(&running.what.0) && p.route == running.what.1
+            });
+            if !keep {
+                let _ = running.stop.send(Stop::Now);
+            }
+            keep
+        });
+        for (key, p) in wanted {
+            if self.backfills.contains_key(key) {
+                continue;
+            }
+            let consumer = p.backfill.clone().unwrap_or_default();
+            tracing::info!(trigger = %key, after = p.route.routed_after, "backfilling");
+            let (jetstream, stream, route, filter, name) = (
+                self.deliverer.jetstream.clone(),
+                p.events_stream.clone(),
+                p.route.clone(),
+                p.filter.clone(),
+                consumer.clone(),
+            );
+            self.backfills.insert(
+                key.to_owned(),
+                Running::spawn((consumer, p.route.clone()), move |stop| {
+                    tokio::spawn(router::backfill_loop(
+                        jetstream, stream, name, route, filter, stop,
+                    ))
+                }),
+            );
+        }
+    }
+
+    fn reconcile_deliveries(&mut self, planned: Vec<Planned>) {
+        let desired: HashMap<String, TriggerPlan> = planned
+            .into_iter()
+            .filter_map(|p| Some((p.key, p.delivery?)))
+            .collect();
+        self.deliveries.retain(|key, running| {
+            let keep = desired.get(key) == Some(&running.what);
+            if !keep {
+                tracing::info!(trigger = %key, "stopping delivery");
+                let _ = running.stop.send(Stop::Now);
+            }
+            keep
+        });
+        for (key, plan) in desired {
+            if self.deliveries.contains_key(&key) {
+                continue;
+            }
+            tracing::info!(trigger = %key, subscriber = %plan.subscriber, "starting delivery");
+            let (shared, deliverer) = (Arc::new(plan.clone()), self.deliverer.clone());
+            self.deliveries.insert(
+                key,
+                Running::spawn(plan, move |stop| {
+                    tokio::spawn(pull::pull_loop(shared, deliverer, stop))
+                }),
+            );
+        }
+    }
+
+    /// Stops everything: routing and backfills at once, deliveries after draining for
+    /// at most `drain` (what is left goes back to JetStream for redelivery).
+    pub async fn shutdown(self, drain: Duration) {
+        let deadline = tokio::time::Instant::now() + drain;
+        let mut tasks = Vec::new();
+        for (_, router) in self.routers {
+            let _ = router.running.stop.send(Stop::Now);
+            tasks.push(router.running.task);
+        }
+        for (_, running) in self.backfills {
+            let _ = running.stop.send(Stop::Now);
+            tasks.push(running.task);
+        }
+        for (_, running) in self.deliveries {
+            let _ = running.stop.send(Stop::Drain(deadline));
+            tasks.push(running.task);
+        }
+        let all = futures::future::join_all(tasks);
+        // Handing back takes a moment after the deadline; past that, exit regardless.
+        if tokio::time::timeout_at(deadline + Duration::from_secs(2), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "drain time is up; events still held go back to JetStream after the ack wait"
+            );
+        }
+    }
+}
+
+/// Whether a Broker's events should be routed: it is Ready, or only the operator's view
+/// of NATS is troubled.
+fn broker_routable(broker: &Broker) -> bool {
+    broker
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, "Ready"))
+        .is_some_and(|c| c.is_true() || c.reason == conditions::REASON_NATS_UNAVAILABLE)
+}
