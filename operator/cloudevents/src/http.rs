@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use crate::event::{CloudEvent, EventError};
+use crate::event::{CloudEvent, EventError, is_header_text};
 use crate::{json, percent};
 
 /// Content type of a structured-mode event in the JSON format.
@@ -119,16 +119,25 @@ fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, EventEr
 }
 
 /// Writes an event as a binary-mode HTTP request: headers and body.
+///
+/// `datacontenttype` becomes `Content-Type` as it is: the binding percent-encodes
+/// only `ce-` headers, and a media type is ASCII already ([`CloudEvent::validate`]).
 #[must_use]
 pub fn encode_binary(event: &CloudEvent) -> (HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
     for (name, value) in event.attributes() {
-        let Ok(encoded) = HeaderValue::from_str(&percent::encode(value)) else {
-            continue;
-        };
         if name == "datacontenttype" {
-            headers.insert(CONTENT_TYPE, encoded);
-        } else if let Ok(header) = HeaderName::from_bytes(format!("ce-{name}").as_bytes()) {
+            // A value that is not a media type cannot be a header; an event stored
+            // before validation refused such values is delivered without it.
+            if value.bytes().all(is_header_text)
+                && let Ok(content_type) = HeaderValue::from_str(value)
+            {
+                headers.insert(CONTENT_TYPE, content_type);
+            }
+        } else if let (Ok(header), Ok(encoded)) = (
+            HeaderName::from_bytes(format!("ce-{name}").as_bytes()),
+            HeaderValue::from_str(&percent::encode(value)),
+        ) {
             headers.insert(header, encoded);
         }
     }
@@ -168,6 +177,39 @@ mod tests {
         let (back_headers, body) = encode_binary(&events[0]);
         assert_eq!(back_headers.get("ce-subject").unwrap(), "Euro%20%E2%82%AC");
         assert_eq!(decode(&back_headers, body).unwrap().1, events);
+    }
+
+    fn required(extra: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut pairs = vec![
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+        ];
+        pairs.extend_from_slice(extra);
+        headers(&pairs)
+    }
+
+    #[test]
+    fn content_type_is_delivered_as_it_came_not_percent_encoded() {
+        for content_type in [
+            "text/plain; charset=utf-8",
+            "multipart/mixed; boundary=\"a b\"",
+            "application/json;\tcharset=utf-8",
+            "text/x-percent; note=100%",
+        ] {
+            let h = required(&[("content-type", content_type)]);
+            let (_, events) = decode(&h, Bytes::from_static(b"hi")).unwrap();
+            assert_eq!(events[0].get("datacontenttype"), Some(content_type));
+            // The dispatcher's path: stored on NATS, read back, POSTed in binary mode.
+            let (nats_headers, payload) = crate::nats::encode(&events[0]);
+            let stored = crate::nats::decode(Some(&nats_headers), payload).unwrap();
+            let (out, body) = encode_binary(&stored);
+            assert_eq!(out.get(CONTENT_TYPE).unwrap(), content_type);
+            assert!(!out.contains_key("ce-datacontenttype"));
+            let (_, received) = decode(&out, body).unwrap();
+            assert_eq!(received[0].get("datacontenttype"), Some(content_type));
+        }
     }
 
     #[test]
