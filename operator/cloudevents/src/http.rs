@@ -1,5 +1,7 @@
 //! The CloudEvents HTTP protocol binding: binary, structured and batch modes.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
@@ -97,10 +99,14 @@ fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, EventEr
         let Some(attribute) = name.as_str().strip_prefix("ce-") else {
             continue;
         };
-        let text = percent::decode(value.as_bytes()).ok_or_else(|| EventError::Value {
+        let bad = |why: &str| EventError::Value {
             name: attribute.to_owned(),
-            why: "the header value is not valid percent-encoded UTF-8".into(),
-        })?;
+            why: why.to_owned(),
+        };
+        let unquoted =
+            unquote(value.as_bytes()).ok_or_else(|| bad("a quoted-string is not closed"))?;
+        let text = percent::decode(&unquoted)
+            .ok_or_else(|| bad("the header value is not valid percent-encoded UTF-8"))?;
         event.insert(attribute.to_owned(), text)?;
     }
     if event.get("specversion").is_none() {
@@ -116,6 +122,28 @@ fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, EventEr
     }
     event.data = (!body.is_empty()).then_some(body);
     Ok(event)
+}
+
+/// Undoes the RFC 7230 quoted-strings of a header value (`"say \"hi\""` → `say "hi"`),
+/// which the binding (3.1.3.2) removes before percent-decoding: older senders quote
+/// values with spaces instead of percent-encoding them. `None` when a quote is not
+/// closed.
+fn unquote(value: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !value.contains(&b'"') {
+        return Some(Cow::Borrowed(value));
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.iter().copied();
+    let mut quoted = false;
+    while let Some(b) = bytes.next() {
+        match (quoted, b) {
+            (_, b'"') => quoted = !quoted,
+            // A quoted-pair: the next byte stands for itself.
+            (true, b'\\') => out.push(bytes.next()?),
+            _ => out.push(b),
+        }
+    }
+    (!quoted).then_some(Cow::Owned(out))
 }
 
 /// Writes an event as a binary-mode HTTP request: headers and body.
@@ -209,6 +237,30 @@ mod tests {
             assert!(!out.contains_key("ce-datacontenttype"));
             let (_, received) = decode(&out, body).unwrap();
             assert_eq!(received[0].get("datacontenttype"), Some(content_type));
+        }
+    }
+
+    #[test]
+    fn quoted_strings_are_unquoted_before_percent_decoding() {
+        for (header, attribute) in [
+            (r#""hello world""#, "hello world"),
+            (r#""say \"hi\"""#, r#"say "hi""#),
+            (r#""back\\slash""#, r"back\slash"),
+            (r#""100%25 sure""#, "100% sure"),
+            (r#"a"b c"d"#, "ab cd"),
+            (r"not\quoted", r"not\quoted"),
+            ("Euro%20%E2%82%AC", "Euro €"),
+        ] {
+            let h = required(&[("ce-subject", header)]);
+            let (_, events) = decode(&h, Bytes::new()).unwrap_or_else(|e| panic!("{header}: {e}"));
+            assert_eq!(events[0].get("subject"), Some(attribute), "{header}");
+        }
+        for open in [r#""never closed"#, r#""ends in \""#] {
+            let e = decode(&required(&[("ce-subject", open)]), Bytes::new()).unwrap_err();
+            assert!(
+                matches!(&e.error, EventError::Value { name, .. } if name == "subject"),
+                "{open}: {e}"
+            );
         }
     }
 
