@@ -60,7 +60,8 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// Reads the events of an HTTP request and validates each.
+/// Reads the events of an HTTP request and validates each. A batch may be empty
+/// (the binding allows it): then there are no events.
 pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<(Mode, Vec<CloudEvent>), RequestError> {
     let single = |error| RequestError { index: None, error };
     let media = media_type(headers);
@@ -81,9 +82,6 @@ pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<(Mode, Vec<CloudEvent>
             vec![decode_binary(headers, body).map_err(single)?],
         )
     };
-    if mode == Mode::Batch && events.is_empty() {
-        return Err(single(EventError::Malformed("the batch is empty".into())));
-    }
     for (i, event) in events.iter().enumerate() {
         event.validate().map_err(|error| RequestError {
             index: (mode == Mode::Batch).then_some(i),
@@ -262,6 +260,18 @@ mod tests {
                 "{open}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_batch_is_valid_and_has_no_events() {
+        let h = headers(&[("content-type", BATCH_JSON)]);
+        for body in ["[]", " [ ]\n"] {
+            assert_eq!(
+                decode(&h, Bytes::from(body)).unwrap(),
+                (Mode::Batch, Vec::new())
+            );
+        }
+        assert!(decode(&h, Bytes::new()).is_err(), "no body is not a batch");
     }
 
     #[test]

@@ -157,6 +157,10 @@ async fn accept(
         ))
     })?;
     let (mode, events) = binding::decode(headers, body)?;
+    if events.is_empty() {
+        // An empty batch, which the binding allows: stored, trivially, without NATS.
+        return Ok(mode);
+    }
     if !state.nats.is_connected() {
         return Err(Rejection::NatsUnavailable("not connected to NATS".into()));
     }
@@ -232,4 +236,121 @@ pub async fn spawn_local(
         std::future::pending(),
     ));
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The router over a real loopback connection, with a Broker cache and a NATS
+    //! client that never connects: whatever needs no NATS is answered for real,
+    //! and a request that would publish gets 503.
+
+    use axum::http::{Method, StatusCode};
+    use bytes::Bytes;
+    use herald_api::conditions::{Condition, ConditionStatus};
+    use herald_api::{Broker, BrokerSpec, BrokerStatus};
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    use super::*;
+
+    fn broker(name: &str, ready: bool) -> Broker {
+        let mut b = Broker::new(name, BrokerSpec::default());
+        b.metadata.namespace = Some("shop".into());
+        b.metadata.uid = Some(format!("uid-{name}"));
+        let status = if ready {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        };
+        b.status = Some(BrokerStatus {
+            conditions: vec![Condition::new("Ready", status, "StreamMissing", "")],
+            ..BrokerStatus::default()
+        });
+        b
+    }
+
+    /// The ingress with Brokers `shop/orders` (Ready) and `shop/paused` (not Ready).
+    async fn ingress() -> std::net::SocketAddr {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .expect("a client that connects in the background");
+        let state = AppState {
+            brokers: BrokerIndex::fixed(vec![broker("orders", true), broker("paused", false)]),
+            jetstream: jetstream::new(client.clone()),
+            nats: NatsConnection {
+                client,
+                state_changes: tokio::sync::watch::channel(0).1,
+            },
+            auth: Authenticator::new(None),
+            metrics: Metrics::register(&prometheus::Registry::new()).unwrap(),
+            max_body_bytes: 64 * 1024,
+            body_timeout: std::time::Duration::from_secs(5),
+            per_broker: BrokerConcurrency::new(8),
+        };
+        spawn_local(Arc::new(state), ConnectionLimits::default())
+            .await
+            .unwrap()
+    }
+
+    struct Answer {
+        status: StatusCode,
+        body: String,
+    }
+
+    impl Answer {
+        fn error(&self) -> serde_json::Value {
+            serde_json::from_str::<serde_json::Value>(&self.body).unwrap_or_default()["error"]
+                .clone()
+        }
+    }
+
+    async fn send(
+        addr: std::net::SocketAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &'static str,
+    ) -> Answer {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = Client::builder(TokioExecutor::new())
+            .build_http()
+            .request(
+                request
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .unwrap(),
+            )
+            .await
+            .expect("the ingress answers");
+        let (parts, body) = response.into_parts();
+        Answer {
+            status: parts.status,
+            body: String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned(),
+        }
+    }
+
+    const BATCH: (&str, &str) = ("content-type", binding::BATCH_JSON);
+
+    #[tokio::test]
+    async fn an_empty_batch_is_accepted_and_stores_nothing() {
+        let addr = ingress().await;
+        let empty = send(addr, Method::POST, "/shop/orders", &[BATCH], "[]").await;
+        assert_eq!(empty.status, StatusCode::ACCEPTED, "{}", empty.body);
+        // Whatever would be published is refused: NATS is unreachable here.
+        let one = r#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"}]"#;
+        let full = send(addr, Method::POST, "/shop/orders", &[BATCH], one).await;
+        assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.error(), "NatsUnavailable");
+        // The Broker is still looked up first.
+        let unknown = send(addr, Method::POST, "/shop/nope", &[BATCH], "[]").await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        assert_eq!(unknown.error(), "UnknownBroker");
+    }
 }
