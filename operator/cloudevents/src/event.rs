@@ -39,6 +39,12 @@ pub enum EventError {
     /// An attribute appears twice.
     #[error("attribute {0:?} is given more than once")]
     Duplicate(String),
+    /// The content type names an event format Herald does not read (such as
+    /// `application/cloudevents+avro`).
+    #[error(
+        "unsupported event format {0:?}: use application/cloudevents+json, application/cloudevents-batch+json or binary mode"
+    )]
+    UnsupportedFormat(String),
     /// The message could not be read as a CloudEvent at all.
     #[error("{0}")]
     Malformed(String),

@@ -73,9 +73,7 @@ pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<(Mode, Vec<CloudEvent>
             vec![json::parse_structured(&body).map_err(single)?],
         )
     } else if media.starts_with("application/cloudevents") {
-        return Err(single(EventError::Malformed(format!(
-            "unsupported event format {media:?}: use {STRUCTURED_JSON}, {BATCH_JSON} or binary mode"
-        ))));
+        return Err(single(EventError::UnsupportedFormat(media)));
     } else {
         (
             Mode::Binary,
@@ -272,6 +270,16 @@ mod tests {
             );
         }
         assert!(decode(&h, Bytes::new()).is_err(), "no body is not a batch");
+    }
+
+    #[test]
+    fn an_event_format_herald_does_not_read_is_its_own_error() {
+        let h = headers(&[("content-type", "application/cloudevents+avro")]);
+        let e = decode(&h, Bytes::from_static(b"\0")).unwrap_err();
+        assert_eq!(
+            e.error,
+            EventError::UnsupportedFormat("application/cloudevents+avro".into())
+        );
     }
 
     #[test]

@@ -339,6 +339,18 @@ mod tests {
     const BATCH: (&str, &str) = ("content-type", binding::BATCH_JSON);
 
     #[tokio::test]
+    async fn an_event_format_the_ingress_does_not_read_is_415() {
+        let addr = ingress().await;
+        let avro = ("content-type", "application/cloudevents+avro");
+        let answer = send(addr, Method::POST, "/shop/orders", &[avro], "x").await;
+        assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(answer.error(), "UnsupportedMediaType");
+        let broken = send(addr, Method::POST, "/shop/orders", &[BATCH], "[").await;
+        assert_eq!(broken.status, StatusCode::BAD_REQUEST);
+        assert_eq!(broken.error(), "InvalidEvent");
+    }
+
+    #[tokio::test]
     async fn an_empty_batch_is_accepted_and_stores_nothing() {
         let addr = ingress().await;
         let empty = send(addr, Method::POST, "/shop/orders", &[BATCH], "[]").await;
