@@ -137,7 +137,7 @@ async fn every_refusal_has_its_status_and_a_useful_body() {
 
         let get = herald_e2e::http::request("GET", &url, &[], "").await;
         assert_eq!(get.status, 405);
-        assert_eq!(get.headers.get("allow").unwrap(), "POST");
+        assert_eq!(get.headers.get("allow").unwrap(), "POST, OPTIONS");
 
         let big = post(&url, &ce("big"), vec![b'x'; 5000]).await;
         assert_eq!(big.status, 413);

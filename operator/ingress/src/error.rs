@@ -61,8 +61,8 @@ pub enum Rejection {
     /// The client did not send the body in time.
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
-    /// Not POST.
-    #[error("only POST is allowed")]
+    /// Neither POST nor OPTIONS.
+    #[error("send events with POST (OPTIONS answers what is allowed)")]
     MethodNotAllowed,
     /// Not a Broker address.
     #[error("not a Broker address: POST events to /<namespace>/<broker>")]
@@ -132,7 +132,10 @@ impl IntoResponse for Rejection {
         let headers = response.headers_mut();
         match self {
             Self::MethodNotAllowed => {
-                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+                headers.insert(
+                    header::ALLOW,
+                    HeaderValue::from_static(herald_cloudevents::webhook::ALLOWED_METHODS),
+                );
             }
             Self::NatsUnavailable(_) | Self::AuthUnavailable(_) | Self::TooManyRequests(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -1,4 +1,5 @@
-//! The HTTP side: `POST /<namespace>/<broker>` → validate → publish → 202 after the ack.
+//! The HTTP side: `POST /<namespace>/<broker>` → validate → publish → 202 after the ack;
+//! `OPTIONS` on the same path answers what a sender may do (the webhook handshake).
 //!
 //! Publishing is pipelined: every event of every concurrent request goes to the one
 //! shared NATS connection without waiting, and each request then awaits only its own
@@ -53,7 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(
             "/{namespace}/{broker}",
-            post(receive).fallback(method_not_allowed),
+            post(receive).options(consent).fallback(method_not_allowed),
         )
         .fallback(not_found)
         .with_state(state)
@@ -61,6 +62,26 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn method_not_allowed(State(state): State<Arc<AppState>>) -> Response {
     reject(&state, Rejection::MethodNotAllowed)
+}
+
+/// `OPTIONS`: `Allow`, and consent to the CloudEvents webhook handshake, for a Broker
+/// that exists (Ready or not: it is the right address either way). No
+/// authentication: the handshake only says the address expects events (Knative's
+/// broker ingress answers it the same way), and an unknown Broker answers 404 as a
+/// POST would.
+async fn consent(
+    State(state): State<Arc<AppState>>,
+    Path((namespace, broker)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Lookup::Unknown = state.brokers.lookup(&namespace, &broker) {
+        return reject(&state, Rejection::UnknownBroker { namespace, broker });
+    }
+    (
+        StatusCode::OK,
+        herald_cloudevents::webhook::consent(&headers),
+    )
+        .into_response()
 }
 
 async fn not_found(State(state): State<Arc<AppState>>) -> Response {
@@ -244,7 +265,7 @@ mod tests {
     //! client that never connects: whatever needs no NATS is answered for real,
     //! and a request that would publish gets 503.
 
-    use axum::http::{Method, StatusCode};
+    use axum::http::{HeaderMap, Method, StatusCode};
     use bytes::Bytes;
     use herald_api::conditions::{Condition, ConditionStatus};
     use herald_api::{Broker, BrokerSpec, BrokerStatus};
@@ -297,6 +318,7 @@ mod tests {
 
     struct Answer {
         status: StatusCode,
+        headers: HeaderMap,
         body: String,
     }
 
@@ -332,11 +354,37 @@ mod tests {
         let (parts, body) = response.into_parts();
         Answer {
             status: parts.status,
+            headers: parts.headers,
             body: String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned(),
         }
     }
 
     const BATCH: (&str, &str) = ("content-type", binding::BATCH_JSON);
+
+    #[tokio::test]
+    async fn options_answers_allow_and_the_webhook_handshake() {
+        let addr = ingress().await;
+        let origin = ("WebHook-Request-Origin", "eventemitter.example.com");
+        for path in ["/shop/orders", "/shop/paused"] {
+            let answer = send(addr, Method::OPTIONS, path, &[origin], "").await;
+            assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
+            assert_eq!(answer.headers["allow"], "POST, OPTIONS");
+            assert_eq!(
+                answer.headers["webhook-allowed-origin"],
+                "eventemitter.example.com"
+            );
+            assert_eq!(answer.headers["webhook-allowed-rate"], "*");
+        }
+        let probe = send(addr, Method::OPTIONS, "/shop/orders", &[], "").await;
+        assert_eq!(probe.status, StatusCode::OK);
+        assert_eq!(probe.headers["webhook-allowed-origin"], "*");
+        let unknown = send(addr, Method::OPTIONS, "/shop/nope", &[origin], "").await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        assert!(!unknown.headers.contains_key("webhook-allowed-origin"));
+        let get = send(addr, Method::GET, "/shop/orders", &[], "").await;
+        assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(get.headers["allow"], "POST, OPTIONS");
+    }
 
     #[tokio::test]
     async fn an_event_format_the_ingress_does_not_read_is_415() {
