@@ -49,13 +49,13 @@ pub struct AppState {
     pub per_broker: BrokerConcurrency,
 }
 
-/// The ingress routes.
+/// The ingress routes: a Broker's address, with or without a trailing slash (as
+/// Knative's broker ingress takes it).
 pub fn router(state: Arc<AppState>) -> Router {
+    let broker = post(receive).options(consent).fallback(method_not_allowed);
     Router::new()
-        .route(
-            "/{namespace}/{broker}",
-            post(receive).options(consent).fallback(method_not_allowed),
-        )
+        .route("/{namespace}/{broker}", broker.clone())
+        .route("/{namespace}/{broker}/", broker)
         .fallback(not_found)
         .with_state(state)
 }
@@ -384,6 +384,24 @@ mod tests {
         let get = send(addr, Method::GET, "/shop/orders", &[], "").await;
         assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(get.headers["allow"], "POST, OPTIONS");
+    }
+
+    #[tokio::test]
+    async fn a_trailing_slash_is_the_same_address() {
+        let addr = ingress().await;
+        let post = send(addr, Method::POST, "/shop/orders/", &[BATCH], "[]").await;
+        assert_eq!(post.status, StatusCode::ACCEPTED, "{}", post.body);
+        let options = send(addr, Method::OPTIONS, "/shop/orders/", &[], "").await;
+        assert_eq!(options.status, StatusCode::OK);
+        let get = send(addr, Method::GET, "/shop/orders/", &[], "").await;
+        assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+        let unknown = send(addr, Method::POST, "/shop/nope/", &[BATCH], "[]").await;
+        assert_eq!(unknown.error(), "UnknownBroker");
+        for path in ["/shop/orders/more", "/shop/orders//", "/shop"] {
+            let answer = send(addr, Method::POST, path, &[BATCH], "[]").await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(answer.error(), "NotFound", "{path}");
+        }
     }
 
     #[tokio::test]
