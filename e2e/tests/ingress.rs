@@ -50,7 +50,8 @@ async fn events_in_every_mode_land_in_the_stream_with_their_attributes() {
                 ("ce-time", "2026-11-23T07:00:00Z"),
                 ("ce-dataschema", "https://example.com/order.json"),
                 ("ce-tenant", "acme"),
-                ("content-type", "application/json"),
+                ("ce-quoted", r#""say \"hi\"""#),
+                ("content-type", "application/json; charset=utf-8"),
             ],
             r#"{"order":42}"#,
         )
@@ -84,7 +85,8 @@ async fn events_in_every_mode_land_in_the_stream_with_their_attributes() {
         assert_eq!(e.get("time"), Some("2026-11-23T07:00:00Z"));
         assert_eq!(e.get("dataschema"), Some("https://example.com/order.json"));
         assert_eq!(e.get("tenant"), Some("acme"));
-        assert_eq!(e.get("datacontenttype"), Some("application/json"));
+        assert_eq!(e.get("quoted"), Some(r#"say "hi""#));
+        assert_eq!(e.get("datacontenttype"), Some("application/json; charset=utf-8"));
         assert_eq!(e.data.as_deref(), Some(&br#"{"order":42}"#[..]));
 
         let (_, e) = find("s-1");
@@ -137,7 +139,20 @@ async fn every_refusal_has_its_status_and_a_useful_body() {
 
         let get = herald_e2e::http::request("GET", &url, &[], "").await;
         assert_eq!(get.status, 405);
-        assert_eq!(get.headers.get("allow").unwrap(), "POST");
+        assert_eq!(get.headers.get("allow").unwrap(), "POST, OPTIONS");
+
+        let origin = [("WebHook-Request-Origin", "sender.example.com")];
+        let options = herald_e2e::http::request("OPTIONS", &format!("{url}/"), &origin, "").await;
+        assert_eq!(options.status, 200);
+        assert_eq!(options.headers.get("webhook-allowed-origin").unwrap(), "sender.example.com");
+
+        let avro = post(&url, &[("content-type", "application/cloudevents+avro")], "x").await;
+        assert_eq!(avro.status, 415);
+        assert_eq!(avro.json()["error"], "UnsupportedMediaType");
+
+        // Accepted, but nothing to store (checked below with the refusals).
+        let empty = post(&format!("{url}/"), &[("content-type", "application/cloudevents-batch+json")], "[]").await;
+        assert_eq!(empty.status, 202, "{}", empty.body);
 
         let big = post(&url, &ce("big"), vec![b'x'; 5000]).await;
         assert_eq!(big.status, 413);
@@ -155,7 +170,7 @@ async fn every_refusal_has_its_status_and_a_useful_body() {
         assert_eq!(not_ready.json()["error"], "BrokerNotReady");
         assert!(not_ready.headers.contains_key("retry-after"));
 
-        // Nothing refused was stored.
+        // Nothing refused was stored, nor anything of the empty batch.
         assert!(stored_events(&nats_url(), &naming::stream_name(&ns, "default")).await.is_empty());
     })
     .await;

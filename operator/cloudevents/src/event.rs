@@ -39,6 +39,12 @@ pub enum EventError {
     /// An attribute appears twice.
     #[error("attribute {0:?} is given more than once")]
     Duplicate(String),
+    /// The content type names an event format Herald does not read (such as
+    /// `application/cloudevents+avro`).
+    #[error(
+        "unsupported event format {0:?}: use application/cloudevents+json, application/cloudevents-batch+json or binary mode"
+    )]
+    UnsupportedFormat(String),
     /// The message could not be read as a CloudEvent at all.
     #[error("{0}")]
     Malformed(String),
@@ -51,6 +57,13 @@ pub fn is_valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Whether `b` may appear in an HTTP header value as it is (printable ASCII or tab):
+/// what a `Content-Type` carries, so what a `datacontenttype` may hold.
+#[must_use]
+pub(crate) fn is_header_text(b: u8) -> bool {
+    b == b'\t' || (0x20..=0x7e).contains(&b)
 }
 
 impl CloudEvent {
@@ -149,8 +162,12 @@ impl CloudEvent {
                 "dataschema" if value.is_empty() || value.contains(char::is_whitespace) => {
                     return bad("must be a URI");
                 }
-                "datacontenttype" if !value.contains('/') => {
-                    return bad("must be a media type such as application/json");
+                // RFC 2046 media types are ASCII; anything else could not be
+                // delivered as the Content-Type header the binding maps it to.
+                "datacontenttype" if !value.contains('/') || !value.bytes().all(is_header_text) => {
+                    return bad(
+                        "must be a media type such as application/json, in printable ASCII",
+                    );
                 }
                 "subject" if value.is_empty() => return bad("must not be empty when present"),
                 _ => {}
@@ -226,6 +243,26 @@ mod tests {
             e.insert("id".into(), "2".into()),
             Err(EventError::Duplicate(_))
         ));
+    }
+
+    #[test]
+    fn datacontenttype_is_a_media_type_a_header_can_carry() {
+        let mut e = CloudEvent::new("1", "/s", "t");
+        for ok in [
+            "application/json",
+            "text/plain; charset=\"utf-8\"",
+            "text/plain;\tcharset=utf-8",
+        ] {
+            e.set("datacontenttype", ok);
+            assert_eq!(e.validate(), Ok(()), "{ok}");
+        }
+        for bad in ["json", "text/plain; name=ü", "text/plain\r\nx-injected: 1"] {
+            e.set("datacontenttype", bad);
+            assert!(
+                matches!(e.validate(), Err(EventError::Value { ref name, .. }) if name == "datacontenttype"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

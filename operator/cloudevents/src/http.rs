@@ -1,9 +1,11 @@
 //! The CloudEvents HTTP protocol binding: binary, structured and batch modes.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use crate::event::{CloudEvent, EventError};
+use crate::event::{CloudEvent, EventError, is_header_text};
 use crate::{json, percent};
 
 /// Content type of a structured-mode event in the JSON format.
@@ -58,7 +60,8 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// Reads the events of an HTTP request and validates each.
+/// Reads the events of an HTTP request and validates each. A batch may be empty
+/// (the binding allows it): then there are no events.
 pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<(Mode, Vec<CloudEvent>), RequestError> {
     let single = |error| RequestError { index: None, error };
     let media = media_type(headers);
@@ -70,18 +73,13 @@ pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<(Mode, Vec<CloudEvent>
             vec![json::parse_structured(&body).map_err(single)?],
         )
     } else if media.starts_with("application/cloudevents") {
-        return Err(single(EventError::Malformed(format!(
-            "unsupported event format {media:?}: use {STRUCTURED_JSON}, {BATCH_JSON} or binary mode"
-        ))));
+        return Err(single(EventError::UnsupportedFormat(media)));
     } else {
         (
             Mode::Binary,
             vec![decode_binary(headers, body).map_err(single)?],
         )
     };
-    if mode == Mode::Batch && events.is_empty() {
-        return Err(single(EventError::Malformed("the batch is empty".into())));
-    }
     for (i, event) in events.iter().enumerate() {
         event.validate().map_err(|error| RequestError {
             index: (mode == Mode::Batch).then_some(i),
@@ -97,10 +95,14 @@ fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, EventEr
         let Some(attribute) = name.as_str().strip_prefix("ce-") else {
             continue;
         };
-        let text = percent::decode(value.as_bytes()).ok_or_else(|| EventError::Value {
+        let bad = |why: &str| EventError::Value {
             name: attribute.to_owned(),
-            why: "the header value is not valid percent-encoded UTF-8".into(),
-        })?;
+            why: why.to_owned(),
+        };
+        let unquoted =
+            unquote(value.as_bytes()).ok_or_else(|| bad("a quoted-string is not closed"))?;
+        let text = percent::decode(&unquoted)
+            .ok_or_else(|| bad("the header value is not valid percent-encoded UTF-8"))?;
         event.insert(attribute.to_owned(), text)?;
     }
     if event.get("specversion").is_none() {
@@ -118,17 +120,48 @@ fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, EventEr
     Ok(event)
 }
 
+/// Undoes the RFC 7230 quoted-strings of a header value (`"say \"hi\""` → `say "hi"`),
+/// which the binding (3.1.3.2) removes before percent-decoding: older senders quote
+/// values with spaces instead of percent-encoding them. `None` when a quote is not
+/// closed.
+fn unquote(value: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !value.contains(&b'"') {
+        return Some(Cow::Borrowed(value));
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.iter().copied();
+    let mut quoted = false;
+    while let Some(b) = bytes.next() {
+        match (quoted, b) {
+            (_, b'"') => quoted = !quoted,
+            // A quoted-pair: the next byte stands for itself.
+            (true, b'\\') => out.push(bytes.next()?),
+            _ => out.push(b),
+        }
+    }
+    (!quoted).then_some(Cow::Owned(out))
+}
+
 /// Writes an event as a binary-mode HTTP request: headers and body.
+///
+/// `datacontenttype` becomes `Content-Type` as it is: the binding percent-encodes
+/// only `ce-` headers, and a media type is ASCII already ([`CloudEvent::validate`]).
 #[must_use]
 pub fn encode_binary(event: &CloudEvent) -> (HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
     for (name, value) in event.attributes() {
-        let Ok(encoded) = HeaderValue::from_str(&percent::encode(value)) else {
-            continue;
-        };
         if name == "datacontenttype" {
-            headers.insert(CONTENT_TYPE, encoded);
-        } else if let Ok(header) = HeaderName::from_bytes(format!("ce-{name}").as_bytes()) {
+            // A value that is not a media type cannot be a header; an event stored
+            // before validation refused such values is delivered without it.
+            if value.bytes().all(is_header_text)
+                && let Ok(content_type) = HeaderValue::from_str(value)
+            {
+                headers.insert(CONTENT_TYPE, content_type);
+            }
+        } else if let (Ok(header), Ok(encoded)) = (
+            HeaderName::from_bytes(format!("ce-{name}").as_bytes()),
+            HeaderValue::from_str(&percent::encode(value)),
+        ) {
             headers.insert(header, encoded);
         }
     }
@@ -168,6 +201,85 @@ mod tests {
         let (back_headers, body) = encode_binary(&events[0]);
         assert_eq!(back_headers.get("ce-subject").unwrap(), "Euro%20%E2%82%AC");
         assert_eq!(decode(&back_headers, body).unwrap().1, events);
+    }
+
+    fn required(extra: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut pairs = vec![
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+        ];
+        pairs.extend_from_slice(extra);
+        headers(&pairs)
+    }
+
+    #[test]
+    fn content_type_is_delivered_as_it_came_not_percent_encoded() {
+        for content_type in [
+            "text/plain; charset=utf-8",
+            "multipart/mixed; boundary=\"a b\"",
+            "application/json;\tcharset=utf-8",
+            "text/x-percent; note=100%",
+        ] {
+            let h = required(&[("content-type", content_type)]);
+            let (_, events) = decode(&h, Bytes::from_static(b"hi")).unwrap();
+            assert_eq!(events[0].get("datacontenttype"), Some(content_type));
+            // The dispatcher's path: stored on NATS, read back, POSTed in binary mode.
+            let (nats_headers, payload) = crate::nats::encode(&events[0]);
+            let stored = crate::nats::decode(Some(&nats_headers), payload).unwrap();
+            let (out, body) = encode_binary(&stored);
+            assert_eq!(out.get(CONTENT_TYPE).unwrap(), content_type);
+            assert!(!out.contains_key("ce-datacontenttype"));
+            let (_, received) = decode(&out, body).unwrap();
+            assert_eq!(received[0].get("datacontenttype"), Some(content_type));
+        }
+    }
+
+    #[test]
+    fn quoted_strings_are_unquoted_before_percent_decoding() {
+        for (header, attribute) in [
+            (r#""hello world""#, "hello world"),
+            (r#""say \"hi\"""#, r#"say "hi""#),
+            (r#""back\\slash""#, r"back\slash"),
+            (r#""100%25 sure""#, "100% sure"),
+            (r#"a"b c"d"#, "ab cd"),
+            (r"not\quoted", r"not\quoted"),
+            ("Euro%20%E2%82%AC", "Euro €"),
+        ] {
+            let h = required(&[("ce-subject", header)]);
+            let (_, events) = decode(&h, Bytes::new()).unwrap_or_else(|e| panic!("{header}: {e}"));
+            assert_eq!(events[0].get("subject"), Some(attribute), "{header}");
+        }
+        for open in [r#""never closed"#, r#""ends in \""#] {
+            let e = decode(&required(&[("ce-subject", open)]), Bytes::new()).unwrap_err();
+            assert!(
+                matches!(&e.error, EventError::Value { name, .. } if name == "subject"),
+                "{open}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_batch_is_valid_and_has_no_events() {
+        let h = headers(&[("content-type", BATCH_JSON)]);
+        for body in ["[]", " [ ]\n"] {
+            assert_eq!(
+                decode(&h, Bytes::from(body)).unwrap(),
+                (Mode::Batch, Vec::new())
+            );
+        }
+        assert!(decode(&h, Bytes::new()).is_err(), "no body is not a batch");
+    }
+
+    #[test]
+    fn an_event_format_herald_does_not_read_is_its_own_error() {
+        let h = headers(&[("content-type", "application/cloudevents+avro")]);
+        let e = decode(&h, Bytes::from_static(b"\0")).unwrap_err();
+        assert_eq!(
+            e.error,
+            EventError::UnsupportedFormat("application/cloudevents+avro".into())
+        );
     }
 
     #[test]

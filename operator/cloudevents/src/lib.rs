@@ -9,12 +9,14 @@
 //! [`CloudEvent`] keeps every context attribute as its canonical string form (the
 //! form the HTTP and NATS bindings carry) and the data as bytes, so events pass
 //! through Herald unchanged. [`CloudEvent::validate`] enforces the spec's required
-//! attributes and naming rules.
+//! attributes and naming rules. [`webhook::consent`] answers the `OPTIONS` handshake
+//! of the CloudEvents webhook spec.
 
 pub mod event;
 pub mod http;
 pub mod json;
 pub mod nats;
 pub mod percent;
+pub mod webhook;
 
 pub use event::{CloudEvent, EventError};

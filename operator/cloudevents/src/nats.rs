@@ -1,7 +1,8 @@
-//! Herald's storage format on NATS: one message per event, the CloudEvents NATS
-//! binding's binary mode — every attribute in a `ce-<name>` header (percent-encoded
-//! like the HTTP binding), `datacontenttype` as `content-type`, the data as payload —
-//! so any NATS client can read the events.
+//! Herald's storage format on NATS: one message per event, the CloudEvents HTTP
+//! binding's binary mode carried over to NATS headers — every attribute in a
+//! `ce-<name>` header (percent-encoded like the HTTP binding), `datacontenttype` as
+//! `content-type` (as it is, like the HTTP binding's `Content-Type`), the data as
+//! payload — so any NATS client can read the events.
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -33,11 +34,13 @@ pub fn message_id(source: &str, id: &str) -> String {
 pub fn encode(event: &CloudEvent) -> (HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
     for (name, value) in event.attributes() {
-        let value = percent::encode(value);
         if name == "datacontenttype" {
-            headers.insert("content-type", value.as_str());
+            headers.insert("content-type", value);
         } else {
-            headers.insert(format!("ce-{name}").as_str(), value.as_str());
+            headers.insert(
+                format!("ce-{name}").as_str(),
+                percent::encode(value).as_str(),
+            );
         }
     }
     headers.insert(
@@ -54,22 +57,39 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<CloudEvent,
     let mut event = CloudEvent::default();
     for (name, values) in headers.iter() {
         let name = AsRef::<str>::as_ref(name).to_ascii_lowercase();
-        let attribute = if name == "content-type" {
-            "datacontenttype".to_owned()
-        } else if let Some(a) = name.strip_prefix("ce-") {
-            a.to_owned()
+        let Some(raw) = values.first().map(async_nats::HeaderValue::as_str) else {
+            continue;
+        };
+        let (attribute, text) = if name == "content-type" {
+            ("datacontenttype".to_owned(), stored_content_type(raw))
+        } else if let Some(attribute) = name.strip_prefix("ce-") {
+            let text = percent::decode(raw.as_bytes()).ok_or_else(|| EventError::Value {
+                name: attribute.to_owned(),
+                why: "bad percent-encoding".into(),
+            })?;
+            (attribute.to_owned(), text)
         } else {
             continue;
         };
-        let Some(raw) = values.first() else { continue };
-        let text = percent::decode(raw.as_str().as_bytes()).ok_or_else(|| EventError::Value {
-            name: attribute.clone(),
-            why: "bad percent-encoding".into(),
-        })?;
         event.insert(attribute, text)?;
     }
     event.data = (!payload.is_empty()).then_some(payload);
     Ok(event)
+}
+
+/// The `datacontenttype` of a stored `content-type`. Herald used to store it
+/// percent-encoded (`text/plain;%20charset=utf-8`); such a value, still in streams
+/// written before, is exactly what percent-encoding its decoding gives, which a
+/// media type stored as it is practically never is (it would need a `%XX` standing
+/// for a space, `"`, `%` or non-ASCII, and no space or `"` of its own).
+fn stored_content_type(raw: &str) -> String {
+    if raw.contains('%')
+        && let Some(decoded) = percent::decode(raw.as_bytes())
+        && percent::encode(&decoded) == raw
+    {
+        return decoded;
+    }
+    raw.to_owned()
 }
 
 #[cfg(test)]
@@ -100,6 +120,37 @@ mod tests {
         got.sort_unstable();
         assert_eq!(got, want);
         assert_eq!(back.data, e.data);
+    }
+
+    #[test]
+    fn content_type_is_stored_as_it_is_and_the_old_percent_encoded_form_still_reads() {
+        let mut e = CloudEvent::new("1", "/s", "t");
+        e.set("datacontenttype", "text/plain; charset=utf-8");
+        let (headers, payload) = encode(&e);
+        assert_eq!(
+            headers.get("content-type").unwrap().as_str(),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(
+            decode(Some(&headers), payload)
+                .unwrap()
+                .get("datacontenttype"),
+            Some("text/plain; charset=utf-8")
+        );
+        for (stored, read) in [
+            ("text/plain;%20charset=utf-8", "text/plain; charset=utf-8"),
+            ("a/b;%20q=%22x%22", "a/b; q=\"x\""),
+            ("text/x; note=100%", "text/x; note=100%"),
+            ("text/x;n=%41", "text/x;n=%41"),
+            ("a/b; q=%25", "a/b; q=%25"),
+            ("application/json", "application/json"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("ce-specversion", "1.0");
+            headers.insert("content-type", stored);
+            let event = decode(Some(&headers), Bytes::new()).unwrap();
+            assert_eq!(event.get("datacontenttype"), Some(read), "{stored}");
+        }
     }
 
     #[test]

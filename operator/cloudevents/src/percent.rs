@@ -90,5 +90,12 @@ mod tests {
         assert_eq!(decode(b"50%"), None);
         assert_eq!(decode(b"%zz"), None);
         assert_eq!(decode(b"%FF"), None); // not UTF-8 on its own
+        assert_eq!(decode(b"%C0%A0"), None); // an overlong space: the binding says reject
+    }
+
+    #[test]
+    fn accepts_lower_case_and_needless_escapes() {
+        assert_eq!(decode(b"caf%c3%a9").as_deref(), Some("café"));
+        assert_eq!(decode(b"%41%42c").as_deref(), Some("ABc"));
     }
 }

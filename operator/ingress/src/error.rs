@@ -4,6 +4,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use herald_cloudevents::EventError;
+use herald_cloudevents::http::RequestError;
 
 /// Why a request was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +32,10 @@ pub enum Rejection {
     },
     /// The request is not a valid CloudEvent (or batch of them).
     #[error("{0}")]
-    InvalidEvent(#[from] herald_cloudevents::http::RequestError),
+    InvalidEvent(RequestError),
+    /// The content type names an event format the ingress does not read.
+    #[error("{0}")]
+    UnsupportedFormat(RequestError),
     /// An event's `type` makes a subject longer than NATS allows.
     #[error("event type is too long ({0} bytes; at most 1000)")]
     TypeTooLong(usize),
@@ -56,12 +61,22 @@ pub enum Rejection {
     /// The client did not send the body in time.
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
-    /// Not POST.
-    #[error("only POST is allowed")]
+    /// Neither POST nor OPTIONS.
+    #[error("send events with POST (OPTIONS answers what is allowed)")]
     MethodNotAllowed,
     /// Not a Broker address.
     #[error("not a Broker address: POST events to /<namespace>/<broker>")]
     NotFound,
+}
+
+impl From<RequestError> for Rejection {
+    fn from(e: RequestError) -> Self {
+        if matches!(e.error, EventError::UnsupportedFormat(_)) {
+            Self::UnsupportedFormat(e)
+        } else {
+            Self::InvalidEvent(e)
+        }
+    }
 }
 
 impl Rejection {
@@ -72,6 +87,7 @@ impl Rejection {
             Self::UnknownBroker { .. } => "UnknownBroker",
             Self::BrokerNotReady { .. } => "BrokerNotReady",
             Self::InvalidEvent(_) => "InvalidEvent",
+            Self::UnsupportedFormat(_) => "UnsupportedMediaType",
             Self::TypeTooLong(_) => "TypeTooLong",
             Self::TooLarge(_) => "PayloadTooLarge",
             Self::NatsUnavailable(_) => "NatsUnavailable",
@@ -93,6 +109,8 @@ impl Rejection {
             }
             Self::InvalidEvent(_) | Self::TypeTooLong(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            // The CloudEvents webhook spec (2.2) asks for 415 when the format is not understood.
+            Self::UnsupportedFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -114,7 +132,10 @@ impl IntoResponse for Rejection {
         let headers = response.headers_mut();
         match self {
             Self::MethodNotAllowed => {
-                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+                headers.insert(
+                    header::ALLOW,
+                    HeaderValue::from_static(herald_cloudevents::webhook::ALLOWED_METHODS),
+                );
             }
             Self::NatsUnavailable(_) | Self::AuthUnavailable(_) | Self::TooManyRequests(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

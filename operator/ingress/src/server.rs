@@ -1,4 +1,5 @@
-//! The HTTP side: `POST /<namespace>/<broker>` → validate → publish → 202 after the ack.
+//! The HTTP side: `POST /<namespace>/<broker>` → validate → publish → 202 after the ack;
+//! `OPTIONS` on the same path answers what a sender may do (the webhook handshake).
 //!
 //! Publishing is pipelined: every event of every concurrent request goes to the one
 //! shared NATS connection without waiting, and each request then awaits only its own
@@ -48,19 +49,39 @@ pub struct AppState {
     pub per_broker: BrokerConcurrency,
 }
 
-/// The ingress routes.
+/// The ingress routes: a Broker's address, with or without a trailing slash (as
+/// Knative's broker ingress takes it).
 pub fn router(state: Arc<AppState>) -> Router {
+    let broker = post(receive).options(consent).fallback(method_not_allowed);
     Router::new()
-        .route(
-            "/{namespace}/{broker}",
-            post(receive).fallback(method_not_allowed),
-        )
+        .route("/{namespace}/{broker}", broker.clone())
+        .route("/{namespace}/{broker}/", broker)
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn method_not_allowed(State(state): State<Arc<AppState>>) -> Response {
     reject(&state, Rejection::MethodNotAllowed)
+}
+
+/// `OPTIONS`: `Allow`, and consent to the CloudEvents webhook handshake, for a Broker
+/// that exists (Ready or not: it is the right address either way). No
+/// authentication: the handshake only says the address expects events (Knative's
+/// broker ingress answers it the same way), and an unknown Broker answers 404 as a
+/// POST would.
+async fn consent(
+    State(state): State<Arc<AppState>>,
+    Path((namespace, broker)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Lookup::Unknown = state.brokers.lookup(&namespace, &broker) {
+        return reject(&state, Rejection::UnknownBroker { namespace, broker });
+    }
+    (
+        StatusCode::OK,
+        herald_cloudevents::webhook::consent(&headers),
+    )
+        .into_response()
 }
 
 async fn not_found(State(state): State<Arc<AppState>>) -> Response {
@@ -157,6 +178,10 @@ async fn accept(
         ))
     })?;
     let (mode, events) = binding::decode(headers, body)?;
+    if events.is_empty() {
+        // An empty batch, which the binding allows: stored, trivially, without NATS.
+        return Ok(mode);
+    }
     if !state.nats.is_connected() {
         return Err(Rejection::NatsUnavailable("not connected to NATS".into()));
     }
@@ -232,4 +257,178 @@ pub async fn spawn_local(
         std::future::pending(),
     ));
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The router over a real loopback connection, with a Broker cache and a NATS
+    //! client that never connects: whatever needs no NATS is answered for real,
+    //! and a request that would publish gets 503.
+
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use bytes::Bytes;
+    use herald_api::conditions::{Condition, ConditionStatus};
+    use herald_api::{Broker, BrokerSpec, BrokerStatus};
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    use super::*;
+
+    fn broker(name: &str, ready: bool) -> Broker {
+        let mut b = Broker::new(name, BrokerSpec::default());
+        b.metadata.namespace = Some("shop".into());
+        b.metadata.uid = Some(format!("uid-{name}"));
+        let status = if ready {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        };
+        b.status = Some(BrokerStatus {
+            conditions: vec![Condition::new("Ready", status, "StreamMissing", "")],
+            ..BrokerStatus::default()
+        });
+        b
+    }
+
+    /// The ingress with Brokers `shop/orders` (Ready) and `shop/paused` (not Ready).
+    async fn ingress() -> std::net::SocketAddr {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .expect("a client that connects in the background");
+        let state = AppState {
+            brokers: BrokerIndex::fixed(vec![broker("orders", true), broker("paused", false)]),
+            jetstream: jetstream::new(client.clone()),
+            nats: NatsConnection {
+                client,
+                state_changes: tokio::sync::watch::channel(0).1,
+            },
+            auth: Authenticator::new(None),
+            metrics: Metrics::register(&prometheus::Registry::new()).unwrap(),
+            max_body_bytes: 64 * 1024,
+            body_timeout: std::time::Duration::from_secs(5),
+            per_broker: BrokerConcurrency::new(8),
+        };
+        spawn_local(Arc::new(state), ConnectionLimits::default())
+            .await
+            .unwrap()
+    }
+
+    struct Answer {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: String,
+    }
+
+    impl Answer {
+        fn error(&self) -> serde_json::Value {
+            serde_json::from_str::<serde_json::Value>(&self.body).unwrap_or_default()["error"]
+                .clone()
+        }
+    }
+
+    async fn send(
+        addr: std::net::SocketAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &'static str,
+    ) -> Answer {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = Client::builder(TokioExecutor::new())
+            .build_http()
+            .request(
+                request
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .unwrap(),
+            )
+            .await
+            .expect("the ingress answers");
+        let (parts, body) = response.into_parts();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned(),
+        }
+    }
+
+    const BATCH: (&str, &str) = ("content-type", binding::BATCH_JSON);
+
+    #[tokio::test]
+    async fn options_answers_allow_and_the_webhook_handshake() {
+        let addr = ingress().await;
+        let origin = ("WebHook-Request-Origin", "eventemitter.example.com");
+        for path in ["/shop/orders", "/shop/paused"] {
+            let answer = send(addr, Method::OPTIONS, path, &[origin], "").await;
+            assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
+            assert_eq!(answer.headers["allow"], "POST, OPTIONS");
+            assert_eq!(
+                answer.headers["webhook-allowed-origin"],
+                "eventemitter.example.com"
+            );
+            assert_eq!(answer.headers["webhook-allowed-rate"], "*");
+        }
+        let probe = send(addr, Method::OPTIONS, "/shop/orders", &[], "").await;
+        assert_eq!(probe.status, StatusCode::OK);
+        assert_eq!(probe.headers["webhook-allowed-origin"], "*");
+        let unknown = send(addr, Method::OPTIONS, "/shop/nope", &[origin], "").await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        assert!(!unknown.headers.contains_key("webhook-allowed-origin"));
+        let get = send(addr, Method::GET, "/shop/orders", &[], "").await;
+        assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(get.headers["allow"], "POST, OPTIONS");
+    }
+
+    #[tokio::test]
+    async fn a_trailing_slash_is_the_same_address() {
+        let addr = ingress().await;
+        let post = send(addr, Method::POST, "/shop/orders/", &[BATCH], "[]").await;
+        assert_eq!(post.status, StatusCode::ACCEPTED, "{}", post.body);
+        let options = send(addr, Method::OPTIONS, "/shop/orders/", &[], "").await;
+        assert_eq!(options.status, StatusCode::OK);
+        let get = send(addr, Method::GET, "/shop/orders/", &[], "").await;
+        assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+        let unknown = send(addr, Method::POST, "/shop/nope/", &[BATCH], "[]").await;
+        assert_eq!(unknown.error(), "UnknownBroker");
+        for path in ["/shop/orders/more", "/shop/orders//", "/shop"] {
+            let answer = send(addr, Method::POST, path, &[BATCH], "[]").await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(answer.error(), "NotFound", "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_format_the_ingress_does_not_read_is_415() {
+        let addr = ingress().await;
+        let avro = ("content-type", "application/cloudevents+avro");
+        let answer = send(addr, Method::POST, "/shop/orders", &[avro], "x").await;
+        assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(answer.error(), "UnsupportedMediaType");
+        let broken = send(addr, Method::POST, "/shop/orders", &[BATCH], "[").await;
+        assert_eq!(broken.status, StatusCode::BAD_REQUEST);
+        assert_eq!(broken.error(), "InvalidEvent");
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_is_accepted_and_stores_nothing() {
+        let addr = ingress().await;
+        let empty = send(addr, Method::POST, "/shop/orders", &[BATCH], "[]").await;
+        assert_eq!(empty.status, StatusCode::ACCEPTED, "{}", empty.body);
+        // Whatever would be published is refused: NATS is unreachable here.
+        let one = r#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"}]"#;
+        let full = send(addr, Method::POST, "/shop/orders", &[BATCH], one).await;
+        assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.error(), "NatsUnavailable");
+        // The Broker is still looked up first.
+        let unknown = send(addr, Method::POST, "/shop/nope", &[BATCH], "[]").await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        assert_eq!(unknown.error(), "UnknownBroker");
+    }
 }
