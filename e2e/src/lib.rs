@@ -98,12 +98,55 @@ where
             eprintln!("could not delete namespace {name}: {e}");
         }
         delete_streams_of(&name).await;
+        release_finalizers(&name).await;
     }
     if let Err(e) = result {
         if e.is_panic() {
             std::panic::resume_unwind(e.into_panic());
         }
         panic!("test task failed: {e}");
+    }
+}
+
+/// Drops Herald's finalizers from the namespace's objects: the test's operator is gone,
+/// and the harness deleted their streams itself. Left behind, every test namespace
+/// would stay Terminating for good, and the controller-manager, retrying them all,
+/// would delete the namespaces of later tests ever more slowly.
+async fn release_finalizers(namespace: &str) {
+    let client = client().await;
+    release_finalizers_of(Api::<herald_api::Trigger>::namespaced(
+        client.clone(),
+        namespace,
+    ))
+    .await;
+    release_finalizers_of(Api::<herald_api::Broker>::namespaced(
+        client.clone(),
+        namespace,
+    ))
+    .await;
+    release_finalizers_of(Api::<herald_api::EventSource>::namespaced(
+        client, namespace,
+    ))
+    .await;
+}
+
+async fn release_finalizers_of<K>(api: Api<K>)
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned,
+{
+    let release = serde_json::json!({"metadata": {"finalizers": null}});
+    let Ok(list) = api.list(&kube::api::ListParams::default()).await else {
+        return;
+    };
+    for obj in list.items {
+        let name = kube::ResourceExt::name_any(&obj);
+        let _ = api
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&release),
+            )
+            .await;
     }
 }
 

@@ -258,6 +258,44 @@ impl Dispatcher {
         self.child.kill().await.expect("kill dispatcher");
     }
 
+    /// Its resident memory in bytes (from `/proc`), 0 if it is gone.
+    #[must_use]
+    pub fn rss_bytes(&self) -> u64 {
+        let Some(pid) = self.child.id() else { return 0 };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Sends SIGTERM and returns how long the dispatcher took to exit (at most `limit`).
+    pub async fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let pid = self.child.id()?;
+        let began = std::time::Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM {pid}");
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()
+            .map(|_| began.elapsed())
+    }
+
+    /// The value of metric `name` (summed over its series), 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let body = http_get(self.metrics_port, "/metrics")
+            .await
+            .unwrap_or_default();
+        body.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Events this dispatcher delivered (2xx), from its metrics.
     pub async fn delivered(&self) -> f64 {
         let body = http_get(self.metrics_port, "/metrics")

@@ -102,9 +102,6 @@ async fn start_dispatcher(
             ack_wait: herald_api::delivery::ACK_WAIT,
             max_deliver: -1,
             max_ack_pending: 20_000,
-            priority_policy: consumer::PriorityPolicy::PinnedClient,
-            priority_groups: vec![herald_dispatcher::ROUTER_GROUP.into()],
-            priority_timeout: Duration::from_secs(6),
             ..Default::default()
         })
         .await
@@ -153,6 +150,7 @@ async fn start_dispatcher(
         recorder: None,
         tokens: None,
         attempts: herald_dispatcher::deliver::Attempts::default(),
+        slots: Arc::new(tokio::sync::Semaphore::new(4096)),
     });
     let plan = Arc::new(planned.delivery.expect("a subscriber"));
     let (stop, stopped) = tokio::sync::watch::channel(herald_dispatcher::pull::Stop::Running);

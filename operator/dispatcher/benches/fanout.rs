@@ -183,6 +183,7 @@ async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Regist
         recorder: None,
         tokens: None,
         attempts: Attempts::default(),
+        slots: Arc::new(tokio::sync::Semaphore::new(4096)),
     });
     let mut running = Running {
         stop,
@@ -250,9 +251,6 @@ async fn routed_broker(
         consumer::DeliverPolicy::New,
     );
     router.max_ack_pending = 20_000;
-    router.priority_policy = consumer::PriorityPolicy::PinnedClient;
-    router.priority_groups = vec![herald_dispatcher::ROUTER_GROUP.to_owned()];
-    router.priority_timeout = Duration::from_secs(6);
     events.create_consumer(router).await.expect("router");
     let mut table = RouteTable::default();
     for i in 0..case.triggers {

@@ -37,6 +37,10 @@ pub struct DispatcherArgs {
     /// are sent to subscribers that set `audience`.
     #[arg(long, env = "HERALD_TOKEN_SERVICE_ACCOUNT", value_name = "NAMESPACE/NAME", value_parser = herald_runtime::token::parse_account)]
     pub token_service_account: Option<(String, String)>,
+    /// Most deliveries in flight at once across all Triggers (each Trigger is also held
+    /// to its own `maxInFlight`); bounds the dispatcher's connections and memory.
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
     /// On SIGTERM, how long deliveries in flight may take to finish before the rest is
     /// handed back to JetStream for redelivery (keep it below the pod's grace period).
     #[arg(long, env = "HERALD_DRAIN_TIMEOUT", default_value = "20s", value_parser = herald_api::duration::parse_flag)]

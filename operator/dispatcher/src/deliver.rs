@@ -22,6 +22,9 @@ use crate::plan::TriggerPlan;
 
 /// Most bytes of a failed answer's body kept in the dead-letter attributes.
 const ERROR_DATA_LIMIT: usize = 1024;
+/// Most bytes of a subscriber's answer that are read: a reply is one event, and one
+/// event is at most NATS' largest payload; a longer answer is a failed attempt.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// Delay before the dead-letter sink is tried again after it failed.
 const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
 
@@ -169,6 +172,9 @@ pub struct Deliverer {
     pub tokens: Option<herald_runtime::token::TokenSource>,
     /// Attempts made per event.
     pub attempts: Attempts,
+    /// Deliveries in flight across all Triggers, bounded (`--max-in-flight`); waiters
+    /// are served in turn, so one Trigger cannot starve the others.
+    pub slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Deliverer {
@@ -204,11 +210,14 @@ impl Deliverer {
                 .map_err(|e| format!("cannot reach {url}: {e}"))?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response
-                .into_body()
+            let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
                 .collect()
                 .await
-                .map_err(|e| format!("reading the answer failed: {e}"))?
+                .map_err(|e| {
+                    format!(
+                        "reading the answer failed (at most {MAX_ANSWER_BYTES} bytes are read): {e}"
+                    )
+                })?
                 .to_bytes();
             Ok::<_, String>(Attempt::Answered {
                 status,

@@ -10,9 +10,8 @@
 //!             ──▶ POST ─▶ ack | NAK(backoff) | dead-letter | drop
 //! ```
 //!
-//! Several dispatchers may run: one at a time routes a Broker (the others stand by on
-//! its router consumer), and all pull from the same queues, where JetStream shares the
-//! events between them. A dispatcher that dies loses nothing: what it had not
+//! Several dispatchers may run: they share each Broker's router consumer and each
+//! Trigger's queue, and JetStream spreads the events between them. A dispatcher that dies loses nothing: what it had not
 //! acknowledged is routed or delivered again after the ack wait (10 s; [`pull`] keeps
 //! the messages it holds alive with progress acks).
 
@@ -43,9 +42,6 @@ use crate::deliver::Deliverer;
 use crate::metrics::Metrics;
 use crate::pull::Stop;
 use crate::supervisor::Supervisor;
-
-/// Priority group of Brokers' router consumers (set by the operator).
-pub const ROUTER_GROUP: &str = "route";
 
 /// Runs `herald dispatcher` until SIGTERM/SIGINT, then drains for `--drain-timeout`.
 pub fn run_dispatcher(args: DispatcherArgs) -> anyhow::Result<()> {
@@ -82,7 +78,13 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
         .map(|(namespace, name)| {
             herald_runtime::token::TokenSource::new(client.clone(), namespace, name)
         });
-    let deliverer = Arc::new(deliverer(&nats, &metrics, Some(recorder), tokens));
+    let deliverer = Arc::new(deliverer(
+        &nats,
+        &metrics,
+        Some(recorder),
+        tokens,
+        args.max_in_flight,
+    ));
 
     let changed = Arc::new(Notify::new());
     let notify = {
@@ -132,6 +134,7 @@ fn deliverer(
     metrics: &Metrics,
     recorder: Option<Recorder>,
     tokens: Option<herald_runtime::token::TokenSource>,
+    max_in_flight: u32,
 ) -> Deliverer {
     Deliverer {
         http: Client::builder(TokioExecutor::new())
@@ -144,6 +147,9 @@ fn deliverer(
         recorder,
         tokens,
         attempts: deliver::Attempts::default(),
+        slots: Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(max_in_flight).unwrap_or(usize::MAX),
+        )),
     }
 }
 
@@ -166,7 +172,7 @@ async fn sidecar_main(args: &DispatcherArgs, json: &str) -> anyhow::Result<()> {
             admin,
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
-    let deliverer = Arc::new(deliverer(&nats, &metrics, None, None));
+    let deliverer = Arc::new(deliverer(&nats, &metrics, None, None, args.max_in_flight));
     tracing::info!(trigger = %format!("{}/{}", plan.namespace, plan.trigger), subscriber = %plan.subscriber, "delivering one Trigger (sidecar)");
     let (stop, stopped) = watch::channel(Stop::Running);
     let task = tokio::spawn(pull::pull_loop(Arc::new(plan), deliverer, stopped));

@@ -126,6 +126,9 @@ async fn deliver_from(
         {
             let (plan, deliverer) = (plan.clone(), deliverer.clone());
             in_flight.push(async move {
+                // A held message waits for a slot under progress acks; the semaphore
+                // is never closed, so a permit always comes.
+                let _slot = deliverer.slots.clone().acquire_owned().await;
                 let _counted = InFlight::start(&deliverer.metrics.in_flight);
                 deliverer.handle(&plan, msg).await;
                 number

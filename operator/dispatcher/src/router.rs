@@ -1,11 +1,10 @@
 //! Routing: a Broker's events, each evaluated once against all its Triggers' filters
 //! and copied to the queue of every Trigger that matches.
 //!
-//! The router of a Broker pulls the Broker stream's durable `router` consumer in a
-//! priority group with a pinned client: of all dispatcher replicas, one routes a Broker
-//! at a time (so each queue receives events in Broker order), and another takes over
-//! within seconds when it goes. A Broker event is acknowledged only after JetStream
-//! stored every copy; a copy's `Nats-Msg-Id` is (Broker sequence, Trigger), so an event
+//! The routers of a Broker (one per dispatcher replica) share the Broker stream's
+//! durable `router` consumer, so JetStream spreads the events between them and a
+//! replica that goes hands its share to the others. A Broker event is acknowledged
+//! only after JetStream stored every copy; a copy's `Nats-Msg-Id` is (Broker sequence, Trigger), so an event
 //! routed twice — after a crash, or by the backfill and live routing both — is stored
 //! once.
 
@@ -15,7 +14,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt;
-use futures::future::join_all;
+use futures::stream::FuturesUnordered;
 use herald_api::naming;
 use herald_filter::CompiledFilter;
 use tokio::sync::watch;
@@ -25,15 +24,17 @@ use crate::routes::{QueueCopy, Route, RouteTable};
 
 /// Messages a router takes per pull.
 const ROUTE_BATCH: usize = 256;
-/// Pull expiry: well below the pin timeout, so a live router never loses its pin.
-const PULL_EXPIRY: Duration = Duration::from_secs(2);
+/// Pull expiry: short, so a router notices a lost stream leader within seconds.
+const PULL_EXPIRY: Duration = Duration::from_secs(5);
 /// Pause between attempts to reopen a consumer.
 const REOPEN_PAUSE: Duration = Duration::from_millis(500);
+/// Broker events whose copies may await JetStream's acks at once.
+const MAX_STORING: usize = 4096;
+/// Copies one router may have awaiting JetStream's acks: below its own context's
+/// limit, so it never waits for a permit that only its own unread acks would free.
+const MAX_COPIES_IN_FLIGHT: usize = 16_384;
 /// Delay before a Broker event whose copies could not all be stored is routed again.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
-/// How long a router may receive nothing before it checks whether events wait: a
-/// standby whose takeover of the pin went unnoticed reopens instead of idling.
-const IDLE_CHECK: Duration = Duration::from_secs(10);
 
 /// Routes one Broker's events until stopped.
 pub async fn route_loop(
@@ -42,11 +43,15 @@ pub async fn route_loop(
     table: Arc<RwLock<RouteTable>>,
     mut stop: watch::Receiver<Stop>,
 ) {
+    // A context of its own: the acks a router waits for never hold up another
+    // router's (or a delivery's reply), however many copies one Broker fans out to.
+    let jetstream = jetstream::ContextBuilder::new()
+        .timeout(JETSTREAM_API_TIMEOUT)
+        .max_ack_inflight(4 * MAX_COPIES_IN_FLIGHT)
+        .build(jetstream.client());
     while stop.borrow().is_running() {
         match open_router(&jetstream, &stream).await {
-            Ok((consumer, messages)) => {
-                route_from(&jetstream, &table, &consumer, messages, &mut stop).await;
-            }
+            Ok(messages) => route_from(&jetstream, &table, messages, &mut stop).await,
             Err(e) => {
                 tracing::warn!(%stream, error = %e, "cannot open the router consumer");
             }
@@ -61,55 +66,41 @@ pub async fn route_loop(
 async fn open_router(
     jetstream: &jetstream::Context,
     stream: &str,
-) -> anyhow::Result<(consumer::PullConsumer, consumer::pull::Stream)> {
+) -> anyhow::Result<consumer::pull::Stream> {
     let consumer: consumer::PullConsumer = jetstream
         .get_consumer_from_stream(naming::ROUTER_CONSUMER, stream)
         .await
         .map_err(|e| anyhow::anyhow!("consumer router of stream {stream}: {e}"))?;
-    let messages = consumer
+    Ok(consumer
         .stream()
-        .group(crate::ROUTER_GROUP)
         .max_messages_per_batch(ROUTE_BATCH)
         .expires(PULL_EXPIRY)
         .heartbeat(Duration::from_secs(1))
         .messages()
-        .await?;
-    Ok((consumer, messages))
+        .await?)
 }
 
 async fn route_from(
     jetstream: &jetstream::Context,
     table: &Arc<RwLock<RouteTable>>,
-    consumer: &consumer::PullConsumer,
     mut messages: consumer::pull::Stream,
     stop: &mut watch::Receiver<Stop>,
 ) {
     let mut errors = 0u32;
-    let mut last_delivered = None;
+    // Events whose copies were published, waiting for JetStream's acks: the router
+    // goes on routing meanwhile (copies still go out in stream order, on one
+    // connection), so a round trip per event never limits throughput.
+    let mut storing = FuturesUnordered::new();
+    let mut copies_in_flight = 0usize;
     loop {
         let first = tokio::select! {
             biased;
-            _ = stop.changed() => return,
-            next = messages.next() => next,
-            () = tokio::time::sleep(IDLE_CHECK) => {
-                // Standing by is right while another router holds the pin and makes
-                // progress; events waiting while nothing is delivered for a whole
-                // check mean the pin is held by a router that is gone.
-                match consumer.clone().info().await {
-                    Ok(info) if info.num_pending > 0
-                        && last_delivered == Some(info.delivered.stream_sequence) =>
-                    {
-                        tracing::warn!(stream = %info.stream_name, waiting = info.num_pending, "events wait and no router takes them; releasing the pin");
-                        if let Ok(stream) = jetstream.get_stream_no_info(&info.stream_name).await {
-                            let _ = stream.unpin_consumer(naming::ROUTER_CONSUMER, crate::ROUTER_GROUP).await;
-                        }
-                        return;
-                    }
-                    Ok(info) => last_delivered = Some(info.delivered.stream_sequence),
-                    Err(_) => {}
-                }
+            _ = stop.changed() => break,
+            Some(stored) = storing.next(), if !storing.is_empty() => {
+                copies_in_flight -= stored;
                 continue;
             }
+            next = messages.next(), if storing.len() < MAX_STORING => next,
         };
         let mut batch = Vec::with_capacity(ROUTE_BATCH);
         match first {
@@ -118,82 +109,96 @@ async fn route_from(
                 errors += 1;
                 tracing::warn!(error = %e, "routing pull failed");
                 if errors >= 2 {
-                    return;
+                    break;
                 }
                 continue;
             }
-            None => return,
+            None => break,
         }
         errors = 0;
-        // Whatever else already arrived is routed with it, so acks pipeline.
+        // Whatever else already arrived is decided under one lock.
         while batch.len() < ROUTE_BATCH {
             match futures::FutureExt::now_or_never(messages.next()) {
                 Some(Some(Ok(msg))) => batch.push(msg),
                 _ => break,
             }
         }
-        route_batch(jetstream, table, batch).await;
+        for (msg, sequence, copies) in decide(table, batch) {
+            // Room for this event's copies first: their acks free it.
+            while copies_in_flight + copies.len() > MAX_COPIES_IN_FLIGHT {
+                match storing.next().await {
+                    Some(stored) => copies_in_flight -= stored,
+                    None => break,
+                }
+            }
+            let mut acks = Vec::with_capacity(copies.len());
+            for copy in &copies {
+                acks.push(publish_copy(jetstream, &msg, sequence, copy).await);
+            }
+            copies_in_flight += acks.len();
+            storing.push(settle(msg, sequence, acks));
+        }
     }
+    // What was published may still be stored: wait briefly, the rest comes back.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while storing.next().await.is_some() {}
+    })
+    .await;
 }
 
-/// Routes a batch: all copies are published at once, then each Broker event is
-/// acknowledged if all its copies were stored, else handed back for another try.
-async fn route_batch(
-    jetstream: &jetstream::Context,
+/// The copies each Broker event of `batch` needs, decided under one lock of the table.
+fn decide(
     table: &Arc<RwLock<RouteTable>>,
     batch: Vec<jetstream::Message>,
-) {
-    let planned: Vec<(jetstream::Message, u64, Vec<QueueCopy>)> = {
-        let mut table = table
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        batch
-            .into_iter()
-            .map(|msg| {
-                let sequence = msg.info().map_or(0, |i| i.stream_sequence);
-                let copies = match herald_cloudevents::nats::decode(
-                    msg.headers.as_ref(),
-                    msg.payload.clone(),
-                ) {
+) -> Vec<(jetstream::Message, u64, Vec<QueueCopy>)> {
+    let mut table = table
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    batch
+        .into_iter()
+        .map(|msg| {
+            let sequence = msg.info().map_or(0, |i| i.stream_sequence);
+            let copies =
+                match herald_cloudevents::nats::decode(msg.headers.as_ref(), msg.payload.clone()) {
                     Ok(event) => table.route_event(sequence, &event),
                     Err(e) => {
                         tracing::warn!(sequence, error = %e, "not a CloudEvent; not routed");
                         Vec::new()
                     }
                 };
-                (msg, sequence, copies)
-            })
-            .collect()
-    };
-    let stores = planned.iter().map(|(msg, sequence, copies)| async move {
-        let mut acks = Vec::with_capacity(copies.len());
-        for copy in copies {
-            acks.push(publish_copy(jetstream, msg, *sequence, copy).await);
-        }
-        let mut stored = true;
-        for ack in acks {
-            let result = match ack {
-                Ok(pending) => pending.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
-                tracing::warn!(sequence, error = %e, "could not queue a copy; routing the event again");
-                stored = false;
-            }
-        }
-        stored
-    });
-    let results = join_all(stores).await;
-    for ((msg, _, _), stored) in planned.iter().zip(results) {
-        let kind = if stored {
-            AckKind::Ack
-        } else {
-            AckKind::Nak(Some(RETRY_DELAY))
+            (msg, sequence, copies)
+        })
+        .collect()
+}
+
+/// Acknowledges Broker event `msg` once every copy is stored, or hands it back for
+/// another try.
+async fn settle(
+    msg: jetstream::Message,
+    sequence: u64,
+    acks: Vec<Result<jetstream::context::PublishAckFuture, String>>,
+) -> usize {
+    let copies = acks.len();
+    let mut stored = true;
+    for ack in acks {
+        let result = match ack {
+            Ok(pending) => pending.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
-        if let Err(e) = msg.ack_with(kind).await {
-            tracing::warn!(error = %e, "routing acknowledgement failed; the event will be routed again");
+        if let Err(e) = result {
+            tracing::warn!(sequence, error = %e, "could not queue a copy; routing the event again");
+            stored = false;
         }
     }
+    let kind = if stored {
+        AckKind::Ack
+    } else {
+        AckKind::Nak(Some(RETRY_DELAY))
+    };
+    if let Err(e) = msg.ack_with(kind).await {
+        tracing::warn!(error = %e, "routing acknowledgement failed; the event will be routed again");
+    }
+    copies
 }
 
 /// Publishes one copy of Broker event `msg` (number `sequence`) to a queue.

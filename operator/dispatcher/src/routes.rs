@@ -209,4 +209,52 @@ mod tests {
         assert!(table.is_empty());
         assert!(table.route_event(3, &event("b", 0)).is_empty());
     }
+
+    /// Filters of every dialect over a small vocabulary, so events often match some.
+    fn filters() -> Vec<serde_json::Value> {
+        let mut all = Vec::new();
+        for v in ["a", "b", "c"] {
+            all.push(json!({"exact": {"type": format!("t.{v}")}}));
+            all.push(json!({"prefix": {"source": format!("/{v}")}}));
+            all.push(json!({"suffix": {"subject": v}}));
+            all.push(json!({"cesql": format!("tenant = '{v}' OR source LIKE '%{v}'")}));
+            all.push(json!({"pattern": {"data": {"k": [v, {"prefix": "x"}]}}}));
+            all.push(json!({"pattern": {"data": {"n": [{"numeric": [">", 5]}]}, "type": [format!("t.{v}")]}}));
+            all.push(json!({"not": {"exact": {"tenant": v}}}));
+            all.push(
+                json!({"any": [{"exact": {"subject": v}}, {"prefix": {"type": format!("t.{v}")}}]}),
+            );
+        }
+        all.push(json!({"cesql": "EXISTS tenant"}));
+        all
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        #[test]
+        fn routing_agrees_with_each_filter_alone(
+            ty in "t\\.[abcd]", source in "/[abcx]{1,3}", subject in proptest::option::of("[abc]{1,2}"),
+            tenant in proptest::option::of("[abc]"), k in "[abcx]{1,2}", n in 0i64..10,
+        ) {
+            let mut event = CloudEvent::new("1", &source, &ty);
+            if let Some(subject) = &subject { event.set("subject", subject.as_str()); }
+            if let Some(tenant) = &tenant { event.set("tenant", tenant.as_str()); }
+            event.set("datacontenttype", "application/json");
+            event.data = Some(bytes::Bytes::from(json!({"k": k, "n": n}).to_string()));
+            let mut table = RouteTable::default();
+            let mut alone = Vec::new();
+            for (i, f) in filters().iter().enumerate() {
+                let compiled = filter(f);
+                let trigger = format!("t{i}");
+                if crate::filtering::matches(&compiled, &event) {
+                    alone.push(format!("heraldq.ns.b.{trigger}"));
+                }
+                table.upsert(&trigger, route(&trigger, 0, "1"), &compiled);
+            }
+            let mut routed: Vec<String> = table.route_event(1, &event).into_iter().map(|c| c.subject).collect();
+            routed.sort();
+            alone.sort();
+            proptest::prop_assert_eq!(routed, alone);
+        }
+    }
 }

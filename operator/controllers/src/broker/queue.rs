@@ -8,9 +8,7 @@
 //! a copy only while a Trigger's consumer still has to deliver it (interest retention),
 //! so it holds the backlog, not the history: the history stays in the Broker's stream.
 
-use std::time::Duration;
-
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PriorityPolicy, pull};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::stream::{self, Config};
 use herald_api::{Broker, naming};
@@ -19,11 +17,6 @@ use kube::ResourceExt;
 use crate::context::Context;
 use crate::error::Error;
 
-/// Priority group of the `router` consumer: one router pulls at a time (pinned), so
-/// each Trigger's queue receives the Broker's events in stream order.
-pub const ROUTER_GROUP: &str = "route";
-/// How long a pinned router may stay silent before another takes over.
-pub const ROUTER_PIN_TIMEOUT: Duration = Duration::from_secs(6);
 /// Broker events a router may hold unacknowledged.
 const ROUTER_MAX_ACK_PENDING: i64 = 20_000;
 
@@ -67,9 +60,6 @@ pub fn router_config() -> pull::Config {
         ack_wait: herald_api::delivery::ACK_WAIT,
         max_deliver: -1,
         max_ack_pending: ROUTER_MAX_ACK_PENDING,
-        priority_policy: PriorityPolicy::PinnedClient,
-        priority_groups: vec![ROUTER_GROUP.to_owned()],
-        priority_timeout: ROUTER_PIN_TIMEOUT,
         ..pull::Config::default()
     }
 }
@@ -165,6 +155,7 @@ mod tests {
     use super::*;
     use herald_api::BrokerSpec;
     use herald_api::broker::StreamSpec;
+    use std::time::Duration;
 
     #[test]
     fn the_queue_stream_follows_the_event_stream_but_keeps_only_what_is_owed() {
@@ -195,7 +186,6 @@ mod tests {
         );
         let router = router_config();
         assert_eq!(router.durable_name.as_deref(), Some("router"));
-        assert_eq!(router.priority_policy, PriorityPolicy::PinnedClient);
         assert_eq!(router.deliver_policy, DeliverPolicy::New);
     }
 }

@@ -105,7 +105,12 @@ pub async fn ensure(
         Some(reasons) => create(trigger, delivery, &queue, &events, &reasons, ctx).await?,
         None => existing.as_ref().map_or(0, consumer::routed_after),
     };
-    let backfilling = backfill_progress(trigger, &events, routed_after, ctx).await?;
+    // Only a Trigger that starts in the past has (had) a backfill to look at.
+    let backfilling = if consumer::backfill_config(trigger)?.is_some() {
+        backfill_progress(trigger, &events, routed_after, ctx).await?
+    } else {
+        false
+    };
     let info = queue
         .consumer_info(&durable)
         .await

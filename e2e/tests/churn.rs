@@ -1,0 +1,220 @@
+//! Churn: one shared operator, ingress and dispatcher while namespaces with up to 100
+//! Triggers whose subscribers are slow, erroring or gone are created, fed and deleted,
+//! round after round. Throughout, a steady Trigger in another namespace keeps receiving
+//! its events; afterwards a new Trigger gets its first event quickly, the in-flight
+//! gauge is back at zero, the dispatcher's memory is bounded, and SIGTERM ends it
+//! within its drain time.
+//!
+//! `HERALD_CHURN_SECS` (default 45) sets how long the churn lasts; the figures of the
+//! long run are in docs/reliability.md.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_api::Trigger;
+use herald_api::conditions::ConditionStatus::True;
+use herald_api::trigger::condition;
+use herald_e2e::http::post;
+use herald_e2e::kubectl::{apply, example};
+use herald_e2e::process::{Dispatcher, Ingress, Operator};
+use herald_e2e::subscriber::{Answer, Subscriber};
+use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Churn namespaces, each used for one round (all are watched from the start).
+const ROUNDS: usize = 12;
+
+fn churn_secs() -> u64 {
+    std::env::var("HERALD_CHURN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(45)
+}
+
+fn trigger_yaml(name: &str, uri: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{uri}\"}}\n{extra}"
+    )
+}
+
+async fn send(url: &str, id: &str, source: &str) -> u16 {
+    post(
+        url,
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", id),
+            ("ce-type", "churn.tick"),
+            ("ce-source", source),
+            ("content-type", "application/json"),
+        ],
+        "{}".to_owned(),
+    )
+    .await
+    .status
+}
+
+async fn wait_gone(namespaces: &Api<Namespace>, name: &str) {
+    eventually(
+        &format!("namespace {name} is gone"),
+        Duration::from_secs(180),
+        || async { namespaces.get_opt(name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
+
+/// One round in namespace `ns`: a Broker, `count` Triggers to `sinks` in turn, events,
+/// then the namespace is deleted (not waited for).
+async fn round(client: &Client, ns: &str, count: usize, sinks: &[String], ingress: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut object = Namespace::default();
+    object.metadata.name = Some(ns.to_owned());
+    namespaces
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create namespace");
+    apply(
+        ns,
+        &std::fs::read_to_string(example("broker.yaml")).expect("example"),
+    );
+    let manifests: Vec<String> = (0..count)
+        .map(|i| {
+            trigger_yaml(
+                &format!("t{i}"),
+                &sinks[i % sinks.len()],
+                "  delivery: {retry: 2, backoffDelay: PT0.2S, timeout: PT2S}\n",
+            )
+        })
+        .collect();
+    apply(ns, &manifests.join("\n---\n"));
+    let url = format!("{ingress}/{ns}/default");
+    let mut sent = 0;
+    for n in 0..200 {
+        // 503 until the ingress knows the new Broker: part of churning.
+        if send(&url, &format!("{ns}-{n}"), "/churn").await == 202 {
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("round in {ns}: {count} Triggers, {sent} events accepted");
+    let _ = namespaces.delete(ns, &DeleteParams::background()).await;
+}
+
+#[tokio::test]
+#[allow(clippy::too_many_lines)] // one scenario, told in order
+async fn the_shared_dispatcher_survives_churn() {
+    with_temp_ns("churn", |client, steady_ns| async move {
+        let slots: Vec<String> = (0..ROUNDS).map(|i| format!("{steady_ns}-c{i}")).collect();
+        let watched = std::iter::once(steady_ns.clone()).chain(slots.iter().cloned()).collect::<Vec<_>>().join(",");
+        let nats = nats_url();
+        let ingress = Ingress::start(&watched, &nats).await;
+        let _operator = Operator::start_with_ingress(&watched, &nats, "solo", &ingress.url()).await;
+        let mut dispatcher = Dispatcher::start(&watched, &nats).await;
+
+        // The steady Trigger and a subscriber that notes when each event arrived.
+        let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let noted = arrived.clone();
+        let steady = Subscriber::scripted(move |event, _| {
+            noted.lock().unwrap().entry(event.id().to_owned()).or_insert_with(Instant::now);
+            Answer::status(202)
+        })
+        .await;
+        apply(&steady_ns, &std::fs::read_to_string(example("broker.yaml")).expect("example"));
+        apply(&steady_ns, &trigger_yaml("steady", &steady.url, ""));
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &steady_ns);
+        await_condition(&triggers, "steady", WAIT, has_condition(condition::READY, True, None)).await;
+        let steady_url = format!("{}/{steady_ns}/default", ingress.url());
+        eventually("the steady Trigger receives", WAIT, || async {
+            send(&steady_url, "probe", "/steady").await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            arrived.lock().unwrap().contains_key("probe").then_some(())
+        })
+        .await;
+        let rss_before = dispatcher.rss_bytes();
+
+        // The steady sender: one event every 20 ms for the whole churn.
+        let churn = Duration::from_secs(churn_secs());
+        let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let sender = {
+            let (url, sent_at) = (steady_url.clone(), sent_at.clone());
+            tokio::spawn(async move {
+                let began = Instant::now();
+                let mut n = 0;
+                while began.elapsed() < churn {
+                    let id = format!("steady-{n}");
+                    sent_at.lock().unwrap().insert(id.clone(), Instant::now());
+                    assert_eq!(send(&url, &id, "/steady").await, 202, "the steady Broker refused {id}");
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                n
+            })
+        };
+
+        // Churn: slow, erroring and vanished subscribers, 1 to 100 Triggers a round.
+        let slow = Subscriber::scripted(|_, _| Answer::after(202, Duration::from_secs(5))).await;
+        let failing = Subscriber::scripted(|_, _| Answer::status(500)).await;
+        let gone = format!("http://127.0.0.1:{}/events", herald_e2e::process::free_port());
+        let sinks = [slow.url.clone(), failing.url.clone(), gone];
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let began = Instant::now();
+        let mut rounds = 0;
+        let mut rss_peak = 0;
+        while began.elapsed() < churn && rounds < ROUNDS {
+            let ns = &slots[rounds];
+            let count = [1, 10, 100][rounds % 3];
+            round(&client, ns, count, &sinks, &ingress.url()).await;
+            rss_peak = rss_peak.max(dispatcher.rss_bytes());
+            rounds += 1;
+        }
+        let steady_sent = sender.await.expect("steady sender");
+        let deleting = Instant::now();
+        for ns in &slots[..rounds] {
+            wait_gone(&namespaces, ns).await;
+        }
+        println!("churn namespaces gone {:?} after the last round", deleting.elapsed());
+
+        // Every steady event arrived; how long they took during the churn.
+        eventually("every steady event delivered", WAIT, || async {
+            let got = arrived.lock().unwrap();
+            (0..steady_sent).all(|n| got.contains_key(&format!("steady-{n}"))).then_some(())
+        })
+        .await;
+        let mut latencies: Vec<Duration> = {
+            let (got, sent) = (arrived.lock().unwrap(), sent_at.lock().unwrap());
+            sent.iter().filter_map(|(id, at)| Some(got.get(id)?.saturating_duration_since(*at))).collect()
+        };
+        latencies.sort_unstable();
+        let p99 = latencies[latencies.len() * 99 / 100];
+        let max = *latencies.last().expect("latencies");
+
+        // A new Trigger after the churn gets its first event.
+        let fresh = Subscriber::accepting().await;
+        apply(&steady_ns, &trigger_yaml("fresh", &fresh.url, ""));
+        await_condition(&triggers, "fresh", WAIT, has_condition(condition::READY, True, None)).await;
+        let first_sent = Instant::now();
+        assert_eq!(send(&steady_url, "fresh-1", "/steady").await, 202);
+        fresh.wait_for("the new Trigger's first event", WAIT, |d| !d.is_empty()).await;
+        let first = first_sent.elapsed();
+
+        eventually("nothing in flight", WAIT, || async {
+            (dispatcher.metric("herald_dispatcher_deliveries_in_flight").await == 0.0).then_some(())
+        })
+        .await;
+        let rss_after = dispatcher.rss_bytes();
+        let drain = dispatcher.terminate(Duration::from_secs(30)).await;
+        println!(
+            "churn: {rounds} rounds in {churn:?}; steady Trigger: {steady_sent} events, p99 {p99:?}, max {max:?}; new Trigger's first event after {first:?}; dispatcher RSS {} MiB before, {} MiB peak, {} MiB after; SIGTERM exit after {drain:?}",
+            rss_before >> 20,
+            rss_peak >> 20,
+            rss_after >> 20
+        );
+        assert!(max < Duration::from_secs(10), "the steady Trigger starved for {max:?}");
+        assert!(rss_after < rss_before + (256 << 20), "dispatcher memory grew from {rss_before} to {rss_after} bytes");
+        assert!(drain.is_some_and(|d| d < Duration::from_secs(25)), "the dispatcher did not exit within its drain time: {drain:?}");
+    })
+    .await;
+}
