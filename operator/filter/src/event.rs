@@ -189,7 +189,7 @@ fn has_dotted_keys(value: &Value, depth: usize) -> bool {
     match value {
         _ if depth > 128 => true,
         Value::Object(map) => map.iter().any(|(key, child)| {
-            key.as_bytes().contains(&b'.') || has_dotted_keys(child, depth + 1)
+            key.bytes().any(|b| b == b'.') || has_dotted_keys(child, depth + 1)
         }),
         Value::Array(items) => items.iter().any(|item| has_dotted_keys(item, depth + 1)),
         _ => false,

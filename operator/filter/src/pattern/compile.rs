@@ -127,6 +127,19 @@ fn top(map: &Map<String, Value>, path: &str, in_or: bool, alts: &mut Vec<Fields>
             data_value(value, &here, segments, in_or, alts)?;
             continue;
         }
+        // EventBridge's names, as users coming from it write them (an extension may be
+        // called `detail`, but its value would be a list).
+        let eventbridge_name = match (key.as_str(), value) {
+            ("detail", Value::Object(_)) => Some("data"),
+            ("detail-type", _) => Some("type"),
+            _ => None,
+        };
+        if let Some(herald) = eventbridge_name {
+            return Err(err(
+                &here,
+                format!("EventBridge's `{key}` is `{herald}` in a CloudEvent; write `{herald}`"),
+            ));
+        }
         let is_attribute = !key.is_empty()
             && key
                 .bytes()

@@ -129,6 +129,17 @@ fn limits() {
 }
 
 #[test]
+fn eventbridge_names_point_to_cloudevents_ones() {
+    assert_eq!(
+        error(&json!({"detail": {"state": ["running"]}})),
+        "detail: EventBridge's `detail` is `data` in a CloudEvent; write `data`"
+    );
+    assert!(error(&json!({"detail-type": ["x"]})).contains("write `type`"));
+    // An extension called `detail` is still an attribute.
+    assert!(Pattern::compile(&json!({"detail": ["x"]})).is_ok());
+}
+
+#[test]
 fn reserved_names_inside_or() {
     assert!(
         error(&json!({"$or": [{"prefix": ["a"]}, {"type": ["b"]}]}))
