@@ -45,7 +45,13 @@ async fn cron_fires_each_tick_once_even_with_two_adapters() {
     with_temp_ns("cron", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let subscriber = Subscriber::accepting().await;
-        trigger_for(&client, &ns, "dev.herald.cron.tick", &subscriber.url).await;
+        Box::pin(trigger_for(
+            &client,
+            &ns,
+            "dev.herald.cron.tick",
+            &subscriber.url,
+        ))
+        .await;
         // Two replicas of the adapter: both fire every tick.
         let _a = Sources::start(&ns, &nats_url()).await;
         let _b = Sources::start(&ns, &nats_url()).await;
@@ -103,7 +109,13 @@ async fn webhooks_need_a_valid_signature() {
     with_temp_ns("webhook", |client, ns| async move {
         let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let subscriber = Subscriber::accepting().await;
-        trigger_for(&client, &ns, "com.github.event", &subscriber.url).await;
+        Box::pin(trigger_for(
+            &client,
+            &ns,
+            "com.github.event",
+            &subscriber.url,
+        ))
+        .await;
         let sources = Sources::start(&ns, &nats_url()).await;
         apply(
             &ns,
@@ -178,7 +190,7 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
     with_temp_ns("nats-source", |client, ns| async move {
         let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let subscriber = Subscriber::accepting().await;
-        trigger_for(&client, &ns, "dev.herald.nats.message", &subscriber.url).await;
+        Box::pin(trigger_for(&client, &ns, "dev.herald.nats.message", &subscriber.url)).await;
         let _sources = Sources::start(&ns, &nats_url()).await;
         apply(&ns, &std::fs::read_to_string(example("nats-source.yaml")).expect("example"));
         source_ready(&client, &ns, "legacy-orders").await;

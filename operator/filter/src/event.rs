@@ -5,6 +5,8 @@
 //! without copying strings. Context attribute names are lower-case, as CloudEvents
 //! requires.
 
+use std::sync::OnceLock;
+
 use serde_json::Value;
 use thiserror::Error;
 
@@ -149,7 +151,7 @@ pub(crate) fn format_i32(value: i32, buf: &mut [u8; 11]) -> &str {
 ///     .with_data(&data);
 /// assert_eq!(event.event_type(), "com.example.order.created");
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Event<'a> {
     id: &'a str,
     source: &'a str,
@@ -161,6 +163,37 @@ pub struct Event<'a> {
     dataschema: Option<&'a str>,
     extensions: Vec<(&'a str, AttributeValue<'a>)>,
     data: Option<&'a Value>,
+    /// Whether some key in `data` has a `.`, found out when a pattern first asks.
+    dotted_keys: OnceLock<bool>,
+}
+
+impl PartialEq for Event<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        // `dotted_keys` only caches what `data` says.
+        self.id == other.id
+            && self.source == other.source
+            && self.specversion == other.specversion
+            && self.ty == other.ty
+            && self.subject == other.subject
+            && self.time == other.time
+            && self.datacontenttype == other.datacontenttype
+            && self.dataschema == other.dataschema
+            && self.extensions == other.extensions
+            && self.data == other.data
+    }
+}
+
+/// Whether some object key in `value` contains a `.` (or the value nests too deep to
+/// tell cheaply, which callers treat the same way).
+fn has_dotted_keys(value: &Value, depth: usize) -> bool {
+    match value {
+        _ if depth > 128 => true,
+        Value::Object(map) => map.iter().any(|(key, child)| {
+            key.bytes().any(|b| b == b'.') || has_dotted_keys(child, depth + 1)
+        }),
+        Value::Array(items) => items.iter().any(|item| has_dotted_keys(item, depth + 1)),
+        _ => false,
+    }
 }
 
 /// Why a JSON document is not a structured-mode CloudEvent this crate can view.
@@ -197,6 +230,7 @@ impl<'a> Event<'a> {
             dataschema: None,
             extensions: Vec::new(),
             data: None,
+            dotted_keys: OnceLock::new(),
         }
     }
 
@@ -240,7 +274,7 @@ impl<'a> Event<'a> {
     /// Sets the parsed JSON `data`.
     #[must_use]
     pub fn with_data(mut self, data: &'a Value) -> Self {
-        self.data = Some(data);
+        self.set_data(Some(data));
         self
     }
 
@@ -272,6 +306,7 @@ impl<'a> Event<'a> {
     /// Sets or clears the parsed JSON `data`.
     pub fn set_data(&mut self, data: Option<&'a Value>) {
         self.data = data;
+        self.dotted_keys = OnceLock::new();
     }
 
     /// Views a structured-mode JSON CloudEvent (`{"specversion": "1.0", "id": ..., "data": ...}`).
@@ -295,7 +330,7 @@ impl<'a> Event<'a> {
         for (name, value) in object {
             match name.as_str() {
                 "id" | "source" | "specversion" | "type" | "data_base64" => {}
-                "data" => event.data = Some(value),
+                "data" => event.set_data(Some(value)),
                 _ => {
                     let value = match value {
                         Value::String(s) => AttributeValue::String(s),
@@ -344,6 +379,15 @@ impl<'a> Event<'a> {
     #[must_use]
     pub fn data(&self) -> Option<&'a Value> {
         self.data
+    }
+
+    /// Whether some key in `data` contains a `.`: only then can an event spell a
+    /// pattern's path `a` → `b` as the key `"a.b"`, so only then must matching look for
+    /// such keys. Found out once per event, when first asked.
+    pub(crate) fn data_has_dotted_keys(&self) -> bool {
+        *self
+            .dotted_keys
+            .get_or_init(|| self.data.is_some_and(|d| has_dotted_keys(d, 0)))
     }
 
     /// Looks up an attribute by its resolved name.

@@ -77,6 +77,22 @@ impl Glob {
         }
     }
 
+    /// The glob as bytes with `None` for a wildcard, for the complexity check of
+    /// pattern `wildcard`s (which only have runs).
+    pub(crate) fn bytes(&self) -> Vec<Option<u8>> {
+        let mut out = Vec::with_capacity(self.elems.len());
+        for e in &self.elems {
+            match e {
+                Elem::Char(c) => {
+                    let mut buf = [0u8; 4];
+                    out.extend(c.encode_utf8(&mut buf).bytes().map(Some));
+                }
+                Elem::One | Elem::Many => out.push(None),
+            }
+        }
+        out
+    }
+
     /// Whether the glob matches the whole of `input`.
     pub(crate) fn matches(&self, input: &str) -> bool {
         let p = &self.elems;

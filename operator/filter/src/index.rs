@@ -14,7 +14,9 @@
 //!
 //! A `data` path whose value is an array (or that crosses one) matches "any
 //! element"; the index does not resolve that and makes every filter guarded on that
-//! path a candidate instead.
+//! path a candidate instead. So does an event that spells part of the path as one key
+//! with dots (`{"a.b": ...}` for the path `a` → `b`, which patterns read as the same
+//! field).
 
 use std::collections::HashMap;
 use std::slice;
@@ -54,6 +56,8 @@ pub(crate) struct FieldIndex {
     ranges: Vec<(Range, Entry)>,
     /// For a `data` field: each filter once, for events with an array on the path.
     members: Vec<Entry>,
+    /// For a `data` field: the keys that spell several of its segments at once.
+    joined: Vec<Vec<String>>,
 }
 
 fn by_length(groups: &mut Vec<(usize, Buckets)>, len: usize) -> &mut Buckets {
@@ -69,7 +73,12 @@ fn by_length(groups: &mut Vec<(usize, Buckets)>, len: usize) -> &mut Buckets {
 
 impl FieldIndex {
     pub(crate) fn new(field: Field) -> Self {
+        let joined = match &field {
+            Field::Data(path) => crate::pattern::joined_keys(path),
+            Field::Attribute(_) => Vec::new(),
+        };
         FieldIndex {
+            joined,
             field,
             equals: HashMap::new(),
             prefixes: Vec::new(),
@@ -143,7 +152,8 @@ enum Text<'e> {
     Int([u8; 11], usize),
     /// A number in `data`.
     Number(f64),
-    /// An array on the `data` path.
+    /// An array on the `data` path, or a key that spells several of its segments:
+    /// not resolved, every filter guarded on the path is a candidate.
     Array,
 }
 
@@ -164,8 +174,8 @@ impl Text<'_> {
     }
 }
 
-fn read<'e>(field: &Field, event: &Event<'e>) -> Text<'e> {
-    match field {
+fn read<'e>(index: &FieldIndex, event: &Event<'e>) -> Text<'e> {
+    match &index.field {
         Field::Attribute(name) => match event.get(name) {
             None => Text::Nothing,
             Some(AttributeValue::String(s)) => Text::Str(s),
@@ -178,9 +188,18 @@ fn read<'e>(field: &Field, event: &Event<'e>) -> Text<'e> {
         },
         Field::Data(path) => {
             let mut value = event.data();
-            for key in path {
+            for (at, key) in path.iter().enumerate() {
                 value = match value {
-                    Some(Value::Object(map)) => map.get(key),
+                    Some(Value::Object(map)) => {
+                        if !index.joined[at].is_empty()
+                            && event.data_has_dotted_keys()
+                            && index.joined[at].iter().any(|k| map.contains_key(k))
+                        {
+                            // Another spelling of the path: not resolved here.
+                            return Text::Array;
+                        }
+                        map.get(key)
+                    }
                     Some(Value::Array(_)) => return Text::Array,
                     _ => return Text::Nothing,
                 };
@@ -245,7 +264,7 @@ impl<'s, 'e, K> Candidates<'s, 'e, K> {
         while let Some(index) = self.fields.get(self.at) {
             let found = match self.stage {
                 Stage::Open => {
-                    self.text = read(&index.field, self.event);
+                    self.text = read(index, self.event);
                     match self.text {
                         Text::Nothing => self.stage = Stage::Next,
                         Text::Array => {

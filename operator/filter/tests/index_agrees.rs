@@ -1,5 +1,6 @@
 //! The index of `MatcherSet` never changes an answer: for generated filters of every
-//! dialect and generated events (typed extensions, arrays in `data`, absent fields),
+//! dialect and generated events (typed extensions, arrays in `data`, keys with dots,
+//! absent fields),
 //! `matching` returns exactly the filters a linear scan finds, each once, also after
 //! filters are removed and replaced. Raise `PROPTEST_CASES` for a longer search.
 
@@ -8,8 +9,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 const NAMES: [&str; 6] = ["type", "source", "subject", "tenant", "n", "flag"];
-const TEXTS: [&str; 11] = [
-    "a", "ab", "abc", "b", "ba", "1", "01", "10", "true", "TRUE", "é",
+const TEXTS: [&str; 12] = [
+    "a", "ab", "abc", "b", "ba", "1", "01", "10", "true", "TRUE", "é", "10.0.0.1",
 ];
 
 fn name() -> impl Strategy<Value = &'static str> {
@@ -60,7 +61,7 @@ fn cesql() -> impl Strategy<Value = String> {
 }
 
 fn matcher() -> impl Strategy<Value = Value> {
-    (text(), any::<bool>(), 0..12usize).prop_map(|(v, b, pick)| match pick {
+    (text(), any::<bool>(), 0..18usize).prop_map(|(v, b, pick)| match pick {
         0 | 1 => json!(v),
         2 => json!({"prefix": v}),
         3 => json!({"suffix": v}),
@@ -71,6 +72,12 @@ fn matcher() -> impl Strategy<Value = Value> {
         8 => json!({"numeric": [">", 1]}),
         9 => json!(1),
         10 => json!({"prefix": {"equals-ignore-case": v}}),
+        11 => json!({"anything-but": {"prefix": [v, "b"]}}),
+        12 => json!({"equals-ignore-case": v}),
+        13 => json!({"anything-but": {"wildcard": format!("{v}*")}}),
+        14 => json!({"cidr": "10.0.0.0/8"}),
+        15 => json!({"numeric": [">", 0, "<", 2]}),
+        16 => json!({"suffix": {"equals-ignore-case": v}}),
         _ => json!(b),
     })
 }
@@ -80,7 +87,8 @@ fn leaf() -> impl Strategy<Value = Value> {
 }
 
 fn pattern() -> impl Strategy<Value = Value> {
-    let data_key = prop::sample::select(vec!["k", "m"]);
+    // `k.m` is also the path `k` → `m`, in patterns and in events.
+    let data_key = prop::sample::select(vec!["k", "m", "k.m"]);
     let data = prop_oneof![
         (data_key.clone(), leaf()).prop_map(|(k, l)| json!({ k: l })),
         (data_key.clone(), data_key, leaf()).prop_map(|(k, j, l)| json!({ k: { j: l } })),
@@ -139,7 +147,8 @@ fn data_value() -> impl Strategy<Value = Value> {
     scalar.prop_recursive(3, 16, 3, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-            (inner.clone(), inner).prop_map(|(a, b)| json!({"k": a, "m": b})),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| json!({"k": a, "m": b})),
+            (inner.clone(), inner).prop_map(|(a, b)| json!({"k.m": a, "m": b})),
         ]
     })
 }

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use herald_api::TriggerSpec;
 use herald_filter::CompiledFilter;
+use serde_json::{Value, json};
 
 /// `herald filter` subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -21,9 +22,12 @@ pub enum FilterCommand {
         after_help = "Exit status: 0 match, 1 no match, 2 invalid filter or event.\n\n\
 Examples:\n  herald filter test --filter examples/trigger.yaml --event event.json\n  \
 echo '{\"filters\":[{\"cesql\":\"type LIKE %.created\"}]}' > f.json\n  \
-herald filter test --filter f.json --event - < event.json\n\n\
-The filter file is a Trigger manifest, its spec, or just {filter: ..., filters: [...]}\n\
-(YAML or JSON). The event is one CloudEvent in the JSON format."
+herald filter test --filter f.json --event - < event.json\n  \
+echo '{\"data\":{\"state\":[\"running\"]}}' > pattern.json\n  \
+herald filter test --filter pattern.json --event event.json\n\n\
+The filter file is a Trigger manifest, its spec, just {filter: ..., filters: [...]},\n\
+or a bare content pattern (an object without those keys, as in filters[].pattern).\n\
+JSON or YAML. The event is one CloudEvent in the JSON format."
     )]
     Test(FilterTestArgs),
 }
@@ -31,7 +35,8 @@ The filter file is a Trigger manifest, its spec, or just {filter: ..., filters: 
 /// Flags of `herald filter test`.
 #[derive(clap::Args, Debug)]
 pub struct FilterTestArgs {
-    /// Trigger manifest, spec, or `{filter, filters}` (YAML or JSON; `-` for stdin).
+    /// Trigger manifest, spec, `{filter, filters}` or a content pattern (JSON or YAML;
+    /// `-` for stdin).
     #[arg(long)]
     pub filter: PathBuf,
     /// The event, a CloudEvent in the JSON format (`-` for stdin).
@@ -69,10 +74,48 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// Keys of a Trigger manifest or spec: a document with one of them is a Trigger.
+const TRIGGER_KEYS: [&str; 11] = [
+    "apiVersion",
+    "kind",
+    "metadata",
+    "spec",
+    "broker",
+    "filter",
+    "filters",
+    "subscriber",
+    "consumer",
+    "delivery",
+    "startPosition",
+];
+
+/// Parses the filter file. JSON first: YAML's escapes are not JSON's (a surrogate
+/// pair such as `"\ud83d\ude80"` is valid JSON and invalid YAML).
+fn parse(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).or_else(|json_error| {
+        serde_yaml::from_str(text).map_err(|yaml_error| {
+            format!("the filter file is neither JSON ({json_error}) nor YAML ({yaml_error})")
+        })
+    })
+}
+
 /// Compiles the filter file the way the operator does.
 fn compile(text: &str) -> Result<CompiledFilter, String> {
-    let document: serde_json::Value = serde_yaml::from_str(text)
-        .map_err(|e| format!("the filter file is not YAML or JSON: {e}"))?;
+    let document = parse(text)?;
+    let Value::Object(object) = &document else {
+        return Err(format!(
+            "the filter file must hold an object (a Trigger manifest, its spec, \
+             {{filter, filters}} or a content pattern), found {}",
+            kind(&document)
+        ));
+    };
+    if !object.keys().any(|k| TRIGGER_KEYS.contains(&k.as_str())) {
+        // A bare content pattern: compiled as the one entry of `filters`.
+        return CompiledFilter::from_filter(&json!({ "pattern": document })).map_err(|e| {
+            let path = e.path.strip_prefix("filters[0].").unwrap_or(&e.path);
+            format!("{path}: {}", e.reason)
+        });
+    }
     let mut spec = document.get("spec").cloned().unwrap_or(document);
     if let Some(object) = spec.as_object_mut() {
         // Only the filters matter here; a bare {filter, filters} file has no broker.
@@ -84,10 +127,89 @@ fn compile(text: &str) -> Result<CompiledFilter, String> {
     CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
 }
 
-fn test(args: &FilterTestArgs) -> Result<bool, String> {
-    let filter = compile(&read(&args.filter)?)?;
-    let event = herald_cloudevents::json::parse_structured(read(&args.event)?.as_bytes())
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Whether the filter in `filter_text` matches the CloudEvent in `event_text`.
+fn evaluate(filter_text: &str, event_text: &str) -> Result<bool, String> {
+    let filter = compile(filter_text)?;
+    let event = herald_cloudevents::json::parse_structured(event_text.as_bytes())
         .map_err(|e| format!("event: {e}"))?;
     event.validate().map_err(|e| format!("event: {e}"))?;
     Ok(herald_dispatcher::filtering::matches(&filter, &event))
+}
+
+fn test(args: &FilterTestArgs) -> Result<bool, String> {
+    evaluate(&read(&args.filter)?, &read(&args.event)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT: &str = r#"{"specversion": "1.0", "id": "1", "source": "aws.ec2",
+        "type": "EC2 Instance State-change Notification",
+        "datacontenttype": "application/json",
+        "data": {"state": "running", "name": "\ud83d\ude80 launch", "note": null}}"#;
+
+    fn run(filter: &str) -> Result<bool, String> {
+        evaluate(filter, EVENT)
+    }
+
+    #[test]
+    fn json_with_surrogate_pair_escapes() {
+        let filter = r#"{"filters": [{"pattern": {"data": {"name": ["\ud83d\ude80 launch"]}}}]}"#;
+        assert_eq!(run(filter), Ok(true));
+        assert_eq!(
+            run(r#"{"data": {"name": [{"prefix": "\ud83d\ude80"}]}}"#),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn yaml_still_works() {
+        let manifest = "apiVersion: eventing.herald.dev/v1\nkind: Trigger\nspec:\n  broker: default\n  \
+                        filters:\n    - pattern:\n        data:\n          state: [running]\n";
+        assert_eq!(run(manifest), Ok(true));
+        assert_eq!(run("data:\n  state: [stopped]\n"), Ok(false));
+    }
+
+    #[test]
+    fn a_bare_pattern_is_a_pattern() {
+        assert_eq!(run(r#"{"data": {"state": ["running"]}}"#), Ok(true));
+        assert_eq!(run(r#"{"source": ["aws.s3"]}"#), Ok(false));
+        assert_eq!(
+            run(r#"{"data": {"note": [{"anything-but": {"prefix": ["init", "test"]}}]}}"#),
+            Ok(true)
+        );
+        let error = run(r#"{"data": {"state": [{"anything-but": {"prefix": ""}}]}}"#)
+            .expect_err("an empty prefix is refused");
+        assert!(
+            error.starts_with("pattern.data.state[0].anything-but.prefix: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn non_objects_are_refused() {
+        for document in [r#"["data"]"#, r#""x""#, "5", "null", "true"] {
+            let error = run(document).expect_err(document);
+            assert!(error.contains("must hold an object"), "{document}: {error}");
+        }
+        assert!(run("{\"filters\": [{\"pattern\": [1]}]}").is_err());
+    }
+
+    #[test]
+    fn trigger_specs_without_filters_match_everything() {
+        assert_eq!(run(r#"{"broker": "default"}"#), Ok(true));
+        assert_eq!(run(r#"{"filters": []}"#), Ok(true));
+    }
 }

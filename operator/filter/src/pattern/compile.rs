@@ -1,39 +1,76 @@
-//! Compiles the JSON of a content pattern, rejecting what is invalid with the path of
-//! the offending value (`data.amount[0].numeric`) and the reason.
+//! Compiles the JSON of a content pattern into its alternatives, rejecting what is
+//! invalid with the path of the offending value (`data.amount[0].numeric`) and why.
+//!
+//! Like EventBridge, every `$or` is expanded: the pattern becomes a list of
+//! alternatives, each a plain list of fields (an attribute or a path in `data`, and its
+//! matchers), and it matches when one alternative does.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
 use super::PatternError;
-use super::cidr::Cidr;
-use super::matcher::{
-    AnythingBut, DataPattern, Exact, Field, Leaf, Matcher, ObjectPattern, Range, TopPattern,
-};
+use super::complexity::{self, MAX_COMPLEXITY};
+use super::matcher::{AnythingBut, Leaf, Matcher};
+use super::operators::{Entry, entry, err, index_path, key_path};
+use super::path::Path;
+use super::walk::Alternative;
 use crate::error::json_kind as kind;
-use crate::glob::{Elem, Glob};
+use crate::event::Name;
 
 type Result<T> = std::result::Result<T, PatternError>;
 
-const OPERATORS: &str =
-    "prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, cidr, exists";
+/// How many alternatives the `$or`s of one pattern may expand to.
+pub(crate) const MAX_ALTERNATIVES: usize = 1024;
 
-fn err(path: &str, message: impl Into<String>) -> PatternError {
-    PatternError {
-        path: path.to_owned(),
-        message: message.into(),
-    }
+/// How many fields one alternative may test (EventBridge's engine allows 256).
+pub(crate) const MAX_FIELDS: usize = 256;
+
+/// Names EventBridge reserves inside `$or`: its operators and a few it keeps for later.
+const RESERVED_IN_OR: [&str; 24] = [
+    "exactly",
+    "equals-ignore-case",
+    "prefix",
+    "suffix",
+    "anything-but",
+    "exists",
+    "wildcard",
+    "numeric",
+    "cidr",
+    "=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "regex",
+    "not-wildcard",
+    "not-equals-ignore-case",
+    "date-after",
+    "date-on-or-after",
+    "date-before",
+    "date-on-or-before",
+    "in-date-range",
+    "ip-address-in-range",
+    "ip-address-not-in-range",
+];
+
+/// What a field tests.
+#[derive(Clone)]
+enum Target {
+    Attribute(Name),
+    Data(Vec<String>),
 }
 
-fn key_path(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+#[derive(Clone)]
+struct Field {
+    target: Target,
+    leaf: Leaf,
+    /// Where the field's list is, for errors.
+    at: String,
 }
 
-fn index_path(path: &str, index: usize) -> String {
-    format!("{path}[{index}]")
-}
+/// The fields of one alternative, while compiling.
+type Fields = Vec<Field>;
 
 fn non_empty_object<'v>(v: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
     match v {
@@ -49,408 +86,260 @@ fn non_empty_object<'v>(v: &'v Value, path: &str) -> Result<&'v Map<String, Valu
     }
 }
 
-fn alternatives<'v>(v: &'v Value, path: &str) -> Result<&'v [Value]> {
-    match v {
-        Value::Array(items) if !items.is_empty() => Ok(items),
-        Value::Array(_) => Err(err(path, "`$or` needs at least one alternative")),
+/// Compiles a whole pattern; its keys are context attributes, `data` (or `data.` and a
+/// path) and `$or`.
+pub(crate) fn pattern(v: &Value, path: &str) -> Result<Vec<Alternative>> {
+    let map = non_empty_object(v, path)?;
+    let mut alternatives: Vec<Fields> = vec![Vec::new()];
+    top(map, path, false, &mut alternatives)?;
+    check_complexity(&alternatives)?;
+    Ok(alternatives
+        .into_iter()
+        .map(|fields| {
+            let mut attributes = Vec::new();
+            let mut data = Vec::new();
+            for field in fields {
+                match field.target {
+                    Target::Attribute(name) => attributes.push((name, field.leaf)),
+                    Target::Data(segments) => data.push((Path::new(segments), field.leaf)),
+                }
+            }
+            Alternative::new(attributes, data)
+        })
+        .collect())
+}
+
+fn top(map: &Map<String, Value>, path: &str, in_or: bool, alts: &mut Vec<Fields>) -> Result<()> {
+    for (key, value) in map {
+        let here = key_path(path, key);
+        if key == "$or" {
+            or(value, &here, alts, |alt, at, branch| {
+                top(alt, at, true, branch)
+            })?;
+            continue;
+        }
+        reserved(key, &here, in_or)?;
+        if let Some(rest) = key
+            .strip_prefix("data")
+            .filter(|r| r.is_empty() || r.starts_with('.'))
+        {
+            let segments = rest.split('.').skip(1).map(str::to_owned).collect();
+            data_value(value, &here, segments, in_or, alts)?;
+            continue;
+        }
+        // EventBridge's names, as users coming from it write them (an extension may be
+        // called `detail`, but its value would be a list).
+        let eventbridge_name = match (key.as_str(), value) {
+            ("detail", Value::Object(_)) => Some("data"),
+            ("detail-type", _) => Some("type"),
+            _ => None,
+        };
+        if let Some(herald) = eventbridge_name {
+            return Err(err(
+                &here,
+                format!("EventBridge's `{key}` is `{herald}` in a CloudEvent; write `{herald}`"),
+            ));
+        }
+        let is_attribute = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !is_attribute {
+            return Err(err(
+                &here,
+                format!(
+                    "`{key}` is not a context attribute name (lower-case letters and digits); \
+                     patterns over the payload go under `data`"
+                ),
+            ));
+        }
+        let Value::Array(items) = value else {
+            return Err(err(
+                &here,
+                format!(
+                    "a context attribute takes a list of matchers such as [\"value\"], found {}",
+                    kind(value)
+                ),
+            ));
+        };
+        let field = Field {
+            target: Target::Attribute(key.as_str().into()),
+            leaf: leaf(items, &here)?,
+            at: here,
+        };
+        add(alts, &field)?;
+    }
+    Ok(())
+}
+
+/// The value under a key in `data`: an object to descend into or a list of matchers.
+fn data_value(
+    value: &Value,
+    here: &str,
+    segments: Vec<String>,
+    in_or: bool,
+    alts: &mut Vec<Fields>,
+) -> Result<()> {
+    match value {
+        Value::Object(_) => {
+            data_object(non_empty_object(value, here)?, here, &segments, in_or, alts)
+        }
+        Value::Array(items) => {
+            let field = Field {
+                target: Target::Data(segments),
+                leaf: leaf(items, here)?,
+                at: here.to_owned(),
+            };
+            add(alts, &field)
+        }
         other => Err(err(
-            path,
-            format!("`$or` takes a list of patterns, found {}", kind(other)),
+            here,
+            format!(
+                "expected a list of matchers or a nested object, found {}; \
+                 write [{other}] to match the value",
+                kind(other)
+            ),
         )),
     }
 }
 
-/// Compiles a whole pattern; its keys are context attributes, `data` and `$or`.
-pub(crate) fn top(v: &Value, path: &str) -> Result<TopPattern> {
-    let map = non_empty_object(v, path)?;
-    let mut pattern = TopPattern {
-        attributes: Vec::new(),
-        data: None,
-        any_of: Vec::new(),
-    };
-    for (key, value) in map {
-        let here = key_path(path, key);
-        match key.as_str() {
-            "$or" => {
-                for (i, alt) in alternatives(value, &here)?.iter().enumerate() {
-                    pattern.any_of.push(top(alt, &index_path(&here, i))?);
-                }
-            }
-            "data" => {
-                pattern.data = Some(match value {
-                    Value::Object(_) => DataPattern::Object(object(value, &here)?),
-                    Value::Array(items) => DataPattern::Leaf(leaf(items, &here)?),
-                    other => {
-                        return Err(err(
-                            &here,
-                            format!(
-                                "expected a list of matchers or an object pattern, found {}",
-                                kind(other)
-                            ),
-                        ));
-                    }
-                });
-            }
-            name => {
-                if name.is_empty()
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                {
-                    return Err(err(
-                        &here,
-                        format!(
-                            "`{name}` is not a context attribute name (lower-case letters and digits); \
-                             patterns over the payload go under `data`"
-                        ),
-                    ));
-                }
-                match value {
-                    Value::Array(items) => {
-                        pattern.attributes.push((name.into(), leaf(items, &here)?));
-                    }
-                    other => {
-                        return Err(err(
-                            &here,
-                            format!(
-                                "a context attribute takes a list of matchers such as [\"value\"], found {}",
-                                kind(other)
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    Ok(pattern)
-}
-
-/// Compiles a pattern over a JSON object.
-fn object(v: &Value, path: &str) -> Result<ObjectPattern> {
-    let map = non_empty_object(v, path)?;
-    let mut pattern = ObjectPattern {
-        fields: Vec::new(),
-        any_of: Vec::new(),
-    };
+fn data_object(
+    map: &Map<String, Value>,
+    path: &str,
+    prefix: &[String],
+    in_or: bool,
+    alts: &mut Vec<Fields>,
+) -> Result<()> {
     for (key, value) in map {
         let here = key_path(path, key);
         if key == "$or" {
-            for (i, alt) in alternatives(value, &here)?.iter().enumerate() {
-                pattern.any_of.push(object(alt, &index_path(&here, i))?);
-            }
+            or(value, &here, alts, |alt, at, branch| {
+                data_object(alt, at, prefix, true, branch)
+            })?;
             continue;
         }
-        let field = match value {
-            Value::Object(_) => Field::Object(object(value, &here)?),
-            Value::Array(items) => Field::Leaf(leaf(items, &here)?),
-            other => {
-                return Err(err(
-                    &here,
-                    format!(
-                        "expected a list of matchers or a nested object, found {}; \
-                         write [{other}] to match the value",
-                        kind(other)
-                    ),
-                ));
-            }
-        };
-        pattern.fields.push((key.clone(), field));
+        reserved(key, &here, in_or)?;
+        let mut segments = prefix.to_vec();
+        segments.extend(key.split('.').map(str::to_owned));
+        data_value(value, &here, segments, in_or, alts)?;
     }
-    Ok(pattern)
+    Ok(())
+}
+
+fn reserved(key: &str, here: &str, in_or: bool) -> Result<()> {
+    if in_or && RESERVED_IN_OR.contains(&key) {
+        return Err(err(
+            here,
+            format!("`{key}` is a matcher, not a field name; inside `$or` it cannot be a key"),
+        ));
+    }
+    Ok(())
+}
+
+/// `$or`: at least two alternatives, each an object; every alternative so far is
+/// combined with each of them.
+fn or(
+    value: &Value,
+    here: &str,
+    alts: &mut Vec<Fields>,
+    mut branch: impl FnMut(&Map<String, Value>, &str, &mut Vec<Fields>) -> Result<()>,
+) -> Result<()> {
+    let items = match value {
+        Value::Array(items) if items.len() >= 2 => items,
+        Value::Array(_) => return Err(err(here, "`$or` needs at least two alternatives")),
+        other => {
+            return Err(err(
+                here,
+                format!("`$or` takes a list of patterns, found {}", kind(other)),
+            ));
+        }
+    };
+    let before = std::mem::take(alts);
+    for (i, item) in items.iter().enumerate() {
+        let at = index_path(here, i);
+        let map = non_empty_object(item, &at)?;
+        let mut combined = before.clone();
+        branch(map, &at, &mut combined)?;
+        alts.extend(combined);
+        if alts.len() > MAX_ALTERNATIVES {
+            return Err(err(
+                here,
+                format!("the `$or`s combine into more than {MAX_ALTERNATIVES} alternatives"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Adds a field to every alternative.
+fn add(alts: &mut [Fields], field: &Field) -> Result<()> {
+    for fields in alts.iter_mut() {
+        if fields.len() >= MAX_FIELDS {
+            return Err(err(
+                &field.at,
+                format!("a pattern may test at most {MAX_FIELDS} fields in one alternative"),
+            ));
+        }
+        fields.push(field.clone());
+    }
+    Ok(())
 }
 
 fn leaf(items: &[Value], path: &str) -> Result<Leaf> {
     if items.is_empty() {
         return Err(err(path, "an empty list of matchers matches nothing"));
     }
-    let matchers = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| matcher(item, &index_path(path, i)))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Leaf { matchers })
-}
-
-fn string<'v>(v: &'v Value, path: &str, what: &str) -> Result<&'v str> {
-    v.as_str()
-        .ok_or_else(|| err(path, format!("{what} takes a string, found {}", kind(v))))
-}
-
-fn matcher(v: &Value, path: &str) -> Result<Matcher> {
-    let map = match v {
-        Value::String(s) => return Ok(Matcher::Exact(Exact::Str(s.clone()))),
-        Value::Number(n) => {
-            return n
-                .as_f64()
-                .map(|f| Matcher::Exact(Exact::Num(f)))
-                .ok_or_else(|| err(path, format!("{n} is not a usable number")));
+    let mut leaf = Leaf::default();
+    for (i, item) in items.iter().enumerate() {
+        match entry(item, &index_path(path, i))? {
+            Entry::Matcher(m) => leaf.matchers.push(m),
+            Entry::Exists(true) => leaf.if_present = true,
+            Entry::Exists(false) => leaf.if_absent = true,
         }
-        Value::Bool(b) => return Ok(Matcher::Exact(Exact::Bool(*b))),
-        Value::Null => return Ok(Matcher::Exact(Exact::Null)),
-        Value::Array(_) => {
-            return Err(err(
-                path,
-                "lists cannot nest; put every matcher in the one list",
-            ));
-        }
-        Value::Object(map) => map,
-    };
-    let mut entries = map.iter();
-    let (Some((op, arg)), None) = (entries.next(), entries.next()) else {
-        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
-        return Err(err(
-            path,
-            format!(
-                "a matcher object has exactly one operator, found {} ({})",
-                keys.len(),
-                keys.join(", ")
-            ),
-        ));
-    };
-    let here = key_path(path, op);
-    Ok(match op.as_str() {
-        "prefix" | "suffix" => {
-            let (value, ignore_case) = match arg {
-                Value::Object(inner) => match (inner.len(), inner.get("equals-ignore-case")) {
-                    (1, Some(v)) => (
-                        string(
-                            v,
-                            &key_path(&here, "equals-ignore-case"),
-                            "equals-ignore-case",
-                        )?
-                        .to_lowercase(),
-                        true,
-                    ),
-                    _ => {
-                        return Err(err(
-                            &here,
-                            format!("{op} takes a string or {{\"equals-ignore-case\": string}}"),
-                        ));
-                    }
-                },
-                other => (string(other, &here, op)?.to_owned(), false),
-            };
-            if op == "prefix" {
-                Matcher::Prefix { value, ignore_case }
-            } else {
-                Matcher::Suffix { value, ignore_case }
-            }
-        }
-        "equals-ignore-case" => {
-            Matcher::EqualsIgnoreCase(string(arg, &here, "equals-ignore-case")?.to_lowercase())
-        }
-        "wildcard" => Matcher::Wildcard(wildcard(string(arg, &here, "wildcard")?, &here)?),
-        "anything-but" => Matcher::AnythingBut(anything_but(arg, &here)?),
-        "numeric" => Matcher::Numeric(numeric(arg, &here)?),
-        "cidr" => {
-            Matcher::Cidr(Cidr::parse(string(arg, &here, "cidr")?).map_err(|m| err(&here, m))?)
-        }
-        "exists" => Matcher::Exists(arg.as_bool().ok_or_else(|| {
-            err(
-                &here,
-                format!("exists takes true or false, found {}", kind(arg)),
-            )
-        })?),
-        other => {
-            return Err(err(
-                &here,
-                format!("unknown operator `{other}` (expected one of {OPERATORS})"),
-            ));
-        }
-    })
-}
-
-/// `*` is any run of characters; `\*` and `\\` are a literal `*` and `\`.
-fn wildcard(text: &str, path: &str) -> Result<Glob> {
-    let mut elems = Vec::with_capacity(text.len());
-    let mut chars = text.chars();
-    let mut previous_star = false;
-    while let Some(c) = chars.next() {
-        let star = c == '*';
-        match c {
-            '*' if previous_star => {
-                return Err(err(
-                    path,
-                    format!("`{text}`: consecutive `*` are not allowed"),
-                ));
-            }
-            '*' => elems.push(Elem::Many),
-            '\\' => match chars.next() {
-                Some(e @ ('*' | '\\')) => elems.push(Elem::Char(e)),
-                _ => {
-                    return Err(err(
-                        path,
-                        format!("`{text}`: only `\\*` and `\\\\` are escapes"),
-                    ));
-                }
-            },
-            c => elems.push(Elem::Char(c)),
-        }
-        previous_star = star;
     }
-    Ok(Glob::new(elems))
+    Ok(leaf)
 }
 
-fn strings(v: &Value, path: &str, what: &str) -> Result<Vec<String>> {
-    match v {
-        Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(items) if !items.is_empty() => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| string(item, &index_path(path, i), what).map(str::to_owned))
-            .collect(),
-        other => Err(err(
-            path,
-            format!(
-                "{what} takes a string or a non-empty list of strings, found {}",
-                kind(other)
-            ),
-        )),
-    }
-}
+/// A wildcard pattern as bytes, `None` for `*`.
+type Wildcard = Vec<Option<u8>>;
 
-fn anything_but(v: &Value, path: &str) -> Result<AnythingBut> {
-    match v {
-        Value::String(s) => Ok(AnythingBut::Strings(vec![s.clone()])),
-        Value::Number(n) => Ok(AnythingBut::Numbers(vec![n.as_f64().unwrap_or(f64::NAN)])),
-        Value::Array(items) if items.iter().all(Value::is_string) && !items.is_empty() => {
-            Ok(AnythingBut::Strings(
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-            ))
-        }
-        Value::Array(items) if items.iter().all(Value::is_number) && !items.is_empty() => Ok(
-            AnythingBut::Numbers(items.iter().filter_map(Value::as_f64).collect()),
-        ),
-        Value::Array(_) => Err(err(
-            path,
-            "anything-but takes a non-empty list of only strings or only numbers",
-        )),
-        Value::Object(map) if map.len() == 1 => {
-            let (op, arg) = map.iter().next().unwrap_or_else(|| unreachable!());
-            let here = key_path(path, op);
-            match op.as_str() {
-                "prefix" => Ok(AnythingBut::Prefix(
-                    string(arg, &here, "prefix")?.to_owned(),
-                )),
-                "suffix" => Ok(AnythingBut::Suffix(
-                    string(arg, &here, "suffix")?.to_owned(),
-                )),
-                "equals-ignore-case" => Ok(AnythingBut::IgnoreCase(
-                    strings(arg, &here, "equals-ignore-case")?
-                        .iter()
-                        .map(|s| s.to_lowercase())
-                        .collect(),
-                )),
-                "wildcard" => Ok(AnythingBut::Wildcard(
-                    strings(arg, &here, "wildcard")?
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| {
-                            let p = if arg.is_array() {
-                                index_path(&here, i)
-                            } else {
-                                here.clone()
-                            };
-                            wildcard(s, &p)
-                        })
-                        .collect::<Result<_>>()?,
-                )),
-                other => Err(err(
-                    &here,
-                    format!(
-                        "anything-but does not take `{other}` (expected prefix, suffix, \
-                         equals-ignore-case or wildcard)"
-                    ),
-                )),
-            }
-        }
-        Value::Object(_) => Err(err(
-            path,
-            "anything-but takes an object with exactly one of prefix, suffix, equals-ignore-case, wildcard",
-        )),
-        other => Err(err(
-            path,
-            format!(
-                "anything-but takes a string, a number, a list or an object, found {}",
-                kind(other)
-            ),
-        )),
-    }
-}
-
-/// `[">", 0, "<=", 5]`: one or two (operator, number) pairs forming a range.
-fn numeric(v: &Value, path: &str) -> Result<Range> {
-    const USAGE: &str =
-        "numeric takes [OP, NUMBER] or [OP, NUMBER, OP, NUMBER] with OP one of =, <, <=, >, >=";
-    let items = match v {
-        Value::Array(items) if items.len() == 2 || items.len() == 4 => items,
-        _ => return Err(err(path, USAGE)),
-    };
-    let mut range = Range {
-        lower: None,
-        upper: None,
-    };
-    for pair in 0..items.len() / 2 {
-        let (op_at, num_at) = (2 * pair, 2 * pair + 1);
-        let op = items[op_at].as_str().ok_or_else(|| {
-            err(
-                &index_path(path, op_at),
-                format!("expected an operator; {USAGE}"),
-            )
-        })?;
-        let n = items[num_at]
-            .as_f64()
-            .filter(|_| items[num_at].is_number())
-            .ok_or_else(|| {
-                err(
-                    &index_path(path, num_at),
-                    format!(
-                        "expected a number after `{op}`, found {}",
-                        kind(&items[num_at])
-                    ),
-                )
-            })?;
-        let here = index_path(path, op_at);
-        let (slot, bound) = match op {
-            "=" if items.len() == 2 => {
-                range.lower = Some((n, true));
-                range.upper = Some((n, true));
-                continue;
-            }
-            "=" => return Err(err(&here, "`=` cannot be combined with another bound")),
-            ">" => (&mut range.lower, (n, false)),
-            ">=" => (&mut range.lower, (n, true)),
-            "<" => (&mut range.upper, (n, false)),
-            "<=" => (&mut range.upper, (n, true)),
-            other => return Err(err(&here, format!("unknown comparison `{other}`; {USAGE}"))),
+/// Refuses a field whose wildcards are too complex for EventBridge: its wildcard
+/// patterns in all alternatives are measured together, as EventBridge's engine
+/// shares one matcher per field.
+fn check_complexity(alts: &[Fields]) -> Result<()> {
+    // Per field: where it is first written, and its distinct wildcard patterns.
+    let mut by_field: BTreeMap<String, (String, Vec<Wildcard>)> = BTreeMap::new();
+    for field in alts.iter().flatten() {
+        let globs = field.leaf.matchers.iter().flat_map(|m| match m {
+            Matcher::Wildcard(g) => std::slice::from_ref(g),
+            Matcher::AnythingBut(AnythingBut::Wildcards(list)) => list.as_slice(),
+            _ => &[],
+        });
+        let name = match &field.target {
+            Target::Attribute(name) => name.to_string(),
+            Target::Data(segments) => format!("data.{}", segments.join(".")),
         };
-        if slot.is_some() {
+        for glob in globs {
+            let (_, patterns) = by_field
+                .entry(name.clone())
+                .or_insert_with(|| (field.at.clone(), Vec::new()));
+            let bytes = glob.bytes();
+            if !patterns.contains(&bytes) {
+                patterns.push(bytes);
+            }
+        }
+    }
+    for (at, patterns) in by_field.values() {
+        if complexity::within_limit(patterns).is_none() {
             return Err(err(
-                &here,
+                at,
                 format!(
-                    "a second {} bound",
-                    if op.starts_with('>') {
-                        "lower"
-                    } else {
-                        "upper"
-                    }
+                    "the wildcards of this field are too complex (EventBridge: \"Rule is too \
+                     complex\"; at most {MAX_COMPLEXITY} pattern prefixes may match one value at \
+                     once): use fewer `*`, or fewer repeated characters after a `*`"
                 ),
             ));
         }
-        *slot = Some(bound);
     }
-    if let (Some((lo, lo_inc)), Some((hi, hi_inc))) = (range.lower, range.upper) {
-        let empty = if lo_inc && hi_inc { lo > hi } else { lo >= hi };
-        if empty {
-            return Err(err(
-                path,
-                format!("the range between {lo} and {hi} is empty"),
-            ));
-        }
-    }
-    Ok(range)
+    Ok(())
 }

@@ -18,15 +18,26 @@
 //! }
 //! ```
 //!
-//! Matchers: exact values (string, number, boolean, `null`), `prefix`, `suffix` (both
-//! with an optional `equals-ignore-case`), `equals-ignore-case`, `wildcard`,
-//! `anything-but` (value, list, `prefix`, `suffix`, `equals-ignore-case`, `wildcard`),
-//! `numeric` ranges, `cidr` (IPv4 and IPv6) and `exists`. See `docs/filters.md`.
+//! The semantics are EventBridge's (see `docs/filters.md`): matchers are exact values
+//! (string, number, boolean, `null`; a string that is an IP address equals any spelling
+//! of it), `prefix`, `suffix` (both with an optional `equals-ignore-case`),
+//! `equals-ignore-case`, `wildcard`, `anything-but` (value, list, `prefix`, `suffix`,
+//! `equals-ignore-case`, `wildcard`, each with one value or a list), `numeric` ranges,
+//! `cidr` (IPv4 and IPv6) and `exists`. Keys written with dots are paths
+//! (`"state.status"` is `state` → `status`) in patterns and events alike; values of an
+//! array are tested one by one, and fields of one rule must agree on the element of an
+//! array of objects they come from.
 
 mod cidr;
 mod compile;
+mod complexity;
+mod fold;
 mod guard;
 mod matcher;
+mod number;
+mod operators;
+mod path;
+mod walk;
 
 use std::fmt;
 
@@ -34,6 +45,7 @@ use serde_json::Value;
 
 use crate::event::Event;
 pub(crate) use matcher::Range;
+pub(crate) use path::joined_keys;
 
 /// An invalid pattern: where (a path such as `data.amount[0].numeric`) and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,10 +68,10 @@ impl fmt::Display for PatternError {
 
 impl std::error::Error for PatternError {}
 
-/// A compiled content pattern.
+/// A compiled content pattern: its `$or`s expanded into alternatives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pattern {
-    root: matcher::TopPattern,
+    alternatives: Vec<walk::Alternative>,
 }
 
 impl Pattern {
@@ -72,35 +84,34 @@ impl Pattern {
     /// there (`filters[1].pattern.data.x[0]`).
     pub fn compile_at(pattern: &Value, path: &str) -> Result<Self, PatternError> {
         Ok(Pattern {
-            root: compile::top(pattern, path)?,
+            alternatives: compile::pattern(pattern, path)?,
         })
     }
 
     /// Whether `event` matches.
     #[must_use]
     pub fn matches(&self, event: &Event<'_>) -> bool {
-        self.root.matches(event)
+        self.alternatives.iter().any(|alt| alt.matches(event))
     }
 
     /// Whether the pattern looks at `data` (so the caller must parse the payload).
     #[must_use]
     pub fn needs_data(&self) -> bool {
-        self.root.needs_data()
+        self.alternatives.iter().any(|alt| !alt.data.is_empty())
     }
 
     /// A necessary condition for [`Pattern::matches`], for indexing.
     pub(crate) fn guard(&self) -> Option<crate::guard::Guard> {
-        guard::top(&self.root)
+        guard::pattern(&self.alternatives)
     }
 
     /// `Some(t)` when the pattern is exactly `{"type": ["t"]}`.
     pub(crate) fn type_equality(&self) -> Option<&str> {
-        match (
-            self.root.attributes.as_slice(),
-            &self.root.data,
-            self.root.any_of.is_empty(),
-        ) {
-            ([(crate::event::Name::Type, leaf)], None, true) => leaf.single_string(),
+        match self.alternatives.as_slice() {
+            [alt] if alt.data.is_empty() => match alt.attributes.as_slice() {
+                [(crate::event::Name::Type, leaf)] => leaf.single_string(),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -108,3 +119,5 @@ impl Pattern {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_structure;
