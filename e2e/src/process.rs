@@ -27,6 +27,16 @@ pub(crate) fn log_dir() -> PathBuf {
 }
 
 pub(crate) fn log_file(name: &str) -> std::fs::File {
+    // A component watching many namespaces has a long name: keep file names legal.
+    let name = if name.len() > 120 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut hasher);
+        let cut = name.char_indices().nth(100).map_or(name.len(), |(i, _)| i);
+        format!("{}-{:016x}", &name[..cut], hasher.finish())
+    } else {
+        name.to_owned()
+    };
     std::fs::File::create(log_dir().join(format!("{name}.log"))).expect("create log file")
 }
 

@@ -159,6 +159,7 @@ async fn start_dispatcher(
         js.clone(),
         events,
         table,
+        Arc::new(tokio::sync::Notify::new()),
         stopped.clone(),
     ));
     tokio::spawn(async move {

@@ -288,6 +288,7 @@ async fn routed_broker(
             deliverer.jetstream.clone(),
             events_name,
             table,
+            Arc::new(tokio::sync::Notify::new()),
             stopped.clone(),
         )));
 }

@@ -41,6 +41,7 @@ pub async fn route_loop(
     jetstream: jetstream::Context,
     stream: String,
     table: Arc<RwLock<RouteTable>>,
+    catch_up: Arc<tokio::sync::Notify>,
     mut stop: watch::Receiver<Stop>,
 ) {
     // A context of its own: the acks a router waits for never hold up another
@@ -51,7 +52,9 @@ pub async fn route_loop(
         .build(jetstream.client());
     while stop.borrow().is_running() {
         match open_router(&jetstream, &stream).await {
-            Ok(messages) => route_from(&jetstream, &table, messages, &mut stop).await,
+            Ok(messages) => {
+                route_from(&jetstream, &stream, &table, &catch_up, messages, &mut stop).await;
+            }
             Err(e) => {
                 tracing::warn!(%stream, error = %e, "cannot open the router consumer");
             }
@@ -82,7 +85,9 @@ async fn open_router(
 
 async fn route_from(
     jetstream: &jetstream::Context,
+    stream: &str,
     table: &Arc<RwLock<RouteTable>>,
+    catch_up: &tokio::sync::Notify,
     mut messages: consumer::pull::Stream,
     stop: &mut watch::Receiver<Stop>,
 ) {
@@ -93,9 +98,21 @@ async fn route_from(
     let mut storing = FuturesUnordered::new();
     let mut copies_in_flight = 0usize;
     loop {
+        // Events owed to Triggers this router learned of late go out before any
+        // event it routes from now on.
+        let owed = std::mem::take(
+            &mut table
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .catch_up,
+        );
+        for debt in owed {
+            reroute(jetstream, stream, &debt).await;
+        }
         let first = tokio::select! {
             biased;
             _ = stop.changed() => break,
+            () = catch_up.notified() => continue,
             Some(stored) = storing.next(), if !storing.is_empty() => {
                 copies_in_flight -= stored;
                 continue;
@@ -237,21 +254,21 @@ async fn publish_copy(
         .map_err(|e| e.to_string())
 }
 
-/// Copies the Broker events with sequence in `first..=last` that `filter` matches into
-/// `route`'s queue: the events a router evaluated before it knew the Trigger.
-pub async fn reroute(
-    jetstream: jetstream::Context,
-    stream: String,
-    route: Route,
-    filter: Arc<CompiledFilter>,
-    first: u64,
-    last: u64,
-) {
+/// Copies the Broker events a catch-up owes (`first..=last` that its filter matches)
+/// into its route's queue, each stored before the next.
+async fn reroute(jetstream: &jetstream::Context, stream: &str, debt: &crate::routes::CatchUp) {
+    let crate::routes::CatchUp {
+        route,
+        filter,
+        first,
+        last,
+    } = debt;
+    let (first, last) = (*first, *last);
     if first > last {
         return;
     }
     let result = async {
-        let events = jetstream.get_stream_no_info(&stream).await?;
+        let events = jetstream.get_stream_no_info(stream).await?;
         let consumer = events
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
@@ -273,7 +290,7 @@ pub async fn reroute(
             if sequence > last {
                 break;
             }
-            if copy_if_matching(&jetstream, &msg, sequence, &route, &filter).await? {
+            if copy_if_matching(jetstream, &msg, sequence, route, filter).await? {
                 copied += 1;
             }
             if pending == 0 || sequence == last {

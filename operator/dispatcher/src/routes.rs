@@ -43,6 +43,23 @@ pub struct RouteTable {
     /// Highest Broker sequence evaluated against this table, kept under its lock so
     /// a Trigger added later knows exactly which events it may have missed.
     pub max_routed: u64,
+    /// Events evaluated before a Trigger was added, past its seam, still to be routed to
+    /// it: the router does this before it routes anything else, so the Trigger's queue
+    /// keeps Broker order.
+    pub catch_up: Vec<CatchUp>,
+}
+
+/// Broker events `first..=last` owed to one route.
+#[derive(Debug, Clone)]
+pub struct CatchUp {
+    /// The route.
+    pub route: Route,
+    /// Its filters.
+    pub filter: Arc<CompiledFilter>,
+    /// First Broker sequence owed.
+    pub first: u64,
+    /// Last Broker sequence owed.
+    pub last: u64,
 }
 
 impl RouteTable {

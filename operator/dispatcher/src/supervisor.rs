@@ -37,9 +37,10 @@ impl<T> Running<T> {
     }
 }
 
-/// The router of one Broker and its table.
+/// The router of one Broker, its table, and how to wake it for a catch-up.
 struct Router {
     table: Arc<RwLock<RouteTable>>,
+    wake: Arc<tokio::sync::Notify>,
     running: Running<()>,
 }
 
@@ -112,20 +113,23 @@ impl Supervisor {
             let router = self.routers.entry(stream.clone()).or_insert_with(|| {
                 tracing::info!(%stream, "starting routing");
                 let table = Arc::new(RwLock::new(RouteTable::default()));
-                let (jetstream, name, shared) = (
+                let wake = Arc::new(tokio::sync::Notify::new());
+                let (jetstream, name, shared, woken) = (
                     self.deliverer.jetstream.clone(),
                     stream.clone(),
                     table.clone(),
+                    wake.clone(),
                 );
                 Router {
                     table,
+                    wake,
                     running: Running::spawn((), move |stop| {
-                        tokio::spawn(router::route_loop(jetstream, name, shared, stop))
+                        tokio::spawn(router::route_loop(jetstream, name, shared, woken, stop))
                     }),
                 }
             });
             let wanted = by_stream.remove(stream.as_str()).unwrap_or_default();
-            let (fresh, max_routed) = {
+            {
                 let mut table = router
                     .table
                     .write()
@@ -139,27 +143,23 @@ impl Supervisor {
                 for key in gone {
                     table.remove(&key);
                 }
-                let fresh: Vec<&Planned> = wanted
-                    .into_iter()
-                    .filter(|p| table.upsert(&p.key, p.route.clone(), &p.filter))
-                    .collect();
-                (fresh, table.max_routed)
-            };
-            // Events this router evaluated before it knew a Trigger, past the Trigger's
-            // seam, are routed to it now (every later event sees it in the table).
-            for p in fresh
-                .into_iter()
-                .filter(|p| max_routed > p.route.routed_after)
-            {
-                tokio::spawn(router::reroute(
-                    self.deliverer.jetstream.clone(),
-                    stream.clone(),
-                    p.route.clone(),
-                    p.filter.clone(),
-                    p.route.routed_after + 1,
-                    max_routed,
-                ));
+                // Events this router evaluated before it knew a Trigger, past the
+                // Trigger's seam, are owed to it; the router routes them first.
+                for p in wanted {
+                    if table.upsert(&p.key, p.route.clone(), &p.filter)
+                        && table.max_routed > p.route.routed_after
+                    {
+                        let last = table.max_routed;
+                        table.catch_up.push(crate::routes::CatchUp {
+                            route: p.route.clone(),
+                            filter: p.filter.clone(),
+                            first: p.route.routed_after + 1,
+                            last,
+                        });
+                    }
+                }
             }
+            router.wake.notify_one();
         }
     }
 

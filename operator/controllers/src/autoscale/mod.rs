@@ -38,6 +38,8 @@ use crate::context::Context;
 /// Field manager of the autoscaler's status writes (apart from the reconcile's).
 pub const FIELD_MANAGER: &str = "herald-autoscaler";
 const TICK: Duration = Duration::from_millis(100);
+/// Longest one poll or activation may take before it is abandoned.
+const STEP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What the autoscaler keeps per consumer Trigger.
 struct Scaled {
@@ -66,10 +68,14 @@ pub async fn run(ctx: Arc<Context>, triggers: Store<Trigger>, mut stop: watch::R
         tokio::select! {
             _ = tick.tick() => {}
             Some(key) = woken.recv() => {
-                if let Some(entry) = scaled.get_mut(&key) {
-                    activate(&ctx, &key, entry, origin).await;
+                // Then on to the regular polls: messages on a Trigger's queue subject
+                // (a route retried, a copy JetStream drops as a duplicate) must never
+                // keep the autoscaler from measuring every Trigger.
+                if let Some(entry) = scaled.get_mut(&key)
+                    && tokio::time::timeout(STEP_DEADLINE, activate(&ctx, &key, entry, origin)).await.is_err()
+                {
+                    tracing::warn!(trigger = %key, "activation took longer than {STEP_DEADLINE:?}; abandoned");
                 }
-                continue;
             }
             _ = stop.changed() => break,
         }
@@ -78,8 +84,18 @@ pub async fn run(ctx: Arc<Context>, triggers: Store<Trigger>, mut stop: watch::R
         for (key, entry) in &mut scaled {
             if entry.next_poll <= now {
                 entry.next_poll = now + entry.policy.poll_interval;
-                if let Err(e) = poll(&ctx, key, entry, origin, &wake).await {
-                    tracing::debug!(trigger = %key, error = %e, "autoscaler poll failed");
+                // A request that hangs (an apiserver or NATS connection gone quiet)
+                // must not stop the autoscaling of every other Trigger.
+                match tokio::time::timeout(STEP_DEADLINE, poll(&ctx, key, entry, origin, &wake))
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(trigger = %key, error = %e, "autoscaler poll failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(trigger = %key, "autoscaler poll took longer than {STEP_DEADLINE:?}; abandoned")
+                    }
                 }
             }
         }
