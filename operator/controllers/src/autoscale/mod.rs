@@ -91,10 +91,10 @@ pub async fn run(ctx: Arc<Context>, triggers: Store<Trigger>, mut stop: watch::R
                 {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
-                        tracing::debug!(trigger = %key, error = %e, "autoscaler poll failed")
+                        tracing::debug!(trigger = %key, error = %e, "autoscaler poll failed");
                     }
                     Err(_) => {
-                        tracing::warn!(trigger = %key, "autoscaler poll took longer than {STEP_DEADLINE:?}; abandoned")
+                        tracing::warn!(trigger = %key, "autoscaler poll took longer than {STEP_DEADLINE:?}; abandoned");
                     }
                 }
             }
