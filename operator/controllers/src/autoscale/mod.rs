@@ -125,10 +125,13 @@ fn sync(ctx: &Context, triggers: &Store<Trigger>, scaled: &mut HashMap<String, S
         let Ok(policy) = Policy::from_spec(&consumer.scaling) else {
             continue;
         };
-        if !deployed {
+        let key = key_of(&trigger);
+        // Start with a Deployment that exists; keep going while the Trigger has a
+        // consumer, whatever its conditions say for a moment (a reconcile that failed
+        // once must not leave a Deployment unscaled and unwatched).
+        if !deployed && !scaled.contains_key(&key) {
             continue;
         }
-        let key = key_of(&trigger);
         seen.push(key.clone());
         match scaled.get_mut(&key) {
             Some(entry) => {
@@ -159,6 +162,7 @@ fn sync(ctx: &Context, triggers: &Store<Trigger>, scaled: &mut HashMap<String, S
     scaled.retain(|key, entry| {
         let keep = seen.contains(key);
         if !keep {
+            tracing::info!(trigger = %key, "no longer autoscaled (deleted, or no consumer)");
             let labels = [
                 entry.trigger.namespace().unwrap_or_default(),
                 entry.trigger.name_any(),
