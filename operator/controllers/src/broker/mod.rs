@@ -167,6 +167,12 @@ async fn ensure_stream(broker: &Broker, ctx: &Context) -> Result<StreamChange, E
             "not connected to any NATS server".into(),
         ));
     }
+    apply_stream(desired, ctx).await
+}
+
+/// Creates `desired`, or updates the stream of that name in place if it is this
+/// Broker's (by its owner metadata) and differs in a field Herald manages.
+async fn apply_stream(desired: Config, ctx: &Context) -> Result<StreamChange, Error> {
     match ctx.jetstream.get_stream(&desired.name).await {
         Ok(mut existing) => {
             let existing = existing
@@ -202,6 +208,33 @@ async fn ensure_stream(broker: &Broker, ctx: &Context) -> Result<StreamChange, E
         Err(e) => Err(Error::NatsUnavailable(format!(
             "cannot read stream {}: {e}",
             desired.name
+        ))),
+    }
+}
+
+/// Deletes stream `name` if Herald created it for `broker`; `Ok(false)` when there is
+/// none, or when it is not the Broker's (never deleted, only logged).
+async fn delete_owned_stream(name: &str, broker: &Broker, ctx: &Context) -> Result<bool, Error> {
+    let owner = stream::owner_value(&broker.namespace().unwrap_or_default(), &broker.name_any());
+    match ctx.jetstream.get_stream(name).await {
+        Ok(mut existing) => {
+            let info = existing
+                .info()
+                .await
+                .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
+            if info.config.metadata.get(stream::OWNER_KEY) != Some(&owner) {
+                tracing::warn!(stream = %name, "stream is not owned by this Broker; leaving it");
+                return Ok(false);
+            }
+            ctx.jetstream
+                .delete_stream(name)
+                .await
+                .map_err(|e| Error::NatsUnavailable(format!("cannot delete stream {name}: {e}")))?;
+            Ok(true)
+        }
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(Error::NatsUnavailable(format!(
+            "cannot read stream {name}: {e}"
         ))),
     }
 }
@@ -243,38 +276,24 @@ async fn cleanup(broker: &Broker, ctx: &Context) -> Result<Action, Error> {
             "cannot delete stream {name}: not connected"
         )));
     }
-    queue::delete(broker, ctx).await?;
-    match ctx.jetstream.get_stream(&name).await {
-        Ok(mut existing) => {
-            let info = existing
-                .info()
-                .await
-                .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
-            let owner = info.config.metadata.get(stream::OWNER_KEY);
-            if owner != Some(&stream::owner_value(&namespace, &broker.name_any())) {
-                // Never delete what Herald did not create.
-                tracing::warn!(stream = %name, "stream is not owned by this Broker; leaving it");
-                return Ok(Action::await_change());
-            }
-            ctx.jetstream
-                .delete_stream(&name)
-                .await
-                .map_err(|e| Error::NatsUnavailable(format!("cannot delete stream {name}: {e}")))?;
-            ctx.event(
-                broker,
-                EventType::Normal,
-                "StreamDeleted",
-                "DeleteStream",
-                format!("deleted stream {name}"),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        Err(e) if is_not_found(&e) => Ok(Action::await_change()),
-        Err(e) => Err(Error::NatsUnavailable(format!(
-            "cannot read stream {name}: {e}"
-        ))),
+    // The queue stream first: it is named after the Broker, never the other way round.
+    delete_owned_stream(
+        &naming::queue_stream_name(&namespace, &broker.name_any()),
+        broker,
+        ctx,
+    )
+    .await?;
+    if delete_owned_stream(&name, broker, ctx).await? {
+        ctx.event(
+            broker,
+            EventType::Normal,
+            "StreamDeleted",
+            "DeleteStream",
+            format!("deleted stream {name}"),
+        )
+        .await;
     }
+    Ok(Action::await_change())
 }
 
 /// The Broker's status after a reconcile with these outcomes (pure).

@@ -67,36 +67,7 @@ pub fn router_config() -> pull::Config {
 /// Makes the queue stream and the router exist and match; `events` is the Broker's
 /// event stream as it now exists.
 pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(), Error> {
-    let desired = desired_queue_config(broker, events);
-    match ctx.jetstream.get_stream(&desired.name).await {
-        Ok(mut existing) => {
-            let existing = existing
-                .info()
-                .await
-                .map_err(|e| Error::NatsUnavailable(e.to_string()))?
-                .config
-                .clone();
-            super::stream::check_owned(&existing, &desired)?;
-            if super::stream::needs_update(&existing, &desired) {
-                ctx.jetstream
-                    .update_stream(&desired)
-                    .await
-                    .map_err(|e| super::create_error(&desired.name, &e))?;
-            }
-        }
-        Err(e) if super::is_not_found(&e) => {
-            ctx.jetstream
-                .create_stream(desired.clone())
-                .await
-                .map_err(|e| super::create_error(&desired.name, &e))?;
-        }
-        Err(e) => {
-            return Err(Error::NatsUnavailable(format!(
-                "cannot read stream {}: {e}",
-                desired.name
-            )));
-        }
-    }
+    super::apply_stream(desired_queue_config(broker, events), ctx).await?;
     let stream = ctx
         .jetstream
         .get_stream_no_info(&events.name)
@@ -118,34 +89,6 @@ pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(
         Err(e) => Err(Error::NatsUnavailable(format!(
             "cannot read consumer {}: {e}",
             naming::ROUTER_CONSUMER
-        ))),
-    }
-}
-
-/// Deletes the Broker's queue stream if Herald created it for this Broker.
-pub async fn delete(broker: &Broker, ctx: &Context) -> Result<(), Error> {
-    let namespace = broker.namespace().unwrap_or_default();
-    let name = naming::queue_stream_name(&namespace, &broker.name_any());
-    match ctx.jetstream.get_stream(&name).await {
-        Ok(mut existing) => {
-            let info = existing
-                .info()
-                .await
-                .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
-            let owner: Option<&String> = info.config.metadata.get(super::stream::OWNER_KEY);
-            if owner != Some(&super::stream::owner_value(&namespace, &broker.name_any())) {
-                tracing::warn!(stream = %name, "queue stream is not owned by this Broker; leaving it");
-                return Ok(());
-            }
-            ctx.jetstream
-                .delete_stream(&name)
-                .await
-                .map_err(|e| Error::NatsUnavailable(format!("cannot delete stream {name}: {e}")))?;
-            Ok(())
-        }
-        Err(e) if super::is_not_found(&e) => Ok(()),
-        Err(e) => Err(Error::NatsUnavailable(format!(
-            "cannot read stream {name}: {e}"
         ))),
     }
 }
