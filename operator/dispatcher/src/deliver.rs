@@ -141,21 +141,6 @@ impl Attempts {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         made.remove(&(stream.to_owned(), sequence));
     }
-
-    /// Events being retried.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.made
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
-    }
-
-    /// Whether no event is being retried.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Shared by every Trigger's loop.

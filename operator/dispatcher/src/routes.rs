@@ -92,18 +92,6 @@ impl RouteTable {
         self.routes.keys()
     }
 
-    /// The route of `key`.
-    #[must_use]
-    pub fn route(&self, key: &str) -> Option<&Route> {
-        self.routes.get(key)
-    }
-
-    /// How many Triggers are routed.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
     /// Whether no Trigger is routed.
     #[must_use]
     pub fn is_empty(&self) -> bool {
