@@ -20,6 +20,7 @@
 
 pub mod http;
 pub mod kubectl;
+pub mod nats;
 pub mod partition;
 pub mod process;
 pub mod runner;
