@@ -281,6 +281,13 @@ impl Dispatcher {
             .map_or(0, |kb| kb * 1024)
     }
 
+    /// Open file descriptors (sockets included) of the dispatcher.
+    pub fn open_files(&self) -> usize {
+        self.child.id().map_or(0, |pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+        })
+    }
+
     /// Sends SIGTERM and returns how long the dispatcher took to exit (at most `limit`).
     pub async fn terminate(&mut self, limit: Duration) -> Option<Duration> {
         let pid = self.child.id()?;

@@ -205,6 +205,7 @@ async fn the_shared_dispatcher_survives_churn() {
         })
         .await;
         let rss_after = dispatcher.rss_bytes();
+        println!("dispatcher open files after the churn: {}", dispatcher.open_files());
         let drain = dispatcher.terminate(Duration::from_secs(30)).await;
         println!(
             "churn: {rounds} rounds in {churn:?}; steady Trigger: {steady_sent} events, p99 {p99:?}, max {max:?}; new Trigger's first event after {first:?}; dispatcher RSS {} MiB before, {} MiB peak, {} MiB after; SIGTERM exit after {drain:?}",
@@ -212,12 +213,13 @@ async fn the_shared_dispatcher_survives_churn() {
             rss_peak >> 20,
             rss_after >> 20
         );
-        // What catches a wedged or leaking dispatcher (the failure this test was written
-        // for: nothing delivered, memory growing): every steady event arrived (above), a
-        // new Trigger is served at once, memory is bounded, SIGTERM ends it. How long the
-        // steady Trigger waited is printed and recorded in docs/reliability.md, not
-        // asserted: on 2 cores shared with the control plane it varies from 15 s to 45 s
-        // (issue 17 is open on exactly that).
+        // What catches a wedged, unfair or leaking dispatcher: every steady event arrived
+        // (above) and, while thousands of churn deliveries waited for the global slots,
+        // the steady Trigger was still served in turn (before fair slots and coalesced
+        // drop reports its p99 was 15-45 s; now about 0.5 s, see docs/reliability.md; the
+        // bound is loose because 2 cores are shared with the whole control plane); a new
+        // Trigger is served at once, memory is bounded, SIGTERM ends it.
+        assert!(p99 < Duration::from_secs(10), "the steady Trigger starved during the churn: p99 {p99:?}");
         assert!(first < Duration::from_secs(5), "a new Trigger waited {first:?} for its first event");
         assert!(rss_after < 1 << 30, "dispatcher memory grew from {rss_before} to {rss_after} bytes");
         assert!(drain.is_some_and(|d| d < Duration::from_secs(25)), "the dispatcher did not exit within its drain time: {drain:?}");

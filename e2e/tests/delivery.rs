@@ -11,7 +11,9 @@ use herald_cloudevents::CloudEvent;
 use herald_e2e::kubectl::apply;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::{Answer, Subscriber};
-use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::ListParams;
 use kube::{Api, Client};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -183,6 +185,54 @@ async fn an_event_that_always_fails_goes_to_the_dead_letter_sink_with_the_error(
             Some(format!("{ns}/broken").as_str())
         );
         assert_eq!(dead.data.as_deref(), Some(&br#"{"x": 1}"#[..]));
+    })
+    .await;
+}
+
+/// Events dropped (retries used up, no dead-letter sink) are reported on the Trigger,
+/// but as one Kubernetes Event per period rather than one per dropped event: a failing
+/// subscriber must not turn into a flood on the shared apiserver.
+#[tokio::test]
+async fn dropped_events_are_reported_in_summaries_not_one_kubernetes_event_each() {
+    with_temp_ns("dropped", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let broken = Subscriber::scripted(|_, _| Answer::status(500)).await;
+        let spec = format!("{}  delivery: {{retry: 0}}\n", to(&broken.url));
+        trigger(&client, &ns, "broken", &spec).await;
+        for n in 0..100 {
+            stack.send(&format!("x{n}"), "t", "s", "{}").await;
+        }
+        broken
+            .wait_for("every event is tried once", WAIT, |d| d.len() >= 100)
+            .await;
+        let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+        // Each summary says how many it covers ("an event failed" or "N events failed").
+        let reported = || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            let notes: Vec<String> = list
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("EventDropped"))
+                .filter_map(|e| e.message)
+                .collect();
+            let covered: u64 = notes
+                .iter()
+                .map(|n| {
+                    n.split(' ')
+                        .next()
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(1)
+                })
+                .sum();
+            (covered >= 100).then_some(notes)
+        };
+        let notes = eventually("every drop is reported", WAIT, reported).await;
+        assert!(
+            notes.len() <= 3,
+            "{} Events for 100 drops: {notes:?}",
+            notes.len()
+        );
+        assert!(notes.iter().all(|n| n.contains("HTTP 500")), "{notes:?}");
     })
     .await;
 }

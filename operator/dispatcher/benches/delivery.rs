@@ -147,10 +147,10 @@ async fn start_dispatcher(
         http: Client::builder(TokioExecutor::new()).build_http(),
         jetstream: js.clone(),
         metrics: Metrics::register(registry).unwrap(),
-        recorder: None,
+        drops: None,
         tokens: None,
         attempts: herald_dispatcher::deliver::Attempts::default(),
-        slots: Arc::new(tokio::sync::Semaphore::new(4096)),
+        slots: herald_dispatcher::slots::Slots::new(4096),
     });
     let plan = Arc::new(planned.delivery.expect("a subscriber"));
     let (stop, stopped) = tokio::sync::watch::channel(herald_dispatcher::pull::Stop::Running);

@@ -180,10 +180,10 @@ async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Regist
             .timeout(Duration::from_secs(2))
             .build(env.client.clone()),
         metrics: herald_dispatcher::metrics::Metrics::register(registry).expect("metrics"),
-        recorder: None,
+        drops: None,
         tokens: None,
         attempts: Attempts::default(),
-        slots: Arc::new(tokio::sync::Semaphore::new(4096)),
+        slots: herald_dispatcher::slots::Slots::new(4096),
     });
     let mut running = Running {
         stop,

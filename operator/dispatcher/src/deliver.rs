@@ -14,8 +14,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::HeaderMap;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::metrics::{Metrics, Outcome};
 use crate::plan::TriggerPlan;
@@ -151,15 +149,15 @@ pub struct Deliverer {
     pub jetstream: jetstream::Context,
     /// Metrics.
     pub metrics: Metrics,
-    /// Kubernetes Events about dropped events (none in benchmarks).
-    pub recorder: Option<Recorder>,
+    /// Dropped events to report as Kubernetes Events (none in benchmarks and sidecars).
+    pub drops: Option<std::sync::Arc<crate::reports::DropReports>>,
     /// Tokens for subscribers that set `audience` (none in sidecar mode).
     pub tokens: Option<herald_runtime::token::TokenSource>,
     /// Attempts made per event.
     pub attempts: Attempts,
-    /// Deliveries in flight across all Triggers, bounded (`--max-in-flight`); waiters
-    /// are served in turn, so one Trigger cannot starve the others.
-    pub slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Deliveries in flight across all Triggers, bounded (`--max-in-flight`) and
+    /// shared fairly, so one Trigger cannot starve the others.
+    pub slots: std::sync::Arc<crate::slots::Slots>,
 }
 
 impl Deliverer {
@@ -360,7 +358,9 @@ impl Deliverer {
             ack(msg, AckKind::Term).await;
             self.settle(plan, msg);
             outcome(Outcome::Dropped);
-            self.report_drop(plan, number, last).await;
+            if let Some(drops) = &self.drops {
+                drops.note(&plan.namespace, &plan.trigger, number, last.describe());
+            }
             return;
         };
         let mut dead = event.clone();
@@ -399,32 +399,6 @@ impl Deliverer {
     fn settle(&self, plan: &TriggerPlan, msg: &jetstream::Message) {
         if let Ok(info) = msg.info() {
             self.attempts.settle(&plan.stream, info.stream_sequence);
-        }
-    }
-
-    async fn report_drop(&self, plan: &TriggerPlan, attempts: u32, last: &Attempt) {
-        let reference = ObjectReference {
-            api_version: Some("eventing.herald.dev/v1alpha1".into()),
-            kind: Some("Trigger".into()),
-            name: Some(plan.trigger.clone()),
-            namespace: Some(plan.namespace.clone()),
-            ..ObjectReference::default()
-        };
-        let event = Event {
-            type_: EventType::Warning,
-            reason: "EventDropped".into(),
-            note: Some(format!(
-                "an event failed {attempts} attempt(s) (last: {}) and was dropped: set delivery.deadLetterSink to keep such events",
-                last.describe()
-            )),
-            action: "Deliver".into(),
-            secondary: None,
-        };
-        let Some(recorder) = &self.recorder else {
-            return;
-        };
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %e, "could not publish a Kubernetes Event");
         }
     }
 }

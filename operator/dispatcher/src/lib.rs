@@ -21,8 +21,10 @@ pub mod filtering;
 pub mod metrics;
 pub mod plan;
 pub mod pull;
+pub mod reports;
 pub mod router;
 pub mod routes;
+pub mod slots;
 pub mod supervisor;
 
 use std::sync::Arc;
@@ -34,7 +36,6 @@ use herald_runtime::fired;
 use herald_runtime::scope;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kube::runtime::events::Recorder;
 use tokio::sync::{Notify, watch};
 
 use crate::config::DispatcherArgs;
@@ -72,6 +73,8 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
 
     let recorder = herald_runtime::event_recorder(client.clone(), "herald-dispatcher");
+    let drops = Arc::new(reports::DropReports::default());
+    let reporting = tokio::spawn(drops.clone().publish_every_period(recorder));
     let tokens = args
         .token_service_account
         .as_ref()
@@ -81,7 +84,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     let deliverer = Arc::new(deliverer(
         &nats,
         &metrics,
-        Some(recorder),
+        Some(drops),
         tokens,
         args.max_in_flight,
     ));
@@ -125,6 +128,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     );
     readiness.set(false);
     supervisor.shutdown(args.drain_timeout).await;
+    reporting.abort();
     admin.abort();
     Ok(())
 }
@@ -132,24 +136,26 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
 fn deliverer(
     nats: &herald_runtime::nats::NatsConnection,
     metrics: &Metrics,
-    recorder: Option<Recorder>,
+    drops: Option<Arc<reports::DropReports>>,
     tokens: Option<herald_runtime::token::TokenSource>,
     max_in_flight: u32,
 ) -> Deliverer {
     Deliverer {
+        // Idle connections are kept for reuse, but not every connection a burst opened:
+        // thousands of idle sockets to a slow subscriber hold buffers long after it
+        // (the numbers Knative's dispatcher uses).
         http: Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(100)
             .build_http(),
         jetstream: async_nats::jetstream::ContextBuilder::new()
             .timeout(pull::JETSTREAM_API_TIMEOUT)
             .build(nats.client.clone()),
         metrics: metrics.clone(),
-        recorder,
+        drops,
         tokens,
         attempts: deliver::Attempts::default(),
-        slots: Arc::new(tokio::sync::Semaphore::new(
-            usize::try_from(max_in_flight).unwrap_or(usize::MAX),
-        )),
+        slots: slots::Slots::new(usize::try_from(max_in_flight).unwrap_or(usize::MAX)),
     }
 }
 

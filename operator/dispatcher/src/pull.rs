@@ -116,6 +116,7 @@ async fn deliver_from(
     let mut held: HashMap<u64, Subject> = HashMap::new();
     let mut received = 0u64;
     let mut in_flight = FuturesUnordered::new();
+    let share = Arc::new(deliverer.slots.share());
     let mut progress =
         tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -124,11 +125,10 @@ async fn deliver_from(
         while in_flight.len() < max_in_flight
             && let Some((number, msg)) = waiting.pop_front()
         {
-            let (plan, deliverer) = (plan.clone(), deliverer.clone());
+            let (plan, deliverer, share) = (plan.clone(), deliverer.clone(), share.clone());
             in_flight.push(async move {
-                // A held message waits for a slot under progress acks; the semaphore
-                // is never closed, so a permit always comes.
-                let _slot = deliverer.slots.clone().acquire_owned().await;
+                // A held message waits for a slot under progress acks.
+                let _slot = share.acquire().await;
                 let _counted = InFlight::start(&deliverer.metrics.in_flight);
                 deliverer.handle(&plan, msg).await;
                 number
