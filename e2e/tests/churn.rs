@@ -1,12 +1,16 @@
-//! Churn: one shared operator, ingress and dispatcher while namespaces with up to 50
+//! Churn: one shared operator, ingress and dispatcher while namespaces with up to 50 (or more)
 //! Triggers whose subscribers are slow, erroring or gone are created, fed and deleted,
 //! round after round. Throughout, a steady Trigger in another namespace keeps receiving
 //! its events; afterwards a new Trigger gets its first event quickly, the in-flight
 //! gauge is back at zero, the dispatcher's memory is bounded, and SIGTERM ends it
 //! within its drain time.
 //!
-//! `HERALD_CHURN_SECS` (default 45) sets how long the churn lasts; the figures of the
-//! long run are in docs/reliability.md.
+//! `HERALD_CHURN_SECS` (default 45) sets how long the churn lasts and
+//! `HERALD_CHURN_SIZES` (default `1,10,50`) the Triggers per round, in turn; the long
+//! run (`HERALD_CHURN_SECS=600 HERALD_CHURN_SIZES=1,10,100,300`) and its figures are in
+//! docs/reliability.md. Namespaces are reused: a round waits until the namespace it
+//! takes is gone, which also tests that a namespace re-created under the same name is
+//! served like a new one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,14 +29,26 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 
 const WAIT: Duration = Duration::from_secs(60);
-/// Churn namespaces, each used for one round (all are watched from the start).
-const ROUNDS: usize = 12;
+/// Churn namespaces, used in turn (all are watched from the start).
+const SLOTS: usize = 12;
 
 fn churn_secs() -> u64 {
     std::env::var("HERALD_CHURN_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(45)
+}
+
+fn churn_sizes() -> Vec<usize> {
+    std::env::var("HERALD_CHURN_SIZES")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|sizes| !sizes.is_empty())
+        .unwrap_or_else(|| vec![1, 10, 50])
 }
 
 fn trigger_yaml(name: &str, uri: &str, extra: &str) -> String {
@@ -107,7 +123,7 @@ async fn round(client: &Client, ns: &str, count: usize, sinks: &[String], ingres
 #[allow(clippy::too_many_lines)] // one scenario, told in order
 async fn the_shared_dispatcher_survives_churn() {
     with_temp_ns("churn", |client, steady_ns| async move {
-        let slots: Vec<String> = (0..ROUNDS).map(|i| format!("{steady_ns}-c{i}")).collect();
+        let slots: Vec<String> = (0..SLOTS).map(|i| format!("{steady_ns}-c{i}")).collect();
         let watched = std::iter::once(steady_ns.clone()).chain(slots.iter().cloned()).collect::<Vec<_>>().join(",");
         let nats = nats_url();
         let ingress = Ingress::start(&watched, &nats).await;
@@ -154,7 +170,7 @@ async fn the_shared_dispatcher_survives_churn() {
             })
         };
 
-        // Churn: slow, erroring and vanished subscribers, 1 to 100 Triggers a round.
+        // Churn: slow, erroring and vanished subscribers, rounds of `sizes` Triggers.
         let slow = Subscriber::scripted(|_, _| Answer::after(202, Duration::from_secs(5))).await;
         let failing = Subscriber::scripted(|_, _| Answer::status(500)).await;
         let gone = format!("http://127.0.0.1:{}/events", herald_e2e::process::free_port());
@@ -163,16 +179,20 @@ async fn the_shared_dispatcher_survives_churn() {
         let began = Instant::now();
         let mut rounds = 0;
         let mut rss_peak = 0;
-        while began.elapsed() < churn && rounds < ROUNDS {
-            let ns = &slots[rounds];
-            let count = [1, 10, 50][rounds % 3];
+        let sizes = churn_sizes();
+        while began.elapsed() < churn {
+            let ns = &slots[rounds % SLOTS];
+            if rounds >= SLOTS {
+                wait_gone(&namespaces, ns).await;
+            }
+            let count = sizes[rounds % sizes.len()];
             round(&client, ns, count, &sinks, &ingress.url()).await;
             rss_peak = rss_peak.max(dispatcher.rss_bytes());
             rounds += 1;
         }
         let steady_sent = sender.await.expect("steady sender");
         let deleting = Instant::now();
-        for ns in &slots[..rounds] {
+        for ns in &slots[..rounds.min(SLOTS)] {
             wait_gone(&namespaces, ns).await;
         }
         println!("churn namespaces gone {:?} after the last round", deleting.elapsed());
