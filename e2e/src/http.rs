@@ -26,12 +26,28 @@ impl Answer {
 }
 
 /// Sends `method url` with `headers` and `body`.
+///
+/// # Panics
+/// When the server cannot be reached or its answer cannot be read.
 pub async fn request(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Answer {
+    try_request(method, url, headers, body)
+        .await
+        .expect("the ingress answers")
+}
+
+/// Sends `method url` with `headers` and `body`; `Err` when the connection failed or
+/// broke before a whole answer came (a producer would retry).
+pub async fn try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Answer, String> {
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(url)
@@ -44,23 +60,32 @@ pub async fn request(
         );
     }
     let client = Client::builder(TokioExecutor::new()).build_http();
-    let response = client.request(req).await.expect("the ingress answers");
+    let response = client.request(req).await.map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
-        .expect("read body")
+        .map_err(|e| format!("reading the answer: {e}"))?
         .to_bytes();
-    Answer {
+    Ok(Answer {
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    })
 }
 
 /// POSTs with headers and body.
 pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
     request("POST", url, headers, body).await
+}
+
+/// POSTs with headers and body; `Err` when no whole answer came.
+pub async fn try_post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Answer, String> {
+    try_request("POST", url, headers, body).await
 }

@@ -10,6 +10,7 @@
 //!       ├─ Trigger controller: durable consumer per Trigger,  trigger
 //!       │    consumer Deployment for `consumer` Triggers
 //!       ├─ autoscaler: consumer Deployments on backlog/rates  autoscale
+//!       ├─ status.backlog of subscriber Triggers             backlog
 //!       └─ EventSource controller: sink, validation           source
 //!            (cron, webhook and nats run in `herald sources`)
 //! ```
@@ -19,6 +20,7 @@
 //! so Brokers turn `NatsUnavailable` when NATS goes away and heal as soon as it is back.
 
 pub mod autoscale;
+pub mod backlog;
 pub mod broker;
 pub mod config;
 pub mod context;
@@ -277,6 +279,7 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
     );
     let trigger_store = trigger_controller.store();
     let autoscaler = autoscale::run(ctx.clone(), trigger_store.clone(), stop.clone());
+    let backlogs = backlog::run(ctx.clone(), trigger_store.clone(), stop.clone());
     let triggers = trigger_controller
         // The consumer Deployments: a change (e.g. replicas set by hand) re-checks the Trigger.
         .owns(
@@ -320,5 +323,5 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
             log_result("EventSource", r);
             futures::future::ready(())
         });
-    tokio::join!(brokers, triggers, sources, autoscaler);
+    tokio::join!(brokers, triggers, sources, autoscaler, backlogs);
 }

@@ -28,6 +28,8 @@ pub const JETSTREAM_API_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest pause between attempts to reopen a Trigger's consumer: short,
 /// because an open is one cheap request and every second waited is delivery lost.
 const REOPEN_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+/// How long one pull request stays open, and how often the server confirms it.
+const IDLE_PULL: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(5));
 /// How often held messages are marked as in progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(ACK_WAIT.as_secs() / 3);
 
@@ -218,13 +220,16 @@ async fn open(
         .map_err(|e| {
             anyhow::anyhow!("consumer {} of stream {}: {e}", plan.consumer, plan.stream)
         })?;
-    // Short pulls with frequent heartbeats: when the stream's leader moves (a NATS
-    // node died), a silent pull is noticed within seconds and the consumer reopened.
+    // A pull stays open for 30 s and the server confirms it every 5 s: when the
+    // stream's leader moves (a NATS node died), the silent pull is noticed within ~10 s
+    // and the consumer reopened; an idle Trigger costs one request per 30 s and a
+    // heartbeat per 5 s (1 s heartbeats and 5 s pulls made 1,000 idle Triggers a
+    // steady load on nats-server).
     Ok(consumer
         .stream()
         .max_messages_per_batch(fetch_batch(max_in_flight))
-        .expires(Duration::from_secs(5))
-        .heartbeat(Duration::from_secs(1))
+        .expires(IDLE_PULL.0)
+        .heartbeat(IDLE_PULL.1)
         .messages()
         .await?)
 }

@@ -7,10 +7,10 @@
 //! ([`consumer::desired_config`]), creates, updates or — when JetStream requires it —
 //! recreates it ([`queue::ensure`], with a backfill for a past start position), and
 //! writes `FilterValid`, `BrokerReady`, `SubscriberResolved`, `DeadLetterSinkResolved`
-//! and `Ready` plus `subscriberUri`, `consumerName`, `queue` and `backlog`. A finalizer
-//! deletes the queue with the Trigger. Broker changes
-//! re-check the Triggers that name them through a watch mapping ([`triggers_of`]);
-//! a short resync keeps `backlog` fresh.
+//! and `Ready` plus `subscriberUri`, `consumerName` and `queue`. A finalizer deletes
+//! the queue with the Trigger. Broker changes re-check the Triggers that name them
+//! through a watch mapping ([`triggers_of`]); `backlog` is written by the autoscaler
+//! (consumer Triggers) and [`crate::backlog`] (the others), not here.
 
 pub mod consumer;
 pub mod deployment;
@@ -41,8 +41,12 @@ pub use status::{BrokerState, Observed, desired_conditions};
 const KIND: &str = "Trigger";
 /// Finalizer held while the Trigger's consumer may exist.
 pub const FINALIZER: &str = "eventing.herald.dev/consumer";
-/// Resync period; keeps `status.backlog` fresh.
-const RESYNC: Duration = Duration::from_secs(15);
+/// Resync period: re-creates what went missing outside Herald (a consumer deleted by
+/// hand, NATS state lost). `status.backlog` is kept fresh elsewhere (the autoscaler
+/// and [`crate::backlog`]), so a Trigger at rest costs nothing between resyncs.
+const RESYNC: Duration = Duration::from_secs(300);
+/// While a Trigger replays history: how often its backfill is checked for completion.
+const BACKFILL_RESYNC: Duration = Duration::from_secs(5);
 
 /// Compiles the Trigger's filters; `Err` carries the compiler's message (path and reason).
 pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, String> {
@@ -155,12 +159,14 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         (Ok(_), Ok(d), BrokerState::Ready) => Some(queue::ensure(trigger, d, ctx).await),
         _ => None,
     };
-    let (backlog, queue_status) = match &consumer {
-        Some(Ok(state)) => (Some(state.backlog), Some(state.status.clone())),
-        _ => (
-            None,
-            previous_queue.filter(|q| q.broker == trigger.spec.broker),
-        ),
+    let queue_status = match &consumer {
+        Some(Ok(state)) => Some(state.status.clone()),
+        _ => previous_queue.filter(|q| q.broker == trigger.spec.broker),
+    };
+    let resync = if queue_status.as_ref().is_some_and(|q| q.backfilling) {
+        BACKFILL_RESYNC
+    } else {
+        RESYNC
     };
     let deployment = match (&trigger.spec.consumer, &consumer, &filters) {
         (Some(_), Some(Ok(_)), Ok(_)) => {
@@ -198,7 +204,6 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
             "consumerName": naming::consumer_name(&trigger.name_any()),
             "subscriberUri": observed.subscriber.as_ref().and_then(|r| r.as_ref().ok()),
             "deadLetterSinkUri": observed.dead_letter_sink.as_ref().and_then(|r| r.as_ref().ok()),
-            "backlog": backlog,
             "queue": queue_status,
         },
     });
@@ -210,7 +215,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
     .await?;
     match (observed.consumer, observed.deployment) {
         (Some(Err(e)), _) | (_, Some(Err(e))) if e.is_transient() => Err(e),
-        _ => Ok(Action::requeue(RESYNC)),
+        _ => Ok(Action::requeue(resync)),
     }
 }
 

@@ -19,8 +19,6 @@ use crate::error::Error;
 pub struct QueueState {
     /// The queue, for the status.
     pub status: QueueStatus,
-    /// Events waiting for the Trigger (pending + unacknowledged).
-    pub backlog: i64,
 }
 
 fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Error {
@@ -111,10 +109,6 @@ pub async fn ensure(
     } else {
         false
     };
-    let info = queue
-        .consumer_info(&durable)
-        .await
-        .map_err(|e| unavailable(&format!("cannot read consumer {durable}"), &e))?;
     Ok(QueueState {
         status: QueueStatus {
             broker: broker.clone(),
@@ -123,9 +117,6 @@ pub async fn ensure(
             routed_after,
             backfilling,
         },
-        backlog: i64::try_from(info.num_pending)
-            .unwrap_or(i64::MAX)
-            .saturating_add(i64::try_from(info.num_ack_pending).unwrap_or(0)),
     })
 }
 
