@@ -151,15 +151,18 @@ async fn start_dispatcher(
         tokens: None,
         attempts: herald_dispatcher::deliver::Attempts::default(),
         slots: herald_dispatcher::slots::Slots::new(4096),
+        moves: herald_dispatcher::moves::LeaderMoves::default(),
     });
     let plan = Arc::new(planned.delivery.expect("a subscriber"));
     let (stop, stopped) = tokio::sync::watch::channel(herald_dispatcher::pull::Stop::Running);
     let events = naming::stream_name(NAMESPACE, BROKER);
+    let moves = deliverer.moves.watch(&events, naming::ROUTER_CONSUMER);
     tokio::spawn(herald_dispatcher::router::route_loop(
         js.clone(),
         events,
         table,
         Arc::new(tokio::sync::Notify::new()),
+        moves,
         stopped.clone(),
     ));
     tokio::spawn(async move {

@@ -184,6 +184,7 @@ async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Regist
         tokens: None,
         attempts: Attempts::default(),
         slots: herald_dispatcher::slots::Slots::new(4096),
+        moves: herald_dispatcher::moves::LeaderMoves::default(),
     });
     let mut running = Running {
         stop,
@@ -286,9 +287,12 @@ async fn routed_broker(
         .tasks
         .push(tokio::spawn(herald_dispatcher::router::route_loop(
             deliverer.jetstream.clone(),
-            events_name,
+            events_name.clone(),
             table,
             Arc::new(tokio::sync::Notify::new()),
+            deliverer
+                .moves
+                .watch(&events_name, herald_api::naming::ROUTER_CONSUMER),
             stopped.clone(),
         )));
 }

@@ -155,6 +155,8 @@ pub struct Deliverer {
     pub tokens: Option<herald_runtime::token::TokenSource>,
     /// Attempts made per event.
     pub attempts: Attempts,
+    /// Leader moves that silence open pulls.
+    pub moves: crate::moves::LeaderMoves,
     /// Deliveries in flight across all Triggers, bounded (`--max-in-flight`) and
     /// shared fairly, so one Trigger cannot starve the others.
     pub slots: std::sync::Arc<crate::slots::Slots>,

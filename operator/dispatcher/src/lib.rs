@@ -19,6 +19,7 @@ pub mod config;
 pub mod deliver;
 pub mod filtering;
 pub mod metrics;
+pub mod moves;
 pub mod plan;
 pub mod pull;
 pub mod reports;
@@ -156,7 +157,20 @@ fn deliverer(
         tokens,
         attempts: deliver::Attempts::default(),
         slots: slots::Slots::new(usize::try_from(max_in_flight).unwrap_or(usize::MAX)),
+        moves: follow_leader_moves(nats),
     }
+}
+
+/// Leader moves, followed for as long as the dispatcher runs.
+fn follow_leader_moves(nats: &herald_runtime::nats::NatsConnection) -> moves::LeaderMoves {
+    let moves = moves::LeaderMoves::default();
+    let (following, client, changes) = (
+        moves.clone(),
+        nats.client.clone(),
+        nats.state_changes.clone(),
+    );
+    tokio::spawn(async move { following.follow(client, changes).await });
+    moves
 }
 
 /// Sidecar mode: one Trigger, from the plan the operator put in the pod template, to

@@ -28,8 +28,9 @@ pub const JETSTREAM_API_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest pause between attempts to reopen a Trigger's consumer: short,
 /// because an open is one cheap request and every second waited is delivery lost.
 const REOPEN_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
-/// How long one pull request stays open, and how often the server confirms it.
-const IDLE_PULL: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(5));
+/// How long one pull request stays open, and how often the server confirms it (for
+/// every pull of the dispatcher: Trigger queues, routers, backfills).
+pub const IDLE_PULL: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(15));
 /// How often held messages are marked as in progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(ACK_WAIT.as_secs() / 3);
 
@@ -119,6 +120,7 @@ async fn deliver_from(
     let mut received = 0u64;
     let mut in_flight = FuturesUnordered::new();
     let share = Arc::new(deliverer.slots.share());
+    let mut moves = deliverer.moves.watch(&plan.stream, &plan.consumer);
     let mut progress =
         tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -139,6 +141,8 @@ async fn deliver_from(
         tokio::select! {
             biased;
             _ = stop.changed() => break,
+            // The pull lived on a leader that is gone: reopen at once.
+            () = moves.moved() => break,
             Some(number) = in_flight.next(), if !in_flight.is_empty() => {
                 held.remove(&number);
             }
@@ -220,11 +224,9 @@ async fn open(
         .map_err(|e| {
             anyhow::anyhow!("consumer {} of stream {}: {e}", plan.consumer, plan.stream)
         })?;
-    // A pull stays open for 30 s and the server confirms it every 5 s: when the
-    // stream's leader moves (a NATS node died), the silent pull is noticed within ~10 s
-    // and the consumer reopened; an idle Trigger costs one request per 30 s and a
-    // heartbeat per 5 s (1 s heartbeats and 5 s pulls made 1,000 idle Triggers a
-    // steady load on nats-server).
+    // Long pulls with slow heartbeats, so an idle Trigger costs nearly nothing: a
+    // pull silenced by a leader move is reopened on JetStream's advisory (moves.rs);
+    // heartbeats are only the safety net for an advisory missed.
     Ok(consumer
         .stream()
         .max_messages_per_batch(fetch_batch(max_in_flight))

@@ -19,13 +19,12 @@ use herald_api::naming;
 use herald_filter::CompiledFilter;
 use tokio::sync::watch;
 
-use crate::pull::{JETSTREAM_API_TIMEOUT, Stop};
+use crate::moves::MovesOf;
+use crate::pull::{IDLE_PULL, JETSTREAM_API_TIMEOUT, Stop};
 use crate::routes::{QueueCopy, Route, RouteTable};
 
 /// Messages a router takes per pull.
 const ROUTE_BATCH: usize = 256;
-/// Pull expiry: short, so a router notices a lost stream leader within seconds.
-const PULL_EXPIRY: Duration = Duration::from_secs(5);
 /// Pause between attempts to reopen a consumer.
 const REOPEN_PAUSE: Duration = Duration::from_millis(500);
 /// Broker events whose copies may await JetStream's acks at once.
@@ -42,6 +41,7 @@ pub async fn route_loop(
     stream: String,
     table: Arc<RwLock<RouteTable>>,
     catch_up: Arc<tokio::sync::Notify>,
+    mut moves: MovesOf,
     mut stop: watch::Receiver<Stop>,
 ) {
     // A context of its own: the acks a router waits for never hold up another
@@ -53,7 +53,11 @@ pub async fn route_loop(
     while stop.borrow().is_running() {
         match open_router(&jetstream, &stream).await {
             Ok(messages) => {
-                route_from(&jetstream, &stream, &table, &catch_up, messages, &mut stop).await;
+                let pulls = Pulls {
+                    messages,
+                    moves: &mut moves,
+                };
+                route_from(&jetstream, &stream, &table, &catch_up, pulls, &mut stop).await;
             }
             Err(e) => {
                 tracing::warn!(%stream, error = %e, "cannot open the router consumer");
@@ -64,6 +68,12 @@ pub async fn route_loop(
             _ = stop.changed() => {}
         }
     }
+}
+
+/// A router's open pull, and the leader moves that silence it.
+struct Pulls<'a> {
+    messages: consumer::pull::Stream,
+    moves: &'a mut MovesOf,
 }
 
 async fn open_router(
@@ -77,8 +87,8 @@ async fn open_router(
     Ok(consumer
         .stream()
         .max_messages_per_batch(ROUTE_BATCH)
-        .expires(PULL_EXPIRY)
-        .heartbeat(Duration::from_secs(1))
+        .expires(IDLE_PULL.0)
+        .heartbeat(IDLE_PULL.1)
         .messages()
         .await?)
 }
@@ -88,9 +98,13 @@ async fn route_from(
     stream: &str,
     table: &Arc<RwLock<RouteTable>>,
     catch_up: &tokio::sync::Notify,
-    mut messages: consumer::pull::Stream,
+    pulls: Pulls<'_>,
     stop: &mut watch::Receiver<Stop>,
 ) {
+    let Pulls {
+        mut messages,
+        moves,
+    } = pulls;
     let mut errors = 0u32;
     // Events whose copies were published, waiting for JetStream's acks: the router
     // goes on routing meanwhile (copies still go out in stream order, on one
@@ -112,6 +126,7 @@ async fn route_from(
         let first = tokio::select! {
             biased;
             _ = stop.changed() => break,
+            () = moves.moved() => break,
             () = catch_up.notified() => continue,
             Some(stored) = storing.next(), if !storing.is_empty() => {
                 copies_in_flight -= stored;
@@ -351,8 +366,8 @@ pub async fn backfill_loop(
             let mut messages = consumer
                 .stream()
                 .max_messages_per_batch(ROUTE_BATCH)
-                .expires(Duration::from_secs(5))
-                .heartbeat(Duration::from_secs(1))
+                .expires(IDLE_PULL.0)
+                .heartbeat(IDLE_PULL.1)
                 .messages()
                 .await?;
             loop {

@@ -120,11 +120,14 @@ impl Supervisor {
                     table.clone(),
                     wake.clone(),
                 );
+                let moves = self.deliverer.moves.watch(stream, naming::ROUTER_CONSUMER);
                 Router {
                     table,
                     wake,
                     running: Running::spawn((), move |stop| {
-                        tokio::spawn(router::route_loop(jetstream, name, shared, woken, stop))
+                        tokio::spawn(router::route_loop(
+                            jetstream, name, shared, woken, moves, stop,
+                        ))
                     }),
                 }
             });
