@@ -76,7 +76,7 @@ impl LeaderMoves {
                 }
             };
             if let Some(moved) = moved {
-                tracing::info!(
+                tracing::debug!(
                     ?moved,
                     "a JetStream leader was elected or NATS reconnected; reopening the pulls concerned"
                 );
