@@ -12,7 +12,8 @@
 //! does not finish within `BENCH_TIMEOUT` seconds (default 60) reports what arrived.
 //!
 //! `cargo bench -p herald-dispatcher --bench fanout`; `BENCH_EVENTS` (default 10000),
-//! `BENCH_TRIGGERS` (default `1,10,100,1000`), `BENCH_DIALECTS` (default `a,b,c,d`).
+//! `BENCH_TRIGGERS` (default `1,10,100,1000`), `BENCH_DIALECTS` (default `a,b,c,d`),
+//! `BENCH_DESIGNS` (default `routed,before`), `BENCH_MANY_BROKERS=0` skips 100 × 10.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -233,19 +234,22 @@ async fn routed_broker(
     running: &mut Running,
 ) {
     let events_name = naming::stream_name(ns, support::BROKER);
+    let per_trigger = std::env::var("BENCH_QUEUES").is_ok_and(|v| v == "per-trigger");
+    let queue_config = |name: &str, subjects: Vec<String>| stream::Config {
+        name: name.to_owned(),
+        subjects,
+        retention: stream::RetentionPolicy::Interest,
+        max_age: Duration::from_secs(3600),
+        ..Default::default()
+    };
     let queue_name = naming::queue_stream_name(ns, support::BROKER);
-    let queue = create_stream(
-        &env.js,
-        stream::Config {
-            name: queue_name.clone(),
-            subjects: naming::queue_stream_subjects(ns, support::BROKER),
-            retention: stream::RetentionPolicy::Interest,
-            max_age: Duration::from_secs(3600),
-            ..Default::default()
-        },
-    )
-    .await;
-    running.streams.push(queue_name.clone());
+    let shared = if per_trigger {
+        None
+    } else {
+        let config = queue_config(&queue_name, naming::queue_stream_subjects(ns, support::BROKER));
+        running.streams.push(queue_name.clone());
+        Some(create_stream(&env.js, config).await)
+    };
     let mut router = consumer_config(
         naming::ROUTER_CONSUMER,
         String::new(),
@@ -257,6 +261,15 @@ async fn routed_broker(
     for i in 0..case.triggers {
         let name = format!("t{i}");
         let subject = naming::queue_subject(ns, support::BROKER, &name);
+        let (queue, queue_name) = match &shared {
+            Some(queue) => (queue.clone(), queue_name.clone()),
+            None => {
+                let own = format!("{queue_name}_{name}");
+                running.streams.push(own.clone());
+                let queue = create_stream(&env.js, queue_config(&own, vec![subject.clone()])).await;
+                (queue, own)
+            }
+        };
         queue
             .create_consumer(consumer_config(
                 &naming::consumer_name(&name),
@@ -450,6 +463,15 @@ async fn main() {
             _ => None,
         })
         .collect();
+    let designs: Vec<Design> = std::env::var("BENCH_DESIGNS")
+        .unwrap_or_else(|_| "routed,before".into())
+        .split(',')
+        .filter_map(|d| match d.trim() {
+            "routed" => Some(Design::Routed),
+            "before" => Some(Design::ConsumerPerTrigger),
+            _ => None,
+        })
+        .collect();
     let nats = herald_runtime::testing::NatsServer::start();
     let client = async_nats::connect(&nats.url).await.expect("connect");
     let js = jetstream::ContextBuilder::new()
@@ -484,7 +506,7 @@ async fn main() {
     let mut cases: Vec<Case> = Vec::new();
     for &dialect in &dialects {
         for &n in &triggers {
-            for design in [Design::Routed, Design::ConsumerPerTrigger] {
+            for &design in &designs {
                 cases.push(Case {
                     dialect,
                     brokers: 1,
@@ -495,7 +517,7 @@ async fn main() {
         }
     }
     if std::env::var("BENCH_MANY_BROKERS").map_or(true, |v| v != "0") {
-        for design in [Design::Routed, Design::ConsumerPerTrigger] {
+        for &design in &designs {
             cases.push(Case {
                 dialect: Dialect::SourcePrefix,
                 brokers: 100,
