@@ -246,7 +246,10 @@ async fn routed_broker(
     let shared = if per_trigger {
         None
     } else {
-        let config = queue_config(&queue_name, naming::queue_stream_subjects(ns, support::BROKER));
+        let config = queue_config(
+            &queue_name,
+            naming::queue_stream_subjects(ns, support::BROKER),
+        );
         running.streams.push(queue_name.clone());
         Some(create_stream(&env.js, config).await)
     };
