@@ -287,6 +287,47 @@ async fn a_reply_reaches_a_second_trigger() {
     .await;
 }
 
+/// A subscriber that answers every event with one its own Trigger matches loops;
+/// each reply lives one hop less than the event it answers (`knativebrokerttl`, 255
+/// by default, as in Knative), so the loop ends after 255 deliveries.
+#[tokio::test]
+async fn a_reply_loop_ends_after_255_hops() {
+    with_temp_ns("reply-loop", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        // Each reply a new id (one more character), so none is a duplicate.
+        let looping = Subscriber::scripted(|event, _| Answer {
+            reply: Some(CloudEvent::new(
+                &format!("{}+", event.id()),
+                "/loop",
+                "loop.ping",
+            )),
+            ..Answer::status(200)
+        })
+        .await;
+        let filter = "  filter: {attributes: {type: loop.ping}}\n";
+        trigger(
+            &client,
+            &ns,
+            "loop",
+            &format!("{filter}{}", to(&looping.url)),
+        )
+        .await;
+        stack.send("l", "loop.ping", "shop", "{}").await;
+        looping
+            .wait_for("the loop runs its course", Duration::from_secs(120), |d| {
+                d.len() >= 255
+            })
+            .await;
+        // Nothing comes after the last hop.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let deliveries = looping.deliveries();
+        assert_eq!(deliveries.len(), 255, "the loop did not stop at 255 hops");
+        let last = &deliveries[254].0;
+        assert_eq!(last.get("knativebrokerttl"), Some("1"));
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn ordered_delivery_keeps_stream_order_under_retries() {
     with_temp_ns("ordered", |client, ns| async move {

@@ -264,14 +264,13 @@ async fn routed_broker(
     for i in 0..case.triggers {
         let name = format!("t{i}");
         let subject = naming::queue_subject(ns, support::BROKER, &name);
-        let (queue, queue_name) = match &shared {
-            Some(queue) => (queue.clone(), queue_name.clone()),
-            None => {
-                let own = format!("{queue_name}_{name}");
-                running.streams.push(own.clone());
-                let queue = create_stream(&env.js, queue_config(&own, vec![subject.clone()])).await;
-                (queue, own)
-            }
+        let (queue, queue_name) = if let Some(queue) = &shared {
+            (queue.clone(), queue_name.clone())
+        } else {
+            let own = format!("{queue_name}_{name}");
+            running.streams.push(own.clone());
+            let queue = create_stream(&env.js, queue_config(&own, vec![subject.clone()])).await;
+            (queue, own)
         };
         queue
             .create_consumer(consumer_config(

@@ -61,6 +61,25 @@ impl Attempt {
     }
 }
 
+/// Extension attribute with the replies an event may still cause: a subscriber that
+/// answers every event with one it receives again would loop forever. Knative's name,
+/// so a loop through Knative and Herald Brokers is bounded too.
+pub const REPLY_TTL_ATTRIBUTE: &str = "knativebrokerttl";
+/// Replies in a row an event from a producer may cause (Knative's default).
+pub const DEFAULT_REPLY_TTL: u32 = 255;
+
+/// The time to live of a reply to `answered`, or `None` when it must not be sent.
+/// A missing or unreadable value counts as the default; a larger one is capped.
+#[must_use]
+pub fn reply_ttl(answered: &CloudEvent) -> Option<u32> {
+    let ttl = answered
+        .get(REPLY_TTL_ATTRIBUTE)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_REPLY_TTL)
+        .min(DEFAULT_REPLY_TTL);
+    ttl.checked_sub(1).filter(|left| *left > 0)
+}
+
 /// What to do with an event after attempt number `attempt` (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -288,7 +307,9 @@ impl Deliverer {
         match verdict(&attempt, number, &plan.delivery) {
             Verdict::Ack => {
                 if let Attempt::Answered { headers, body, .. } = &attempt
-                    && let Err(e) = self.publish_reply(plan, headers, body.clone()).await
+                    && let Err(e) = self
+                        .publish_reply(plan, &event, headers, body.clone())
+                        .await
                 {
                     tracing::warn!(trigger = %plan.trigger, error = %e, "could not publish the reply; the event will be delivered again");
                     ack(&msg, AckKind::Nak(Some(Duration::from_secs(1)))).await;
@@ -315,10 +336,12 @@ impl Deliverer {
         }
     }
 
-    /// A reply (a CloudEvent in the answer) is published into the Trigger's Broker.
+    /// A reply (a CloudEvent in the answer) is published into the Trigger's Broker,
+    /// with one hop fewer to live than the event it answers; at none, it is dropped.
     async fn publish_reply(
         &self,
         plan: &TriggerPlan,
+        answered: &CloudEvent,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<(), String> {
@@ -332,7 +355,14 @@ impl Deliverer {
         }
         let (_, events) = herald_cloudevents::http::decode(headers, body)
             .map_err(|e| format!("invalid reply: {e}"))?;
-        for reply in events {
+        let Some(ttl) = reply_ttl(answered) else {
+            tracing::warn!(trigger = %plan.trigger, id = answered.id(), "reply dropped: its event is the end of {DEFAULT_REPLY_TTL} replies in a row (a reply loop?)");
+            self.metrics
+                .outcome(&plan.namespace, &plan.trigger, Outcome::ReplyDropped);
+            return Ok(());
+        };
+        for mut reply in events {
+            reply.set(REPLY_TTL_ATTRIBUTE, ttl.to_string());
             let subject = naming::event_subject(&plan.namespace, &plan.broker, reply.type_());
             let (headers, payload) = herald_cloudevents::nats::encode(&reply);
             self.jetstream
@@ -414,6 +444,30 @@ async fn ack(msg: &jetstream::Message, kind: AckKind) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reply_lives_one_hop_less_than_the_event_it_answers() {
+        let mut event = CloudEvent::new("1", "/s", "t");
+        assert_eq!(
+            reply_ttl(&event),
+            Some(DEFAULT_REPLY_TTL - 1),
+            "no TTL: the default"
+        );
+        event.set(REPLY_TTL_ATTRIBUTE, "7");
+        assert_eq!(reply_ttl(&event), Some(6));
+        event.set(REPLY_TTL_ATTRIBUTE, "1");
+        assert_eq!(reply_ttl(&event), None, "the last hop");
+        event.set(REPLY_TTL_ATTRIBUTE, "0");
+        assert_eq!(reply_ttl(&event), None);
+        event.set(REPLY_TTL_ATTRIBUTE, "100000");
+        assert_eq!(reply_ttl(&event), Some(DEFAULT_REPLY_TTL - 1), "capped");
+        event.set(REPLY_TTL_ATTRIBUTE, "-3");
+        assert_eq!(
+            reply_ttl(&event),
+            Some(DEFAULT_REPLY_TTL - 1),
+            "unreadable: the default"
+        );
+    }
+
     use super::*;
 
     fn delivery(retry: u32) -> EffectiveDelivery {

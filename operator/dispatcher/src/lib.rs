@@ -111,7 +111,18 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     }
     readiness.set(true);
 
-    let mut supervisor = Supervisor::new(deliverer);
+    // Routing gets a NATS connection of its own: a flood on the delivery side (acks,
+    // progress acks and naks of thousands of deliveries to slow subscribers) must not
+    // hold up the copies every event needs. Found by the long churn run: with one
+    // shared connection a Broker's router stalled for minutes during a 300-Trigger round.
+    let routing = herald_runtime::nats::connect(&args.nats, "herald-dispatcher-routing").await?;
+    let routing_jetstream = async_nats::jetstream::ContextBuilder::new()
+        .timeout(pull::JETSTREAM_API_TIMEOUT)
+        .build(routing.client.clone());
+    deliverer
+        .moves
+        .follow_reconnections(routing.state_changes.clone());
+    let mut supervisor = Supervisor::new(deliverer, routing_jetstream);
     loop {
         supervisor.reconcile(&triggers, &brokers);
         metrics

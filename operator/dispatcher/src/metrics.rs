@@ -17,6 +17,9 @@ pub enum Outcome {
     Filtered,
     /// Not a CloudEvent; removed from the Trigger's queue.
     Malformed,
+    /// Delivered, but its reply was not published: the reply chain reached its end
+    /// (`knativebrokerttl`).
+    ReplyDropped,
 }
 
 impl Outcome {
@@ -28,6 +31,7 @@ impl Outcome {
             Self::Dropped => "dropped",
             Self::Filtered => "filtered",
             Self::Malformed => "malformed",
+            Self::ReplyDropped => "reply_dropped",
         }
     }
 }

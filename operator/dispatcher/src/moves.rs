@@ -86,6 +86,17 @@ impl LeaderMoves {
         }
     }
 
+    /// Also reopens every pull when another connection (`state_changes` of it)
+    /// reconnects, for as long as that connection lives.
+    pub fn follow_reconnections(&self, mut state_changes: tokio::sync::watch::Receiver<u64>) {
+        let sender = self.sender.clone();
+        tokio::spawn(async move {
+            while state_changes.changed().await.is_ok() {
+                let _ = sender.send(Moved::Anything);
+            }
+        });
+    }
+
     /// Waits for moves of `consumer` on `stream` (or of the stream itself).
     #[must_use]
     pub fn watch(&self, stream: &str, consumer: &str) -> MovesOf {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use async_nats::jetstream;
 use herald_api::{Broker, Trigger, conditions, naming};
 use herald_runtime::scope::Stores;
 use kube::ResourceExt;
@@ -47,6 +48,8 @@ struct Router {
 /// Everything the dispatcher runs.
 pub struct Supervisor {
     deliverer: Arc<Deliverer>,
+    /// Routers and backfills use a NATS connection of their own.
+    routing: jetstream::Context,
     filters: FilterCache,
     routers: HashMap<String, Router>,
     backfills: HashMap<String, Running<(String, Route)>>,
@@ -56,9 +59,10 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor that runs nothing yet.
     #[must_use]
-    pub fn new(deliverer: Arc<Deliverer>) -> Self {
+    pub fn new(deliverer: Arc<Deliverer>, routing: jetstream::Context) -> Self {
         Supervisor {
             deliverer,
+            routing,
             filters: FilterCache::default(),
             routers: HashMap::new(),
             backfills: HashMap::new(),
@@ -115,7 +119,7 @@ impl Supervisor {
                 let table = Arc::new(RwLock::new(RouteTable::default()));
                 let wake = Arc::new(tokio::sync::Notify::new());
                 let (jetstream, name, shared, woken) = (
-                    self.deliverer.jetstream.clone(),
+                    self.routing.clone(),
                     stream.clone(),
                     table.clone(),
                     wake.clone(),
@@ -188,7 +192,7 @@ impl Supervisor {
             let consumer = p.backfill.clone().unwrap_or_default();
             tracing::info!(trigger = %key, after = p.route.routed_after, "backfilling");
             let (jetstream, stream, route, filter, name) = (
-                self.deliverer.jetstream.clone(),
+                self.routing.clone(),
                 p.events_stream.clone(),
                 p.route.clone(),
                 p.filter.clone(),
