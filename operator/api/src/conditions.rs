@@ -94,6 +94,23 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// Whether the data plane (ingress, dispatcher) should serve an object with these
+/// conditions: `Ready` is True, or False only because the operator could not reach
+/// NATS (the data plane has its own connections and finds out itself); otherwise the
+/// reason it is not served (`NotReconciled` before the operator wrote a status). One
+/// rule for every component, so a NATS hiccup seen by the operator alone does not
+/// stop ingress and delivery.
+///
+/// # Errors
+/// The `Ready` reason when the object must not be served.
+pub fn served(conditions: &[Condition]) -> Result<(), String> {
+    match find(conditions, "Ready") {
+        Some(c) if c.is_true() || c.reason == REASON_NATS_UNAVAILABLE => Ok(()),
+        Some(c) => Err(c.reason.clone()),
+        None => Err("NotReconciled".into()),
+    }
+}
+
 /// Merges `desired` conditions into `previous`: the result has the desired conditions,
 /// in their order, each stamped with `now` and `generation` — except that a condition
 /// whose status did not change keeps its previous `lastTransitionTime`.
@@ -134,6 +151,27 @@ pub fn set_condition(conditions: &mut Vec<Condition>, mut condition: Condition, 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_data_plane_serves_ready_objects_and_rides_out_the_operators_nats_trouble() {
+        let ready = |status, reason: &str| vec![super::Condition::new("Ready", status, reason, "")];
+        assert_eq!(
+            super::served(&ready(super::ConditionStatus::True, "Ready")),
+            Ok(())
+        );
+        assert_eq!(
+            super::served(&ready(
+                super::ConditionStatus::False,
+                super::REASON_NATS_UNAVAILABLE
+            )),
+            Ok(())
+        );
+        assert_eq!(
+            super::served(&ready(super::ConditionStatus::False, "StreamRejected")),
+            Err("StreamRejected".into())
+        );
+        assert_eq!(super::served(&[]), Err("NotReconciled".into()));
+    }
+
     use super::*;
 
     fn ready(status: ConditionStatus, reason: &str) -> Condition {

@@ -131,9 +131,7 @@ pub fn plan(
     // `NatsUnavailable` is the operator's own view of a NATS hiccup (e.g. a stream
     // leader election): the loops ride those out themselves, so delivery goes on
     // instead of stopping until the operator's next successful reconcile.
-    let deliverable = conditions::find(&status.conditions, "Ready")
-        .is_some_and(|c| c.is_true() || c.reason == conditions::REASON_NATS_UNAVAILABLE);
-    if !deliverable {
+    if conditions::served(&status.conditions).is_err() {
         return None;
     }
     let queue = status

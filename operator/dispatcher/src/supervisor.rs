@@ -273,6 +273,5 @@ fn broker_routable(broker: &Broker) -> bool {
     broker
         .status
         .as_ref()
-        .and_then(|s| conditions::find(&s.conditions, "Ready"))
-        .is_some_and(|c| c.is_true() || c.reason == conditions::REASON_NATS_UNAVAILABLE)
+        .is_some_and(|s| conditions::served(&s.conditions).is_ok())
 }

@@ -42,10 +42,9 @@ impl BrokerIndex {
             .as_ref()
             .map(|s| &s.conditions[..])
             .unwrap_or_default();
-        match conditions::find(list, "Ready") {
-            Some(c) if c.is_true() => Lookup::Ready(broker),
-            Some(c) => Lookup::NotReady(c.reason.clone()),
-            None => Lookup::NotReady("NotReconciled".into()),
+        match conditions::served(list) {
+            Ok(()) => Lookup::Ready(broker),
+            Err(reason) => Lookup::NotReady(reason),
         }
     }
 
