@@ -8,7 +8,7 @@ use herald_api::broker::condition;
 use herald_api::conditions::ConditionStatus::True;
 use kube::{Api, Client};
 
-use crate::http::post;
+use crate::http::{post, try_post};
 use crate::kubectl::{apply, example};
 use crate::process::{Dispatcher, Ingress, Operator};
 use crate::{await_condition, eventually, has_condition};
@@ -64,8 +64,13 @@ impl Stack {
         // the apiserver: until then it rightly answers 503. An event without an id
         // passes the Broker lookup (then 400) and stores nothing, so it is a safe probe.
         let url = stack.broker_url();
+        // Its listener may also open a moment after its metrics port: a refused
+        // connection is "not yet" too.
         eventually("the ingress serves the Broker", WAIT, || async {
-            (post(&url, &[("ce-specversion", "1.0")], "").await.status == 400).then_some(())
+            let answer = try_post(&url, &[("ce-specversion", "1.0")], "")
+                .await
+                .ok()?;
+            (answer.status == 400).then_some(())
         })
         .await;
         stack

@@ -1,7 +1,7 @@
 //! The Trigger's status conditions, built purely from what a reconcile observed.
 
 use herald_api::TriggerSpec;
-use herald_api::conditions::{Condition, ConditionStatus};
+use herald_api::conditions::{self, Condition, ConditionStatus};
 use herald_api::delivery::EffectiveDelivery;
 use herald_api::trigger::condition;
 use herald_filter::CompiledFilter;
@@ -106,10 +106,17 @@ fn inputs(spec: &TriggerSpec, o: &Observed) -> [Condition; 4] {
             "BrokerNotFound",
             format!("Broker {broker} does not exist in this namespace"),
         ),
+        // A Broker that is not Ready only because the operator could not reach NATS
+        // passes that reason on: the data plane rides it out for the Trigger as it
+        // does for the Broker, instead of stopping its delivery.
         BrokerState::NotReady(r) => Condition::new(
             condition::BROKER_READY,
             False,
-            "BrokerNotReady",
+            if r == conditions::REASON_NATS_UNAVAILABLE {
+                conditions::REASON_NATS_UNAVAILABLE
+            } else {
+                "BrokerNotReady"
+            },
             format!("Broker {broker} is not Ready ({r})"),
         ),
     };

@@ -126,3 +126,26 @@ fn consumer_triggers_report_their_deployment() {
     let list = desired_conditions(&plain, &observed(&plain, BrokerState::Ready));
     assert!(conditions::find(&list, condition::CONSUMER_DEPLOYED).is_none());
 }
+
+#[test]
+fn a_broker_the_operator_cannot_reach_nats_for_leaves_its_triggers_served() {
+    let s = spec("broker: default\nsubscriber: {uri: http://x}");
+    let nats = desired_conditions(
+        &s,
+        &observed(
+            &s,
+            BrokerState::NotReady(herald_api::conditions::REASON_NATS_UNAVAILABLE.into()),
+        ),
+    );
+    assert_eq!(
+        ready(&nats).reason,
+        herald_api::conditions::REASON_NATS_UNAVAILABLE
+    );
+    assert!(herald_api::conditions::served(&nats).is_ok());
+    let other = desired_conditions(
+        &s,
+        &observed(&s, BrokerState::NotReady("StreamRejected".into())),
+    );
+    assert_eq!(ready(&other).reason, "BrokerNotReady");
+    assert!(herald_api::conditions::served(&other).is_err());
+}
