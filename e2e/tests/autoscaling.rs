@@ -187,11 +187,12 @@ async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
             (runner.running_pods() == 0).then_some(())
         })
         .await;
-        let status = triggers.get("orders-worker").await.expect("trigger");
-        assert_eq!(
-            field(&status, "/status/autoscaling/lastScaleReason"),
-            "Idle"
-        );
+        // The status is written just after the scale: wait for it, do not race it.
+        eventually("the last scale is reported as Idle", WAIT, || async {
+            let status = triggers.get("orders-worker").await.ok()?;
+            (field(&status, "/status/autoscaling/lastScaleReason") == "Idle").then_some(())
+        })
+        .await;
 
         // Replicas changed by hand are set back, with an Event.
         deployments
