@@ -47,7 +47,15 @@ pub struct RouteTable {
     /// it: the router does this before it routes anything else, so the Trigger's queue
     /// keeps Broker order.
     pub catch_up: Vec<CatchUp>,
+    /// Triggers removed from the table: their seam and the last Broker sequence routed
+    /// while they were in it, so one that comes back (a status that flickered) is owed
+    /// only what was routed without it, not its whole history again.
+    departed: HashMap<String, (u64, u64)>,
 }
+
+/// Departed Triggers remembered at most (beyond, they are forgotten: a Trigger that
+/// comes back is then owed everything since its seam, duplicates included).
+const MAX_DEPARTED: usize = 10_000;
 
 /// Broker events `first..=last` owed to one route.
 #[derive(Debug, Clone)]
@@ -84,7 +92,23 @@ impl RouteTable {
     /// Removes the Trigger `key`.
     pub fn remove(&mut self, key: &str) {
         self.filters.remove(&key.to_owned());
-        self.routes.remove(key);
+        if let Some(route) = self.routes.remove(key) {
+            if self.departed.len() >= MAX_DEPARTED {
+                self.departed.clear();
+            }
+            self.departed
+                .insert(key.to_owned(), (route.routed_after, self.max_routed));
+        }
+    }
+
+    /// The Broker sequence after which events are owed to `key`, just (re-)added with
+    /// `route`: its seam, or, when it was here before with the same seam, the last
+    /// event routed while it was.
+    pub fn owed_after(&mut self, key: &str, route: &Route) -> u64 {
+        match self.departed.remove(key) {
+            Some((seam, through)) if seam == route.routed_after => through.max(seam),
+            _ => route.routed_after,
+        }
     }
 
     /// The routed Trigger keys.
@@ -131,6 +155,36 @@ pub fn copy_for(route: &Route, sequence: u64) -> QueueCopy {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_trigger_that_comes_back_is_owed_only_what_was_routed_without_it() {
+        let route = |seam| Route {
+            trigger: "t".into(),
+            subject: "q.t".into(),
+            routed_after: seam,
+            filter_version: "v".into(),
+        };
+        let mut table = RouteTable::default();
+        let any = filter(&json!({"prefix": {"source": "/"}}));
+        table.upsert("ns/t", route(2), &any);
+        table.max_routed = 5;
+        table.remove("ns/t");
+        table.max_routed = 8;
+        assert!(table.upsert("ns/t", route(2), &any));
+        assert_eq!(
+            table.owed_after("ns/t", &route(2)),
+            5,
+            "6..=8 routed without it"
+        );
+        table.remove("ns/t");
+        assert!(table.upsert("ns/t", route(8), &any));
+        assert_eq!(
+            table.owed_after("ns/t", &route(8)),
+            8,
+            "a new queue: from its seam"
+        );
+        assert_eq!(table.owed_after("never", &route(3)), 3);
+    }
+
     use super::*;
     use serde_json::json;
 

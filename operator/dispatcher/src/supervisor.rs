@@ -153,14 +153,16 @@ impl Supervisor {
                 // Events this router evaluated before it knew a Trigger, past the
                 // Trigger's seam, are owed to it; the router routes them first.
                 for p in wanted {
-                    if table.upsert(&p.key, p.route.clone(), &p.filter)
-                        && table.max_routed > p.route.routed_after
-                    {
+                    if !table.upsert(&p.key, p.route.clone(), &p.filter) {
+                        continue;
+                    }
+                    let after = table.owed_after(&p.key, &p.route);
+                    if table.max_routed > after {
                         let last = table.max_routed;
                         table.catch_up.push(crate::routes::CatchUp {
                             route: p.route.clone(),
                             filter: p.filter.clone(),
-                            first: p.route.routed_after + 1,
+                            first: after + 1,
                             last,
                         });
                     }
