@@ -444,30 +444,6 @@ async fn ack(msg: &jetstream::Message, kind: AckKind) {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_reply_lives_one_hop_less_than_the_event_it_answers() {
-        let mut event = CloudEvent::new("1", "/s", "t");
-        assert_eq!(
-            reply_ttl(&event),
-            Some(DEFAULT_REPLY_TTL - 1),
-            "no TTL: the default"
-        );
-        event.set(REPLY_TTL_ATTRIBUTE, "7");
-        assert_eq!(reply_ttl(&event), Some(6));
-        event.set(REPLY_TTL_ATTRIBUTE, "1");
-        assert_eq!(reply_ttl(&event), None, "the last hop");
-        event.set(REPLY_TTL_ATTRIBUTE, "0");
-        assert_eq!(reply_ttl(&event), None);
-        event.set(REPLY_TTL_ATTRIBUTE, "100000");
-        assert_eq!(reply_ttl(&event), Some(DEFAULT_REPLY_TTL - 1), "capped");
-        event.set(REPLY_TTL_ATTRIBUTE, "-3");
-        assert_eq!(
-            reply_ttl(&event),
-            Some(DEFAULT_REPLY_TTL - 1),
-            "unreadable: the default"
-        );
-    }
-
     use super::*;
 
     fn delivery(retry: u32) -> EffectiveDelivery {
@@ -517,5 +493,29 @@ mod tests {
             );
         }
         assert_eq!(verdict(&answered(500), 1, &delivery(0)), Verdict::GiveUp);
+    }
+
+    #[test]
+    fn a_reply_lives_one_hop_less_than_the_event_it_answers() {
+        let mut event = CloudEvent::new("1", "/s", "t");
+        assert_eq!(
+            reply_ttl(&event),
+            Some(DEFAULT_REPLY_TTL - 1),
+            "no TTL: the default"
+        );
+        event.set(REPLY_TTL_ATTRIBUTE, "7");
+        assert_eq!(reply_ttl(&event), Some(6));
+        event.set(REPLY_TTL_ATTRIBUTE, "1");
+        assert_eq!(reply_ttl(&event), None, "the last hop");
+        event.set(REPLY_TTL_ATTRIBUTE, "0");
+        assert_eq!(reply_ttl(&event), None);
+        event.set(REPLY_TTL_ATTRIBUTE, "100000");
+        assert_eq!(reply_ttl(&event), Some(DEFAULT_REPLY_TTL - 1), "capped");
+        event.set(REPLY_TTL_ATTRIBUTE, "-3");
+        assert_eq!(
+            reply_ttl(&event),
+            Some(DEFAULT_REPLY_TTL - 1),
+            "unreadable: the default"
+        );
     }
 }

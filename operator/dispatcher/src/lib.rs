@@ -172,15 +172,13 @@ fn deliverer(
     }
 }
 
-/// Leader moves, followed for as long as the dispatcher runs.
+/// Leader moves (advisories, and reconnections of this connection), followed for as
+/// long as the dispatcher runs.
 fn follow_leader_moves(nats: &herald_runtime::nats::NatsConnection) -> moves::LeaderMoves {
     let moves = moves::LeaderMoves::default();
-    let (following, client, changes) = (
-        moves.clone(),
-        nats.client.clone(),
-        nats.state_changes.clone(),
-    );
-    tokio::spawn(async move { following.follow(client, changes).await });
+    let (following, client) = (moves.clone(), nats.client.clone());
+    tokio::spawn(async move { following.follow(client).await });
+    moves.follow_reconnections(nats.state_changes.clone());
     moves
 }
 

@@ -46,14 +46,10 @@ impl Default for LeaderMoves {
 }
 
 impl LeaderMoves {
-    /// Follows the advisories on `client`, and its reconnections (`state_changes`),
-    /// for as long as the client lives. Without permission to subscribe (a
-    /// locked-down NATS account), only heartbeats and reconnections remain.
-    pub async fn follow(
-        &self,
-        client: async_nats::Client,
-        mut state_changes: tokio::sync::watch::Receiver<u64>,
-    ) {
+    /// Follows the advisories on `client` for as long as it lives. Without permission
+    /// to subscribe (a locked-down NATS account), only heartbeats and reconnections
+    /// ([`LeaderMoves::follow_reconnections`]) remain.
+    pub async fn follow(&self, client: async_nats::Client) {
         let mut subscriptions = Vec::new();
         for subject in ADVISORIES {
             match client.subscribe(subject).await {
@@ -64,21 +60,11 @@ impl LeaderMoves {
             }
         }
         let mut advisories = futures::stream::select_all(subscriptions);
-        loop {
-            let moved = tokio::select! {
-                // With no subscription this branch is disabled: reconnections only.
-                Some(advisory) = advisories.next() => moved(advisory.subject.as_str()),
-                changed = state_changes.changed() => {
-                    if changed.is_err() {
-                        return; // the connection is gone for good
-                    }
-                    Some(Moved::Anything)
-                }
-            };
-            if let Some(moved) = moved {
+        while let Some(advisory) = advisories.next().await {
+            if let Some(moved) = moved(advisory.subject.as_str()) {
                 tracing::debug!(
                     ?moved,
-                    "a JetStream leader was elected or NATS reconnected; reopening the pulls concerned"
+                    "a JetStream leader was elected; reopening the pulls concerned"
                 );
                 // No receiver (no loop running) is not an error.
                 let _ = self.sender.send(moved);
@@ -86,8 +72,8 @@ impl LeaderMoves {
         }
     }
 
-    /// Also reopens every pull when another connection (`state_changes` of it)
-    /// reconnects, for as long as that connection lives.
+    /// Reopens every pull when a connection (`state_changes` of it) reconnects, for as
+    /// long as that connection lives: the advisories sent meanwhile were missed.
     pub fn follow_reconnections(&self, mut state_changes: tokio::sync::watch::Receiver<u64>) {
         let sender = self.sender.clone();
         tokio::spawn(async move {

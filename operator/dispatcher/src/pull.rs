@@ -28,9 +28,11 @@ pub const JETSTREAM_API_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest pause between attempts to reopen a Trigger's consumer: short,
 /// because an open is one cheap request and every second waited is delivery lost.
 const REOPEN_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
-/// How long one pull request stays open, and how often the server confirms it (for
-/// every pull of the dispatcher: Trigger queues, routers, backfills).
-pub const IDLE_PULL: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(15));
+/// How long one pull request stays open (every pull of the dispatcher: Trigger
+/// queues, routers, backfills).
+pub const PULL_EXPIRY: Duration = Duration::from_secs(60);
+/// How often nats-server confirms an open pull that has nothing to deliver.
+pub const PULL_HEARTBEAT: Duration = Duration::from_secs(15);
 /// How often held messages are marked as in progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(ACK_WAIT.as_secs() / 3);
 
@@ -230,8 +232,8 @@ async fn open(
     Ok(consumer
         .stream()
         .max_messages_per_batch(fetch_batch(max_in_flight))
-        .expires(IDLE_PULL.0)
-        .heartbeat(IDLE_PULL.1)
+        .expires(PULL_EXPIRY)
+        .heartbeat(PULL_HEARTBEAT)
         .messages()
         .await?)
 }

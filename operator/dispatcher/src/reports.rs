@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use herald_api::Trigger;
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 
 /// Longest a drop waits to be reported; also the shortest gap between two Events of
@@ -67,8 +69,8 @@ impl DropReports {
             every.tick().await;
             for ((namespace, trigger), pending) in self.take() {
                 let reference = ObjectReference {
-                    api_version: Some("eventing.herald.dev/v1alpha1".into()),
-                    kind: Some("Trigger".into()),
+                    api_version: Some(Trigger::api_version(&()).into_owned()),
+                    kind: Some(Trigger::kind(&()).into_owned()),
                     name: Some(trigger),
                     namespace: Some(namespace),
                     ..ObjectReference::default()

@@ -20,7 +20,7 @@ use herald_filter::CompiledFilter;
 use tokio::sync::watch;
 
 use crate::moves::MovesOf;
-use crate::pull::{IDLE_PULL, JETSTREAM_API_TIMEOUT, Stop};
+use crate::pull::{JETSTREAM_API_TIMEOUT, PULL_EXPIRY, PULL_HEARTBEAT, Stop};
 use crate::routes::{QueueCopy, Route, RouteTable};
 
 /// Messages a router takes per pull.
@@ -53,11 +53,10 @@ pub async fn route_loop(
     while stop.borrow().is_running() {
         match open_router(&jetstream, &stream).await {
             Ok(messages) => {
-                let pulls = Pulls {
-                    messages,
-                    moves: &mut moves,
-                };
-                route_from(&jetstream, &stream, &table, &catch_up, pulls, &mut stop).await;
+                route_from(
+                    &jetstream, &stream, &table, &catch_up, messages, &mut moves, &mut stop,
+                )
+                .await;
             }
             Err(e) => {
                 tracing::warn!(%stream, error = %e, "cannot open the router consumer");
@@ -68,12 +67,6 @@ pub async fn route_loop(
             _ = stop.changed() => {}
         }
     }
-}
-
-/// A router's open pull, and the leader moves that silence it.
-struct Pulls<'a> {
-    messages: consumer::pull::Stream,
-    moves: &'a mut MovesOf,
 }
 
 async fn open_router(
@@ -87,8 +80,8 @@ async fn open_router(
     Ok(consumer
         .stream()
         .max_messages_per_batch(ROUTE_BATCH)
-        .expires(IDLE_PULL.0)
-        .heartbeat(IDLE_PULL.1)
+        .expires(PULL_EXPIRY)
+        .heartbeat(PULL_HEARTBEAT)
         .messages()
         .await?)
 }
@@ -98,13 +91,10 @@ async fn route_from(
     stream: &str,
     table: &Arc<RwLock<RouteTable>>,
     catch_up: &tokio::sync::Notify,
-    pulls: Pulls<'_>,
+    mut messages: consumer::pull::Stream,
+    moves: &mut MovesOf,
     stop: &mut watch::Receiver<Stop>,
 ) {
-    let Pulls {
-        mut messages,
-        moves,
-    } = pulls;
     let mut errors = 0u32;
     // Events whose copies were published, waiting for JetStream's acks: the router
     // goes on routing meanwhile (copies still go out in stream order, on one
@@ -366,8 +356,8 @@ pub async fn backfill_loop(
             let mut messages = consumer
                 .stream()
                 .max_messages_per_batch(ROUTE_BATCH)
-                .expires(IDLE_PULL.0)
-                .heartbeat(IDLE_PULL.1)
+                .expires(PULL_EXPIRY)
+                .heartbeat(PULL_HEARTBEAT)
                 .messages()
                 .await?;
             loop {

@@ -155,36 +155,6 @@ pub fn copy_for(route: &Route, sequence: u64) -> QueueCopy {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_trigger_that_comes_back_is_owed_only_what_was_routed_without_it() {
-        let route = |seam| Route {
-            trigger: "t".into(),
-            subject: "q.t".into(),
-            routed_after: seam,
-            filter_version: "v".into(),
-        };
-        let mut table = RouteTable::default();
-        let any = filter(&json!({"prefix": {"source": "/"}}));
-        table.upsert("ns/t", route(2), &any);
-        table.max_routed = 5;
-        table.remove("ns/t");
-        table.max_routed = 8;
-        assert!(table.upsert("ns/t", route(2), &any));
-        assert_eq!(
-            table.owed_after("ns/t", &route(2)),
-            5,
-            "6..=8 routed without it"
-        );
-        table.remove("ns/t");
-        assert!(table.upsert("ns/t", route(8), &any));
-        assert_eq!(
-            table.owed_after("ns/t", &route(8)),
-            8,
-            "a new queue: from its seam"
-        );
-        assert_eq!(table.owed_after("never", &route(3)), 3);
-    }
-
     use super::*;
     use serde_json::json;
 
@@ -315,5 +285,35 @@ mod tests {
             alone.sort();
             proptest::prop_assert_eq!(routed, alone);
         }
+    }
+
+    #[test]
+    fn a_trigger_that_comes_back_is_owed_only_what_was_routed_without_it() {
+        let route = |seam| Route {
+            trigger: "t".into(),
+            subject: "q.t".into(),
+            routed_after: seam,
+            filter_version: "v".into(),
+        };
+        let mut table = RouteTable::default();
+        let any = filter(&json!({"prefix": {"source": "/"}}));
+        table.upsert("ns/t", route(2), &any);
+        table.max_routed = 5;
+        table.remove("ns/t");
+        table.max_routed = 8;
+        assert!(table.upsert("ns/t", route(2), &any));
+        assert_eq!(
+            table.owed_after("ns/t", &route(2)),
+            5,
+            "6..=8 routed without it"
+        );
+        table.remove("ns/t");
+        assert!(table.upsert("ns/t", route(8), &any));
+        assert_eq!(
+            table.owed_after("ns/t", &route(8)),
+            8,
+            "a new queue: from its seam"
+        );
+        assert_eq!(table.owed_after("never", &route(3)), 3);
     }
 }

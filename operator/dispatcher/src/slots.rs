@@ -77,12 +77,6 @@ impl Slots {
         }
     }
 
-    /// Slots free now.
-    #[must_use]
-    pub fn free(&self) -> usize {
-        self.lock().free
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update keeps the state consistent before it can panic, so a poisoned
         // lock still holds a valid state.
@@ -244,7 +238,7 @@ mod tests {
             .expect("task");
         assert_eq!(slot.share, quiet.id);
         assert!(queued.iter().all(|t| !t.is_finished()));
-        assert_eq!(slots.free(), 0);
+        assert_eq!(slots.lock().free, 0);
     }
 
     #[tokio::test]
@@ -270,7 +264,7 @@ mod tests {
             task.await.expect("task");
         }
         assert!(peak.load(Ordering::SeqCst) <= 3);
-        assert_eq!(slots.free(), 3);
+        assert_eq!(slots.lock().free, 3);
         assert!(slots.lock().shares.is_empty());
         assert!(slots.lock().waiting.is_empty());
     }
@@ -289,7 +283,7 @@ mod tests {
         drop(held);
         let slot = served.await.expect("served after the abandoned acquire");
         drop(slot);
-        assert_eq!(slots.free(), 1);
+        assert_eq!(slots.lock().free, 1);
         assert!(slots.lock().shares.is_empty());
     }
 
