@@ -151,31 +151,25 @@ pub fn set_condition(conditions: &mut Vec<Condition>, mut condition: Condition, 
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_data_plane_serves_ready_objects_and_rides_out_the_operators_nats_trouble() {
-        let ready = |status, reason: &str| vec![super::Condition::new("Ready", status, reason, "")];
-        assert_eq!(
-            super::served(&ready(super::ConditionStatus::True, "Ready")),
-            Ok(())
-        );
-        assert_eq!(
-            super::served(&ready(
-                super::ConditionStatus::False,
-                super::REASON_NATS_UNAVAILABLE
-            )),
-            Ok(())
-        );
-        assert_eq!(
-            super::served(&ready(super::ConditionStatus::False, "StreamRejected")),
-            Err("StreamRejected".into())
-        );
-        assert_eq!(super::served(&[]), Err("NotReconciled".into()));
-    }
-
     use super::*;
 
     fn ready(status: ConditionStatus, reason: &str) -> Condition {
         Condition::new("Ready", status, reason, "")
+    }
+
+    #[test]
+    fn the_data_plane_serves_ready_objects_and_rides_out_the_operators_nats_trouble() {
+        let served_with = |status, reason| served(&[ready(status, reason)]);
+        assert_eq!(served_with(ConditionStatus::True, "Ready"), Ok(()));
+        assert_eq!(
+            served_with(ConditionStatus::False, REASON_NATS_UNAVAILABLE),
+            Ok(())
+        );
+        assert_eq!(
+            served_with(ConditionStatus::False, "StreamRejected"),
+            Err("StreamRejected".into())
+        );
+        assert_eq!(served(&[]), Err("NotReconciled".into()));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use herald_api::{Trigger, naming};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::context::Context;
@@ -113,8 +113,8 @@ async fn round(
                 .or_else(|| trigger.status.as_ref().and_then(|s| s.backlog));
             if last != Some(now) {
                 let patch = serde_json::json!({
-                    "apiVersion": "eventing.herald.dev/v1alpha1",
-                    "kind": "Trigger",
+                    "apiVersion": Trigger::api_version(&()),
+                    "kind": Trigger::kind(&()),
                     "status": { "backlog": now },
                 });
                 let result = Api::<Trigger>::namespaced(ctx.client.clone(), &key.0)

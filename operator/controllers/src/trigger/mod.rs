@@ -160,7 +160,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         _ => None,
     };
     let queue_status = match &consumer {
-        Some(Ok(state)) => Some(state.status.clone()),
+        Some(Ok(status)) => Some(status.clone()),
         _ => previous_queue.filter(|q| q.broker == trigger.spec.broker),
     };
     let resync = if queue_status.as_ref().is_some_and(|q| q.backfilling) {

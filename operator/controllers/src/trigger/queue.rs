@@ -14,13 +14,6 @@ use super::consumer;
 use crate::context::Context;
 use crate::error::Error;
 
-/// What the queue looks like after a reconcile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueState {
-    /// The queue, for the status.
-    pub status: QueueStatus,
-}
-
 fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Error {
     Error::NatsUnavailable(format!("{what}: {e}"))
 }
@@ -29,12 +22,13 @@ fn stream_missing(e: &async_nats::jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
-/// Makes the Trigger's queue consumer (and its backfill, while one is owed) match.
+/// Makes the Trigger's queue consumer (and its backfill, while one is owed) match;
+/// returns the queue as the status shows it.
 pub async fn ensure(
     trigger: &Trigger,
     delivery: &EffectiveDelivery,
     ctx: &Context,
-) -> Result<QueueState, Error> {
+) -> Result<QueueStatus, Error> {
     if !ctx.nats.is_connected() {
         return Err(Error::NatsUnavailable(
             "not connected to any NATS server".into(),
@@ -109,14 +103,12 @@ pub async fn ensure(
     } else {
         false
     };
-    Ok(QueueState {
-        status: QueueStatus {
-            broker: broker.clone(),
-            stream: queue_name,
-            subject: naming::queue_subject(&namespace, broker, &name),
-            routed_after,
-            backfilling,
-        },
+    Ok(QueueStatus {
+        broker: broker.clone(),
+        stream: queue_name,
+        subject: naming::queue_subject(&namespace, broker, &name),
+        routed_after,
+        backfilling,
     })
 }
 
