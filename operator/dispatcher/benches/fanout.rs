@@ -33,7 +33,7 @@ use herald_dispatcher::routes::{Route, RouteTable};
 use herald_filter::CompiledFilter;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use support::{Http, Received, cpu_seconds, env_usize, percentile};
+use support::{Http, Received, cpu_seconds, env_list, env_usize, percentile};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -449,31 +449,19 @@ fn print_row(case: &Case, f: &Figures, events: usize) {
 async fn main() {
     let events = env_usize("BENCH_EVENTS", 10_000);
     let timeout = Duration::from_secs(env_usize("BENCH_TIMEOUT", 60) as u64);
-    let triggers: Vec<usize> = std::env::var("BENCH_TRIGGERS")
-        .unwrap_or_else(|_| "1,10,100,1000".into())
-        .split(',')
-        .filter_map(|n| n.trim().parse().ok())
-        .collect();
-    let dialects: Vec<Dialect> = std::env::var("BENCH_DIALECTS")
-        .unwrap_or_else(|_| "a,b,c,d".into())
-        .split(',')
-        .filter_map(|d| match d.trim() {
-            "a" => Some(Dialect::ExactType),
-            "b" => Some(Dialect::SourcePrefix),
-            "c" => Some(Dialect::ContentPattern),
-            "d" => Some(Dialect::Cesql),
-            _ => None,
-        })
-        .collect();
-    let designs: Vec<Design> = std::env::var("BENCH_DESIGNS")
-        .unwrap_or_else(|_| "routed,before".into())
-        .split(',')
-        .filter_map(|d| match d.trim() {
-            "routed" => Some(Design::Routed),
-            "before" => Some(Design::ConsumerPerTrigger),
-            _ => None,
-        })
-        .collect();
+    let triggers: Vec<usize> = env_list("BENCH_TRIGGERS", "1,10,100,1000", |n| n.parse().ok());
+    let dialects = env_list("BENCH_DIALECTS", "a,b,c,d", |d| match d {
+        "a" => Some(Dialect::ExactType),
+        "b" => Some(Dialect::SourcePrefix),
+        "c" => Some(Dialect::ContentPattern),
+        "d" => Some(Dialect::Cesql),
+        _ => None,
+    });
+    let designs = env_list("BENCH_DESIGNS", "routed,before", |d| match d {
+        "routed" => Some(Design::Routed),
+        "before" => Some(Design::ConsumerPerTrigger),
+        _ => None,
+    });
     let nats = herald_runtime::testing::NatsServer::start();
     let client = async_nats::connect(&nats.url).await.expect("connect");
     let js = jetstream::ContextBuilder::new()

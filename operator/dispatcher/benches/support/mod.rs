@@ -32,6 +32,16 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The comma-separated list in `name` (or `default`), each item read by `parse`;
+/// items it does not know are skipped.
+pub fn env_list<T>(name: &str, default: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|item| parse(item.trim()))
+        .collect()
+}
+
 /// Nanoseconds since the bench started, carried in each event to time it end to end.
 pub fn clock(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
