@@ -436,9 +436,15 @@ impl Deliverer {
 }
 
 async fn ack(msg: &jetstream::Message, kind: AckKind) {
-    if let Err(e) = msg.ack_with(kind).await {
-        // JetStream redelivers after the ack wait: at least once still holds.
-        tracing::warn!(error = %e, ?kind, "acknowledgement failed");
+    // JetStream redelivers after the ack wait: at least once holds if this fails.
+    match tokio::time::timeout(crate::pull::ACK_SEND_LIMIT, msg.ack_with(kind)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, ?kind, "acknowledgement failed"),
+        Err(_) => tracing::warn!(
+            ?kind,
+            "the NATS client took no acknowledgement for {:?}",
+            crate::pull::ACK_SEND_LIMIT
+        ),
     }
 }
 

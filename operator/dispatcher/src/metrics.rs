@@ -23,6 +23,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    const ALL: [Outcome; 7] = [
+        Self::Delivered,
+        Self::Retried,
+        Self::DeadLettered,
+        Self::Dropped,
+        Self::Filtered,
+        Self::Malformed,
+        Self::ReplyDropped,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Self::Delivered => "delivered",
@@ -94,5 +104,44 @@ impl Metrics {
         self.latency
             .with_label_values(&[namespace, trigger])
             .observe(seconds);
+    }
+
+    /// Drops the series of a Trigger that is gone: namespaces come and go, and each
+    /// Trigger's series would otherwise stay in memory (and in every scrape) for good.
+    pub fn forget(&self, namespace: &str, trigger: &str) {
+        for outcome in Outcome::ALL {
+            let _ = self
+                .events
+                .remove_label_values(&[namespace, trigger, outcome.label()]);
+        }
+        let _ = self.latency.remove_label_values(&[namespace, trigger]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(registry: &Registry) -> usize {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name().starts_with("herald_dispatcher_"))
+            .map(|family| family.get_metric().len())
+            .sum()
+    }
+
+    #[test]
+    fn a_forgotten_trigger_leaves_no_series_and_others_keep_theirs() {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        let idle = series(&registry);
+        metrics.outcome("gone", "t", Outcome::Delivered);
+        metrics.outcome("gone", "t", Outcome::Dropped);
+        metrics.latency("gone", "t", 0.1);
+        metrics.outcome("stays", "t", Outcome::Delivered);
+        assert_eq!(series(&registry), idle + 4);
+        metrics.forget("gone", "t");
+        assert_eq!(series(&registry), idle + 1);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Subject;
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -35,6 +35,10 @@ pub const PULL_EXPIRY: Duration = Duration::from_secs(60);
 pub const PULL_HEARTBEAT: Duration = Duration::from_secs(15);
 /// How often held messages are marked as in progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(ACK_WAIT.as_secs() / 3);
+/// How long a loop waits to hand acks (progress, naks) to the NATS client: a client
+/// that takes no commands must not hold the loop, and an ack not sent costs at most
+/// an early redelivery.
+pub const ACK_SEND_LIMIT: Duration = Duration::from_secs(2);
 
 /// What a loop is told to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,10 +153,7 @@ async fn deliver_from(
                 held.remove(&number);
             }
             _ = progress.tick(), if !held.is_empty() => {
-                for reply in held.values() {
-                    // A lost "+WPI" only risks an early redelivery (at least once holds).
-                    let _ = client.publish(reply.clone(), Bytes::from_static(b"+WPI")).await;
-                }
+                send_acks(&client, held.values(), b"+WPI", plan).await;
             }
             next = messages.next(), if waiting.len() < max_waiting => match next {
                 Some(Ok(msg)) => {
@@ -175,10 +176,11 @@ async fn deliver_from(
         }
     }
     // Not started: back to the consumer at once rather than after the ack wait.
-    for (number, msg) in waiting.drain(..) {
-        held.remove(&number);
-        let _ = msg.ack_with(AckKind::Nak(None)).await;
-    }
+    let not_started: Vec<Subject> = waiting
+        .drain(..)
+        .filter_map(|(number, _)| held.remove(&number))
+        .collect();
+    send_acks(&client, not_started.iter(), b"-NAK", plan).await;
     let deadline = match *stop.borrow() {
         Stop::Drain(deadline) => Some(deadline),
         // The stream broke: deliveries in flight still finish (their acks may land).
@@ -191,21 +193,32 @@ async fn deliver_from(
         while !in_flight.is_empty() {
             tokio::select! {
                 Some(number) = in_flight.next() => { held.remove(&number); }
-                _ = progress.tick() => {
-                    for reply in held.values() {
-                        let _ = client.publish(reply.clone(), Bytes::from_static(b"+WPI")).await;
-                    }
-                }
+                _ = progress.tick() => send_acks(&client, held.values(), b"+WPI", plan).await,
                 () = &mut drained => break,
             }
         }
     }
     // Cancelled or out of time: what is still held goes back for redelivery now.
     drop(in_flight);
-    for reply in held.values() {
-        let _ = client
-            .publish(reply.clone(), Bytes::from_static(b"-NAK"))
-            .await;
+    send_acks(&client, held.values(), b"-NAK", plan).await;
+}
+
+/// Sends one ack of kind `ack` (`+WPI`, `-NAK`) to each of `replies`, for at most
+/// [`ACK_SEND_LIMIT`] in all. Acks not sent only cost an early or late redelivery
+/// (at least once holds either way).
+async fn send_acks<'a>(
+    client: &async_nats::Client,
+    replies: impl Iterator<Item = &'a Subject>,
+    ack: &'static [u8],
+    plan: &TriggerPlan,
+) {
+    let sending = async {
+        for reply in replies {
+            let _ = client.publish(reply.clone(), Bytes::from_static(ack)).await;
+        }
+    };
+    if tokio::time::timeout(ACK_SEND_LIMIT, sending).await.is_err() {
+        tracing::warn!(trigger = %plan.trigger, ack = %String::from_utf8_lossy(ack), "the NATS client took no acks for {ACK_SEND_LIMIT:?}");
     }
 }
 

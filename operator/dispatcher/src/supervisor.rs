@@ -216,11 +216,15 @@ impl Supervisor {
             .into_iter()
             .filter_map(|p| Some((p.key, p.delivery?)))
             .collect();
+        let metrics = &self.deliverer.metrics;
         self.deliveries.retain(|key, running| {
             let keep = desired.get(key) == Some(&running.what);
             if !keep {
                 tracing::info!(trigger = %key, "stopping delivery");
                 let _ = running.stop.send(Stop::Now);
+                if !desired.contains_key(key) {
+                    metrics.forget(&running.what.namespace, &running.what.trigger);
+                }
             }
             keep
         });
