@@ -110,9 +110,7 @@ async fn route_from(
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .catch_up,
         );
-        for debt in owed {
-            reroute(jetstream, stream, &debt).await;
-        }
+        reroute(jetstream, stream, owed).await;
         let first = tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -217,8 +215,16 @@ async fn settle(
     } else {
         AckKind::Nak(Some(RETRY_DELAY))
     };
-    if let Err(e) = msg.ack_with(kind).await {
-        tracing::warn!(error = %e, "routing acknowledgement failed; the event will be routed again");
+    match tokio::time::timeout(crate::pull::ACK_SEND_LIMIT, msg.ack_with(kind)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "routing acknowledgement failed; the event will be routed again");
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the NATS client took no routing acknowledgement; the event will be routed again"
+            );
+        }
     }
     copies
 }
@@ -259,19 +265,19 @@ async fn publish_copy(
         .map_err(|e| e.to_string())
 }
 
-/// Copies the Broker events a catch-up owes (`first..=last` that its filter matches)
-/// into its route's queue, each stored before the next.
-async fn reroute(jetstream: &jetstream::Context, stream: &str, debt: &crate::routes::CatchUp) {
-    let crate::routes::CatchUp {
-        route,
-        filter,
-        first,
-        last,
-    } = debt;
-    let (first, last) = (*first, *last);
-    if first > last {
+/// Copies the Broker events the catch-ups owe (for each, `first..=last` that its
+/// filter matches) into their routes' queues, each stored before the next: one pass
+/// over the stream for all of them, so a Broker that gains 300 Triggers at once reads
+/// its history once and asks JetStream for one consumer, not 300.
+async fn reroute(jetstream: &jetstream::Context, stream: &str, debts: Vec<crate::routes::CatchUp>) {
+    let debts: Vec<_> = debts.into_iter().filter(|d| d.first <= d.last).collect();
+    let (Some(first), Some(last)) = (
+        debts.iter().map(|d| d.first).min(),
+        debts.iter().map(|d| d.last).max(),
+    ) else {
         return;
-    }
+    };
+    let mut copied = vec![0u64; debts.len()];
     let result = async {
         let events = jetstream.get_stream_no_info(stream).await?;
         let consumer = events
@@ -283,7 +289,6 @@ async fn reroute(jetstream: &jetstream::Context, stream: &str, debt: &crate::rou
             })
             .await?;
         let mut messages = consumer.messages().await?;
-        let mut copied = 0u64;
         while let Some(msg) = tokio::time::timeout(JETSTREAM_API_TIMEOUT * 2, messages.next())
             .await
             .ok()
@@ -295,24 +300,51 @@ async fn reroute(jetstream: &jetstream::Context, stream: &str, debt: &crate::rou
             if sequence > last {
                 break;
             }
-            if copy_if_matching(jetstream, &msg, sequence, route, filter).await? {
-                copied += 1;
+            if let Ok(event) =
+                herald_cloudevents::nats::decode(msg.headers.as_ref(), msg.payload.clone())
+            {
+                for (debt, copied) in debts.iter().zip(copied.iter_mut()) {
+                    if (debt.first..=debt.last).contains(&sequence)
+                        && crate::filtering::matches(&debt.filter, &event)
+                    {
+                        store_copy(jetstream, &msg, sequence, &debt.route).await?;
+                        *copied += 1;
+                    }
+                }
             }
             if pending == 0 || sequence == last {
                 break;
             }
         }
-        anyhow::Ok(copied)
+        anyhow::Ok(())
     }
     .await;
-    match result {
-        Ok(copied) => {
-            tracing::info!(trigger = %route.trigger, first, last, copied, "routed events that arrived before this router knew the Trigger");
-        }
-        Err(e) => {
-            tracing::warn!(trigger = %route.trigger, first, last, error = %e, "could not route the events that arrived before this router knew the Trigger");
+    for (debt, copied) in debts.iter().zip(copied) {
+        let (trigger, first, last) = (&debt.route.trigger, debt.first, debt.last);
+        match &result {
+            Ok(()) => {
+                tracing::info!(%trigger, first, last, copied, "routed events that arrived before this router knew the Trigger");
+            }
+            Err(e) => {
+                tracing::warn!(%trigger, first, last, copied, error = %e, "could not route the events that arrived before this router knew the Trigger");
+            }
         }
     }
+}
+
+/// Queues a copy of `msg` (Broker event `sequence`) for `route`; waits until it is stored.
+async fn store_copy(
+    jetstream: &jetstream::Context,
+    msg: &jetstream::Message,
+    sequence: u64,
+    route: &Route,
+) -> anyhow::Result<()> {
+    let copy = crate::routes::copy_for(route, sequence);
+    publish_copy(jetstream, msg, sequence, &copy)
+        .await
+        .map_err(anyhow::Error::msg)?
+        .await?;
+    Ok(())
 }
 
 /// Queues `msg` for `route` if `filter` matches it; waits until it is stored.
@@ -330,11 +362,7 @@ async fn copy_if_matching(
     if !crate::filtering::matches(filter, &event) {
         return Ok(false);
     }
-    let copy = crate::routes::copy_for(route, sequence);
-    publish_copy(jetstream, msg, sequence, &copy)
-        .await
-        .map_err(anyhow::Error::msg)?
-        .await?;
+    store_copy(jetstream, msg, sequence, route).await?;
     Ok(true)
 }
 
