@@ -41,7 +41,7 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
@@ -273,11 +273,17 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
         log_result("Broker", r);
         futures::future::ready(())
     });
-    let trigger_controller = Controller::new(
+    // The Triggers' cache is the operator's biggest: trimmed before it is stored.
+    let (trigger_store, trigger_cache) = kube::runtime::reflector::store();
+    let trigger_events = watcher(
         api::<Trigger>(&client, namespace),
         watcher::Config::default(),
-    );
-    let trigger_store = trigger_controller.store();
+    )
+    .default_backoff()
+    .modify(herald_runtime::scope::trim_for_cache)
+    .reflect(trigger_cache)
+    .applied_objects();
+    let trigger_controller = Controller::for_stream(trigger_events, trigger_store.clone());
     let autoscaler = autoscale::run(ctx.clone(), trigger_store.clone(), stop.clone());
     let backlogs = backlog::run(ctx.clone(), trigger_store.clone(), stop.clone());
     let triggers = trigger_controller

@@ -10,7 +10,17 @@ use futures::StreamExt;
 use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
+
+/// Drops what a cache never reads but would hold for every object: the field
+/// managers (a tree of small allocations per object, several per Herald object) and
+/// kubectl's copy of the last applied manifest. With 1,000 Triggers this is megabytes.
+pub fn trim_for_cache<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    if let Some(annotations) = &mut object.meta_mut().annotations {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
 
 /// One `Api` per watched namespace, or a single cluster-wide one.
 #[must_use]
@@ -99,15 +109,18 @@ where
         stores.push(store);
         let on_change = on_change.clone();
         watches.push(
-            reflector::reflector(writer, watcher(api, watcher::Config::default()))
-                .default_backoff()
-                .for_each(move |event| {
-                    if let Err(e) = &event {
-                        tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
-                    }
-                    on_change();
-                    futures::future::ready(())
-                }),
+            reflector::reflector(
+                writer,
+                watcher(api, watcher::Config::default()).modify(trim_for_cache),
+            )
+            .default_backoff()
+            .for_each(move |event| {
+                if let Err(e) = &event {
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                }
+                on_change();
+                futures::future::ready(())
+            }),
         );
     }
     let run = async move {
