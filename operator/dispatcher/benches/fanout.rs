@@ -13,7 +13,10 @@
 //!
 //! `cargo bench -p herald-dispatcher --bench fanout`; `BENCH_EVENTS` (default 10000),
 //! `BENCH_TRIGGERS` (default `1,10,100,1000`), `BENCH_DIALECTS` (default `a,b,c,d`),
-//! `BENCH_DESIGNS` (default `routed,before`), `BENCH_MANY_BROKERS=0` skips 100 × 10.
+//! `BENCH_DESIGNS` (default `routed,before`), `BENCH_MANY_BROKERS=0` skips 100 × 10,
+//! `BENCH_QUEUES=per-trigger` gives each Trigger a queue stream of its own and
+//! `BENCH_RETENTION=workqueue` makes queues work queues (default: interest retention),
+//! `BENCH_CONSUMER_STORAGE=memory` keeps the queue consumers' state in memory.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -235,10 +238,17 @@ async fn routed_broker(
 ) {
     let events_name = naming::stream_name(ns, support::BROKER);
     let per_trigger = std::env::var("BENCH_QUEUES").is_ok_and(|v| v == "per-trigger");
+    // BENCH_RETENTION=workqueue: a copy leaves its queue when its one consumer acks it,
+    // instead of nats-server checking every consumer's interest (the default, as in
+    // production).
+    let retention = match std::env::var("BENCH_RETENTION").as_deref() {
+        Ok("workqueue") => stream::RetentionPolicy::WorkQueue,
+        _ => stream::RetentionPolicy::Interest,
+    };
     let queue_config = |name: &str, subjects: Vec<String>| stream::Config {
         name: name.to_owned(),
         subjects,
-        retention: stream::RetentionPolicy::Interest,
+        retention,
         max_age: Duration::from_secs(3600),
         ..Default::default()
     };
@@ -272,14 +282,17 @@ async fn routed_broker(
             let queue = create_stream(&env.js, queue_config(&own, vec![subject.clone()])).await;
             (queue, own)
         };
-        queue
-            .create_consumer(consumer_config(
-                &naming::consumer_name(&name),
-                subject.clone(),
-                consumer::DeliverPolicy::All,
-            ))
-            .await
-            .expect("queue");
+        let mut queue_consumer = consumer_config(
+            &naming::consumer_name(&name),
+            subject.clone(),
+            consumer::DeliverPolicy::All,
+        );
+        // BENCH_CONSUMER_STORAGE=memory: the Trigger queues' consumer state in memory,
+        // not rewritten to a file of its own after every ack (the router's stays on
+        // file; see docs/benchmarks.md).
+        queue_consumer.memory_storage =
+            std::env::var("BENCH_CONSUMER_STORAGE").is_ok_and(|v| v == "memory");
+        queue.create_consumer(queue_consumer).await.expect("queue");
         let filter = CompiledFilter::from_filter(&case.dialect.filter(i)).expect("filter");
         let route = Route {
             trigger: name.clone(),
