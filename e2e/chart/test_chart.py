@@ -137,6 +137,7 @@ async def main() -> int:
         herald_bin = os.environ.get("HERALD_BIN", os.path.join(os.path.dirname(CHART), "..", "target", "debug", "herald"))
         parsed = subprocess.run([herald_bin, *ingress_args, "--help"], capture_output=True, text=True)
         expect("--read-timeout=15s" in ingress_args and "--max-concurrent-per-broker=1024" in ingress_args
+               and "--max-in-flight-bytes=67108864" in ingress_args
                and parsed.returncode == 0,
                f"ingress limits passed as flags the binary accepts: {ingress_args} {parsed.stderr.strip()}")
         services = {s["metadata"]["name"] for s in get("services", ns, selector)}

@@ -159,11 +159,16 @@ pub struct WebhookSource {
     /// Request headers copied into the event as extension attributes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<String>,
-    /// Largest accepted request body (default 1Mi); larger requests get 413.
+    /// Largest accepted request body (default 1Mi, at most 8Mi); larger requests get 413.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::byte_size")]
     pub max_body_bytes: Option<Quantity>,
 }
+
+/// The largest `webhook.maxBodyBytes` allowed. Each webhook body is held in memory
+/// until the sink took it (retries included), and a Broker sink stores at most NATS'
+/// largest payload (1 MiB by default) anyway; a larger value is refused (`InvalidSpec`).
+pub const WEBHOOK_MAX_BODY_BYTES_LIMIT: u64 = 8 << 20;
 
 /// A NATS subject to forward.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]

@@ -6,6 +6,12 @@ use bytes::Bytes;
 pub const REQUIRED: [&str; 4] = ["id", "source", "specversion", "type"];
 /// The only spec version Herald accepts.
 pub const SPEC_VERSION: &str = "1.0";
+/// Most context attributes (required, optional and extensions together) an event read
+/// from an HTTP request may have. The spec sets no limit, but every attribute becomes
+/// a header when the event is delivered in binary mode, and common servers (hyper, the
+/// ingress itself) take at most 100 headers: an event with more could be accepted and
+/// never delivered. Without a cap, a 1 MiB structured event could carry ~100,000.
+pub const MAX_ATTRIBUTES: usize = 100;
 
 /// A CloudEvent: context attributes (including extensions) in their canonical string
 /// form, and optional data bytes.
@@ -39,6 +45,9 @@ pub enum EventError {
     /// An attribute appears twice.
     #[error("attribute {0:?} is given more than once")]
     Duplicate(String),
+    /// More attributes than [`MAX_ATTRIBUTES`].
+    #[error("an event may have at most {MAX_ATTRIBUTES} attributes (extensions included)")]
+    TooManyAttributes,
     /// The content type names an event format Herald does not read (such as
     /// `application/cloudevents+avro`).
     #[error(
@@ -98,6 +107,19 @@ impl CloudEvent {
         }
         self.attributes.push((name, value));
         Ok(())
+    }
+
+    /// Adds an attribute the caller knows is not there yet (a parser that checked for
+    /// duplicates as it read): no scan, so reading n attributes stays O(n).
+    pub(crate) fn push_new(&mut self, name: String, value: String) {
+        debug_assert!(self.get(&name).is_none(), "{name} is already set");
+        self.attributes.push((name, value));
+    }
+
+    /// How many attributes the event has.
+    #[must_use]
+    pub fn attribute_count(&self) -> usize {
+        self.attributes.len()
     }
 
     /// The value of an attribute.

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use crate::event::{CloudEvent, EventError, is_header_text};
+use crate::event::{CloudEvent, EventError, MAX_ATTRIBUTES, is_header_text};
 use crate::{json, percent};
 
 /// Content type of a structured-mode event in the JSON format.
@@ -95,6 +95,10 @@ fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, EventEr
         let Some(attribute) = name.as_str().strip_prefix("ce-") else {
             continue;
         };
+        // Also keeps `insert`'s duplicate scan short (a server may take many headers).
+        if event.attribute_count() >= MAX_ATTRIBUTES {
+            return Err(EventError::TooManyAttributes);
+        }
         let bad = |why: &str| EventError::Value {
             name: attribute.to_owned(),
             why: why.to_owned(),
@@ -114,6 +118,9 @@ fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<CloudEvent, EventEr
         let ct = ct
             .to_str()
             .map_err(|_| EventError::Malformed("Content-Type is not ASCII".into()))?;
+        if event.attribute_count() >= MAX_ATTRIBUTES {
+            return Err(EventError::TooManyAttributes);
+        }
         event.insert("datacontenttype".into(), ct.to_owned())?;
     }
     event.data = (!body.is_empty()).then_some(body);
@@ -258,6 +265,21 @@ mod tests {
                 "{open}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn binary_mode_caps_attributes_too() {
+        let mut most = required(&[]);
+        for i in 4..MAX_ATTRIBUTES {
+            let name = HeaderName::from_bytes(format!("ce-x{i}").as_bytes()).unwrap();
+            most.insert(name, HeaderValue::from_static("1"));
+        }
+        assert!(decode(&most, Bytes::new()).is_ok());
+        most.insert("ce-onemore", HeaderValue::from_static("1"));
+        assert_eq!(
+            decode(&most, Bytes::new()).unwrap_err().error,
+            EventError::TooManyAttributes
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The JSON event format: one event (structured mode) or an array (batch mode).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::HashSet;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::event::{CloudEvent, EventError};
+use crate::event::{CloudEvent, EventError, MAX_ATTRIBUTES};
 
 /// Whether a media type carries JSON (`application/json`, `text/json`, `*/*+json`).
 #[must_use]
@@ -21,10 +23,18 @@ pub fn is_json_media_type(content_type: &str) -> bool {
     essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }
 
-/// Parses one event in the JSON format (not yet validated).
+/// Parses one event in the JSON format (not yet validated), in one pass: members
+/// are checked for duplicates with a set and counted as they are read, so an event
+/// with more than [`MAX_ATTRIBUTES`] attributes is refused at the first one too many.
 pub fn parse_event(raw: &RawValue) -> Result<CloudEvent, EventError> {
-    let members: BTreeMap<&str, &RawValue> = serde_json::from_str(raw.get())
-        .map_err(|e| EventError::Malformed(format!("an event must be a JSON object: {e}")))?;
+    let problem = RefCell::new(None);
+    let members = MemberList { problem: &problem }
+        .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+        .map_err(|e| {
+            problem.take().unwrap_or_else(|| {
+                EventError::Malformed(format!("an event must be a JSON object: {e}"))
+            })
+        })?;
     let mut event = CloudEvent::default();
     let mut data: Option<&RawValue> = None;
     let mut data_base64: Option<String> = None;
@@ -39,7 +49,7 @@ pub fn parse_event(raw: &RawValue) -> Result<CloudEvent, EventError> {
             }
             _ => {
                 if let Some(text) = attribute_text(name, value)? {
-                    event.insert(name.to_owned(), text)?;
+                    event.push_new(name.to_owned(), text);
                 }
             }
         }
@@ -59,6 +69,51 @@ pub fn parse_event(raw: &RawValue) -> Result<CloudEvent, EventError> {
         (None, None) => None,
     };
     Ok(event)
+}
+
+/// Reads the members of one JSON object in order, refusing a name given twice and
+/// more than [`MAX_ATTRIBUTES`] attributes (`data` and `data_base64` are not
+/// attributes). The typed reason goes to `problem`, as serde's errors are strings.
+struct MemberList<'p> {
+    problem: &'p RefCell<Option<EventError>>,
+}
+
+impl<'de> DeserializeSeed<'de> for MemberList<'_> {
+    type Value = Vec<(&'de str, &'de RawValue)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberList<'_> {
+    type Value = Vec<(&'de str, &'de RawValue)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        let mut seen = HashSet::new();
+        let mut attributes = 0;
+        while let Some(name) = map.next_key::<&'de str>()? {
+            if !seen.insert(name) {
+                self.problem
+                    .replace(Some(EventError::Duplicate(name.to_owned())));
+                return Err(A::Error::custom("duplicate member"));
+            }
+            if !matches!(name, "data" | "data_base64") {
+                attributes += 1;
+                if attributes > MAX_ATTRIBUTES {
+                    self.problem.replace(Some(EventError::TooManyAttributes));
+                    return Err(A::Error::custom("too many attributes"));
+                }
+            }
+            members.push((name, map.next_value::<&'de RawValue>()?));
+        }
+        Ok(members)
+    }
 }
 
 /// Parses a batch: a JSON array of events (not yet validated).
@@ -148,6 +203,8 @@ pub fn to_structured(event: &CloudEvent) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     #[test]
@@ -191,6 +248,63 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("array")
+        );
+    }
+
+    /// A structured event with `extensions` extension attributes `x0`, `x1`, ...
+    fn with_extensions(extensions: usize) -> Vec<u8> {
+        let members: String = (0..extensions).fold(String::new(), |mut members, i| {
+            let _ = write!(members, r#","x{i}":1"#);
+            members
+        });
+        format!(
+            r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t"{members},"data":{{"a":1}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn attributes_are_capped_and_data_does_not_count() {
+        let most = parse_structured(&with_extensions(MAX_ATTRIBUTES - 4)).unwrap();
+        assert_eq!(most.validate(), Ok(()));
+        // datacontenttype was added for the JSON data, after reading.
+        assert_eq!(most.attribute_count(), MAX_ATTRIBUTES + 1);
+        assert_eq!(
+            parse_structured(&with_extensions(MAX_ATTRIBUTES - 3)),
+            Err(EventError::TooManyAttributes)
+        );
+    }
+
+    #[test]
+    fn an_attribute_bomb_is_refused_at_the_first_attribute_too_many() {
+        // About 1 MiB, the ingress's default body limit: ~120,000 attributes, which a
+        // quadratic duplicate check would take minutes over.
+        let bomb = with_extensions(120_000);
+        assert!(bomb.len() > 1 << 20);
+        let started = std::time::Instant::now();
+        assert_eq!(parse_structured(&bomb), Err(EventError::TooManyAttributes));
+        let batch = format!("[{}]", String::from_utf8(bomb).unwrap());
+        assert_eq!(
+            parse_batch(batch.as_bytes()),
+            Err(EventError::TooManyAttributes)
+        );
+        // Generous for a debug build on a loaded machine; the quadratic parse took
+        // far longer.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_member_given_twice_is_refused_not_silently_overwritten() {
+        let twice = br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","id":"2"}"#;
+        assert_eq!(
+            parse_structured(twice),
+            Err(EventError::Duplicate("id".into()))
+        );
+        let data_twice =
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":1,"data":2}"#;
+        assert_eq!(
+            parse_structured(data_twice),
+            Err(EventError::Duplicate("data".into()))
         );
     }
 

@@ -10,18 +10,21 @@ use bytes::Bytes;
 use herald_api::delivery::EffectiveDelivery;
 use herald_api::naming;
 use herald_cloudevents::CloudEvent;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::HeaderMap;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
+use crate::answer::Cut;
 use crate::metrics::{Metrics, Outcome};
 use crate::plan::TriggerPlan;
 
-/// Most bytes of a failed answer's body kept in the dead-letter attributes.
+/// Most bytes of a failed answer's body that are read: what the dead-letter
+/// attributes keep of it.
 const ERROR_DATA_LIMIT: usize = 1024;
-/// Most bytes of a subscriber's answer that are read: a reply is one event, and one
-/// event is at most NATS' largest payload; a longer answer is a failed attempt.
+/// Most bytes of a successful answer that are read: a reply is one event, and one
+/// event is at most NATS' default largest payload (and the ingress's default
+/// `--max-body-bytes`). A longer answer is still a delivery; its reply is dropped.
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// Delay before the dead-letter sink is tried again after it failed.
 const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
@@ -35,8 +38,11 @@ pub enum Attempt {
         status: u16,
         /// Response headers.
         headers: HeaderMap,
-        /// Response body.
+        /// Response body: at most [`MAX_ANSWER_BYTES`] of a 2xx answer, at most
+        /// [`ERROR_DATA_LIMIT`] of another.
         body: Bytes,
+        /// Why the body was not read to its end, if it was not.
+        cut: Option<Cut>,
     },
     /// No answer within the delivery timeout.
     TimedOut,
@@ -54,6 +60,11 @@ impl Attempt {
 
     fn describe(&self) -> String {
         match self {
+            Self::Answered {
+                status,
+                cut: Some(cut @ (Cut::TooSlow | Cut::Broken)),
+                ..
+            } => format!("HTTP {status} ({})", cut.describe()),
             Self::Answered { status, .. } => format!("HTTP {status}"),
             Self::TimedOut => "timed out".into(),
             Self::Failed(e) => e.clone(),
@@ -182,7 +193,9 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// POSTs `event` to `url` in binary mode within `timeout`.
+    /// POSTs `event` to `url` in binary mode; the answer, body included, must come
+    /// within `timeout`. A status that came in time counts even if its body did not
+    /// (see [`crate::answer`]).
     pub async fn post(
         &self,
         url: &str,
@@ -206,33 +219,25 @@ impl Deliverer {
                 Err(e) => return Attempt::Failed(e),
             }
         }
-        let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| format!("cannot reach {url}: {e}"))?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "reading the answer failed (at most {MAX_ANSWER_BYTES} bytes are read): {e}"
-                    )
-                })?
-                .to_bytes();
-            Ok::<_, String>(Attempt::Answered {
-                status,
-                headers,
-                body,
-            })
+        let deadline = tokio::time::Instant::now() + timeout;
+        let response = match tokio::time::timeout_at(deadline, self.http.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Attempt::Failed(format!("cannot reach {url}: {e}")),
+            Err(_) => return Attempt::TimedOut,
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => Attempt::Failed(e),
-            Err(_) => Attempt::TimedOut,
+        let (parts, body) = response.into_parts();
+        let status = parts.status.as_u16();
+        let limit = if parts.status.is_success() {
+            MAX_ANSWER_BYTES
+        } else {
+            ERROR_DATA_LIMIT
+        };
+        let (body, cut) = crate::answer::read(body, limit, deadline).await;
+        Attempt::Answered {
+            status,
+            headers: parts.headers,
+            body,
+            cut,
         }
     }
 
@@ -306,9 +311,11 @@ impl Deliverer {
             .await;
         match verdict(&attempt, number, &plan.delivery) {
             Verdict::Ack => {
-                if let Attempt::Answered { headers, body, .. } = &attempt
+                if let Attempt::Answered {
+                    headers, body, cut, ..
+                } = &attempt
                     && let Err(e) = self
-                        .publish_reply(plan, &event, headers, body.clone())
+                        .publish_reply(plan, &event, headers, body.clone(), *cut)
                         .await
                 {
                     tracing::warn!(trigger = %plan.trigger, error = %e, "could not publish the reply; the event will be delivered again");
@@ -338,12 +345,14 @@ impl Deliverer {
 
     /// A reply (a CloudEvent in the answer) is published into the Trigger's Broker,
     /// with one hop fewer to live than the event it answers; at none, it is dropped.
+    /// A reply whose body was `cut` is dropped too: a part of an event is not one.
     async fn publish_reply(
         &self,
         plan: &TriggerPlan,
         answered: &CloudEvent,
         headers: &HeaderMap,
         body: Bytes,
+        cut: Option<Cut>,
     ) -> Result<(), String> {
         let is_event = headers.contains_key("ce-specversion")
             || headers
@@ -351,6 +360,12 @@ impl Deliverer {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("application/cloudevents"));
         if !is_event {
+            return Ok(());
+        }
+        if let Some(cut) = cut {
+            tracing::warn!(trigger = %plan.trigger, id = answered.id(), "reply dropped, the event counts as delivered: {} ({MAX_ANSWER_BYTES} bytes)", cut.describe());
+            self.metrics
+                .outcome(&plan.namespace, &plan.trigger, Outcome::ReplyDropped);
             return Ok(());
         }
         let (_, events) = herald_cloudevents::http::decode(headers, body)
@@ -463,6 +478,7 @@ mod tests {
             status,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            cut: None,
         }
     }
 
@@ -470,6 +486,20 @@ mod tests {
     fn the_delivery_contract() {
         let d = delivery(2);
         assert_eq!(verdict(&answered(202), 1, &d), Verdict::Ack);
+        for cut in [Cut::TooLarge, Cut::TooSlow, Cut::Broken] {
+            let cut_short = |status| Attempt::Answered {
+                status,
+                headers: HeaderMap::new(),
+                body: Bytes::new(),
+                cut: Some(cut),
+            };
+            assert_eq!(
+                verdict(&cut_short(200), 1, &d),
+                Verdict::Ack,
+                "a 2xx whose body was {cut:?} is delivered; sending again would not help"
+            );
+            assert_eq!(verdict(&cut_short(400), 1, &d), Verdict::GiveUp);
+        }
         for retryable in [
             answered(500),
             answered(503),

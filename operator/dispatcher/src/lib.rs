@@ -15,6 +15,7 @@
 //! acknowledged is routed or delivered again after the ack wait (10 s; [`pull`] keeps
 //! the messages it holds alive with progress acks).
 
+pub mod answer;
 pub mod config;
 pub mod deliver;
 pub mod filtering;

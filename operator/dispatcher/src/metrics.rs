@@ -18,7 +18,8 @@ pub enum Outcome {
     /// Not a CloudEvent; removed from the Trigger's queue.
     Malformed,
     /// Delivered, but its reply was not published: the reply chain reached its end
-    /// (`knativebrokerttl`).
+    /// (`knativebrokerttl`), or the reply's body was longer than
+    /// [`crate::deliver::MAX_ANSWER_BYTES`] or slower than the delivery timeout.
     ReplyDropped,
 }
 

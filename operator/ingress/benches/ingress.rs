@@ -307,6 +307,7 @@ async fn start_ingress(client: &async_nats::Client, js: &jetstream::Context) -> 
         max_body_bytes: 4 << 20,
         body_timeout: std::time::Duration::from_secs(15),
         per_broker: herald_ingress::limits::BrokerConcurrency::new(1024),
+        in_flight_bytes: herald_runtime::budget::ByteBudget::new(0),
     });
     let addr = herald_ingress::server::spawn_local(
         state,

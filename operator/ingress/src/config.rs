@@ -7,6 +7,9 @@ use std::time::Duration;
 use herald_runtime::nats::NatsArgs;
 use herald_runtime::telemetry::LogFormat;
 
+/// Default `--max-in-flight-bytes`: a quarter of the chart's 256 MiB memory limit.
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
+
 /// Flags of `herald ingress` (each with an environment fallback).
 #[derive(clap::Args, Debug, Clone)]
 pub struct IngressArgs {
@@ -45,6 +48,12 @@ pub struct IngressArgs {
     /// Most requests in flight per Broker; more get 429 with `Retry-After` (0: no limit).
     #[arg(long, env = "HERALD_MAX_CONCURRENT_PER_BROKER", default_value_t = 1024)]
     pub max_concurrent_per_broker: usize,
+    /// Most bytes of request bodies held at once, across all requests: from reading
+    /// until JetStream stored their events. A request that does not fit gets 503 with
+    /// `Retry-After` before its body is read (0: no limit). Keep it well under the
+    /// memory limit: events are held about twice (the body and their NATS messages).
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT_BYTES", default_value_t = DEFAULT_MAX_IN_FLIGHT_BYTES)]
+    pub max_in_flight_bytes: usize,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -58,6 +58,11 @@ pub enum Rejection {
     /// The Broker has as many requests in flight as allowed.
     #[error("this Broker already has {0} requests in flight, the most allowed; retry shortly")]
     TooManyRequests(usize),
+    /// The ingress holds as many bytes of requests in flight as allowed.
+    #[error(
+        "the ingress already holds {0} bytes of requests in flight, the most allowed; retry shortly"
+    )]
+    Overloaded(usize),
     /// The client did not send the body in time.
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
@@ -92,6 +97,7 @@ impl Rejection {
             Self::TooLarge(_) => "PayloadTooLarge",
             Self::NatsUnavailable(_) => "NatsUnavailable",
             Self::TooManyRequests(_) => "TooManyRequests",
+            Self::Overloaded(_) => "Overloaded",
             Self::BodyTimeout(_) => "RequestTimeout",
             Self::Unauthenticated(_) => "Unauthenticated",
             Self::Forbidden(_) => "Forbidden",
@@ -104,9 +110,10 @@ impl Rejection {
     fn status(&self) -> StatusCode {
         match self {
             Self::UnknownBroker { .. } | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::BrokerNotReady { .. } | Self::NatsUnavailable(_) | Self::AuthUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::BrokerNotReady { .. }
+            | Self::NatsUnavailable(_)
+            | Self::AuthUnavailable(_)
+            | Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidEvent(_) | Self::TypeTooLong(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             // The CloudEvents webhook spec (2.2) asks for 415 when the format is not understood.
@@ -137,7 +144,10 @@ impl IntoResponse for Rejection {
                     HeaderValue::from_static(herald_cloudevents::webhook::ALLOWED_METHODS),
                 );
             }
-            Self::NatsUnavailable(_) | Self::AuthUnavailable(_) | Self::TooManyRequests(_) => {
+            Self::NatsUnavailable(_)
+            | Self::AuthUnavailable(_)
+            | Self::TooManyRequests(_)
+            | Self::Overloaded(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::BrokerNotReady { .. } => {

@@ -5,6 +5,7 @@
 //! ```text
 //!  request ─▶ brokers (reflector cache: exists? Ready?)
 //!          ─▶ auth (Broker spec.auth: static token hash | TokenReview, cached)
+//!          ─▶ in-flight byte budget (held until the acks; 503 when spent)
 //!          ─▶ herald_cloudevents::http::decode (binary | structured | batch, validated)
 //!          ─▶ herald_cloudevents::nats::encode + naming::event_subject
 //!          ─▶ JetStream publish (pipelined) ─▶ await acks ─▶ 202
@@ -71,6 +72,7 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         body_timeout: args.read_timeout,
         per_broker: limits::BrokerConcurrency::new(args.max_concurrent_per_broker),
+        in_flight_bytes: herald_runtime::budget::ByteBudget::new(args.max_in_flight_bytes),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -80,6 +82,7 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
         max_headers: args.max_headers,
         max_header_bytes: args.max_header_bytes,
         header_read_timeout: args.read_timeout,
+        ..limits::ConnectionLimits::default()
     };
     limits::serve(
         listener,

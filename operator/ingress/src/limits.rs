@@ -4,95 +4,12 @@
 //! cannot take the ingress from the others.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
-use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-
-/// hyper's own default header count; asking for another makes hyper allocate the
-/// header array per request, so it is only set when it differs.
-pub const DEFAULT_MAX_HEADERS: usize = 100;
-/// Default most bytes of request line plus headers.
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Default time to send the headers, and again the body.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long in-flight requests may take to finish after shutdown began.
-const DRAIN: Duration = Duration::from_secs(25);
-
-/// Per-connection limits, applied by hyper before a request reaches the router.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    /// Most request headers; more get 431.
-    pub max_headers: usize,
-    /// Most bytes of request line plus headers; more get 431.
-    pub max_header_bytes: usize,
-    /// Time to send the request line and headers; slower connections are closed.
-    pub header_read_timeout: Duration,
-}
-
-impl Default for ConnectionLimits {
-    /// The defaults of `herald ingress`.
-    fn default() -> Self {
-        Self {
-            max_headers: DEFAULT_MAX_HEADERS,
-            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
-            header_read_timeout: DEFAULT_READ_TIMEOUT,
-        }
-    }
-}
-
-/// Serves `app` on `listener` with `limits` until `shutdown` fires, then lets the
-/// requests in flight finish (for at most 25 s).
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    limits: ConnectionLimits,
-    shutdown: impl Future<Output = ()>,
-) {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .max_header_size(limits.max_header_bytes)
-        .header_read_timeout(limits.header_read_timeout);
-    if limits.max_headers != DEFAULT_MAX_HEADERS {
-        http.max_headers(limits.max_headers);
-    }
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let service = TowerToHyperService::new(app.clone());
-                    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors, typically: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = &mut shutdown => break,
-        }
-    }
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still in flight after {DRAIN:?}; closing them");
-    }
-}
+pub use herald_runtime::http_server::{
+    ConnectionLimits, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_READ_TIMEOUT, serve,
+};
 
 /// Requests in flight per Broker, capped.
 ///

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use herald_api::naming;
 use herald_cloudevents::{http as binding, nats as storage};
+use herald_runtime::budget::ByteBudget;
 use herald_runtime::nats::NatsConnection;
 
 use crate::auth::Authenticator;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Requests in flight per Broker.
     pub per_broker: BrokerConcurrency,
+    /// Bytes of request bodies held, from reading until their events are stored.
+    pub in_flight_bytes: ByteBudget,
 }
 
 /// The ingress routes: a Broker's address, with or without a trailing slash (as
@@ -165,6 +168,8 @@ async fn accept(
             });
         }
     };
+    // Held until the acks are in: the events are in memory until then.
+    let _bytes = reserve_body(state, headers)?;
     let body = tokio::time::timeout(
         state.body_timeout,
         axum::body::to_bytes(body, state.max_body_bytes),
@@ -242,6 +247,33 @@ async fn accept(
     Ok(mode)
 }
 
+/// A place in the in-flight byte budget for the body `headers` announce: its
+/// `Content-Length` (hyper refuses a body longer than that), or, without one, the
+/// largest body accepted.
+fn reserve_body(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<herald_runtime::budget::Reservation, Rejection> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bytes = match declared {
+        Some(n) if n > u64::try_from(state.max_body_bytes).unwrap_or(u64::MAX) => {
+            return Err(Rejection::TooLarge(format!(
+                "the request body is {n} bytes; at most {} are accepted",
+                state.max_body_bytes
+            )));
+        }
+        Some(n) => usize::try_from(n).unwrap_or(state.max_body_bytes),
+        None => state.max_body_bytes,
+    };
+    state
+        .in_flight_bytes
+        .try_reserve(bytes)
+        .ok_or(Rejection::Overloaded(state.in_flight_bytes.capacity()))
+}
+
 /// Serves `state` on a free loopback port in the background with `limits`; returns
 /// the address (for benchmarks and tests that run the ingress in process).
 pub async fn spawn_local(
@@ -274,6 +306,7 @@ mod tests {
     use hyper_util::rt::TokioExecutor;
 
     use super::*;
+    use std::fmt::Write as _;
 
     fn broker(name: &str, ready: bool) -> Broker {
         let mut b = Broker::new(name, BrokerSpec::default());
@@ -293,6 +326,11 @@ mod tests {
 
     /// The ingress with Brokers `shop/orders` (Ready) and `shop/paused` (not Ready).
     async fn ingress() -> std::net::SocketAddr {
+        ingress_with(ByteBudget::new(crate::config::DEFAULT_MAX_IN_FLIGHT_BYTES)).await
+    }
+
+    /// [`ingress`] with `in_flight_bytes` as its byte budget.
+    async fn ingress_with(in_flight_bytes: ByteBudget) -> std::net::SocketAddr {
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connect("nats://127.0.0.1:1")
@@ -310,6 +348,7 @@ mod tests {
             max_body_bytes: 64 * 1024,
             body_timeout: std::time::Duration::from_secs(5),
             per_broker: BrokerConcurrency::new(8),
+            in_flight_bytes,
         };
         spawn_local(Arc::new(state), ConnectionLimits::default())
             .await
@@ -430,5 +469,68 @@ mod tests {
         let unknown = send(addr, Method::POST, "/shop/nope", &[BATCH], "[]").await;
         assert_eq!(unknown.status, StatusCode::NOT_FOUND);
         assert_eq!(unknown.error(), "UnknownBroker");
+    }
+
+    #[tokio::test]
+    async fn a_spent_byte_budget_answers_503_until_bytes_come_back() {
+        let budget = ByteBudget::new(64 * 1024);
+        let addr = ingress_with(budget.clone()).await;
+        let others = budget.try_reserve(64 * 1024 - 10).unwrap();
+        // `[]` fits in the 10 bytes left; a body without a length would need the
+        // largest body accepted.
+        let small = send(addr, Method::POST, "/shop/orders", &[BATCH], "[]").await;
+        assert_eq!(small.status, StatusCode::ACCEPTED, "{}", small.body);
+        let one = r#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"}]"#;
+        let refused = send(addr, Method::POST, "/shop/orders", &[BATCH], one).await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.error(), "Overloaded");
+        assert_eq!(refused.headers["retry-after"], "1");
+        drop(others);
+        let again = send(addr, Method::POST, "/shop/orders", &[BATCH], one).await;
+        assert_eq!(
+            again.error(),
+            "NatsUnavailable",
+            "past the budget: {}",
+            again.body
+        );
+        assert_eq!(budget.held(), 0, "every request gave its bytes back");
+    }
+
+    #[tokio::test]
+    async fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
+        let addr = ingress().await;
+        let big = "x".repeat(64 * 1024 + 1);
+        let answer = send(addr, Method::POST, "/shop/orders", &[BATCH], big.leak()).await;
+        assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(answer.body.contains("65537 bytes"), "{}", answer.body);
+    }
+
+    #[tokio::test]
+    async fn an_attribute_bomb_is_400() {
+        let addr = ingress().await;
+        let extensions: String = (0..5_000).fold(String::new(), |mut members, i| {
+            let _ = write!(members, r#","x{i}":1"#);
+            members
+        });
+        let bomb = format!(
+            "{}{extensions}}}",
+            r#"{"specversion":"1.0","id":"1","source":"/s","type":"t""#
+        );
+        let structured = ("content-type", binding::STRUCTURED_JSON);
+        let answer = send(
+            addr,
+            Method::POST,
+            "/shop/orders",
+            &[structured],
+            bomb.leak(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer.error(), "InvalidEvent");
+        assert!(
+            answer.body.contains("at most 100 attributes"),
+            "{}",
+            answer.body
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! Nothing here knows about Brokers or Triggers; components build on it.
 
 pub mod admin;
+pub mod budget;
+pub mod http_server;
 pub mod nats;
 pub mod scope;
 pub mod telemetry;

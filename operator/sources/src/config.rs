@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use herald_runtime::nats::NatsArgs;
 use herald_runtime::telemetry::LogFormat;
@@ -32,6 +33,18 @@ pub struct SourcesArgs {
     /// sent to sinks that ask for one (Brokers with `spec.auth`).
     #[arg(long, env = "HERALD_TOKEN_SERVICE_ACCOUNT", value_name = "NAMESPACE/NAME", value_parser = herald_runtime::token::parse_account)]
     pub token_service_account: Option<(String, String)>,
+    /// Time a webhook client has to send the headers (else the connection is closed)
+    /// and, again, the body (else 408), e.g. `15s`.
+    #[arg(long, env = "HERALD_READ_TIMEOUT", default_value = "15s", value_parser = herald_api::duration::parse_flag)]
+    pub read_timeout: Duration,
+    /// Most webhook connections open at once; more wait in the listen backlog (0: no
+    /// limit). Each may hold a request for as long as its sink takes, retries included.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Most bytes of webhook bodies held at once, from reading until the sink took the
+    /// event; a request that does not fit gets 503 with `Retry-After` (0: no limit).
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_in_flight_bytes: usize,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -83,11 +83,21 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "webhook endpoint ready");
     let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(
-        axum::serve(listener, webhook::router(routes.clone(), sender.clone()))
-            .with_graceful_shutdown(fired(server_shutdown))
-            .into_future(),
-    );
+    let request_limits = webhook::RequestLimits {
+        body_timeout: args.read_timeout,
+        in_flight_bytes: herald_runtime::budget::ByteBudget::new(args.max_in_flight_bytes),
+    };
+    let connection_limits = herald_runtime::http_server::ConnectionLimits {
+        header_read_timeout: args.read_timeout,
+        max_connections: args.max_connections,
+        ..herald_runtime::http_server::ConnectionLimits::default()
+    };
+    let server = tokio::spawn(herald_runtime::http_server::serve(
+        listener,
+        webhook::router(routes.clone(), sender.clone(), request_limits),
+        connection_limits,
+        fired(server_shutdown),
+    ));
 
     let changed = Arc::new(Notify::new());
     let notify = changed.clone();

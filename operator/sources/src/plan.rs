@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use herald_api::common::SecretKeyRef;
+use herald_api::eventsource::WEBHOOK_MAX_BODY_BYTES_LIMIT;
 use herald_api::{EventSource, conditions};
 use kube::ResourceExt;
 
@@ -144,10 +145,13 @@ pub fn plan(source: &EventSource) -> Option<SourcePlan> {
                 .clone()
                 .unwrap_or_else(|| WEBHOOK_TYPE.into()),
             headers: hook.headers.clone(),
+            // The operator refuses a value that is unreadable or over the limit; the
+            // clamp is for a source made Ready before it did.
             max_body: hook
                 .max_body_bytes
                 .as_ref()
                 .and_then(|q| herald_api::quantity::parse_bytes(q).ok())
+                .map(|n| n.min(WEBHOOK_MAX_BODY_BYTES_LIMIT))
                 .and_then(|n| usize::try_from(n).ok())
                 .unwrap_or(WEBHOOK_MAX_BODY),
         }
@@ -256,6 +260,18 @@ mod tests {
         .unwrap();
         assert!(
             matches!(nats.kind, Kind::Nats { ref queue_group, .. } if queue_group == "herald-ns-tick")
+        );
+    }
+
+    #[test]
+    fn a_webhook_body_limit_over_the_most_allowed_is_clamped() {
+        let hook = plan(&source(
+            "sink: {uri: http://x}\nwebhook: {secretRef: {name: s, key: k}, maxBodyBytes: 1Ti}",
+            true,
+        ))
+        .unwrap();
+        assert!(
+            matches!(hook.kind, Kind::Webhook { max_body, .. } if max_body as u64 == WEBHOOK_MAX_BODY_BYTES_LIMIT)
         );
     }
 

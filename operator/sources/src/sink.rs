@@ -24,7 +24,14 @@ use crate::metrics::Metrics;
 
 /// Attempts per event before giving up (about 25 s of backoff in all).
 pub const ATTEMPTS: u32 = 8;
+/// Time a sink has to answer (the status and headers).
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes of a sink's answer body read, and the longest wait for them. The body
+/// means nothing to the adapter: it is read only so that the connection can be
+/// reused, which a short, quick body allows; any other is cut and its connection
+/// closed, so a sink cannot hold the adapter with an endless or trickling answer.
+const DRAIN_BYTES: usize = 64 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 /// A shared HTTP client for every source.
 #[derive(Clone)]
@@ -135,7 +142,8 @@ impl Sender {
             .get(hyper::header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("bearer")));
-        let _ = answer.into_body().collect().await;
+        let drain = http_body_util::Limited::new(answer.into_body(), DRAIN_BYTES).collect();
+        let _ = tokio::time::timeout(DRAIN_TIME.min(TIMEOUT), drain).await;
         if status.is_success() {
             Ok(())
         } else if status == hyper::StatusCode::UNAUTHORIZED
@@ -204,6 +212,67 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink on a loopback port that answers every request 202 with `body`.
+    async fn sink(body: fn() -> axum::body::Body) -> String {
+        let app = axum::Router::new()
+            .fallback(move || async move { (hyper::StatusCode::ACCEPTED, body()) });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/")
+    }
+
+    fn sender() -> Sender {
+        Sender::new(
+            Metrics::register(&prometheus::Registry::new()).unwrap(),
+            None,
+        )
+    }
+
+    #[expect(clippy::unnecessary_wraps, reason = "an item of a body's stream")]
+    fn chunk() -> Result<Bytes, std::io::Error> {
+        Ok(Bytes::from(vec![b'x'; 64 * 1024]))
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_body_is_cut_and_the_event_counts_as_sent() {
+        let endless =
+            sink(|| axum::body::Body::from_stream(futures::stream::repeat_with(chunk))).await;
+        let event = CloudEvent::new("1", "/s", "t");
+        let started = Instant::now();
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            sender().send("ns", "src", &endless, &event),
+        )
+        .await
+        .expect("an endless body is not read to its end");
+        assert!(sent.is_ok(), "{sent:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn a_trickling_answer_body_is_waited_for_at_most_a_second() {
+        use futures::StreamExt as _;
+        let trickle = sink(|| {
+            axum::body::Body::from_stream(
+                futures::stream::iter([chunk()]).chain(futures::stream::pending()),
+            )
+        })
+        .await;
+        let event = CloudEvent::new("1", "/s", "t");
+        let started = Instant::now();
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            sender().send("ns", "src", &trickle, &event),
+        )
+        .await
+        .expect("a trickling body is not waited for past DRAIN_TIME");
+        assert!(sent.is_ok(), "{sent:?}");
+        assert!(started.elapsed() >= DRAIN_TIME);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_api::conditions::{self, Condition, ConditionStatus};
-use herald_api::eventsource::EventSourceSpec;
+use herald_api::eventsource::{EventSourceSpec, WEBHOOK_MAX_BODY_BYTES_LIMIT};
 use herald_api::{Broker, EventSource, OPERATOR_FIELD_MANAGER};
 use herald_sources::schedule::Schedule;
 use kube::api::{Patch, PatchParams};
@@ -90,7 +90,17 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
         Schedule::parse(&cron.schedule, cron.timezone.as_deref())?;
         return Ok(Runner::Shared("cron"));
     }
-    if spec.webhook.is_some() {
+    if let Some(webhook) = &spec.webhook {
+        if let Some(max) = &webhook.max_body_bytes {
+            let bytes = herald_api::quantity::parse_bytes(max)
+                .map_err(|e| format!("webhook.maxBodyBytes: {e}"))?;
+            if bytes > WEBHOOK_MAX_BODY_BYTES_LIMIT {
+                return Err(format!(
+                    "webhook.maxBodyBytes: {} is more than the most allowed, {WEBHOOK_MAX_BODY_BYTES_LIMIT} bytes (8Mi): each body is held in memory until the sink took it",
+                    max.0
+                ));
+            }
+        }
         return Ok(Runner::Shared("webhook"));
     }
     if spec.sink_binding.is_some() {
@@ -371,6 +381,33 @@ mod tests {
             "sink: {uri: http://x}\nceOverrides: {extensions: {Team-Name: a}}\nwebhook: {secretRef: {name: s, key: k}}",
         ));
         assert!(bad.unwrap_err().contains("Team-Name"));
+    }
+
+    #[test]
+    fn a_webhook_body_limit_is_bounded() {
+        let webhook = |max: &str| {
+            validate(&spec(&format!(
+                "sink: {{uri: http://x}}\nwebhook: {{secretRef: {{name: s, key: k}}, maxBodyBytes: {max}}}"
+            )))
+        };
+        assert_eq!(webhook("8Mi"), Ok(Runner::Shared("webhook")));
+        assert_eq!(webhook("'8388608'"), Ok(Runner::Shared("webhook")));
+        let over = webhook("'8388609'").unwrap_err();
+        assert!(
+            over.contains("webhook.maxBodyBytes: 8388609 is more than"),
+            "{over}"
+        );
+        assert!(webhook("1Gi").unwrap_err().contains("most allowed"));
+        let unreadable = webhook("lots").unwrap_err();
+        assert!(
+            unreadable.contains("webhook.maxBodyBytes: invalid byte size"),
+            "{unreadable}"
+        );
+        let invalid = desired_conditions(&webhook("1Gi"), &Ok("http://sink".into()), None, None);
+        assert_eq!(
+            conditions::find(&invalid, "Ready").unwrap().reason,
+            "InvalidSpec"
+        );
     }
 
     #[test]

@@ -204,6 +204,7 @@ pub async fn start_ingress(
         max_body_bytes: 1 << 20,
         body_timeout: std::time::Duration::from_secs(15),
         per_broker: herald_ingress::limits::BrokerConcurrency::new(0),
+        in_flight_bytes: herald_runtime::budget::ByteBudget::new(0),
     });
     let addr = herald_ingress::server::spawn_local(
         ingress,
