@@ -3,7 +3,8 @@
 //! a consumer at zero stays at zero while its Broker carries only events it does not
 //! match; a Trigger created `from: all` gets the matching history and then the live
 //! events, nothing missed or doubled at the seam; a filter change applies from the
-//! change on; a standby router takes over from a killed one without losing anything.
+//! change on; a standby router takes over from a killed one without losing anything;
+//! a queue consumer lost by nats-server is restored and delivers what was queued.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -249,6 +250,73 @@ async fn a_standby_router_takes_over_from_a_killed_one_and_nothing_is_lost() {
                 d.iter().any(|(e, _)| e.id() == "last")
             })
             .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_queue_consumer_is_restored_with_its_seam_and_delivers_what_was_queued() {
+    with_temp_ns("route-restore", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let subscriber = Subscriber::accepting().await;
+        let spec = format!("  subscriber: {{uri: \"{}\"}}\n", subscriber.url);
+        let before = ready_trigger(&client, &ns, "t", &spec).await;
+        send_batch(&stack, &["first".to_owned()], "/a", 1).await;
+        subscriber.wait_for("first", WAIT, |d| d.len() == 1).await;
+
+        // The queue consumer's state is kept in memory: a nats-server that loses it
+        // (a restarted cluster) is played by deleting it behind the operator's back.
+        let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("NATS"));
+        let queue_stream = herald_api::naming::queue_stream_name(&ns, "default");
+        js.get_stream(&queue_stream)
+            .await
+            .expect("queue stream")
+            .delete_consumer(&herald_api::naming::consumer_name("t"))
+            .await
+            .expect("delete the queue consumer");
+        // Routed while the consumer is gone: the work queue keeps them.
+        let queued: Vec<String> = (0..20).map(|i| format!("queued-{i}")).collect();
+        send_batch(&stack, &queued, "/a", 1).await;
+
+        // The operator finds the consumer gone at its next reconcile (a NATS
+        // reconnection, or here a change of the Trigger's labels).
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        triggers
+            .patch(
+                "t",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"poke": "1"}}})),
+            )
+            .await
+            .expect("label the Trigger");
+        subscriber
+            .wait_for(
+                "every event queued while the consumer was gone",
+                WAIT,
+                |d| {
+                    let ids: HashSet<&str> = d.iter().map(|(e, _)| e.id()).collect();
+                    queued.iter().all(|id| ids.contains(id.as_str()))
+                },
+            )
+            .await;
+        let after = triggers.get("t").await.expect("Trigger");
+        let seam = |t: &Trigger| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.queue.as_ref())
+                .map(|q| q.routed_after)
+        };
+        assert_eq!(
+            seam(&after),
+            seam(&before),
+            "the restored queue kept its seam"
+        );
+        let firsts = subscriber
+            .accepted_ids()
+            .iter()
+            .filter(|id| *id == "first")
+            .count();
+        assert_eq!(firsts, 1, "an event acknowledged before the loss came back");
     })
     .await;
 }

@@ -298,6 +298,9 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
             watcher::Config::default(),
             move |broker| trigger::triggers_of(&trigger_store, &broker),
         )
+        // After a NATS reconnection every Trigger is checked at once: a queue consumer
+        // kept in memory is gone if nats-server restarted, and is restored.
+        .reconcile_all_on(nats_state_changes(ctx.nats.state_changes.clone()))
         .graceful_shutdown_on(fired(stop.clone()))
         .run(trigger::reconcile, trigger::error_policy, ctx.clone())
         .for_each(|r| {

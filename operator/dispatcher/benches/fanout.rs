@@ -14,9 +14,9 @@
 //! `cargo bench -p herald-dispatcher --bench fanout`; `BENCH_EVENTS` (default 10000),
 //! `BENCH_TRIGGERS` (default `1,10,100,1000`), `BENCH_DIALECTS` (default `a,b,c,d`),
 //! `BENCH_DESIGNS` (default `routed,before`), `BENCH_MANY_BROKERS=0` skips 100 × 10,
-//! `BENCH_QUEUES=per-trigger` gives each Trigger a queue stream of its own and
-//! `BENCH_RETENTION=workqueue` makes queues work queues (default: interest retention),
-//! `BENCH_CONSUMER_STORAGE=memory` keeps the queue consumers' state in memory.
+//! `BENCH_QUEUES=per-trigger` gives each Trigger a queue stream of its own,
+//! `BENCH_RETENTION=interest` and `BENCH_CONSUMER_STORAGE=file` make the queues as
+//! they were before work queues (default: as the operator makes them now).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -238,12 +238,11 @@ async fn routed_broker(
 ) {
     let events_name = naming::stream_name(ns, support::BROKER);
     let per_trigger = std::env::var("BENCH_QUEUES").is_ok_and(|v| v == "per-trigger");
-    // BENCH_RETENTION=workqueue: a copy leaves its queue when its one consumer acks it,
-    // instead of nats-server checking every consumer's interest (the default, as in
-    // production).
+    // Work queues, as the operator makes them; BENCH_RETENTION=interest for the queues
+    // made before (nats-server then asks every consumer's interest on every ack).
     let retention = match std::env::var("BENCH_RETENTION").as_deref() {
-        Ok("workqueue") => stream::RetentionPolicy::WorkQueue,
-        _ => stream::RetentionPolicy::Interest,
+        Ok("interest") => stream::RetentionPolicy::Interest,
+        _ => stream::RetentionPolicy::WorkQueue,
     };
     let queue_config = |name: &str, subjects: Vec<String>| stream::Config {
         name: name.to_owned(),
@@ -287,11 +286,11 @@ async fn routed_broker(
             subject.clone(),
             consumer::DeliverPolicy::All,
         );
-        // BENCH_CONSUMER_STORAGE=memory: the Trigger queues' consumer state in memory,
-        // not rewritten to a file of its own after every ack (the router's stays on
-        // file; see docs/benchmarks.md).
+        // The queues' consumer state in memory, as the operator makes them on a work
+        // queue; BENCH_CONSUMER_STORAGE=file rewrites a state file per consumer after
+        // its acks, as before (the router's consumer stays on file either way).
         queue_consumer.memory_storage =
-            std::env::var("BENCH_CONSUMER_STORAGE").is_ok_and(|v| v == "memory");
+            std::env::var("BENCH_CONSUMER_STORAGE").map_or(true, |v| v != "file");
         queue.create_consumer(queue_consumer).await.expect("queue");
         let filter = CompiledFilter::from_filter(&case.dialect.filter(i)).expect("filter");
         let route = Route {

@@ -4,9 +4,19 @@
 //!
 //! Each event is routed once: a router (in `herald dispatcher`) reads it through the
 //! `router` consumer, evaluates every Trigger's filters with one index lookup and
-//! copies it to the queue subject of each Trigger that matches. A queue stream keeps
-//! a copy only while a Trigger's consumer still has to deliver it (interest retention),
-//! so it holds the backlog, not the history: the history stays in the Broker's stream.
+//! copies it to the queue subject of each Trigger that matches. A queue stream is a
+//! work queue: each Trigger's subject has exactly one consumer, and a copy is removed
+//! when that consumer acknowledges it, so the stream holds the backlog, not the
+//! history (the history stays in the Broker's stream).
+//!
+//! Why a work queue and not interest retention: with interest retention nats-server
+//! asks *every* consumer of the stream, on every acknowledgement, whether it still
+//! needs the message — under the stream's lock. With 1,000 Triggers on a Broker that is
+//! 1,000 checks per delivered event, and it made nats-server the bottleneck of the
+//! fan-out benchmark (docs/benchmarks.md). A work queue removes the message on its one
+//! ack. What interest retention did implicitly — drop copies nobody will read — the
+//! Trigger controller does explicitly: it purges a Trigger's subject when it creates
+//! or deletes its queue.
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
@@ -21,7 +31,7 @@ use crate::error::Error;
 const ROUTER_MAX_ACK_PENDING: i64 = 20_000;
 
 /// The queue stream for a Broker whose event stream is `events`: same storage,
-/// replicas and age limit; interest retention, so a copy is gone once delivered.
+/// replicas and age limit; a work queue, so a copy is gone once delivered.
 #[must_use]
 pub fn desired_queue_config(broker: &Broker, events: &Config) -> Config {
     let namespace = broker.namespace().unwrap_or_default();
@@ -33,7 +43,7 @@ pub fn desired_queue_config(broker: &Broker, events: &Config) -> Config {
         )),
         subjects: naming::queue_stream_subjects(&namespace, &name),
         storage: events.storage,
-        retention: stream::RetentionPolicy::Interest,
+        retention: stream::RetentionPolicy::WorkQueue,
         discard: stream::DiscardPolicy::Old,
         num_replicas: events.num_replicas,
         max_age: events.max_age,
@@ -67,7 +77,17 @@ pub fn router_config() -> pull::Config {
 /// Makes the queue stream and the router exist and match; `events` is the Broker's
 /// event stream as it now exists.
 pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(), Error> {
-    super::apply_stream(desired_queue_config(broker, events), ctx).await?;
+    let mut desired = desired_queue_config(broker, events);
+    // nats-server cannot change a stream's retention to or from work queue: a queue
+    // stream made before (interest retention) keeps it. It works the same, only slower
+    // with many Triggers; re-creating the Broker gives it a work queue.
+    if let Ok(mut existing) = ctx.jetstream.get_stream(&desired.name).await
+        && let Ok(info) = existing.info().await
+        && info.config.retention == stream::RetentionPolicy::Interest
+    {
+        desired.retention = stream::RetentionPolicy::Interest;
+    }
+    super::apply_stream(desired, ctx).await?;
     let stream = ctx
         .jetstream
         .get_stream_no_info(&events.name)
@@ -118,7 +138,7 @@ mod tests {
         let queue = desired_queue_config(&broker, &events);
         assert_eq!(queue.name, "HERALDQ_shop_orders");
         assert_eq!(queue.subjects, ["heraldq.shop.orders.*"]);
-        assert_eq!(queue.retention, stream::RetentionPolicy::Interest);
+        assert_eq!(queue.retention, stream::RetentionPolicy::WorkQueue);
         assert_eq!(
             (queue.num_replicas, queue.max_age, queue.storage),
             (3, Duration::from_secs(3600), events.storage)

@@ -59,6 +59,7 @@ pub fn desired_config(
     trigger: &Trigger,
     delivery: &EffectiveDelivery,
     routed_after: u64,
+    state_in_memory: bool,
 ) -> Result<pull::Config, Error> {
     let namespace = trigger.namespace().unwrap_or_default();
     let name = trigger.name_any();
@@ -74,6 +75,11 @@ pub fn desired_config(
         max_deliver: -1,
         filter_subject: naming::queue_subject(&namespace, &trigger.spec.broker, &name),
         max_ack_pending: if delivery.ordered { 1 } else { MAX_ACK_PENDING },
+        // On a work queue the stream itself holds exactly what is not yet acknowledged,
+        // so the consumer's state need not be on disk: a file per consumer, rewritten
+        // after acks, was most of nats-server's work with 1,000 Triggers. A consumer
+        // lost with it (nats-server restarted) is restored by the reconcile.
+        memory_storage: state_in_memory,
         metadata: HashMap::from([
             (OWNER_KEY.to_owned(), owner_value(&namespace, &name)),
             (ROUTED_AFTER_KEY.to_owned(), routed_after.to_string()),
@@ -179,6 +185,9 @@ pub fn recreate_reasons(existing: &consumer::Config, desired: &pull::Config) -> 
     if existing.ack_policy != desired.ack_policy {
         reasons.push("ack policy changed".to_owned());
     }
+    if existing.memory_storage != desired.memory_storage {
+        reasons.push("consumer storage changed".to_owned());
+    }
     reasons
 }
 
@@ -222,7 +231,7 @@ mod tests {
         let t = trigger(
             "broker: default\nsubscriber: {uri: http://x}\nfilter: {attributes: {type: a}}",
         );
-        let cfg = desired_config(&t, &delivery("timeout: 10s"), 41).unwrap();
+        let cfg = desired_config(&t, &delivery("timeout: 10s"), 41, false).unwrap();
         assert_eq!(cfg.durable_name.as_deref(), Some("trigger_orders"));
         assert_eq!(cfg.filter_subject, "heraldq.shop.default.orders");
         assert_eq!(cfg.ack_wait, Duration::from_secs(10));
@@ -230,7 +239,7 @@ mod tests {
         assert_eq!(cfg.deliver_policy, DeliverPolicy::All);
         assert_eq!(cfg.metadata[OWNER_KEY], "Trigger/shop/orders");
         assert_eq!(routed_after(&(&cfg).into_consumer_config()), 41);
-        let ordered = desired_config(&t, &delivery("ordering: ordered"), 0).unwrap();
+        let ordered = desired_config(&t, &delivery("ordering: ordered"), 0, false).unwrap();
         assert_eq!(ordered.max_ack_pending, 1);
     }
 
@@ -260,7 +269,7 @@ mod tests {
             "broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: time, time: yesterday}",
         );
         assert!(
-            desired_config(&bad, &delivery("{}"), 0)
+            desired_config(&bad, &delivery("{}"), 0, false)
                 .unwrap_err()
                 .to_string()
                 .contains("RFC 3339")
@@ -276,12 +285,18 @@ mod tests {
     #[test]
     fn start_position_changes_need_a_recreate_other_changes_an_update() {
         let d = delivery("{}");
-        let new =
-            desired_config(&trigger("broker: b\nsubscriber: {uri: http://x}"), &d, 3).unwrap();
+        let new = desired_config(
+            &trigger("broker: b\nsubscriber: {uri: http://x}"),
+            &d,
+            3,
+            false,
+        )
+        .unwrap();
         let all = desired_config(
             &trigger("broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: all}"),
             &d,
             3,
+            false,
         )
         .unwrap();
         let existing = (&new).into_consumer_config();
@@ -289,6 +304,18 @@ mod tests {
         let mut slower = new.clone();
         slower.ack_wait = Duration::from_secs(99);
         assert!(recreate_reasons(&existing, &slower).is_empty());
+        // A queue moving to a work queue gets its state in memory: a new consumer.
+        let in_memory = desired_config(
+            &trigger("broker: b\nsubscriber: {uri: http://x}"),
+            &d,
+            3,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            recreate_reasons(&existing, &in_memory),
+            ["consumer storage changed"]
+        );
         assert!(needs_update(&existing, &slower));
         assert!(!needs_update(&existing, &new));
     }

@@ -3,7 +3,7 @@
 
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
-use async_nats::jetstream::stream::Stream;
+use async_nats::jetstream::stream::{RetentionPolicy, Stream};
 use herald_api::delivery::EffectiveDelivery;
 use herald_api::trigger::QueueStatus;
 use herald_api::{Trigger, naming};
@@ -45,10 +45,6 @@ pub async fn ensure(
         .get_stream_no_info(&queue_name)
         .await
         .map_err(|e| unavailable(&format!("cannot read stream {queue_name}"), &e))?;
-    let rejected = |stream: &str, e: &dyn std::fmt::Display| Error::StreamRejected {
-        stream: stream.to_owned(),
-        message: format!("consumer {durable}: {e}"),
-    };
     let existing = match queue.consumer_info(&durable).await {
         Ok(info) => Some(info.config),
         Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => None,
@@ -63,29 +59,8 @@ pub async fn ensure(
             consumer: durable,
         });
     }
-    // An existing queue keeps the seam it was created with; a new one starts after
-    // the Broker's last event.
     let recreate = match &existing {
-        Some(found) => {
-            let desired =
-                consumer::desired_config(trigger, delivery, consumer::routed_after(found))?;
-            let reasons = consumer::recreate_reasons(found, &desired);
-            if reasons.is_empty() {
-                if consumer::needs_update(found, &desired) {
-                    queue
-                        .update_consumer(desired)
-                        .await
-                        .map_err(|e| rejected(&queue_name, &e))?;
-                }
-                None
-            } else {
-                queue
-                    .delete_consumer(&durable)
-                    .await
-                    .map_err(|e| rejected(&queue_name, &e))?;
-                Some(reasons.join(", "))
-            }
-        }
+        Some(found) => update_or_delete(found, trigger, delivery, &queue, &queue_name).await?,
         None => Some(String::new()),
     };
     let events = ctx
@@ -94,8 +69,33 @@ pub async fn ensure(
         .await
         .map_err(|e| unavailable(&format!("cannot read stream {events_name}"), &e))?;
     let routed_after = match recreate {
-        Some(reasons) => create(trigger, delivery, &queue, &events, &reasons, ctx).await?,
         None => existing.as_ref().map_or(0, consumer::routed_after),
+        Some(reasons) => {
+            let work_queue = queue
+                .get_info()
+                .await
+                .map_err(|e| unavailable(&format!("cannot read stream {queue_name}"), &e))?
+                .config
+                .retention
+                == RetentionPolicy::WorkQueue;
+            match lost_queue(trigger, &queue_name, work_queue, existing.is_none()) {
+                Some(routed_after) => {
+                    restore(trigger, delivery, &queue, routed_after, ctx).await?;
+                    routed_after
+                }
+                None => {
+                    create(
+                        trigger,
+                        delivery,
+                        (&queue, work_queue),
+                        &events,
+                        &reasons,
+                        ctx,
+                    )
+                    .await?
+                }
+            }
+        }
     };
     // Only a Trigger that starts in the past has (had) a backfill to look at.
     let backfilling = if consumer::backfill_config(trigger)?.is_some() {
@@ -112,11 +112,102 @@ pub async fn ensure(
     })
 }
 
-/// Creates the queue (its backfill first); returns the Broker sequence it is routed after.
-async fn create(
+/// Brings an existing queue consumer up to date; when that takes a new consumer,
+/// deletes it and returns why. An existing queue keeps the seam it was created with
+/// (and where its state is kept).
+async fn update_or_delete(
+    found: &async_nats::jetstream::consumer::Config,
     trigger: &Trigger,
     delivery: &EffectiveDelivery,
     queue: &Stream<()>,
+    queue_name: &str,
+) -> Result<Option<String>, Error> {
+    let desired = consumer::desired_config(
+        trigger,
+        delivery,
+        consumer::routed_after(found),
+        found.memory_storage,
+    )?;
+    let durable = naming::consumer_name(&trigger.name_any());
+    let rejected = |e: &dyn std::fmt::Display| Error::StreamRejected {
+        stream: queue_name.to_owned(),
+        message: format!("consumer {durable}: {e}"),
+    };
+    let reasons = consumer::recreate_reasons(found, &desired);
+    if reasons.is_empty() {
+        if consumer::needs_update(found, &desired) {
+            queue
+                .update_consumer(desired)
+                .await
+                .map_err(|e| rejected(&e))?;
+        }
+        return Ok(None);
+    }
+    queue
+        .delete_consumer(&durable)
+        .await
+        .map_err(|e| rejected(&e))?;
+    Ok(Some(reasons.join(", ")))
+}
+
+/// The seam of a queue this Trigger had on `queue_name` whose consumer is gone
+/// although nothing asked for that: a consumer whose state was in memory does not
+/// survive a nats-server restart. Its copies are still in the work queue, so it is
+/// restored as it was (same seam, nothing purged) and delivers them.
+fn lost_queue(trigger: &Trigger, queue_name: &str, work_queue: bool, missing: bool) -> Option<u64> {
+    let had = trigger.status.as_ref()?.queue.as_ref()?;
+    let namespace = trigger.namespace().unwrap_or_default();
+    let same = had.stream == queue_name
+        && had.broker == trigger.spec.broker
+        && had.subject
+            == naming::queue_subject(&namespace, &trigger.spec.broker, &trigger.name_any());
+    (work_queue && missing && same).then_some(had.routed_after)
+}
+
+/// Re-creates a lost queue consumer with the seam it had.
+async fn restore(
+    trigger: &Trigger,
+    delivery: &EffectiveDelivery,
+    queue: &Stream<()>,
+    routed_after: u64,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let durable = naming::consumer_name(&trigger.name_any());
+    let queue_name = naming::queue_stream_name(
+        &trigger.namespace().unwrap_or_default(),
+        &trigger.spec.broker,
+    );
+    queue
+        .create_consumer(consumer::desired_config(
+            trigger,
+            delivery,
+            routed_after,
+            true,
+        )?)
+        .await
+        .map_err(|e| Error::StreamRejected {
+            stream: queue_name.clone(),
+            message: format!("consumer {durable}: {e}"),
+        })?;
+    ctx.event(
+        trigger,
+        EventType::Warning,
+        "ConsumerRestored",
+        "ReconcileConsumer",
+        format!(
+            "restored queue {durable} on stream {queue_name} (nats-server lost it); events it had not acknowledged are delivered again"
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// Creates the queue (its backfill first); returns the Broker sequence it is routed
+/// after. On a work queue its consumer's state is kept in memory.
+async fn create(
+    trigger: &Trigger,
+    delivery: &EffectiveDelivery,
+    (queue, work_queue): (&Stream<()>, bool),
     events: &Stream<()>,
     reasons: &str,
     ctx: &Context,
@@ -130,7 +221,10 @@ async fn create(
     // The backfill first: a queue whose backfill was lost in a crash between the two
     // would silently miss the history.
     replace_backfill(trigger, events, &events_name).await?;
-    let desired = consumer::desired_config(trigger, delivery, last)?;
+    // Copies left on the subject (routed for an earlier queue of this name, or under
+    // the filter before a change) are not owed to this one.
+    purge_subject(queue, &queue_name, trigger, &trigger.spec.broker).await?;
+    let desired = consumer::desired_config(trigger, delivery, last, work_queue)?;
     queue
         .create_consumer(desired)
         .await
@@ -260,6 +354,27 @@ async fn delete_owned(
     }
 }
 
+/// Removes every copy queued on `trigger`'s subject of queue stream `queue`.
+async fn purge_subject(
+    queue: &Stream<()>,
+    queue_name: &str,
+    trigger: &Trigger,
+    broker: &str,
+) -> Result<(), Error> {
+    let (namespace, name) = (trigger.namespace().unwrap_or_default(), trigger.name_any());
+    queue
+        .purge()
+        .filter(naming::queue_subject(&namespace, broker, &name))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            unavailable(
+                &format!("cannot purge {name}'s copies from {queue_name}"),
+                &e,
+            )
+        })
+}
+
 /// Deletes everything the Trigger owns in the streams of Broker `broker`: its queue,
 /// its backfill, and a consumer of the design before queues. Returns whether the
 /// queue was there.
@@ -288,7 +403,12 @@ pub async fn delete(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<bo
                 ));
             }
         };
-        deleted |= delete_owned(&stream, &durable, &namespace, &name).await?;
+        let queue_deleted = delete_owned(&stream, &durable, &namespace, &name).await?;
+        if queue_deleted && stream_name == naming::queue_stream_name(&namespace, broker) {
+            // A work queue keeps what nobody reads until it ages out: the copies go too.
+            purge_subject(&stream, &stream_name, trigger, broker).await?;
+        }
+        deleted |= queue_deleted;
         delete_owned(
             &stream,
             &naming::backfill_consumer_name(&name),
@@ -298,4 +418,47 @@ pub async fn delete(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<bo
         .await?;
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_api::trigger::TriggerStatus;
+
+    fn trigger_with_queue(broker: &str) -> Trigger {
+        let mut t = Trigger::new(
+            "orders",
+            serde_yaml::from_str("broker: b\nsubscriber: {uri: http://x}").unwrap(),
+        );
+        t.metadata.namespace = Some("shop".into());
+        t.status = Some(TriggerStatus {
+            queue: Some(QueueStatus {
+                broker: broker.into(),
+                stream: naming::queue_stream_name("shop", broker),
+                subject: naming::queue_subject("shop", broker, "orders"),
+                routed_after: 41,
+                backfilling: false,
+            }),
+            ..TriggerStatus::default()
+        });
+        t
+    }
+
+    #[test]
+    fn only_a_work_queue_consumer_that_vanished_is_restored_with_its_seam() {
+        let t = trigger_with_queue("b");
+        let stream = naming::queue_stream_name("shop", "b");
+        assert_eq!(lost_queue(&t, &stream, true, true), Some(41));
+        // Deleted on purpose (a change): a new queue, not a restored one.
+        assert_eq!(lost_queue(&t, &stream, true, false), None);
+        // Interest retention dropped its copies with it: nothing to restore.
+        assert_eq!(lost_queue(&t, &stream, false, true), None);
+        // The queue recorded is another Broker's: this one is new.
+        let moved = trigger_with_queue("other");
+        assert_eq!(lost_queue(&moved, &stream, true, true), None);
+        // A Trigger that never had a queue.
+        let mut fresh = t.clone();
+        fresh.status = None;
+        assert_eq!(lost_queue(&fresh, &stream, true, true), None);
+    }
 }
