@@ -157,7 +157,11 @@ fn deliverer(
         // Idle connections are kept for reuse, but not every connection a burst opened:
         // thousands of idle sockets to a slow subscriber hold buffers long after it
         // (the numbers Knative's dispatcher uses).
+        // The timer is what evicts idle connections in the background: without it the
+        // idle timeout applies only when a connection is next checked out, so the
+        // connections to subscribers of deleted namespaces were kept for good.
         http: Client::builder(TokioExecutor::new())
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(100)
             .build_http(),

@@ -66,7 +66,10 @@ impl Sender {
     #[must_use]
     pub fn new(metrics: Metrics, recorder: Option<Recorder>) -> Self {
         Self {
+            // The timer evicts idle connections in the background (without it the idle
+            // timeout only applies at the next checkout).
             http: Client::builder(TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build_http(),
             metrics,
