@@ -3,6 +3,8 @@
 //! to send them are enforced by hyper (431, or the connection closed); the number of
 //! open connections by a cap, past which new ones wait in the listen backlog. The
 //! body's size and time are the handler's to bound, as only it knows the limits.
+//! With [`serve_tls`], connections speak TLS first; the handshake must finish within
+//! the header time too.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 /// hyper's own default header count; asking for another makes hyper allocate the
 /// header array per request, so it is only set when it differs.
@@ -59,6 +62,28 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_connections(listener, None, app, limits, shutdown).await;
+}
+
+/// [`serve`] over TLS: each connection is accepted by `tls` (see
+/// [`crate::tls::ReloadingCertificate::acceptor`]) before it speaks HTTP.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_connections(listener, Some(tls), app, limits, shutdown).await;
+}
+
+async fn serve_connections(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .max_header_size(limits.max_header_bytes)
@@ -87,10 +112,30 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let service = TowerToHyperService::new(app.clone());
-                    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                    let Some(tls) = tls.clone() else {
+                        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                            drop(place);
+                        });
+                        continue;
+                    };
+                    // The handshake runs in the connection's task, so a slow client
+                    // holds up no other; it counts as watched for the drain.
+                    let (http, watcher) = (http.clone(), graceful.watcher());
+                    let handshake_timeout = limits.header_read_timeout;
                     tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                        match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                                if let Err(e) = connection.await {
+                                    tracing::debug!(error = %e, "connection ended with an error");
+                                }
+                            }
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake not finished within {handshake_timeout:?}"),
                         }
                         drop(place);
                     });

@@ -11,6 +11,7 @@ pub mod nats;
 pub mod scope;
 pub mod telemetry;
 pub mod testing;
+pub mod tls;
 pub mod token;
 
 /// A recorder of Kubernetes Events from `controller` (e.g. `herald-dispatcher`), this
