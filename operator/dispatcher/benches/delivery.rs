@@ -144,7 +144,9 @@ async fn start_dispatcher(
     table.upsert(&planned.key, planned.route.clone(), &planned.filter);
     let table = Arc::new(std::sync::RwLock::new(table));
     let deliverer = Arc::new(Deliverer {
-        http: Client::builder(TokioExecutor::new()).build_http(),
+        http: herald_runtime::tls::ClientTls::load(None)
+            .unwrap()
+            .http_client(&Client::builder(TokioExecutor::new())),
         jetstream: js.clone(),
         metrics: Metrics::register(registry).unwrap(),
         drops: None,

@@ -179,7 +179,9 @@ fn consumer_config(
 async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Registry) -> Running {
     let (stop, stopped) = tokio::sync::watch::channel(Stop::Running);
     let deliverer = Arc::new(Deliverer {
-        http: Client::builder(TokioExecutor::new()).build_http(),
+        http: herald_runtime::tls::ClientTls::load(None)
+            .unwrap()
+            .http_client(&Client::builder(TokioExecutor::new())),
         jetstream: jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(2))
             .build(env.client.clone()),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use herald_runtime::nats::NatsArgs;
 use herald_runtime::telemetry::LogFormat;
+use herald_runtime::tls::ClientTlsArgs;
 
 /// Flags of `herald dispatcher` (each with an environment fallback).
 #[derive(clap::Args, Debug, Clone)]
@@ -12,6 +13,9 @@ pub struct DispatcherArgs {
     /// NATS connection.
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// What `https://` subscribers are trusted by.
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9092")]
     pub metrics_addr: SocketAddr,

@@ -10,10 +10,9 @@ use bytes::Bytes;
 use herald_api::delivery::EffectiveDelivery;
 use herald_api::naming;
 use herald_cloudevents::CloudEvent;
+use herald_runtime::tls::HttpClient;
 use http_body_util::Full;
 use hyper::HeaderMap;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::answer::Cut;
 use crate::metrics::{Metrics, Outcome};
@@ -173,8 +172,8 @@ impl Attempts {
 
 /// Shared by every Trigger's loop.
 pub struct Deliverer {
-    /// HTTP client (keep-alive pool).
-    pub http: Client<HttpConnector, Full<Bytes>>,
+    /// HTTP client for `http://` and `https://` subscribers (keep-alive pool).
+    pub http: HttpClient<Full<Bytes>>,
     /// For publishing replies.
     pub jetstream: jetstream::Context,
     /// Metrics.
@@ -222,7 +221,13 @@ impl Deliverer {
         let deadline = tokio::time::Instant::now() + timeout;
         let response = match tokio::time::timeout_at(deadline, self.http.request(request)).await {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Attempt::Failed(format!("cannot reach {url}: {e}")),
+            // The reason (refused, an untrusted certificate, ...) is in the sources.
+            Ok(Err(e)) => {
+                return Attempt::Failed(format!(
+                    "cannot reach {url}: {}",
+                    herald_runtime::tls::error_chain(&e)
+                ));
+            }
             Err(_) => return Attempt::TimedOut,
         };
         let (parts, body) = response.into_parts();

@@ -60,8 +60,10 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "starting herald dispatcher"
     );
+    // A CA bundle that cannot be used stops the start: every https delivery would fail.
+    let tls = args.tls.load()?;
     if let Some(json) = &args.trigger_plan {
-        return sidecar_main(&args, json).await;
+        return sidecar_main(&args, &tls, json).await;
     }
     let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher").await?;
@@ -85,6 +87,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
         });
     let deliverer = Arc::new(deliverer(
         &nats,
+        &tls,
         &metrics,
         Some(drops),
         tokens,
@@ -148,6 +151,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
 
 fn deliverer(
     nats: &herald_runtime::nats::NatsConnection,
+    tls: &herald_runtime::tls::ClientTls,
     metrics: &Metrics,
     drops: Option<Arc<reports::DropReports>>,
     tokens: Option<herald_runtime::token::TokenSource>,
@@ -160,11 +164,12 @@ fn deliverer(
         // The timer is what evicts idle connections in the background: without it the
         // idle timeout applies only when a connection is next checked out, so the
         // connections to subscribers of deleted namespaces were kept for good.
-        http: Client::builder(TokioExecutor::new())
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(100)
-            .build_http(),
+        http: tls.http_client(
+            Client::builder(TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(100),
+        ),
         jetstream: async_nats::jetstream::ContextBuilder::new()
             .timeout(pull::JETSTREAM_API_TIMEOUT)
             .build(nats.client.clone()),
@@ -189,7 +194,11 @@ fn follow_leader_moves(nats: &herald_runtime::nats::NatsConnection) -> moves::Le
 
 /// Sidecar mode: one Trigger, from the plan the operator put in the pod template, to
 /// the consumer container; no Kubernetes API. Replicas share the durable consumer.
-async fn sidecar_main(args: &DispatcherArgs, json: &str) -> anyhow::Result<()> {
+async fn sidecar_main(
+    args: &DispatcherArgs,
+    tls: &herald_runtime::tls::ClientTls,
+    json: &str,
+) -> anyhow::Result<()> {
     let spec: DispatcherPlan = serde_json::from_str(json)
         .map_err(|e| anyhow::anyhow!("--trigger-plan is not a valid plan: {e}"))?;
     let subscriber = args
@@ -206,7 +215,14 @@ async fn sidecar_main(args: &DispatcherArgs, json: &str) -> anyhow::Result<()> {
             admin,
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
-    let deliverer = Arc::new(deliverer(&nats, &metrics, None, None, args.max_in_flight));
+    let deliverer = Arc::new(deliverer(
+        &nats,
+        tls,
+        &metrics,
+        None,
+        None,
+        args.max_in_flight,
+    ));
     tracing::info!(trigger = %format!("{}/{}", plan.namespace, plan.trigger), subscriber = %plan.subscriber, "delivering one Trigger (sidecar)");
     let (stop, stopped) = watch::channel(Stop::Running);
     let task = tokio::spawn(pull::pull_loop(Arc::new(plan), deliverer, stopped));

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald_api::Broker;
 use herald_cloudevents::CloudEvent;
+use herald_runtime::tls::ClientTlsArgs;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -21,13 +22,14 @@ use hyper_util::rt::TokioExecutor;
 #[command(after_help = "Examples:\n  \
 herald send --to default/orders --type com.example.order.created --data '{\"id\":42}'\n  \
 herald send --url http://localhost:8080/default/orders --type t --source /me --data-file event.json\n  \
+herald send --url https://ingress.example/default/orders --type t --ca-bundle ca.crt\n  \
 echo hello | herald send --to team/b --type greeting --content-type text/plain --data-file -\n  \
 herald send --to team/secure --type t --token \"$(kubectl create token producer -n team --audience http://ingress/team/secure)\"")]
 pub struct SendArgs {
     /// Broker as `namespace/name` (its address is read from `status.address.url`).
     #[arg(long, conflicts_with = "url", required_unless_present = "url")]
     pub to: Option<String>,
-    /// Address to POST to, e.g. `http://localhost:8080/<namespace>/<broker>`.
+    /// Address to POST to, e.g. `http://localhost:8080/<namespace>/<broker>` (or `https://`).
     #[arg(long)]
     pub url: Option<String>,
     /// Event `type`.
@@ -69,6 +71,9 @@ pub struct SendArgs {
     /// Read the bearer token from this file (e.g. a projected ServiceAccount token).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// What an `https://` address is trusted by.
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
@@ -191,11 +196,15 @@ async fn send(args: &SendArgs) -> Result<(u16, String), String> {
         (None, Some(to)) => resolve(to, args.kubeconfig.as_deref()).await?,
         (None, None) => return Err("give --to NAMESPACE/NAME or --url URL".into()),
     };
-    if !url.starts_with("http://") {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(format!(
-            "{url}: only http:// addresses are supported (the ingress speaks plain HTTP)"
+            "{url}: only http:// and https:// addresses are supported"
         ));
     }
+    let tls = args
+        .tls
+        .load()
+        .map_err(|e| herald_runtime::tls::error_chain(&e))?;
     let (headers, body) = herald_cloudevents::http::encode_binary(&event);
     let mut request = hyper::Request::post(&url)
         .body(Full::new(body))
@@ -208,11 +217,14 @@ async fn send(args: &SendArgs) -> Result<(u16, String), String> {
             .headers_mut()
             .insert(hyper::header::AUTHORIZATION, value);
     }
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let client = tls.http_client(&Client::builder(TokioExecutor::new()));
     let response = tokio::time::timeout(Duration::from_secs(args.timeout), client.request(request))
         .await
         .map_err(|_| format!("no answer from {url} within {}s", args.timeout))?
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        .map_err(|e| {
+            let reason = herald_runtime::tls::error_chain(&e);
+            format!("cannot reach {url}: {reason}")
+        })?;
     let status = response.status().as_u16();
     let body = response
         .into_body()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use herald_runtime::nats::NatsArgs;
 use herald_runtime::telemetry::LogFormat;
+use herald_runtime::tls::ClientTlsArgs;
 
 /// Flags of `herald sources` (each with an environment fallback).
 #[derive(clap::Args, Debug, Clone)]
@@ -13,6 +14,9 @@ pub struct SourcesArgs {
     /// NATS connection (also the default for `nats` sources).
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// What `https://` sinks are trusted by.
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// Address of the webhook endpoint (`POST /<namespace>/<eventsource>`).
     #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,

@@ -57,9 +57,11 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "starting herald sources"
     );
+    // A CA bundle that cannot be used stops the start: every https sink would fail.
+    let tls = args.tls.load()?;
     let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
     if let Some(json) = &args.kubernetes_plan {
-        return kubernetes_main(&args, client, json).await;
+        return kubernetes_main(&args, &tls, client, json).await;
     }
     let nats = herald_runtime::nats::connect(&args.nats, "herald-sources").await?;
     let (
@@ -71,7 +73,7 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
     let recorder = herald_runtime::event_recorder(client.clone(), "herald-sources");
-    let mut sender = Sender::new(metrics.clone(), Some(recorder));
+    let mut sender = Sender::new(&tls, metrics.clone(), Some(recorder));
     if let Some((namespace, name)) = &args.token_service_account {
         sender = sender.with_tokens(herald_runtime::token::TokenSource::new(
             client.clone(),
@@ -139,7 +141,12 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
 }
 
 /// One `kubernetes` EventSource in its own Deployment, as the user's ServiceAccount.
-async fn kubernetes_main(args: &SourcesArgs, client: Client, json: &str) -> anyhow::Result<()> {
+async fn kubernetes_main(
+    args: &SourcesArgs,
+    tls: &herald_runtime::tls::ClientTls,
+    client: Client,
+    json: &str,
+) -> anyhow::Result<()> {
     let plan: kubernetes::KubernetesPlan = serde_json::from_str(json)
         .map_err(|e| anyhow::anyhow!("--kubernetes-plan is not a valid plan: {e}"))?;
     let (
@@ -154,7 +161,7 @@ async fn kubernetes_main(args: &SourcesArgs, client: Client, json: &str) -> anyh
     readiness.set(true);
     metrics.sources.set(1);
     // The user's ServiceAccount usually may not write Events: failures are logged and counted.
-    kubernetes::run(client, plan, Sender::new(metrics, None), shutdown).await;
+    kubernetes::run(client, plan, Sender::new(tls, metrics, None), shutdown).await;
     let _ = admin.await;
     Ok(())
 }

@@ -12,12 +12,12 @@ use bytes::Bytes;
 use herald_cloudevents::CloudEvent;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 
+use herald_runtime::tls::{ClientTls, HttpClient};
 use herald_runtime::token::TokenSource;
 
 use crate::metrics::Metrics;
@@ -33,10 +33,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_BYTES: usize = 64 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
-/// A shared HTTP client for every source.
+/// A shared HTTP client (`http://` and `https://` sinks) for every source.
 #[derive(Clone)]
 pub struct Sender {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient<Full<Bytes>>,
     metrics: Metrics,
     recorder: Option<Recorder>,
     tokens: Option<Arc<TokenSource>>,
@@ -61,17 +61,19 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 impl Sender {
-    /// A sender that counts into `metrics` and, with a `recorder`, reports events it
-    /// could not deliver as Kubernetes Events on their EventSource.
+    /// A sender that trusts `tls` for `https://` sinks, counts into `metrics` and,
+    /// with a `recorder`, reports events it could not deliver as Kubernetes Events on
+    /// their EventSource.
     #[must_use]
-    pub fn new(metrics: Metrics, recorder: Option<Recorder>) -> Self {
+    pub fn new(tls: &ClientTls, metrics: Metrics, recorder: Option<Recorder>) -> Self {
         Self {
             // The timer evicts idle connections in the background (without it the idle
             // timeout only applies at the next checkout).
-            http: Client::builder(TokioExecutor::new())
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build_http(),
+            http: tls.http_client(
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(hyper_util::rt::TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(30)),
+            ),
             metrics,
             recorder,
             tokens: None,
@@ -138,7 +140,10 @@ impl Sender {
         let answer = tokio::time::timeout(TIMEOUT, self.http.request(request))
             .await
             .map_err(|_| (true, format!("no answer from {sink} within {TIMEOUT:?}")))?
-            .map_err(|e| (true, format!("cannot reach {sink}: {e}")))?;
+            .map_err(|e| {
+                let reason = herald_runtime::tls::error_chain(&e);
+                (true, format!("cannot reach {sink}: {reason}"))
+            })?;
         let status = answer.status();
         let bearer_challenge = answer
             .headers()
@@ -230,6 +235,7 @@ mod tests {
 
     fn sender() -> Sender {
         Sender::new(
+            &ClientTls::load(None).unwrap(),
             Metrics::register(&prometheus::Registry::new()).unwrap(),
             None,
         )

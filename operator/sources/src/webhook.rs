@@ -279,6 +279,7 @@ mod tests {
             .unwrap()
             .insert(("ns".into(), "hook".into()), Arc::new(route));
         let sender = Sender::new(
+            &herald_runtime::tls::ClientTls::load(None).unwrap(),
             Metrics::register(&prometheus::Registry::new()).unwrap(),
             None,
         );
