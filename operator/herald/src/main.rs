@@ -124,3 +124,15 @@ fn print_crds(output_dir: Option<PathBuf>, reference: bool) -> anyhow::Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap checks flag names only when a command is parsed: every subcommand at once
+    /// here, so two flattened groups claiming one name fail a test, not a start.
+    #[test]
+    fn every_subcommand_s_flags_are_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -16,7 +16,8 @@ pub struct IngressArgs {
     /// NATS connection.
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// Address producers send events to: `POST http://<addr>/<namespace>/<broker>`.
+    /// Address producers send events to: `POST http://<addr>/<namespace>/<broker>`
+    /// (`https://` with `--tls-cert`).
     #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
@@ -54,6 +55,27 @@ pub struct IngressArgs {
     /// memory limit: events are held about twice (the body and their NATS messages).
     #[arg(long, env = "HERALD_MAX_IN_FLIGHT_BYTES", default_value_t = DEFAULT_MAX_IN_FLIGHT_BYTES)]
     pub max_in_flight_bytes: usize,
+    /// Serve https with this certificate chain (PEM, leaf first; e.g. `tls.crt` of a
+    /// `kubernetes.io/tls` Secret). Without it, plain HTTP.
+    #[arg(
+        long = "tls-cert",
+        env = "HERALD_TLS_CERT",
+        value_name = "FILE",
+        requires = "server_key"
+    )]
+    pub server_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(
+        long = "tls-key",
+        env = "HERALD_TLS_KEY",
+        value_name = "FILE",
+        requires = "server_cert"
+    )]
+    pub server_key: Option<PathBuf>,
+    /// How often the certificate files are read again; new connections get a changed
+    /// certificate (a Secret mount is updated in place), e.g. `10s`.
+    #[arg(long, env = "HERALD_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = herald_api::duration::parse_flag)]
+    pub tls_reload_interval: Duration,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -84,5 +106,13 @@ mod tests {
                 defaults.header_read_timeout
             )
         );
+    }
+
+    #[test]
+    fn a_certificate_needs_its_key() {
+        let parsed = Cli::try_parse_from(["herald-ingress", "--tls-cert", "tls.crt"]);
+        assert!(parsed.is_err());
+        let args = Cli::parse_from(["herald-ingress", "--tls-cert", "c", "--tls-key", "k"]).args;
+        assert!(args.server_cert.is_some() && args.server_key.is_some());
     }
 }

@@ -39,6 +39,13 @@ pub fn run_ingress(args: IngressArgs) -> anyhow::Result<()> {
 async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
     herald_runtime::telemetry::init(args.log_format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), listen = %args.listen, "starting herald ingress");
+    // A certificate that cannot be served stops the start, naming the file.
+    let certificate = match (&args.server_cert, &args.server_key) {
+        (Some(cert), Some(key)) => {
+            Some(herald_runtime::tls::ReloadingCertificate::load(cert, key)?)
+        }
+        _ => None,
+    };
     let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-ingress").await?;
     let jetstream = async_nats::jetstream::ContextBuilder::new()
@@ -77,20 +84,27 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    tracing::info!(addr = %args.listen, "accepting events at POST /<namespace>/<broker>");
     let connection_limits = limits::ConnectionLimits {
         max_headers: args.max_headers,
         max_header_bytes: args.max_header_bytes,
         header_read_timeout: args.read_timeout,
         ..limits::ConnectionLimits::default()
     };
-    limits::serve(
-        listener,
-        server::router(state),
-        connection_limits,
-        fired(shutdown),
-    )
-    .await;
+    let app = server::router(state);
+    match certificate {
+        None => {
+            tracing::info!(addr = %args.listen, "accepting events at POST http://<addr>/<namespace>/<broker>");
+            limits::serve(listener, app, connection_limits, fired(shutdown)).await;
+        }
+        Some(certificate) => {
+            let acceptor = certificate.acceptor()?;
+            tokio::spawn(
+                certificate.keep_reloading(args.tls_reload_interval, fired(shutdown.clone())),
+            );
+            tracing::info!(addr = %args.listen, reload_every = ?args.tls_reload_interval, "accepting events at POST https://<addr>/<namespace>/<broker>");
+            limits::serve_tls(listener, acceptor, app, connection_limits, fired(shutdown)).await;
+        }
+    }
     let _ = admin.await;
     tracing::info!("stopped");
     Ok(())

@@ -9,6 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 pub use herald_runtime::http_server::{
     ConnectionLimits, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_READ_TIMEOUT, serve,
+    serve_tls,
 };
 
 /// Requests in flight per Broker, capped.
