@@ -17,12 +17,28 @@ fn testdata(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A scratch directory with server `who`'s files as `tls.crt` and `tls.key`.
-fn mounted(test: &str, who: &str) -> PathBuf {
+/// A scratch directory with server `who`'s files as `tls.crt` and `tls.key`, removed
+/// when dropped.
+struct Mounted(PathBuf);
+
+impl std::ops::Deref for Mounted {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mounted(test: &str, who: &str) -> Mounted {
     let dir = std::env::temp_dir().join(format!("herald-tls-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     swap(&dir, who);
-    dir
+    Mounted(dir)
 }
 
 /// Puts server `who`'s files in `dir`, as a Secret update would.
