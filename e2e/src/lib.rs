@@ -18,6 +18,7 @@
 // Test helpers fail the test by panicking, with a message; that is their contract.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod certs;
 pub mod http;
 pub mod kubectl;
 pub mod nats;

@@ -162,6 +162,13 @@ pub struct Ingress {
     extra: Vec<String>,
 }
 
+/// Whether `flags` make the ingress serve https.
+fn serves_https(flags: &[String]) -> bool {
+    flags
+        .iter()
+        .any(|f| f == "--tls-cert" || f.starts_with("--tls-cert="))
+}
+
 impl Ingress {
     /// Starts an ingress for `namespace` with the default body limit.
     pub async fn start(namespace: &str, nats_url: &str) -> Self {
@@ -220,10 +227,15 @@ impl Ingress {
         wait_for_port(self.port, "herald ingress").await;
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` when started with `--tls-cert`.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if serves_https(&self.extra) {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 }
 

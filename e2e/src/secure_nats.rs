@@ -7,7 +7,7 @@
 //! test uses `Stack::start(client, ns, &server.url())` unchanged.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Mutex;
 
@@ -50,7 +50,7 @@ impl SecureNatsServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("herald-e2e-secure-nats-{name}-{port}"));
         std::fs::create_dir_all(dir.join("store")).expect("create the server's directory");
-        make_certificates(&dir);
+        crate::certs::make_certificates(&dir);
         let nkey = nkeys::KeyPair::new_user();
         let nkey_seed = nkey.seed().expect("a new key has a seed");
         let config = format!(
@@ -138,87 +138,5 @@ impl Drop for SecureNatsServer {
             .expect("client env lock")
             .remove(&self.url());
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, in `dir`.
-fn make_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl must be on PATH (e2e/controlplane/up.sh uses it too)");
-        assert!(
-            out.status.success(),
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let p256 = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"],
-            &p256[..],
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=herald-e2e-ca",
-            ],
-        ]
-        .concat(),
-    );
-    for (who, extensions) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.join(format!("{who}.ext")), extensions).expect("write extensions");
-        openssl(
-            &[
-                &["req"],
-                &p256[..],
-                &[
-                    "-keyout",
-                    &format!("{who}.key"),
-                    "-out",
-                    &format!("{who}.csr"),
-                    "-subj",
-                    &format!("/CN=herald-e2e-{who}"),
-                ],
-            ]
-            .concat(),
-        );
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-out",
-            &format!("{who}.crt"),
-            "-extfile",
-            &format!("{who}.ext"),
-        ]);
     }
 }

@@ -67,10 +67,34 @@ impl Subscriber {
     pub async fn scripted(
         script: impl Fn(&CloudEvent, u32) -> Answer + Send + Sync + 'static,
     ) -> Self {
+        Self::serving(None, script).await
+    }
+
+    /// A subscriber at `https://127.0.0.1:<port>/events` that accepts everything,
+    /// presenting the test PKI's `server.crt`.
+    pub async fn https_accepting(pki: &crate::certs::TestPki) -> Self {
+        let certificate = herald_runtime::tls::ReloadingCertificate::load(
+            &pki.file("server.crt"),
+            &pki.file("server.key"),
+        )
+        .expect("the test PKI's server certificate");
+        let acceptor = certificate.acceptor().expect("a TLS acceptor");
+        Self::serving(Some(acceptor), |_, _| Answer::status(202)).await
+    }
+
+    /// [`Self::scripted`], over TLS with `tls`.
+    async fn serving(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        script: impl Fn(&CloudEvent, u32) -> Answer + Send + Sync + 'static,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind subscriber");
-        let url = format!("http://{}/events", listener.local_addr().expect("address"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!(
+            "{scheme}://{}/events",
+            listener.local_addr().expect("address")
+        );
         let received: Arc<Mutex<Vec<(CloudEvent, u16)>>> = Arc::default();
         let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
         let script: Arc<Script> = Arc::new(script);
@@ -84,6 +108,7 @@ impl Subscriber {
                 };
                 let (received, seen, script) = (recorder.clone(), seen.clone(), script.clone());
                 let authorizations = authorization_log.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (received, seen, script) =
@@ -125,9 +150,21 @@ impl Subscriber {
                             Ok::<_, Infallible>(response)
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(socket), service)
-                        .await;
+                    match tls {
+                        None => {
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(socket), service)
+                                .await;
+                        }
+                        // A client that does not trust the certificate ends here.
+                        Some(tls) => {
+                            if let Ok(socket) = tls.accept(socket).await {
+                                let _ = http1::Builder::new()
+                                    .serve_connection(TokioIo::new(socket), service)
+                                    .await;
+                            }
+                        }
+                    }
                 });
             }
         });
