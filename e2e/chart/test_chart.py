@@ -103,6 +103,8 @@ async def main() -> int:
             ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
             ({"ingress": {"service": {"type": "Ingress"}}}, "type"),
             ({"ingress": {"readTimeout": "soon"}}, "readTimeout"),
+            ({"ingress": {"tls": {"reloadInterval": "soon"}}}, "reloadInterval"),
+            ({"caBundle": {"configMap": "a", "secret": "b"}}, "caBundle"),
             ({"no-such-value": 1}, "no-such-value"),
         ]:
             try:
@@ -194,6 +196,8 @@ async def main() -> int:
         await helm.Upgrade(cfg).run(release, CHART, wait=False, values={
             "nats": {"url": NATS_URL, "userSecret": {"name": "nats-user"}, "nkeySecret": {"name": "nats-nkey"},
                      "tls": {"caSecret": {"name": "nats-ca"}, "clientCertSecret": "nats-client", "required": True}},
+            "caBundle": {"configMap": "herald-ca"},
+            "ingress": {"tls": {"secret": "ingress-tls"}, "service": {"port": 443}},
             "dispatcher": {"replicas": 3}, "watchNamespaces": [other, other2],
             "grafanaDashboard": {"enabled": True}, "serviceMonitor": {"enabled": True}})
         d = kubectl("get", "deployment", f"{full}-dispatcher", "-n", ns, "-o", "json")
@@ -211,6 +215,38 @@ async def main() -> int:
                and env.get("HERALD_NATS_TLS_REQUIRED") == "true"
                and {"/etc/herald/nats-ca", "/etc/herald/nats-client"} <= mounts,
                "NATS TLS: CA and client certificate mounted from Secrets, TLS required")
+        print("https: the ingress serves the Secret's certificate, the others trust the CA bundle")
+        containers = {c: json.loads(kubectl("get", "deployment", f"{full}-{c}", "-n", ns, "-o", "json"))
+                      ["spec"]["template"]["spec"] for c in ("ingress", "dispatcher", "sources", "operator")}
+        for c in ("dispatcher", "sources"):
+            pod = containers[c]
+            args = pod["containers"][0]["args"]
+            mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            expect("--ca-bundle=/etc/herald/ca-bundle/ca.crt" in args
+                   and mounts.get("ca-bundle") == "/etc/herald/ca-bundle"
+                   and volumes.get("ca-bundle", {}).get("configMap", {}).get("name") == "herald-ca"
+                   and "nats-ca" in volumes,
+                   f"{c}: --ca-bundle from the ConfigMap, beside the NATS mounts: {args} {mounts}")
+        ing_pod = containers["ingress"]
+        ing_args = ing_pod["containers"][0]["args"]
+        ing_mounts = {m["name"]: m for m in ing_pod["containers"][0]["volumeMounts"]}
+        ing_volumes = {v["name"]: v for v in ing_pod["volumes"]}
+        parsed = subprocess.run([herald_bin, *ing_args, "--help"], capture_output=True, text=True)
+        expect("--tls-cert=/etc/herald/ingress-tls/tls.crt" in ing_args
+               and "--tls-key=/etc/herald/ingress-tls/tls.key" in ing_args
+               and "--tls-reload-interval=10s" in ing_args
+               and "subPath" not in ing_mounts.get("ingress-tls", {"subPath": "missing"})
+               and ing_volumes.get("ingress-tls", {}).get("secret", {}).get("secretName") == "ingress-tls"
+               and parsed.returncode == 0,
+               f"ingress: https from the whole Secret mounted (updated in place): {ing_args} {parsed.stderr.strip()}")
+        port = json.loads(kubectl("get", "service", f"{full}-ingress", "-n", ns, "-o", "json"))["spec"]["ports"][0]
+        expect(port["name"] == "https" and port["port"] == 443 and port["targetPort"] == "https",
+               f"ingress Service: https on 443: {port}")
+        op_args = containers["operator"]["containers"][0]["args"]
+        expect(f"--ingress-url=https://{full}-ingress.{ns}.svc.cluster.local" in op_args,
+               f"Broker addresses are https: {op_args}")
+
         dashboard = json.loads(kubectl("get", "configmap", f"{full}-dashboard", "-n", ns, "-o", "json"))
         panels = json.loads(dashboard["data"]["herald.json"])["panels"]
         expect(dashboard["metadata"]["labels"].get("grafana_dashboard") == "1" and len(panels) > 10,

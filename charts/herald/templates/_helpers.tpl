@@ -124,7 +124,41 @@ readOnlyRootFilesystem: true
 capabilities: {drop: [ALL]}
 {{- end -}}
 
-{{/* One component's Deployment: include "herald.deployment" (dict "root" . "component" "ingress" "values" .Values.ingress "args" (list ...) "ports" (list ...) "env" (list ...)) */}}
+{{/* One component's Deployment: include "herald.deployment" (dict "root" . "component" "ingress" "values" .Values.ingress "args" (list ...) "ports" (list ...) "env" (list ...) "volumeMounts" (include ...) "volumes" (include ...)); volumeMounts and volumes are YAML list items, each line starting with a newline. */}}
+
+{{/* The CA bundle (caBundle) trusted for https:// subscribers, sinks and Brokers. */}}
+{{- define "herald.caBundleArgs" -}}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret -}}
+{{ list (printf "--ca-bundle=/etc/herald/ca-bundle/%s" .Values.caBundle.key) | toYaml }}
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
+
+{{- define "herald.caBundleVolumeMounts" -}}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret }}
+- {name: ca-bundle, mountPath: /etc/herald/ca-bundle, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "herald.caBundleVolumes" -}}
+{{- if .Values.caBundle.configMap }}
+- name: ca-bundle
+  configMap: {name: {{ .Values.caBundle.configMap }}}
+{{- else if .Values.caBundle.secret }}
+- name: ca-bundle
+  secret: {secretName: {{ .Values.caBundle.secret }}}
+{{- end }}
+{{- end -}}
+
+{{/* The ingress's base URL, as Broker addresses start: https with ingress.tls.secret; the Service port unless it is the scheme's own. */}}
+{{- define "herald.ingressUrl" -}}
+{{- $scheme := ternary "https" "http" (ne .Values.ingress.tls.secret "") -}}
+{{- $port := int .Values.ingress.service.port -}}
+{{- $default := ternary 443 80 (eq $scheme "https") -}}
+{{- printf "%s://%s-ingress.%s.svc.cluster.local" $scheme (include "herald.fullname" .) .Release.Namespace -}}
+{{- if ne $port $default }}:{{ $port }}{{ end -}}
+{{- end -}}
 {{- define "herald.deployment" -}}
 {{- $root := .root -}}
 apiVersion: apps/v1
@@ -185,11 +219,11 @@ spec:
             {{- toYaml .values.resources | nindent 12 }}
           securityContext:
             {{- include "herald.containerSecurityContext" $root | nindent 12 }}
-          {{- with (include "herald.natsVolumeMounts" $root) }}
+          {{- with print (include "herald.natsVolumeMounts" $root) (.volumeMounts | default "") }}
           volumeMounts:
             {{- . | nindent 12 }}
           {{- end }}
-      {{- with (include "herald.natsVolumes" $root) }}
+      {{- with print (include "herald.natsVolumes" $root) (.volumes | default "") }}
       volumes:
         {{- . | nindent 8 }}
       {{- end }}
