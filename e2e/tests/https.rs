@@ -12,7 +12,7 @@ use std::time::Duration;
 use herald_api::Broker;
 use herald_api::Trigger;
 use herald_api::broker::condition as broker_condition;
-use herald_api::conditions::ConditionStatus::True;
+use herald_api::conditions::ConditionStatus::{False, True};
 use herald_api::trigger::condition;
 use herald_e2e::certs::TestPki;
 use herald_e2e::kubectl::{apply, example};
@@ -103,6 +103,68 @@ async fn an_untrusted_https_subscriber_gets_nothing_and_the_reason_is_reported()
             subscriber.count(),
             0,
             "no request passes an untrusted handshake"
+        );
+    })
+    .await;
+}
+
+/// A Trigger on the example Broker to an https subscriber at `url`, trusting `ca_certs`
+/// for it (JSON, so the PEM needs no YAML quoting).
+fn trigger_with_ca_certs(ns: &str, name: &str, url: &str, ca_certs: &str) {
+    let trigger = serde_json::json!({
+        "apiVersion": "eventing.herald.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": name},
+        "spec": {
+            "broker": "default",
+            "subscriber": {"uri": url, "caCerts": ca_certs},
+            "delivery": {"retry": 0},
+        },
+    });
+    apply(ns, &trigger.to_string());
+}
+
+#[tokio::test]
+async fn a_trigger_s_own_ca_certs_are_trusted_for_its_subscriber() {
+    with_temp_ns("https-ca-certs", |client, ns| async move {
+        let pki = TestPki::new("ca-certs");
+        // The dispatcher has no --ca-bundle: only the Trigger trusts the test CA.
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let subscriber = Subscriber::https_accepting(&pki).await;
+        let ca = std::fs::read_to_string(pki.file("ca.crt")).expect("the test CA");
+        trigger_with_ca_certs(&ns, "own-ca", &subscriber.url, &ca);
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        await_condition(
+            &triggers,
+            "own-ca",
+            WAIT,
+            has_condition(condition::READY, True, None),
+        )
+        .await;
+        stack.send("own-ca-event", "t", "s", "{}").await;
+        subscriber
+            .wait_for("the event over https, trusted through caCerts", WAIT, |d| {
+                d.iter().any(|(e, s)| e.id() == "own-ca-event" && *s == 202)
+            })
+            .await;
+
+        // Certificates that do not parse leave the subscriber unresolved, saying why.
+        trigger_with_ca_certs(&ns, "bad-ca", &subscriber.url, "not a certificate");
+        let bad = await_condition(
+            &triggers,
+            "bad-ca",
+            WAIT,
+            has_condition(
+                condition::SUBSCRIBER_RESOLVED,
+                False,
+                Some("SubscriberNotResolved"),
+            ),
+        )
+        .await;
+        let conditions = herald_e2e::field(&bad, "/status/conditions").to_string();
+        assert!(
+            conditions.contains("caCerts holds no PEM certificate"),
+            "{conditions}"
         );
     })
     .await;

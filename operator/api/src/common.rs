@@ -39,6 +39,12 @@ pub struct Destination {
     /// the subscriber can check with a `TokenReview`. No token when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// For a Trigger's subscriber and dead-letter sink: CA certificates (PEM) trusted
+    /// for this `https://` destination besides the dispatcher's (the system's roots and
+    /// its `--ca-bundle`), like Knative's `CACerts`. Certificates that do not parse
+    /// leave the destination unresolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certs: Option<String>,
 }
 
 /// How the delay between retries grows.

@@ -144,9 +144,10 @@ async fn start_dispatcher(
     table.upsert(&planned.key, planned.route.clone(), &planned.filter);
     let table = Arc::new(std::sync::RwLock::new(table));
     let deliverer = Arc::new(Deliverer {
-        http: herald_runtime::tls::ClientTls::load(None)
-            .unwrap()
-            .http_client(&Client::builder(TokioExecutor::new())),
+        http: herald_dispatcher::clients::Clients::new(
+            herald_runtime::tls::ClientTls::load(None).unwrap(),
+            Client::builder(TokioExecutor::new()),
+        ),
         jetstream: js.clone(),
         metrics: Metrics::register(registry).unwrap(),
         drops: None,

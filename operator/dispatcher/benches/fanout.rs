@@ -147,6 +147,7 @@ fn plan(
         consumer: naming::consumer_name(name),
         subscriber: subscriber.to_owned(),
         subscriber_audience: None,
+        subscriber_ca_certs: None,
         dead_letter_sink: None,
         delivery: herald_api::delivery::resolve(None, None).expect("defaults"),
         filter: Arc::new(filter),
@@ -179,9 +180,10 @@ fn consumer_config(
 async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Registry) -> Running {
     let (stop, stopped) = tokio::sync::watch::channel(Stop::Running);
     let deliverer = Arc::new(Deliverer {
-        http: herald_runtime::tls::ClientTls::load(None)
-            .unwrap()
-            .http_client(&Client::builder(TokioExecutor::new())),
+        http: herald_dispatcher::clients::Clients::new(
+            herald_runtime::tls::ClientTls::load(None).unwrap(),
+            Client::builder(TokioExecutor::new()),
+        ),
         jetstream: jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(2))
             .build(env.client.clone()),

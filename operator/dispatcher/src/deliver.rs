@@ -10,7 +10,6 @@ use bytes::Bytes;
 use herald_api::delivery::EffectiveDelivery;
 use herald_api::naming;
 use herald_cloudevents::CloudEvent;
-use herald_runtime::tls::HttpClient;
 use http_body_util::Full;
 use hyper::HeaderMap;
 
@@ -172,8 +171,8 @@ impl Attempts {
 
 /// Shared by every Trigger's loop.
 pub struct Deliverer {
-    /// HTTP client for `http://` and `https://` subscribers (keep-alive pool).
-    pub http: HttpClient<Full<Bytes>>,
+    /// HTTP clients for `http://` and `https://` destinations (keep-alive pools).
+    pub http: crate::clients::Clients,
     /// For publishing replies.
     pub jetstream: jetstream::Context,
     /// Metrics.
@@ -192,16 +191,21 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// POSTs `event` to `url` in binary mode; the answer, body included, must come
-    /// within `timeout`. A status that came in time counts even if its body did not
-    /// (see [`crate::answer`]).
+    /// POSTs `event` to `url` in binary mode, trusting `ca_certs` too for https; the
+    /// answer, body included, must come within `timeout`. A status that came in time
+    /// counts even if its body did not (see [`crate::answer`]).
     pub async fn post(
         &self,
         url: &str,
         event: &CloudEvent,
         timeout: Duration,
         audience: Option<&str>,
+        ca_certs: Option<&str>,
     ) -> Attempt {
+        let http = match self.http.for_destination(ca_certs) {
+            Ok(http) => http,
+            Err(e) => return Attempt::Failed(format!("cannot send to {url}: {e}")),
+        };
         let (headers, body) = herald_cloudevents::http::encode_binary(event);
         let mut request = match hyper::Request::post(url).body(Full::new(body)) {
             Ok(r) => r,
@@ -219,7 +223,7 @@ impl Deliverer {
             }
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let response = match tokio::time::timeout_at(deadline, self.http.request(request)).await {
+        let response = match tokio::time::timeout_at(deadline, http.request(request)).await {
             Ok(Ok(response)) => response,
             // The reason (refused, an untrusted certificate, ...) is in the sources.
             Ok(Err(e)) => {
@@ -312,6 +316,7 @@ impl Deliverer {
                 &event,
                 plan.delivery.timeout,
                 plan.subscriber_audience.as_deref(),
+                plan.subscriber_ca_certs.as_deref(),
             )
             .await;
         match verdict(&attempt, number, &plan.delivery) {
@@ -431,7 +436,15 @@ impl Deliverer {
             "heraldtrigger",
             format!("{}/{}", plan.namespace, plan.trigger),
         );
-        match self.post(sink, &dead, plan.delivery.timeout, None).await {
+        let sink_ca_certs = plan
+            .delivery
+            .dead_letter_sink
+            .as_ref()
+            .and_then(|d| d.ca_certs.as_deref());
+        match self
+            .post(sink, &dead, plan.delivery.timeout, None, sink_ca_certs)
+            .await
+        {
             Attempt::Answered { status, .. } if (200..300).contains(&status) => {
                 ack(msg, AckKind::Ack).await;
                 self.settle(plan, msg);

@@ -16,6 +16,7 @@
 //! the messages it holds alive with progress acks).
 
 pub mod answer;
+pub mod clients;
 pub mod config;
 pub mod deliver;
 pub mod filtering;
@@ -164,12 +165,14 @@ fn deliverer(
         // The timer is what evicts idle connections in the background: without it the
         // idle timeout applies only when a connection is next checked out, so the
         // connections to subscribers of deleted namespaces were kept for good.
-        http: tls.http_client(
-            Client::builder(TokioExecutor::new())
+        http: clients::Clients::new(tls.clone(), {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
                 .pool_timer(hyper_util::rt::TokioTimer::new())
                 .pool_idle_timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(100),
-        ),
+                .pool_max_idle_per_host(100);
+            builder
+        }),
         jetstream: async_nats::jetstream::ContextBuilder::new()
             .timeout(pull::JETSTREAM_API_TIMEOUT)
             .build(nats.client.clone()),

@@ -31,6 +31,9 @@ pub struct TriggerPlan {
     pub subscriber: String,
     /// Audience of the token sent with each delivery (`subscriber.audience`).
     pub subscriber_audience: Option<String>,
+    /// CA certificates (PEM) trusted for the subscriber besides the dispatcher's
+    /// (`subscriber.caCerts`).
+    pub subscriber_ca_certs: Option<String>,
     /// Where events go when retries are used up.
     pub dead_letter_sink: Option<String>,
     /// Retries, backoff, timeout, ordering.
@@ -52,6 +55,7 @@ impl PartialEq for TriggerPlan {
             &self.consumer,
             &self.subscriber,
             &self.subscriber_audience,
+            &self.subscriber_ca_certs,
             &self.dead_letter_sink,
             &self.delivery,
             &self.filter_version,
@@ -63,6 +67,7 @@ impl PartialEq for TriggerPlan {
             &other.consumer,
             &other.subscriber,
             &other.subscriber_audience,
+            &other.subscriber_ca_certs,
             &other.dead_letter_sink,
             &other.delivery,
             &other.filter_version,
@@ -169,6 +174,11 @@ pub fn plan(
                     .subscriber
                     .as_ref()
                     .and_then(|d| d.audience.clone()),
+                subscriber_ca_certs: trigger
+                    .spec
+                    .subscriber
+                    .as_ref()
+                    .and_then(|d| d.ca_certs.clone()),
                 dead_letter_sink: status.dead_letter_sink_uri.clone(),
                 delivery: effective,
                 filter: filter.clone(),
@@ -210,6 +220,7 @@ pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPla
         subscriber,
         // Sidecars have no API access to mint tokens; only the shared dispatcher sends them.
         subscriber_audience: None,
+        subscriber_ca_certs: None,
         dead_letter_sink: spec.dead_letter_sink_uri.clone(),
         delivery,
         filter: Arc::new(compiled),

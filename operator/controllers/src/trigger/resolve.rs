@@ -6,11 +6,17 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
 
 /// Resolves `dest` as seen from `namespace`; `Err` is the message for the condition.
+/// A destination whose `caCerts` cannot be used does not resolve: every delivery to
+/// it would fail.
 pub async fn resolve(
     client: &Client,
     namespace: &str,
     dest: &Destination,
 ) -> Result<String, String> {
+    if let Some(pem) = &dest.ca_certs {
+        herald_runtime::tls::check_ca_certs(pem)
+            .map_err(|e| herald_runtime::tls::error_chain(&e))?;
+    }
     let Some(reference) = &dest.reference else {
         return match dest.uri.as_deref() {
             Some(uri) if is_absolute_http(uri) => Ok(uri.to_owned()),

@@ -10,6 +10,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Builder, Client};
 use rustls::{ClientConfig, RootCertStore};
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+
 use super::{TlsError, certificates, provider, read};
 
 /// An HTTP client for `http://` and `https://` URLs.
@@ -35,6 +38,8 @@ impl ClientTlsArgs {
 #[derive(Clone, Debug)]
 pub struct ClientTls {
     pub(super) config: Arc<ClientConfig>,
+    /// What `config` trusts, kept to add a destination's own CAs to.
+    roots: Arc<RootCertStore>,
 }
 
 impl ClientTls {
@@ -66,14 +71,30 @@ impl ClientTls {
             ca_bundle = ?ca_bundle,
             "https: trusted CA certificates loaded"
         );
+        Self::trusting(roots)
+    }
+
+    fn trusting(roots: RootCertStore) -> Result<Self, TlsError> {
+        let roots = Arc::new(roots);
         let config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Config)?
-            .with_root_certificates(roots)
+            .with_root_certificates(roots.clone())
             .with_no_client_auth();
         Ok(Self {
             config: Arc::new(config),
+            roots,
         })
+    }
+
+    /// Trusts, besides what this trusts, the CA certificates in `pem` (a destination's
+    /// own `caCerts`, like Knative's `CACerts`).
+    pub fn with_ca_certs(&self, pem: &str) -> Result<Self, TlsError> {
+        let mut roots = (*self.roots).clone();
+        for certificate in inline_certificates(pem)? {
+            roots.add(certificate).map_err(TlsError::InlineBadCa)?;
+        }
+        Self::trusting(roots)
     }
 
     /// A client built by `builder` (pool settings) that speaks `http://` and `https://`
@@ -94,6 +115,26 @@ impl ClientTls {
             .wrap_connector(http);
         builder.build(connector)
     }
+}
+
+/// The certificates of `pem` (at least one), each usable as a CA: what the operator
+/// checks a destination's `caCerts` with.
+pub fn check_ca_certs(pem: &str) -> Result<(), TlsError> {
+    let mut roots = RootCertStore::empty();
+    for certificate in inline_certificates(pem)? {
+        roots.add(certificate).map_err(TlsError::InlineBadCa)?;
+    }
+    Ok(())
+}
+
+fn inline_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TlsError::InlinePem)?;
+    if certificates.is_empty() {
+        return Err(TlsError::InlineNoCertificate);
+    }
+    Ok(certificates)
 }
 
 /// `error` and its sources, `: `-separated, each said once: the client's own error
@@ -146,6 +187,26 @@ mod tests {
         let error = ClientTls::load(Some(&path)).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(error, TlsError::Pem { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn inline_ca_certs_must_be_pem_certificates() {
+        assert!(matches!(
+            check_ca_certs("hello"),
+            Err(TlsError::InlineNoCertificate)
+        ));
+        assert!(matches!(
+            check_ca_certs("-----BEGIN CERTIFICATE-----\nAAAA\n"),
+            Err(TlsError::InlinePem(_))
+        ));
+        let ca = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tls/testdata/ca.crt"),
+        )
+        .unwrap();
+        assert!(check_ca_certs(&ca).is_ok());
+        let base = ClientTls::load(None).unwrap();
+        let extended = base.with_ca_certs(&ca).unwrap();
+        assert_eq!(extended.roots.len(), base.roots.len() + 1);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
-pub use client::{ClientTls, ClientTlsArgs, HttpClient, error_chain};
+pub use client::{ClientTls, ClientTlsArgs, HttpClient, check_ca_certs, error_chain};
 pub use server::ReloadingCertificate;
 
 /// Why TLS could not be set up; each names the file at fault.
@@ -62,6 +62,15 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    /// CA certificates given inline (a Trigger's `caCerts`) are not PEM certificates.
+    #[error("caCerts is not a PEM certificate list")]
+    InlinePem(#[source] rustls::pki_types::pem::Error),
+    /// CA certificates given inline hold no `CERTIFICATE` section.
+    #[error("caCerts holds no PEM certificate")]
+    InlineNoCertificate,
+    /// A certificate given inline cannot be used as a trust anchor.
+    #[error("caCerts holds a certificate that cannot be trusted as a CA")]
+    InlineBadCa(#[source] rustls::Error),
     /// The key cannot be loaded, or does not belong to the certificate.
     #[error("the key {} cannot serve the certificate {}", key.display(), cert.display())]
     KeyPair {

@@ -128,6 +128,16 @@ async fn https_is_trusted_through_the_ca_bundle_and_plain_http_still_works() {
 }
 
 #[tokio::test]
+async fn a_destination_s_own_ca_certs_are_trusted() {
+    let dir = mounted("inline", "a");
+    let (addr, _) = server(&dir).await;
+    let pem = std::fs::read_to_string(testdata("ca.crt")).unwrap();
+    let tls = ClientTls::load(None).unwrap().with_ca_certs(&pem).unwrap();
+    let url = format!("https://localhost:{}/", addr.port());
+    assert_eq!(get(&tls, &url).await.unwrap(), "ok");
+}
+
+#[tokio::test]
 async fn without_the_ca_the_certificate_is_refused_and_the_reason_said() {
     let dir = mounted("untrusted", "a");
     let (addr, _) = server(&dir).await;
