@@ -5,6 +5,9 @@
 //! Lease over only when it is free or its holder has not renewed it for a whole
 //! duration. Every write carries the `resourceVersion` it read, so two candidates
 //! racing for an expired Lease cannot both win: the apiserver refuses the second.
+//! The holder steps down when it has not renewed within two thirds of the duration,
+//! however long an attempt hangs (`keep_renewing` in lib.rs), so it has stopped before
+//! anyone may take over.
 
 use std::time::Duration;
 

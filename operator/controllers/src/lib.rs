@@ -30,8 +30,9 @@ pub mod metrics;
 pub mod source;
 pub mod trigger;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use herald_api::{Broker, EventSource, Trigger};
@@ -205,27 +206,56 @@ async fn hold_leadership(
     shutdown: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
 ) -> (LeaseLock, bool) {
-    let lease_duration = lock.renew_interval() * 3;
-    let mut last_renewal = Instant::now();
-    let lost = loop {
-        if !sleep_unless_shutdown(lock.renew_interval(), &shutdown).await {
-            break false;
-        }
-        match lock.try_acquire_or_renew().await {
-            Ok(true) => last_renewal = Instant::now(),
-            Ok(false) => break true,
-            Err(e) if last_renewal.elapsed() >= lease_duration => {
-                tracing::error!(error = %e, "could not renew the leader lease in time");
-                break true;
-            }
-            Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
-        }
-    };
+    let lost = keep_renewing(
+        || lock.try_acquire_or_renew(),
+        lock.renew_interval(),
+        &shutdown,
+    )
+    .await;
     if lost {
         tracing::error!("lost the leader lease; stopping controllers");
     }
     let _ = stop.send(true);
     (lock, lost)
+}
+
+/// Renews every `interval` until shutdown (`false`) or until leadership is lost
+/// (`true`): the Lease is someone else's, or it was not renewed within two thirds of
+/// its duration (three intervals). Like client-go's renew deadline, that bound holds
+/// however the apiserver misbehaves — an attempt that hangs (a blackholed connection)
+/// is abandoned at the deadline — so this replica stops leading before another may
+/// take the Lease over (after the whole duration): never two leaders.
+async fn keep_renewing<F, Fut, E>(
+    mut renew: F,
+    interval: Duration,
+    shutdown: &watch::Receiver<bool>,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, E>>,
+    E: std::fmt::Display,
+{
+    let renew_deadline = interval * 2;
+    let mut last_renewal = tokio::time::Instant::now();
+    loop {
+        if !sleep_unless_shutdown(interval, shutdown).await {
+            return false;
+        }
+        let deadline = last_renewal + renew_deadline;
+        match tokio::time::timeout_at(deadline, renew()).await {
+            Ok(Ok(true)) => last_renewal = tokio::time::Instant::now(),
+            Ok(Ok(false)) => return true,
+            Ok(Err(e)) if tokio::time::Instant::now() >= deadline => {
+                tracing::error!(error = %e, "could not renew the leader lease in time");
+                return true;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+            Err(_) => {
+                tracing::error!("the leader lease renewal did not answer in time");
+                return true;
+            }
+        }
+    }
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -333,4 +363,67 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
             futures::future::ready(())
         });
     tokio::join!(brokers, triggers, sources, autoscaler, backlogs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(5);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_that_never_answers_ends_leadership_before_the_lease_can_expire() {
+        let (_shutdown, shutdown_rx) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        let lost = keep_renewing(
+            std::future::pending::<Result<bool, String>>,
+            INTERVAL,
+            &shutdown_rx,
+        )
+        .await;
+        assert!(lost);
+        // Others may take the Lease 3 intervals after the last renewal.
+        assert!(started.elapsed() <= INTERVAL * 2, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_renewals_are_retried_until_the_renew_deadline() {
+        let (_shutdown, shutdown_rx) = watch::channel(false);
+        let attempts = std::cell::Cell::new(0);
+        let started = tokio::time::Instant::now();
+        let lost = keep_renewing(
+            || {
+                attempts.set(attempts.get() + 1);
+                async { Err::<bool, _>("apiserver unavailable") }
+            },
+            INTERVAL,
+            &shutdown_rx,
+        )
+        .await;
+        assert!(lost);
+        assert_eq!(attempts.get(), 2, "one retry within the deadline");
+        assert!(started.elapsed() <= INTERVAL * 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_taken_by_another_ends_leadership_and_shutdown_does_not() {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let taken =
+            keep_renewing(|| async { Ok::<_, String>(false) }, INTERVAL, &shutdown_rx).await;
+        assert!(taken);
+        let renewals = std::cell::Cell::new(0);
+        let holding = keep_renewing(
+            || {
+                renewals.set(renewals.get() + 1);
+                if renewals.get() == 10 {
+                    let _ = shutdown.send(true);
+                }
+                async { Ok::<_, String>(true) }
+            },
+            INTERVAL,
+            &shutdown_rx,
+        );
+        assert!(!holding.await, "shutdown is not a loss");
+        assert_eq!(renewals.get(), 10, "renewed for as long as it ran");
+    }
 }
