@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use herald_api::Broker;
 use herald_api::broker::condition;
 use herald_api::conditions::ConditionStatus;
@@ -424,6 +426,67 @@ async fn deliveries_carry_a_token_the_subscriber_can_review() {
             .status
             .unwrap();
         assert_ne!(elsewhere.authenticated, Some(true), "a token for one audience only");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_flood_of_forged_tokens_is_capped_and_the_real_sender_keeps_getting_in() {
+    with_temp_ns("auth-flood", |client, ns| async move {
+        let herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
+        apply(&ns, &secure_broker(&ns));
+        let secure = await_condition(
+            &herald.brokers,
+            "secure",
+            WAIT,
+            has_condition(condition::READY, ConditionStatus::True, None),
+        )
+        .await;
+        let url = secure.status.unwrap().address.unwrap().url;
+        eventually("the ingress enforces the policy", WAIT, || async {
+            (send(&url, "probe", None).await.status == 401).then_some(())
+        })
+        .await;
+        let real = token(&ns, "producer", &url);
+        assert_eq!(send(&url, "real-0", Some(&real)).await.status, 202);
+
+        // Forged: the real token's header and claims (right audience, not expired)
+        // with a signature of its own, so only the apiserver can tell; each one new.
+        let (signed, _) = real.rsplit_once('.').expect("a JWT");
+        let forged: Vec<String> = (0..600).map(|n| format!("{signed}.forged{n:x}")).collect();
+        let started = std::time::Instant::now();
+        let answers: Vec<u16> = futures::stream::iter(forged.clone().into_iter().enumerate())
+            .map(|(n, forged_token)| {
+                let url = url.clone();
+                async move {
+                    send(&url, &format!("forged-{n}"), Some(&forged_token))
+                        .await
+                        .status
+                }
+            })
+            .buffer_unordered(50)
+            .collect()
+            .await;
+        let elapsed = started.elapsed();
+        let refused = answers.iter().filter(|s| **s == 401).count();
+        let held_back = answers.iter().filter(|s| **s == 503).count();
+        assert_eq!(
+            refused + held_back,
+            forged.len(),
+            "only 401 or 503: {answers:?}"
+        );
+        // Reviews asked of the apiserver: the burst (200) and 50 per second after it.
+        let budget = 200 + 50 * elapsed.as_millis() / 1000 + 60;
+        assert!(
+            refused as u128 <= budget,
+            "{refused} forged tokens reviewed in {elapsed:?}; the budget allows {budget}"
+        );
+        assert!(
+            held_back > 0,
+            "600 new tokens at once spent no budget: {elapsed:?}"
+        );
+        // The real sender's answer stayed cached through the flood.
+        assert_eq!(send(&url, "real-1", Some(&real)).await.status, 202);
     })
     .await;
 }

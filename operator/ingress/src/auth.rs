@@ -4,14 +4,18 @@
 //! the operator published in `status.auth`; a ServiceAccount token is sent to the
 //! apiserver in a `TokenReview` with the Broker's URL as audience, and the result is
 //! cached briefly (keyed by a hash of token and audience), so a steady sender costs
-//! one review a minute, not one per request.
+//! one review a minute, not one per request. [`crate::reviews`] keeps that cheap
+//! under a flood of made-up tokens.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::reviews::{
+    REVIEW_BURST, REVIEWS_PER_SECOND, Review, ReviewBudget, ReviewCache, refused_by_claims,
+    time_left,
+};
+
 use axum::http::{HeaderMap, header};
-use base64::Engine;
 use herald_api::Broker;
 use herald_api::auth::{self as policy, AllowedSender, method};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -26,22 +30,12 @@ use crate::error::Rejection;
 const ACCEPTED_TTL: Duration = Duration::from_secs(60);
 /// How long a refused token stays refused without a new review.
 const REFUSED_TTL: Duration = Duration::from_secs(10);
-/// Cached reviews kept at most; beyond it, expired entries go, then all.
-const MAX_CACHED_REVIEWS: usize = 10_000;
-
-/// What the apiserver said about a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Review {
-    /// Valid for the audience; the user it belongs to.
-    Authenticated(String),
-    /// Not valid (bad signature, expired, wrong audience, deleted ServiceAccount...).
-    Refused(String),
-}
 
 /// Checks senders against a Broker's policy.
 pub struct Authenticator {
     reviews: Option<Api<TokenReview>>,
-    cache: Mutex<HashMap<[u8; 32], (Instant, Review)>>,
+    cache: Mutex<ReviewCache>,
+    budget: Mutex<ReviewBudget>,
 }
 
 impl Authenticator {
@@ -51,7 +45,12 @@ impl Authenticator {
     pub fn new(client: Option<Client>) -> Self {
         Self {
             reviews: client.map(Api::all),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ReviewCache::default()),
+            budget: Mutex::new(ReviewBudget::new(
+                REVIEWS_PER_SECOND,
+                REVIEW_BURST,
+                Instant::now(),
+            )),
         }
     }
 
@@ -101,14 +100,27 @@ impl Authenticator {
             .finalize()
             .into();
         let now = Instant::now();
-        if let Some((expires, review)) = self
+        let cached = self
             .cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            && *expires > now
+            .get(&key, now);
+        if let Some(review) = cached {
+            return Ok(review);
+        }
+        let now_unix = unix_now();
+        if let Some(why) = refused_by_claims(token, audience, now_unix) {
+            return Ok(Review::Refused(why));
+        }
+        if !self
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(now)
         {
-            return Ok(review.clone());
+            return Err(Rejection::AuthUnavailable(
+                "too many new ServiceAccount tokens to review at once; retry shortly".into(),
+            ));
         }
         let Some(api) = &self.reviews else {
             return Err(Rejection::AuthUnavailable(
@@ -136,17 +148,13 @@ impl Authenticator {
             ),
         };
         let ttl = match &review {
-            Review::Authenticated(_) => ACCEPTED_TTL.min(time_left(token)),
+            Review::Authenticated(_) => ACCEPTED_TTL.min(time_left(token, now_unix)),
             Review::Refused(_) => REFUSED_TTL,
         };
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED_REVIEWS {
-            cache.retain(|_, (expires, _)| *expires > now);
-            if cache.len() >= MAX_CACHED_REVIEWS {
-                cache.clear();
-            }
-        }
-        cache.insert(key, (now + ttl, review.clone()));
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .put(key, review.clone(), now + ttl, now);
         Ok(review)
     }
 }
@@ -211,32 +219,18 @@ fn looks_like_jwt(token: &str) -> bool {
         })
 }
 
-/// Time until the JWT's `exp` claim (the review's answer is not cached past it);
-/// zero when it cannot be read.
-fn time_left(token: &str) -> Duration {
-    let exp = token
-        .split('.')
-        .nth(1)
-        .and_then(|claims| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(claims)
-                .ok()
-        })
-        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
-        .and_then(|claims| claims.get("exp").and_then(serde_json::Value::as_u64));
-    let now = SystemTime::now()
+fn unix_now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_secs();
-    exp.map_or(Duration::ZERO, |exp| {
-        Duration::from_secs(exp.saturating_sub(now))
-    })
+        .as_secs()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use base64::Engine;
 
     fn headers(authorization: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -295,11 +289,11 @@ mod tests {
             .encode(format!(r#"{{"aud":["x"],"exp":{exp}}}"#));
         let token = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln");
         assert!(looks_like_jwt(&token));
-        let left = time_left(&token);
+        let left = time_left(&token, unix_now());
         assert!(
             left > Duration::from_secs(100) && left <= Duration::from_secs(120),
             "{left:?}"
         );
-        assert_eq!(time_left("x.bm90IGpzb24.y"), Duration::ZERO);
+        assert_eq!(time_left("x.bm90IGpzb24.y", unix_now()), Duration::ZERO);
     }
 }

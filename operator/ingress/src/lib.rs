@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod reviews;
 pub mod server;
 
 use std::sync::Arc;
