@@ -437,3 +437,63 @@ async fn a_source_sends_to_a_broker_that_requires_a_token() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_source_cannot_lend_the_adapter_s_token_to_another_namespace_s_broker() {
+    with_temp_ns("cron-xns", |client, victim| async move {
+        use herald_e2e::process::{Dispatcher, Ingress, Operator};
+        use k8s_openapi::api::core::v1::Namespace;
+        let attacker = format!("{victim}-x");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let mut object = Namespace::default();
+        object.metadata.name = Some(attacker.clone());
+        namespaces.create(&kube::api::PostParams::default(), &object).await.expect("namespace");
+        let watched = format!("{victim},{attacker}");
+        let ingress = Ingress::start(&watched, &nats_url()).await;
+        let _operator = Operator::start_with_ingress(&watched, &nats_url(), "solo", &ingress.url()).await;
+        let _dispatcher = Dispatcher::start(&watched, &nats_url()).await;
+        // The victim's Broker lets the shared adapter in (for the victim's own sources).
+        apply(
+            &victim,
+            &format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: herald-sources}}\n---\napiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {{name: guarded}}\nspec:\n  auth:\n    serviceAccounts:\n      allowed: [{{namespace: {victim}, name: herald-sources}}]\n"
+            ),
+        );
+        let subscriber = Subscriber::accepting().await;
+        apply(
+            &victim,
+            &format!(
+                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: ticks}}\nspec:\n  broker: guarded\n  subscriber: {{uri: \"{}\"}}\n",
+                subscriber.url
+            ),
+        );
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &victim);
+        await_condition(&triggers, "ticks", WAIT, has_condition("Ready", True, None)).await;
+        let brokers: Api<herald_api::Broker> = Api::namespaced(client.clone(), &victim);
+        let guarded = brokers.get("guarded").await.expect("Broker");
+        let url = guarded.status.and_then(|s| s.address).map(|a| a.url).expect("address");
+        let account = format!("{victim}/herald-sources");
+        let _adapter =
+            Sources::start_with(&watched, &nats_url(), &["--token-service-account", &account]).await;
+        let cron = std::fs::read_to_string(example("cron-source.yaml")).expect("example");
+        // The attacker names the victim's Broker by its address; the victim's own
+        // source sends to it too (so the adapter already presents tokens there).
+        apply(&attacker, &cron.replace("ref: {kind: Broker, name: default}", &format!("uri: \"{url}\"")));
+        apply(&victim, &cron.replace("name: default}", "name: guarded}"));
+        source_ready(&client, &victim, "heartbeat").await;
+        source_ready(&client, &attacker, "heartbeat").await;
+        subscriber
+            .wait_for("the victim's own ticks", WAIT, |d| {
+                d.iter().filter(|(e, _)| e.source().contains(&victim) && !e.source().contains(&attacker)).count() >= 3
+            })
+            .await;
+        let smuggled = subscriber
+            .deliveries()
+            .iter()
+            .filter(|(e, _)| e.source().contains(&attacker))
+            .count();
+        assert_eq!(smuggled, 0, "the attacker's source got into the victim's Broker with the adapter's token");
+        let _ = namespaces.delete(&attacker, &kube::api::DeleteParams::background()).await;
+    })
+    .await;
+}

@@ -2,7 +2,9 @@
 //! errors, timeouts, 429 and 5xx; other answers are final. A sink that answers 401
 //! with a `Bearer` challenge (a Broker with `spec.auth`) gets, from then on, a token of
 //! the adapter's ServiceAccount for the sink's URL as audience, when the adapter has
-//! one (`--token-service-account`).
+//! one (`--token-service-account`) — and only if the sink is a Broker of the source's
+//! own namespace ([`token_allowed`]): the adapter is shared, and another namespace's
+//! Broker that lets the adapter in must not take events a tenant sends it that way.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -124,13 +126,23 @@ impl Sender {
         &self.metrics
     }
 
-    async fn attempt(&self, sink: &str, event: &CloudEvent) -> Result<(), (bool, String)> {
+    async fn attempt(
+        &self,
+        namespace: &str,
+        sink: &str,
+        event: &CloudEvent,
+    ) -> Result<(), (bool, String)> {
+        let may_present_token = token_allowed(sink, namespace);
         let (headers, body) = herald_cloudevents::http::encode_binary(event);
         let mut request = hyper::Request::post(sink)
             .body(Full::new(body))
             .map_err(|e| (false, format!("bad sink URI {sink}: {e}")))?;
         *request.headers_mut() = headers;
-        if let Some(tokens) = self.tokens.as_ref().filter(|_| self.is_challenged(sink)) {
+        if let Some(tokens) = self
+            .tokens
+            .as_ref()
+            .filter(|_| may_present_token && self.is_challenged(sink))
+        {
             let token = tokens.token(sink).await.map_err(|e| (true, e))?;
             let value = herald_runtime::token::bearer(&token).map_err(|e| (false, e))?;
             request
@@ -154,6 +166,17 @@ impl Sender {
         let _ = tokio::time::timeout(DRAIN_TIME.min(TIMEOUT), drain).await;
         if status.is_success() {
             Ok(())
+        } else if status == hyper::StatusCode::UNAUTHORIZED
+            && bearer_challenge
+            && self.tokens.is_some()
+            && !may_present_token
+        {
+            Err((
+                false,
+                format!(
+                    "{sink} asks for a token; the adapter presents its own only to Brokers of the source's namespace ({namespace})"
+                ),
+            ))
         } else if status == hyper::StatusCode::UNAUTHORIZED
             && bearer_challenge
             && self.tokens.is_some()
@@ -183,7 +206,7 @@ impl Sender {
         let started = Instant::now();
         let mut attempt = 1;
         let result = loop {
-            match self.attempt(sink, event).await {
+            match self.attempt(namespace, sink, event).await {
                 Ok(()) => break Ok(()),
                 Err((true, message)) if attempt < ATTEMPTS => {
                     tracing::debug!(source = %format!("{namespace}/{name}"), %message, attempt, "sink failed; retrying");
@@ -217,9 +240,45 @@ impl Sender {
     }
 }
 
+/// Whether the adapter may answer `sink`'s token challenge for a source in
+/// `namespace`: only when the sink is a Broker address of that namespace
+/// (`<ingress>/<namespace>/<broker>`). The token's audience is the sink's URL, so it
+/// is good only there; this rule keeps it from being good at another namespace's
+/// Broker (issue: a tenant naming a Broker it may not send to as its source's sink).
+#[must_use]
+pub fn token_allowed(sink: &str, namespace: &str) -> bool {
+    sink.parse::<hyper::Uri>().is_ok_and(|uri| {
+        let mut segments = uri.path().split('/').filter(|s| !s.is_empty());
+        segments.next() == Some(namespace) && segments.next().is_some() && segments.next().is_none()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_adapter_s_token_goes_only_to_brokers_of_the_source_s_namespace() {
+        assert!(token_allowed(
+            "http://ingress.herald-system/shop/default",
+            "shop"
+        ));
+        assert!(token_allowed(
+            "https://events.example:8443/shop/orders",
+            "shop"
+        ));
+        assert!(!token_allowed(
+            "http://ingress.herald-system/bank/default",
+            "shop"
+        ));
+        assert!(!token_allowed("http://ingress.herald-system/shop", "shop"));
+        assert!(!token_allowed(
+            "http://ingress.herald-system/shop/default/x",
+            "shop"
+        ));
+        assert!(!token_allowed("http://ingress.herald-system/", "shop"));
+        assert!(!token_allowed("not a uri", "shop"));
+    }
 
     /// A sink on a loopback port that answers every request 202 with `body`.
     async fn sink(body: fn() -> axum::body::Body) -> String {
