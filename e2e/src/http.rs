@@ -89,3 +89,18 @@ pub async fn try_post(
 ) -> Result<Answer, String> {
     try_request("POST", url, headers, body).await
 }
+
+/// A request to the ingress at `port` whose headers announce `length` bytes of body
+/// and whose body never comes (one byte of it is sent): it holds its place in the
+/// ingress's limits (in-flight count, byte budget) until the read timeout.
+pub async fn stalled_request(port: u16, path: &str, length: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nce-specversion: 1.0\r\nce-id: slow\r\nce-type: t\r\nce-source: /s\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}

@@ -254,3 +254,32 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Applies Trigger `name` on Broker `default` of `ns` (`spec`: the YAML lines after
+/// `broker: default`, indented two spaces) and waits up to `wait` until it is Ready.
+pub async fn ready_trigger(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    spec: &str,
+    wait: Duration,
+) -> herald_api::Trigger {
+    kubectl::apply(
+        ns,
+        &format!(
+            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n{spec}"
+        ),
+    );
+    let triggers: Api<herald_api::Trigger> = Api::namespaced(client.clone(), ns);
+    await_condition(
+        &triggers,
+        name,
+        wait,
+        has_condition(
+            herald_api::trigger::condition::READY,
+            ConditionStatus::True,
+            None,
+        ),
+    )
+    .await
+}

@@ -11,22 +11,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
-use herald_api::Trigger;
-use herald_api::conditions::ConditionStatus::True;
-use herald_api::trigger::condition;
-use herald_e2e::http::post;
-use herald_e2e::kubectl::apply;
+use herald_e2e::http::{post, stalled_request};
 use herald_e2e::process::http_get;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{eventually, nats_url, with_temp_ns};
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(30);
 static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
@@ -84,20 +78,7 @@ async fn endless_subscriber() -> (String, Arc<AtomicUsize>) {
 }
 
 async fn trigger(client: &kube::Client, ns: &str, name: &str, spec: &str) {
-    apply(
-        ns,
-        &format!(
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n{spec}"
-        ),
-    );
-    let triggers: kube::Api<Trigger> = kube::Api::namespaced(client.clone(), ns);
-    await_condition(
-        &triggers,
-        name,
-        WAIT,
-        has_condition(condition::READY, True, None),
-    )
-    .await;
+    herald_e2e::ready_trigger(client, ns, name, spec, WAIT).await;
 }
 
 /// The dispatcher's count of outcome `outcome` for Trigger `trigger`.
@@ -186,17 +167,6 @@ async fn endless_and_trickling_answers_are_cut_and_count_as_delivered() {
         assert!(dispatcher.delivered().await >= 9.0);
     })
     .await;
-}
-
-/// A request whose headers announce `length` bytes of body and whose body never
-/// comes: it holds that many bytes of the ingress's budget until the read timeout.
-async fn stalled_request(port: u16, path: &str, length: usize) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nce-specversion: 1.0\r\nce-id: slow\r\nce-type: t\r\nce-source: /s\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream
 }
 
 #[tokio::test]

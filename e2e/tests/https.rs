@@ -30,20 +30,8 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A Trigger on the example Broker to `url`, given up after one attempt; waits until Ready.
 async fn trigger(client: &Client, ns: &str, name: &str, url: &str) {
-    apply(
-        ns,
-        &format!(
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{url}\"}}\n  delivery: {{retry: 0}}\n"
-        ),
-    );
-    let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
-    await_condition(
-        &triggers,
-        name,
-        WAIT,
-        has_condition(condition::READY, True, None),
-    )
-    .await;
+    let spec = format!("  subscriber: {{uri: \"{url}\"}}\n  delivery: {{retry: 0}}\n");
+    herald_e2e::ready_trigger(client, ns, name, &spec, WAIT).await;
 }
 
 /// Runs `herald <args>` off the test's runtime.

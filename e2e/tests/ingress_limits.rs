@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use herald_api::broker::condition;
 use herald_api::conditions::ConditionStatus::True;
-use herald_e2e::http::post;
+use herald_e2e::http::{post, stalled_request};
 use herald_e2e::kubectl::apply;
 use herald_e2e::stack::Stack;
 use herald_e2e::{await_condition, has_condition, nats_url, with_temp_ns};
@@ -24,17 +24,6 @@ const LIMITS: &[&str] = &[
     "--max-concurrent-per-broker",
     "2",
 ];
-
-/// A request whose headers arrived and whose body (of `length` bytes) has not: it
-/// holds a place in its Broker's in-flight count until the read timeout.
-async fn stalled_request(port: u16, path: &str, length: usize) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nce-specversion: 1.0\r\nce-id: slow\r\nce-type: t\r\nce-source: /s\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream
-}
 
 /// The status line's code of what the server answers on `stream`, or `None` if it
 /// closes the connection without answering.

@@ -10,15 +10,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use herald_api::Trigger;
-use herald_api::conditions::ConditionStatus::True;
-use herald_api::trigger::condition;
 use herald_e2e::http::post;
-use herald_e2e::kubectl::apply;
 use herald_e2e::process::Dispatcher;
 use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{eventually, field, nats_url, with_temp_ns};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -26,20 +23,7 @@ use kube::{Api, Client};
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn ready_trigger(client: &Client, ns: &str, name: &str, spec: &str) -> Trigger {
-    apply(
-        ns,
-        &format!(
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n{spec}"
-        ),
-    );
-    let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
-    await_condition(
-        &triggers,
-        name,
-        WAIT,
-        has_condition(condition::READY, True, None),
-    )
-    .await
+    herald_e2e::ready_trigger(client, ns, name, spec, WAIT).await
 }
 
 /// Sends `ids` as one batch of events with `source` and data `{"amount": amount}`.
