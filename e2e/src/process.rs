@@ -99,6 +99,17 @@ impl Operator {
         identity: &str,
         ingress_url: &str,
     ) -> Self {
+        Self::start_with_flags(namespace, nats_url, identity, ingress_url, &[]).await
+    }
+
+    /// Like [`Operator::start_with_ingress`], with `extra` flags.
+    pub async fn start_with_flags(
+        namespace: &str,
+        nats_url: &str,
+        identity: &str,
+        ingress_url: &str,
+        extra: &[&str],
+    ) -> Self {
         let metrics_port = free_port();
         let child = Command::new(herald_bin())
             .arg("operator")
@@ -114,6 +125,7 @@ impl Operator {
             .args(["--identity", identity])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--ingress-url", ingress_url])
+            .args(extra)
             .env("RUST_LOG", "info,herald_controllers=debug")
             .stdout(log_file(&format!("{namespace}-{identity}")))
             .stderr(log_file(&format!("{namespace}-{identity}.err")))

@@ -369,7 +369,9 @@ async fn deliveries_carry_a_token_the_subscriber_can_review() {
             herald_e2e::subscriber::Subscriber::accepting().await,
             herald_e2e::subscriber::Subscriber::accepting().await,
         );
-        let audience = "https://subscriber.example/orders";
+        // A subscriber's audience is its own URL (the host tokens are sent to).
+        let audience = with_audience.url.trim_end_matches('/').to_owned();
+        let audience = audience.as_str();
         apply(
             &ns,
             &format!(

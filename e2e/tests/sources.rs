@@ -192,7 +192,8 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
         let subscriber = Subscriber::accepting().await;
         Box::pin(trigger_for(&client, &ns, "dev.herald.nats.message", &subscriber.url)).await;
         let _sources = Sources::start(&ns, &nats_url()).await;
-        apply(&ns, &std::fs::read_to_string(example("nats-source.yaml")).expect("example"));
+        let example = std::fs::read_to_string(example("nats-source.yaml")).expect("example");
+        apply(&ns, &example.replace("nats://nats.legacy.svc.cluster.local:4222", &nats_url()));
         source_ready(&client, &ns, "legacy-orders").await;
         let nats = async_nats::connect(nats_url()).await.expect("connect");
         // The adapter subscribes through its own watch: publish until one arrives.
@@ -227,14 +228,14 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
                 .await
                 .expect("stored");
         }
-        apply(&ns, &format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {{name: from-stream}}\nspec:\n  sink: {{ref: {{kind: Broker, name: default}}}}\n  nats: {{subject: \"legacyjs.{ns}.>\", jetStream: {{stream: {stream}}}}}\n"));
+        apply(&ns, &format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {{name: from-stream}}\nspec:\n  sink: {{ref: {{kind: Broker, name: default}}}}\n  nats: {{url: \"{}\", subject: \"legacyjs.{ns}.>\", jetStream: {{stream: {stream}}}}}\n", nats_url()));
         source_ready(&client, &ns, "from-stream").await;
         subscriber
             .wait_for("the stored messages", WAIT, |d| {
                 d.iter().filter(|(e, _)| e.data.as_deref().is_some_and(|b| b.starts_with(b"stored"))).count() == 3
             })
             .await;
-        let durable = format!("herald-{ns}-from-stream");
+        let durable = format!("herald_{ns}_from-stream");
         herald_e2e::eventually("the durable consumer has acknowledged everything", WAIT, || {
             let js = js.clone();
             let (stream, durable) = (stream.clone(), durable.clone());
@@ -252,8 +253,13 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
         apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: bad-cron}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  cron: {schedule: '61 * * * *'}\n");
         let bad = await_condition(&sources, "bad-cron", WAIT, has_condition("Ready", False, Some("InvalidSpec"))).await;
         assert!(field(&bad, "/status/conditions").to_string().contains("cron.schedule"));
-        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: no-sink}\nspec:\n  sink: {ref: {kind: Broker, name: missing}}\n  nats: {subject: x}\n");
+        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: no-sink}\nspec:\n  sink: {ref: {kind: Broker, name: missing}}\n  nats: {url: 'nats://x:4222', subject: x}\n");
         await_condition(&sources, "no-sink", WAIT, has_condition("Ready", False, Some("SinkNotResolved"))).await;
+        // Herald's own NATS connection is not lent to a namespace the platform team did
+        // not allow (this operator allows none).
+        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: borrowing}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  nats: {subject: legacy.orders.>}\n");
+        let borrowing = await_condition(&sources, "borrowing", WAIT, has_condition("Ready", False, Some("InvalidSpec"))).await;
+        assert!(field(&borrowing, "/status/conditions").to_string().contains("--shared-nats-namespaces"), "{borrowing:?}");
         apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: kube}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  kubernetes: {resources: [{apiVersion: v1, kind: ConfigMap}], serviceAccountName: default}\n");
         await_condition(&sources, "kube", WAIT, has_condition("Ready", False, Some("Forbidden"))).await;
 

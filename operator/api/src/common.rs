@@ -36,7 +36,10 @@ pub struct Destination {
     pub uri: Option<String>,
     /// For a Trigger's subscriber: send each delivery with `Authorization: Bearer` and
     /// a Kubernetes ServiceAccount token (the dispatcher's) for this audience, which
-    /// the subscriber can check with a `TokenReview`. No token when unset.
+    /// the subscriber can check with a `TokenReview`. No token when unset. The audience
+    /// is the subscriber's own URL: it must name the host deliveries go to (a Service's
+    /// `name.namespace.svc` counts as its full name), and one the Kubernetes apiserver
+    /// accepts is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
     /// For a Trigger's subscriber and dead-letter sink: CA certificates (PEM) trusted

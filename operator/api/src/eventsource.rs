@@ -174,13 +174,15 @@ pub const WEBHOOK_MAX_BODY_BYTES_LIMIT: u64 = 8 << 20;
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct NatsSource {
-    /// NATS URL(s), comma-separated (default: the NATS Herald itself uses).
+    /// NATS URL(s), comma-separated. Without it and without `credentialsSecretRef`
+    /// the source reads through Herald's own NATS connection, which only namespaces the
+    /// platform team allows may do, confined away from Herald's subjects and streams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Subject to subscribe to; wildcards allowed.
     #[schemars(length(min = 1))]
     pub subject: String,
-    /// Queue group shared by the adapter's replicas (default: derived from the EventSource).
+    /// Queue group shared by the adapter's replicas (default: `herald_<namespace>_<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_group: Option<String>,
     /// Consume from a JetStream stream with a durable consumer instead of core NATS.
@@ -197,7 +199,7 @@ pub struct NatsSource {
 pub struct NatsJetStreamSource {
     /// Stream to consume from.
     pub stream: String,
-    /// Durable consumer name (default: derived from the EventSource).
+    /// Durable consumer name (default: `herald_<namespace>_<name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub durable: Option<String>,
 }

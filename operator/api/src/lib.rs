@@ -19,6 +19,7 @@
 // kube's `printcolumn(...)` attributes repeat `type_ = ...` per column by design.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod audience;
 pub mod auth;
 pub mod broker;
 pub mod common;
@@ -28,6 +29,7 @@ pub mod delivery;
 pub mod duration;
 pub mod eventsource;
 pub mod naming;
+pub mod nats_source;
 pub mod quantity;
 pub mod reference;
 mod schema;

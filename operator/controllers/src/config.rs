@@ -54,6 +54,11 @@ pub struct OperatorArgs {
     /// NATS URL(s) given to consumer Deployments' pods (default: the operator's `--nats-url`).
     #[arg(long, env = "HERALD_WORKLOAD_NATS_URL")]
     pub workload_nats_url: Option<String>,
+    /// Namespaces whose `nats` EventSources may read through Herald's own NATS
+    /// connection (no `url`, no credentials of their own), comma-separated; `*` for
+    /// all. Default: none. Such sources stay away from Herald's subjects and streams.
+    #[arg(long, env = "HERALD_SHARED_NATS_NAMESPACES", value_delimiter = ',')]
+    pub shared_nats_namespaces: Vec<String>,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -30,6 +30,8 @@ pub struct Context {
     /// Replicas the autoscaler decided per consumer Trigger (`namespace/name`); the
     /// Trigger reconcile applies the Deployment with these so the two never disagree.
     pub replicas: Mutex<HashMap<String, (i32, bool)>>,
+    /// Namespaces whose `nats` sources may read through Herald's own connection.
+    pub shared_nats: herald_api::nats_source::SharedNats,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -57,6 +59,7 @@ impl Context {
             sources_url,
             workload,
             replicas: Mutex::default(),
+            shared_nats: herald_api::nats_source::SharedNats::default(),
             recorder,
             failures: Mutex::default(),
         }

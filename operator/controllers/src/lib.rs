@@ -105,7 +105,7 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
         controller: "herald-operator".into(),
         instance: Some(identity.clone()),
     };
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client,
         nats,
         metrics.clone(),
@@ -119,7 +119,9 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| args.nats.urls.join(",")),
         },
         reporter,
-    ));
+    );
+    ctx.shared_nats = herald_api::nats_source::SharedNats::new(args.shared_nats_namespaces.clone());
+    let ctx = Arc::new(ctx);
     let (stop_tx, stop) = watch::channel(false);
     let leadership = tokio::spawn(hold_leadership(lock, shutdown.clone(), stop_tx));
     // One set of controllers per watched namespace (RBAC may allow no cluster-wide

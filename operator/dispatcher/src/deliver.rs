@@ -213,7 +213,7 @@ impl Deliverer {
         };
         *request.headers_mut() = headers;
         if let Some(audience) = audience {
-            match self.bearer(audience).await {
+            match self.bearer(audience, url).await {
                 Ok(value) => {
                     request
                         .headers_mut()
@@ -250,14 +250,21 @@ impl Deliverer {
         }
     }
 
-    /// `Bearer <token>` for `audience`.
-    async fn bearer(&self, audience: &str) -> Result<hyper::header::HeaderValue, String> {
+    /// `Bearer <token>` for `audience`, to be sent to `url`: only to the host the
+    /// audience names (the operator refuses other Triggers; checked again here).
+    async fn bearer(
+        &self,
+        audience: &str,
+        url: &str,
+    ) -> Result<hyper::header::HeaderValue, String> {
+        herald_api::audience::check(audience, url)?;
         let Some(tokens) = &self.tokens else {
             return Err(format!(
                 "the subscriber wants a token for audience {audience}, but this dispatcher has no --token-service-account"
             ));
         };
-        herald_runtime::token::bearer(&tokens.token(audience).await?)
+        let token = tokens.token(audience).await.map_err(|e| e.to_string())?;
+        herald_runtime::token::bearer(&token)
     }
 
     /// Handles one message of a Trigger's queue.

@@ -84,7 +84,9 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
         .token_service_account
         .as_ref()
         .map(|(namespace, name)| {
+            // Audiences come from Triggers: never mint one the apiserver accepts.
             herald_runtime::token::TokenSource::new(client.clone(), namespace, name)
+                .refusing_apiserver_audiences(client.clone())
         });
     let deliverer = Arc::new(deliverer(
         &nats,

@@ -2,11 +2,16 @@
 //! dispatcher to subscribers with `subscriber.audience`, the sources adapter to
 //! Brokers with `spec.auth`): minted for the component's own ServiceAccount with the
 //! `TokenRequest` API, one per audience, reused until 80 % of its lifetime has passed.
+//! Where the receiver's audience comes from a tenant (the dispatcher), tokens the
+//! Kubernetes apiserver itself would accept are refused: a Trigger must not be able to
+//! make Herald hand its own API identity to a URL the Trigger chose.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::{
+    TokenRequest, TokenRequestSpec, TokenReview, TokenReviewSpec,
+};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -15,12 +20,31 @@ use tokio::sync::Mutex;
 /// Lifetime asked for each token (the apiserver may shorten it).
 const LIFETIME: Duration = Duration::from_secs(3600);
 
+/// Why there is no token for an audience.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The apiserver would accept the token: never sent (permanent for the audience).
+    #[error(
+        "audience {0} is accepted by the Kubernetes apiserver; Herald does not send tokens of its own identity for it"
+    )]
+    ApiserverAudience(String),
+    /// Minting (or reviewing) failed; worth trying again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Mints and caches tokens for one ServiceAccount.
 pub struct TokenSource {
     accounts: Api<ServiceAccount>,
     name: String,
-    cache: Mutex<HashMap<String, (String, Instant)>>,
+    /// Set: each new token is reviewed for the apiserver's own audiences first.
+    reviews: Option<Api<TokenReview>>,
+    /// Per audience: the token (or why there is none) and when to mint again.
+    cache: Mutex<HashMap<String, Minted>>,
 }
+
+/// A token, or why there is none, and when to mint again.
+type Minted = (Result<String, TokenError>, Instant);
 
 impl TokenSource {
     /// Tokens of ServiceAccount `namespace/name` (see [`parse_account`]).
@@ -29,19 +53,48 @@ impl TokenSource {
         Self {
             accounts: Api::namespaced(client, namespace),
             name: name.to_owned(),
+            reviews: None,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Refuses audiences the apiserver accepts: each new token is first sent to a
+    /// `TokenReview` with no audience (that is, the apiserver's own), and one that
+    /// authenticates there is never handed out. Needs `create` on `tokenreviews`.
+    #[must_use]
+    pub fn refusing_apiserver_audiences(mut self, client: Client) -> Self {
+        self.reviews = Some(Api::all(client));
+        self
+    }
+
     /// A token for `audience`, from the cache or freshly minted.
-    pub async fn token(&self, audience: &str) -> Result<String, String> {
+    ///
+    /// # Errors
+    /// [`TokenError::ApiserverAudience`] for an audience the apiserver accepts (with
+    /// [`Self::refusing_apiserver_audiences`]); [`TokenError::Unavailable`] otherwise.
+    pub async fn token(&self, audience: &str) -> Result<String, TokenError> {
         // Held across the request: concurrent deliveries wait for one mint, not many.
         let mut cache = self.cache.lock().await;
         if let Some((token, refresh_at)) = cache.get(audience)
             && Instant::now() < *refresh_at
         {
-            return Ok(token.clone());
+            return token.clone();
         }
+        let (token, refresh_at) = self.mint(audience).await?;
+        let token = match &self.reviews {
+            Some(reviews) => match accepted_by_apiserver(reviews, &token).await {
+                Ok(false) => Ok(token),
+                Ok(true) => Err(TokenError::ApiserverAudience(audience.to_owned())),
+                Err(e) => return Err(e),
+            },
+            None => Ok(token),
+        };
+        cache.insert(audience.to_owned(), (token.clone(), refresh_at));
+        token
+    }
+
+    /// A new token for `audience` and when to mint the next.
+    async fn mint(&self, audience: &str) -> Result<(String, Instant), TokenError> {
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 audiences: Some(vec![audience.to_owned()]),
@@ -54,12 +107,15 @@ impl TokenSource {
             .accounts
             .create_token_request(&self.name, &PostParams::default(), &request)
             .await
-            .map_err(|e| format!("cannot get a token for audience {audience}: {e}"))?;
+            .map_err(|e| {
+                TokenError::Unavailable(format!("cannot get a token for audience {audience}: {e}"))
+            })?;
         let status = minted.status.unwrap_or_default();
-        let token = status
-            .token
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| format!("the apiserver returned no token for audience {audience}"))?;
+        let token = status.token.filter(|t| !t.is_empty()).ok_or_else(|| {
+            TokenError::Unavailable(format!(
+                "the apiserver returned no token for audience {audience}"
+            ))
+        })?;
         // Refresh at 80 % of the lifetime the apiserver granted (or asked for, if unsaid).
         let lifetime = status
             .expiration_timestamp
@@ -68,10 +124,31 @@ impl TokenSource {
                     .ok()
             })
             .map_or(LIFETIME, Duration::from_secs);
-        let refresh_at = Instant::now() + lifetime.mul_f64(0.8);
-        cache.insert(audience.to_owned(), (token.clone(), refresh_at));
-        Ok(token)
+        Ok((token, Instant::now() + lifetime.mul_f64(0.8)))
     }
+}
+
+/// Whether the apiserver authenticates `token` for its own audiences.
+async fn accepted_by_apiserver(
+    reviews: &Api<TokenReview>,
+    token: &str,
+) -> Result<bool, TokenError> {
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: token.to_owned(),
+            audiences: None,
+        },
+        ..TokenReview::default()
+    };
+    let answer = reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| {
+            TokenError::Unavailable(format!(
+                "cannot check that the apiserver refuses the token: {e}"
+            ))
+        })?;
+    Ok(answer.status.and_then(|s| s.authenticated).unwrap_or(false))
 }
 
 /// The `Authorization` value that carries `token`: `Bearer <token>`.

@@ -167,7 +167,7 @@ async fn kubernetes_main(
 }
 
 /// Reads one key of a Secret in `namespace`.
-async fn secret_value(
+pub(crate) async fn secret_value(
     client: &Client,
     namespace: &str,
     secret: &herald_api::common::SecretKeyRef,
@@ -220,7 +220,7 @@ async fn reconcile(
         let plan = if let Some(r) = running.get(&key) {
             r.plan.clone()
         } else {
-            start(client, running, key.clone(), plan, sender, nats).await
+            start(client, running, key.clone(), plan, sender, nats)
         };
         if matches!(plan.kind, Kind::Webhook { .. }) {
             let existing = routes
@@ -255,7 +255,7 @@ struct NatsDefaults {
     url: String,
 }
 
-async fn start(
+fn start(
     client: &Client,
     running: &mut HashMap<(String, String), Running>,
     key: (String, String),
@@ -264,23 +264,10 @@ async fn start(
     nats: &NatsDefaults,
 ) -> Arc<SourcePlan> {
     tracing::info!(source = %format!("{}/{}", key.0, key.1), sink = %plan.sink, "starting source");
-    let credentials = match &plan.kind {
-        Kind::Nats {
-            credentials: Some(secret),
-            ..
-        } => match secret_value(client, &plan.namespace, secret).await {
-            Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(e) => {
-                tracing::warn!(source = %plan.name, error = %e, "NATS credentials unavailable; connecting without them");
-                None
-            }
-        },
-        _ => None,
-    };
     let access = run::NatsAccess {
         default: nats.client.clone(),
         default_url: nats.url.clone(),
-        credentials,
+        kube: client.clone(),
     };
     let plan = Arc::new(plan);
     let (stop, stopped) = watch::channel(false);

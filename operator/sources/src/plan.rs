@@ -156,18 +156,12 @@ pub fn plan(source: &EventSource) -> Option<SourcePlan> {
                 .unwrap_or(WEBHOOK_MAX_BODY),
         }
     } else if let Some(nats) = &spec.nats {
-        let derived = format!("herald-{namespace}-{name}");
+        let names = nats.read_names(&namespace, &name);
         Kind::Nats {
             url: nats.url.clone(),
             subject: nats.subject.clone(),
-            queue_group: nats.queue_group.clone().unwrap_or_else(|| derived.clone()),
-            jetstream: nats.jet_stream.as_ref().map(|js| {
-                let durable = js
-                    .durable
-                    .clone()
-                    .unwrap_or_else(|| derived.replace(['.', '*', '>', ' '], "_"));
-                (js.stream.clone(), durable)
-            }),
+            queue_group: names.queue_group,
+            jetstream: names.jetstream,
             credentials: nats.credentials_secret_ref.clone(),
         }
     } else {
@@ -259,7 +253,7 @@ mod tests {
         ))
         .unwrap();
         assert!(
-            matches!(nats.kind, Kind::Nats { ref queue_group, .. } if queue_group == "herald-ns-tick")
+            matches!(nats.kind, Kind::Nats { ref queue_group, .. } if queue_group == "herald_ns_tick")
         );
     }
 

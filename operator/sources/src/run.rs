@@ -70,26 +70,53 @@ async fn run_cron(plan: Arc<SourcePlan>, sender: Sender, mut stop: watch::Receiv
     }
 }
 
-/// How a NATS source connects: the adapter's own client, or its own connection to
-/// another URL and/or with credentials.
+/// What a NATS source connects with: the adapter's own connection (lent only to
+/// sources the operator found confined, see [`herald_api::nats_source`]), or a
+/// connection of the source's own to its `url` and/or with its credentials.
 #[derive(Clone)]
 pub(crate) struct NatsAccess {
     /// The adapter's connection.
     pub default: async_nats::Client,
     /// The adapter's server URL(s), for a source with credentials but no URL.
     pub default_url: String,
-    /// The source's `.creds` content, read from its Secret.
-    pub credentials: Option<String>,
+    /// For reading the source's credentials Secret at each (re)connect.
+    pub kube: kube::Client,
 }
 
 async fn connect(plan: &SourcePlan, access: &NatsAccess) -> Result<async_nats::Client, String> {
-    let Kind::Nats { url, .. } = &plan.kind else {
+    let Kind::Nats {
+        url,
+        subject,
+        queue_group,
+        jetstream,
+        credentials,
+    } = &plan.kind
+    else {
         return Err("not a NATS source".into());
     };
-    if url.is_none() && access.credentials.is_none() {
+    let credentials = match credentials {
+        // Never fall back to the adapter's identity when the source's own is missing.
+        Some(secret) => {
+            let bytes = crate::secret_value(&access.kube, &plan.namespace, secret)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "the NATS credentials are unavailable ({e}); not connecting without them"
+                    )
+                })?;
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        None => None,
+    };
+    if url.is_none() && credentials.is_none() {
+        let names = herald_api::nats_source::ReadNames {
+            queue_group: queue_group.clone(),
+            jetstream: jetstream.clone(),
+        };
+        herald_api::nats_source::confinement(&plan.namespace, subject, &names)?;
         return Ok(access.default.clone());
     }
-    let options = match &access.credentials {
+    let options = match &credentials {
         Some(creds) => async_nats::ConnectOptions::with_credentials(creds)
             .map_err(|e| format!("the credentials are not a .creds file: {e}"))?,
         None => async_nats::ConnectOptions::new(),

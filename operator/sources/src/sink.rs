@@ -143,7 +143,10 @@ impl Sender {
             .as_ref()
             .filter(|_| may_present_token && self.is_challenged(sink))
         {
-            let token = tokens.token(sink).await.map_err(|e| (true, e))?;
+            let token = tokens
+                .token(sink)
+                .await
+                .map_err(|e| (true, e.to_string()))?;
             let value = herald_runtime::token::bearer(&token).map_err(|e| (false, e))?;
             request
                 .headers_mut()

@@ -238,7 +238,14 @@ async fn apply(
 ) -> Result<Action, Error> {
     let namespace = source.namespace().unwrap_or_default();
     let name = source.name_any();
-    let runner = validate(&source.spec);
+    let runner = validate(&source.spec).and_then(|runner| {
+        let Some(nats) = &source.spec.nats else {
+            return Ok(runner);
+        };
+        ctx.shared_nats
+            .check(&namespace, &name, nats)
+            .map(|()| runner)
+    });
     let sink = resolve::resolve(&ctx.client, &namespace, &source.spec.sink).await;
     let previously = bound_now(source);
     let bound = if let (Some(b), Ok(Runner::Binding), Ok(uri)) =

@@ -6,9 +6,22 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
 
 /// Resolves `dest` as seen from `namespace`; `Err` is the message for the condition.
-/// A destination whose `caCerts` cannot be used does not resolve: every delivery to
-/// it would fail.
+/// A destination whose `caCerts` cannot be used, or whose `audience` is not bound to
+/// the host it resolves to ([`herald_api::audience`]), does not resolve: every
+/// delivery to it would fail.
 pub async fn resolve(
+    client: &Client,
+    namespace: &str,
+    dest: &Destination,
+) -> Result<String, String> {
+    let url = resolve_url(client, namespace, dest).await?;
+    if let Some(audience) = &dest.audience {
+        herald_api::audience::check(audience, &url)?;
+    }
+    Ok(url)
+}
+
+async fn resolve_url(
     client: &Client,
     namespace: &str,
     dest: &Destination,

@@ -1,0 +1,224 @@
+//! A hostile namespace beside a victim's: every attempt to reach the victim's events
+//! or Herald's identity through what a namespace may create must fail with a clear
+//! condition, while the victim's events keep flowing.
+
+use std::time::Duration;
+
+use herald_api::EventSource;
+use herald_api::conditions::ConditionStatus::{False, True};
+use herald_e2e::http::post;
+use herald_e2e::kubectl::{apply, example};
+use herald_e2e::process::{Dispatcher, Ingress, Operator, Sources};
+use herald_e2e::stack::Stack;
+use herald_e2e::subscriber::Subscriber;
+use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Api, Client};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Creates the attacker's namespace beside the victim's (deleted by the caller).
+async fn attacker_namespace(client: &Client, victim: &str) -> String {
+    let attacker = format!("{victim}-x");
+    let mut object = Namespace::default();
+    object.metadata.name = Some(attacker.clone());
+    object.metadata.labels =
+        Some([(herald_e2e::TEST_NS_LABEL.to_owned(), "true".to_owned())].into());
+    Api::<Namespace>::all(client.clone())
+        .create(&kube::api::PostParams::default(), &object)
+        .await
+        .expect("attacker namespace");
+    attacker
+}
+
+fn nats_source(name: &str, sink: &str, nats: &str) -> String {
+    format!(
+        "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {{name: {name}}}\nspec:\n  sink: {{uri: \"{sink}\"}}\n  nats: {nats}\n"
+    )
+}
+
+/// Sends `count` events with ids `secret-<n>` to `broker`; each must be stored.
+async fn send_secrets(broker: &str, count: usize) {
+    for n in 0..count {
+        let id = format!("secret-{n}");
+        let headers = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", &*id),
+            ("ce-type", "t"),
+            ("ce-source", "bank"),
+        ];
+        assert_eq!(post(broker, &headers, "{}").await.status, 202);
+    }
+}
+
+/// Publishes on `<prefix>.<n>` until `subscriber` got something: a source subscribes
+/// through its adapter's own watch, a moment after it is Ready.
+async fn publish_until_delivered(prefix: &str, subscriber: &Subscriber) {
+    let nats = async_nats::connect(nats_url()).await.expect("connect");
+    for n in 0..50 {
+        nats.publish(format!("{prefix}.{n}"), "mine".into())
+            .await
+            .expect("publish");
+        nats.flush().await.expect("flush");
+        if !subscriber.deliveries().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A namespace the platform team lets use Herald's own NATS connection still cannot
+/// read the victim's Broker subjects, Herald's streams, or join another namespace's
+/// queue group; what it may read, it reads.
+#[tokio::test]
+async fn a_nats_source_on_herald_s_connection_cannot_reach_another_namespace_s_events() {
+    with_temp_ns("nats-tenant", |client, victim| async move {
+        let attacker = attacker_namespace(&client, &victim).await;
+        let watched = format!("{victim},{attacker}");
+        let ingress = Ingress::start(&watched, &nats_url()).await;
+        let _operator = Operator::start_with_flags(
+            &watched,
+            &nats_url(),
+            "solo",
+            &ingress.url(),
+            &["--shared-nats-namespaces", &attacker],
+        )
+        .await;
+        let _dispatcher = Dispatcher::start(&watched, &nats_url()).await;
+        let _adapter = Sources::start(&watched, &nats_url()).await;
+        apply(
+            &victim,
+            &std::fs::read_to_string(example("broker.yaml")).expect("example"),
+        );
+        let victims_subscriber = Subscriber::accepting().await;
+        herald_e2e::ready_trigger(
+            &client,
+            &victim,
+            "all",
+            &format!("  subscriber: {{uri: \"{}\"}}\n", victims_subscriber.url),
+            WAIT,
+        )
+        .await;
+        let loot = Subscriber::accepting().await;
+
+        let sources: Api<EventSource> = Api::namespaced(client.clone(), &attacker);
+        let attempts = [
+            (
+                "broker-subjects",
+                format!("{{subject: \"herald.{victim}.default.>\"}}"),
+                "Herald's Brokers",
+            ),
+            ("everything", "{subject: \">\"}".to_owned(), "literal token"),
+            (
+                "jetstream-api",
+                "{subject: \"$JS.API.>\"}".to_owned(),
+                "server's own",
+            ),
+            (
+                "broker-stream",
+                format!("{{subject: legacy.>, jetStream: {{stream: HERALD_{victim}_default}}}}"),
+                "Herald's streams",
+            ),
+            (
+                "queue-share",
+                format!("{{subject: legacy.orders.>, queueGroup: herald_{victim}_legacy-orders}}"),
+                "queueGroup",
+            ),
+        ];
+        for (name, nats, _) in &attempts {
+            apply(&attacker, &nats_source(name, &loot.url, nats));
+        }
+        for (name, _, why) in &attempts {
+            let refused = await_condition(
+                &sources,
+                name,
+                WAIT,
+                has_condition("Ready", False, Some("InvalidSpec")),
+            )
+            .await;
+            let conditions = field(&refused, "/status/conditions").to_string();
+            assert!(conditions.contains(why), "{name}: {conditions}");
+        }
+        // What the attacker may read through Herald's connection works.
+        let own = format!("{{subject: \"legacy.{attacker}.>\"}}");
+        apply(&attacker, &nats_source("own", &loot.url, &own));
+        await_condition(&sources, "own", WAIT, has_condition("Ready", True, None)).await;
+        publish_until_delivered(&format!("legacy.{attacker}"), &loot).await;
+        loot.wait_for("the attacker's own subject", WAIT, |d| !d.is_empty())
+            .await;
+
+        // The victim's events flow to the victim only.
+        send_secrets(&format!("{}/{victim}/default", ingress.url()), 5).await;
+        victims_subscriber
+            .wait_for("the victim's events", WAIT, |d| d.len() >= 5)
+            .await;
+        let stolen = loot
+            .deliveries()
+            .iter()
+            .filter(|(e, _)| e.id().starts_with("secret-"))
+            .count();
+        assert_eq!(stolen, 0, "the attacker read the victim's events");
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(&attacker, &kube::api::DeleteParams::background())
+            .await;
+    })
+    .await;
+}
+
+/// A Trigger cannot make the dispatcher hand its ServiceAccount token to a URL the
+/// Trigger chose for an audience someone else accepts: not another namespace's
+/// service's, not the apiserver's.
+#[tokio::test]
+async fn a_trigger_cannot_borrow_the_dispatcher_s_token_for_another_audience() {
+    with_temp_ns("token-tenant", |client, ns| async move {
+        let mut herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
+        apply(&ns, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: herald-dispatcher}\n");
+        let account = format!("{ns}/herald-dispatcher");
+        herald.dispatcher =
+            Some(Dispatcher::start_with(&ns, &nats_url(), &["--token-service-account", &account]).await);
+        let (loot, dead_letters) = (Subscriber::accepting().await, Subscriber::accepting().await);
+
+        // Another namespace's service's audience, delivered to the attacker: refused
+        // when the Trigger is resolved, so nothing is ever sent.
+        apply(
+            &ns,
+            &format!(
+                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: borrow}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{}\", audience: \"https://billing.bank.svc/events\"}}\n",
+                loot.url
+            ),
+        );
+        let triggers: Api<herald_api::Trigger> = Api::namespaced(client.clone(), &ns);
+        let refused = await_condition(
+            &triggers,
+            "borrow",
+            WAIT,
+            has_condition("SubscriberResolved", False, Some("SubscriberNotResolved")),
+        )
+        .await;
+        let conditions = field(&refused, "/status/conditions").to_string();
+        assert!(conditions.contains("only sent to the host its audience names"), "{conditions}");
+
+        // The apiserver's own audience for a subscriber on the apiserver's host name:
+        // bound, but the dispatcher's TokenReview says the apiserver would accept the
+        // token, so it is never sent; the event is dead-lettered saying why.
+        let apiserver = "https://kubernetes.default.svc";
+        herald_e2e::ready_trigger(
+            &client,
+            &ns,
+            "apiserver",
+            &format!(
+                "  subscriber: {{uri: \"{apiserver}/api/v1/namespaces\", audience: \"{apiserver}\"}}\n  delivery: {{retry: 0, deadLetterSink: {{uri: \"{}\"}}}}\n",
+                dead_letters.url
+            ),
+            WAIT,
+        )
+        .await;
+        herald.send("t-1", "token.attack", "/e2e", "{}").await;
+        dead_letters.wait_for("the dead-lettered event", WAIT, |d| !d.is_empty()).await;
+        let (dead, _) = &dead_letters.deliveries()[0];
+        let why = dead.get("heralderror").unwrap_or_default().to_owned();
+        assert!(why.contains("accepted by the Kubernetes apiserver"), "{why}");
+        assert!(loot.deliveries().is_empty(), "the unbound Trigger delivered");
+    })
+    .await;
+}
