@@ -492,3 +492,66 @@ async fn a_flood_of_forged_tokens_is_capped_and_the_real_sender_keeps_getting_in
     })
     .await;
 }
+
+/// A reply comes from whatever a Trigger delivers to, not from a sender `spec.auth`
+/// checked: a guarded Broker takes replies only once it says `acceptReplies`.
+#[tokio::test]
+async fn a_guarded_broker_takes_replies_only_when_it_says_so() {
+    with_temp_ns("auth-replies", |client, ns| async move {
+        use herald_cloudevents::CloudEvent;
+        use herald_e2e::subscriber::{Answer as Reply, Subscriber};
+        let herald = Stack::start(client.clone(), &ns, &nats_url()).await;
+        apply(&ns, &secure_broker(&ns));
+        let secure = await_condition(
+            &herald.brokers,
+            "secure",
+            WAIT,
+            has_condition(condition::READY, ConditionStatus::True, None),
+        )
+        .await;
+        let url = secure.status.unwrap().address.unwrap().url;
+        let replier = Subscriber::scripted(|event, _| Reply {
+            reply: Some(CloudEvent::new(&format!("reply-to-{}", event.id()), "/replier", "auth.reply")),
+            ..Reply::status(200)
+        })
+        .await;
+        let downstream = Subscriber::accepting().await;
+        for (name, type_, to) in [("answer", "auth.test", &replier.url), ("after", "auth.reply", &downstream.url)] {
+            apply(
+                &ns,
+                &format!(
+                    "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: secure\n  filter: {{attributes: {{type: {type_}}}}}\n  subscriber: {{uri: \"{to}\"}}\n"
+                ),
+            );
+        }
+        let triggers: kube::Api<herald_api::Trigger> = kube::Api::namespaced(client.clone(), &ns);
+        for name in ["answer", "after"] {
+            let ready = has_condition(herald_api::trigger::condition::READY, ConditionStatus::True, None);
+            await_condition(&triggers, name, WAIT, ready).await;
+        }
+        eventually("the ingress enforces the policy", WAIT, || async {
+            (send(&url, "probe", None).await.status == 401).then_some(())
+        })
+        .await;
+        assert_eq!(send(&url, "r-1", Some(STATIC_TOKEN)).await.status, 202);
+        replier.wait_for("the first event", WAIT, |d| !d.is_empty()).await;
+
+        apply(&ns, &secure_broker(&ns).replace("bearerTokenSecretRef:", "acceptReplies: true\n    bearerTokenSecretRef:"));
+        // The dispatcher takes the change from its own watch: send until a reply passes.
+        let mut n = 2;
+        eventually("a reply once the Broker accepts them", WAIT, || {
+            let (url, id) = (url.clone(), format!("r-{n}"));
+            n += 1;
+            let downstream = &downstream;
+            async move {
+                assert_eq!(send(&url, &id, Some(STATIC_TOKEN)).await.status, 202);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                (!downstream.deliveries().is_empty()).then_some(())
+            }
+        })
+        .await;
+        let delivered_ids: Vec<String> = downstream.deliveries().iter().map(|(e, _)| e.id().to_owned()).collect();
+        assert!(!delivered_ids.contains(&"reply-to-r-1".to_owned()), "a reply entered the guarded Broker: {delivered_ids:?}");
+    })
+    .await;
+}

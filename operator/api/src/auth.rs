@@ -35,6 +35,18 @@ pub struct BrokerAuth {
     /// Broker's namespace (at least 32 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret_ref: Option<SecretKeyRef>,
+    /// Publish what the subscribers of this Broker's Triggers answer (replies) into it.
+    /// A reply comes from whatever a Trigger delivers to, not from a sender the methods
+    /// above checked, so with `spec.auth` replies are dropped unless this is true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_replies: bool,
+}
+
+/// Whether replies of Triggers on a Broker with this `spec.auth` are published: always
+/// on an open Broker, on a guarded one only with `acceptReplies`.
+#[must_use]
+pub fn accepts_replies(auth: Option<&BrokerAuth>) -> bool {
+    auth.is_none_or(|a| a.accept_replies)
 }
 
 /// ServiceAccount token authentication.
@@ -208,6 +220,7 @@ mod tests {
         let auth = BrokerAuth {
             service_accounts: Some(ServiceAccountAuth::default()),
             bearer_token_secret_ref: None,
+            accept_replies: false,
         };
         assert_eq!(auth.allowed_senders("team"), vec![sender("team", None)]);
         assert_eq!(auth.describe("team"), "ServiceAccountToken(team/*)");
@@ -223,6 +236,7 @@ mod tests {
                 name: "broker-token".into(),
                 key: "token".into(),
             }),
+            accept_replies: false,
         };
         assert_eq!(
             auth.describe("team"),
@@ -240,10 +254,26 @@ mod tests {
                 allowed: vec![sender("", None)],
             }),
             bearer_token_secret_ref: None,
+            accept_replies: false,
         }
         .validate()
         .unwrap_err();
         assert!(err.contains("empty namespace"), "{err}");
+    }
+
+    #[test]
+    fn replies_enter_a_guarded_broker_only_when_it_says_so() {
+        assert!(accepts_replies(None), "an open Broker");
+        let mut auth = BrokerAuth {
+            bearer_token_secret_ref: Some(SecretKeyRef {
+                name: "t".into(),
+                key: "k".into(),
+            }),
+            ..BrokerAuth::default()
+        };
+        assert!(!accepts_replies(Some(&auth)));
+        auth.accept_replies = true;
+        assert!(accepts_replies(Some(&auth)));
     }
 
     #[test]

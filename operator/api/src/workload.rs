@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::BrokerSpec;
 use crate::trigger::{AttributesFilter, SubscriptionsApiFilter};
 use crate::{DeliverySpec, TriggerSpec};
 
@@ -64,6 +65,10 @@ pub struct DispatcherPlan {
     /// The resolved dead-letter sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_sink_uri: Option<String>,
+    /// Whether subscribers' replies are published into the Broker (see
+    /// [`crate::auth::accepts_replies`]); a plan without it drops them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accepts_replies: bool,
 }
 
 impl DispatcherPlan {
@@ -73,7 +78,7 @@ impl DispatcherPlan {
         namespace: &str,
         trigger: &str,
         spec: &TriggerSpec,
-        broker_delivery: Option<&DeliverySpec>,
+        broker: Option<&BrokerSpec>,
         dead_letter_sink_uri: Option<String>,
     ) -> Self {
         DispatcherPlan {
@@ -83,8 +88,9 @@ impl DispatcherPlan {
             filter: spec.filter.clone(),
             filters: spec.filters.clone(),
             delivery: spec.delivery.clone(),
-            broker_delivery: broker_delivery.cloned(),
+            broker_delivery: broker.and_then(|b| b.delivery.clone()),
             dead_letter_sink_uri,
+            accepts_replies: broker.is_some_and(|b| crate::auth::accepts_replies(b.auth.as_ref())),
         }
     }
 

@@ -149,6 +149,7 @@ fn plan(
         subscriber_audience: None,
         subscriber_ca_certs: None,
         dead_letter_sink: None,
+        accepts_replies: true,
         delivery: herald_api::delivery::resolve(None, None).expect("defaults"),
         filter: Arc::new(filter),
         filter_version: version.to_owned(),

@@ -387,6 +387,12 @@ impl Deliverer {
         }
         let (_, events) = herald_cloudevents::http::decode(headers, body)
             .map_err(|e| format!("invalid reply: {e}"))?;
+        if !plan.accepts_replies {
+            tracing::warn!(trigger = %plan.trigger, id = answered.id(), "reply dropped: Broker {} has spec.auth and does not accept replies (spec.auth.acceptReplies)", plan.broker);
+            self.metrics
+                .outcome(&plan.namespace, &plan.trigger, Outcome::ReplyDropped);
+            return Ok(());
+        }
         let Some(ttl) = reply_ttl(answered) else {
             tracing::warn!(trigger = %plan.trigger, id = answered.id(), "reply dropped: its event is the end of {DEFAULT_REPLY_TTL} replies in a row (a reply loop?)");
             self.metrics

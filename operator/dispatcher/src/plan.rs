@@ -36,6 +36,9 @@ pub struct TriggerPlan {
     pub subscriber_ca_certs: Option<String>,
     /// Where events go when retries are used up.
     pub dead_letter_sink: Option<String>,
+    /// Whether subscribers' replies are published into the Broker (an open Broker, or
+    /// one whose `spec.auth` says `acceptReplies`).
+    pub accepts_replies: bool,
     /// Retries, backoff, timeout, ordering.
     pub delivery: EffectiveDelivery,
     /// The Trigger's filters, checked again only for a copy routed under other filters
@@ -57,6 +60,7 @@ impl PartialEq for TriggerPlan {
             &self.subscriber_audience,
             &self.subscriber_ca_certs,
             &self.dead_letter_sink,
+            self.accepts_replies,
             &self.delivery,
             &self.filter_version,
         ) == (
@@ -69,6 +73,7 @@ impl PartialEq for TriggerPlan {
             &other.subscriber_audience,
             &other.subscriber_ca_certs,
             &other.dead_letter_sink,
+            other.accepts_replies,
             &other.delivery,
             &other.filter_version,
         )
@@ -157,7 +162,7 @@ pub fn plan(
                 &namespace,
                 &name,
                 &trigger.spec,
-                broker.and_then(|b| b.spec.delivery.as_ref()),
+                broker.map(|b| &b.spec),
                 status.dead_letter_sink_uri.clone(),
             );
             let effective =
@@ -180,6 +185,7 @@ pub fn plan(
                     .as_ref()
                     .and_then(|d| d.ca_certs.clone()),
                 dead_letter_sink: status.dead_letter_sink_uri.clone(),
+                accepts_replies: spec.accepts_replies,
                 delivery: effective,
                 filter: filter.clone(),
                 filter_version: version.clone(),
@@ -222,6 +228,7 @@ pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPla
         subscriber_audience: None,
         subscriber_ca_certs: None,
         dead_letter_sink: spec.dead_letter_sink_uri.clone(),
+        accepts_replies: spec.accepts_replies,
         delivery,
         filter: Arc::new(compiled),
         filter_version: filter_version(spec.filter.as_ref(), &spec.filters),

@@ -269,7 +269,7 @@ async fn ensure_deployment(
         &namespace,
         &name,
         &trigger.spec,
-        broker.and_then(|b| b.spec.delivery.as_ref()),
+        broker.map(|b| &b.spec),
         dead_letter_sink,
     );
     let desired = deployment::desired_deployment(trigger, &plan, &ctx.workload, replicas)
