@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 /// passing state the operator reports and other components ride out.
 pub const REASON_NATS_UNAVAILABLE: &str = "NatsUnavailable";
 
+/// Reason of a condition that is False only because a Kubernetes API call of the
+/// operator failed (a timeout, a 5xx, a Secret it could not read just then): like
+/// [`REASON_NATS_UNAVAILABLE`], the operator's own trouble, not the object's.
+pub const REASON_KUBERNETES_ERROR: &str = "KubernetesError";
+
 /// Whether a condition holds.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum ConditionStatus {
@@ -95,17 +100,24 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 }
 
 /// Whether the data plane (ingress, dispatcher) should serve an object with these
-/// conditions: `Ready` is True, or False only because the operator could not reach
-/// NATS (the data plane has its own connections and finds out itself); otherwise the
+/// conditions: `Ready` is True, or False only because of the operator's own trouble
+/// with NATS or the Kubernetes API (the data plane has its own connections and finds
+/// out itself, and keeps the last status the operator wrote in full); otherwise the
 /// reason it is not served (`NotReconciled` before the operator wrote a status). One
-/// rule for every component, so a NATS hiccup seen by the operator alone does not
-/// stop ingress and delivery.
+/// rule for every component, so a hiccup seen by the operator alone does not stop
+/// ingress and delivery.
 ///
 /// # Errors
 /// The `Ready` reason when the object must not be served.
 pub fn served(conditions: &[Condition]) -> Result<(), String> {
     match find(conditions, "Ready") {
-        Some(c) if c.is_true() || c.reason == REASON_NATS_UNAVAILABLE => Ok(()),
+        Some(c)
+            if c.is_true()
+                || c.reason == REASON_NATS_UNAVAILABLE
+                || c.reason == REASON_KUBERNETES_ERROR =>
+        {
+            Ok(())
+        }
         Some(c) => Err(c.reason.clone()),
         None => Err("NotReconciled".into()),
     }
@@ -158,12 +170,15 @@ mod tests {
     }
 
     #[test]
-    fn the_data_plane_serves_ready_objects_and_rides_out_the_operators_nats_trouble() {
+    fn the_data_plane_serves_ready_objects_and_rides_out_the_operators_own_trouble() {
         let served_with = |status, reason| served(&[ready(status, reason)]);
         assert_eq!(served_with(ConditionStatus::True, "Ready"), Ok(()));
+        for operators_own in [REASON_NATS_UNAVAILABLE, REASON_KUBERNETES_ERROR] {
+            assert_eq!(served_with(ConditionStatus::False, operators_own), Ok(()));
+        }
         assert_eq!(
-            served_with(ConditionStatus::False, REASON_NATS_UNAVAILABLE),
-            Ok(())
+            served_with(ConditionStatus::False, "BearerTokenUnavailable"),
+            Err("BearerTokenUnavailable".into())
         );
         assert_eq!(
             served_with(ConditionStatus::False, "StreamRejected"),

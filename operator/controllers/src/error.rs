@@ -103,7 +103,7 @@ impl Error {
             Self::DeploymentNotOwned(_) => "DeploymentNotOwned",
             Self::BearerTokenUnavailable(_) => "BearerTokenUnavailable",
             Self::BearerTokenTooShort(_) => "BearerTokenTooShort",
-            Self::Kube(_) => "KubernetesError",
+            Self::Kube(_) => herald_api::conditions::REASON_KUBERNETES_ERROR,
             Self::Finalizer(_) => "FinalizerError",
         }
     }

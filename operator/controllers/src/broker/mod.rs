@@ -348,7 +348,13 @@ fn build_status(
         }),
         stream_name: Some(naming::stream_name(&namespace, &name)),
         subjects: naming::stream_subjects(&namespace, &name),
-        auth: auth.as_ref().ok().cloned(),
+        auth: match auth {
+            Ok(resolved) => Some(resolved.clone()),
+            // The operator's own API trouble: the ingress goes on serving the Broker
+            // (see `conditions::served`), with the policy it had.
+            Err(Error::Kube(_)) => previous.auth.clone(),
+            Err(_) => None,
+        },
     }
 }
 
@@ -438,5 +444,32 @@ mod tests {
             ready.message
         );
         assert_eq!(status.auth, None);
+    }
+
+    #[test]
+    fn the_operator_s_own_api_trouble_keeps_the_policy_and_the_broker_served() {
+        let mut previous = build_status(
+            &broker(),
+            &BrokerStatus::default(),
+            &Ok(created()),
+            &Ok(open()),
+            "http://ingress/team/default",
+            "t0",
+        );
+        previous.auth.as_mut().unwrap().bearer_token_sha256 = Some("abc".into());
+        let timeout = kube::core::Status::failure("etcdserver: request timed out", "InternalError")
+            .with_code(500);
+        let status = build_status(
+            &broker(),
+            &previous,
+            &Ok(created()),
+            &Err(Error::Kube(kube::Error::Api(Box::new(timeout)))),
+            "http://ingress/team/default",
+            "t1",
+        );
+        assert_eq!(status.auth, previous.auth, "the last policy stays in force");
+        let ready = conditions::find(&status.conditions, condition::READY).unwrap();
+        assert_eq!(ready.reason, "KubernetesError");
+        assert_eq!(conditions::served(&status.conditions), Ok(()));
     }
 }
