@@ -103,6 +103,8 @@ async def main() -> int:
             ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
             ({"ingress": {"service": {"type": "Ingress"}}}, "type"),
             ({"ingress": {"readTimeout": "soon"}}, "readTimeout"),
+            ({"operator": {"streamLimits": {"maxAge": "soon"}}}, "maxAge"),
+            ({"operator": {"sharedNatsNamespaces": "team"}}, "sharedNatsNamespaces"),
             ({"ingress": {"tls": {"reloadInterval": "soon"}}}, "reloadInterval"),
             ({"caBundle": {"configMap": "a", "secret": "b"}}, "caBundle"),
             ({"no-such-value": 1}, "no-such-value"),
@@ -166,7 +168,7 @@ async def main() -> int:
             (ing, "list", "triggers.eventing.herald.dev", other, False),
             (ing, "create", "tokenreviews.authentication.k8s.io", other, True),
             (ing, "get", "secrets", other, False),
-            (disp, "create", "tokenreviews.authentication.k8s.io", other, False),
+            (disp, "create", "tokenreviews.authentication.k8s.io", other, True),
             (disp, "watch", "triggers.eventing.herald.dev", other, True),
             (disp, "create", "deployments.apps", other, False),
             (disp, "get", "secrets", other, False),
@@ -199,6 +201,7 @@ async def main() -> int:
             "caBundle": {"configMap": "herald-ca"},
             "ingress": {"tls": {"secret": "ingress-tls"}, "service": {"port": 443}},
             "dispatcher": {"replicas": 3}, "watchNamespaces": [other, other2],
+            "operator": {"sharedNatsNamespaces": [other], "streamLimits": {"maxBytes": "2Gi", "maxAge": "168h"}},
             "grafanaDashboard": {"enabled": True}, "serviceMonitor": {"enabled": True}})
         d = kubectl("get", "deployment", f"{full}-dispatcher", "-n", ns, "-o", "json")
         spec = json.loads(d)["spec"]
@@ -215,6 +218,10 @@ async def main() -> int:
                and env.get("HERALD_NATS_TLS_REQUIRED") == "true"
                and {"/etc/herald/nats-ca", "/etc/herald/nats-client"} <= mounts,
                "NATS TLS: CA and client certificate mounted from Secrets, TLS required")
+        op_args = json.loads(kubectl("get", "deployment", f"{full}-operator", "-n", ns, "-o", "json"))[
+            "spec"]["template"]["spec"]["containers"][0]["args"]
+        expect({f"--shared-nats-namespaces={other}", "--max-stream-bytes=2Gi", "--max-stream-age=168h"} <= set(op_args),
+               f"operator: shared-NATS namespaces and stream ceilings from values: {op_args}")
         print("https: the ingress serves the Secret's certificate, the others trust the CA bundle")
         containers = {c: json.loads(kubectl("get", "deployment", f"{full}-{c}", "-n", ns, "-o", "json"))
                       ["spec"]["template"]["spec"] for c in ("ingress", "dispatcher", "sources", "operator")}
@@ -262,11 +269,12 @@ async def main() -> int:
                and {"key": "eventing.herald.dev/trigger", "operator": "Exists"} in pm.get("selector", {}).get("matchExpressions", []),
                f"a PodMonitor for consumer sidecars in the watched namespaces: {pm}")
         cluster_roles = sorted(r["metadata"]["name"] for r in get("clusterroles", None, selector))
-        expect(cluster_roles == [f"{full}-ingress-reviews", f"{full}-operator-reviews"],
+        expect(cluster_roles == [f"{full}-dispatcher-reviews", f"{full}-ingress-reviews", f"{full}-operator-reviews"],
                f"namespaces watched: ClusterRoles only for the cluster-scoped reviews ({cluster_roles})")
         expect(can(op, ns, "create", "subjectaccessreviews.authorization.k8s.io", other)
-               and can(ing, ns, "create", "tokenreviews.authentication.k8s.io", other),
-               "... which still work: operator SubjectAccessReview, ingress TokenReview")
+               and can(ing, ns, "create", "tokenreviews.authentication.k8s.io", other)
+               and can(disp, ns, "create", "tokenreviews.authentication.k8s.io", other),
+               "... which still work: operator SubjectAccessReview, ingress and dispatcher TokenReview")
         expect(can(op, ns, "create", "deployments.apps", other) and can(op, ns, "create", "deployments.apps", other2)
                and can(disp, ns, "watch", "triggers.eventing.herald.dev", other2),
                "operator may create Deployments in both, the dispatcher watch Triggers there")

@@ -222,3 +222,53 @@ async fn a_trigger_cannot_borrow_the_dispatcher_s_token_for_another_audience() {
     })
     .await;
 }
+
+/// What one namespace may take of the JetStream store every Broker shares is capped
+/// by the platform team: a Broker asking for more is refused, one asking for nothing
+/// gets the ceiling, and sending more than it keeps drops the oldest events of that
+/// Broker only.
+#[tokio::test]
+async fn a_broker_cannot_take_more_of_jetstream_than_the_platform_allows() {
+    with_temp_ns("stream-ceiling", |client, ns| async move {
+        let ingress = Ingress::start(&ns, &nats_url()).await;
+        let _operator = Operator::start_with_flags(
+            &ns,
+            &nats_url(),
+            "solo",
+            &ingress.url(),
+            &["--max-stream-bytes", "1Mi", "--max-stream-age", "1h"],
+        )
+        .await;
+        apply(
+            &ns,
+            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: greedy}\nspec:\n  stream: {maxBytes: 10Gi}\n---\napiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: plain}\nspec: {}\n",
+        );
+        let brokers: Api<herald_api::Broker> = Api::namespaced(client.clone(), &ns);
+        let greedy = await_condition(&brokers, "greedy", WAIT, has_condition("Ready", False, Some("InvalidSpec"))).await;
+        let conditions = field(&greedy, "/status/conditions").to_string();
+        assert!(conditions.contains("--max-stream-bytes"), "{conditions}");
+        let plain = await_condition(&brokers, "plain", WAIT, has_condition("Ready", True, None)).await;
+        let stream_name = plain.status.and_then(|s| s.stream_name).expect("stream name");
+        let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("connect"));
+        let config = js.get_stream(&stream_name).await.expect("stream").cached_info().config.clone();
+        assert_eq!((config.max_bytes, config.max_age), (1 << 20, Duration::from_secs(3600)));
+
+        // 3 MiB into a Broker that keeps 1 MiB: every send is stored (202), the
+        // oldest are dropped, the stream stays within its share.
+        let url = format!("{}/{ns}/plain", ingress.url());
+        let chunk = format!("\"{}\"", "x".repeat(100 * 1024));
+        herald_e2e::eventually("the ingress serves the Broker", WAIT, || async {
+            (post(&url, &[("ce-specversion", "1.0")], "").await.status == 400).then_some(())
+        })
+        .await;
+        for n in 0..30 {
+            let id = format!("big-{n}");
+            let headers = [("ce-specversion", "1.0"), ("ce-id", &*id), ("ce-type", "t"), ("ce-source", "s"), ("content-type", "application/json")];
+            assert_eq!(post(&url, &headers, chunk.clone()).await.status, 202);
+        }
+        let state = js.get_stream(&stream_name).await.expect("stream").cached_info().state.clone();
+        assert!(state.bytes <= 1 << 20, "the stream holds {} bytes", state.bytes);
+        assert!(state.messages < 30 && state.last_sequence >= 30, "{state:?}");
+    })
+    .await;
+}

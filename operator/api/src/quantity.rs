@@ -10,6 +10,14 @@ pub struct ParseBytesError {
     why: &'static str,
 }
 
+/// [`parse_bytes`] for command-line flags (clap `value_parser`).
+///
+/// # Errors
+/// The message of [`ParseBytesError`].
+pub fn parse_flag(input: &str) -> Result<u64, String> {
+    parse_bytes(&Quantity(input.to_owned())).map_err(|e| e.to_string())
+}
+
 /// Parses a whole, non-negative number of bytes with an optional binary (`Ki`..`Ei`)
 /// or decimal (`k`..`E`) suffix.
 pub fn parse_bytes(q: &Quantity) -> Result<u64, ParseBytesError> {

@@ -59,6 +59,16 @@ pub struct OperatorArgs {
     /// all. Default: none. Such sources stay away from Herald's subjects and streams.
     #[arg(long, env = "HERALD_SHARED_NATS_NAMESPACES", value_delimiter = ',')]
     pub shared_nats_namespaces: Vec<String>,
+    /// Most bytes a Broker's stream may keep, e.g. `2Gi`: a Broker asking for more is
+    /// refused (`InvalidSpec`), one leaving `spec.stream.maxBytes` unset gets this.
+    /// JetStream reserves each stream's maxBytes in its store. Default: no ceiling.
+    #[arg(long, env = "HERALD_MAX_STREAM_BYTES", value_parser = herald_api::quantity::parse_flag)]
+    pub max_stream_bytes: Option<u64>,
+    /// Oldest event a Broker's stream may keep, e.g. `168h`: a Broker asking for longer
+    /// is refused (`InvalidSpec`), one leaving `spec.stream.maxAge` unset gets this.
+    /// Default: no ceiling.
+    #[arg(long, env = "HERALD_MAX_STREAM_AGE", value_parser = herald_api::duration::parse_flag)]
+    pub max_stream_age: Option<Duration>,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -32,6 +32,8 @@ pub struct Context {
     pub replicas: Mutex<HashMap<String, (i32, bool)>>,
     /// Namespaces whose `nats` sources may read through Herald's own connection.
     pub shared_nats: herald_api::nats_source::SharedNats,
+    /// The most a Broker's stream may keep (`--max-stream-bytes`, `--max-stream-age`).
+    pub stream_ceilings: crate::broker::stream::StreamCeilings,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -60,6 +62,7 @@ impl Context {
             workload,
             replicas: Mutex::default(),
             shared_nats: herald_api::nats_source::SharedNats::default(),
+            stream_ceilings: crate::broker::stream::StreamCeilings::default(),
             recorder,
             failures: Mutex::default(),
         }

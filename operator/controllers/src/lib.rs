@@ -121,6 +121,10 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
         reporter,
     );
     ctx.shared_nats = herald_api::nats_source::SharedNats::new(args.shared_nats_namespaces.clone());
+    ctx.stream_ceilings = broker::stream::StreamCeilings {
+        max_bytes: args.max_stream_bytes,
+        max_age: args.max_stream_age,
+    };
     let ctx = Arc::new(ctx);
     let (stop_tx, stop) = watch::channel(false);
     let leadership = tokio::spawn(hold_leadership(lock, shutdown.clone(), stop_tx));

@@ -161,7 +161,7 @@ impl StreamChange {
 }
 
 async fn ensure_stream(broker: &Broker, ctx: &Context) -> Result<StreamChange, Error> {
-    let desired = stream::desired_config(broker)?;
+    let desired = stream::desired_config(broker, ctx.stream_ceilings)?;
     if !ctx.nats.is_connected() {
         return Err(Error::NatsUnavailable(
             "not connected to any NATS server".into(),
@@ -375,7 +375,9 @@ mod tests {
     }
 
     fn created() -> StreamChange {
-        StreamChange::Created(stream::desired_config(&broker()).unwrap())
+        StreamChange::Created(
+            stream::desired_config(&broker(), stream::StreamCeilings::default()).unwrap(),
+        )
     }
 
     fn open() -> BrokerAuthStatus {

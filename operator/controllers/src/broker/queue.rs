@@ -134,7 +134,11 @@ mod tests {
             },
         );
         broker.metadata.namespace = Some("shop".into());
-        let events = super::super::stream::desired_config(&broker).unwrap();
+        let events = super::super::stream::desired_config(
+            &broker,
+            super::super::stream::StreamCeilings::default(),
+        )
+        .unwrap();
         let queue = desired_queue_config(&broker, &events);
         assert_eq!(queue.name, "HERALDQ_shop_orders");
         assert_eq!(queue.subjects, ["heraldq.shop.orders.*"]);

@@ -24,8 +24,19 @@ pub fn owner_value(namespace: &str, name: &str) -> String {
     format!("Broker/{namespace}/{name}")
 }
 
-/// The full stream configuration for `broker`, or why its spec cannot be used.
-pub fn desired_config(broker: &Broker) -> Result<Config, Error> {
+/// The most a Broker's stream may keep, set by the platform team: what one namespace
+/// may take of the JetStream store every Broker shares. `None`: no ceiling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamCeilings {
+    /// Most bytes (`--max-stream-bytes`).
+    pub max_bytes: Option<u64>,
+    /// Oldest event (`--max-stream-age`).
+    pub max_age: Option<Duration>,
+}
+
+/// The full stream configuration for `broker` within `ceilings` (an unset limit gets
+/// the ceiling; one above it is refused), or why its spec cannot be used.
+pub fn desired_config(broker: &Broker, ceilings: StreamCeilings) -> Result<Config, Error> {
     let namespace = broker.namespace().unwrap_or_default();
     let name = broker.name_any();
     let spec = &broker.spec.stream;
@@ -33,17 +44,44 @@ pub fn desired_config(broker: &Broker) -> Result<Config, Error> {
         Error::InvalidSpec(format!("spec.stream.{field}: {e}"))
     };
 
-    let max_age = match &spec.max_age {
-        Some(s) => herald_api::duration::parse(s).map_err(|e| invalid("maxAge", &e))?,
-        None => Duration::ZERO,
+    let over = |field: &str, asked: &str, ceiling: String, flag: &str| {
+        Error::InvalidSpec(format!(
+            "spec.stream.{field}: {asked} is more than this Herald allows a Broker ({ceiling}, set by the platform team with herald operator {flag}); ask for less or leave it unset"
+        ))
     };
-    let max_bytes = match &spec.max_bytes {
-        Some(q) => {
+    let max_age = match (&spec.max_age, ceilings.max_age) {
+        (Some(s), ceiling) => {
+            let age = herald_api::duration::parse(s).map_err(|e| invalid("maxAge", &e))?;
+            match ceiling {
+                // Zero is unlimited to JetStream.
+                Some(most) if age.is_zero() || age > most => {
+                    return Err(over("maxAge", s, format!("{most:?}"), "--max-stream-age"));
+                }
+                _ => age,
+            }
+        }
+        (None, Some(most)) => most,
+        (None, None) => Duration::ZERO,
+    };
+    let max_bytes = match (&spec.max_bytes, ceilings.max_bytes) {
+        (Some(q), ceiling) => {
             let bytes =
                 herald_api::quantity::parse_bytes(q).map_err(|e| invalid("maxBytes", &e))?;
+            // Zero is unlimited to JetStream, as for maxAge.
+            if let Some(most) = ceiling
+                && (bytes == 0 || bytes > most)
+            {
+                return Err(over(
+                    "maxBytes",
+                    &q.0,
+                    format!("{most} bytes"),
+                    "--max-stream-bytes",
+                ));
+            }
             i64::try_from(bytes).map_err(|_| invalid("maxBytes", &"too large"))?
         }
-        None => -1,
+        (None, Some(most)) => i64::try_from(most).unwrap_or(i64::MAX),
+        (None, None) => -1,
     };
     let duplicate_window = match &spec.duplicate_window {
         Some(s) => herald_api::duration::parse(s).map_err(|e| invalid("duplicateWindow", &e))?,
@@ -192,15 +230,18 @@ mod tests {
 
     #[test]
     fn builds_limits_from_the_spec() {
-        let cfg = desired_config(&broker(StreamSpec {
-            replicas: 1,
-            max_age: Some("1h".into()),
-            max_bytes: Some(Quantity("1Mi".into())),
-            max_messages: Some(500),
-            storage: StorageType::Memory,
-            discard: DiscardPolicy::New,
-            ..StreamSpec::default()
-        }))
+        let cfg = desired_config(
+            &broker(StreamSpec {
+                replicas: 1,
+                max_age: Some("1h".into()),
+                max_bytes: Some(Quantity("1Mi".into())),
+                max_messages: Some(500),
+                storage: StorageType::Memory,
+                discard: DiscardPolicy::New,
+                ..StreamSpec::default()
+            }),
+            StreamCeilings::default(),
+        )
         .unwrap();
         assert_eq!(cfg.name, "HERALD_shop_orders");
         assert_eq!(cfg.subjects, ["herald.shop.orders.>"]);
@@ -214,51 +255,126 @@ mod tests {
     }
 
     #[test]
-    fn unset_limits_are_unlimited_and_short_max_age_shrinks_the_window() {
-        let cfg = desired_config(&broker(StreamSpec {
-            replicas: 1,
+    fn the_platform_s_ceilings_fill_unset_limits_and_refuse_larger_ones() {
+        let ceilings = StreamCeilings {
+            max_bytes: Some(64 << 20),
+            max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+        };
+        let unset = desired_config(&broker(StreamSpec::default()), ceilings).unwrap();
+        assert_eq!(unset.max_bytes, 64 << 20);
+        assert_eq!(unset.max_age, Duration::from_secs(7 * 24 * 3600));
+        let within = StreamSpec {
+            max_bytes: Some(Quantity("1Mi".into())),
+            max_age: Some("1h".into()),
             ..StreamSpec::default()
-        }))
+        };
+        let within = desired_config(&broker(within), ceilings).unwrap();
+        assert_eq!(
+            (within.max_bytes, within.max_age),
+            (1 << 20, Duration::from_secs(3600))
+        );
+        for (spec, field) in [
+            (
+                StreamSpec {
+                    max_bytes: Some(Quantity("1Gi".into())),
+                    ..StreamSpec::default()
+                },
+                "maxBytes",
+            ),
+            (
+                StreamSpec {
+                    max_age: Some("720h".into()),
+                    ..StreamSpec::default()
+                },
+                "maxAge",
+            ),
+            // 0 is unlimited to JetStream: not a way around the ceiling.
+            (
+                StreamSpec {
+                    max_bytes: Some(Quantity("0".into())),
+                    ..StreamSpec::default()
+                },
+                "maxBytes",
+            ),
+            (
+                StreamSpec {
+                    max_age: Some("0".into()),
+                    ..StreamSpec::default()
+                },
+                "maxAge",
+            ),
+        ] {
+            let Err(Error::InvalidSpec(message)) = desired_config(&broker(spec), ceilings) else {
+                panic!("{field} over the ceiling was accepted");
+            };
+            assert!(
+                message.contains(field) && message.contains("--max-stream"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn unset_limits_are_unlimited_and_short_max_age_shrinks_the_window() {
+        let cfg = desired_config(
+            &broker(StreamSpec {
+                replicas: 1,
+                ..StreamSpec::default()
+            }),
+            StreamCeilings::default(),
+        )
         .unwrap();
         assert_eq!(
             (cfg.max_bytes, cfg.max_messages, cfg.max_age),
             (-1, -1, Duration::ZERO)
         );
-        let short = desired_config(&broker(StreamSpec {
-            replicas: 1,
-            max_age: Some("30s".into()),
-            ..StreamSpec::default()
-        }))
+        let short = desired_config(
+            &broker(StreamSpec {
+                replicas: 1,
+                max_age: Some("30s".into()),
+                ..StreamSpec::default()
+            }),
+            StreamCeilings::default(),
+        )
         .unwrap();
         assert_eq!(short.duplicate_window, Duration::from_secs(30));
     }
 
     #[test]
     fn invalid_values_name_the_field() {
-        let err = desired_config(&broker(StreamSpec {
-            replicas: 1,
-            max_age: Some("10 years".into()),
-            ..StreamSpec::default()
-        }))
+        let err = desired_config(
+            &broker(StreamSpec {
+                replicas: 1,
+                max_age: Some("10 years".into()),
+                ..StreamSpec::default()
+            }),
+            StreamCeilings::default(),
+        )
         .unwrap_err();
         assert_eq!(err.reason(), "InvalidSpec");
         assert!(err.to_string().starts_with("spec.stream.maxAge:"), "{err}");
-        let err = desired_config(&broker(StreamSpec {
-            replicas: 1,
-            max_age: Some("1m".into()),
-            duplicate_window: Some("5m".into()),
-            ..StreamSpec::default()
-        }))
+        let err = desired_config(
+            &broker(StreamSpec {
+                replicas: 1,
+                max_age: Some("1m".into()),
+                duplicate_window: Some("5m".into()),
+                ..StreamSpec::default()
+            }),
+            StreamCeilings::default(),
+        )
         .unwrap_err();
         assert!(err.to_string().contains("duplicateWindow"), "{err}");
     }
 
     #[test]
     fn ownership_and_changes_are_detected() {
-        let desired = desired_config(&broker(StreamSpec {
-            replicas: 1,
-            ..StreamSpec::default()
-        }))
+        let desired = desired_config(
+            &broker(StreamSpec {
+                replicas: 1,
+                ..StreamSpec::default()
+            }),
+            StreamCeilings::default(),
+        )
         .unwrap();
         let mut foreign = desired.clone();
         foreign.metadata.clear();
