@@ -1,0 +1,259 @@
+//! One `AdmissionReview`: read the object, work out what Herald would do for the
+//! requester ([`super::policy`]), ask the apiserver whether the *requester* may do it
+//! (`SubjectAccessReview`s with their name, uid, groups and extra), answer.
+//!
+//! Every failure to decide (an object that does not parse, an apiserver that does not
+//! answer) is a denial: the webhook is the check, so it fails closed like its
+//! `failurePolicy: Fail`.
+
+use std::collections::BTreeMap;
+
+use herald_api::eventsource::KubernetesResource;
+use herald_api::{EventSource, Trigger};
+use herald_sources::kubernetes::group_version;
+use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::{DynamicObject, GroupVersionKind};
+use kube::discovery::Scope;
+use serde::de::DeserializeOwned;
+
+use super::policy::{self, Access, Needs, ServedKind};
+
+/// Why a request could not be decided.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The object (or the old object) is not a valid Trigger/EventSource.
+    #[error("cannot read the {kind}")]
+    Object {
+        /// `Trigger` or `EventSource`.
+        kind: &'static str,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A `SubjectAccessReview` failed.
+    #[error("cannot ask the apiserver whether you may {access}")]
+    AccessReview {
+        /// The question.
+        access: String,
+        /// The apiserver's error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Answers `review`: the response the apiserver expects, always.
+pub async fn answer(
+    client: &Client,
+    review: AdmissionReview<DynamicObject>,
+) -> AdmissionReview<DynamicObject> {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(request) => request,
+        Err(e) => return AdmissionResponse::invalid(e).into_review(),
+    };
+    let response = AdmissionResponse::from(&request);
+    let response = match decide(client, &request).await {
+        Ok(Ok(())) => response,
+        Ok(Err(denied)) => {
+            tracing::info!(
+                user = %request.user_info.username.as_deref().unwrap_or_default(),
+                kind = %request.kind.kind,
+                namespace = %request.namespace.as_deref().unwrap_or_default(),
+                name = %request.name,
+                %denied,
+                "admission denied"
+            );
+            response.deny(denied)
+        }
+        Err(e) => {
+            let message = herald_runtime::tls::error_chain(&e);
+            tracing::warn!(error = %message, kind = %request.kind.kind, name = %request.name, "admission undecided; denied");
+            response.deny(message)
+        }
+    };
+    response.into_review()
+}
+
+/// `Ok(Ok(()))` to allow, `Ok(Err(message))` to deny.
+async fn decide(
+    client: &Client,
+    request: &AdmissionRequest<DynamicObject>,
+) -> Result<Result<(), String>, ReviewError> {
+    if !matches!(request.operation, Operation::Create | Operation::Update)
+        || request.kind.group != herald_api::GROUP
+    {
+        return Ok(Ok(()));
+    }
+    let namespace = request.namespace.clone().unwrap_or_default();
+    let needs = match request.kind.kind.as_str() {
+        "Trigger" => {
+            let (new, old) = objects::<Trigger>(request, "Trigger")?;
+            match new {
+                Some(new) => policy::trigger(&namespace, &new.spec, old.as_ref().map(|o| &o.spec)),
+                None => Needs::Nothing,
+            }
+        }
+        "EventSource" => {
+            let (new, old) = objects::<EventSource>(request, "EventSource")?;
+            match new {
+                Some(new) => {
+                    let old = old.map(|o| o.spec);
+                    let served = if new.spec.kubernetes.is_some() && old.as_ref() != Some(&new.spec)
+                    {
+                        served_kinds(
+                            client,
+                            &new.spec
+                                .kubernetes
+                                .iter()
+                                .flat_map(|k| &k.resources)
+                                .collect::<Vec<_>>(),
+                        )
+                        .await
+                    } else {
+                        BTreeMap::new()
+                    };
+                    policy::event_source(&namespace, &new.spec, old.as_ref(), |resource| {
+                        served
+                            .get(&(resource.api_version.clone(), resource.kind.clone()))
+                            .cloned()
+                    })
+                }
+                None => Needs::Nothing,
+            }
+        }
+        _ => Needs::Nothing,
+    };
+    let needed = match needs {
+        Needs::Nothing => return Ok(Ok(())),
+        Needs::Refuse(message) => return Ok(Err(message)),
+        Needs::All(needed) => needed,
+    };
+    let allowed = futures::future::try_join_all(
+        needed
+            .iter()
+            .map(|access| may(client, &request.user_info, access)),
+    )
+    .await?;
+    let user = request.user_info.username.as_deref().unwrap_or("you");
+    Ok(policy::verdict(user, &needed, &allowed))
+}
+
+/// The request's object and old object as `K`.
+fn objects<K: DeserializeOwned>(
+    request: &AdmissionRequest<DynamicObject>,
+    kind: &'static str,
+) -> Result<(Option<K>, Option<K>), ReviewError> {
+    let parse = |obj: &Option<DynamicObject>| -> Result<Option<K>, ReviewError> {
+        obj.as_ref()
+            .map(|o| {
+                serde_json::to_value(o)
+                    .and_then(serde_json::from_value)
+                    .map_err(|source| ReviewError::Object { kind, source })
+            })
+            .transpose()
+    };
+    Ok((parse(&request.object)?, parse(&request.old_object)?))
+}
+
+/// How the apiserver serves each of `resources`' kinds; kinds it does not serve are
+/// left out (the policy refuses them).
+async fn served_kinds(
+    client: &Client,
+    resources: &[&KubernetesResource],
+) -> BTreeMap<(String, String), ServedKind> {
+    let mut served = BTreeMap::new();
+    for resource in resources {
+        let key = (resource.api_version.clone(), resource.kind.clone());
+        if served.contains_key(&key) {
+            continue;
+        }
+        let (group, version) = group_version(&resource.api_version);
+        let gvk = GroupVersionKind::gvk(group, version, &resource.kind);
+        if let Ok((api_resource, capabilities)) = kube::discovery::pinned_kind(client, &gvk).await {
+            served.insert(
+                key,
+                ServedKind {
+                    group: api_resource.group,
+                    plural: api_resource.plural,
+                    namespaced: capabilities.scope == Scope::Namespaced,
+                },
+            );
+        }
+    }
+    served
+}
+
+/// Whether the requester (`user`) may do `access`, as the apiserver's authorizer says.
+async fn may(client: &Client, user: &UserInfo, access: &Access) -> Result<bool, ReviewError> {
+    let review = access_review(user, access);
+    let answer = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|source| ReviewError::AccessReview {
+            access: access.to_string(),
+            source,
+        })?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+/// The `SubjectAccessReview` asking whether `user` may do `access` (pure).
+#[must_use]
+pub fn access_review(user: &UserInfo, access: &Access) -> SubjectAccessReview {
+    SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: user.username.clone(),
+            uid: user.uid.clone(),
+            groups: user.groups.clone(),
+            extra: user.extra.clone(),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: access.namespace.clone(),
+                verb: Some(access.verb.to_owned()),
+                group: Some(access.group.clone()),
+                resource: Some(access.resource.clone()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_review_asks_about_the_requester_with_everything_the_apiserver_knows() {
+        let user = UserInfo {
+            username: Some("system:serviceaccount:ns:requester".into()),
+            uid: Some("u-1".into()),
+            groups: Some(vec!["system:serviceaccounts".into()]),
+            extra: Some(BTreeMap::from([(
+                "authentication.kubernetes.io/pod-name".into(),
+                vec!["p".into()],
+            )])),
+        };
+        let access = Access {
+            verb: "list",
+            group: String::new(),
+            resource: "secrets".into(),
+            namespace: None,
+            because: "test",
+        };
+        let spec = access_review(&user, &access).spec;
+        assert_eq!(spec.user, user.username);
+        assert_eq!(spec.uid, user.uid);
+        assert_eq!(spec.groups, user.groups);
+        assert_eq!(spec.extra, user.extra);
+        let attributes = spec.resource_attributes.unwrap();
+        assert_eq!(attributes.namespace, None, "cluster-wide");
+        assert_eq!(attributes.verb.as_deref(), Some("list"));
+        assert_eq!(attributes.resource.as_deref(), Some("secrets"));
+        assert_eq!(attributes.group.as_deref(), Some(""));
+    }
+}
