@@ -18,7 +18,7 @@ use k8s_openapi::api::authorization::v1::{
 use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, GroupVersionKind};
+use kube::core::{DynamicObject, GroupVersionKind, Status};
 use kube::discovery::Scope;
 use serde::de::DeserializeOwned;
 
@@ -68,15 +68,28 @@ pub async fn answer(
                 %denied,
                 "admission denied"
             );
-            response.deny(denied)
+            refuse(response, &denied, "Forbidden", 403)
         }
         Err(e) => {
             let message = herald_runtime::tls::error_chain(&e);
             tracing::warn!(error = %message, kind = %request.kind.kind, name = %request.name, "admission undecided; denied");
-            response.deny(message)
+            refuse(response, &message, "InternalError", 500)
         }
     };
     response.into_review()
+}
+
+/// `response` as a refusal the requester reads as an ordinary API error: 403 for
+/// missing rights (as RBAC's own), 500 when no decision could be made.
+fn refuse(
+    response: AdmissionResponse,
+    message: &str,
+    reason: &str,
+    code: u16,
+) -> AdmissionResponse {
+    let mut response = response.deny(message);
+    response.result = Status::failure(message, reason).with_code(code);
+    response
 }
 
 /// `Ok(Ok(()))` to allow, `Ok(Err(message))` to deny.
