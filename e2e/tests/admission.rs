@@ -18,6 +18,8 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -170,30 +172,36 @@ where
 /// sends it this namespace's requests, once the apiserver trusts its certificate.
 struct Webhook {
     // Dropped first: the configuration must go while the operator still answers.
-    _config: WebhookConfig,
+    config: WebhookConfig,
     _operator: Operator,
+    port: u16,
+}
+
+/// Starts an operator (`identity`) serving the webhook on `port`, managing `config`.
+async fn operator_with_webhook(ns: &str, identity: &str, port: u16, config: &str) -> Operator {
+    let address = format!("127.0.0.1:{port}");
+    Operator::start_with_flags(
+        ns,
+        &nats_url(),
+        identity,
+        "http://ingress.test",
+        &[
+            "--admission-addr",
+            &address,
+            "--admission-webhook-config",
+            config,
+            "--admission-extra-names",
+            "127.0.0.1",
+        ],
+    )
+    .await
 }
 
 impl Webhook {
     async fn start(client: &Client, ns: &str) -> Self {
         let port = free_port();
         let config = webhook_config(client, ns, port).await;
-        let address = format!("127.0.0.1:{port}");
-        let operator = Operator::start_with_flags(
-            ns,
-            &nats_url(),
-            "admission",
-            "http://ingress.test",
-            &[
-                "--admission-addr",
-                &address,
-                "--admission-webhook-config",
-                &config.0,
-                "--admission-extra-names",
-                "127.0.0.1",
-            ],
-        )
-        .await;
+        let operator = operator_with_webhook(ns, "admission", port, &config.0).await;
         // The operator issued its certificate into a Secret and made the apiserver
         // trust its CA.
         let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
@@ -214,8 +222,9 @@ impl Webhook {
         );
         assert!(data.contains_key("tls.crt") && data.contains_key("tls.key"));
         Self {
-            _config: config,
+            config,
             _operator: operator,
+            port,
         }
     }
 }
@@ -338,6 +347,102 @@ async fn only_what_the_requester_may_do_themselves_is_admitted() {
             ],
             None,
         );
+        drop(webhook);
+    })
+    .await;
+}
+
+/// The certificate (DER) the webhook on `port` presents, if a client trusting
+/// `ca_bundle` (PEM) accepts it for 127.0.0.1.
+async fn served_certificate(port: u16, ca_bundle: &[u8]) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_bundle) {
+        roots.add(ca.ok()?).ok()?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
+}
+
+fn der(pem: &[u8]) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem)
+        .expect("PEM certificate")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn every_replica_serves_the_one_certificate_and_a_renewal_keeps_the_ca() {
+    with_temp_ns("admission-cert", |client, ns| async move {
+        let webhook = Webhook::start(&client, &ns).await;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let secret = secrets.get("herald-operator-admission-tls").await.unwrap();
+        let version = secret.metadata.resource_version.clone();
+        let data = secret.data.unwrap_or_default();
+        let (ca, cert) = (data["ca.crt"].0.clone(), data["tls.crt"].0.clone());
+        assert_eq!(served_certificate(webhook.port, &ca).await, Some(der(&cert)));
+
+        // A second replica, standing by (the first holds the Lease), serves the same
+        // certificate and writes nothing.
+        let standby_port = free_port();
+        let standby = operator_with_webhook(&ns, "standby", standby_port, &webhook.config.0).await;
+        let served = eventually("the standby to serve", WAIT, || {
+            served_certificate(standby_port, &ca)
+        })
+        .await;
+        assert_eq!(served, der(&cert), "one certificate for every replica");
+        let unchanged = secrets.get("herald-operator-admission-tls").await.unwrap();
+        assert_eq!(unchanged.metadata.resource_version, version);
+        drop(standby);
+
+        // The certificate is due (a day left): the next replica to start renews it,
+        // with the same CA, so the caBundle stays and the old one is still trusted.
+        let due = (std::time::SystemTime::now() + Duration::from_secs(86_400))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        secrets
+            .patch(
+                "herald-operator-admission-tls",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"eventing.herald.dev/cert-not-after": due}}})),
+            )
+            .await
+            .unwrap();
+        let renewing_port = free_port();
+        let _renewing =
+            operator_with_webhook(&ns, "renewing", renewing_port, &webhook.config.0).await;
+        let renewed = eventually("the certificate to be renewed", WAIT, || async {
+            let data = secrets.get("herald-operator-admission-tls").await.ok()?.data?;
+            (data["tls.crt"].0 != cert).then_some(data)
+        })
+        .await;
+        assert_eq!(renewed["ca.crt"].0, ca, "the CA stays");
+        let new_cert = der(&renewed["tls.crt"].0);
+        let served = eventually("the renewing replica to serve the new one", WAIT, || async {
+            served_certificate(renewing_port, &ca).await.filter(|c| *c == new_cert)
+        })
+        .await;
+        assert_eq!(served, new_cert);
+        // The first replica still presents the old certificate, and it is still good.
+        assert_eq!(served_certificate(webhook.port, &ca).await, Some(der(&cert)));
+        let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+        let current = configs.get(&webhook.config.0).await.unwrap();
+        let bundle = current.webhooks.unwrap()[0].client_config.ca_bundle.clone();
+        assert_eq!(bundle.map(|b| b.0), Some(ca), "the caBundle stays");
         drop(webhook);
     })
     .await;
