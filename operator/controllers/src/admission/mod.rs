@@ -24,6 +24,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::{Json, Router};
 use herald_runtime::http_server::ConnectionLimits;
@@ -34,6 +35,8 @@ use tokio::sync::watch;
 
 /// The path the webhook configuration points at.
 pub const PATH: &str = "/validate";
+/// The largest `AdmissionReview` read.
+const MAX_REVIEW_BYTES: usize = 8 << 20;
 
 /// Flags of the admission webhook (`herald operator`).
 #[derive(clap::Args, Debug, Clone)]
@@ -121,13 +124,17 @@ pub async fn start(
         shutdown.clone(),
     ));
     let review_client = client.clone();
-    let app = Router::new().route(
-        PATH,
-        post(move |Json(review): Json<AdmissionReview<DynamicObject>>| {
-            let client = review_client.clone();
-            async move { Json(review::answer(&client, review).await) }
-        }),
-    );
+    let app = Router::new()
+        .route(
+            PATH,
+            post(move |Json(review): Json<AdmissionReview<DynamicObject>>| {
+                let client = review_client.clone();
+                async move { Json(review::answer(&client, review).await) }
+            }),
+        )
+        // An UPDATE carries the object twice, each up to etcd's 1.5 MiB: above axum's
+        // 2 MiB default, and a review refused for size is a request refused.
+        .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES));
     let limits = ConnectionLimits {
         // The apiserver is the only client; a few dozen connections is plenty.
         max_connections: 256,

@@ -36,6 +36,12 @@ pub enum ReviewError {
         #[source]
         source: serde_json::Error,
     },
+    /// A CREATE or UPDATE without the object.
+    #[error("the request carries no {kind}")]
+    NoObject {
+        /// `Trigger` or `EventSource`.
+        kind: &'static str,
+    },
     /// A `SubjectAccessReview` failed.
     #[error("cannot ask the apiserver whether you may {access}")]
     AccessReview {
@@ -104,41 +110,8 @@ async fn decide(
     }
     let namespace = request.namespace.clone().unwrap_or_default();
     let needs = match request.kind.kind.as_str() {
-        "Trigger" => {
-            let (new, old) = objects::<Trigger>(request, "Trigger")?;
-            match new {
-                Some(new) => policy::trigger(&namespace, &new.spec, old.as_ref().map(|o| &o.spec)),
-                None => Needs::Nothing,
-            }
-        }
-        "EventSource" => {
-            let (new, old) = objects::<EventSource>(request, "EventSource")?;
-            match new {
-                Some(new) => {
-                    let old = old.map(|o| o.spec);
-                    let served = if new.spec.kubernetes.is_some() && old.as_ref() != Some(&new.spec)
-                    {
-                        served_kinds(
-                            client,
-                            &new.spec
-                                .kubernetes
-                                .iter()
-                                .flat_map(|k| &k.resources)
-                                .collect::<Vec<_>>(),
-                        )
-                        .await
-                    } else {
-                        BTreeMap::new()
-                    };
-                    policy::event_source(&namespace, &new.spec, old.as_ref(), |resource| {
-                        served
-                            .get(&(resource.api_version.clone(), resource.kind.clone()))
-                            .cloned()
-                    })
-                }
-                None => Needs::Nothing,
-            }
-        }
+        "Trigger" => trigger_needs(request, &namespace)?,
+        "EventSource" => source_needs(client, request, &namespace).await?,
         _ => Needs::Nothing,
     };
     let needed = match needs {
@@ -156,11 +129,49 @@ async fn decide(
     Ok(policy::verdict(user, &needed, &allowed))
 }
 
-/// The request's object and old object as `K`.
+fn trigger_needs(
+    request: &AdmissionRequest<DynamicObject>,
+    namespace: &str,
+) -> Result<Needs, ReviewError> {
+    let (new, old) = objects::<Trigger>(request, "Trigger")?;
+    Ok(policy::trigger(
+        namespace,
+        &new.spec,
+        old.as_ref().map(|o| &o.spec),
+    ))
+}
+
+async fn source_needs(
+    client: &Client,
+    request: &AdmissionRequest<DynamicObject>,
+    namespace: &str,
+) -> Result<Needs, ReviewError> {
+    let (new, old) = objects::<EventSource>(request, "EventSource")?;
+    let old = old.map(|o| o.spec);
+    // Discovery only when the policy will look: a changed kubernetes source.
+    let served = match &new.spec.kubernetes {
+        Some(kubernetes) if old.as_ref() != Some(&new.spec) => {
+            served_kinds(client, &kubernetes.resources).await
+        }
+        _ => BTreeMap::new(),
+    };
+    Ok(policy::event_source(
+        namespace,
+        &new.spec,
+        old.as_ref(),
+        |resource| {
+            served
+                .get(&(resource.api_version.clone(), resource.kind.clone()))
+                .cloned()
+        },
+    ))
+}
+
+/// The request's object (which CREATE and UPDATE always carry) and old object as `K`.
 fn objects<K: DeserializeOwned>(
     request: &AdmissionRequest<DynamicObject>,
     kind: &'static str,
-) -> Result<(Option<K>, Option<K>), ReviewError> {
+) -> Result<(K, Option<K>), ReviewError> {
     let parse = |obj: &Option<DynamicObject>| -> Result<Option<K>, ReviewError> {
         obj.as_ref()
             .map(|o| {
@@ -170,14 +181,15 @@ fn objects<K: DeserializeOwned>(
             })
             .transpose()
     };
-    Ok((parse(&request.object)?, parse(&request.old_object)?))
+    let object = parse(&request.object)?.ok_or(ReviewError::NoObject { kind })?;
+    Ok((object, parse(&request.old_object)?))
 }
 
 /// How the apiserver serves each of `resources`' kinds; kinds it does not serve are
 /// left out (the policy refuses them).
 async fn served_kinds(
     client: &Client,
-    resources: &[&KubernetesResource],
+    resources: &[KubernetesResource],
 ) -> BTreeMap<(String, String), ServedKind> {
     let mut served = BTreeMap::new();
     for resource in resources {
