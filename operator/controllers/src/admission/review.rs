@@ -252,6 +252,87 @@ pub fn access_review(user: &UserInfo, access: &Access) -> SubjectAccessReview {
 mod tests {
     use super::*;
 
+    /// An `AdmissionReview` as kube-apiserver sends it for `kubectl apply` of a Trigger.
+    fn review(
+        operation: &str,
+        object: &serde_json::Value,
+        old: &serde_json::Value,
+    ) -> AdmissionRequest<DynamicObject> {
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "eventing.herald.dev", "version": "v1alpha1", "kind": "Trigger"},
+                "resource": {"group": "eventing.herald.dev", "version": "v1alpha1", "resource": "triggers"},
+                "name": "t",
+                "namespace": "shop",
+                "operation": operation,
+                "userInfo": {"username": "alice", "uid": "a-1", "groups": ["devs", "system:authenticated"]},
+                "object": object,
+                "oldObject": old,
+                "dryRun": false,
+            },
+        }))
+        .unwrap();
+        review.try_into().unwrap()
+    }
+
+    fn trigger_object(spec: &serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "eventing.herald.dev/v1alpha1",
+            "kind": "Trigger",
+            "metadata": {"name": "t", "namespace": "shop"},
+            "spec": spec,
+        })
+    }
+
+    #[test]
+    fn a_consumer_trigger_from_the_apiserver_needs_create_deployments_in_its_namespace() {
+        let consumer = trigger_object(&serde_json::json!({
+            "broker": "default",
+            "consumer": {"template": {"spec": {"containers": [{"name": "app", "image": "app"}]}}},
+        }));
+        let request = review("CREATE", &consumer, &serde_json::Value::Null);
+        let Needs::All(needed) = trigger_needs(&request, "shop").unwrap() else {
+            panic!("a consumer needs a permission");
+        };
+        assert_eq!(needed.len(), 1);
+        assert_eq!(
+            needed[0].to_string(),
+            "create deployments.apps in namespace shop"
+        );
+        // The same object again (a finalizer added, say): nothing to ask.
+        let request = review("UPDATE", &consumer, &consumer);
+        assert_eq!(trigger_needs(&request, "shop").unwrap(), Needs::Nothing);
+    }
+
+    #[test]
+    fn a_review_without_its_object_is_an_error_not_an_admission() {
+        let request = review("CREATE", &serde_json::Value::Null, &serde_json::Value::Null);
+        assert!(matches!(
+            trigger_needs(&request, "shop"),
+            Err(ReviewError::NoObject { kind: "Trigger" })
+        ));
+    }
+
+    #[test]
+    fn a_refusal_reads_as_rbac_s_own_403() {
+        let trigger = trigger_object(&serde_json::json!({"broker": "b"}));
+        let request = review("CREATE", &trigger, &serde_json::Value::Null);
+        let response = refuse(
+            AdmissionResponse::from(&request),
+            "alice may not",
+            "Forbidden",
+            403,
+        );
+        assert!(!response.allowed);
+        assert_eq!(response.uid, request.uid);
+        assert_eq!(response.result.code, 403);
+        assert_eq!(response.result.reason, "Forbidden");
+        assert_eq!(response.result.message, "alice may not");
+    }
+
     #[test]
     fn the_access_review_asks_about_the_requester_with_everything_the_apiserver_knows() {
         let user = UserInfo {
