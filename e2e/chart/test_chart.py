@@ -107,6 +107,7 @@ async def main() -> int:
             ({"operator": {"sharedNatsNamespaces": "team"}}, "sharedNatsNamespaces"),
             ({"ingress": {"tls": {"reloadInterval": "soon"}}}, "reloadInterval"),
             ({"caBundle": {"configMap": "a", "secret": "b"}}, "caBundle"),
+            ({"admission": {"timeoutSeconds": 60}}, "timeoutSeconds"),
             ({"no-such-value": 1}, "no-such-value"),
         ]:
             try:
@@ -148,6 +149,32 @@ async def main() -> int:
         expect(f"{full}-ingress" in services and f"{full}-sources" in services, "ingress and sources Services")
         expect(len(get("poddisruptionbudgets", ns, selector)) == 4, "a PodDisruptionBudget per component")
 
+        print("admission webhook: served by the operator, its configuration and rights")
+        vwc = json.loads(kubectl("get", "validatingwebhookconfiguration", f"{full}-admission", "-o", "json"))
+        hook = vwc["webhooks"][0]
+        rule = hook["rules"][0]
+        expect(hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+               and hook["clientConfig"].get("service") == {"name": f"{full}-operator", "namespace": ns,
+                                                           "path": "/validate", "port": 443}
+               and rule["apiGroups"] == ["eventing.herald.dev"]
+               and sorted(rule["resources"]) == ["eventsources", "triggers"]
+               and sorted(rule["operations"]) == ["CREATE", "UPDATE"],
+               f"ValidatingWebhookConfiguration: Triggers and EventSources, CREATE and UPDATE, fail closed: {hook}")
+        expect("caBundle" not in hook["clientConfig"], "the chart leaves the caBundle to the operator")
+        admission_port = json.loads(kubectl("get", "service", f"{full}-operator", "-n", ns, "-o", "json"))["spec"]["ports"][0]
+        expect(admission_port["port"] == 443 and admission_port["targetPort"] == "admission",
+               f"operator Service: the webhook on 443: {admission_port}")
+        op_container = deployments[f"{full}-operator"]["spec"]["template"]["spec"]["containers"][0]
+        op_args = op_container["args"]
+        parsed = subprocess.run([herald_bin, *op_args, "--help"], capture_output=True, text=True)
+        expect("--admission-addr=0.0.0.0:8443" in op_args
+               and f"--admission-webhook-config={full}-admission" in op_args
+               and f"--admission-service={full}-operator" in op_args
+               and {"name": "admission", "containerPort": 8443} in [
+                   {k: p[k] for k in ("name", "containerPort")} for p in op_container.get("ports", [])]
+               and parsed.returncode == 0,
+               f"operator serves the webhook, with flags the binary accepts: {op_args} {parsed.stderr.strip()}")
+
         print("RBAC: what each ServiceAccount may and may not do")
         op, ing, disp, src = (f"{full}-{c}" for c in ("operator", "ingress", "dispatcher", "sources"))
         for sa, verb, resource, where, allowed in [
@@ -163,6 +190,12 @@ async def main() -> int:
             (op, "list", "secrets", other, False),
             (op, "delete", "deployments.apps", other, False),
             (op, "create", "pods", other, False),
+            (op, "patch", f"validatingwebhookconfigurations.admissionregistration.k8s.io/{full}-admission", other, True),
+            (op, "patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses", other, False),
+            (op, "update", f"secrets/{full}-operator-admission-tls", ns, True),
+            (op, "update", "secrets/someone-elses", ns, False),
+            (op, "create", "secrets", ns, True),
+            (op, "update", f"secrets/{full}-operator-admission-tls", other, False),
             (ing, "list", "brokers.eventing.herald.dev", other, True),
             (ing, "patch", "brokers.eventing.herald.dev", other, False),
             (ing, "list", "triggers.eventing.herald.dev", other, False),
@@ -200,7 +233,7 @@ async def main() -> int:
                      "tls": {"caSecret": {"name": "nats-ca"}, "clientCertSecret": "nats-client", "required": True}},
             "caBundle": {"configMap": "herald-ca"},
             "ingress": {"tls": {"secret": "ingress-tls"}, "service": {"port": 443}},
-            "dispatcher": {"replicas": 3}, "watchNamespaces": [other, other2],
+            "dispatcher": {"replicas": 3}, "watchNamespaces": [other, other2], "admission": {"enabled": False},
             "operator": {"sharedNatsNamespaces": [other], "streamLimits": {"maxBytes": "2Gi", "maxAge": "168h"}},
             "grafanaDashboard": {"enabled": True}, "serviceMonitor": {"enabled": True}})
         d = kubectl("get", "deployment", f"{full}-dispatcher", "-n", ns, "-o", "json")
@@ -253,6 +286,10 @@ async def main() -> int:
         op_args = containers["operator"]["containers"][0]["args"]
         expect(f"--ingress-url=https://{full}-ingress.{ns}.svc.cluster.local" in op_args,
                f"Broker addresses are https: {op_args}")
+        expect(not [a for a in op_args if a.startswith("--admission")]
+               and not get("validatingwebhookconfigurations", None, selector)
+               and not can(op, ns, "create", "secrets", ns),
+               f"admission.enabled=false: no webhook, no flags, no rights for it: {op_args}")
 
         dashboard = json.loads(kubectl("get", "configmap", f"{full}-dashboard", "-n", ns, "-o", "json"))
         panels = json.loads(dashboard["data"]["herald.json"])["panels"]
@@ -286,7 +323,7 @@ async def main() -> int:
                 for kind, namespace in [("deployments,services,serviceaccounts,poddisruptionbudgets,roles,rolebindings,configmaps,servicemonitors,podmonitors", ns),
                                         ("roles,rolebindings", other),
                                         ("roles,rolebindings", other2),
-                                        ("clusterroles,clusterrolebindings", None)]
+                                        ("clusterroles,clusterrolebindings,validatingwebhookconfigurations", None)]
                 if (items := get(kind, namespace, selector))]
         expect(not left, f"nothing of the release is left: {left}")
         crds = kubectl("get", "crd", "-o", "name")

@@ -72,4 +72,7 @@ pub struct OperatorArgs {
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
+    /// The admission webhook (off unless `--admission-addr` is given).
+    #[command(flatten)]
+    pub admission: crate::admission::AdmissionArgs,
 }

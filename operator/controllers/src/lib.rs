@@ -4,6 +4,7 @@
 //! ```text
 //!  herald operator
 //!   ├─ admin server (/metrics /healthz /readyz)          herald_runtime::admin
+//!   ├─ admission webhook, on every replica (optional)    admission
 //!   ├─ leader election on a Lease                          leader
 //!   └─ while leader:
 //!       ├─ Broker controller ── JetStream stream per Broker   broker
@@ -19,6 +20,7 @@
 //! metrics). Every NATS disconnection and reconnection re-runs all Broker reconciles,
 //! so Brokers turn `NatsUnavailable` when NATS goes away and heal as soon as it is back.
 
+pub mod admission;
 pub mod autoscale;
 pub mod backlog;
 pub mod broker;
@@ -77,6 +79,9 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
             admin,
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
+    // Every replica answers the apiserver, leader or not: the webhook needs no CRDs
+    // and no Lease, and a standby that answers keeps admission up during failover.
+    admission::start(&args.admission, &client, &args.lease_namespace, &shutdown).await?;
 
     if !wait_for_crds(
         &client,

@@ -1,0 +1,449 @@
+//! The admission webhook: a Trigger or EventSource that makes Herald run pods, read
+//! objects or patch Deployments is admitted only if the *requesting user* could do
+//! that directly. Real apiserver (it calls the webhook and answers its
+//! `SubjectAccessReview`s), the operator serving the webhook with the certificate it
+//! issued itself, and a user who is a ServiceAccount with a token.
+//!
+//! The harness apiserver cannot reach Services, so the webhook configuration points
+//! at `https://127.0.0.1:<port>`; it selects only this test's namespace (by a label),
+//! so tests running alongside never meet it, and it is deleted before the namespace.
+
+use std::time::Duration;
+
+use herald_api::{EventSource, Trigger};
+use herald_e2e::kubectl::{apply, kubectl};
+use herald_e2e::process::{Operator, free_port};
+use herald_e2e::{eventually, nats_url, with_temp_ns};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+const NS_LABEL: &str = "e2e.herald.dev/admission";
+
+/// Deletes the webhook configuration when dropped (also when the test panics): with
+/// `failurePolicy: Fail` and the operator gone, it would refuse every later change to
+/// the namespace's objects, the harness' own clean-up included.
+struct WebhookConfig(String);
+
+impl Drop for WebhookConfig {
+    fn drop(&mut self) {
+        let _ = kubectl(
+            &[
+                "delete",
+                "validatingwebhookconfiguration",
+                &self.0,
+                "--ignore-not-found",
+            ],
+            None,
+        );
+    }
+}
+
+/// A webhook configuration as the chart's, pointed at `port` on loopback, without a
+/// `caBundle` (the operator sets it), for namespaces labelled with `ns`.
+async fn webhook_config(client: &Client, ns: &str, port: u16) -> WebhookConfig {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {NS_LABEL: ns}}})),
+        )
+        .await
+        .expect("label the namespace");
+    let name = format!("herald-e2e-{ns}");
+    let config: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "requester.admission.eventing.herald.dev",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/validate")},
+            "rules": [{
+                "apiGroups": ["eventing.herald.dev"],
+                "apiVersions": ["*"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": ["triggers", "eventsources"],
+                "scope": "Namespaced",
+            }],
+            "namespaceSelector": {"matchLabels": {NS_LABEL: ns}},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 10,
+        }],
+    }))
+    .expect("webhook configuration");
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .expect("create the webhook configuration");
+    WebhookConfig(name)
+}
+
+/// A client that authenticates as ServiceAccount `account` of `ns`, with a token
+/// from `kubectl create token`, as that user would.
+async fn client_as(ns: &str, account: &str) -> Client {
+    let out = kubectl(&["create", "token", account, "-n", ns], None);
+    assert!(
+        out.status.success(),
+        "kubectl create token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut config = kube::Config::infer().await.expect("kubeconfig");
+    config.auth_info = serde_json::from_value(json!({ "token": token })).unwrap();
+    Client::try_from(config).expect("client with the token")
+}
+
+fn trigger(name: &str, spec: &serde_json::Value) -> Trigger {
+    serde_json::from_value(json!({
+        "apiVersion": "eventing.herald.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("Trigger")
+}
+
+fn source(name: &str, spec: &serde_json::Value) -> EventSource {
+    serde_json::from_value(json!({
+        "apiVersion": "eventing.herald.dev/v1alpha1",
+        "kind": "EventSource",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("EventSource")
+}
+
+fn consumer_spec(account: &str) -> serde_json::Value {
+    json!({
+        "broker": "default",
+        "consumer": {"template": {"spec": {
+            "serviceAccountName": account,
+            "containers": [{"name": "app", "image": "app:1"}],
+        }}},
+    })
+}
+
+fn secret_watch_spec(namespaces: &[&str]) -> serde_json::Value {
+    json!({
+        "sink": {"uri": "http://sink.example"},
+        "kubernetes": {
+            "serviceAccountName": "default",
+            "resources": [{"apiVersion": "v1", "kind": "Secret", "namespaces": namespaces}],
+        },
+    })
+}
+
+/// The webhook's denial: a 403 whose message names what is missing.
+fn denial<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> String {
+    match result {
+        Err(kube::Error::Api(e)) if e.code == 403 => e.message,
+        other => panic!("expected the webhook to deny (403), got {other:?}"),
+    }
+}
+
+/// Retries `create` until the apiserver's RBAC cache has the new grant.
+async fn admitted<K>(api: &Api<K>, object: &K)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    eventually(
+        "the request to be admitted after the grant",
+        WAIT,
+        || async {
+            match api.create(&PostParams::default(), object).await {
+                Ok(_) => Some(()),
+                Err(e) => {
+                    eprintln!("not yet: {e}");
+                    None
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// The operator serving the webhook on a loopback port, and the configuration that
+/// sends it this namespace's requests, once the apiserver trusts its certificate.
+struct Webhook {
+    // Dropped first: the configuration must go while the operator still answers.
+    config: WebhookConfig,
+    _operator: Operator,
+    port: u16,
+}
+
+/// Starts an operator (`identity`) serving the webhook on `port`, managing `config`.
+async fn operator_with_webhook(ns: &str, identity: &str, port: u16, config: &str) -> Operator {
+    let address = format!("127.0.0.1:{port}");
+    Operator::start_with_flags(
+        ns,
+        &nats_url(),
+        identity,
+        "http://ingress.test",
+        &[
+            "--admission-addr",
+            &address,
+            "--admission-webhook-config",
+            config,
+            "--admission-extra-names",
+            "127.0.0.1",
+        ],
+    )
+    .await
+}
+
+impl Webhook {
+    async fn start(client: &Client, ns: &str) -> Self {
+        let port = free_port();
+        let config = webhook_config(client, ns, port).await;
+        let operator = operator_with_webhook(ns, "admission", port, &config.0).await;
+        // The operator issued its certificate into a Secret and made the apiserver
+        // trust its CA.
+        let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+        let ca_bundle = eventually("the operator to set the caBundle", WAIT, || async {
+            let current = configs.get(&config.0).await.ok()?;
+            current.webhooks?.first()?.client_config.ca_bundle.clone()
+        })
+        .await;
+        let secret = Api::<Secret>::namespaced(client.clone(), ns)
+            .get("herald-operator-admission-tls")
+            .await
+            .expect("the certificate's Secret");
+        let data = secret.data.unwrap_or_default();
+        assert_eq!(
+            data.get("ca.crt"),
+            Some(&ca_bundle),
+            "the Secret's CA is trusted"
+        );
+        assert!(data.contains_key("tls.crt") && data.contains_key("tls.key"));
+        Self {
+            config,
+            _operator: operator,
+            port,
+        }
+    }
+}
+
+/// Grants ServiceAccount `requester` of `ns` the `rules` (YAML list) in `namespace`
+/// with a `Role` and `RoleBinding` called `name`.
+fn grant(namespace: &str, name: &str, ns: &str, rules: &str) {
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: {name}}}\nrules: {rules}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {name}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {name}}}\nsubjects: [{{kind: ServiceAccount, name: requester, namespace: {ns}}}]\n"
+        ),
+    );
+}
+
+/// ServiceAccount `requester`, who may write Triggers and EventSources and nothing
+/// else, and a client acting as it.
+async fn requester(ns: &str) -> Client {
+    apply(
+        ns,
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: requester}\n",
+    );
+    grant(
+        ns,
+        "herald-author",
+        ns,
+        "[{apiGroups: [eventing.herald.dev], resources: [triggers, eventsources], verbs: [get, list, watch, create, update, patch]}]",
+    );
+    client_as(ns, "requester").await
+}
+
+#[tokio::test]
+async fn only_what_the_requester_may_do_themselves_is_admitted() {
+    with_temp_ns("admission", |client, ns| async move {
+        let webhook = Webhook::start(&client, &ns).await;
+        let as_requester = requester(&ns).await;
+        let requester = format!("system:serviceaccount:{ns}:requester");
+        let triggers: Api<Trigger> = Api::namespaced(as_requester.clone(), &ns);
+        let sources: Api<EventSource> = Api::namespaced(as_requester, &ns);
+
+        // The webhook answers (the TLS handshake with the issued certificate works):
+        // a push Trigger runs nothing on the user's behalf and is admitted.
+        let push = json!({"broker": "default", "subscriber": {"uri": "http://subscriber.example"}});
+        admitted(&triggers, &trigger("push", &push)).await;
+
+        // A consumer Trigger would run pods as any account: refused, naming the right.
+        let consumer = trigger("consumer", &consumer_spec("default"));
+        let message = denial(triggers.create(&PostParams::default(), &consumer).await);
+        assert!(message.contains(&requester), "{message}");
+        assert!(
+            message.contains(&format!("create deployments.apps in namespace {ns}")),
+            "{message}"
+        );
+
+        // Reading Secrets of another namespace: refused.
+        let elsewhere = source("secrets-elsewhere", &secret_watch_spec(&["kube-system"]));
+        let message = denial(sources.create(&PostParams::default(), &elsewhere).await);
+        assert!(message.contains("list secrets in namespace kube-system"), "{message}");
+        assert!(message.contains("watch secrets in namespace kube-system"), "{message}");
+        // A cluster-scoped kind is read cluster-wide, whatever namespaces it lists.
+        let nodes = json!({
+            "sink": {"uri": "http://sink.example"},
+            "kubernetes": {
+                "serviceAccountName": "default",
+                "resources": [{"apiVersion": "v1", "kind": "Node", "namespaces": [ns]}],
+            },
+        });
+        let message = denial(sources.create(&PostParams::default(), &source("nodes", &nodes)).await);
+        assert!(message.contains("list nodes cluster-wide"), "{message}");
+        // Patching Deployments through a sink binding: refused.
+        let binding = source(
+            "binding",
+            &json!({"sink": {"uri": "http://sink.example"}, "sinkBinding": {"matchLabels": {"app": "web"}}}),
+        );
+        let message = denial(sources.create(&PostParams::default(), &binding).await);
+        assert!(
+            message.contains(&format!("patch deployments.apps in namespace {ns}")),
+            "{message}"
+        );
+
+        // An admin's consumer Trigger is admitted; the requester may rescale it (what
+        // runs stays what the admin allowed) but not make it run as another account.
+        Api::<Trigger>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &trigger("admins", &consumer_spec("default")))
+            .await
+            .expect("the admin may run consumers");
+        let rescale = json!({"spec": {"consumer": {"scaling": {"maxReplicas": 3}}}});
+        triggers
+            .patch("admins", &PatchParams::default(), &Patch::Merge(&rescale))
+            .await
+            .expect("rescaling changes nothing that runs");
+        let take_over = json!({"spec": {"consumer": {"template": {"spec": {"serviceAccountName": "admin-bot"}}}}});
+        let message = denial(
+            triggers
+                .patch("admins", &PatchParams::default(), &Patch::Merge(&take_over))
+                .await,
+        );
+        assert!(message.contains("create deployments.apps"), "{message}");
+
+        // Granted the right, the same request is admitted.
+        grant(&ns, "deployer", &ns, "[{apiGroups: [apps], resources: [deployments], verbs: [create]}]");
+        admitted(&triggers, &consumer).await;
+        // `create` is not `patch`: the sink binding stays refused.
+        let message = denial(sources.create(&PostParams::default(), &binding).await);
+        assert!(message.contains("patch deployments.apps"), "{message}");
+        assert!(!message.contains("create deployments.apps"), "{message}");
+        // Reading kube-system's Secrets still needs that right; granted, admitted.
+        let message = denial(sources.create(&PostParams::default(), &elsewhere).await);
+        assert!(!message.contains("create deployments.apps"), "{message}");
+        let reader = format!("herald-e2e-secret-reader-{ns}");
+        grant("kube-system", &reader, &ns, r#"[{apiGroups: [""], resources: [secrets], verbs: [list, watch]}]"#);
+        admitted(&sources, &elsewhere).await;
+        let _ = kubectl(
+            &[
+                "delete",
+                "-n",
+                "kube-system",
+                &format!("role/{reader}"),
+                &format!("rolebinding/{reader}"),
+            ],
+            None,
+        );
+        drop(webhook);
+    })
+    .await;
+}
+
+/// The certificate (DER) the webhook on `port` presents, if a client trusting
+/// `ca_bundle` (PEM) accepts it for 127.0.0.1.
+async fn served_certificate(port: u16, ca_bundle: &[u8]) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_bundle) {
+        roots.add(ca.ok()?).ok()?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
+}
+
+fn der(pem: &[u8]) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem)
+        .expect("PEM certificate")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn every_replica_serves_the_one_certificate_and_a_renewal_keeps_the_ca() {
+    with_temp_ns("admission-cert", |client, ns| async move {
+        let webhook = Webhook::start(&client, &ns).await;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let secret = secrets.get("herald-operator-admission-tls").await.unwrap();
+        let version = secret.metadata.resource_version.clone();
+        let data = secret.data.unwrap_or_default();
+        let (ca, cert) = (data["ca.crt"].0.clone(), data["tls.crt"].0.clone());
+        assert_eq!(served_certificate(webhook.port, &ca).await, Some(der(&cert)));
+
+        // A second replica, standing by (the first holds the Lease), serves the same
+        // certificate and writes nothing.
+        let standby_port = free_port();
+        let standby = operator_with_webhook(&ns, "standby", standby_port, &webhook.config.0).await;
+        let served = eventually("the standby to serve", WAIT, || {
+            served_certificate(standby_port, &ca)
+        })
+        .await;
+        assert_eq!(served, der(&cert), "one certificate for every replica");
+        let unchanged = secrets.get("herald-operator-admission-tls").await.unwrap();
+        assert_eq!(unchanged.metadata.resource_version, version);
+        drop(standby);
+
+        // The certificate is due (a day left): the next replica to start renews it,
+        // with the same CA, so the caBundle stays and the old one is still trusted.
+        let due = (std::time::SystemTime::now() + Duration::from_secs(86_400))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        secrets
+            .patch(
+                "herald-operator-admission-tls",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"eventing.herald.dev/cert-not-after": due}}})),
+            )
+            .await
+            .unwrap();
+        let renewing_port = free_port();
+        let _renewing =
+            operator_with_webhook(&ns, "renewing", renewing_port, &webhook.config.0).await;
+        let renewed = eventually("the certificate to be renewed", WAIT, || async {
+            let data = secrets.get("herald-operator-admission-tls").await.ok()?.data?;
+            (data["tls.crt"].0 != cert).then_some(data)
+        })
+        .await;
+        assert_eq!(renewed["ca.crt"].0, ca, "the CA stays");
+        let new_cert = der(&renewed["tls.crt"].0);
+        let served = eventually("the renewing replica to serve the new one", WAIT, || async {
+            served_certificate(renewing_port, &ca).await.filter(|c| *c == new_cert)
+        })
+        .await;
+        assert_eq!(served, new_cert);
+        // The first replica still presents the old certificate, and it is still good.
+        assert_eq!(served_certificate(webhook.port, &ca).await, Some(der(&cert)));
+        let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+        let current = configs.get(&webhook.config.0).await.unwrap();
+        let bundle = current.webhooks.unwrap()[0].client_config.ca_bundle.clone();
+        assert_eq!(bundle.map(|b| b.0), Some(ca), "the caBundle stays");
+        drop(webhook);
+    })
+    .await;
+}

@@ -1,0 +1,205 @@
+//! What the requesting user must be allowed to do before Herald does something on
+//! their behalf, and the verdict from the apiserver's answers. Pure: the webhook
+//! ([`super::review`]) asks the questions.
+//!
+//! Herald's own ServiceAccount may create Deployments and read what kubernetes
+//! sources watch; without this check, anyone who may create a Trigger or an
+//! EventSource could borrow those rights. So each object is held to what its
+//! *requester* could do directly:
+//!
+//! | object                                | Herald does                        | the requester must be able to |
+//! |---------------------------------------|------------------------------------|-------------------------------|
+//! | Trigger with `consumer`               | runs its pod template (Deployment) | `create deployments.apps` in the namespace |
+//! | EventSource `kubernetes`              | watches each listed kind and namespace | `list` and `watch` them there (cluster-wide for cluster-scoped kinds) |
+//! |                                       | runs the adapter as `serviceAccountName` | `create deployments.apps` in the namespace |
+//! | EventSource `sinkBinding`             | patches the selected Deployments   | `patch deployments.apps` in the namespace |
+//!
+//! Running pods as a ServiceAccount needs nothing but the right to create those pods
+//! (or a Deployment) in its namespace: Kubernetes has no "use" verb for accounts. So
+//! the right to name one is the right to create the Deployment that runs as it.
+
+use herald_api::eventsource::{EventSourceSpec, KubernetesResource};
+use herald_api::trigger::{ConsumerSpec, ScalingSpec, TriggerSpec};
+
+/// One permission the requester must hold, and why Herald asks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// `create`, `list`, `watch`, `patch`.
+    pub verb: &'static str,
+    /// API group (`""` for the core group).
+    pub group: String,
+    /// Plural resource name, e.g. `deployments`.
+    pub resource: String,
+    /// Namespace; `None` asks for the right in every namespace (cluster-wide).
+    pub namespace: Option<String>,
+    /// What Herald would do with it, for the denial message.
+    pub because: &'static str,
+}
+
+impl Access {
+    fn deployments(verb: &'static str, namespace: &str, because: &'static str) -> Self {
+        Self {
+            verb,
+            group: "apps".into(),
+            resource: "deployments".into(),
+            namespace: Some(namespace.to_owned()),
+            because,
+        }
+    }
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.verb, self.resource)?;
+        if !self.group.is_empty() {
+            write!(f, ".{}", self.group)?;
+        }
+        match &self.namespace {
+            Some(ns) => write!(f, " in namespace {ns}"),
+            None => f.write_str(" cluster-wide"),
+        }
+    }
+}
+
+/// A kind as the apiserver serves it: its plural, and whether it lives in namespaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedKind {
+    /// The API group of the kind (`""` for the core group).
+    pub group: String,
+    /// The plural resource name, e.g. `configmaps`.
+    pub plural: String,
+    /// `false` for cluster-scoped kinds (Nodes, Namespaces, ...).
+    pub namespaced: bool,
+}
+
+/// What the request needs: nothing, some permissions, or a refusal outright.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Herald runs nothing on the requester's behalf (or nothing that changed).
+    Nothing,
+    /// Every one of these must be allowed.
+    All(Vec<Access>),
+    /// Refused without asking: nothing the requester holds can be checked.
+    Refuse(String),
+}
+
+/// Why Herald runs a Trigger's consumer template.
+const CONSUMER: &str = "a Trigger's consumer runs pods from its template";
+/// Why Herald runs a kubernetes source's adapter as the named account.
+const ADAPTER: &str = "a kubernetes source runs its adapter as the named ServiceAccount";
+/// Why Herald reads what a kubernetes source watches.
+const WATCH: &str = "a kubernetes source sends what it watches to its sink";
+/// Why Herald patches a sink binding's Deployments.
+const BINDING: &str = "a sinkBinding source patches the Deployments it selects";
+
+/// A consumer as far as what runs is concerned: scaling only changes how many.
+fn what_runs(consumer: &ConsumerSpec) -> ConsumerSpec {
+    ConsumerSpec {
+        scaling: ScalingSpec::default(),
+        ..consumer.clone()
+    }
+}
+
+/// What creating (`old: None`) or updating a Trigger in `namespace` needs.
+#[must_use]
+pub fn trigger(namespace: &str, new: &TriggerSpec, old: Option<&TriggerSpec>) -> Needs {
+    let Some(consumer) = &new.consumer else {
+        return Needs::Nothing;
+    };
+    // The template, mode and mounted Secrets of an existing consumer are what its
+    // creator was allowed to run; only a change to them is someone's new request.
+    let unchanged = old
+        .and_then(|o| o.consumer.as_ref())
+        .is_some_and(|before| what_runs(before) == what_runs(consumer));
+    if unchanged {
+        return Needs::Nothing;
+    }
+    Needs::All(vec![Access::deployments("create", namespace, CONSUMER)])
+}
+
+/// What creating (`old: None`) or updating an EventSource in `namespace` needs;
+/// `served` tells how the apiserver serves a watched kind (`None`: not at all).
+#[must_use]
+pub fn event_source(
+    namespace: &str,
+    new: &EventSourceSpec,
+    old: Option<&EventSourceSpec>,
+    served: impl Fn(&KubernetesResource) -> Option<ServedKind>,
+) -> Needs {
+    if new.kubernetes.is_none() && new.sink_binding.is_none() {
+        return Needs::Nothing;
+    }
+    // Any change counts: a new sink sends what the source reads, or what the bound
+    // Deployments emit, somewhere else, and that is the new requester's doing.
+    if old == Some(new) {
+        return Needs::Nothing;
+    }
+    let mut needs = Vec::new();
+    if let Some(kubernetes) = &new.kubernetes {
+        needs.push(Access::deployments("create", namespace, ADAPTER));
+        for resource in &kubernetes.resources {
+            let Some(kind) = served(resource) else {
+                return Needs::Refuse(format!(
+                    "the apiserver serves no {} in {}, so Herald cannot check that you may list and watch it; create the EventSource once it is served",
+                    resource.kind, resource.api_version
+                ));
+            };
+            let namespaces: Vec<Option<String>> = if !kind.namespaced {
+                vec![None]
+            } else if resource.namespaces.is_empty() {
+                vec![Some(namespace.to_owned())]
+            } else {
+                // An empty name would be every namespace: ask for exactly that.
+                resource
+                    .namespaces
+                    .iter()
+                    .map(|ns| (!ns.is_empty()).then(|| ns.clone()))
+                    .collect()
+            };
+            for ns in namespaces {
+                for verb in ["list", "watch"] {
+                    needs.push(Access {
+                        verb,
+                        group: kind.group.clone(),
+                        resource: kind.plural.clone(),
+                        namespace: ns.clone(),
+                        because: WATCH,
+                    });
+                }
+            }
+        }
+    }
+    if new.sink_binding.is_some() {
+        needs.push(Access::deployments("patch", namespace, BINDING));
+    }
+    needs.dedup();
+    Needs::All(needs)
+}
+
+/// The verdict once the apiserver answered whether `user` may do each of `needed`
+/// (`allowed[i]` for `needed[i]`): `Ok` or the denial message, naming every
+/// missing permission.
+pub fn verdict(user: &str, needed: &[Access], allowed: &[bool]) -> Result<(), String> {
+    // A question left unanswered is a no: never allow by omission.
+    let missing: Vec<&Access> = needed
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !allowed.get(*i).copied().unwrap_or(false))
+        .map(|(_, access)| access)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut reasons: Vec<&str> = missing.iter().map(|a| a.because).collect();
+    reasons.dedup();
+    let permissions: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    Err(format!(
+        "{user} may not {}; Herald does that on your behalf ({}), so you need that permission yourself",
+        permissions.join(", "),
+        reasons.join("; ")
+    ))
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;
