@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use herald_api::{EventSource, Trigger};
+use herald_api::{Broker, EventSource, Trigger};
 use herald_e2e::kubectl::{apply, kubectl};
 use herald_e2e::process::{Operator, free_port};
 use herald_e2e::{eventually, nats_url, with_temp_ns};
@@ -66,7 +66,7 @@ async fn webhook_config(client: &Client, ns: &str, port: u16) -> WebhookConfig {
                 "apiGroups": ["eventing.herald.dev"],
                 "apiVersions": ["*"],
                 "operations": ["CREATE", "UPDATE"],
-                "resources": ["triggers", "eventsources"],
+                "resources": ["brokers", "triggers", "eventsources"],
                 "scope": "Namespaced",
             }],
             "namespaceSelector": {"matchLabels": {NS_LABEL: ns}},
@@ -251,7 +251,7 @@ async fn requester(ns: &str) -> Client {
         ns,
         "herald-author",
         ns,
-        "[{apiGroups: [eventing.herald.dev], resources: [triggers, eventsources], verbs: [get, list, watch, create, update, patch]}]",
+        "[{apiGroups: [eventing.herald.dev], resources: [brokers, triggers, eventsources], verbs: [get, list, watch, create, update, patch]}]",
     );
     client_as(ns, "requester").await
 }
@@ -347,6 +347,49 @@ async fn only_what_the_requester_may_do_themselves_is_admitted() {
             ],
             None,
         );
+        drop(webhook);
+    })
+    .await;
+}
+
+/// Naming a Secret makes Herald read and use it (a Broker even publishes its token's
+/// SHA-256): only someone who may read that Secret may name it.
+#[tokio::test]
+async fn naming_a_secret_needs_the_right_to_read_it() {
+    with_temp_ns("admission-secrets", |client, ns| async move {
+        let webhook = Webhook::start(&client, &ns).await;
+        // Another team's token, kept in the same namespace.
+        apply(&ns, "apiVersion: v1\nkind: Secret\nmetadata: {name: team-token}\nstringData: {token: 5f0c2a9e7d3b41e8a6c2f9d0b7e4a1c35f0c2a9e}\n");
+        let as_requester = requester(&ns).await;
+        let brokers: Api<Broker> = Api::namespaced(as_requester.clone(), &ns);
+        let sources: Api<EventSource> = Api::namespaced(as_requester, &ns);
+        let broker: Broker = serde_json::from_value(json!({
+            "apiVersion": "eventing.herald.dev/v1alpha1", "kind": "Broker",
+            "metadata": {"name": "guarded"},
+            "spec": {"auth": {"bearerTokenSecretRef": {"name": "team-token", "key": "token"}}},
+        }))
+        .expect("Broker");
+        let hook = source(
+            "hook",
+            &json!({"sink": {"uri": "http://sink.example"}, "webhook": {"secretRef": {"name": "team-token", "key": "token"}}}),
+        );
+        for message in [
+            denial(brokers.create(&PostParams::default(), &broker).await),
+            denial(sources.create(&PostParams::default(), &hook).await),
+        ] {
+            assert!(message.contains(&format!("get secrets team-token in namespace {ns}")), "{message}");
+        }
+        // An open Broker names no Secret: admitted.
+        let open: Broker = serde_json::from_value(json!({
+            "apiVersion": "eventing.herald.dev/v1alpha1", "kind": "Broker",
+            "metadata": {"name": "open"}, "spec": {},
+        }))
+        .expect("Broker");
+        admitted(&brokers, &open).await;
+        // Granted `get` on that one Secret, both are admitted.
+        grant(&ns, "token-reader", &ns, r#"[{apiGroups: [""], resources: [secrets], resourceNames: [team-token], verbs: [get]}]"#);
+        admitted(&brokers, &broker).await;
+        admitted(&sources, &hook).await;
         drop(webhook);
     })
     .await;

@@ -13,11 +13,13 @@
 //! | EventSource `kubernetes`              | watches each listed kind and namespace | `list` and `watch` them there (cluster-wide for cluster-scoped kinds) |
 //! |                                       | runs the adapter as `serviceAccountName` | `create deployments.apps` in the namespace |
 //! | EventSource `sinkBinding`             | patches the selected Deployments   | `patch deployments.apps` in the namespace |
+//! | Broker `auth.bearerTokenSecretRef`, EventSource `webhook.secretRef`, `nats.credentialsSecretRef` | reads that Secret and uses it (a Broker publishes its token's SHA-256) | `get` that Secret |
 //!
 //! Running pods as a ServiceAccount needs nothing but the right to create those pods
 //! (or a Deployment) in its namespace: Kubernetes has no "use" verb for accounts. So
 //! the right to name one is the right to create the Deployment that runs as it.
 
+use herald_api::broker::BrokerSpec;
 use herald_api::eventsource::{EventSourceSpec, KubernetesResource};
 use herald_api::trigger::{ConsumerSpec, ScalingSpec, TriggerSpec};
 
@@ -32,6 +34,8 @@ pub struct Access {
     pub resource: String,
     /// Namespace; `None` asks for the right in every namespace (cluster-wide).
     pub namespace: Option<String>,
+    /// One object by name (a Secret); `None`: any.
+    pub name: Option<String>,
     /// What Herald would do with it, for the denial message.
     pub because: &'static str,
 }
@@ -43,6 +47,18 @@ impl Access {
             group: "apps".into(),
             resource: "deployments".into(),
             namespace: Some(namespace.to_owned()),
+            name: None,
+            because,
+        }
+    }
+
+    fn secret(namespace: &str, name: &str, because: &'static str) -> Self {
+        Self {
+            verb: "get",
+            group: String::new(),
+            resource: "secrets".into(),
+            namespace: Some(namespace.to_owned()),
+            name: Some(name.to_owned()),
             because,
         }
     }
@@ -53,6 +69,9 @@ impl std::fmt::Display for Access {
         write!(f, "{} {}", self.verb, self.resource)?;
         if !self.group.is_empty() {
             write!(f, ".{}", self.group)?;
+        }
+        if let Some(name) = &self.name {
+            write!(f, " {name}")?;
         }
         match &self.namespace {
             Some(ns) => write!(f, " in namespace {ns}"),
@@ -91,6 +110,49 @@ const ADAPTER: &str = "a kubernetes source runs its adapter as the named Service
 const WATCH: &str = "a kubernetes source sends what it watches to its sink";
 /// Why Herald patches a sink binding's Deployments.
 const BINDING: &str = "a sinkBinding source patches the Deployments it selects";
+/// Why Herald reads a Secret an object names.
+const SECRET: &str = "Herald reads the Secrets an object names and uses them (a Broker's token hash is public in its status)";
+
+/// `get` for each Secret named in `new` that `old` did not name already: naming a
+/// Secret makes Herald read it for you, so you must be able to read it yourself.
+fn secret_reads(namespace: &str, new: &[&str], old: &[&str]) -> Vec<Access> {
+    new.iter()
+        .filter(|name| !old.contains(name))
+        .map(|name| Access::secret(namespace, name, SECRET))
+        .collect()
+}
+
+/// The Secrets an EventSource names.
+fn source_secrets(spec: &EventSourceSpec) -> Vec<&str> {
+    let webhook = spec.webhook.as_ref().map(|w| w.secret_ref.name.as_str());
+    let nats = spec
+        .nats
+        .as_ref()
+        .and_then(|n| n.credentials_secret_ref.as_ref())
+        .map(|r| r.name.as_str());
+    webhook.into_iter().chain(nats).collect()
+}
+
+/// What creating (`old: None`) or updating a Broker in `namespace` needs: reading the
+/// Secret of its static bearer token.
+#[must_use]
+pub fn broker(namespace: &str, new: &BrokerSpec, old: Option<&BrokerSpec>) -> Needs {
+    let token = |spec: &BrokerSpec| -> Vec<String> {
+        spec.auth
+            .as_ref()
+            .and_then(|a| a.bearer_token_secret_ref.as_ref())
+            .map(|r| r.name.clone())
+            .into_iter()
+            .collect()
+    };
+    let (new, old) = (token(new), old.map(token).unwrap_or_default());
+    let new: Vec<&str> = new.iter().map(String::as_str).collect();
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    match secret_reads(namespace, &new, &old) {
+        reads if reads.is_empty() => Needs::Nothing,
+        reads => Needs::All(reads),
+    }
+}
 
 /// A consumer as far as what runs is concerned: scaling only changes how many.
 fn what_runs(consumer: &ConsumerSpec) -> ConsumerSpec {
@@ -126,15 +188,20 @@ pub fn event_source(
     old: Option<&EventSourceSpec>,
     served: impl Fn(&KubernetesResource) -> Option<ServedKind>,
 ) -> Needs {
-    if new.kubernetes.is_none() && new.sink_binding.is_none() {
-        return Needs::Nothing;
-    }
+    let mut needs = secret_reads(
+        namespace,
+        &source_secrets(new),
+        &old.map(source_secrets).unwrap_or_default(),
+    );
     // Any change counts: a new sink sends what the source reads, or what the bound
     // Deployments emit, somewhere else, and that is the new requester's doing.
-    if old == Some(new) {
-        return Needs::Nothing;
+    if (new.kubernetes.is_none() && new.sink_binding.is_none()) || old == Some(new) {
+        return if needs.is_empty() {
+            Needs::Nothing
+        } else {
+            Needs::All(needs)
+        };
     }
-    let mut needs = Vec::new();
     if let Some(kubernetes) = &new.kubernetes {
         needs.push(Access::deployments("create", namespace, ADAPTER));
         for resource in &kubernetes.resources {
@@ -163,6 +230,7 @@ pub fn event_source(
                         group: kind.group.clone(),
                         resource: kind.plural.clone(),
                         namespace: ns.clone(),
+                        name: None,
                         because: WATCH,
                     });
                 }

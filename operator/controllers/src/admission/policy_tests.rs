@@ -150,6 +150,7 @@ fn the_verdict_names_every_missing_permission_and_why() {
             group: String::new(),
             resource: "secrets".into(),
             namespace: None,
+            name: None,
             because: WATCH,
         },
     ];
@@ -169,4 +170,36 @@ fn the_verdict_names_every_missing_permission_and_why() {
 fn an_answer_missing_counts_as_denied() {
     let needed = vec![Access::deployments("create", "ns", CONSUMER)];
     assert!(verdict("alice", &needed, &[]).is_err());
+}
+
+#[test]
+fn naming_a_secret_needs_the_right_to_read_it() {
+    let webhook =
+        source_spec("sink: {uri: http://x}\nwebhook: {secretRef: {name: github-key, key: k}}\n");
+    assert_eq!(
+        shown(&event_source("ns", &webhook, None, served)),
+        ["get secrets github-key in namespace ns"]
+    );
+    // Unchanged on update: the Secret was the creator's to name.
+    assert_eq!(
+        event_source("ns", &webhook, Some(&webhook), served),
+        Needs::Nothing
+    );
+    let nats = source_spec(
+        "sink: {uri: http://x}\nnats: {url: 'nats://n:4222', subject: a, credentialsSecretRef: {name: team-creds, key: c}}\n",
+    );
+    assert_eq!(
+        shown(&event_source("ns", &nats, Some(&webhook), served)),
+        ["get secrets team-creds in namespace ns"]
+    );
+
+    let guarded: BrokerSpec =
+        serde_yaml::from_str("auth: {bearerTokenSecretRef: {name: other-team-token, key: t}}")
+            .unwrap();
+    assert_eq!(
+        shown(&broker("ns", &guarded, None)),
+        ["get secrets other-team-token in namespace ns"]
+    );
+    assert_eq!(broker("ns", &guarded, Some(&guarded)), Needs::Nothing);
+    assert_eq!(broker("ns", &BrokerSpec::default(), None), Needs::Nothing);
 }

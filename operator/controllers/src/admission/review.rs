@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use herald_api::eventsource::KubernetesResource;
-use herald_api::{EventSource, Trigger};
+use herald_api::{Broker, EventSource, Trigger};
 use herald_sources::kubernetes::group_version;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::authorization::v1::{
@@ -112,6 +112,10 @@ async fn decide(
     let needs = match request.kind.kind.as_str() {
         "Trigger" => trigger_needs(request, &namespace)?,
         "EventSource" => source_needs(client, request, &namespace).await?,
+        "Broker" => {
+            let (new, old) = objects::<Broker>(request, "Broker")?;
+            policy::broker(&namespace, &new.spec, old.as_ref().map(|o| &o.spec))
+        }
         _ => Needs::Nothing,
     };
     let needed = match needs {
@@ -240,6 +244,7 @@ pub fn access_review(user: &UserInfo, access: &Access) -> SubjectAccessReview {
                 verb: Some(access.verb.to_owned()),
                 group: Some(access.group.clone()),
                 resource: Some(access.resource.clone()),
+                name: access.name.clone(),
                 ..ResourceAttributes::default()
             }),
             ..SubjectAccessReviewSpec::default()
@@ -349,6 +354,7 @@ mod tests {
             group: String::new(),
             resource: "secrets".into(),
             namespace: None,
+            name: None,
             because: "test",
         };
         let spec = access_review(&user, &access).spec;
