@@ -157,9 +157,9 @@ async def main() -> int:
                and hook["clientConfig"].get("service") == {"name": f"{full}-operator", "namespace": ns,
                                                            "path": "/validate", "port": 443}
                and rule["apiGroups"] == ["eventing.herald.dev"]
-               and sorted(rule["resources"]) == ["eventsources", "triggers"]
+               and sorted(rule["resources"]) == ["brokers", "eventsources", "triggers"]
                and sorted(rule["operations"]) == ["CREATE", "UPDATE"],
-               f"ValidatingWebhookConfiguration: Triggers and EventSources, CREATE and UPDATE, fail closed: {hook}")
+               f"ValidatingWebhookConfiguration: Brokers, Triggers and EventSources, CREATE and UPDATE, fail closed: {hook}")
         expect("caBundle" not in hook["clientConfig"], "the chart leaves the caBundle to the operator")
         admission_port = json.loads(kubectl("get", "service", f"{full}-operator", "-n", ns, "-o", "json"))["spec"]["ports"][0]
         expect(admission_port["port"] == 443 and admission_port["targetPort"] == "admission",
