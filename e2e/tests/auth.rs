@@ -72,6 +72,25 @@ spec:
     )
 }
 
+/// Applies [`secure_broker`] and returns its address once the ingress enforces its
+/// policy (an unauthenticated probe gets 401).
+async fn guarded_broker_url(herald: &Stack, ns: &str) -> String {
+    apply(ns, &secure_broker(ns));
+    let secure = await_condition(
+        &herald.brokers,
+        "secure",
+        WAIT,
+        has_condition(condition::READY, ConditionStatus::True, None),
+    )
+    .await;
+    let url = secure.status.unwrap().address.unwrap().url;
+    eventually("the ingress enforces the policy", WAIT, || async {
+        (send(&url, "probe", None).await.status == 401).then_some(())
+    })
+    .await;
+    url
+}
+
 async fn send(url: &str, id: &str, bearer: Option<&str>) -> Answer {
     let authorization = bearer.map(|t| format!("Bearer {t}"));
     let mut headers = vec![
@@ -436,19 +455,7 @@ async fn deliveries_carry_a_token_the_subscriber_can_review() {
 async fn a_flood_of_forged_tokens_is_capped_and_the_real_sender_keeps_getting_in() {
     with_temp_ns("auth-flood", |client, ns| async move {
         let herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
-        apply(&ns, &secure_broker(&ns));
-        let secure = await_condition(
-            &herald.brokers,
-            "secure",
-            WAIT,
-            has_condition(condition::READY, ConditionStatus::True, None),
-        )
-        .await;
-        let url = secure.status.unwrap().address.unwrap().url;
-        eventually("the ingress enforces the policy", WAIT, || async {
-            (send(&url, "probe", None).await.status == 401).then_some(())
-        })
-        .await;
+        let url = guarded_broker_url(&herald, &ns).await;
         let real = token(&ns, "producer", &url);
         assert_eq!(send(&url, "real-0", Some(&real)).await.status, 202);
 
@@ -501,15 +508,7 @@ async fn a_guarded_broker_takes_replies_only_when_it_says_so() {
         use herald_cloudevents::CloudEvent;
         use herald_e2e::subscriber::{Answer as Reply, Subscriber};
         let herald = Stack::start(client.clone(), &ns, &nats_url()).await;
-        apply(&ns, &secure_broker(&ns));
-        let secure = await_condition(
-            &herald.brokers,
-            "secure",
-            WAIT,
-            has_condition(condition::READY, ConditionStatus::True, None),
-        )
-        .await;
-        let url = secure.status.unwrap().address.unwrap().url;
+        let url = guarded_broker_url(&herald, &ns).await;
         let replier = Subscriber::scripted(|event, _| Reply {
             reply: Some(CloudEvent::new(&format!("reply-to-{}", event.id()), "/replier", "auth.reply")),
             ..Reply::status(200)
@@ -529,10 +528,6 @@ async fn a_guarded_broker_takes_replies_only_when_it_says_so() {
             let ready = has_condition(herald_api::trigger::condition::READY, ConditionStatus::True, None);
             await_condition(&triggers, name, WAIT, ready).await;
         }
-        eventually("the ingress enforces the policy", WAIT, || async {
-            (send(&url, "probe", None).await.status == 401).then_some(())
-        })
-        .await;
         assert_eq!(send(&url, "r-1", Some(STATIC_TOKEN)).await.status, 202);
         replier.wait_for("the first event", WAIT, |d| !d.is_empty()).await;
 
