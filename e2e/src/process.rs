@@ -251,6 +251,11 @@ impl Ingress {
     }
 }
 
+/// Every test's subscribers, sinks and ingress listen on 127.0.0.1, which the egress
+/// policy refuses by default; the rest of loopback and the API server (127.0.0.1 too,
+/// on its own port) stay refused.
+pub const LOOPBACK_SINKS: [&str; 2] = ["--egress-allow", "127.0.0.1/32"];
+
 /// A running `herald dispatcher` for one namespace.
 pub struct Dispatcher {
     child: Child,
@@ -270,6 +275,7 @@ impl Dispatcher {
         let child = Command::new(herald_bin())
             .arg("dispatcher")
             .args(["--nats-url", nats_url])
+            .args(LOOPBACK_SINKS)
             .envs(crate::secure_nats::client_env_for(nats_url))
             .args(["--watch-namespace", namespace])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
@@ -375,6 +381,7 @@ impl Sources {
         let child = Command::new(herald_bin())
             .arg("sources")
             .args(["--nats-url", nats_url])
+            .args(LOOPBACK_SINKS)
             .envs(crate::secure_nats::client_env_for(nats_url))
             .args(["--watch-namespace", namespace])
             .args(["--listen", &format!("127.0.0.1:{port}")])

@@ -147,6 +147,8 @@ async fn start_dispatcher(
         http: herald_dispatcher::clients::Clients::new(
             herald_runtime::tls::ClientTls::load(None).unwrap(),
             Client::builder(TokioExecutor::new()),
+            // Benchmark subscribers listen on loopback.
+            Arc::new(herald_runtime::egress::EgressPolicy::unrestricted()),
         ),
         jetstream: js.clone(),
         metrics: Metrics::register(registry).unwrap(),

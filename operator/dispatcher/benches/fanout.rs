@@ -184,6 +184,8 @@ async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Regist
         http: herald_dispatcher::clients::Clients::new(
             herald_runtime::tls::ClientTls::load(None).unwrap(),
             Client::builder(TokioExecutor::new()),
+            // Benchmark subscribers listen on loopback.
+            Arc::new(herald_runtime::egress::EgressPolicy::unrestricted()),
         ),
         jetstream: jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(2))

@@ -1,11 +1,13 @@
 //! The HTTP clients deliveries go out with: one for destinations without their own
 //! `caCerts`, and one per distinct `caCerts` (each with its own connection pool, as
-//! its connections trust other certificates), made on first use.
+//! its connections trust other certificates), made on first use. All connect only
+//! where the egress policy allows.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use herald_runtime::egress::EgressPolicy;
 use herald_runtime::tls::{ClientTls, HttpClient};
 use http_body_util::Full;
 use hyper_util::client::legacy::Builder;
@@ -21,18 +23,21 @@ pub type DeliveryClient = HttpClient<Full<Bytes>>;
 pub struct Clients {
     tls: ClientTls,
     builder: Builder,
+    egress: Arc<EgressPolicy>,
     shared: DeliveryClient,
     by_ca_certs: Mutex<HashMap<String, DeliveryClient>>,
 }
 
 impl Clients {
-    /// Clients trusting `tls` (plus a destination's own CAs), with `builder`'s pool settings.
+    /// Clients trusting `tls` (plus a destination's own CAs), with `builder`'s pool
+    /// settings, connecting where `egress` allows.
     #[must_use]
-    pub fn new(tls: ClientTls, builder: Builder) -> Self {
+    pub fn new(tls: ClientTls, builder: Builder, egress: Arc<EgressPolicy>) -> Self {
         Self {
-            shared: tls.http_client(&builder),
+            shared: tls.http_client(&builder, &egress),
             tls,
             builder,
+            egress,
             by_ca_certs: Mutex::default(),
         }
     }
@@ -57,7 +62,7 @@ impl Clients {
         if by_ca_certs.len() >= MOST_CA_CLIENTS {
             by_ca_certs.clear();
         }
-        let client = tls.http_client(&self.builder);
+        let client = tls.http_client(&self.builder, &self.egress);
         by_ca_certs.insert(pem.to_owned(), client.clone());
         Ok(client)
     }
@@ -75,6 +80,7 @@ mod tests {
         let clients = Clients::new(
             ClientTls::load(None).unwrap(),
             Client::builder(TokioExecutor::new()),
+            Arc::new(EgressPolicy::unrestricted()),
         );
         assert!(clients.for_destination(None).is_ok());
         let error = clients.for_destination(Some("not pem")).unwrap_err();

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use herald_runtime::egress::EgressArgs;
 use herald_runtime::nats::NatsArgs;
 use herald_runtime::telemetry::LogFormat;
 use herald_runtime::tls::ClientTlsArgs;
@@ -16,6 +17,9 @@ pub struct DispatcherArgs {
     /// What `https://` subscribers are trusted by.
     #[command(flatten)]
     pub tls: ClientTlsArgs,
+    /// Where subscribers and dead-letter sinks may be (not applied in sidecar mode).
+    #[command(flatten)]
+    pub egress: EgressArgs,
     /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
     #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9092")]
     pub metrics_addr: SocketAddr,

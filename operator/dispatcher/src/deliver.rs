@@ -46,6 +46,8 @@ pub enum Attempt {
     TimedOut,
     /// The connection failed.
     Failed(String),
+    /// The egress policy refused the destination: final, sending again cannot help.
+    Refused(String),
 }
 
 impl Attempt {
@@ -65,7 +67,7 @@ impl Attempt {
             } => format!("HTTP {status} ({})", cut.describe()),
             Self::Answered { status, .. } => format!("HTTP {status}"),
             Self::TimedOut => "timed out".into(),
-            Self::Failed(e) => e.clone(),
+            Self::Failed(e) | Self::Refused(e) => e.clone(),
         }
     }
 }
@@ -101,13 +103,15 @@ pub enum Verdict {
 }
 
 /// Knative's delivery contract: 2xx succeeds; 429, 5xx, 404, 408, timeouts and
-/// connection errors are retried while retries remain; anything else is final.
+/// connection errors are retried while retries remain; anything else is final, and so
+/// is a destination the egress policy refuses.
 #[must_use]
 pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> Verdict {
     let retryable = match attempt {
         Attempt::Answered { status, .. } if (200..300).contains(status) => return Verdict::Ack,
         Attempt::Answered { status, .. } => matches!(status, 404 | 408 | 429 | 500..=599),
         Attempt::TimedOut | Attempt::Failed(_) => true,
+        Attempt::Refused(_) => false,
     };
     if retryable && number <= delivery.retry {
         Verdict::Retry(delivery.backoff(number))
@@ -227,6 +231,9 @@ impl Deliverer {
             Ok(Ok(response)) => response,
             // The reason (refused, an untrusted certificate, ...) is in the sources.
             Ok(Err(e)) => {
+                if let Some(refused) = herald_runtime::egress::refusal(&e) {
+                    return Attempt::Refused(format!("cannot send to {url}: {refused}"));
+                }
                 return Attempt::Failed(format!(
                     "cannot reach {url}: {}",
                     herald_runtime::tls::error_chain(&e)
@@ -326,6 +333,9 @@ impl Deliverer {
                 plan.subscriber_ca_certs.as_deref(),
             )
             .await;
+        if matches!(attempt, Attempt::Refused(_)) {
+            outcome(Outcome::Refused);
+        }
         match verdict(&attempt, number, &plan.delivery) {
             Verdict::Ack => {
                 if let Attempt::Answered {
@@ -463,6 +473,18 @@ impl Deliverer {
                 self.settle(plan, msg);
                 outcome(Outcome::DeadLettered);
             }
+            // Trying a refused sink again cannot help: the event is dropped, reported.
+            Attempt::Refused(why) => {
+                tracing::warn!(trigger = %plan.trigger, id = event.id(), error = %why, "event dropped: the dead-letter sink is refused");
+                ack(msg, AckKind::Term).await;
+                self.settle(plan, msg);
+                outcome(Outcome::Refused);
+                outcome(Outcome::Dropped);
+                if let Some(drops) = &self.drops {
+                    let reason = format!("{}; dead-letter sink: {why}", last.describe());
+                    drops.note(&plan.namespace, &plan.trigger, number, reason);
+                }
+            }
             failed => {
                 tracing::warn!(trigger = %plan.trigger, id = event.id(), error = %failed.describe(), "dead-letter sink failed; trying again later");
                 if let Ok(info) = msg.info() {
@@ -538,7 +560,7 @@ mod tests {
             answered(404),
             answered(408),
             Attempt::TimedOut,
-            Attempt::Failed("refused".into()),
+            Attempt::Failed("connection refused".into()),
         ] {
             assert_eq!(
                 verdict(&retryable, 1, &d),
@@ -560,6 +582,8 @@ mod tests {
             );
         }
         assert_eq!(verdict(&answered(500), 1, &delivery(0)), Verdict::GiveUp);
+        let refused = Attempt::Refused("the egress policy refuses 127.0.0.1:80".into());
+        assert_eq!(verdict(&refused, 1, &d), Verdict::GiveUp, "not retried");
     }
 
     #[test]

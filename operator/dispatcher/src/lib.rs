@@ -66,7 +66,11 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     if let Some(json) = &args.trigger_plan {
         return sidecar_main(&args, &tls, json).await;
     }
-    let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
+    let config = herald_runtime::kube_config(args.kubeconfig.as_deref()).await?;
+    let api_server = herald_runtime::egress::api_server_addresses(&config.cluster_url).await;
+    let egress = Arc::new(args.egress.policy(&api_server));
+    tracing::info!(policy = %egress.summary(), "egress policy for subscribers and dead-letter sinks");
+    let client = kube::Client::try_from(config)?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher").await?;
     let (
         metrics,
@@ -91,6 +95,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     let deliverer = Arc::new(deliverer(
         &nats,
         &tls,
+        egress,
         &metrics,
         Some(drops),
         tokens,
@@ -155,6 +160,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
 fn deliverer(
     nats: &herald_runtime::nats::NatsConnection,
     tls: &herald_runtime::tls::ClientTls,
+    egress: Arc<herald_runtime::egress::EgressPolicy>,
     metrics: &Metrics,
     drops: Option<Arc<reports::DropReports>>,
     tokens: Option<herald_runtime::token::TokenSource>,
@@ -167,14 +173,18 @@ fn deliverer(
         // The timer is what evicts idle connections in the background: without it the
         // idle timeout applies only when a connection is next checked out, so the
         // connections to subscribers of deleted namespaces were kept for good.
-        http: clients::Clients::new(tls.clone(), {
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(100);
-            builder
-        }),
+        http: clients::Clients::new(
+            tls.clone(),
+            {
+                let mut builder = Client::builder(TokioExecutor::new());
+                builder
+                    .pool_timer(hyper_util::rt::TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .pool_max_idle_per_host(100);
+                builder
+            },
+            egress,
+        ),
         jetstream: async_nats::jetstream::ContextBuilder::new()
             .timeout(pull::JETSTREAM_API_TIMEOUT)
             .build(nats.client.clone()),
@@ -220,9 +230,12 @@ async fn sidecar_main(
             admin,
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
+    // The sidecar delivers to its own pod's container on localhost, with the pod's
+    // network identity: not a boundary between tenants, so no egress policy.
     let deliverer = Arc::new(deliverer(
         &nats,
         tls,
+        Arc::new(herald_runtime::egress::EgressPolicy::unrestricted()),
         &metrics,
         None,
         None,

@@ -21,10 +21,13 @@ pub enum Outcome {
     /// (`knativebrokerttl`), or the reply's body was longer than
     /// [`crate::deliver::MAX_ANSWER_BYTES`] or slower than the delivery timeout.
     ReplyDropped,
+    /// The egress policy refused the subscriber or dead-letter sink (counted besides
+    /// the event's `dead_lettered` or `dropped`).
+    Refused,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Self::Delivered,
         Self::Retried,
         Self::DeadLettered,
@@ -32,6 +35,7 @@ impl Outcome {
         Self::Filtered,
         Self::Malformed,
         Self::ReplyDropped,
+        Self::Refused,
     ];
 
     fn label(self) -> &'static str {
@@ -43,6 +47,7 @@ impl Outcome {
             Self::Filtered => "filtered",
             Self::Malformed => "malformed",
             Self::ReplyDropped => "reply_dropped",
+            Self::Refused => "refused",
         }
     }
 }

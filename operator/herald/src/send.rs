@@ -217,7 +217,9 @@ async fn send(args: &SendArgs) -> Result<(u16, String), String> {
             .headers_mut()
             .insert(hyper::header::AUTHORIZATION, value);
     }
-    let client = tls.http_client(&Client::builder(TokioExecutor::new()));
+    // The sender's own request, with its own network identity: no egress policy.
+    let unrestricted = std::sync::Arc::new(herald_runtime::egress::EgressPolicy::unrestricted());
+    let client = tls.http_client(&Client::builder(TokioExecutor::new()), &unrestricted);
     let response = tokio::time::timeout(Duration::from_secs(args.timeout), client.request(request))
         .await
         .map_err(|_| format!("no answer from {url} within {}s", args.timeout))?

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod budget;
+pub mod egress;
 pub mod http_server;
 pub mod nats;
 pub mod scope;
@@ -59,6 +60,12 @@ pub async fn shutdown_signal() {
 /// A Kubernetes client from `kubeconfig` when given, else from `KUBECONFIG`,
 /// `~/.kube/config` or the in-cluster service account.
 pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(kube_config(kubeconfig).await?)?)
+}
+
+/// The Kubernetes client configuration from `kubeconfig` when given, else from
+/// `KUBECONFIG`, `~/.kube/config` or the in-cluster service account.
+pub async fn kube_config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
     use anyhow::Context as _;
     let config = match kubeconfig {
         Some(path) => {
@@ -71,7 +78,7 @@ pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result
             .await
             .context("no Kubernetes configuration found")?,
     };
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 /// A future that resolves once the watched flag turns true (a shutdown or stop signal

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use herald_runtime::egress::EgressArgs;
 use herald_runtime::nats::NatsArgs;
 use herald_runtime::telemetry::LogFormat;
 use herald_runtime::tls::ClientTlsArgs;
@@ -17,6 +18,10 @@ pub struct SourcesArgs {
     /// What `https://` sinks are trusted by.
     #[command(flatten)]
     pub tls: ClientTlsArgs,
+    /// Where sinks given as a `uri` may be (not applied to a `kubernetes` source, which
+    /// runs in its own pod as the tenant's ServiceAccount).
+    #[command(flatten)]
+    pub egress: EgressArgs,
     /// Address of the webhook endpoint (`POST /<namespace>/<eventsource>`).
     #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,

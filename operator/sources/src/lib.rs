@@ -59,10 +59,14 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
     );
     // A CA bundle that cannot be used stops the start: every https sink would fail.
     let tls = args.tls.load()?;
-    let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
+    let config = herald_runtime::kube_config(args.kubeconfig.as_deref()).await?;
+    let api_server = herald_runtime::egress::api_server_addresses(&config.cluster_url).await;
+    let client = Client::try_from(config)?;
     if let Some(json) = &args.kubernetes_plan {
         return kubernetes_main(&args, &tls, client, json).await;
     }
+    let egress = Arc::new(args.egress.policy(&api_server));
+    tracing::info!(policy = %egress.summary(), "egress policy for sinks");
     let nats = herald_runtime::nats::connect(&args.nats, "herald-sources").await?;
     let (
         metrics,
@@ -73,7 +77,7 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
     let recorder = herald_runtime::event_recorder(client.clone(), "herald-sources");
-    let mut sender = Sender::new(&tls, metrics.clone(), Some(recorder));
+    let mut sender = Sender::new(&tls, &egress, metrics.clone(), Some(recorder));
     if let Some((namespace, name)) = &args.token_service_account {
         sender = sender.with_tokens(herald_runtime::token::TokenSource::new(
             client.clone(),
@@ -161,7 +165,11 @@ async fn kubernetes_main(
     readiness.set(true);
     metrics.sources.set(1);
     // The user's ServiceAccount usually may not write Events: failures are logged and counted.
-    kubernetes::run(client, plan, Sender::new(tls, metrics, None), shutdown).await;
+    // The source runs in its own pod as the tenant's ServiceAccount, with the tenant's
+    // own network identity: no boundary between tenants, so no egress policy.
+    let unrestricted = Arc::new(herald_runtime::egress::EgressPolicy::unrestricted());
+    let sender = Sender::new(tls, &unrestricted, metrics, None);
+    kubernetes::run(client, plan, sender, shutdown).await;
     let _ = admin.await;
     Ok(())
 }

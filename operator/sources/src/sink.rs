@@ -5,6 +5,7 @@
 //! one (`--token-service-account`) — and only if the sink is a Broker of the source's
 //! own namespace ([`token_allowed`]): the adapter is shared, and another namespace's
 //! Broker that lets the adapter in must not take events a tenant sends it that way.
+//! A sink the egress policy refuses is a final failure, reported like any other.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 
+use herald_runtime::egress::EgressPolicy;
 use herald_runtime::tls::{ClientTls, HttpClient};
 use herald_runtime::token::TokenSource;
 
@@ -63,11 +65,16 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 impl Sender {
-    /// A sender that trusts `tls` for `https://` sinks, counts into `metrics` and,
-    /// with a `recorder`, reports events it could not deliver as Kubernetes Events on
-    /// their EventSource.
+    /// A sender that trusts `tls` for `https://` sinks, connects only where `egress`
+    /// allows, counts into `metrics` and, with a `recorder`, reports events it could
+    /// not deliver as Kubernetes Events on their EventSource.
     #[must_use]
-    pub fn new(tls: &ClientTls, metrics: Metrics, recorder: Option<Recorder>) -> Self {
+    pub fn new(
+        tls: &ClientTls,
+        egress: &Arc<EgressPolicy>,
+        metrics: Metrics,
+        recorder: Option<Recorder>,
+    ) -> Self {
         Self {
             // The timer evicts idle connections in the background (without it the idle
             // timeout only applies at the next checkout).
@@ -75,6 +82,7 @@ impl Sender {
                 Client::builder(TokioExecutor::new())
                     .pool_timer(hyper_util::rt::TokioTimer::new())
                     .pool_idle_timeout(Duration::from_secs(30)),
+                egress,
             ),
             metrics,
             recorder,
@@ -156,6 +164,9 @@ impl Sender {
             .await
             .map_err(|_| (true, format!("no answer from {sink} within {TIMEOUT:?}")))?
             .map_err(|e| {
+                if let Some(refused) = herald_runtime::egress::refusal(&e) {
+                    return (false, format!("cannot send to {sink}: {refused}"));
+                }
                 let reason = herald_runtime::tls::error_chain(&e);
                 (true, format!("cannot reach {sink}: {reason}"))
             })?;
@@ -296,11 +307,40 @@ mod tests {
     }
 
     fn sender() -> Sender {
+        sender_within(EgressPolicy::unrestricted())
+    }
+
+    fn sender_within(egress: EgressPolicy) -> Sender {
         Sender::new(
             &ClientTls::load(None).unwrap(),
+            &Arc::new(egress),
             Metrics::register(&prometheus::Registry::new()).unwrap(),
             None,
         )
+    }
+
+    #[tokio::test]
+    async fn a_refused_sink_fails_at_once_without_retries() {
+        let sink = sink(axum::body::Body::empty).await;
+        let event = CloudEvent::new("1", "/s", "t");
+        let started = Instant::now();
+        let sender = sender_within(EgressPolicy::new(&[], &[], &[]));
+        let error = sender.send("ns", "src", &sink, &event).await.unwrap_err();
+        assert!(
+            error.0.contains("the egress policy refuses 127.0.0.1:"),
+            "{error}"
+        );
+        assert!(
+            started.elapsed() < backoff(1),
+            "no retry: {:?}",
+            started.elapsed()
+        );
+        let failed = sender
+            .metrics()
+            .events
+            .with_label_values(&["ns", "src", "failed"])
+            .get();
+        assert_eq!(failed, 1);
     }
 
     #[expect(clippy::unnecessary_wraps, reason = "an item of a body's stream")]

@@ -280,6 +280,7 @@ mod tests {
             .insert(("ns".into(), "hook".into()), Arc::new(route));
         let sender = Sender::new(
             &herald_runtime::tls::ClientTls::load(None).unwrap(),
+            &Arc::new(herald_runtime::egress::EgressPolicy::unrestricted()),
             Metrics::register(&prometheus::Registry::new()).unwrap(),
             None,
         );

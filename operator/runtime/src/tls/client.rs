@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Builder, Client};
 use rustls::{ClientConfig, RootCertStore};
 
@@ -14,9 +13,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
 use super::{TlsError, certificates, provider, read};
+use crate::egress::{EgressConnector, EgressPolicy};
 
 /// An HTTP client for `http://` and `https://` URLs.
-pub type HttpClient<B> = Client<HttpsConnector<HttpConnector>, B>;
+pub type HttpClient<B> = Client<HttpsConnector<EgressConnector>, B>;
 
 /// Flags of the components that make outbound HTTP requests.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -98,16 +98,14 @@ impl ClientTls {
     }
 
     /// A client built by `builder` (pool settings) that speaks `http://` and `https://`
-    /// (HTTP/1.1).
+    /// (HTTP/1.1) and connects only where `egress` allows.
     #[must_use]
-    pub fn http_client<B>(&self, builder: &Builder) -> HttpClient<B>
+    pub fn http_client<B>(&self, builder: &Builder, egress: &Arc<EgressPolicy>) -> HttpClient<B>
     where
         B: hyper::body::Body + Send,
         B::Data: Send,
     {
-        let mut http = HttpConnector::new();
-        // The scheme is the TLS layer's to check, not the TCP connector's.
-        http.enforce_http(false);
+        let http = EgressConnector::new(egress.clone());
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*self.config).clone())
             .https_or_http()

@@ -88,7 +88,10 @@ fn leaf(who: &str) -> CertificateDer<'static> {
 /// GETs `url` with `tls`; the body, or the error with its causes.
 async fn get(tls: &ClientTls, url: &str) -> Result<String, String> {
     let builder = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
-    let client: HttpClient<Empty<&'static [u8]>> = tls.http_client(&builder);
+    let client: HttpClient<Empty<&'static [u8]>> = tls.http_client(
+        &builder,
+        &std::sync::Arc::new(crate::egress::EgressPolicy::unrestricted()),
+    );
     let response = client
         .get(url.parse().unwrap())
         .await
