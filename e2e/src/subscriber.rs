@@ -67,7 +67,13 @@ impl Subscriber {
     pub async fn scripted(
         script: impl Fn(&CloudEvent, u32) -> Answer + Send + Sync + 'static,
     ) -> Self {
-        Self::serving(None, script).await
+        Self::serving("127.0.0.1", None, script).await
+    }
+
+    /// A subscriber that accepts everything (202), listening on `ip` (another
+    /// loopback address than 127.0.0.1, say, which the egress policy refuses).
+    pub async fn accepting_at(ip: &str) -> Self {
+        Self::serving(ip, None, |_, _| Answer::status(202)).await
     }
 
     /// A subscriber at `https://127.0.0.1:<port>/events` that accepts everything,
@@ -79,15 +85,16 @@ impl Subscriber {
         )
         .expect("the test PKI's server certificate");
         let acceptor = certificate.acceptor().expect("a TLS acceptor");
-        Self::serving(Some(acceptor), |_, _| Answer::status(202)).await
+        Self::serving("127.0.0.1", Some(acceptor), |_, _| Answer::status(202)).await
     }
 
     /// [`Self::scripted`], over TLS with `tls`.
     async fn serving(
+        ip: &str,
         tls: Option<tokio_rustls::TlsAcceptor>,
         script: impl Fn(&CloudEvent, u32) -> Answer + Send + Sync + 'static,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((ip, 0))
             .await
             .expect("bind subscriber");
         let scheme = if tls.is_some() { "https" } else { "http" };
