@@ -108,6 +108,7 @@ async def main() -> int:
             ({"ingress": {"tls": {"reloadInterval": "soon"}}}, "reloadInterval"),
             ({"caBundle": {"configMap": "a", "secret": "b"}}, "caBundle"),
             ({"admission": {"timeoutSeconds": 60}}, "timeoutSeconds"),
+            ({"egress": {"allow": ["everything"]}}, "allow"),
             ({"no-such-value": 1}, "no-such-value"),
         ]:
             try:
@@ -232,6 +233,7 @@ async def main() -> int:
             "nats": {"url": NATS_URL, "userSecret": {"name": "nats-user"}, "nkeySecret": {"name": "nats-nkey"},
                      "tls": {"caSecret": {"name": "nats-ca"}, "clientCertSecret": "nats-client", "required": True}},
             "caBundle": {"configMap": "herald-ca"},
+            "egress": {"allow": ["10.1.0.0/16"], "deny": ["10.0.0.0/8", "fd00::/8"]},
             "ingress": {"tls": {"secret": "ingress-tls"}, "service": {"port": 443}},
             "dispatcher": {"replicas": 3}, "watchNamespaces": [other, other2], "admission": {"enabled": False},
             "operator": {"sharedNatsNamespaces": [other], "streamLimits": {"maxBytes": "2Gi", "maxAge": "168h"}},
@@ -268,6 +270,10 @@ async def main() -> int:
                    and volumes.get("ca-bundle", {}).get("configMap", {}).get("name") == "herald-ca"
                    and "nats-ca" in volumes,
                    f"{c}: --ca-bundle from the ConfigMap, beside the NATS mounts: {args} {mounts}")
+            egress = ["--egress-allow=10.1.0.0/16", "--egress-deny=10.0.0.0/8", "--egress-deny=fd00::/8"]
+            parsed = subprocess.run([herald_bin, *args, "--help"], capture_output=True, text=True)
+            expect(all(a in args for a in egress) and parsed.returncode == 0,
+                   f"{c}: the egress policy's values as flags it accepts: {args} {parsed.stderr.strip()}")
         ing_pod = containers["ingress"]
         ing_args = ing_pod["containers"][0]["args"]
         ing_mounts = {m["name"]: m for m in ing_pod["containers"][0]["volumeMounts"]}

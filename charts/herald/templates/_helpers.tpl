@@ -135,6 +135,13 @@ capabilities: {drop: [ALL]}
 {{- end -}}
 {{- end -}}
 
+{{- define "herald.egressArgs" -}}
+{{- $args := list -}}
+{{- range .Values.egress.allow }}{{ $args = append $args (printf "--egress-allow=%s" .) }}{{ end -}}
+{{- range .Values.egress.deny }}{{ $args = append $args (printf "--egress-deny=%s" .) }}{{ end -}}
+{{ $args | toYaml }}
+{{- end -}}
+
 {{- define "herald.caBundleVolumeMounts" -}}
 {{- if or .Values.caBundle.configMap .Values.caBundle.secret }}
 - {name: ca-bundle, mountPath: /etc/herald/ca-bundle, readOnly: true}
