@@ -67,13 +67,17 @@ fi
 if running herald-dispatcher; then
   say "dispatcher already running"
 else
-  start herald-dispatcher dispatcher --nats-url "$HERALD_NATS_URL" --metrics-addr "127.0.0.1:$(free_port)"
+  # The display subscriber and the ingress listen on 127.0.0.1, which the egress
+  # policy refuses unless allowed (the apiserver's port there stays refused).
+  start herald-dispatcher dispatcher --nats-url "$HERALD_NATS_URL" --metrics-addr "127.0.0.1:$(free_port)" \
+    --egress-allow 127.0.0.1/32
 fi
 if running herald-sources; then
   say "sources adapter already running"
 else
   start herald-sources sources --nats-url "$HERALD_NATS_URL" \
-    --listen "127.0.0.1:$(<"$STATE/herald-sources.port")" --metrics-addr "127.0.0.1:$(free_port)"
+    --listen "127.0.0.1:$(<"$STATE/herald-sources.port")" --metrics-addr "127.0.0.1:$(free_port)" \
+    --egress-allow 127.0.0.1/32
 fi
 if running herald-display; then
   say "display subscriber already running"

@@ -44,7 +44,7 @@ pids+=($!)
   --identity scale --ingress-url "http://127.0.0.1:$INGRESS_PORT" \
   --metrics-addr "127.0.0.1:$(free_port)" >"$LOGS/operator.log" 2>&1 &
 OPERATOR=$!; pids+=($!)
-"$HERALD" dispatcher --nats-url "$HERALD_NATS_URL" --watch-namespace "$NS" \
+"$HERALD" dispatcher --nats-url "$HERALD_NATS_URL" --watch-namespace "$NS" --egress-allow 127.0.0.1/32 \
   --metrics-addr "127.0.0.1:$(free_port)" >"$LOGS/dispatcher.log" 2>&1 &
 DISPATCHER=$!; pids+=($!)
 NATS=$(pgrep -f "nats-server.*${HERALD_NATS_URL##*:}" | head -1)
