@@ -269,6 +269,20 @@ async fn the_client_refuses_denied_addresses_literal_or_resolved() {
     .unwrap_err();
     assert!(refused.contains("loopback (127.0.0.0/8)"), "{refused}");
 
+    // Forms the resolver turns into 127.0.0.1 are judged after resolution.
+    for odd in ["127.1", "2130706433", "0x7f.1"] {
+        let refused = get(
+            EgressPolicy::new(&[], &[], &[]),
+            &format!("http://{odd}:{port}/"),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            refused.contains(&format!("127.0.0.1:{port} is loopback")),
+            "{odd}: {refused}"
+        );
+    }
+
     let allowed = EgressPolicy::new(&cidrs(&["127.0.0.1/32"]), &[], &[]);
     assert_eq!(
         get(allowed.clone(), &format!("http://127.0.0.1:{port}/")).await,
