@@ -16,6 +16,7 @@
 //! the messages it holds alive with progress acks).
 
 pub mod answer;
+pub mod attempts;
 pub mod clients;
 pub mod config;
 pub mod deliver;
