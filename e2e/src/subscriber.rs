@@ -52,7 +52,8 @@ pub struct Subscriber {
     /// Its URL.
     pub url: String,
     received: Arc<Mutex<Vec<(CloudEvent, u16)>>>,
-    authorizations: Arc<Mutex<Vec<String>>>,
+    /// The headers of every request, in arrival order.
+    requests: Arc<Mutex<Vec<hyper::HeaderMap>>>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -106,29 +107,24 @@ impl Subscriber {
         let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
         let script: Arc<Script> = Arc::new(script);
         let recorder = received.clone();
-        let authorizations: Arc<Mutex<Vec<String>>> = Arc::default();
-        let authorization_log = authorizations.clone();
+        let requests: Arc<Mutex<Vec<hyper::HeaderMap>>> = Arc::default();
+        let request_log = requests.clone();
         let server = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
                 let (received, seen, script) = (recorder.clone(), seen.clone(), script.clone());
-                let authorizations = authorization_log.clone();
+                let requests = request_log.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (received, seen, script) =
                             (received.clone(), seen.clone(), script.clone());
-                        let authorizations = authorizations.clone();
+                        let requests = requests.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            if let Some(value) = parts.headers.get(hyper::header::AUTHORIZATION) {
-                                authorizations
-                                    .lock()
-                                    .unwrap()
-                                    .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-                            }
+                            requests.lock().unwrap().push(parts.headers.clone());
                             let body = body
                                 .collect()
                                 .await
@@ -178,7 +174,7 @@ impl Subscriber {
         Self {
             url,
             received,
-            authorizations,
+            requests,
             _server: server,
         }
     }
@@ -186,7 +182,28 @@ impl Subscriber {
     /// Every `Authorization` header the deliveries carried.
     #[must_use]
     pub fn authorizations(&self) -> Vec<String> {
-        self.authorizations.lock().unwrap().clone()
+        self.header_values(hyper::header::AUTHORIZATION.as_str())
+    }
+
+    /// Every value of header `name` the requests carried, in arrival order.
+    #[must_use]
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|headers| headers.get(name))
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .collect()
+    }
+
+    /// How many requests carried header `name` with `value`.
+    #[must_use]
+    pub fn requests_with(&self, name: &str, value: &str) -> usize {
+        self.header_values(name)
+            .iter()
+            .filter(|v| *v == value)
+            .count()
     }
 
     /// How many deliveries so far (cheap: no copy).

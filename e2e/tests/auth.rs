@@ -530,6 +530,8 @@ async fn a_guarded_broker_takes_replies_only_when_it_says_so() {
         }
         assert_eq!(send(&url, "r-1", Some(STATIC_TOKEN)).await.status, 202);
         replier.wait_for("the first event", WAIT, |d| !d.is_empty()).await;
+        // Knative's signal that a reply would be published: not while it would not be.
+        assert_eq!(replier.requests_with("prefer", "reply"), 0);
 
         apply(&ns, &secure_broker(&ns).replace("bearerTokenSecretRef:", "acceptReplies: true\n    bearerTokenSecretRef:"));
         // The dispatcher takes the change from its own watch: send until a reply passes.
@@ -545,6 +547,7 @@ async fn a_guarded_broker_takes_replies_only_when_it_says_so() {
             }
         })
         .await;
+        assert!(replier.requests_with("prefer", "reply") >= 1, "once replies are accepted, deliveries say Prefer: reply");
         let delivered_ids: Vec<String> = downstream.deliveries().iter().map(|(e, _)| e.id().to_owned()).collect();
         assert!(!delivered_ids.contains(&"reply-to-r-1".to_owned()), "a reply entered the guarded Broker: {delivered_ids:?}");
     })

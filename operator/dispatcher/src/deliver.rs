@@ -146,7 +146,8 @@ pub struct Deliverer {
 impl Deliverer {
     /// POSTs `event` to `url` in binary mode, trusting `ca_certs` too for https; the
     /// answer, body included, must come within `timeout`. A status that came in time
-    /// counts even if its body did not (see [`crate::answer`]).
+    /// counts even if its body did not (see [`crate::answer`]). With `prefer_reply` the
+    /// request says `Prefer: reply`, as Knative's brokers do: a reply would be published.
     pub async fn post(
         &self,
         url: &str,
@@ -154,6 +155,7 @@ impl Deliverer {
         timeout: Duration,
         audience: Option<&str>,
         ca_certs: Option<&str>,
+        prefer_reply: bool,
     ) -> Attempt {
         let http = match self.http.for_destination(ca_certs) {
             Ok(http) => http,
@@ -165,6 +167,12 @@ impl Deliverer {
             Err(e) => return Attempt::Failed(format!("bad URL {url}: {e}")),
         };
         *request.headers_mut() = headers;
+        if prefer_reply {
+            request.headers_mut().insert(
+                hyper::header::HeaderName::from_static("prefer"),
+                hyper::header::HeaderValue::from_static("reply"),
+            );
+        }
         if let Some(audience) = audience {
             match self.bearer(audience, url).await {
                 Ok(value) => {
@@ -172,7 +180,7 @@ impl Deliverer {
                         .headers_mut()
                         .insert(hyper::header::AUTHORIZATION, value);
                 }
-                Err(e) => return Attempt::Failed(e),
+                Err(attempt) => return attempt,
             }
         }
         let deadline = tokio::time::Instant::now() + timeout;
@@ -207,20 +215,27 @@ impl Deliverer {
     }
 
     /// `Bearer <token>` for `audience`, to be sent to `url`: only to the host the
-    /// audience names (the operator refuses other Triggers; checked again here).
+    /// audience names (the operator refuses other Triggers; checked again here), and
+    /// never one the apiserver accepts. Those two are [`Attempt::Refused`]: no retry
+    /// can change them.
     async fn bearer(
         &self,
         audience: &str,
         url: &str,
-    ) -> Result<hyper::header::HeaderValue, String> {
-        herald_api::audience::check(audience, url)?;
+    ) -> Result<hyper::header::HeaderValue, Attempt> {
+        herald_api::audience::check(audience, url).map_err(Attempt::Refused)?;
         let Some(tokens) = &self.tokens else {
-            return Err(format!(
+            return Err(Attempt::Failed(format!(
                 "the subscriber wants a token for audience {audience}, but this dispatcher has no --token-service-account"
-            ));
+            )));
         };
-        let token = tokens.token(audience).await.map_err(|e| e.to_string())?;
-        herald_runtime::token::bearer(&token)
+        let token = tokens.token(audience).await.map_err(|e| match e {
+            herald_runtime::token::TokenError::ApiserverAudience(_) => {
+                Attempt::Refused(e.to_string())
+            }
+            herald_runtime::token::TokenError::Unavailable(_) => Attempt::Failed(e.to_string()),
+        })?;
+        herald_runtime::token::bearer(&token).map_err(Attempt::Failed)
     }
 
     /// Handles one message of a Trigger's queue.
@@ -280,6 +295,7 @@ impl Deliverer {
                 plan.delivery.timeout,
                 plan.subscriber_audience.as_deref(),
                 plan.subscriber_ca_certs.as_deref(),
+                plan.accepts_replies,
             )
             .await;
         if matches!(attempt, Attempt::Refused(_)) {
@@ -414,7 +430,14 @@ impl Deliverer {
             .as_ref()
             .and_then(|d| d.ca_certs.as_deref());
         match self
-            .post(sink, &dead, plan.delivery.timeout, None, sink_ca_certs)
+            .post(
+                sink,
+                &dead,
+                plan.delivery.timeout,
+                None,
+                sink_ca_certs,
+                false,
+            )
             .await
         {
             Attempt::Answered { status, .. } if (200..300).contains(&status) => {
