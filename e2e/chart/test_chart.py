@@ -242,6 +242,8 @@ async def main() -> int:
         spec = json.loads(d)["spec"]
         env = {e["name"]: e.get("value") for e in spec["template"]["spec"]["containers"][0]["env"]}
         expect(spec["replicas"] == 3, "dispatcher scaled to 3 by the upgrade")
+        expect("--replicas=3" in spec["template"]["spec"]["containers"][0]["args"],
+               "each dispatcher enforces a third of every Trigger's rate limit (--replicas=3)")
         env_from = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in spec["template"]["spec"]["containers"][0]["env"]}
         expect(env_from.get("HERALD_NATS_USER") == {"name": "nats-user", "key": "user"}
                and env_from.get("HERALD_NATS_PASSWORD") == {"name": "nats-user", "key": "password"}

@@ -22,6 +22,8 @@ pub struct Answer {
     pub reply: Option<CloudEvent>,
     /// How long to take before answering.
     pub delay: Duration,
+    /// `Retry-After` seconds to send with the answer.
+    pub retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -32,6 +34,16 @@ impl Answer {
             status,
             reply: None,
             delay: Duration::ZERO,
+            retry_after: None,
+        }
+    }
+
+    /// `status` asking to be retried after `seconds` (`Retry-After`).
+    #[must_use]
+    pub fn retry_after(status: u16, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..Self::status(status)
         }
     }
 
@@ -52,8 +64,8 @@ pub struct Subscriber {
     /// Its URL.
     pub url: String,
     received: Arc<Mutex<Vec<(CloudEvent, u16)>>>,
-    /// The headers of every request, in arrival order.
-    requests: Arc<Mutex<Vec<hyper::HeaderMap>>>,
+    /// When every request arrived, and its headers, in arrival order.
+    requests: Arc<Mutex<Vec<(std::time::Instant, hyper::HeaderMap)>>>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -107,7 +119,7 @@ impl Subscriber {
         let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
         let script: Arc<Script> = Arc::new(script);
         let recorder = received.clone();
-        let requests: Arc<Mutex<Vec<hyper::HeaderMap>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<(std::time::Instant, hyper::HeaderMap)>>> = Arc::default();
         let request_log = requests.clone();
         let server = tokio::spawn(async move {
             loop {
@@ -124,7 +136,10 @@ impl Subscriber {
                         let requests = requests.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            requests.lock().unwrap().push(parts.headers.clone());
+                            requests
+                                .lock()
+                                .unwrap()
+                                .push((std::time::Instant::now(), parts.headers.clone()));
                             let body = body
                                 .collect()
                                 .await
@@ -192,8 +207,19 @@ impl Subscriber {
             .lock()
             .unwrap()
             .iter()
-            .filter_map(|headers| headers.get(name))
+            .filter_map(|(_, headers)| headers.get(name))
             .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .collect()
+    }
+
+    /// When each request arrived, in arrival order.
+    #[must_use]
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(at, _)| *at)
             .collect()
     }
 
@@ -245,6 +271,9 @@ impl Subscriber {
 
 fn respond(answer: &Answer) -> Response<Full<Bytes>> {
     let mut builder = Response::builder().status(answer.status);
+    if let Some(seconds) = answer.retry_after {
+        builder = builder.header(hyper::header::RETRY_AFTER, seconds.to_string());
+    }
     let body = match &answer.reply {
         Some(reply) => {
             let (headers, body) = herald_cloudevents::http::encode_binary(reply);

@@ -99,6 +99,34 @@ pub struct DeliverySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_in_flight: Option<i32>,
+    /// Most delivery attempts (retries included) per period for this Trigger, across
+    /// all dispatcher replicas, e.g. `{events: 10, per: 1s}` (default: no limit). Events
+    /// wait in the Trigger's queue, not in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Longest wait before a retry that a subscriber's `Retry-After` (on 429 and 503)
+    /// may ask for, e.g. `PT5M` (default 5m); a retry never comes sooner than the
+    /// backoff says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::duration")]
+    pub retry_after_max: Option<String>,
+}
+
+/// A delivery rate limit: `events` per `per`, with bursts of up to `burst`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Attempts allowed per period.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub events: i32,
+    /// The period, e.g. `1s` (default), `1m` or `PT1H`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::duration")]
+    pub per: Option<String>,
+    /// Attempts that may go at once after a quiet time (default: `events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub burst: Option<i32>,
 }
 
 /// A key in a Secret in the same namespace.

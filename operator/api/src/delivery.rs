@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{BackoffPolicy, DeliverySpec, Destination, Ordering};
+use crate::common::{BackoffPolicy, DeliverySpec, Destination, Ordering, RateLimit};
 
 /// Retries when neither the Trigger nor its Broker says (at-least-once by default).
 pub const DEFAULT_RETRY: u32 = 3;
@@ -21,6 +21,41 @@ pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
 /// Longest delay between two attempts, whatever the policy computes.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Longest wait a subscriber's `Retry-After` may ask for when `retryAfterMax` is unset.
+pub const DEFAULT_RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
+
+/// A rate limit with its defaults filled in: `events` attempts per `per`, bursts of
+/// `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Attempts per period.
+    pub events: u32,
+    /// The period.
+    pub per: Duration,
+    /// Attempts that may go at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// This rate split between `sharers` that each enforce their part (dispatcher
+    /// replicas, consumer pods): together they never go faster than the whole. The
+    /// burst is split too, but never below one attempt.
+    #[must_use]
+    pub fn share(&self, sharers: u32) -> Rate {
+        let sharers = sharers.max(1);
+        Rate {
+            events: self.events,
+            per: self.per.saturating_mul(sharers),
+            burst: (self.burst / sharers).max(1),
+        }
+    }
+
+    /// The time between two attempts at this rate.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        self.per / self.events.max(1)
+    }
+}
 
 /// A Trigger's delivery policy with every default filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +74,10 @@ pub struct EffectiveDelivery {
     pub ordered: bool,
     /// Deliveries in flight at once (1 when ordered).
     pub max_in_flight: u32,
+    /// Most attempts per period, if limited.
+    pub rate_limit: Option<Rate>,
+    /// Longest wait a subscriber's `Retry-After` may ask for.
+    pub retry_after_max: Duration,
 }
 
 /// Merges the Trigger's delivery over its Broker's; `Err` names the bad field.
@@ -66,6 +105,18 @@ pub fn resolve(
     if timeout.is_zero() {
         return Err("delivery.timeout: must be longer than 0".into());
     }
+    let rate_limit = match trigger
+        .and_then(|d| d.rate_limit.as_ref())
+        .or_else(|| broker.and_then(|d| d.rate_limit.as_ref()))
+    {
+        Some(limit) => Some(rate(limit)?),
+        None => None,
+    };
+    let retry_after_max = duration(
+        "retryAfterMax",
+        pick(|d| d.retry_after_max.clone()),
+        DEFAULT_RETRY_AFTER_MAX,
+    )?;
     Ok(EffectiveDelivery {
         retry: retry.map_or(DEFAULT_RETRY, |r| u32::try_from(r).unwrap_or(0)),
         backoff_policy: trigger
@@ -82,6 +133,8 @@ pub fn resolve(
             .and_then(|d| d.dead_letter_sink.clone())
             .or_else(|| broker.and_then(|d| d.dead_letter_sink.clone())),
         ordered,
+        rate_limit,
+        retry_after_max,
         max_in_flight: if ordered {
             1
         } else {
@@ -90,6 +143,29 @@ pub fn resolve(
             })
         },
     })
+}
+
+/// A rate limit as written, checked, with its defaults.
+fn rate(limit: &RateLimit) -> Result<Rate, String> {
+    let events = u32::try_from(limit.events)
+        .ok()
+        .filter(|e| *e >= 1)
+        .ok_or("delivery.rateLimit.events: must be at least 1")?;
+    let per = match &limit.per {
+        Some(p) => crate::duration::parse(p).map_err(|e| format!("delivery.rateLimit.per: {e}"))?,
+        None => Duration::from_secs(1),
+    };
+    if per.is_zero() {
+        return Err("delivery.rateLimit.per: must be longer than 0".into());
+    }
+    let burst = match limit.burst {
+        Some(b) => u32::try_from(b)
+            .ok()
+            .filter(|b| *b >= 1)
+            .ok_or("delivery.rateLimit.burst: must be at least 1")?,
+        None => events,
+    };
+    Ok(Rate { events, per, burst })
 }
 
 impl EffectiveDelivery {
@@ -167,5 +243,38 @@ mod tests {
         );
         let e = resolve(Some(&spec("timeout: soon")), None).unwrap_err();
         assert!(e.starts_with("delivery.timeout:"), "{e}");
+    }
+
+    #[test]
+    fn a_rate_limit_is_checked_and_shared_between_its_enforcers() {
+        let spec = |yaml: &str| -> DeliverySpec { serde_yaml::from_str(yaml).unwrap() };
+        let limited = resolve(Some(&spec("rateLimit: {events: 10, per: 2s}")), None).unwrap();
+        let rate = limited.rate_limit.unwrap();
+        assert_eq!(
+            (rate.events, rate.per, rate.burst),
+            (10, Duration::from_secs(2), 10)
+        );
+        assert_eq!(rate.interval(), Duration::from_millis(200));
+        // Three replicas each let a third through: 10 per 6 s each, bursts of 3.
+        let third = rate.share(3);
+        assert_eq!(
+            (third.interval(), third.burst),
+            (Duration::from_millis(600), 3)
+        );
+        assert_eq!(rate.share(100).burst, 1, "never a burst of none");
+        // The Broker's limit applies to Triggers that set none.
+        let inherited = resolve(None, Some(&spec("rateLimit: {events: 1}"))).unwrap();
+        assert_eq!(inherited.rate_limit.unwrap().per, Duration::from_secs(1));
+        for bad in [
+            "rateLimit: {events: 0}",
+            "rateLimit: {events: 1, per: 0s}",
+            "rateLimit: {events: 1, burst: 0}",
+        ] {
+            assert!(resolve(Some(&spec(bad)), None).is_err(), "{bad}");
+        }
+        assert_eq!(
+            resolve(None, None).unwrap().retry_after_max,
+            DEFAULT_RETRY_AFTER_MAX
+        );
     }
 }

@@ -222,6 +222,9 @@ pub struct NatsTlsRef {
     pub client_certificate: bool,
 }
 
+/// Replicas a consumer Deployment scales to at most when `maxReplicas` is unset.
+pub const DEFAULT_MAX_REPLICAS: u32 = 10;
+
 /// Autoscaling policy of a consumer Deployment.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -69,6 +69,10 @@ pub struct DispatcherPlan {
     /// [`crate::auth::accepts_replies`]); a plan without it drops them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub accepts_replies: bool,
+    /// The most pods the consumer scales to: each sidecar lets through this share of
+    /// the Trigger's `delivery.rateLimit`, so that all of them together keep to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_sharers: Option<u32>,
 }
 
 impl DispatcherPlan {
@@ -91,6 +95,12 @@ impl DispatcherPlan {
             broker_delivery: broker.and_then(|b| b.delivery.clone()),
             dead_letter_sink_uri,
             accepts_replies: broker.is_some_and(|b| crate::auth::accepts_replies(b.auth.as_ref())),
+            rate_sharers: spec.consumer.as_ref().map(|c| {
+                c.scaling
+                    .max_replicas
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(crate::trigger::DEFAULT_MAX_REPLICAS)
+            }),
         }
     }
 

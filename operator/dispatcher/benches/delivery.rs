@@ -144,6 +144,7 @@ async fn start_dispatcher(
     table.upsert(&planned.key, planned.route.clone(), &planned.filter);
     let table = Arc::new(std::sync::RwLock::new(table));
     let deliverer = Arc::new(Deliverer {
+        rate_sharers: 1,
         http: herald_dispatcher::clients::Clients::new(
             herald_runtime::tls::ClientTls::load(None).unwrap(),
             Client::builder(TokioExecutor::new()),

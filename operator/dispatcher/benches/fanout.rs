@@ -181,6 +181,7 @@ fn consumer_config(
 async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Registry) -> Running {
     let (stop, stopped) = tokio::sync::watch::channel(Stop::Running);
     let deliverer = Arc::new(Deliverer {
+        rate_sharers: 1,
         http: herald_dispatcher::clients::Clients::new(
             herald_runtime::tls::ClientTls::load(None).unwrap(),
             Client::builder(TokioExecutor::new()),

@@ -60,6 +60,29 @@ where
     }
 }
 
+/// How long a 429 or 503 answer asks the sender to wait (`Retry-After`: seconds, or
+/// an HTTP date); `None` for other statuses and for a value that is neither.
+#[must_use]
+pub fn retry_after(status: u16, headers: &hyper::HeaderMap) -> Option<std::time::Duration> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
+    let value = headers
+        .get(hyper::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    // A date in the past asks for no wait at all.
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -116,5 +139,35 @@ mod tests {
         ]));
         let (got, cut) = read(broken, 1024, soon()).await;
         assert_eq!((&got[..], cut), (&b"half"[..], Some(Cut::Broken)));
+    }
+
+    #[test]
+    fn retry_after_is_read_from_429_and_503_in_seconds_or_as_a_date() {
+        use std::time::{Duration, SystemTime};
+        let headers = |value: &str| {
+            let mut h = hyper::HeaderMap::new();
+            h.insert(hyper::header::RETRY_AFTER, value.parse().unwrap());
+            h
+        };
+        assert_eq!(
+            retry_after(429, &headers("7")),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(retry_after(503, &headers(" 0 ")), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(500, &headers("7")),
+            None,
+            "only 429 and 503 ask"
+        );
+        assert_eq!(retry_after(429, &headers("soon")), None);
+        assert_eq!(retry_after(429, &hyper::HeaderMap::new()), None);
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let asked = retry_after(503, &headers(&later)).unwrap();
+        assert!(
+            asked > Duration::from_secs(110) && asked <= Duration::from_secs(120),
+            "{asked:?}"
+        );
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
+        assert_eq!(retry_after(503, &headers(&past)), Some(Duration::ZERO));
     }
 }

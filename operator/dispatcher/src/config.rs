@@ -49,6 +49,11 @@ pub struct DispatcherArgs {
     /// to its own `maxInFlight`); bounds the dispatcher's connections and memory.
     #[arg(long, env = "HERALD_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+    /// How many dispatcher replicas share the Triggers: each lets through 1/N of every
+    /// Trigger's `delivery.rateLimit`, so together they keep to it (the chart sets it
+    /// from `dispatcher.replicas`).
+    #[arg(long, env = "HERALD_DISPATCHER_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replicas: u32,
     /// On SIGTERM, how long deliveries in flight may take to finish before the rest is
     /// handed back to JetStream for redelivery (keep it below the pod's grace period).
     #[arg(long, env = "HERALD_DRAIN_TIMEOUT", default_value = "20s", value_parser = herald_api::duration::parse_flag)]

@@ -105,8 +105,9 @@ pub enum Verdict {
 }
 
 /// Knative's delivery contract: 2xx succeeds; 429, 5xx, 404, 408, timeouts and
-/// connection errors are retried while retries remain; anything else is final, and so
-/// is a destination the egress policy refuses.
+/// connection errors are retried while retries remain (after `Retry-After` on 429 and
+/// 503, capped); anything else is final, and so is a destination the egress policy
+/// refuses.
 #[must_use]
 pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> Verdict {
     let retryable = match attempt {
@@ -116,7 +117,18 @@ pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> 
         Attempt::Refused(_) => false,
     };
     if retryable && number <= delivery.retry {
-        Verdict::Retry(delivery.backoff(number))
+        let backoff = delivery.backoff(number);
+        // A subscriber that says when to come back (429/503 `Retry-After`) is heeded,
+        // up to `retryAfterMax`, but never retried sooner than the backoff.
+        let asked = match attempt {
+            Attempt::Answered {
+                status, headers, ..
+            } => crate::answer::retry_after(*status, headers),
+            _ => None,
+        };
+        Verdict::Retry(asked.map_or(backoff, |asked| {
+            backoff.max(asked.min(delivery.retry_after_max))
+        }))
     } else {
         Verdict::GiveUp
     }
@@ -141,6 +153,8 @@ pub struct Deliverer {
     /// Deliveries in flight across all Triggers, bounded (`--max-in-flight`) and
     /// shared fairly, so one Trigger cannot starve the others.
     pub slots: std::sync::Arc<crate::slots::Slots>,
+    /// How many dispatchers share each Trigger's rate limit (`--replicas`).
+    pub rate_sharers: u32,
 }
 
 impl Deliverer {
@@ -489,96 +503,5 @@ async fn ack(msg: &jetstream::Message, kind: AckKind) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn delivery(retry: u32) -> EffectiveDelivery {
-        let mut d = herald_api::delivery::resolve(None, None).unwrap();
-        d.retry = retry;
-        d
-    }
-
-    fn answered(status: u16) -> Attempt {
-        Attempt::Answered {
-            status,
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-            cut: None,
-        }
-    }
-
-    #[test]
-    fn the_delivery_contract() {
-        let d = delivery(2);
-        assert_eq!(verdict(&answered(202), 1, &d), Verdict::Ack);
-        for cut in [Cut::TooLarge, Cut::TooSlow, Cut::Broken] {
-            let cut_short = |status| Attempt::Answered {
-                status,
-                headers: HeaderMap::new(),
-                body: Bytes::new(),
-                cut: Some(cut),
-            };
-            assert_eq!(
-                verdict(&cut_short(200), 1, &d),
-                Verdict::Ack,
-                "a 2xx whose body was {cut:?} is delivered; sending again would not help"
-            );
-            assert_eq!(verdict(&cut_short(400), 1, &d), Verdict::GiveUp);
-        }
-        for retryable in [
-            answered(500),
-            answered(503),
-            answered(429),
-            answered(404),
-            answered(408),
-            Attempt::TimedOut,
-            Attempt::Failed("connection refused".into()),
-        ] {
-            assert_eq!(
-                verdict(&retryable, 1, &d),
-                Verdict::Retry(d.backoff(1)),
-                "{retryable:?}"
-            );
-            assert_eq!(verdict(&retryable, 2, &d), Verdict::Retry(d.backoff(2)));
-            assert_eq!(
-                verdict(&retryable, 3, &d),
-                Verdict::GiveUp,
-                "retries used up"
-            );
-        }
-        for final_answer in [400, 401, 403, 409, 410, 422, 301] {
-            assert_eq!(
-                verdict(&answered(final_answer), 1, &d),
-                Verdict::GiveUp,
-                "{final_answer}"
-            );
-        }
-        assert_eq!(verdict(&answered(500), 1, &delivery(0)), Verdict::GiveUp);
-        let refused = Attempt::Refused("the egress policy refuses 127.0.0.1:80".into());
-        assert_eq!(verdict(&refused, 1, &d), Verdict::GiveUp, "not retried");
-    }
-
-    #[test]
-    fn a_reply_lives_one_hop_less_than_the_event_it_answers() {
-        let mut event = CloudEvent::new("1", "/s", "t");
-        assert_eq!(
-            reply_ttl(&event),
-            Some(DEFAULT_REPLY_TTL - 1),
-            "no TTL: the default"
-        );
-        event.set(REPLY_TTL_ATTRIBUTE, "7");
-        assert_eq!(reply_ttl(&event), Some(6));
-        event.set(REPLY_TTL_ATTRIBUTE, "1");
-        assert_eq!(reply_ttl(&event), None, "the last hop");
-        event.set(REPLY_TTL_ATTRIBUTE, "0");
-        assert_eq!(reply_ttl(&event), None);
-        event.set(REPLY_TTL_ATTRIBUTE, "100000");
-        assert_eq!(reply_ttl(&event), Some(DEFAULT_REPLY_TTL - 1), "capped");
-        event.set(REPLY_TTL_ATTRIBUTE, "-3");
-        assert_eq!(
-            reply_ttl(&event),
-            Some(DEFAULT_REPLY_TTL - 1),
-            "unreadable: the default"
-        );
-    }
-}
+#[path = "deliver_tests.rs"]
+mod tests;

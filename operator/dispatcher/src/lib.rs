@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod moves;
 pub mod plan;
 pub mod pull;
+pub mod rate;
 pub mod reports;
 pub mod router;
 pub mod routes;
@@ -93,15 +94,18 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
             herald_runtime::token::TokenSource::new(client.clone(), namespace, name)
                 .refusing_apiserver_audiences(client.clone())
         });
-    let deliverer = Arc::new(deliverer(
-        &nats,
-        &tls,
-        egress,
-        &metrics,
-        Some(drops),
-        tokens,
-        args.max_in_flight,
-    ));
+    let deliverer = Arc::new(Deliverer {
+        rate_sharers: args.replicas,
+        ..deliverer(
+            &nats,
+            &tls,
+            egress,
+            &metrics,
+            Some(drops),
+            tokens,
+            args.max_in_flight,
+        )
+    });
 
     let changed = Arc::new(Notify::new());
     let notify = {
@@ -168,6 +172,9 @@ fn deliverer(
     max_in_flight: u32,
 ) -> Deliverer {
     Deliverer {
+        // A sidecar's plan already holds its pod's share; the shared dispatcher sets
+        // its own (`--replicas`).
+        rate_sharers: 1,
         // Idle connections are kept for reuse, but not every connection a burst opened:
         // thousands of idle sockets to a slow subscriber hold buffers long after it
         // (the numbers Knative's dispatcher uses).

@@ -213,7 +213,11 @@ pub fn plan(
 /// The plan of a consumer Deployment's sidecar: the operator's [`DispatcherPlan`] and
 /// the local address of the user's container. `Err` says what is wrong with it.
 pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPlan, String> {
-    let delivery = delivery::resolve(spec.delivery.as_ref(), spec.broker_delivery.as_ref())?;
+    let mut delivery = delivery::resolve(spec.delivery.as_ref(), spec.broker_delivery.as_ref())?;
+    // This pod's share: the consumer's pods together keep to the Trigger's rate.
+    delivery.rate_limit = delivery
+        .rate_limit
+        .map(|rate| rate.share(spec.rate_sharers.unwrap_or(1)));
     let (attributes, filters) = spec.filter_parts();
     let compiled = CompiledFilter::from_parts(attributes.iter().copied(), &filters)
         .map_err(|e| format!("invalid filter: {e}"))?;

@@ -88,12 +88,23 @@ pub async fn pull_loop(
     let max_in_flight = usize::try_from(plan.delivery.max_in_flight)
         .unwrap_or(1)
         .max(1);
+    // One gate for the life of the loop: reopening the pull must not refill the burst.
+    let gate = plan
+        .delivery
+        .rate_limit
+        .and_then(|rate| crate::rate::RateGate::new(rate.share(deliverer.rate_sharers)))
+        .map(Arc::new);
     let mut pause = REOPEN_PAUSE.0;
     while stop.borrow().is_running() {
         match open(&deliverer.jetstream, &plan, max_in_flight).await {
             Ok(messages) => {
                 pause = REOPEN_PAUSE.0;
-                deliver_from(&plan, &deliverer, messages, max_in_flight, &mut stop).await;
+                let pull = Pull {
+                    messages,
+                    max_in_flight,
+                    gate: gate.clone(),
+                };
+                deliver_from(&plan, &deliverer, pull, &mut stop).await;
             }
             Err(e) => {
                 tracing::warn!(trigger = %plan.trigger, error = %e, retry_in = ?pause, "cannot open the Trigger's consumer");
@@ -107,15 +118,26 @@ pub async fn pull_loop(
     }
 }
 
+/// One open pull stream and how fast its messages may be delivered.
+struct Pull {
+    messages: jetstream::consumer::pull::Stream,
+    max_in_flight: usize,
+    gate: Option<Arc<crate::rate::RateGate>>,
+}
+
 /// Delivers from one open pull stream until it breaks (two errors in a row) or the
 /// loop is stopped; waits for the deliveries in flight, hands back what waits.
 async fn deliver_from(
     plan: &Arc<TriggerPlan>,
     deliverer: &Arc<Deliverer>,
-    mut messages: jetstream::consumer::pull::Stream,
-    max_in_flight: usize,
+    pull: Pull,
     stop: &mut watch::Receiver<Stop>,
 ) {
+    let Pull {
+        mut messages,
+        max_in_flight,
+        gate,
+    } = pull;
     let client = deliverer.jetstream.client();
     // Everything the stream fetched is taken at once (up to twice a batch), so it is
     // covered by progress acks instead of ageing unseen in the client's buffer.
@@ -136,8 +158,12 @@ async fn deliver_from(
             && let Some((number, msg)) = waiting.pop_front()
         {
             let (plan, deliverer, share) = (plan.clone(), deliverer.clone(), share.clone());
+            let gate = gate.clone();
             in_flight.push(async move {
-                // A held message waits for a slot under progress acks.
+                // A held message waits for its turn and a slot under progress acks.
+                if let Some(gate) = gate {
+                    gate.wait().await;
+                }
                 let _slot = share.acquire().await;
                 let _counted = InFlight::start(&deliverer.metrics.in_flight);
                 deliverer.handle(&plan, msg).await;

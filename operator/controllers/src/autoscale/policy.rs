@@ -85,7 +85,9 @@ impl Policy {
         if min < 0 {
             return Err(format!("scaling.minReplicas ({min}) must not be negative"));
         }
-        let max = spec.max_replicas.unwrap_or(10);
+        let max = spec
+            .max_replicas
+            .unwrap_or(i32::try_from(herald_api::trigger::DEFAULT_MAX_REPLICAS).unwrap_or(10));
         if max < 1 {
             return Err(format!("scaling.maxReplicas ({max}) must be at least 1"));
         }
