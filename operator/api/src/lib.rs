@@ -52,3 +52,31 @@ pub const LABEL_PREFIX: &str = "eventing.herald.dev";
 pub const BROKER_FINALIZER: &str = "eventing.herald.dev/stream";
 /// Field manager the operator uses for server-side apply.
 pub const OPERATOR_FIELD_MANAGER: &str = "herald-operator";
+
+/// A server-side apply patch of `K`'s status: `apiVersion` and `kind` from the type,
+/// so no controller spells them out (or gets them wrong).
+#[must_use]
+pub fn status_patch<K, S>(status: &S) -> serde_json::Value
+where
+    K: kube::Resource<DynamicType = ()>,
+    S: serde::Serialize + ?Sized,
+{
+    serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_patches_name_the_type_they_patch() {
+        let patch = super::status_patch::<super::Trigger, _>(&serde_json::json!({"backlog": 3}));
+        assert_eq!(patch["apiVersion"], "eventing.herald.dev/v1alpha1");
+        assert_eq!(patch["kind"], "Trigger");
+        assert_eq!(patch["status"]["backlog"], 3);
+        let broker = super::status_patch::<super::Broker, _>(&super::BrokerStatus::default());
+        assert_eq!(broker["kind"], "Broker");
+    }
+}

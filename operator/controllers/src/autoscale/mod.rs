@@ -333,11 +333,9 @@ async fn apply(
             .await;
     }
     if entry.status.as_ref() != Some(&status) || entry.backlog != Some(backlog) {
-        let patch = serde_json::json!({
-            "apiVersion": "eventing.herald.dev/v1alpha1",
-            "kind": "Trigger",
-            "status": { "autoscaling": status, "backlog": backlog },
-        });
+        let patch = herald_api::status_patch::<Trigger, _>(
+            &serde_json::json!({ "autoscaling": status, "backlog": backlog }),
+        );
         Api::<Trigger>::namespaced(ctx.client.clone(), labels[0])
             .patch_status(
                 labels[1],

@@ -85,11 +85,7 @@ async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Acti
     let auth = auth::resolve(broker, &url, ctx).await;
     let previous = broker.status.clone().unwrap_or_default();
     let status = build_status(broker, &previous, &stream, &auth, &url, &now());
-    let patch = serde_json::json!({
-        "apiVersion": "eventing.herald.dev/v1alpha1",
-        "kind": KIND,
-        "status": status,
-    });
+    let patch = herald_api::status_patch::<Broker, _>(&status);
     api.patch_status(
         &broker.name_any(),
         &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),

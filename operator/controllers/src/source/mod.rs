@@ -291,17 +291,13 @@ async fn apply(
         Some(Err(_)) => previously,
         None => Vec::new(),
     };
-    let patch = serde_json::json!({
-        "apiVersion": "eventing.herald.dev/v1alpha1",
-        "kind": KIND,
-        "status": {
-            "observedGeneration": generation,
-            "conditions": conditions::merge(previous, desired, &now, generation),
-            "sinkUri": sink.as_ref().ok(),
-            "webhookUrl": webhook_url,
-            "boundDeployments": bound_names,
-        },
-    });
+    let patch = herald_api::status_patch::<EventSource, _>(&serde_json::json!({
+        "observedGeneration": generation,
+        "conditions": conditions::merge(previous, desired, &now, generation),
+        "sinkUri": sink.as_ref().ok(),
+        "webhookUrl": webhook_url,
+        "boundDeployments": bound_names,
+    }));
     api.patch_status(
         &name,
         &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),

@@ -195,18 +195,14 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         .unwrap_or_default();
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let generation = trigger.metadata.generation;
-    let patch = serde_json::json!({
-        "apiVersion": "eventing.herald.dev/v1alpha1",
-        "kind": KIND,
-        "status": {
-            "observedGeneration": generation,
-            "conditions": conditions::merge(previous, desired_conditions(&trigger.spec, &observed), &now, generation),
-            "consumerName": naming::consumer_name(&trigger.name_any()),
-            "subscriberUri": observed.subscriber.as_ref().and_then(|r| r.as_ref().ok()),
-            "deadLetterSinkUri": observed.dead_letter_sink.as_ref().and_then(|r| r.as_ref().ok()),
-            "queue": queue_status,
-        },
-    });
+    let patch = herald_api::status_patch::<Trigger, _>(&serde_json::json!({
+        "observedGeneration": generation,
+        "conditions": conditions::merge(previous, desired_conditions(&trigger.spec, &observed), &now, generation),
+        "consumerName": naming::consumer_name(&trigger.name_any()),
+        "subscriberUri": observed.subscriber.as_ref().and_then(|r| r.as_ref().ok()),
+        "deadLetterSinkUri": observed.dead_letter_sink.as_ref().and_then(|r| r.as_ref().ok()),
+        "queue": queue_status,
+    }));
     api.patch_status(
         &trigger.name_any(),
         &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
