@@ -18,8 +18,8 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -395,31 +395,6 @@ async fn naming_a_secret_needs_the_right_to_read_it() {
     .await;
 }
 
-/// The certificate (DER) the webhook on `port` presents, if a client trusting
-/// `ca_bundle` (PEM) accepts it for 127.0.0.1.
-async fn served_certificate(port: u16, ca_bundle: &[u8]) -> Option<Vec<u8>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(ca_bundle) {
-        roots.add(ca.ok()?).ok()?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .ok()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .ok()?;
-    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
-}
-
 fn der(pem: &[u8]) -> Vec<u8> {
     CertificateDer::from_pem_slice(pem)
         .expect("PEM certificate")
@@ -435,14 +410,14 @@ async fn every_replica_serves_the_one_certificate_and_a_renewal_keeps_the_ca() {
         let version = secret.metadata.resource_version.clone();
         let data = secret.data.unwrap_or_default();
         let (ca, cert) = (data["ca.crt"].0.clone(), data["tls.crt"].0.clone());
-        assert_eq!(served_certificate(webhook.port, &ca).await, Some(der(&cert)));
+        assert_eq!(herald_e2e::certs::presented_certificate(webhook.port, &ca).await, Some(der(&cert)));
 
         // A second replica, standing by (the first holds the Lease), serves the same
         // certificate and writes nothing.
         let standby_port = free_port();
         let standby = operator_with_webhook(&ns, "standby", standby_port, &webhook.config.0).await;
         let served = eventually("the standby to serve", WAIT, || {
-            served_certificate(standby_port, &ca)
+            herald_e2e::certs::presented_certificate(standby_port, &ca)
         })
         .await;
         assert_eq!(served, der(&cert), "one certificate for every replica");
@@ -476,12 +451,12 @@ async fn every_replica_serves_the_one_certificate_and_a_renewal_keeps_the_ca() {
         assert_eq!(renewed["ca.crt"].0, ca, "the CA stays");
         let new_cert = der(&renewed["tls.crt"].0);
         let served = eventually("the renewing replica to serve the new one", WAIT, || async {
-            served_certificate(renewing_port, &ca).await.filter(|c| *c == new_cert)
+            herald_e2e::certs::presented_certificate(renewing_port, &ca).await.filter(|c| *c == new_cert)
         })
         .await;
         assert_eq!(served, new_cert);
         // The first replica still presents the old certificate, and it is still good.
-        assert_eq!(served_certificate(webhook.port, &ca).await, Some(der(&cert)));
+        assert_eq!(herald_e2e::certs::presented_certificate(webhook.port, &ca).await, Some(der(&cert)));
         let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
         let current = configs.get(&webhook.config.0).await.unwrap();
         let bundle = current.webhooks.unwrap()[0].client_config.ca_bundle.clone();

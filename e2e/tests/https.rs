@@ -6,7 +6,6 @@
 //! start, naming the file.
 
 use std::process::Output;
-use std::sync::Arc;
 use std::time::Duration;
 
 use herald_api::Broker;
@@ -14,7 +13,7 @@ use herald_api::Trigger;
 use herald_api::broker::condition as broker_condition;
 use herald_api::conditions::ConditionStatus::{False, True};
 use herald_api::trigger::condition;
-use herald_e2e::certs::TestPki;
+use herald_e2e::certs::{TestPki, presented_certificate};
 use herald_e2e::kubectl::{apply, example};
 use herald_e2e::process::{Dispatcher, Ingress, Operator, Sources, herald_command};
 use herald_e2e::stack::Stack;
@@ -23,8 +22,8 @@ use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp
 use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, Client};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -158,35 +157,6 @@ async fn a_trigger_s_own_ca_certs_are_trusted_for_its_subscriber() {
     .await;
 }
 
-/// The leaf certificate the server at 127.0.0.1:`port` presents to a new connection.
-async fn presented(port: u16, ca: &std::path::Path) -> Option<CertificateDer<'static>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(ca).ok()?).ok()?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .ok()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("127.0.0.1").ok()?, tcp)
-        .await
-        .ok()?;
-    Some(
-        stream
-            .get_ref()
-            .1
-            .peer_certificates()?
-            .first()?
-            .clone()
-            .into_owned(),
-    )
-}
-
 /// Puts the PKI's `<who>.crt`/`.key` where the ingress reads its certificate.
 fn mount(pki: &TestPki, who: &str) {
     std::fs::copy(pki.file(&format!("{who}.key")), pki.file("tls.key")).expect("copy key");
@@ -274,18 +244,19 @@ async fn the_ingress_serves_https_and_renews_its_certificate_in_place() {
         assert!(stderr.contains("invalid peer certificate"), "{stderr}");
 
         // Renewal: the files change in place; new connections get the new certificate.
+        let ca = std::fs::read(pki.file("ca.crt")).expect("the CA");
         assert_eq!(
-            presented(ingress.port, &pki.file("ca.crt")).await,
-            CertificateDer::from_pem_file(pki.file("server.crt")).ok()
+            presented_certificate(ingress.port, &ca).await,
+            CertificateDer::from_pem_file(pki.file("server.crt")).ok().map(|c| c.to_vec())
         );
         pki.issue_server("renewed");
         mount(&pki, "renewed");
-        let renewed = CertificateDer::from_pem_file(pki.file("renewed.crt")).ok();
+        let renewed = CertificateDer::from_pem_file(pki.file("renewed.crt")).ok().map(|c| c.to_vec());
         eventually(
             "new connections get the renewed certificate",
             WAIT,
             || async {
-                (presented(ingress.port, &pki.file("ca.crt")).await == renewed).then_some(())
+                (presented_certificate(ingress.port, &ca).await == renewed).then_some(())
             },
         )
         .await;
