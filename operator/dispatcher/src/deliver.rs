@@ -50,6 +50,9 @@ pub enum Attempt {
     Failed(String),
     /// The egress policy refused the destination: final, sending again cannot help.
     Refused(String),
+    /// The Trigger's transform failed for this event: final, the same program on
+    /// the same event fails again. Nothing was sent.
+    Untransformable(herald_transform::RunError),
 }
 
 impl Attempt {
@@ -70,6 +73,7 @@ impl Attempt {
             Self::Answered { status, .. } => format!("HTTP {status}"),
             Self::TimedOut => "timed out".into(),
             Self::Failed(e) | Self::Refused(e) => e.clone(),
+            Self::Untransformable(e) => format!("transform failed: {e}"),
         }
     }
 }
@@ -113,7 +117,7 @@ pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> 
         Attempt::Answered { status, .. } if (200..300).contains(status) => return Verdict::Ack,
         Attempt::Answered { status, .. } => matches!(status, 404 | 408 | 429 | 500..=599),
         Attempt::TimedOut | Attempt::Failed(_) => true,
-        Attempt::Refused(_) => false,
+        Attempt::Refused(_) | Attempt::Untransformable(_) => false,
     };
     if retryable && number <= delivery.retry {
         Verdict::Retry(delivery.backoff(number))
@@ -288,10 +292,20 @@ impl Deliverer {
             .await;
             return;
         }
+        // The subscriber gets the transformed event, each retry the same one; a failed
+        // transform dead-letters (or drops) the original, not retried.
+        let transformed = match crate::transforming::apply(plan.transform.as_ref(), &event).await {
+            Ok(transformed) => transformed,
+            Err(e) => {
+                outcome(Outcome::TransformFailed);
+                let failed = Attempt::Untransformable(e);
+                return self.give_up(plan, &msg, &event, &failed, number).await;
+            }
+        };
         let attempt = self
             .post(
                 &plan.subscriber,
-                &event,
+                transformed.as_ref().unwrap_or(&event),
                 plan.delivery.timeout,
                 plan.subscriber_audience.as_deref(),
                 plan.subscriber_ca_certs.as_deref(),

@@ -30,6 +30,7 @@ pub mod router;
 pub mod routes;
 pub mod slots;
 pub mod supervisor;
+pub mod transforming;
 
 use std::sync::Arc;
 use std::time::Duration;
