@@ -45,7 +45,7 @@ pub struct Budget {
 impl Default for Budget {
     fn default() -> Self {
         Budget {
-            time: Duration::from_millis(100),
+            time: Duration::from_millis(250),
             max_output_bytes: 1 << 20,
             max_runaways: 2,
         }
