@@ -134,18 +134,21 @@ async fn a_runaway_transform_dead_letters_the_original_while_others_deliver() {
             WAIT,
         )
         .await;
-        // Two: each runaway thread runs on (jaq cannot be interrupted), and a
-        // dispatcher runs at most two before it refuses transforms (see run.rs).
-        for i in 0..2 {
+        // More than the dispatcher's cores: each run's worker process is killed at the
+        // deadline, so runaways do not pile up.
+        let events = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) + 2;
+        for i in 0..events {
             stack.send(&format!("r{i}"), "t", "s", r#"{"x": 1}"#).await;
         }
         other
             .wait_for("the other Trigger delivers every event", WAIT, |d| {
-                d.len() >= 2
+                d.len() >= events
             })
             .await;
         dead_letters
-            .wait_for("each event reaches the dead-letter sink", WAIT, |d| d.len() >= 2)
+            .wait_for("each event reaches the dead-letter sink", WAIT, |d| {
+                d.len() >= events
+            })
             .await;
         assert!(never.deliveries().is_empty(), "nothing reaches the subscriber");
         for (dead, _) in dead_letters.deliveries() {

@@ -292,15 +292,10 @@ impl Deliverer {
             .await;
             return;
         }
-        // The subscriber gets the transformed event, each retry the same one; a failed
-        // transform dead-letters (or drops) the original, not retried.
-        let transformed = match crate::transforming::apply(plan.transform.as_ref(), &event).await {
-            Ok(transformed) => transformed,
-            Err(e) => {
-                outcome(Outcome::TransformFailed);
-                let failed = Attempt::Untransformable(e);
-                return self.give_up(plan, &msg, &event, &failed, number).await;
-            }
+        let transformed = match self.transform(plan, &msg, &event, number).await {
+            crate::transforming::Transformed::Settled => return,
+            crate::transforming::Transformed::AsIs => None,
+            crate::transforming::Transformed::New(e) => Some(e),
         };
         let attempt = self
             .post(
@@ -403,7 +398,7 @@ impl Deliverer {
     }
 
     /// Retries are used up (or the failure is final): dead-letter sink, else drop.
-    async fn give_up(
+    pub(crate) async fn give_up(
         &self,
         plan: &TriggerPlan,
         msg: &jetstream::Message,
@@ -489,7 +484,7 @@ impl Deliverer {
     }
 }
 
-async fn ack(msg: &jetstream::Message, kind: AckKind) {
+pub(crate) async fn ack(msg: &jetstream::Message, kind: AckKind) {
     // JetStream redelivers after the ack wait: at least once holds if this fails.
     match tokio::time::timeout(crate::pull::ACK_SEND_LIMIT, msg.ack_with(kind)).await {
         Ok(Ok(())) => {}

@@ -2,9 +2,59 @@
 //! first attempt, off the async workers (a jq program runs on its own thread for at
 //! most its time budget, see [`herald_transform::run`]).
 
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
 use herald_api::trigger::TransformSpec;
 use herald_cloudevents::CloudEvent;
 use herald_transform::{RunError, Transform};
+
+use crate::deliver::{Attempt, Deliverer, ack};
+use crate::metrics::Outcome;
+use crate::plan::TriggerPlan;
+
+/// What to deliver.
+pub enum Transformed {
+    /// The event as it is (no transform).
+    AsIs,
+    /// The transformed event.
+    New(CloudEvent),
+    /// Nothing: the message was settled (dead-lettered, dropped or postponed).
+    Settled,
+}
+
+impl Deliverer {
+    /// Applies the plan's transform to `event`, attempt `number`. The subscriber gets
+    /// the transformed event, each retry the same one (the stored original is
+    /// transformed again). A failure is final: the original is dead-lettered or
+    /// dropped, not retried. Busy workers say nothing about the event: it is
+    /// postponed.
+    pub(crate) async fn transform(
+        &self,
+        plan: &TriggerPlan,
+        msg: &jetstream::Message,
+        event: &CloudEvent,
+        number: u32,
+    ) -> Transformed {
+        let outcome = |o| self.metrics.outcome(&plan.namespace, &plan.trigger, o);
+        match apply(plan.transform.as_ref(), event).await {
+            Ok(None) => Transformed::AsIs,
+            Ok(Some(e)) => Transformed::New(e),
+            Err(e) if e.is_transient() => {
+                tracing::debug!(trigger = %plan.trigger, id = event.id(), error = %e, "transform postponed");
+                ack(msg, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                outcome(Outcome::Retried);
+                Transformed::Settled
+            }
+            Err(e) => {
+                outcome(Outcome::TransformFailed);
+                let failed = Attempt::Untransformable(e);
+                self.give_up(plan, msg, event, &failed, number).await;
+                Transformed::Settled
+            }
+        }
+    }
+}
 
 /// A Trigger's compiled transform, with the spec it came from: two plans are the
 /// same when their specs are (a compiled program cannot be compared).

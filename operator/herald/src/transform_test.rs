@@ -30,6 +30,9 @@ template file is {paths: {name: $.data.x}, data: \"...<name>...\"}. JSON or YAML
 The event is one CloudEvent in the JSON format."
     )]
     Test(TransformTestArgs),
+    /// Internal: a dispatcher's transform worker process (requests on stdin).
+    #[command(hide = true)]
+    Worker,
 }
 
 /// Flags of `herald transform test`.
@@ -58,7 +61,18 @@ enum Answer {
 
 /// Runs a `herald transform` subcommand.
 pub fn run(command: &TransformCommand) -> ExitCode {
-    let TransformCommand::Test(args) = command;
+    let args = match command {
+        TransformCommand::Test(args) => args,
+        TransformCommand::Worker => {
+            return match herald_transform::worker::serve() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("herald transform worker: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     match test(args) {
         Ok(Answer::Transformed(event)) => {
             let json: Value =

@@ -73,14 +73,29 @@ pub enum RunError {
     /// The program ran past its time budget (it was abandoned, see [`crate::run`]).
     #[error("the transform ran longer than its budget of {0:?}")]
     TimedOut(std::time::Duration),
-    /// Too many programs that ran past their budget are still running.
-    #[error(
-        "{0} transforms that ran past their budget are still running; no more are started until one ends"
-    )]
+    /// Every worker is busy (or, in-process, too many programs that ran past their
+    /// budget are still running).
+    #[error("{0} transforms are running; none could start within the budget")]
     Overloaded(usize),
-    /// The evaluation thread could not start, or stopped without an answer.
+    /// What a worker process said went wrong.
+    #[error("{0}")]
+    Worker(String),
+    /// The program crashed its interpreter: a panic, or a worker process that died
+    /// (out of memory or stack).
+    #[error("the transform crashed: {0}")]
+    Crashed(String),
+    /// The evaluation thread or worker process could not start.
     #[error("the transform could not run: {0}")]
     Thread(String),
+}
+
+impl RunError {
+    /// Whether the failure is about this process, not the event: every worker was
+    /// busy, or none could start. Trying the event again later can succeed.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RunError::Overloaded(_) | RunError::Thread(_))
+    }
 }
 
 /// How a JSON value is called in messages.

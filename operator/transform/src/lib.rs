@@ -12,21 +12,23 @@
 //! ```text
 //!  operator (Trigger reconcile)                   dispatcher (per event, after filtering)
 //!  TriggerSpec.transform                          CloudEvent
-//!     │ Transform::from_parts                        │ Transform::apply: a thread per run,
-//!     ▼                                              ▼ waited for at most the time budget
+//!     │ Transform::from_parts                        │ Transform::apply: jq in a worker process
+//!     ▼                                              ▼ (killed past the time budget)
 //!  Ok(Transform) │ Err(TransformError)            Ok(new event) → POST to the subscriber
 //!                └▶ TransformValid=False          Err(RunError) → dead-letter the original
 //! ```
 //!
 //! Everything a user can get wrong in the program is reported when it is compiled,
 //! with the position ([`TransformError`]); what depends on the event is a
-//! [`RunError`] for that event only. See [`run`] for what is bounded and how.
+//! [`RunError`] for that event only. See [`worker`] (and [`run`] without workers)
+//! for what is bounded and how.
 
 mod error;
 mod jq;
 mod path;
 pub mod run;
 mod template;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,21 +101,41 @@ impl Transform {
     }
 
     /// The transformed event, a valid CloudEvent, or why there is none. Blocks the
-    /// calling thread for at most the time budget (call it from a blocking context).
+    /// calling thread for about the time budget at most, twice when it waits for a
+    /// busy worker (call it from a blocking context).
     pub fn apply(&self, event: &CloudEvent) -> Result<CloudEvent, RunError> {
         let result = match &self.kind {
             // Templates are a single pass over the template: no budget needed.
             Kind::Template(t) => t.apply(event, self.budget.max_output_bytes),
             Kind::Jq(program) => {
                 let input = herald_cloudevents::json::to_structured(event);
-                let program = program.clone();
                 let max = self.budget.max_output_bytes;
-                let output = run::bounded(&self.budget, move || program.run(&input, max))??;
+                let output = if let Some(pool) = worker::pool() {
+                    let request = worker::request(program.source(), &input, max);
+                    let mut answer = pool.run(&request, &self.budget)?;
+                    if let Some(error) = answer.get("error").and_then(serde_json::Value::as_str) {
+                        return Err(RunError::Worker(error.to_owned()));
+                    }
+                    answer["output"].take()
+                } else {
+                    let program = program.clone();
+                    run::bounded(&self.budget, move || program.run(&input, max))??
+                };
                 from_structured(&output, max)
             }
         }?;
         result.validate().map_err(RunError::Invalid)?;
         Ok(result)
+    }
+}
+
+impl Transform {
+    /// A worker's part: runs the jq program on `event` (JSON format) in this thread.
+    fn run_jq_here(&self, event: &[u8], max: usize) -> Result<serde_json::Value, RunError> {
+        match &self.kind {
+            Kind::Jq(program) => program.run(event, max),
+            Kind::Template(_) => Err(RunError::Worker("not a jq program".into())),
+        }
     }
 }
 

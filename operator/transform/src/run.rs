@@ -1,4 +1,6 @@
-//! Running a jq program within a budget.
+//! Running a jq program within a budget, in this process: the fallback when no
+//! worker pool is installed (`herald transform test`, tests). The dispatcher runs
+//! programs in worker processes instead ([`crate::worker`]), which can be killed.
 //!
 //! jaq has no way to interrupt a program, and a program can loop forever
 //! (`def f: f; f`) or build a huge value (`[range(1e9)]`). So each run gets its own
@@ -8,16 +10,12 @@
 //!   caller moves on. The thread cannot be stopped from outside: it is abandoned and
 //!   runs on until the program ends. At most [`Budget::max_runaways`] abandoned
 //!   threads may run at once in a process; while that many do, further runs fail at
-//!   once with [`RunError::Overloaded`] instead of starting, so runaway programs
-//!   cost at most that many cores and never block delivery without a transform.
+//!   once with [`RunError::Overloaded`] instead of starting.
 //! * **output**: the result is written as JSON into a buffer that refuses more than
-//!   [`Budget::max_output_bytes`] (the 1 MiB event limit by default); the program's
-//!   second output is the last one read.
-//! * **not bounded**: the memory a program uses while it runs. A program that builds
-//!   a huge intermediate value can use a lot of it before its deadline, and keeps it
-//!   while it runs on; deep non-tail recursion can overflow the thread's stack
-//!   ([`STACK_BYTES`]), which aborts the process. Running programs in a separate
-//!   process would bound both; see docs/transforms.md.
+//!   [`Budget::max_output_bytes`] (the 1 MiB event limit by default).
+//! * **not bounded here**: the memory a program uses while it runs, and its stack
+//!   depth: deep non-tail recursion overflows the thread's stack ([`STACK_BYTES`]),
+//!   which aborts the process. Worker processes bound both.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -105,7 +103,7 @@ pub(crate) fn bounded<T: Send + 'static>(
             Err(RunError::TimedOut(budget.time))
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err(RunError::Thread("the interpreter panicked".into()))
+            Err(RunError::Crashed("the interpreter panicked".into()))
         }
     }
 }
