@@ -113,14 +113,21 @@ fn test(args: &TransformTestArgs) -> Result<Answer, String> {
     evaluate(&spec, &read(&args.event)?)
 }
 
-/// The transform of a Trigger manifest, its spec, or `{transform: ...}`.
+/// The transform of a Trigger manifest, its spec, or `{transform: ...}`; in a file
+/// of several YAML documents, the first that has one.
 fn from_trigger(text: &str) -> Result<TransformSpec, String> {
-    let document = parse(text)?;
-    let spec = document.get("spec").unwrap_or(&document);
-    let transform = spec
-        .get("transform")
-        .ok_or("the trigger file has no transform (spec.transform)")?;
-    serde_json::from_value(transform.clone()).map_err(|e| format!("transform: {e}"))
+    for document in text.split("\n---") {
+        if document.trim().is_empty() {
+            continue;
+        }
+        let document = parse(document)?;
+        let spec = document.get("spec").unwrap_or(&document);
+        if let Some(transform) = spec.get("transform") {
+            return serde_json::from_value(transform.clone())
+                .map_err(|e| format!("transform: {e}"));
+        }
+    }
+    Err("the trigger file has no transform (spec.transform)".into())
 }
 
 /// Applies `spec` to the CloudEvent in `event_text`.
@@ -181,5 +188,14 @@ mod tests {
         };
         assert_eq!(e.data.as_deref(), Some(&br#"{"order": "A-1"}"#[..]));
         assert!(from_trigger("broker: b").is_err());
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/trigger-transform.yaml"
+        ))
+        .unwrap();
+        assert!(
+            from_trigger(&example).unwrap().jq.is_some(),
+            "the first Trigger's"
+        );
     }
 }

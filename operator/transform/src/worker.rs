@@ -182,6 +182,12 @@ pub(crate) fn request(program: &str, event: &[u8], max: usize) -> Value {
 /// The worker's side: answers requests from stdin on stdout until stdin closes.
 pub fn serve() -> std::io::Result<()> {
     limit_memory();
+    // A worker busy with a runaway program when its dispatcher stops goes with it.
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
+        eprintln!("herald transform worker: cannot follow the dispatcher's exit: {e}");
+    }
     let mut cache: HashMap<String, Transform> = HashMap::new();
     let stdout = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
