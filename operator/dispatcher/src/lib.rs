@@ -65,16 +65,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     );
     // A CA bundle that cannot be used stops the start: every https delivery would fail.
     let tls = args.tls.load()?;
-    // jq programs of transforms run in worker processes of this same binary, so a
-    // runaway one can be killed (see herald_transform::worker).
-    match std::env::current_exe() {
-        Ok(exe) => herald_transform::worker::install(
-            exe,
-            vec!["transform".into(), "worker".into()],
-            std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
-        ),
-        Err(e) => tracing::warn!(error = %e, "transforms run in-process: cannot find this binary"),
-    }
+    transforming::install_workers();
     if let Some(json) = &args.trigger_plan {
         return sidecar_main(&args, &tls, json).await;
     }

@@ -13,6 +13,20 @@ use crate::deliver::{Attempt, Deliverer, ack};
 use crate::metrics::Outcome;
 use crate::plan::TriggerPlan;
 
+/// Makes jq programs of transforms run in worker processes of this same binary
+/// (`herald transform worker`, one per core), so a runaway one can be killed (see
+/// [`herald_transform::worker`]). Called once, at start-up.
+pub fn install_workers() {
+    match std::env::current_exe() {
+        Ok(exe) => herald_transform::worker::install(
+            exe,
+            vec!["transform".into(), "worker".into()],
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+        ),
+        Err(e) => tracing::warn!(error = %e, "transforms run in-process: cannot find this binary"),
+    }
+}
+
 /// What to deliver.
 pub enum Transformed {
     /// The event as it is (no transform).
