@@ -71,6 +71,10 @@ pub struct TriggerSpec {
     /// Set exactly one of `subscriber` and `consumer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<ConsumerSpec>,
+    /// Reshapes each event after filtering, right before delivery: a jq program or an
+    /// EventBridge-style input template (see docs/transforms.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformSpec>,
     /// Retries, timeouts, dead letters and ordering; defaults come from the Broker's `delivery`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliverySpec>,
@@ -87,6 +91,53 @@ impl TriggerSpec {
     pub fn filter_parts(&self) -> (Vec<(&str, &str)>, Vec<serde_json::Value>) {
         filter_parts(self.filter.as_ref(), &self.filters)
     }
+}
+
+/// A Trigger's transform. Set exactly one of `jq` and `template`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransformSpec {
+    /// A jq program over the event in the CloudEvents JSON format
+    /// (`{"specversion", "id", "type", "source", ..., "data"}`); its one output, an
+    /// object, is the event delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jq: Option<String>,
+    /// An EventBridge-style input template: values picked by JSON paths fill the
+    /// placeholders of a template that becomes the event's `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<InputTemplate>,
+}
+
+impl TransformSpec {
+    /// The parts the transform engine compiles: the jq program, or the template's
+    /// paths and text. The operator, the dispatcher and `herald transform test` all
+    /// compile from this, so they agree.
+    #[must_use]
+    pub fn parts(&self) -> (Option<&str>, Option<TemplateParts<'_>>) {
+        (
+            self.jq.as_deref(),
+            self.template.as_ref().map(|t| (&t.paths, t.data.as_str())),
+        )
+    }
+}
+
+/// A template's `paths` and `data`, as the transform engine compiles them.
+pub type TemplateParts<'a> = (&'a BTreeMap<String, String>, &'a str);
+
+/// EventBridge's input transformer: `paths` is its `InputPathsMap`, `data` its
+/// `InputTemplate`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InputTemplate {
+    /// Placeholder name to a JSON path into the event in the JSON format, in dot
+    /// notation with array indices, such as `$.data.order.id` or `$.type`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub paths: BTreeMap<String, String>,
+    /// The new `data`, with `<name>` placeholders. A template that starts with `{` or
+    /// `[` is JSON: a placeholder outside quotes takes the value as JSON, inside
+    /// quotes the text of a string. Any other template gives text (`text/plain`).
+    #[schemars(length(min = 1, max = 8192))]
+    pub data: String,
 }
 
 /// A short, stable digest of a Trigger's filters: routers stamp it on each copy they
@@ -313,7 +364,7 @@ pub struct TriggerStatus {
     /// The `.metadata.generation` the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, and `BrokerReady`, `FilterValid`, `SubscriberResolved`, `DeadLetterSinkResolved` (and `ConsumerDeployed` with a consumer) which explain it.
+    /// `Ready`, and `BrokerReady`, `FilterValid`, `TransformValid`, `SubscriberResolved`, `DeadLetterSinkResolved` (and `ConsumerDeployed` with a consumer) which explain it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Name of the durable JetStream consumer of this Trigger.
@@ -384,6 +435,8 @@ pub mod condition {
     pub const BROKER_READY: &str = "BrokerReady";
     /// The filters compiled.
     pub const FILTER_VALID: &str = "FilterValid";
+    /// The transform (if any) compiled.
+    pub const TRANSFORM_VALID: &str = "TransformValid";
     /// The subscriber resolved to a URI.
     pub const SUBSCRIBER_RESOLVED: &str = "SubscriberResolved";
     /// The dead-letter sink (if any) resolved to a URI.

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::broker::BrokerSpec;
-use crate::trigger::{AttributesFilter, SubscriptionsApiFilter};
+use crate::trigger::{AttributesFilter, SubscriptionsApiFilter, TransformSpec};
 use crate::{DeliverySpec, TriggerSpec};
 
 /// NATS URL(s) for the pod's processes (`herald dispatcher` reads it too).
@@ -56,6 +56,9 @@ pub struct DispatcherPlan {
     /// The Trigger's `filters`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<SubscriptionsApiFilter>,
+    /// The Trigger's `transform`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformSpec>,
     /// The Trigger's `delivery`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliverySpec>,
@@ -91,6 +94,7 @@ impl DispatcherPlan {
             broker: spec.broker.clone(),
             filter: spec.filter.clone(),
             filters: spec.filters.clone(),
+            transform: spec.transform.clone(),
             delivery: spec.delivery.clone(),
             broker_delivery: broker.and_then(|b| b.delivery.clone()),
             dead_letter_sink_uri,
@@ -119,7 +123,7 @@ mod tests {
     #[test]
     fn plan_round_trips_and_keeps_the_filters() {
         let spec: TriggerSpec = serde_yaml::from_str(
-            "broker: b\nfilter: {attributes: {type: t}}\nfilters: [{cesql: \"source = 'x'\"}]\ndelivery: {retry: 2}",
+            "broker: b\nfilter: {attributes: {type: t}}\nfilters: [{cesql: \"source = 'x'\"}]\ndelivery: {retry: 2}\ntransform: {jq: .}",
         )
         .unwrap();
         let plan = DispatcherPlan::new("ns", "tr", &spec, None, Some("http://dls".into()));
@@ -128,5 +132,6 @@ mod tests {
         assert_eq!(back, plan);
         assert_eq!(back.filter_parts(), spec.filter_parts());
         assert_eq!(back.delivery.and_then(|d| d.retry), Some(2));
+        assert_eq!(back.transform, spec.transform, "sidecars transform too");
     }
 }

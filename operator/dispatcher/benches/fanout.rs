@@ -153,6 +153,7 @@ fn plan(
         delivery: herald_api::delivery::resolve(None, None).expect("defaults"),
         filter: Arc::new(filter),
         filter_version: version.to_owned(),
+        transform: None,
     }
 }
 

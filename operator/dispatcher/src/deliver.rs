@@ -50,6 +50,9 @@ pub enum Attempt {
     Failed(String),
     /// The egress policy refused the destination: final, sending again cannot help.
     Refused(String),
+    /// The Trigger's transform failed for this event: final, the same program on
+    /// the same event fails again. Nothing was sent.
+    Untransformable(herald_transform::RunError),
 }
 
 impl Attempt {
@@ -70,6 +73,7 @@ impl Attempt {
             Self::Answered { status, .. } => format!("HTTP {status}"),
             Self::TimedOut => "timed out".into(),
             Self::Failed(e) | Self::Refused(e) => e.clone(),
+            Self::Untransformable(e) => format!("transform failed: {e}"),
         }
     }
 }
@@ -114,7 +118,7 @@ pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> 
         Attempt::Answered { status, .. } if (200..300).contains(status) => return Verdict::Ack,
         Attempt::Answered { status, .. } => matches!(status, 404 | 408 | 429 | 500..=599),
         Attempt::TimedOut | Attempt::Failed(_) => true,
-        Attempt::Refused(_) => false,
+        Attempt::Refused(_) | Attempt::Untransformable(_) => false,
     };
     if retryable && number <= delivery.retry {
         let backoff = delivery.backoff(number);
@@ -302,10 +306,15 @@ impl Deliverer {
             .await;
             return;
         }
+        let transformed = match self.transform(plan, &msg, &event, number).await {
+            crate::transforming::Transformed::Settled => return,
+            crate::transforming::Transformed::AsIs => None,
+            crate::transforming::Transformed::New(e) => Some(e),
+        };
         let attempt = self
             .post(
                 &plan.subscriber,
-                &event,
+                transformed.as_ref().unwrap_or(&event),
                 plan.delivery.timeout,
                 plan.subscriber_audience.as_deref(),
                 plan.subscriber_ca_certs.as_deref(),
@@ -403,7 +412,7 @@ impl Deliverer {
     }
 
     /// Retries are used up (or the failure is final): dead-letter sink, else drop.
-    async fn give_up(
+    pub(crate) async fn give_up(
         &self,
         plan: &TriggerPlan,
         msg: &jetstream::Message,
@@ -489,7 +498,7 @@ impl Deliverer {
     }
 }
 
-async fn ack(msg: &jetstream::Message, kind: AckKind) {
+pub(crate) async fn ack(msg: &jetstream::Message, kind: AckKind) {
     // JetStream redelivers after the ack wait: at least once holds if this fails.
     match tokio::time::timeout(crate::pull::ACK_SEND_LIMIT, msg.ack_with(kind)).await {
         Ok(Ok(())) => {}

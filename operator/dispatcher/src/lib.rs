@@ -31,6 +31,7 @@ pub mod router;
 pub mod routes;
 pub mod slots;
 pub mod supervisor;
+pub mod transforming;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     );
     // A CA bundle that cannot be used stops the start: every https delivery would fail.
     let tls = args.tls.load()?;
+    transforming::install_workers();
     if let Some(json) = &args.trigger_plan {
         return sidecar_main(&args, &tls, json).await;
     }

@@ -24,10 +24,13 @@ pub enum Outcome {
     /// The egress policy refused the subscriber or dead-letter sink (counted besides
     /// the event's `dead_lettered` or `dropped`).
     Refused,
+    /// The Trigger's transform failed for the event (counted besides the event's
+    /// `dead_lettered` or `dropped`: a transform failure is not retried).
+    TransformFailed,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 8] = [
+    const ALL: [Outcome; 9] = [
         Self::Delivered,
         Self::Retried,
         Self::DeadLettered,
@@ -36,6 +39,7 @@ impl Outcome {
         Self::Malformed,
         Self::ReplyDropped,
         Self::Refused,
+        Self::TransformFailed,
     ];
 
     fn label(self) -> &'static str {
@@ -48,6 +52,7 @@ impl Outcome {
             Self::Malformed => "malformed",
             Self::ReplyDropped => "reply_dropped",
             Self::Refused => "refused",
+            Self::TransformFailed => "transform_failed",
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use herald_api::conditions;
 use herald_api::delivery::{self, EffectiveDelivery};
+use herald_api::trigger::TransformSpec;
 use herald_api::workload::DispatcherPlan;
 use herald_api::{Broker, Trigger, naming, trigger::filter_version};
 use herald_filter::CompiledFilter;
@@ -46,6 +47,8 @@ pub struct TriggerPlan {
     pub filter: Arc<CompiledFilter>,
     /// Digest of the filters; a change restarts delivery.
     pub filter_version: String,
+    /// The Trigger's transform, applied right before delivery.
+    pub transform: Option<crate::transforming::Planned>,
 }
 
 impl PartialEq for TriggerPlan {
@@ -76,7 +79,7 @@ impl PartialEq for TriggerPlan {
             other.accepts_replies,
             &other.delivery,
             &other.filter_version,
-        )
+        ) && self.transform == other.transform
     }
 }
 
@@ -102,6 +105,7 @@ pub struct Planned {
 #[derive(Default)]
 pub struct FilterCache {
     compiled: HashMap<String, (String, Arc<CompiledFilter>)>,
+    transforms: HashMap<String, crate::transforming::Planned>,
 }
 
 impl FilterCache {
@@ -123,9 +127,31 @@ impl FilterCache {
         Some(filter)
     }
 
+    /// The compiled transform of Trigger `key`, compiling only on a change; `Err`
+    /// for a transform that does not compile (the operator reports it).
+    fn transform(
+        &mut self,
+        key: &str,
+        spec: Option<&TransformSpec>,
+    ) -> Result<Option<crate::transforming::Planned>, String> {
+        let Some(spec) = spec else {
+            self.transforms.remove(key);
+            return Ok(None);
+        };
+        if let Some(planned) = self.transforms.get(key).filter(|p| p.spec == *spec) {
+            return Ok(Some(planned.clone()));
+        }
+        let planned = crate::transforming::Planned::compile(Some(spec))?;
+        if let Some(p) = &planned {
+            self.transforms.insert(key.to_owned(), p.clone());
+        }
+        Ok(planned)
+    }
+
     /// Forgets the Triggers not in `keep`.
     pub fn retain(&mut self, keep: &std::collections::HashSet<&str>) {
         self.compiled.retain(|k, _| keep.contains(k.as_str()));
+        self.transforms.retain(|k, _| keep.contains(k.as_str()));
     }
 }
 
@@ -158,6 +184,9 @@ pub fn plan(
     })?;
     let delivery = match &status.subscriber_uri {
         Some(subscriber) if trigger.spec.consumer.is_none() => {
+            let transform = cache
+                .transform(&key, trigger.spec.transform.as_ref())
+                .ok()?;
             let spec = DispatcherPlan::new(
                 &namespace,
                 &name,
@@ -189,6 +218,7 @@ pub fn plan(
                 delivery: effective,
                 filter: filter.clone(),
                 filter_version: version.clone(),
+                transform,
             })
         }
         _ => None,
@@ -236,6 +266,8 @@ pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPla
         delivery,
         filter: Arc::new(compiled),
         filter_version: filter_version(spec.filter.as_ref(), &spec.filters),
+        transform: crate::transforming::Planned::compile(spec.transform.as_ref())
+            .map_err(|e| format!("invalid transform: {e}"))?,
     })
 }
 
@@ -360,6 +392,25 @@ mod tests {
             first.delivery, changed.delivery,
             "a filter change restarts delivery"
         );
+    }
+
+    #[test]
+    fn transforms_are_planned_for_the_shared_dispatcher_and_sidecars() {
+        let spec = "broker: b\nsubscriber: {uri: http://s}\ntransform: {jq: '.type = \"u\"'}";
+        let t = trigger(spec, true);
+        let mut cache = FilterCache::default();
+        let d = plan(&t, None, &mut cache).unwrap().delivery.unwrap();
+        assert!(d.transform.is_some());
+        let other = trigger("broker: b\nsubscriber: {uri: http://s}", true);
+        let plain = plan(&other, None, &mut cache).unwrap().delivery.unwrap();
+        assert!(plain.transform.is_none());
+        assert_ne!(d, plain, "a transform change restarts delivery");
+        let sidecar = DispatcherPlan::new("ns", "t", &t.spec, None, None);
+        let from = from_spec(&sidecar, "http://localhost:8080".into()).unwrap();
+        assert_eq!(from.transform, d.transform);
+        let mut broken = sidecar.clone();
+        broken.transform.as_mut().unwrap().jq = Some(".type =".into());
+        assert!(from_spec(&broken, "http://x".into()).is_err());
     }
 
     #[test]

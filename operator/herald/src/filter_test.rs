@@ -63,7 +63,7 @@ pub fn run(command: &FilterCommand) -> ExitCode {
     }
 }
 
-fn read(path: &Path) -> Result<String, String> {
+pub(crate) fn read(path: &Path) -> Result<String, String> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -91,7 +91,7 @@ const TRIGGER_KEYS: [&str; 11] = [
 
 /// Parses the filter file. JSON first: YAML's escapes are not JSON's (a surrogate
 /// pair such as `"\ud83d\ude80"` is valid JSON and invalid YAML).
-fn parse(text: &str) -> Result<Value, String> {
+pub(crate) fn parse(text: &str) -> Result<Value, String> {
     serde_json::from_str(text).or_else(|json_error| {
         serde_yaml::from_str(text).map_err(|yaml_error| {
             format!("the filter file is neither JSON ({json_error}) nor YAML ({yaml_error})")

@@ -16,6 +16,7 @@ mod filter_test;
 mod send;
 mod status;
 mod tail;
+mod transform_test;
 
 // mimalloc: the ingress and dispatcher allocate per event; glibc's malloc showed up
 // at ~10 % of the ingress profile (see docs/benchmarks.md).
@@ -65,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         command: filter_test::FilterCommand,
     },
+    /// Work with Trigger transforms.
+    Transform {
+        #[command(subcommand)]
+        command: transform_test::TransformCommand,
+    },
     /// Print Herald's custom resource definitions (CRDs) as YAML.
     #[command(
         after_help = "Examples:\n  herald crds | kubectl apply -f -\n  herald crds --output-dir crds/\n  herald crds --reference > docs/reference.md"
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
         Command::Tail(args) => return tail::run(&args),
         Command::Display(args) => return display::run(&args),
         Command::Filter { command } => return filter_test::run(&command),
+        Command::Transform { command } => return transform_test::run(&command),
         Command::Crds {
             output_dir,
             reference,

@@ -2,11 +2,11 @@
 //! Broker's queue stream that routers fill with the events its filters match), and a
 //! status that explains whether events can flow.
 //!
-//! reconcile observes (filters compile? Broker Ready? subscriber and dead-letter sink
+//! reconcile observes (filters and transform compile? Broker Ready? subscriber and dead-letter sink
 //! resolve? effective delivery policy valid?), builds the queue purely
 //! ([`consumer::desired_config`]), creates, updates or — when JetStream requires it —
 //! recreates it ([`queue::ensure`], with a backfill for a past start position), and
-//! writes `FilterValid`, `BrokerReady`, `SubscriberResolved`, `DeadLetterSinkResolved`
+//! writes `FilterValid`, `TransformValid`, `BrokerReady`, `SubscriberResolved`, `DeadLetterSinkResolved`
 //! and `Ready` plus `subscriberUri`, `consumerName` and `queue`. A finalizer deletes
 //! the queue with the Trigger. Broker changes re-check the Triggers that name them
 //! through a watch mapping ([`triggers_of`]); `backlog` is written by the autoscaler
@@ -52,6 +52,18 @@ const BACKFILL_RESYNC: Duration = Duration::from_secs(5);
 pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, String> {
     let (attributes, filters) = spec.filter_parts();
     CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
+}
+
+/// Compiles the Trigger's transform (the check the dispatcher repeats); `Err`
+/// carries the compiler's message (where and why).
+pub fn compile_transform(spec: &TriggerSpec) -> Result<(), String> {
+    let Some(transform) = &spec.transform else {
+        return Ok(());
+    };
+    let (jq, template) = transform.parts();
+    herald_transform::Transform::from_parts(jq, template)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The Triggers (from the controller's cache) that name `broker`, for the watch
@@ -128,6 +140,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
     let namespace = trigger.namespace().unwrap_or_default();
     let (broker_state, broker) = broker_state(ctx, &namespace, &trigger.spec.broker).await?;
     let filters = compile_filters(&trigger.spec);
+    let transform = compile_transform(&trigger.spec);
     let delivery = delivery::resolve(
         trigger.spec.delivery.as_ref(),
         broker.as_ref().and_then(|b| b.spec.delivery.as_ref()),
@@ -155,8 +168,8 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
     if trigger.spec.consumer.is_none() {
         remove_deployment(trigger, ctx).await?;
     }
-    let consumer = match (&filters, &delivery, &broker_state) {
-        (Ok(_), Ok(d), BrokerState::Ready) => Some(queue::ensure(trigger, d, ctx).await),
+    let consumer = match (&filters, &transform, &delivery, &broker_state) {
+        (Ok(_), Ok(()), Ok(d), BrokerState::Ready) => Some(queue::ensure(trigger, d, ctx).await),
         _ => None,
     };
     let queue_status = match &consumer {
@@ -180,6 +193,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
     };
     let observed = Observed {
         filters,
+        transform,
         broker: broker_state,
         delivery,
         subscriber,

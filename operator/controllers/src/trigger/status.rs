@@ -24,6 +24,8 @@ pub enum BrokerState {
 pub struct Observed {
     /// Filters compiled, or the compiler's message.
     pub filters: Result<CompiledFilter, String>,
+    /// The transform compiled (or there is none), or the compiler's message.
+    pub transform: Result<(), String>,
     /// The Broker.
     pub broker: BrokerState,
     /// The effective delivery policy, or the bad field.
@@ -47,8 +49,11 @@ pub fn desired_conditions(spec: &TriggerSpec, o: &Observed) -> Vec<Condition> {
     let not_ready = |reason: &str, message: &str| {
         Condition::new(condition::READY, ConditionStatus::False, reason, message)
     };
+    let transform_valid = transform_condition(spec, o);
     let ready = if !filter_valid.is_true() {
         not_ready("InvalidFilter", &filter_valid.message)
+    } else if !transform_valid.is_true() {
+        not_ready("InvalidTransform", &transform_valid.message)
     } else if let Err(m) = &o.delivery {
         not_ready("InvalidDelivery", m)
     } else if !broker_ready.is_true() {
@@ -74,7 +79,13 @@ pub fn desired_conditions(spec: &TriggerSpec, o: &Observed) -> Vec<Condition> {
             "events are delivered",
         )
     };
-    let mut list = vec![filter_valid, broker_ready, subscriber, dead_letter];
+    let mut list = vec![
+        filter_valid,
+        transform_valid,
+        broker_ready,
+        subscriber,
+        dead_letter,
+    ];
     list.extend(deployed);
     list.push(ready);
     list
@@ -161,6 +172,32 @@ fn inputs(spec: &TriggerSpec, o: &Observed) -> [Condition; 4] {
         ),
     };
     [filter_valid, broker_ready, subscriber, dead_letter]
+}
+
+/// `TransformValid`: like `FilterValid`, an invalid transform keeps the Trigger
+/// from being Ready, with the compiler's message (where and why).
+fn transform_condition(spec: &TriggerSpec, o: &Observed) -> Condition {
+    use ConditionStatus::{False, True};
+    match (&o.transform, &spec.transform) {
+        (Err(m), _) => Condition::new(
+            condition::TRANSFORM_VALID,
+            False,
+            "InvalidTransform",
+            m.clone(),
+        ),
+        (Ok(()), Some(_)) => Condition::new(
+            condition::TRANSFORM_VALID,
+            True,
+            "TransformValid",
+            "transform compiled",
+        ),
+        (Ok(()), None) => Condition::new(
+            condition::TRANSFORM_VALID,
+            True,
+            "NoTransform",
+            "events are delivered as they are",
+        ),
+    }
 }
 
 /// `ConsumerDeployed`, for Triggers with a `consumer`.

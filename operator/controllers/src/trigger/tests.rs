@@ -9,6 +9,7 @@ fn spec(yaml: &str) -> TriggerSpec {
 fn observed(s: &TriggerSpec, broker: BrokerState) -> Observed {
     Observed {
         filters: compile_filters(s),
+        transform: compile_transform(s),
         broker,
         delivery: delivery::resolve(s.delivery.as_ref(), None),
         subscriber: Some(Ok("http://sub".into())),
@@ -148,4 +149,30 @@ fn a_broker_the_operator_cannot_reach_nats_for_leaves_its_triggers_served() {
     );
     assert_eq!(ready(&other).reason, "BrokerNotReady");
     assert!(herald_api::conditions::served(&other).is_err());
+}
+
+#[test]
+fn an_invalid_transform_is_reported_and_keeps_the_trigger_not_ready() {
+    let s = spec("broker: default\nsubscriber: {uri: http://x}\ntransform: {jq: \".type = \"}\n");
+    let o = observed(&s, BrokerState::Ready);
+    let message = o.transform.as_ref().unwrap_err().clone();
+    assert!(message.starts_with("transform.jq: 1:"), "{message}");
+    let conds = desired_conditions(&s, &o);
+    let valid = conditions::find(&conds, condition::TRANSFORM_VALID).unwrap();
+    assert_eq!(
+        (valid.status, valid.reason.as_str()),
+        (ConditionStatus::False, "InvalidTransform")
+    );
+    assert_eq!(
+        (
+            ready(&conds).reason.as_str(),
+            ready(&conds).message.as_str()
+        ),
+        ("InvalidTransform", message.as_str())
+    );
+    let fine = spec(
+        "broker: default\nsubscriber: {uri: http://x}\ntransform: {template: {paths: {id: $.data.id}, data: \"{\\\"id\\\": <id>}\"}}\n",
+    );
+    let conds = desired_conditions(&fine, &observed(&fine, BrokerState::Ready));
+    assert!(conds.iter().all(Condition::is_true), "{conds:#?}");
 }
