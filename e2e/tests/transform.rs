@@ -165,3 +165,41 @@ async fn a_runaway_transform_dead_letters_the_original_while_others_deliver() {
     })
     .await;
 }
+
+/// A consumer Deployment's sidecar applies the Trigger's transform too (the operator
+/// puts it in the sidecar's plan): the worker container receives the reshaped event.
+#[tokio::test]
+async fn a_consumer_sidecar_transforms_what_its_worker_receives() {
+    with_temp_ns("transform-sidecar", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let runner = herald_e2e::runner::ReplicaRunner::start(
+            client.clone(),
+            &ns,
+            "app.kubernetes.io/managed-by=herald",
+        );
+        let consumer = std::fs::read_to_string(example("consumer-trigger.yaml"))
+            .expect("examples/consumer-trigger.yaml")
+            .replace("minReplicas: 0", "minReplicas: 1")
+            .replace(
+                "  delivery:\n",
+                "  transform:\n    jq: '.type = \"order.shaped\" | .data = {shaped: .data.n}'\n  delivery:\n",
+            );
+        apply(&ns, &consumer);
+        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
+        let ready = has_condition(condition::READY, ConditionStatus::True, None);
+        await_condition(&triggers, "orders-worker", WAIT, ready).await;
+        stack.send("side-1", "com.example.order.created", "/e2e", r#"{"n": 5}"#).await;
+        let printed = herald_e2e::eventually("the worker prints the event", WAIT, || async {
+            runner
+                .lines()
+                .iter()
+                .filter(|l| l.container == "worker")
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.text).ok())
+                .find(|v| v["id"] == "side-1")
+        })
+        .await;
+        assert_eq!(printed["type"], "order.shaped", "{printed}");
+        assert_eq!(printed["data"], serde_json::json!({"shaped": 5}), "{printed}");
+    })
+    .await;
+}
