@@ -77,8 +77,10 @@ pub enum FilterErrorReason {
     Pattern(String),
 }
 
-/// How a JSON value is called in messages.
-pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+/// How a JSON value is called in messages ("a list", "an object", ...): shared by
+/// every error message about user-written JSON (filters, transforms, the CLI).
+#[must_use]
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
     use serde_json::Value;
     match v {
         Value::Null => "null",

@@ -67,7 +67,7 @@ mod index;
 pub mod pattern;
 mod set;
 
-pub use error::{FilterError, FilterErrorReason};
+pub use error::{FilterError, FilterErrorReason, json_kind};
 pub use event::{AttributeValue, Event, EventError};
 pub use filter::{AttributesFilter, CompiledFilter, FilterSpec};
 pub use set::MatcherSet;

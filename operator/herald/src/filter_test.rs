@@ -106,7 +106,7 @@ fn compile(text: &str) -> Result<CompiledFilter, String> {
         return Err(format!(
             "the filter file must hold an object (a Trigger manifest, its spec, \
              {{filter, filters}} or a content pattern), found {}",
-            kind(&document)
+            herald_filter::json_kind(&document)
         ));
     };
     if !object.keys().any(|k| TRIGGER_KEYS.contains(&k.as_str())) {
@@ -125,17 +125,6 @@ fn compile(text: &str) -> Result<CompiledFilter, String> {
         .map_err(|e| format!("the filter file is not a Trigger spec: {e}"))?;
     let (attributes, filters) = spec.filter_parts();
     CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Whether the filter in `filter_text` matches the CloudEvent in `event_text`.

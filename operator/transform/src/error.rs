@@ -97,16 +97,3 @@ impl RunError {
         matches!(self, RunError::Overloaded(_) | RunError::Thread(_))
     }
 }
-
-/// How a JSON value is called in messages.
-pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
-    use serde_json::Value;
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}

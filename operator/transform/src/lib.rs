@@ -148,7 +148,7 @@ fn structured(event: &CloudEvent) -> serde_json::Value {
 /// The event a JSON object in the CloudEvents JSON format describes (not yet validated).
 fn from_structured(value: &serde_json::Value, max: usize) -> Result<CloudEvent, RunError> {
     let serde_json::Value::Object(_) = value else {
-        return Err(RunError::NotAnObject(error::json_kind(value)));
+        return Err(RunError::NotAnObject(herald_filter::json_kind(value)));
     };
     let text = serde_json::to_vec(value).map_err(|e| RunError::Output(e.to_string()))?;
     if text.len() > max {
