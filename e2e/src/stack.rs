@@ -38,8 +38,31 @@ impl Stack {
         nats: &str,
         ingress_flags: &[&str],
     ) -> Self {
+        Self::build(client, ns, nats, ingress_flags, &[]).await
+    }
+
+    /// Everything, dispatcher included, with extra operator flags.
+    pub async fn start_with_operator_flags(
+        client: Client,
+        ns: &str,
+        nats: &str,
+        operator_flags: &[&str],
+    ) -> Self {
+        let mut stack = Self::build(client, ns, nats, &[], operator_flags).await;
+        stack.dispatcher = Some(Dispatcher::start(ns, nats).await);
+        stack
+    }
+
+    async fn build(
+        client: Client,
+        ns: &str,
+        nats: &str,
+        ingress_flags: &[&str],
+        operator_flags: &[&str],
+    ) -> Self {
         let ingress = Ingress::start_with(ns, nats, ingress_flags).await;
-        let operator = Operator::start_with_ingress(ns, nats, "solo", &ingress.url()).await;
+        let operator =
+            Operator::start_with_flags(ns, nats, "solo", &ingress.url(), operator_flags).await;
         apply(
             ns,
             &std::fs::read_to_string(example("broker.yaml")).expect("examples/broker.yaml"),

@@ -78,8 +78,9 @@ pub const QUEUE_SUBJECT_ROOT: &str = "heraldq";
 /// The durable consumer of a Broker's stream that routes its events to Trigger queues.
 pub const ROUTER_CONSUMER: &str = "router";
 
-/// The stream holding the queues of Broker `namespace/name`'s Triggers: each Trigger's
-/// matching events, one subject per Trigger.
+/// The first stream holding the queues of Broker `namespace/name`'s Triggers: each
+/// Trigger's matching events, one subject per Trigger (later ones:
+/// [`queue_shard_stream_name`]).
 #[must_use]
 pub fn queue_stream_name(namespace: &str, name: &str) -> String {
     bounded(
@@ -88,7 +89,7 @@ pub fn queue_stream_name(namespace: &str, name: &str) -> String {
     )
 }
 
-/// The subject filter covering every Trigger queue of Broker `namespace/name`.
+/// The subjects of the first queue stream of Broker `namespace/name`.
 #[must_use]
 pub fn queue_stream_subjects(namespace: &str, name: &str) -> Vec<String> {
     vec![format!(
@@ -97,7 +98,8 @@ pub fn queue_stream_subjects(namespace: &str, name: &str) -> Vec<String> {
     )]
 }
 
-/// The subject of Trigger `trigger`'s queue on Broker `namespace/broker`.
+/// The subject of Trigger `trigger`'s queue in the first queue stream of Broker
+/// `namespace/broker`.
 #[must_use]
 pub fn queue_subject(namespace: &str, broker: &str, trigger: &str) -> String {
     format!(
@@ -105,6 +107,70 @@ pub fn queue_subject(namespace: &str, broker: &str, trigger: &str) -> String {
         token(broker),
         token(trigger)
     )
+}
+
+/// Triggers whose queues share one queue stream, unless the operator is told otherwise.
+///
+/// nats-server checks, on every acknowledgement on a work queue, every other consumer
+/// of the stream for interest in the message (`stream.ackMsg` → `checkForInterest`),
+/// and each consumer looks for its next message among the stream's interleaved
+/// subjects: both grow with the consumers per stream. A Broker's queues are therefore
+/// spread over as many queue streams ("shards") as it takes to keep each at about this
+/// many Triggers (docs/architecture.md).
+pub const DEFAULT_TRIGGERS_PER_QUEUE_STREAM: u32 = 64;
+
+/// Queue stream number `shard` of Broker `namespace/name`. Shard 0 is
+/// [`queue_stream_name`]; later shards end in `_S<shard>` — an upper-case letter, which
+/// no Kubernetes name contains, so no other Broker's stream can be called that.
+#[must_use]
+pub fn queue_shard_stream_name(namespace: &str, name: &str, shard: u32) -> String {
+    if shard == 0 {
+        return queue_stream_name(namespace, name);
+    }
+    bounded(
+        format!("{QUEUE_STREAM_PREFIX}{namespace}_{}_S{shard}", token(name)),
+        &format!("queue/{namespace}/{name}/{shard}"),
+    )
+}
+
+/// The subjects of queue stream number `shard` of Broker `namespace/name`. Shard 0's
+/// subjects have four tokens (`heraldq.<ns>.<broker>.<trigger>`), later shards' five
+/// (`heraldq.<ns>.<broker>.<shard>.<trigger>`): a `*` matches exactly one token, so no
+/// two shards' subjects overlap, as JetStream requires of streams.
+#[must_use]
+pub fn queue_shard_subjects(namespace: &str, name: &str, shard: u32) -> Vec<String> {
+    if shard == 0 {
+        return queue_stream_subjects(namespace, name);
+    }
+    vec![format!(
+        "{QUEUE_SUBJECT_ROOT}.{namespace}.{}.{shard}.*",
+        token(name)
+    )]
+}
+
+/// The subject of Trigger `trigger`'s queue in queue stream `shard` of Broker
+/// `namespace/broker`.
+#[must_use]
+pub fn queue_shard_subject(namespace: &str, broker: &str, shard: u32, trigger: &str) -> String {
+    if shard == 0 {
+        return queue_subject(namespace, broker, trigger);
+    }
+    format!(
+        "{QUEUE_SUBJECT_ROOT}.{namespace}.{}.{shard}.{}",
+        token(broker),
+        token(trigger)
+    )
+}
+
+/// The queue stream number a queue subject belongs to (`None`: not a queue subject).
+#[must_use]
+pub fn queue_shard_of_subject(subject: &str) -> Option<u32> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    match tokens[..] {
+        [QUEUE_SUBJECT_ROOT, _, _, _] => Some(0),
+        [QUEUE_SUBJECT_ROOT, _, _, shard, _] => shard.parse().ok().filter(|s| *s > 0),
+        _ => None,
+    }
 }
 
 /// The durable consumer that backfills Trigger `trigger`'s queue from its Broker's
@@ -264,6 +330,46 @@ mod tests {
                 "{tokens}"
             );
         }
+    }
+
+    #[test]
+    fn queue_shards_never_share_a_name_or_a_subject() {
+        assert_eq!(
+            queue_shard_stream_name("shop", "orders", 0),
+            "HERALDQ_shop_orders"
+        );
+        assert_eq!(
+            queue_shard_stream_name("shop", "orders", 3),
+            "HERALDQ_shop_orders_S3"
+        );
+        // A Broker whose name ends like a shard's cannot take a shard's stream name.
+        assert_ne!(
+            queue_shard_stream_name("shop", "orders", 1),
+            queue_stream_name("shop", "orders.s1")
+        );
+        let long = "x".repeat(200);
+        assert_ne!(
+            queue_shard_stream_name("shop", &long, 1),
+            queue_shard_stream_name("shop", &long, 2)
+        );
+        assert!(queue_shard_stream_name("shop", &long, 7).len() <= MAX_STREAM_NAME);
+        assert_eq!(
+            queue_shard_subjects("shop", "orders", 0),
+            ["heraldq.shop.orders.*"]
+        );
+        assert_eq!(
+            queue_shard_subjects("shop", "orders", 2),
+            ["heraldq.shop.orders.2.*"]
+        );
+        let subject = queue_shard_subject("shop", "orders", 2, "billing.v1");
+        assert_eq!(subject, "heraldq.shop.orders.2.billing_v1");
+        assert_eq!(queue_shard_of_subject(&subject), Some(2));
+        assert_eq!(
+            queue_shard_of_subject(&queue_shard_subject("shop", "orders", 0, "billing")),
+            Some(0)
+        );
+        assert_eq!(queue_shard_of_subject("herald.shop.orders.x"), None);
+        assert_eq!(queue_shard_of_subject("heraldq.shop.orders.0.x"), None);
     }
 
     #[test]

@@ -397,7 +397,8 @@ pub struct TriggerStatus {
 pub struct QueueStatus {
     /// The Broker whose events fill the queue.
     pub broker: String,
-    /// The JetStream stream holding the queues of the Broker's Triggers.
+    /// The JetStream stream holding this queue: one of the Broker's queue streams, each
+    /// shared by a bounded number of Triggers.
     pub stream: String,
     /// This Trigger's subject in that stream.
     pub subject: String,

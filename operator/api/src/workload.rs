@@ -76,6 +76,11 @@ pub struct DispatcherPlan {
     /// the Trigger's `delivery.rateLimit`, so that all of them together keep to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_sharers: Option<u32>,
+    /// The queue stream holding the Trigger's queue (the Trigger's `status.queue.stream`);
+    /// a plan without it (made before queues were spread over several streams) means the
+    /// Broker's first queue stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_stream: Option<String>,
 }
 
 impl DispatcherPlan {
@@ -105,7 +110,16 @@ impl DispatcherPlan {
                     .and_then(|m| u32::try_from(m).ok())
                     .unwrap_or(crate::trigger::DEFAULT_MAX_REPLICAS)
             }),
+            queue_stream: None,
         }
+    }
+
+    /// The queue stream holding the Trigger's queue.
+    #[must_use]
+    pub fn queue_stream(&self) -> String {
+        self.queue_stream
+            .clone()
+            .unwrap_or_else(|| crate::naming::queue_stream_name(&self.namespace, &self.broker))
     }
 
     /// The filter parts in the form the filter engine compiles (as

@@ -69,6 +69,16 @@ pub struct OperatorArgs {
     /// Default: no ceiling.
     #[arg(long, env = "HERALD_MAX_STREAM_AGE", value_parser = herald_api::duration::parse_flag)]
     pub max_stream_age: Option<Duration>,
+    /// Triggers whose queues share one queue stream of their Broker; a Broker with more
+    /// Triggers gets more queue streams. nats-server's work per delivered event grows
+    /// with the consumers of a stream (docs/architecture.md), so keep it small.
+    #[arg(
+        long,
+        env = "HERALD_TRIGGERS_PER_QUEUE_STREAM",
+        default_value_t = herald_api::naming::DEFAULT_TRIGGERS_PER_QUEUE_STREAM,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub triggers_per_queue_stream: u32,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,

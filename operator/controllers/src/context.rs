@@ -34,6 +34,8 @@ pub struct Context {
     pub shared_nats: herald_api::nats_source::SharedNats,
     /// The most a Broker's stream may keep (`--max-stream-bytes`, `--max-stream-age`).
     pub stream_ceilings: crate::broker::stream::StreamCeilings,
+    /// Triggers per queue stream of a Broker (`--triggers-per-queue-stream`).
+    pub triggers_per_queue_stream: u32,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -63,6 +65,7 @@ impl Context {
             replicas: Mutex::default(),
             shared_nats: herald_api::nats_source::SharedNats::default(),
             stream_ceilings: crate::broker::stream::StreamCeilings::default(),
+            triggers_per_queue_stream: herald_api::naming::DEFAULT_TRIGGERS_PER_QUEUE_STREAM,
             recorder,
             failures: Mutex::default(),
         }

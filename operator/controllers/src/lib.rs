@@ -130,6 +130,7 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
         max_bytes: args.max_stream_bytes,
         max_age: args.max_stream_age,
     };
+    ctx.triggers_per_queue_stream = args.triggers_per_queue_stream;
     let ctx = Arc::new(ctx);
     let (stop_tx, stop) = watch::channel(false);
     let leadership = tokio::spawn(hold_leadership(lock, shutdown.clone(), stop_tx));

@@ -15,6 +15,8 @@
 //! `BENCH_TRIGGERS` (default `1,10,100,1000`), `BENCH_DIALECTS` (default `a,b,c,d`),
 //! `BENCH_DESIGNS` (default `routed,before`), `BENCH_MANY_BROKERS=0` skips 100 × 10,
 //! `BENCH_QUEUES=per-trigger` gives each Trigger a queue stream of its own,
+//! `BENCH_TRIGGERS_PER_STREAM` (default the operator's 64) sets how many Triggers share
+//! a queue stream (a number ≥ the Triggers gives one queue stream per Broker, as before),
 //! `BENCH_RETENTION=interest` and `BENCH_CONSUMER_STORAGE=file` make the queues as
 //! they were before work queues (default: as the operator makes them now).
 
@@ -235,6 +237,27 @@ async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Regist
     running
 }
 
+/// How the routed design's queues are laid out in streams.
+#[derive(Clone, Copy)]
+enum QueueLayout {
+    /// Streams of this many Triggers each, as the operator makes them
+    /// (`BENCH_TRIGGERS_PER_STREAM`, default the operator's; a number at least the
+    /// Trigger count gives one stream for all, as before).
+    Shards(usize),
+    /// A stream per Trigger (`BENCH_QUEUES=per-trigger`).
+    PerTrigger,
+}
+
+impl QueueLayout {
+    fn from_env() -> Self {
+        if std::env::var("BENCH_QUEUES").is_ok_and(|v| v == "per-trigger") {
+            return Self::PerTrigger;
+        }
+        let default = naming::DEFAULT_TRIGGERS_PER_QUEUE_STREAM as usize;
+        Self::Shards(env_usize("BENCH_TRIGGERS_PER_STREAM", default).max(1))
+    }
+}
+
 /// One Broker of the routed design: queue stream, router, a queue per Trigger.
 async fn routed_broker(
     env: &Env,
@@ -246,7 +269,7 @@ async fn routed_broker(
     running: &mut Running,
 ) {
     let events_name = naming::stream_name(ns, support::BROKER);
-    let per_trigger = std::env::var("BENCH_QUEUES").is_ok_and(|v| v == "per-trigger");
+    let layout = QueueLayout::from_env();
     // Work queues, as the operator makes them; BENCH_RETENTION=interest for the queues
     // made before (nats-server then asks every consumer's interest on every ack).
     let retention = match std::env::var("BENCH_RETENTION").as_deref() {
@@ -260,17 +283,6 @@ async fn routed_broker(
         max_age: Duration::from_secs(3600),
         ..Default::default()
     };
-    let queue_name = naming::queue_stream_name(ns, support::BROKER);
-    let shared = if per_trigger {
-        None
-    } else {
-        let config = queue_config(
-            &queue_name,
-            naming::queue_stream_subjects(ns, support::BROKER),
-        );
-        running.streams.push(queue_name.clone());
-        Some(create_stream(&env.js, config).await)
-    };
     let mut router = consumer_config(
         naming::ROUTER_CONSUMER,
         String::new(),
@@ -279,17 +291,39 @@ async fn routed_broker(
     router.max_ack_pending = 20_000;
     events.create_consumer(router).await.expect("router");
     let mut table = RouteTable::default();
+    let mut queues: Vec<stream::Stream> = Vec::new();
     for i in 0..case.triggers {
         let name = format!("t{i}");
-        let subject = naming::queue_subject(ns, support::BROKER, &name);
-        let (queue, queue_name) = if let Some(queue) = &shared {
-            (queue.clone(), queue_name.clone())
-        } else {
-            let own = format!("{queue_name}_{name}");
-            running.streams.push(own.clone());
-            let queue = create_stream(&env.js, queue_config(&own, vec![subject.clone()])).await;
-            (queue, own)
+        // Where the operator would place the queue: streams of `per_stream` Triggers
+        // (shard numbers and subjects as herald_api::naming has them).
+        let (queue_name, subject, index) = match layout {
+            QueueLayout::Shards(per_stream) => {
+                let shard = u32::try_from(i / per_stream).expect("shard");
+                (
+                    naming::queue_shard_stream_name(ns, support::BROKER, shard),
+                    naming::queue_shard_subject(ns, support::BROKER, shard, &name),
+                    i / per_stream,
+                )
+            }
+            QueueLayout::PerTrigger => (
+                format!("{}_{name}", naming::queue_stream_name(ns, support::BROKER)),
+                naming::queue_subject(ns, support::BROKER, &name),
+                i,
+            ),
         };
+        if queues.len() <= index {
+            let subjects = match layout {
+                QueueLayout::Shards(_) => naming::queue_shard_subjects(
+                    ns,
+                    support::BROKER,
+                    u32::try_from(index).expect("shard"),
+                ),
+                QueueLayout::PerTrigger => vec![subject.clone()],
+            };
+            running.streams.push(queue_name.clone());
+            queues.push(create_stream(&env.js, queue_config(&queue_name, subjects)).await);
+        }
+        let queue = queues[index].clone();
         let mut queue_consumer = consumer_config(
             &naming::consumer_name(&name),
             subject.clone(),

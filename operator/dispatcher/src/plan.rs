@@ -252,7 +252,7 @@ pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPla
     let compiled = CompiledFilter::from_parts(attributes.iter().copied(), &filters)
         .map_err(|e| format!("invalid filter: {e}"))?;
     Ok(TriggerPlan {
-        stream: naming::queue_stream_name(&spec.namespace, &spec.broker),
+        stream: spec.queue_stream(),
         consumer: naming::consumer_name(&spec.trigger),
         broker: spec.broker.clone(),
         trigger: spec.trigger.clone(),

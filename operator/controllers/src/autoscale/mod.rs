@@ -183,7 +183,15 @@ async fn measure(
     origin: Instant,
 ) -> anyhow::Result<(Sample, Vec<String>)> {
     let namespace = trigger.namespace().unwrap_or_default();
-    let stream = naming::queue_stream_name(&namespace, &trigger.spec.broker);
+    let queue = trigger
+        .status
+        .as_ref()
+        .and_then(|s| s.queue.as_ref())
+        .filter(|q| q.broker == trigger.spec.broker);
+    let stream = queue.map_or_else(
+        || naming::queue_stream_name(&namespace, &trigger.spec.broker),
+        |q| q.stream.clone(),
+    );
     let name = naming::consumer_name(&trigger.name_any());
     // Getting the consumer is one CONSUMER.INFO request; its answer is the measurement.
     let consumer = ctx
@@ -196,10 +204,9 @@ async fn measure(
         subjects.push(info.config.filter_subject.clone());
     }
     if subjects.is_empty() {
-        subjects.push(naming::queue_subject(
-            &namespace,
-            &trigger.spec.broker,
-            &trigger.name_any(),
+        subjects.push(queue.map_or_else(
+            || naming::queue_subject(&namespace, &trigger.spec.broker, &trigger.name_any()),
+            |q| q.subject.clone(),
         ));
     }
     let sample = Sample {

@@ -235,7 +235,7 @@ async fn delete_owned_stream(name: &str, broker: &Broker, ctx: &Context) -> Resu
     }
 }
 
-fn is_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
+pub(crate) fn is_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
@@ -272,9 +272,23 @@ async fn cleanup(broker: &Broker, ctx: &Context) -> Result<Action, Error> {
             "cannot delete stream {name}: not connected"
         )));
     }
-    // The queue stream first: it is named after the Broker, never the other way round.
+    // The queue streams first: they are named after the Broker, never the other way
+    // round. Later shards before the first, so a retry after a failure finds the rest.
+    let broker_name = broker.name_any();
+    for shard in queue::later_shards(&namespace, &broker_name, ctx)
+        .await?
+        .into_iter()
+        .rev()
+    {
+        delete_owned_stream(
+            &naming::queue_shard_stream_name(&namespace, &broker_name, shard),
+            broker,
+            ctx,
+        )
+        .await?;
+    }
     delete_owned_stream(
-        &naming::queue_stream_name(&namespace, &broker.name_any()),
+        &naming::queue_stream_name(&namespace, &broker_name),
         broker,
         ctx,
     )

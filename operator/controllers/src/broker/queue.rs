@@ -57,6 +57,45 @@ pub fn desired_queue_config(broker: &Broker, events: &Config) -> Config {
     }
 }
 
+/// Queue stream number `shard` of a Broker whose first queue stream is `first`: the
+/// same limits and owner under the shard's name and subjects.
+#[must_use]
+pub fn shard_config(first: &Config, namespace: &str, broker: &str, shard: u32) -> Config {
+    Config {
+        name: naming::queue_shard_stream_name(namespace, broker, shard),
+        subjects: naming::queue_shard_subjects(namespace, broker, shard),
+        description: Some(format!(
+            "Trigger queues of Herald Broker {namespace}/{broker} (stream {shard})"
+        )),
+        ..first.clone()
+    }
+}
+
+/// Most queue streams a Broker may have: with the default of 64 Triggers each, room
+/// for 64,000 Triggers; a bound on the probing below.
+const MAX_QUEUE_SHARDS: u32 = 1_000;
+
+/// The numbers of the Broker's queue streams after the first that exist, in order.
+/// Shards are made one after the other and never deleted before their Broker, so the
+/// first missing number ends the list.
+pub async fn later_shards(namespace: &str, broker: &str, ctx: &Context) -> Result<Vec<u32>, Error> {
+    let mut found = Vec::new();
+    for shard in 1..MAX_QUEUE_SHARDS {
+        let name = naming::queue_shard_stream_name(namespace, broker, shard);
+        // STREAM.INFO: a handle without info would not say whether the stream exists.
+        match ctx.jetstream.get_stream(&name).await {
+            Ok(_) => found.push(shard),
+            Err(e) if super::is_not_found(&e) => break,
+            Err(e) => {
+                return Err(Error::NatsUnavailable(format!(
+                    "cannot read stream {name}: {e}"
+                )));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// The `router` consumer of a Broker's event stream.
 #[must_use]
 pub fn router_config() -> pull::Config {
@@ -86,6 +125,14 @@ pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(
         && info.config.retention == stream::RetentionPolicy::Interest
     {
         desired.retention = stream::RetentionPolicy::Interest;
+    }
+    let namespace = broker.namespace().unwrap_or_default();
+    let name = broker.name_any();
+    for shard in later_shards(&namespace, &name, ctx).await? {
+        let mut config = shard_config(&desired, &namespace, &name, shard);
+        // Made by the Trigger reconcile as work queues, always.
+        config.retention = stream::RetentionPolicy::WorkQueue;
+        super::apply_stream(config, ctx).await?;
     }
     super::apply_stream(desired, ctx).await?;
     let stream = ctx
@@ -150,6 +197,14 @@ mod tests {
         assert_eq!(
             queue.metadata, events.metadata,
             "owned like the Broker's stream"
+        );
+        let third = shard_config(&queue, "shop", "orders", 2);
+        assert_eq!(third.name, "HERALDQ_shop_orders_S2");
+        assert_eq!(third.subjects, ["heraldq.shop.orders.2.*"]);
+        assert_eq!(
+            (third.max_age, third.retention, &third.metadata),
+            (queue.max_age, queue.retention, &queue.metadata),
+            "the same limits and owner as the first"
         );
         let router = router_config();
         assert_eq!(router.durable_name.as_deref(), Some("router"));

@@ -48,8 +48,8 @@ pub fn start_key(start: Option<&StartPosition>) -> String {
     }
 }
 
-/// The queue consumer for `trigger`, whose live routing starts after Broker sequence
-/// `routed_after`.
+/// The queue consumer for `trigger` in queue stream number `shard`, whose live routing
+/// starts after Broker sequence `routed_after`.
 ///
 /// `max_deliver` stays unlimited on purpose: the dispatcher counts attempts and, when
 /// they are used up, hands the event to the dead-letter sink. JetStream's own limit
@@ -58,7 +58,7 @@ pub fn start_key(start: Option<&StartPosition>) -> String {
 pub fn desired_config(
     trigger: &Trigger,
     delivery: &EffectiveDelivery,
-    routed_after: u64,
+    (routed_after, shard): (u64, u32),
     state_in_memory: bool,
 ) -> Result<pull::Config, Error> {
     let namespace = trigger.namespace().unwrap_or_default();
@@ -73,7 +73,7 @@ pub fn desired_config(
         // Fixed and short: the dispatcher sends progress acks while it holds an event.
         ack_wait: herald_api::delivery::ACK_WAIT,
         max_deliver: -1,
-        filter_subject: naming::queue_subject(&namespace, &trigger.spec.broker, &name),
+        filter_subject: naming::queue_shard_subject(&namespace, &trigger.spec.broker, shard, &name),
         max_ack_pending: if delivery.ordered { 1 } else { MAX_ACK_PENDING },
         // On a work queue the stream itself holds exactly what is not yet acknowledged,
         // so the consumer's state need not be on disk: a file per consumer, rewritten
@@ -231,7 +231,7 @@ mod tests {
         let t = trigger(
             "broker: default\nsubscriber: {uri: http://x}\nfilter: {attributes: {type: a}}",
         );
-        let cfg = desired_config(&t, &delivery("timeout: 10s"), 41, false).unwrap();
+        let cfg = desired_config(&t, &delivery("timeout: 10s"), (41, 0), false).unwrap();
         assert_eq!(cfg.durable_name.as_deref(), Some("trigger_orders"));
         assert_eq!(cfg.filter_subject, "heraldq.shop.default.orders");
         assert_eq!(cfg.ack_wait, Duration::from_secs(10));
@@ -239,8 +239,10 @@ mod tests {
         assert_eq!(cfg.deliver_policy, DeliverPolicy::All);
         assert_eq!(cfg.metadata[OWNER_KEY], "Trigger/shop/orders");
         assert_eq!(routed_after(&(&cfg).into_consumer_config()), 41);
-        let ordered = desired_config(&t, &delivery("ordering: ordered"), 0, false).unwrap();
+        let ordered = desired_config(&t, &delivery("ordering: ordered"), (0, 0), false).unwrap();
         assert_eq!(ordered.max_ack_pending, 1);
+        let sharded = desired_config(&t, &delivery("{}"), (0, 4), false).unwrap();
+        assert_eq!(sharded.filter_subject, "heraldq.shop.default.4.orders");
     }
 
     #[test]
@@ -269,7 +271,7 @@ mod tests {
             "broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: time, time: yesterday}",
         );
         assert!(
-            desired_config(&bad, &delivery("{}"), 0, false)
+            desired_config(&bad, &delivery("{}"), (0, 0), false)
                 .unwrap_err()
                 .to_string()
                 .contains("RFC 3339")
@@ -288,14 +290,14 @@ mod tests {
         let new = desired_config(
             &trigger("broker: b\nsubscriber: {uri: http://x}"),
             &d,
-            3,
+            (3, 0),
             false,
         )
         .unwrap();
         let all = desired_config(
             &trigger("broker: b\nsubscriber: {uri: http://x}\nstartPosition: {from: all}"),
             &d,
-            3,
+            (3, 0),
             false,
         )
         .unwrap();
@@ -308,7 +310,7 @@ mod tests {
         let in_memory = desired_config(
             &trigger("broker: b\nsubscriber: {uri: http://x}"),
             &d,
-            3,
+            (3, 0),
             true,
         )
         .unwrap();

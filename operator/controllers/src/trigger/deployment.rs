@@ -255,7 +255,7 @@ fn inject_nats(
 ) {
     // The Trigger's queue holds only the events its filters match: the container reads
     // its durable consumer there, whatever the filters are.
-    let stream = naming::queue_stream_name(&plan.namespace, &plan.broker);
+    let stream = plan.queue_stream();
     let durable = naming::consumer_name(&plan.trigger);
     let access = nats_access(consumer, settings);
     for container in &mut spec.containers {

@@ -14,6 +14,7 @@
 
 pub mod consumer;
 pub mod deployment;
+pub mod placement;
 pub mod queue;
 pub mod resolve;
 pub mod status;
@@ -182,12 +183,17 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         RESYNC
     };
     let deployment = match (&trigger.spec.consumer, &consumer, &filters) {
-        (Some(_), Some(Ok(_)), Ok(_)) => {
+        (Some(_), Some(Ok(queue)), Ok(_)) => {
             let dead_letter_sink = match &dead_letter_sink {
                 Some(Ok(uri)) => Some(uri.clone()),
                 _ => None,
             };
-            Some(ensure_deployment(trigger, broker.as_ref(), dead_letter_sink, ctx).await)
+            let wiring = Wiring {
+                broker: broker.as_ref(),
+                dead_letter_sink,
+                queue_stream: &queue.stream,
+            };
+            Some(ensure_deployment(trigger, wiring, ctx).await)
         }
         _ => None,
     };
@@ -229,14 +235,26 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
     }
 }
 
+/// What a consumer Deployment is connected to besides its Trigger.
+struct Wiring<'a> {
+    broker: Option<&'a Broker>,
+    dead_letter_sink: Option<String>,
+    /// The queue stream holding the Trigger's queue.
+    queue_stream: &'a str,
+}
+
 /// Applies the consumer Deployment; returns the replicas it was applied with: the
 /// autoscaler's last decision, else what the Deployment has, else `minReplicas`.
 async fn ensure_deployment(
     trigger: &Trigger,
-    broker: Option<&Broker>,
-    dead_letter_sink: Option<String>,
+    wiring: Wiring<'_>,
     ctx: &Context,
 ) -> Result<i32, Error> {
+    let Wiring {
+        broker,
+        dead_letter_sink,
+        queue_stream,
+    } = wiring;
     let Some(consumer) = &trigger.spec.consumer else {
         return Err(Error::InvalidConsumer("the Trigger has no consumer".into()));
     };
@@ -275,13 +293,14 @@ async fn ensure_deployment(
         }
     }
     let replicas = decided.map(|(n, _)| n).or(found).unwrap_or(policy.min);
-    let plan = DispatcherPlan::new(
+    let mut plan = DispatcherPlan::new(
         &namespace,
         &name,
         &trigger.spec,
         broker.map(|b| &b.spec),
         dead_letter_sink,
     );
+    plan.queue_stream = Some(queue_stream.to_owned());
     let desired = deployment::desired_deployment(trigger, &plan, &ctx.workload, replicas)
         .map_err(Error::InvalidConsumer)?;
     api.patch(

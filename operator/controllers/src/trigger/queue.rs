@@ -3,7 +3,7 @@
 
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
-use async_nats::jetstream::stream::{RetentionPolicy, Stream};
+use async_nats::jetstream::stream::Stream;
 use herald_api::delivery::EffectiveDelivery;
 use herald_api::trigger::QueueStatus;
 use herald_api::{Trigger, naming};
@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::runtime::events::EventType;
 
 use super::consumer;
+use super::placement::{self, QueueStream};
 use crate::context::Context;
 use crate::error::Error;
 
@@ -37,30 +38,20 @@ pub async fn ensure(
     let namespace = trigger.namespace().unwrap_or_default();
     let name = trigger.name_any();
     let broker = &trigger.spec.broker;
-    let queue_name = naming::queue_stream_name(&namespace, broker);
     let events_name = naming::stream_name(&namespace, broker);
     let durable = naming::consumer_name(&name);
-    let queue = ctx
-        .jetstream
-        .get_stream_no_info(&queue_name)
-        .await
-        .map_err(|e| unavailable(&format!("cannot read stream {queue_name}"), &e))?;
-    let existing = match queue.consumer_info(&durable).await {
-        Ok(info) => Some(info.config),
-        Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => None,
-        Err(e) => return Err(unavailable(&format!("cannot read consumer {durable}"), &e)),
-    };
+    let (mut queue, existing) = placement::find(trigger, ctx).await?;
     if let Some(existing) = &existing
         && existing.metadata.get(consumer::OWNER_KEY)
             != Some(&consumer::owner_value(&namespace, &name))
     {
         return Err(Error::ConsumerNotOwned {
-            stream: queue_name,
+            stream: queue.name,
             consumer: durable,
         });
     }
     let recreate = match &existing {
-        Some(found) => update_or_delete(found, trigger, delivery, &queue, &queue_name).await?,
+        Some(found) => update_or_delete(found, trigger, delivery, &queue).await?,
         None => Some(String::new()),
     };
     let events = ctx
@@ -71,29 +62,29 @@ pub async fn ensure(
     let routed_after = match recreate {
         None => existing.as_ref().map_or(0, consumer::routed_after),
         Some(reasons) => {
-            let work_queue = queue
-                .get_info()
-                .await
-                .map_err(|e| unavailable(&format!("cannot read stream {queue_name}"), &e))?
-                .config
-                .retention
-                == RetentionPolicy::WorkQueue;
-            match lost_queue(trigger, &queue_name, work_queue, existing.is_none()) {
-                Some(routed_after) => {
-                    restore(trigger, delivery, &queue, routed_after, ctx).await?;
-                    routed_after
+            let work_queue = placement::is_work_queue(&queue, ctx).await?;
+            if let Some(routed_after) =
+                lost_queue(trigger, &queue.name, work_queue, existing.is_none())
+            {
+                restore(trigger, delivery, &queue, routed_after, ctx).await?;
+                routed_after
+            } else {
+                // A new queue goes where there is room; a recreated one stays.
+                if existing.is_none() {
+                    queue =
+                        placement::place(&namespace, broker, ctx.triggers_per_queue_stream, ctx)
+                            .await?;
                 }
-                None => {
-                    create(
-                        trigger,
-                        delivery,
-                        (&queue, work_queue),
-                        &events,
-                        &reasons,
-                        ctx,
-                    )
-                    .await?
-                }
+                let work_queue = placement::is_work_queue(&queue, ctx).await?;
+                create(
+                    trigger,
+                    delivery,
+                    (&queue, work_queue),
+                    &events,
+                    &reasons,
+                    ctx,
+                )
+                .await?
             }
         }
     };
@@ -105,8 +96,8 @@ pub async fn ensure(
     };
     Ok(QueueStatus {
         broker: broker.clone(),
-        stream: queue_name,
-        subject: naming::queue_subject(&namespace, broker, &name),
+        subject: naming::queue_shard_subject(&namespace, broker, queue.shard, &name),
+        stream: queue.name,
         routed_after,
         backfilling,
     })
@@ -119,24 +110,24 @@ async fn update_or_delete(
     found: &async_nats::jetstream::consumer::Config,
     trigger: &Trigger,
     delivery: &EffectiveDelivery,
-    queue: &Stream<()>,
-    queue_name: &str,
+    queue: &QueueStream,
 ) -> Result<Option<String>, Error> {
     let desired = consumer::desired_config(
         trigger,
         delivery,
-        consumer::routed_after(found),
+        (consumer::routed_after(found), queue.shard),
         found.memory_storage,
     )?;
     let durable = naming::consumer_name(&trigger.name_any());
     let rejected = |e: &dyn std::fmt::Display| Error::StreamRejected {
-        stream: queue_name.to_owned(),
+        stream: queue.name.clone(),
         message: format!("consumer {durable}: {e}"),
     };
     let reasons = consumer::recreate_reasons(found, &desired);
     if reasons.is_empty() {
         if consumer::needs_update(found, &desired) {
             queue
+                .stream
                 .update_consumer(desired)
                 .await
                 .map_err(|e| rejected(&e))?;
@@ -144,6 +135,7 @@ async fn update_or_delete(
         return Ok(None);
     }
     queue
+        .stream
         .delete_consumer(&durable)
         .await
         .map_err(|e| rejected(&e))?;
@@ -156,11 +148,7 @@ async fn update_or_delete(
 /// restored as it was (same seam, nothing purged) and delivers them.
 fn lost_queue(trigger: &Trigger, queue_name: &str, work_queue: bool, missing: bool) -> Option<u64> {
     let had = trigger.status.as_ref()?.queue.as_ref()?;
-    let namespace = trigger.namespace().unwrap_or_default();
-    let same = had.stream == queue_name
-        && had.broker == trigger.spec.broker
-        && had.subject
-            == naming::queue_subject(&namespace, &trigger.spec.broker, &trigger.name_any());
+    let same = placement::recorded_shard(trigger).is_some() && had.stream == queue_name;
     (work_queue && missing && same).then_some(had.routed_after)
 }
 
@@ -168,25 +156,22 @@ fn lost_queue(trigger: &Trigger, queue_name: &str, work_queue: bool, missing: bo
 async fn restore(
     trigger: &Trigger,
     delivery: &EffectiveDelivery,
-    queue: &Stream<()>,
+    queue: &QueueStream,
     routed_after: u64,
     ctx: &Context,
 ) -> Result<(), Error> {
     let durable = naming::consumer_name(&trigger.name_any());
-    let queue_name = naming::queue_stream_name(
-        &trigger.namespace().unwrap_or_default(),
-        &trigger.spec.broker,
-    );
     queue
+        .stream
         .create_consumer(consumer::desired_config(
             trigger,
             delivery,
-            routed_after,
+            (routed_after, queue.shard),
             true,
         )?)
         .await
         .map_err(|e| Error::StreamRejected {
-            stream: queue_name.clone(),
+            stream: queue.name.clone(),
             message: format!("consumer {durable}: {e}"),
         })?;
     ctx.event(
@@ -195,7 +180,8 @@ async fn restore(
         "ConsumerRestored",
         "ReconcileConsumer",
         format!(
-            "restored queue {durable} on stream {queue_name} (nats-server lost it); events it had not acknowledged are delivered again"
+            "restored queue {durable} on stream {} (nats-server lost it); events it had not acknowledged are delivered again",
+            queue.name
         ),
     )
     .await;
@@ -207,7 +193,7 @@ async fn restore(
 async fn create(
     trigger: &Trigger,
     delivery: &EffectiveDelivery,
-    (queue, work_queue): (&Stream<()>, bool),
+    (queue, work_queue): (&QueueStream, bool),
     events: &Stream<()>,
     reasons: &str,
     ctx: &Context,
@@ -216,16 +202,17 @@ async fn create(
     let name = trigger.name_any();
     let durable = naming::consumer_name(&name);
     let events_name = naming::stream_name(&namespace, &trigger.spec.broker);
-    let queue_name = naming::queue_stream_name(&namespace, &trigger.spec.broker);
+    let queue_name = &queue.name;
     let last = events_last_sequence(&ctx.jetstream, &events_name).await?;
     // The backfill first: a queue whose backfill was lost in a crash between the two
     // would silently miss the history.
     replace_backfill(trigger, events, &events_name).await?;
     // Copies left on the subject (routed for an earlier queue of this name, or under
     // the filter before a change) are not owed to this one.
-    purge_subject(queue, &queue_name, trigger, &trigger.spec.broker).await?;
-    let desired = consumer::desired_config(trigger, delivery, last, work_queue)?;
+    purge_subject(queue, trigger, &trigger.spec.broker).await?;
+    let desired = consumer::desired_config(trigger, delivery, (last, queue.shard), work_queue)?;
     queue
+        .stream
         .create_consumer(desired)
         .await
         .map_err(|e| Error::StreamRejected {
@@ -354,22 +341,24 @@ async fn delete_owned(
     }
 }
 
-/// Removes every copy queued on `trigger`'s subject of queue stream `queue`.
-async fn purge_subject(
-    queue: &Stream<()>,
-    queue_name: &str,
-    trigger: &Trigger,
-    broker: &str,
-) -> Result<(), Error> {
+/// Removes every copy queued on `trigger`'s subject of queue stream `queue` of Broker
+/// `broker`.
+async fn purge_subject(queue: &QueueStream, trigger: &Trigger, broker: &str) -> Result<(), Error> {
     let (namespace, name) = (trigger.namespace().unwrap_or_default(), trigger.name_any());
     queue
+        .stream
         .purge()
-        .filter(naming::queue_subject(&namespace, broker, &name))
+        .filter(naming::queue_shard_subject(
+            &namespace,
+            broker,
+            queue.shard,
+            &name,
+        ))
         .await
         .map(|_| ())
         .map_err(|e| {
             unavailable(
-                &format!("cannot purge {name}'s copies from {queue_name}"),
+                &format!("cannot purge {name}'s copies from {}", queue.name),
                 &e,
             )
         })
@@ -389,12 +378,10 @@ pub async fn delete(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<bo
     let name = trigger.name_any();
     let durable = naming::consumer_name(&name);
     let mut deleted = false;
-    for stream_name in [
-        naming::queue_stream_name(&namespace, broker),
-        naming::stream_name(&namespace, broker),
-    ] {
+    for shard in placement::candidates(trigger, broker, ctx).await? {
+        let stream_name = naming::queue_shard_stream_name(&namespace, broker, shard);
         let stream = match ctx.jetstream.get_stream_no_info(&stream_name).await {
-            Ok(s) => s,
+            Ok(stream) => stream,
             Err(e) if stream_missing(&e) => continue,
             Err(e) => {
                 return Err(unavailable(
@@ -403,19 +390,37 @@ pub async fn delete(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<bo
                 ));
             }
         };
-        let queue_deleted = delete_owned(&stream, &durable, &namespace, &name).await?;
-        if queue_deleted && stream_name == naming::queue_stream_name(&namespace, broker) {
+        let queue = QueueStream {
+            shard,
+            name: stream_name,
+            stream,
+        };
+        if delete_owned(&queue.stream, &durable, &namespace, &name).await? {
             // A work queue keeps what nobody reads until it ages out: the copies go too.
-            purge_subject(&stream, &stream_name, trigger, broker).await?;
+            purge_subject(&queue, trigger, broker).await?;
+            deleted = true;
+            break;
         }
-        deleted |= queue_deleted;
-        delete_owned(
-            &stream,
-            &naming::backfill_consumer_name(&name),
-            &namespace,
-            &name,
-        )
-        .await?;
+    }
+    let events_name = naming::stream_name(&namespace, broker);
+    match ctx.jetstream.get_stream_no_info(&events_name).await {
+        Ok(events) => {
+            deleted |= delete_owned(&events, &durable, &namespace, &name).await?;
+            delete_owned(
+                &events,
+                &naming::backfill_consumer_name(&name),
+                &namespace,
+                &name,
+            )
+            .await?;
+        }
+        Err(e) if stream_missing(&e) => {}
+        Err(e) => {
+            return Err(unavailable(
+                &format!("cannot read stream {events_name}"),
+                &e,
+            ));
+        }
     }
     Ok(deleted)
 }
