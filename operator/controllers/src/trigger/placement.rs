@@ -11,7 +11,7 @@
 
 use async_nats::jetstream::consumer;
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
-use async_nats::jetstream::stream::{RetentionPolicy, Stream};
+use async_nats::jetstream::stream::{self, RetentionPolicy, Stream};
 use herald_api::{Trigger, naming};
 use kube::ResourceExt;
 
@@ -109,6 +109,20 @@ pub async fn find(
     Ok((queue, None))
 }
 
+/// What JetStream says of stream `name` (one STREAM.INFO).
+async fn stream_info(name: &str, ctx: &Context) -> Result<stream::Info, Error> {
+    let mut stream = ctx
+        .jetstream
+        .get_stream(name)
+        .await
+        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
+    Ok(stream
+        .info()
+        .await
+        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?
+        .clone())
+}
+
 /// A queue stream of Broker `namespace/broker` with room for one more queue: the first
 /// with fewer than `capacity` consumers, else a new one made like the first.
 pub async fn place(
@@ -117,42 +131,22 @@ pub async fn place(
     capacity: u32,
     ctx: &Context,
 ) -> Result<QueueStream, Error> {
-    let first_name = naming::queue_stream_name(namespace, broker);
-    let mut first = ctx
-        .jetstream
-        .get_stream(&first_name)
-        .await
-        .map_err(|e| unavailable(&format!("cannot read stream {first_name}"), &e))?;
-    let first_info = first
-        .info()
-        .await
-        .map_err(|e| unavailable(&format!("cannot read stream {first_name}"), &e))?
-        .clone();
-    let has_room = |consumers: usize| u32::try_from(consumers).is_ok_and(|n| n < capacity);
-    if has_room(first_info.state.consumer_count) {
+    let has_room =
+        |info: &stream::Info| u32::try_from(info.state.consumer_count).is_ok_and(|n| n < capacity);
+    let first = stream_info(&naming::queue_stream_name(namespace, broker), ctx).await?;
+    if has_room(&first) {
         return open(namespace, broker, 0, ctx).await;
     }
     let mut last = 0;
     for shard in later_shards(namespace, broker, ctx).await? {
         last = shard;
         let name = naming::queue_shard_stream_name(namespace, broker, shard);
-        let mut stream = ctx
-            .jetstream
-            .get_stream(&name)
-            .await
-            .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
-        let consumers = stream
-            .info()
-            .await
-            .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?
-            .state
-            .consumer_count;
-        if has_room(consumers) {
+        if has_room(&stream_info(&name, ctx).await?) {
             return open(namespace, broker, shard, ctx).await;
         }
     }
     let shard = last + 1;
-    let mut config = shard_config(&first_info.config, namespace, broker, shard);
+    let mut config = shard_config(&first.config, namespace, broker, shard);
     // Always a work queue, even beside a first stream made before work queues.
     config.retention = RetentionPolicy::WorkQueue;
     let name = config.name.clone();
@@ -170,18 +164,7 @@ pub async fn place(
 /// Whether queue stream `queue` is a work queue (queue streams made before work queues
 /// kept interest retention).
 pub async fn is_work_queue(queue: &QueueStream, ctx: &Context) -> Result<bool, Error> {
-    let mut stream = ctx
-        .jetstream
-        .get_stream(&queue.name)
-        .await
-        .map_err(|e| unavailable(&format!("cannot read stream {}", queue.name), &e))?;
-    Ok(stream
-        .info()
-        .await
-        .map_err(|e| unavailable(&format!("cannot read stream {}", queue.name), &e))?
-        .config
-        .retention
-        == RetentionPolicy::WorkQueue)
+    Ok(stream_info(&queue.name, ctx).await?.config.retention == RetentionPolicy::WorkQueue)
 }
 
 /// The queue streams the Trigger's queue on Broker `broker` may be in: the recorded
