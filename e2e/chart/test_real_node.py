@@ -10,7 +10,8 @@ a Broker and a Trigger to a `herald display` pod addressed by Service ref, an ev
 sent by a pod to the ingress Service (cluster DNS + kube-proxy), delivered (read with
 `kubectl logs`, i.e. apiserver -> kubelet). A consumer Deployment scaled from zero to
 a real pod by one event (the time from the POST to the delivery is printed) and back
-to zero; `helm upgrade`; `helm uninstall` leaving no pods.
+to zero; 200 events sent while the dispatcher pod is force-deleted, every accepted one
+delivered; `helm upgrade`; `helm uninstall` leaving no pods.
 
 Run by e2e/test.sh with the env of a NODE=1 plane and HERALD_IMAGE; fails (never
 skips) when there is no node.
@@ -23,6 +24,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from datetime import datetime
@@ -187,6 +189,28 @@ def post_event(url: str, event_id: str, event_type: str) -> int:
         return response.status
 
 
+def load_while_deleting(ns: str, url: str, victim: str, count: int, suffix: str) -> list[str]:
+    """POSTs `count` events to `url`, force-deleting pod `victim` a second in; the ids accepted."""
+    accepted: list[str] = []
+
+    def load() -> None:
+        for i in range(count):
+            event_id = f"load-{suffix}-{i}"
+            try:
+                if post_event(url, event_id, "com.example.node") == 202:
+                    accepted.append(event_id)
+            except OSError:
+                pass
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=load)
+    sender.start()
+    time.sleep(1)
+    kubectl("delete", "pod", victim, "-n", ns, "--force", "--grace-period=0")
+    sender.join()
+    return accepted
+
+
 def log_time(ns: str, selector: str, needle: str, container: str | None = None) -> float | None:
     """When (epoch seconds, from the CRI log timestamps) a pod of `selector` logged needle."""
     which = ["-c", container] if container else ["--all-containers"]
@@ -275,6 +299,26 @@ subsets: [{{addresses: [{{ip: {NODE_HOST_IP}}}], ports: [{{name: client, port: {
         if delivered is None:
             print(describe_pods(ns))
 
+        print("the dispatcher pod force-deleted under load: nothing lost", flush=True)
+        ingress_pod = next(p for p in component_pods
+                           if p["metadata"]["labels"]["app.kubernetes.io/component"] == "ingress")
+        ingress_ip = kubectl("get", "pod", ingress_pod["metadata"]["name"], "-n", ns,
+                             "-o", "jsonpath={.status.podIP}")
+        dispatcher = next(p["metadata"]["name"] for p in component_pods
+                          if p["metadata"]["labels"]["app.kubernetes.io/component"] == "dispatcher")
+        accepted = load_while_deleting(ns, f"http://{ingress_ip}:8080/{ns}/default", dispatcher,
+                                       200, suffix)
+        expect(len(accepted) == 200, f"{len(accepted)} of 200 events accepted during the deletion")
+        missing: list[str] = []
+
+        def all_delivered() -> bool:
+            out = kubectl("logs", "-n", ns, "-l", "app=display", "--tail=-1", check=False)
+            missing[:] = [e for e in accepted if f"(id {e})" not in out]
+            return not missing
+        delivered_all = wait_for("every accepted event in the display pod's log", 150, all_delivered, 2)
+        expect(bool(delivered_all), f"every accepted event delivered after the dispatcher pod was "
+                                    f"force-deleted ({len(missing)} missing)")
+
         print("a consumer Deployment scaled from zero by one event, and back", flush=True)
         apply(ns, consumer_trigger())
         deployment = wait_for("the consumer Deployment at zero", 60, lambda: kubectl(
@@ -284,10 +328,6 @@ subsets: [{{addresses: [{{ip: {NODE_HOST_IP}}}], ports: [{{name: client, port: {
             "get", "deployments", "-n", ns, "-l", "eventing.herald.dev/trigger=worker",
             "-o", "jsonpath={.items[0].metadata.name}", check=False))
         expect(bool(deployment), f"consumer Deployment {deployment} at 0 replicas")
-        ingress_pod = next(p for p in component_pods
-                           if p["metadata"]["labels"]["app.kubernetes.io/component"] == "ingress")
-        ingress_ip = kubectl("get", "pod", ingress_pod["metadata"]["name"], "-n", ns,
-                             "-o", "jsonpath={.status.podIP}")
         work_id = f"work-{suffix}"
         sent_at = time.time()
         status = post_event(f"http://{ingress_ip}:8080/{ns}/default", work_id, "com.example.work")
