@@ -246,6 +246,11 @@ node_up() {
   # evictions. --address/--node-ip: the apiserver reaches it (logs, exec) on NODE_IP.
   # --node-status-update-frequency=4s: Ready ~6 s sooner (the first status after
   # registration still says NotReady; the next one comes after this period).
+  # A Node left from an earlier run (down.sh keeps etcd) would say Ready before
+  # this kubelet has registered: start from none.
+  if ! lookup kubelet >/dev/null; then
+    kubectl --kubeconfig "$NODE_DIR/host.kubeconfig" delete node "$NODE_NAME" --ignore-not-found >/dev/null
+  fi
   bring_up kubelet "node $NODE_NAME Ready" kubelet_ok -- nsenter --net="/var/run/netns/$NODE_NETNS" \
     "$CACHE/bin/kubelet" --kubeconfig "$NODE_DIR/kubeconfig" \
     --container-runtime=remote --container-runtime-endpoint="unix://$NODE_SOCK" \
