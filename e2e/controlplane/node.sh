@@ -21,6 +21,9 @@ NODE_NAME=herald-node
 NODE_CLUSTER_DOMAIN=cluster.local
 NODE_PAUSE_IMAGE=docker.io/local/pause:3.2
 NODE_KUBELET_PORT=10250
+# Machine-wide sysctls the kubelet sets at start (restored right after it is up).
+NODE_KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
 node_dirs() {   # sets the node's paths (also used by down.sh)
   NODE_DIR=$STATE/node
@@ -248,8 +251,10 @@ node_up() {
   # registration still says NotReady; the next one comes after this period).
   # A Node left from an earlier run (down.sh keeps etcd) would say Ready before
   # this kubelet has registered: start from none.
+  local saved=''
   if ! lookup kubelet >/dev/null; then
     kubectl --kubeconfig "$NODE_DIR/host.kubeconfig" delete node "$NODE_NAME" --ignore-not-found >/dev/null
+    saved=$(sysctl "${NODE_KUBELET_SYSCTLS[@]}" | tr -d ' ')
   fi
   bring_up kubelet "node $NODE_NAME Ready" kubelet_ok -- nsenter --net="/var/run/netns/$NODE_NETNS" \
     "$CACHE/bin/kubelet" --kubeconfig "$NODE_DIR/kubeconfig" \
@@ -265,6 +270,14 @@ node_up() {
     --cluster-dns "$NODE_HOST_IP" --cluster-domain "$NODE_CLUSTER_DOMAIN" \
     --sync-frequency=10s --serialize-image-pulls=false --kube-api-qps=50 --kube-api-burst=100 \
     --node-status-update-frequency=4s
+
+  # The kubelet (1.20) sets these machine-wide sysctls once at start (e.g.
+  # kernel.panic_on_oops=1); --protect-kernel-defaults would refuse to start
+  # instead. Put back what the machine had: nothing else here needs them.
+  if [[ -n $saved ]]; then
+    # shellcheck disable=SC2086  # one name=value per word
+    sysctl -qw $saved || cp_log "warning: could not restore the sysctls the kubelet changed: $saved"
+  fi
 
   # --masquerade-all: service traffic between two pods on the bridge returns
   # through the namespace's stack (no br_netfilter needed). conntrack limits
