@@ -11,7 +11,8 @@ sent by a pod to the ingress Service (cluster DNS + kube-proxy), delivered (read
 `kubectl logs`, i.e. apiserver -> kubelet). A consumer Deployment scaled from zero to
 a real pod by one event (the time from the POST to the delivery is printed) and back
 to zero; 200 events sent while the dispatcher pod is force-deleted, every accepted one
-delivered; `helm upgrade`; `helm uninstall` leaving no pods.
+delivered; a cron EventSource delivering to a Broker with `spec.auth` (the sources
+pod's ServiceAccount token) while an event without a token is refused; `helm upgrade`; `helm uninstall` leaving no pods.
 
 Run by e2e/test.sh with the env of a NODE=1 plane and HERALD_IMAGE; fails (never
 skips) when there is no node.
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
@@ -318,6 +320,41 @@ subsets: [{{addresses: [{{ip: {NODE_HOST_IP}}}], ports: [{{name: client, port: {
         delivered_all = wait_for("every accepted event in the display pod's log", 150, all_delivered, 2)
         expect(bool(delivered_all), f"every accepted event delivered after the dispatcher pod was "
                                     f"force-deleted ({len(missing)} missing)")
+
+        print("a cron EventSource delivering to a Broker with spec.auth (ServiceAccount tokens)", flush=True)
+        apply(ns, f"""
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Broker
+metadata: {{name: secure}}
+spec: {{auth: {{serviceAccounts: {{}}}}}}
+---
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Trigger
+metadata: {{name: secure-to-display}}
+spec:
+  broker: secure
+  subscriber: {{ref: {{apiVersion: v1, kind: Service, name: display}}}}
+---
+apiVersion: eventing.herald.dev/v1alpha1
+kind: EventSource
+metadata: {{name: heartbeat}}
+spec:
+  sink: {{ref: {{kind: Broker, name: secure}}}}
+  cron: {{schedule: "*/2 * * * * *", data: '{{"beat": "cron-{suffix}"}}'}}
+""")
+        beat = wait_for("a cron event in the display pod's log", 60, lambda: f"cron-{suffix}" in kubectl(
+            "logs", "-n", ns, "-l", "app=display", "--tail=-1", check=False))
+        expect(bool(beat), "the cron source's events reach the display pod through the Broker with auth")
+        if not beat:
+            print(kubectl("get", "brokers,eventsources,triggers", "-n", ns, "-o", "wide", check=False))
+        unauthenticated = 0
+        try:
+            unauthenticated = post_event(f"http://{ingress_ip}:8080/{ns}/secure", f"anon-{suffix}",
+                                         "com.example.node")
+        except urllib.error.HTTPError as e:
+            unauthenticated = e.code
+        expect(unauthenticated == 401, f"an event without a token is refused: {unauthenticated}")
+        kubectl("delete", "eventsource", "heartbeat", "-n", ns, check=False)
 
         print("a consumer Deployment scaled from zero by one event, and back", flush=True)
         apply(ns, consumer_trigger())
