@@ -335,7 +335,9 @@ node_down() {
       done
     done
   fi
-  for name in kube-proxy kube-scheduler herald-cluster-dns containerd; do node_stop_recorded "$name"; done
+  # containerd last: kube-proxy and the rest do not need it, and its shims are gone.
+  node_stop_recorded kube-proxy kube-scheduler herald-cluster-dns
+  node_stop_recorded containerd
   # Shims started by this containerd name its socket on their command line.
   while read -r pid; do
     [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null && cp_log "killed leftover shim pid $pid"
@@ -359,18 +361,23 @@ node_down() {
   rm -f "$NODE_ENV"
   cp_log "node $NODE_NAME stopped (netns $NODE_NETNS removed)"
 }
-node_stop_recorded() {   # NAME: TERM the recorded process, wait, KILL
-  local name pid st _e
+node_stop_recorded() {   # NAME...: TERM those recorded processes together, wait, KILL
+  local name pid st _e entry stopping=()
   [[ -f $STATE/pids ]] || return 0
   while read -r name pid st _e; do
-    [[ $name == "$1" ]] || continue
+    [[ " $* " == *" $name "* ]] || continue
     if cp_alive "$pid" "$st"; then
       kill -TERM "$pid" 2>/dev/null || true
-      local deadline=$((SECONDS + ${STOP_TIMEOUT:-20}))
-      while cp_alive "$pid" "$st" && ((SECONDS < deadline)); do sleep 0.1; done
-      cp_alive "$pid" "$st" && kill -KILL "$pid" 2>/dev/null
-      cp_log "$name stopped"
+      stopping+=("$name $pid $st")
     fi
   done <"$STATE/pids"
-  awk -v n="$1" '$1 != n' "$STATE/pids" >"$STATE/pids.new" && mv "$STATE/pids.new" "$STATE/pids"
+  local deadline=$((SECONDS + ${STOP_TIMEOUT:-20}))
+  for entry in "${stopping[@]}"; do
+    read -r name pid st <<<"$entry"
+    while cp_alive "$pid" "$st" && ((SECONDS < deadline)); do sleep 0.1; done
+    cp_alive "$pid" "$st" && kill -KILL "$pid" 2>/dev/null
+    cp_log "$name stopped"
+  done
+  awk -v names=" $* " 'index(names, " " $1 " ") == 0' "$STATE/pids" >"$STATE/pids.new" &&
+    mv "$STATE/pids.new" "$STATE/pids"
 }
