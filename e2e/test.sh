@@ -2,7 +2,9 @@
 # e2e/test.sh - run every Herald test, as CI does:
 #   formatting, clippy (zero warnings), unit tests and the CRD drift check, then the
 #   end-to-end suite and the Helm chart test against a fresh control plane (kube-apiserver, etcd,
-#   kube-controller-manager, nats-server) on free loopback ports, stopped afterwards.
+#   kube-controller-manager, nats-server) on free loopback ports, stopped afterwards; then
+#   Herald as pods on a real node (a second plane with NODE=1: kubelet, containerd, kube-proxy,
+#   cluster DNS), with the image scripts/build-image.sh builds from the debug binary.
 # On a new machine it installs what it needs first (Debian packages, the pinned
 # nats-server, a one-time ~7 min Kubernetes build cached in /var/cache/herald-k8s).
 #   HERALD_E2E_KEEP=1   leave the control plane running (prints where)
@@ -34,12 +36,17 @@ cargo test --locked
 
 step "control plane (real kube-apiserver, etcd, kube-controller-manager, nats-server)"
 STATE=$(mktemp -d /tmp/herald-test.XXXXXX)
-stop_control_plane() {
+NODE_STATE=''
+stop_plane() {   # STATE
   if [[ ${HERALD_E2E_KEEP:-0} == 1 ]]; then
-    echo "control plane left running: source $STATE/env; stop: STATE=$STATE PURGE=1 e2e/controlplane/down.sh" >&2
+    echo "control plane left running: source $1/env; stop: STATE=$1 PURGE=1 e2e/controlplane/down.sh" >&2
   else
-    STATE=$STATE PURGE=1 "$ROOT/e2e/controlplane/down.sh" >&2 || true
+    STATE=$1 PURGE=1 "$ROOT/e2e/controlplane/down.sh" >&2 || true
   fi
+}
+stop_control_plane() {
+  [[ -z $STATE ]] || stop_plane "$STATE"
+  [[ -z $NODE_STATE ]] || stop_plane "$NODE_STATE"
 }
 trap stop_control_plane EXIT
 eval "$(STATE=$STATE "$ROOT/e2e/controlplane/up.sh")"
@@ -52,7 +59,8 @@ kubectl apply -f crds/ >&2
 kubectl wait --for condition=established --timeout=60s -f crds/ >&2
 
 step "end-to-end tests"
-export HERALD_BIN=$ROOT/target/debug/herald
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+export HERALD_BIN=$TARGET/debug/herald
 cargo test --locked -p herald-e2e -- --test-threads "${HERALD_E2E_THREADS:-4}"
 
 step "Helm chart: lint, install, RBAC, upgrade, bad values, uninstall (real Helm via helm-sdkpy)"
@@ -60,5 +68,19 @@ step "Helm chart: lint, install, RBAC, upgrade, bad values, uninstall (real Helm
 python3 -c 'import helm_sdkpy' 2>/dev/null ||
   python3 -m pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32' >&2
 python3 e2e/chart/test_chart.py
+stop_plane "$STATE" && STATE=''
+
+step "real node: a second plane with kubelet, containerd, kube-proxy, cluster DNS (NODE=1)"
+NODE_STATE=$(mktemp -d /tmp/herald-node.XXXXXX)
+eval "$(STATE=$NODE_STATE NODE=1 "$ROOT/e2e/controlplane/up.sh")"
+[[ -n ${HERALD_NODE:-} ]] || { echo "e2e/test.sh: the NODE=1 plane reported no node" >&2; exit 1; }
+
+step "the herald image: scripts/build-image.sh (debug binary), imported into the node's containerd"
+export HERALD_IMAGE=ghcr.io/herald-dev/herald:e2e
+"$ROOT/scripts/build-image.sh" --binary "$HERALD_BIN" --tag "$HERALD_IMAGE" \
+  --out "$NODE_STATE/herald-image.oci.tar" --containerd-socket "$HERALD_NODE_CONTAINERD" >&2
+
+step "Herald as pods: helm install on the real node, delivery in-cluster, scale from zero"
+python3 e2e/chart/test_real_node.py
 
 step "all tests passed in $((SECONDS - T0)) s"

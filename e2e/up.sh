@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # e2e/up.sh - bring up a complete local Herald and leave it running:
-#   a real control plane (kube-apiserver, etcd, kube-controller-manager),
-#   nats-server with JetStream, the Herald CRDs, operator, ingress, dispatcher and the
-#   EventSource adapter,
+#   a real control plane (kube-apiserver, etcd, kube-controller-manager) with a real
+#   node (kubelet, containerd, kube-proxy, cluster DNS; e2e/controlplane/README.md),
+#   nats-server with JetStream, the herald image (scripts/build-image.sh) in the node's
+#   containerd, the Herald CRDs, operator, ingress, dispatcher and the EventSource adapter,
 #   examples/, and a `herald display` subscriber behind a Trigger; then it sends an
 #   event with `herald send` and shows it delivered through the Trigger.
 # Calling it again reuses whatever already runs. Stop everything with e2e/down.sh.
 #   HERALD_DEV_STATE  where state, logs and the kubeconfig live (default /tmp/herald-dev)
+#   HERALD_DEV_NODE=0 no node (consumer Deployments' pods then stay Pending)
+# The components run as local processes; consumer Deployments (examples/consumer-trigger.yaml)
+# run as real pods on the node, their sidecars reaching nats-server through the node's veth.
 set -Eeuo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -14,11 +18,21 @@ export STATE=${HERALD_DEV_STATE:-/tmp/herald-dev}
 say() { printf '==> %s\n' "$*" >&2; }
 
 say "control plane in $STATE"
+export NODE=${HERALD_DEV_NODE:-1}
 eval "$("$ROOT/e2e/controlplane/up.sh")"
 
 say "building herald"
 cargo build --locked -p herald >&2
-HERALD=$ROOT/target/debug/herald
+HERALD=${CARGO_TARGET_DIR:-$ROOT/target}/debug/herald
+WORKLOAD_NATS_URL=$HERALD_NATS_URL
+if [[ -n ${HERALD_NODE:-} ]]; then
+  # Under the chart's default image name, so consumer Deployments' sidecars and
+  # examples/consumer-trigger.yaml find it (nothing is pulled).
+  say "the herald image into the node's containerd"
+  "$ROOT/scripts/build-image.sh" --binary "$HERALD" --out "$STATE/herald-image.oci.tar" \
+    --containerd-socket "$HERALD_NODE_CONTAINERD" >&2
+  WORKLOAD_NATS_URL=nats://$HERALD_NODE_HOST_IP:${HERALD_NATS_URL##*:}
+fi
 
 say "installing the CRDs"
 "$HERALD" crds | kubectl apply -f - >&2
@@ -60,7 +74,7 @@ if running herald-operator; then
 else
   kubectl get namespace herald-system >/dev/null 2>&1 || kubectl create namespace herald-system >&2
   start herald-operator operator --nats-url "$HERALD_NATS_URL" --ingress-url "$INGRESS_URL" \
-    --sources-url "$SOURCES_URL" \
+    --sources-url "$SOURCES_URL" --lease-namespace herald-system --workload-nats-url "$WORKLOAD_NATS_URL" \
     --metrics-addr "127.0.0.1:$(free_port)" --identity "dev-$(hostname)"
 fi
 
@@ -131,6 +145,7 @@ else
   exit 1
 fi
 kubectl get -n default brokers,triggers >&2
+[[ -z ${HERALD_NODE:-} ]] || kubectl get nodes >&2
 
 cat <<EOM
 
@@ -141,5 +156,6 @@ Herald is running. To use it from this shell:
   $HERALD send --to default/default --type com.example.order.created --data '{"hello":"world"}'
   $HERALD tail default/default --from all
   tail -f $STATE/logs/herald-display.log     # what the quickstart Trigger delivers
+  kubectl get pods -o wide                   # consumer Deployments run as real pods on herald-node
 Ingress: $INGRESS_URL/<namespace>/<broker>   Logs: $STATE/logs   Stop: e2e/down.sh
 EOM

@@ -12,6 +12,8 @@
 # and nats-server together, then to etcd once they are gone (with PURGE=1 the
 # data is thrown away, so all four get it at once); whatever is still alive
 # after STOP_TIMEOUT seconds gets SIGKILL.
+# A real node (NODE=1, node.sh) goes first: the kubelet, every container of its
+# containerd, containerd and the rest, its mounts, network namespace and DNAT rules.
 # $STATE/ports is kept, so the next up.sh uses the same ports (and kubeconfig).
 #
 # Environment:
@@ -23,6 +25,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CP_NAME=down.sh
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=node.sh
+source "$HERE/node.sh"
 
 case ${1:-} in
   -h | --help) cp_usage "$0"; exit 0 ;;
@@ -63,6 +67,7 @@ stop_group() {   # "NAME PID STARTTIME" ...: TERM them all, wait, KILL straggler
 if [[ -s $PIDS ]]; then
   exec 8>"$STATE/.up.lock"   # not while an up.sh is starting things in this STATE
   flock -w 120 8 || cp_log "warning: $STATE/.up.lock is still held after 120 s; going on"
+  node_down   # a real node (NODE=1) first: its pods and containerd, while the apiserver still runs
   clients=() etcd=()
   while read -r name pid st _; do
     [[ $pid =~ ^[0-9]+$ && $st =~ ^[0-9]+$ ]] || { cp_log "ignoring bad line in $PIDS: $name $pid $st"; continue; }

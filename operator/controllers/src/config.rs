@@ -39,9 +39,11 @@ pub struct OperatorArgs {
     /// Name of the leader-election Lease.
     #[arg(long, env = "HERALD_LEASE_NAME", default_value = "herald-operator")]
     pub lease_name: String,
-    /// Namespace of the leader-election Lease (usually the operator's own).
-    #[arg(long, env = "HERALD_LEASE_NAMESPACE", default_value = "herald-system")]
-    pub lease_namespace: String,
+    /// Namespace of the leader-election Lease and the webhook's certificate Secret.
+    /// Default: where the operator runs — `$POD_NAMESPACE`, else the in-cluster
+    /// ServiceAccount's namespace, else the kubeconfig context's. It must exist.
+    #[arg(long, env = "HERALD_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
     /// How long a leader's Lease lasts without renewal, e.g. `15s`.
     #[arg(long, env = "HERALD_LEASE_DURATION", default_value = "15s", value_parser = herald_api::duration::parse_flag)]
     pub lease_duration: Duration,

@@ -17,6 +17,45 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
+/// The Lease's namespace: `--lease-namespace` if given, else where the operator
+/// runs: `$POD_NAMESPACE` (the chart sets it), else the client's default namespace
+/// (the in-cluster ServiceAccount's, or the kubeconfig context's).
+#[must_use]
+pub fn lease_namespace(
+    explicit: Option<&str>,
+    pod_namespace: Option<&str>,
+    client_default: &str,
+) -> String {
+    explicit
+        .or(pod_namespace)
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(client_default)
+        .to_owned()
+}
+
+/// Fails with a message saying what to do when the Lease's namespace does not
+/// exist: otherwise every attempt to take the Lease fails and the operator never
+/// reconciles anything. Without RBAC to read Namespaces (the chart's operator runs
+/// in that namespace anyway) there is nothing to check.
+pub async fn ensure_lease_namespace(client: &kube::Client, namespace: &str) -> anyhow::Result<()> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    match namespaces.get_opt(namespace).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => anyhow::bail!(
+            "the leader-election namespace {namespace:?} does not exist: create it \
+             (kubectl create namespace {namespace}) or pick another with --lease-namespace \
+             (HERALD_LEASE_NAMESPACE)"
+        ),
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            tracing::debug!(%namespace, "may not read Namespaces; not checking the lease namespace");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "checking that the lease namespace {namespace:?} exists"
+        ))),
+    }
+}
+
 /// What a candidate should do with the Lease it just read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -179,6 +218,20 @@ impl LeaseLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lease_namespace_is_where_the_operator_runs_unless_given() {
+        assert_eq!(
+            lease_namespace(Some("ops"), Some("pod-ns"), "default"),
+            "ops"
+        );
+        assert_eq!(lease_namespace(None, Some("pod-ns"), "default"), "pod-ns");
+        assert_eq!(
+            lease_namespace(None, None, "from-kubeconfig"),
+            "from-kubeconfig"
+        );
+        assert_eq!(lease_namespace(None, Some(""), "default"), "default");
+    }
 
     fn spec(holder: &str, renewed: Timestamp, secs: i32) -> LeaseSpec {
         LeaseSpec {

@@ -79,9 +79,16 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
             admin,
         },
     ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
+    let lease_namespace = leader::lease_namespace(
+        args.lease_namespace.as_deref(),
+        std::env::var("POD_NAMESPACE").ok().as_deref(),
+        client.default_namespace(),
+    );
+    leader::ensure_lease_namespace(&client, &lease_namespace).await?;
+    tracing::info!(namespace = %lease_namespace, "leader election and webhook certificate namespace");
     // Every replica answers the apiserver, leader or not: the webhook needs no CRDs
     // and no Lease, and a standby that answers keeps admission up during failover.
-    admission::start(&args.admission, &client, &args.lease_namespace, &shutdown).await?;
+    admission::start(&args.admission, &client, &lease_namespace, &shutdown).await?;
 
     if !wait_for_crds(
         &client,
@@ -95,7 +102,7 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
     readiness.set(true);
 
     let lock = LeaseLock::new(
-        Api::namespaced(client.clone(), &args.lease_namespace),
+        Api::namespaced(client.clone(), &lease_namespace),
         &args.lease_name,
         &identity,
         args.lease_duration,
