@@ -1,7 +1,7 @@
 # The one Herald image: the `herald` binary with the few glibc libraries it links,
 # non-root, nothing else (no shell, no package manager).
 #
-# The build context is a root filesystem that scripts/build-image.sh assembles from
+# The build context is a root filesystem that operator/herald/build-image.sh assembles from
 # a `herald` binary (by default `cargo build --release`): the binary, the libraries
 # `ldd` lists, /etc/nsswitch.conf (Service names resolve through glibc's built-in
 # files + dns), CA certificates and a passwd entry for uid 65532. The script runs

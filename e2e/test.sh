@@ -4,7 +4,7 @@
 #   end-to-end suite and the Helm chart test against a fresh control plane (kube-apiserver, etcd,
 #   kube-controller-manager, nats-server) on free loopback ports, stopped afterwards; then
 #   Herald as pods on a real node (a second plane with NODE=1: kubelet, containerd, kube-proxy,
-#   cluster DNS), with the image scripts/build-image.sh builds from the debug binary.
+#   cluster DNS), with the image operator/herald/build-image.sh builds from the debug binary.
 # On a new machine it installs what it needs first (Debian packages, the pinned
 # nats-server, a one-time ~7 min Kubernetes build cached in /var/cache/herald-k8s).
 #   HERALD_E2E_KEEP=1   leave the control plane running (prints where)
@@ -75,9 +75,9 @@ NODE_STATE=$(mktemp -d /tmp/herald-node.XXXXXX)
 eval "$(STATE=$NODE_STATE NODE=1 "$ROOT/e2e/controlplane/up.sh")"
 [[ -n ${HERALD_NODE:-} ]] || { echo "e2e/test.sh: the NODE=1 plane reported no node" >&2; exit 1; }
 
-step "the herald image: scripts/build-image.sh (debug binary), imported into the node's containerd"
+step "the herald image: operator/herald/build-image.sh (debug binary), imported into the node's containerd"
 export HERALD_IMAGE=ghcr.io/herald-dev/herald:e2e
-"$ROOT/scripts/build-image.sh" --binary "$HERALD_BIN" --tag "$HERALD_IMAGE" \
+"$ROOT/operator/herald/build-image.sh" --binary "$HERALD_BIN" --tag "$HERALD_IMAGE" \
   --out "$NODE_STATE/herald-image.oci.tar" --containerd-socket "$HERALD_NODE_CONTAINERD" >&2
 
 step "Herald as pods: helm install on the real node, delivery in-cluster, scale from zero"

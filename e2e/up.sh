@@ -2,7 +2,7 @@
 # e2e/up.sh - bring up a complete local Herald and leave it running:
 #   a real control plane (kube-apiserver, etcd, kube-controller-manager) with a real
 #   node (kubelet, containerd, kube-proxy, cluster DNS; e2e/controlplane/README.md),
-#   nats-server with JetStream, the herald image (scripts/build-image.sh) in the node's
+#   nats-server with JetStream, the herald image (operator/herald/build-image.sh) in the node's
 #   containerd, the Herald CRDs, operator, ingress, dispatcher and the EventSource adapter,
 #   examples/, and a `herald display` subscriber behind a Trigger; then it sends an
 #   event with `herald send` and shows it delivered through the Trigger.
@@ -29,7 +29,7 @@ if [[ -n ${HERALD_NODE:-} ]]; then
   # Under the chart's default image name, so consumer Deployments' sidecars and
   # examples/consumer-trigger.yaml find it (nothing is pulled).
   say "the herald image into the node's containerd"
-  "$ROOT/scripts/build-image.sh" --binary "$HERALD" --out "$STATE/herald-image.oci.tar" \
+  "$ROOT/operator/herald/build-image.sh" --binary "$HERALD" --out "$STATE/herald-image.oci.tar" \
     --containerd-socket "$HERALD_NODE_CONTAINERD" >&2
   WORKLOAD_NATS_URL=nats://$HERALD_NODE_HOST_IP:${HERALD_NATS_URL##*:}
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Herald as pods: the chart installed by real Helm (helm-sdkpy) on the test cluster's
-real node (e2e/controlplane/up.sh with NODE=1), with the image scripts/build-image.sh
+real node (e2e/controlplane/up.sh with NODE=1), with the image operator/herald/build-image.sh
 built and imported into the node's containerd.
 
 Checks, in order: every component pod (operator x2, ingress, dispatcher, sources)
@@ -42,7 +42,7 @@ def env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
         sys.exit(f"test_real_node.py: {name} is not set: run against a control plane started "
-                 "with NODE=1 (e2e/controlplane/up.sh) and an image from scripts/build-image.sh")
+                 "with NODE=1 (e2e/controlplane/up.sh) and an image from operator/herald/build-image.sh")
     return value
 
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# scripts/build-image.sh - build the Herald image offline with buildah, from the
+# operator/herald/build-image.sh - build the Herald image offline with buildah, from the
 # Dockerfile at the repository root (FROM scratch: the `herald` binary, the glibc
 # libraries it links, nsswitch.conf, CA certificates, uid 65532).
 #
 # Usage:
-#   scripts/build-image.sh                      # cargo build --release, tag ghcr.io/herald-dev/herald:<appVersion>
-#   scripts/build-image.sh --binary target/debug/herald --tag ghcr.io/herald-dev/herald:e2e \
+#   operator/herald/build-image.sh                      # cargo build --release, tag ghcr.io/herald-dev/herald:<appVersion>
+#   operator/herald/build-image.sh --binary target/debug/herald --tag ghcr.io/herald-dev/herald:e2e \
 #       --out /tmp/herald.oci.tar --containerd-socket /run/containerd/containerd.sock
 #
 # Options:
@@ -18,7 +18,7 @@
 # buildah's storage: $HERALD_BUILDAH_ROOT (default /var/tmp/herald-buildah).
 # Prints the archive path and the image size (the layer, uncompressed) on stdout.
 set -Eeuo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 die() { echo "build-image.sh: $*" >&2; exit 1; }
 trap 'die "failed at line $LINENO: $BASH_COMMAND"' ERR
 
