@@ -206,6 +206,10 @@ async def main() -> int:
             (disp, "watch", "triggers.eventing.herald.dev", other, True),
             (disp, "create", "deployments.apps", other, False),
             (disp, "get", "secrets", other, False),
+            (disp, "create", "eventtypes.eventing.herald.dev", other, True),
+            (disp, "update", "eventtypes.eventing.herald.dev/status", other, True),
+            (disp, "delete", "eventtypes.eventing.herald.dev", other, False),
+            (disp, "patch", "brokers.eventing.herald.dev/status", other, False),
             (src, "watch", "eventsources.eventing.herald.dev", other, True),
             (src, "get", "secrets", other, True),
             (src, "list", "secrets", other, False),
@@ -335,7 +339,7 @@ async def main() -> int:
                 if (items := get(kind, namespace, selector))]
         expect(not left, f"nothing of the release is left: {left}")
         crds = kubectl("get", "crd", "-o", "name")
-        expect(all(f"{k}.eventing.herald.dev" in crds for k in ("brokers", "triggers", "eventsources")),
+        expect(all(f"{k}.eventing.herald.dev" in crds for k in ("brokers", "triggers", "eventsources", "eventtypes")),
                "the CRDs stay")
     finally:
         for r in (release,):
