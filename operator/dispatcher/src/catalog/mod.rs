@@ -79,9 +79,9 @@ impl Catalog {
 #[derive(Default)]
 pub struct BrokerTally {
     types: HashMap<String, TypeWindow>,
-    /// Types an `EventType` exists for (as of the last write): always admitted, so a
-    /// flood of new types cannot push known types out of the catalog.
-    known: HashSet<String>,
+    /// Types an `EventType` exists for (as of the last write, which sets it): always
+    /// admitted, so a flood of new types cannot push known types out of the catalog.
+    pub known: HashSet<String>,
     overflow: Overflow,
 }
 
@@ -147,13 +147,8 @@ impl BrokerTally {
         self.types.is_empty() && self.overflow.events == 0
     }
 
-    /// Takes what was seen since the last call; `known` are the types an `EventType`
-    /// exists for, admitted in the next windows whatever else arrives.
-    pub fn take_window(
-        &mut self,
-        known: HashSet<String>,
-    ) -> (HashMap<String, TypeWindow>, Overflow) {
-        self.known = known;
+    /// Takes what was seen since the last call.
+    pub fn take_window(&mut self) -> (HashMap<String, TypeWindow>, Overflow) {
         (
             std::mem::take(&mut self.types),
             std::mem::take(&mut self.overflow),
@@ -293,7 +288,7 @@ mod tests {
             );
         }
         tally.record(&event("order.paid", "billing", "not json"), t0);
-        let (types, overflow) = tally.take_window(HashSet::new());
+        let (types, overflow) = tally.take_window();
         assert!(tally.is_idle());
         assert_eq!(overflow, Overflow::default());
         let created = &types["order.created"];
@@ -335,8 +330,8 @@ mod tests {
                 t0 - Duration::from_secs(n),
             );
         }
-        let after_a = merged_status(None, &a.take_window(HashSet::new()).0["t"]);
-        let both = merged_status(Some(&after_a), &b.take_window(HashSet::new()).0["t"]);
+        let after_a = merged_status(None, &a.take_window().0["t"]);
+        let both = merged_status(Some(&after_a), &b.take_window().0["t"]);
         assert_eq!(both.count, 12);
         assert_eq!(both.first_seen.as_deref(), Some("2023-11-14T22:13:16Z"));
         assert_eq!(both.last_seen.as_deref(), Some("2023-11-14T22:13:26Z"));
@@ -357,7 +352,8 @@ mod tests {
         for n in 0..1000 {
             tally.record(&event(&format!("flood.{n}"), "x", "{}"), now);
         }
-        let (types, overflow) = tally.take_window(HashSet::from(["known".to_owned()]));
+        let (types, overflow) = tally.take_window();
+        tally.known = HashSet::from(["known".to_owned()]);
         assert_eq!(types.len(), MAX_TYPES_PER_BROKER);
         assert_eq!(overflow.events, 900);
         assert_eq!(overflow.examples.len(), OVERFLOW_EXAMPLES);
@@ -365,7 +361,7 @@ mod tests {
             tally.record(&event(&format!("flood2.{n}"), "x", "{}"), now);
         }
         tally.record(&event("known", "x", "{}"), now);
-        let (types, overflow) = tally.take_window(HashSet::new());
+        let (types, overflow) = tally.take_window();
         assert!(
             types.contains_key("known"),
             "a known type is admitted past the bound"

@@ -98,7 +98,7 @@ impl Writer {
             }
             let Some(broker) = brokers.get(&stream) else {
                 // The Broker is gone: what it carried goes with it.
-                let _ = lock(&tally).take_window(HashSet::new());
+                let _ = lock(&tally).take_window();
                 continue;
             };
             self.write_broker(broker, &tally).await;
@@ -125,13 +125,15 @@ impl Writer {
                 return;
             }
         };
-        let (window, mut overflow) = lock(tally).take_window(existing.keys().cloned().collect());
+        let (window, mut overflow) = lock(tally).take_window();
         let mut room = MAX_TYPES_PER_BROKER.saturating_sub(existing.len());
+        let mut catalogued: HashSet<String> = existing.keys().cloned().collect();
         for (event_type, seen) in window {
             let result = match existing.get(&event_type) {
                 Some(current) => add_window(&api, current.clone(), &seen).await,
                 None if room > 0 => {
                     room -= 1;
+                    catalogued.insert(event_type.clone());
                     self.create(&api, broker, &event_type, &seen).await
                 }
                 None => {
@@ -143,6 +145,8 @@ impl Writer {
                 tracing::debug!(broker = %format!("{namespace}/{name}"), error = %e, "cannot write an EventType");
             }
         }
+        // What has an EventType now is counted in the next windows whatever else arrives.
+        lock(tally).known = catalogued;
         if overflow.events > 0 {
             self.overflow
                 .with_label_values(&[namespace.as_str(), name.as_str()])
