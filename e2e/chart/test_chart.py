@@ -55,10 +55,11 @@ def expect(ok: bool, what: str) -> None:
         failures.append(what)
 
 
-def can(sa: str, namespace: str, verb: str, resource: str, where: str) -> bool:
+def can(sa: str, namespace: str, verb: str, resource: str, where: str, subresource: str = "") -> bool:
     out = subprocess.run(
         ["kubectl", "auth", "can-i", verb, resource, "-n", where,
-         f"--as=system:serviceaccount:{namespace}:{sa}"],
+         f"--as=system:serviceaccount:{namespace}:{sa}",
+         *([f"--subresource={subresource}"] if subresource else [])],
         capture_output=True, text=True,
     )
     return out.stdout.strip() == "yes"
@@ -206,6 +207,9 @@ async def main() -> int:
             (disp, "watch", "triggers.eventing.herald.dev", other, True),
             (disp, "create", "deployments.apps", other, False),
             (disp, "get", "secrets", other, False),
+            (disp, "create", "eventtypes.eventing.herald.dev", other, True),
+            (disp, "delete", "eventtypes.eventing.herald.dev", other, False),
+            (disp, "patch", "brokers.eventing.herald.dev/status", other, False),
             (src, "watch", "eventsources.eventing.herald.dev", other, True),
             (src, "get", "secrets", other, True),
             (src, "list", "secrets", other, False),
@@ -214,6 +218,10 @@ async def main() -> int:
             expect(can(sa, ns, verb, resource, where) == allowed,
                    f"{sa.removeprefix(full + '-')} {'can' if allowed else 'cannot'} {verb} {resource} in {where}")
 
+        expect(can(disp, ns, "update", "eventtypes.eventing.herald.dev", other, subresource="status")
+               and not can(disp, ns, "update", "eventtypes.eventing.herald.dev", other)
+               and not can(disp, ns, "update", "brokers.eventing.herald.dev", other, subresource="status"),
+               "dispatcher writes EventTypes' status (the catalog), not their spec, nor Brokers' status")
         expect(can_mint_token(disp, ns, disp, ns) and not can_mint_token(disp, ns, op, ns)
                and not can_mint_token(disp, ns, disp, other) and not can_mint_token(op, ns, disp, ns),
                "dispatcher mints tokens for its own ServiceAccount only (subscriber audience)")
@@ -335,7 +343,7 @@ async def main() -> int:
                 if (items := get(kind, namespace, selector))]
         expect(not left, f"nothing of the release is left: {left}")
         crds = kubectl("get", "crd", "-o", "name")
-        expect(all(f"{k}.eventing.herald.dev" in crds for k in ("brokers", "triggers", "eventsources")),
+        expect(all(f"{k}.eventing.herald.dev" in crds for k in ("brokers", "triggers", "eventsources", "eventtypes")),
                "the CRDs stay")
     finally:
         for r in (release,):

@@ -10,7 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use crate::{Broker, EventSource, Trigger};
+use crate::{Broker, EventSource, EventType, Trigger};
 
 /// Every Herald CRD, each with its cross-field constraints.
 #[must_use]
@@ -47,7 +47,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         }
     });
 
-    vec![broker, trigger, source]
+    vec![broker, trigger, source, EventType::crd()]
 }
 
 /// One YAML document per CRD, separated by `---`, as `kubectl apply -f` reads them.

@@ -8,6 +8,7 @@
 //!     │ broker
 //!   Trigger ──(filters, delivery)──▶ durable consumer ──▶ subscriber / consumer Deployment
 //!   EventSource ──(cron | kubernetes | webhook | nats | sinkBinding)──▶ sink (a Broker or a URI)
+//!   EventType ◀──(written by the dispatchers: counts, sources, inferred schema)── a Broker's events
 //! ```
 //!
 //! Besides the types it holds the pure helpers every component agrees on:
@@ -28,6 +29,7 @@ pub mod crds;
 pub mod delivery;
 pub mod duration;
 pub mod eventsource;
+pub mod eventtype;
 pub mod naming;
 pub mod nats_source;
 pub mod quantity;
@@ -40,6 +42,7 @@ pub use broker::{Broker, BrokerSpec, BrokerStatus};
 pub use common::{DeliverySpec, Destination, KReference};
 pub use conditions::{Condition, ConditionStatus};
 pub use eventsource::{EventSource, EventSourceSpec, EventSourceStatus};
+pub use eventtype::{EventType, EventTypeSpec, EventTypeStatus};
 pub use trigger::{Trigger, TriggerSpec, TriggerStatus};
 
 /// API group of every Herald resource.

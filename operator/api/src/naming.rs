@@ -31,7 +31,9 @@ fn token(name: &str) -> String {
     name.replace('.', "_")
 }
 
-fn short_hash(input: &str) -> String {
+/// The first 8 hex digits of the SHA-256 of `input`: a short, stable disambiguator.
+#[must_use]
+pub fn short_hash(input: &str) -> String {
     let digest = Sha256::digest(input.as_bytes());
     digest[..4]
         .iter()

@@ -10,6 +10,9 @@
 //!             ──▶ POST ─▶ ack | NAK(backoff) | dead-letter | drop
 //! ```
 //!
+//! The routers also note which event types each Broker carries; [`catalog`] keeps
+//! them as `EventType` objects.
+//!
 //! Several dispatchers may run: they share each Broker's router consumer and each
 //! Trigger's queue, and JetStream spreads the events between them. A dispatcher that dies loses nothing: what it had not
 //! acknowledged is routed or delivered again after the ack wait (10 s; [`pull`] keeps
@@ -17,6 +20,7 @@
 
 pub mod answer;
 pub mod attempts;
+pub mod catalog;
 pub mod clients;
 pub mod config;
 pub mod deliver;
@@ -124,6 +128,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(watch_triggers);
     tokio::spawn(watch_brokers);
+    let (catalog, cataloguing) = start_catalog(&client, &brokers, &metrics);
     tokio::select! {
         _ = async { tokio::join!(triggers.wait_until_ready(), brokers.wait_until_ready()) } => {}
         () = fired(shutdown.clone()) => return Ok(()),
@@ -141,7 +146,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     deliverer
         .moves
         .follow_reconnections(routing.state_changes.clone());
-    let mut supervisor = Supervisor::new(deliverer, routing_jetstream);
+    let mut supervisor = Supervisor::new(deliverer, routing_jetstream, catalog);
     loop {
         supervisor.reconcile(&triggers, &brokers);
         metrics
@@ -160,8 +165,26 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     readiness.set(false);
     supervisor.shutdown(args.drain_timeout).await;
     reporting.abort();
+    cataloguing.abort();
     admin.abort();
     Ok(())
+}
+
+/// The event-type catalog the routers record into, and the task that writes it.
+fn start_catalog(
+    client: &kube::Client,
+    brokers: &herald_runtime::scope::Stores<Broker>,
+    metrics: &Metrics,
+) -> (Arc<catalog::Catalog>, tokio::task::JoinHandle<()>) {
+    let catalog = Arc::new(catalog::Catalog::default());
+    let writer = catalog::writer::Writer {
+        catalog: catalog.clone(),
+        client: client.clone(),
+        brokers: brokers.clone(),
+        recorder: herald_runtime::event_recorder(client.clone(), "herald-dispatcher"),
+        overflow: metrics.eventtypes_overflow.clone(),
+    };
+    (catalog, tokio::spawn(writer.run()))
 }
 
 fn deliverer(

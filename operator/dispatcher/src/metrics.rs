@@ -66,6 +66,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Triggers being delivered.
     pub triggers: IntGauge,
+    /// Events of types beyond the catalog's bound, by Broker.
+    pub eventtypes_overflow: IntCounterVec,
 }
 
 impl Metrics {
@@ -95,11 +97,19 @@ impl Metrics {
                 "Deliveries in flight",
             )?,
             triggers: IntGauge::new("herald_dispatcher_triggers", "Triggers being delivered")?,
+            eventtypes_overflow: IntCounterVec::new(
+                Opts::new(
+                    "herald_dispatcher_eventtypes_overflow_total",
+                    "Events routed but not catalogued: their type was beyond the bound of EventTypes per Broker",
+                ),
+                &["namespace", "broker"],
+            )?,
         };
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.latency.clone()))?;
         registry.register(Box::new(m.in_flight.clone()))?;
         registry.register(Box::new(m.triggers.clone()))?;
+        registry.register(Box::new(m.eventtypes_overflow.clone()))?;
         Ok(m)
     }
 

@@ -174,13 +174,23 @@ fn decide(
     let mut table = table
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The catalog notes each event here, where it is decoded anyway: one lock per batch
+    // and a map lookup per event.
+    let catalog = table.catalog.clone();
+    let mut catalog = catalog
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = std::time::SystemTime::now();
     batch
         .into_iter()
         .map(|msg| {
             let sequence = msg.info().map_or(0, |i| i.stream_sequence);
             let copies =
                 match herald_cloudevents::nats::decode(msg.headers.as_ref(), msg.payload.clone()) {
-                    Ok(event) => table.route_event(sequence, &event),
+                    Ok(event) => {
+                        catalog.record(&event, now);
+                        table.route_event(sequence, &event)
+                    }
                     Err(e) => {
                         tracing::warn!(sequence, error = %e, "not a CloudEvent; not routed");
                         Vec::new()

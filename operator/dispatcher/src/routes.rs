@@ -51,6 +51,9 @@ pub struct RouteTable {
     /// while they were in it, so one that comes back (a status that flickered) is owed
     /// only what was routed without it, not its whole history again.
     departed: HashMap<String, (u64, u64)>,
+    /// The event types this Broker's router saw (the supervisor shares it with the
+    /// catalog writer).
+    pub catalog: Arc<std::sync::Mutex<crate::catalog::BrokerTally>>,
 }
 
 /// Departed Triggers remembered at most (beyond, they are forgotten: a Trigger that

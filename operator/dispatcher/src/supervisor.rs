@@ -14,6 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::catalog::Catalog;
 use crate::deliver::Deliverer;
 use crate::plan::{self, FilterCache, Planned, TriggerPlan};
 use crate::pull::{self, Stop};
@@ -50,6 +51,8 @@ pub struct Supervisor {
     deliverer: Arc<Deliverer>,
     /// Routers and backfills use a NATS connection of their own.
     routing: jetstream::Context,
+    /// Where each Broker's router notes the event types it sees.
+    catalog: Arc<Catalog>,
     filters: FilterCache,
     routers: HashMap<String, Router>,
     backfills: HashMap<String, Running<(String, Route)>>,
@@ -59,10 +62,15 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor that runs nothing yet.
     #[must_use]
-    pub fn new(deliverer: Arc<Deliverer>, routing: jetstream::Context) -> Self {
+    pub fn new(
+        deliverer: Arc<Deliverer>,
+        routing: jetstream::Context,
+        catalog: Arc<Catalog>,
+    ) -> Self {
         Supervisor {
             deliverer,
             routing,
+            catalog,
             filters: FilterCache::default(),
             routers: HashMap::new(),
             backfills: HashMap::new(),
@@ -106,6 +114,7 @@ impl Supervisor {
             if !keep {
                 tracing::info!(%stream, "stopping routing");
                 let _ = router.running.stop.send(Stop::Now);
+                self.catalog.forget(stream);
             }
             keep
         });
@@ -116,7 +125,9 @@ impl Supervisor {
         for stream in wanted_streams {
             let router = self.routers.entry(stream.clone()).or_insert_with(|| {
                 tracing::info!(%stream, "starting routing");
-                let table = Arc::new(RwLock::new(RouteTable::default()));
+                let mut table = RouteTable::default();
+                table.catalog = self.catalog.tally_for(stream);
+                let table = Arc::new(RwLock::new(table));
                 let wake = Arc::new(tokio::sync::Notify::new());
                 let (jetstream, name, shared, woken) = (
                     self.routing.clone(),

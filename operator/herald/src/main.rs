@@ -17,6 +17,7 @@ mod send;
 mod status;
 mod tail;
 mod transform_test;
+mod types;
 
 // mimalloc: the ingress and dispatcher allocate per event; glibc's malloc showed up
 // at ~10 % of the ingress profile (see docs/benchmarks.md).
@@ -57,6 +58,8 @@ enum Command {
     Send(Box<send::SendArgs>),
     /// Show Brokers, Triggers and EventSources: ready or not and why, backlog, replicas.
     Status(status::StatusArgs),
+    /// List the event types each Broker carries: sources, counts, last seen, inferred schema.
+    Types(types::TypesArgs),
     /// Print a Broker's events as they arrive, or replay them.
     Tail(Box<tail::TailArgs>),
     /// Receive events over HTTP and print them (a subscriber for trying Triggers out).
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Sources(args) => herald_sources::run_sources(*args),
         Command::Send(args) => return send::run(&args),
         Command::Status(args) => return status::run(&args),
+        Command::Types(args) => return types::run(&args),
         Command::Tail(args) => return tail::run(&args),
         Command::Display(args) => return display::run(&args),
         Command::Filter { command } => return filter_test::run(&command),
