@@ -28,6 +28,7 @@ pub mod crds;
 pub mod delivery;
 pub mod duration;
 pub mod eventsource;
+pub mod job;
 pub mod naming;
 pub mod nats_source;
 pub mod quantity;
