@@ -154,6 +154,7 @@ fn plan(
         filter: Arc::new(filter),
         filter_version: version.to_owned(),
         transform: None,
+        job: None,
     }
 }
 
@@ -198,6 +199,7 @@ async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Regist
         attempts: Attempts::default(),
         slots: herald_dispatcher::slots::Slots::new(4096),
         moves: herald_dispatcher::moves::LeaderMoves::default(),
+        jobs: None,
     });
     let mut running = Running {
         stop,
