@@ -25,6 +25,7 @@ pub mod nats;
 pub mod partition;
 pub mod process;
 pub mod runner;
+pub mod runner_volumes;
 pub mod secure_nats;
 pub mod stack;
 pub mod subscriber;

@@ -12,10 +12,22 @@
 //! runner writes a kubeconfig with that token (from the account's token Secret) and
 //! sets `KUBECONFIG`, so a process sees exactly what its account may see.
 //!
+//! Pods that run to completion (`restartPolicy` `Never` or `OnFailure`: a Job's) end as
+//! a kubelet ends them: when every process exited the Pod's phase becomes `Succeeded`
+//! (all exited 0) or `Failed`, with each container `terminated` and its exit code, so
+//! the real Job controller marks the Job `Complete` or `Failed`. Their Secret volumes
+//! are written to a local directory per Pod (waiting a moment for a Secret that does
+//! not exist yet, as a kubelet retries the mount); other Pods see no volumes.
+//!
 //! Where it must differ: all pods share 127.0.0.1, so every env var named `PORT` or
 //! ending in `_PORT` gets a fresh free port per Pod (the same original value maps to
 //! the same new port within a Pod, so a sidecar still finds its neighbour), and a
-//! command named `herald` runs `$HERALD_BIN`. Images are ignored.
+//! command named `herald` runs `$HERALD_BIN`. Images are ignored. Processes share the
+//! host's file system, so a mounted Secret is not at its `mountPath`: the mount path is
+//! rewritten to the local directory in env values, command and args (a program that
+//! finds the file through an env var or an argument works unchanged; one that opens
+//! the `mountPath` written in its own code would not). `OnFailure` restarts are not
+//! made: the Pod fails.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -47,12 +59,25 @@ pub struct Line {
 }
 
 type Running = Arc<Mutex<HashMap<String, Vec<Child>>>>;
+/// Pods run to completion: the task that waits for their processes (aborting it kills
+/// them).
+type Finishing = Arc<Mutex<HashMap<String, JoinHandle<()>>>>;
+
+/// The processes of Pods that run to completion, counted as they run.
+#[derive(Default)]
+struct Completions {
+    tasks: Finishing,
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    finished: std::sync::atomic::AtomicUsize,
+}
 
 /// Runs the containers of matching Pods as local processes until dropped.
 pub struct ReplicaRunner {
     task: JoinHandle<()>,
     lines: Arc<Mutex<Vec<Line>>>,
     running: Running,
+    completions: Arc<Completions>,
 }
 
 impl ReplicaRunner {
@@ -62,8 +87,10 @@ impl ReplicaRunner {
         let api: Api<Pod> = Api::namespaced(client, namespace);
         let lines = Arc::new(Mutex::new(Vec::new()));
         let running: Running = Arc::default();
+        let completions = Arc::new(Completions::default());
         let config = watcher::Config::default().labels(selector);
         let (task_lines, task_running) = (lines.clone(), running.clone());
+        let task_completions = completions.clone();
         let task = tokio::spawn(async move {
             let mut pods = std::pin::pin!(watcher(api.clone(), config).default_backoff());
             while let Some(event) = pods.next().await {
@@ -76,13 +103,19 @@ impl ReplicaRunner {
                         continue;
                     }
                 };
-                handle(&api, pod, gone, &task_running, &task_lines).await;
+                let ran = Ran {
+                    running: &task_running,
+                    lines: &task_lines,
+                    completions: &task_completions,
+                };
+                handle(&api, pod, gone, &ran).await;
             }
         });
         Self {
             task,
             lines,
             running,
+            completions,
         }
     }
 
@@ -108,6 +141,22 @@ impl ReplicaRunner {
     pub fn running_pods(&self) -> usize {
         self.running.lock().expect("running").len()
     }
+
+    /// The most Pods that run to completion (Jobs') whose processes ran at once.
+    #[must_use]
+    pub fn peak_completion_pods(&self) -> usize {
+        self.completions
+            .peak
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many Pods that run to completion have finished (their phase set).
+    #[must_use]
+    pub fn finished_completion_pods(&self) -> usize {
+        self.completions
+            .finished
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Drop for ReplicaRunner {
@@ -115,19 +164,33 @@ impl Drop for ReplicaRunner {
         self.task.abort();
         // Children are killed on drop (kill_on_drop).
         self.running.lock().map(|mut r| r.clear()).ok();
+        if let Ok(mut tasks) = self.completions.tasks.lock() {
+            for (_, task) in tasks.drain() {
+                task.abort();
+            }
+        }
     }
 }
 
-async fn handle(
-    api: &Api<Pod>,
-    pod: Pod,
-    gone: bool,
-    running: &Running,
-    lines: &Arc<Mutex<Vec<Line>>>,
-) {
+/// What the runner keeps track of.
+struct Ran<'a> {
+    running: &'a Running,
+    lines: &'a Arc<Mutex<Vec<Line>>>,
+    completions: &'a Arc<Completions>,
+}
+
+async fn handle(api: &Api<Pod>, pod: Pod, gone: bool, ran: &Ran<'_>) {
+    let Ran {
+        running,
+        lines,
+        completions,
+    } = ran;
     let name = pod.name_any();
     let deleting = pod.metadata.deletion_timestamp.is_some();
     if gone || deleting {
+        if let Some(task) = completions.tasks.lock().expect("tasks").remove(&name) {
+            task.abort();
+        }
         let children = running.lock().expect("running").remove(&name);
         for mut child in children.unwrap_or_default() {
             stop(&mut child).await;
@@ -140,10 +203,30 @@ async fn handle(
         }
         return;
     }
-    if running.lock().expect("running").contains_key(&name) {
+    if running.lock().expect("running").contains_key(&name)
+        || completions.tasks.lock().expect("tasks").contains_key(&name)
+    {
         return;
     }
     let Some(spec) = &pod.spec else { return };
+    let to_completion = matches!(spec.restart_policy.as_deref(), Some("Never" | "OnFailure"));
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if to_completion && matches!(phase, Some("Succeeded" | "Failed")) {
+        return;
+    }
+    // Only Jobs' pods get their Secrets: the consumer tests were written for
+    // containers that see no volume, and keep that.
+    let mounts = if to_completion {
+        match crate::runner_volumes::secret_volumes(api, &pod).await {
+            Ok(mounts) => mounts,
+            Err(e) => {
+                eprintln!("replica runner: pod {name}: {e}");
+                return;
+            }
+        }
+    } else {
+        crate::runner_volumes::Mounts::default()
+    };
     let ports = remap_ports(&spec.containers);
     let account = spec.service_account_name.as_deref().unwrap_or("default");
     let kubeconfig = match account_kubeconfig(api, &pod, account).await {
@@ -155,18 +238,20 @@ async fn handle(
     };
     let mut children = Vec::new();
     for container in &spec.containers {
-        match start(&name, container, &ports, kubeconfig.as_deref(), lines) {
-            Ok(child) => children.push(child),
+        let paths = mounts.paths_for(container);
+        let local = Local {
+            ports: &ports,
+            paths: &paths,
+            kubeconfig: kubeconfig.as_deref(),
+        };
+        match start(&name, container, &local, lines) {
+            Ok(child) => children.push((container.name.clone(), child)),
             Err(e) => eprintln!(
                 "replica runner: pod {name} container {}: {e}",
                 container.name
             ),
         }
     }
-    running
-        .lock()
-        .expect("running")
-        .insert(name.clone(), children);
     let status = serde_json::json!({"status": {
         "phase": "Running",
         "podIP": "127.0.0.1",
@@ -175,6 +260,67 @@ async fn handle(
     let _ = api
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await;
+    // Running before the processes may end: a quick one must not be overtaken.
+    if to_completion {
+        let task = tokio::spawn(run_to_completion(
+            api.clone(),
+            name.clone(),
+            children,
+            Arc::clone(completions),
+        ));
+        completions
+            .tasks
+            .lock()
+            .expect("tasks")
+            .insert(name.clone(), task);
+    } else {
+        running
+            .lock()
+            .expect("running")
+            .insert(name.clone(), children.into_iter().map(|(_, c)| c).collect());
+    }
+}
+
+/// Waits for a run-to-completion Pod's processes, then sets its phase and each
+/// container's exit code as a kubelet would. Aborted (the Pod deleted), the processes
+/// are killed with it.
+async fn run_to_completion(
+    api: Api<Pod>,
+    name: String,
+    children: Vec<(String, Child)>,
+    completions: Arc<Completions>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = completions.running.fetch_add(1, SeqCst) + 1;
+    completions.peak.fetch_max(now, SeqCst);
+    let mut statuses = Vec::new();
+    let mut all_ok = !children.is_empty();
+    for (container, mut child) in children {
+        let code = child
+            .wait()
+            .await
+            .ok()
+            .and_then(|s| s.code())
+            .unwrap_or(137);
+        all_ok &= code == 0;
+        statuses.push(serde_json::json!({
+            "name": container, "ready": false, "restartCount": 0, "image": "runner", "imageID": "",
+            "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}},
+        }));
+    }
+    completions.running.fetch_sub(1, SeqCst);
+    let status = serde_json::json!({"status": {
+        "phase": if all_ok { "Succeeded" } else { "Failed" },
+        "conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
+        "containerStatuses": statuses,
+    }});
+    if let Err(e) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+    {
+        eprintln!("replica runner: pod {name}: cannot set its phase: {e}");
+    }
+    completions.finished.fetch_add(1, SeqCst);
 }
 
 /// Sends SIGTERM and waits up to 5 s, then kills.
@@ -210,26 +356,54 @@ fn remap_ports(containers: &[Container]) -> HashMap<String, String> {
     map
 }
 
-/// Replaces `$(NAME)` with `vars[NAME]` where defined, as Kubernetes does.
+/// Replaces `$(NAME)` with `vars[NAME]` where defined and `$$` with `$`, as
+/// Kubernetes does.
 fn expand(text: &str, vars: &HashMap<String, String>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find("$(") {
+    while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
-        let after = &rest[at + 2..];
-        match after.find(')') {
-            Some(end) if vars.contains_key(&after[..end]) => {
-                out.push_str(&vars[&after[..end]]);
-                rest = &after[end + 1..];
+        let after = &rest[at + 1..];
+        if let Some(escaped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = escaped;
+            continue;
+        }
+        let Some(inner) = after.strip_prefix('(') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        match inner.find(')') {
+            Some(end) if vars.contains_key(&inner[..end]) => {
+                out.push_str(&vars[&inner[..end]]);
+                rest = &inner[end + 1..];
             }
             _ => {
                 out.push_str("$(");
-                rest = after;
+                rest = inner;
             }
         }
     }
     out.push_str(rest);
     out
+}
+
+/// What a container's process sees instead of the Pod's: ports, mounted files, API
+/// credentials.
+struct Local<'a> {
+    ports: &'a HashMap<String, String>,
+    /// Mount path to the local directory holding its files, longest first.
+    paths: &'a [(String, String)],
+    kubeconfig: Option<&'a str>,
+}
+
+impl Local<'_> {
+    fn rewrite_paths(&self, text: String) -> String {
+        self.paths.iter().fold(text, |text, (mount, local)| {
+            text.replace(mount.as_str(), local)
+        })
+    }
 }
 
 /// Writes a kubeconfig that authenticates as ServiceAccount `account` of the Pod's
@@ -287,17 +461,20 @@ async fn account_kubeconfig(api: &Api<Pod>, pod: &Pod, account: &str) -> anyhow:
 fn start(
     pod: &str,
     container: &Container,
-    ports: &HashMap<String, String>,
-    kubeconfig: Option<&str>,
+    local: &Local<'_>,
     lines: &Arc<Mutex<Vec<Line>>>,
 ) -> anyhow::Result<Child> {
     let mut vars = HashMap::new();
     for var in container.env.iter().flatten() {
         let Some(value) = &var.value else { continue };
         let value = if is_port_variable(&var.name) {
-            ports.get(value).cloned().unwrap_or_else(|| value.clone())
+            local
+                .ports
+                .get(value)
+                .cloned()
+                .unwrap_or_else(|| value.clone())
         } else {
-            expand(value, &vars)
+            local.rewrite_paths(expand(value, &vars))
         };
         vars.insert(var.name.clone(), value);
     }
@@ -306,7 +483,7 @@ fn start(
         .iter()
         .flatten()
         .chain(container.args.iter().flatten())
-        .map(|a| expand(a, &vars))
+        .map(|a| local.rewrite_paths(expand(a, &vars)))
         .collect();
     let Some((program, args)) = command_line.split_first() else {
         anyhow::bail!("no command: the runner needs `command` (it does not read images)");
@@ -321,7 +498,7 @@ fn start(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOSTNAME", pod)
-        .envs(kubeconfig.map(|k| ("KUBECONFIG", k)))
+        .envs(local.kubeconfig.map(|k| ("KUBECONFIG", k)))
         .envs(&vars)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -359,5 +536,6 @@ mod tests {
             "http://127.0.0.1:8080/x"
         );
         assert_eq!(expand("$(UNKNOWN) $(P", &vars), "$(UNKNOWN) $(P");
+        assert_eq!(expand("a$$(P)b $ $$$(P)", &vars), "a$(P)b $ $8080");
     }
 }

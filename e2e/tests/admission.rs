@@ -395,6 +395,49 @@ async fn naming_a_secret_needs_the_right_to_read_it() {
     .await;
 }
 
+/// A job Trigger runs a Job per event from its template and stores each event in a
+/// Secret: only someone who may create both may write one.
+#[tokio::test]
+async fn a_job_trigger_needs_the_right_to_create_jobs_and_secrets() {
+    with_temp_ns("admission-jobs", |client, ns| async move {
+        let webhook = Webhook::start(&client, &ns).await;
+        let triggers: Api<Trigger> = Api::namespaced(requester(&ns).await, &ns);
+        let job = trigger(
+            "per-event",
+            &json!({"broker": "default", "job": {"template": {"spec": {
+                "containers": [{"name": "work", "image": "busybox"}],
+            }}}}),
+        );
+        let message = denial(triggers.create(&PostParams::default(), &job).await);
+        assert!(
+            message.contains(&format!("create jobs.batch in namespace {ns}")),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("create secrets in namespace {ns}")),
+            "{message}"
+        );
+        grant(
+            &ns,
+            "job-runner",
+            &ns,
+            "[{apiGroups: [batch], resources: [jobs], verbs: [create]}]",
+        );
+        let message = denial(triggers.create(&PostParams::default(), &job).await);
+        assert!(!message.contains("jobs.batch"), "{message}");
+        assert!(message.contains("create secrets"), "{message}");
+        grant(
+            &ns,
+            "secret-writer",
+            &ns,
+            r#"[{apiGroups: [""], resources: [secrets], verbs: [create]}]"#,
+        );
+        admitted(&triggers, &job).await;
+        drop(webhook);
+    })
+    .await;
+}
+
 fn der(pem: &[u8]) -> Vec<u8> {
     CertificateDer::from_pem_slice(pem)
         .expect("PEM certificate")

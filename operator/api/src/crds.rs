@@ -17,7 +17,7 @@ use crate::{Broker, EventSource, EventType, Trigger};
 pub fn all() -> Vec<CustomResourceDefinition> {
     let mut trigger = Trigger::crd();
     with_spec(&mut trigger, |spec| {
-        spec.one_of = Some(required_each(&["subscriber", "consumer"]));
+        spec.one_of = Some(required_each(&["subscriber", "consumer", "job"]));
         if let Some(subscriber) = property(spec, &["subscriber"]) {
             require_ref_or_uri(subscriber);
         }

@@ -30,6 +30,7 @@ pub mod delivery;
 pub mod duration;
 pub mod eventsource;
 pub mod eventtype;
+pub mod job;
 pub mod naming;
 pub mod nats_source;
 pub mod quantity;

@@ -12,8 +12,8 @@ use crate::common::{DeliverySpec, Destination, SecretKeyRef};
 use crate::conditions::Condition;
 
 /// A Trigger selects events of a Broker with filters and delivers each matching event,
-/// at least once, to a subscriber (`subscriber`) or to a Deployment Herald runs for it
-/// (`consumer`).
+/// at least once, to a subscriber (`subscriber`), to a Deployment Herald runs for it
+/// (`consumer`), or to a Job Herald runs per event (`job`).
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
     group = "eventing.herald.dev",
@@ -23,7 +23,7 @@ use crate::conditions::Condition;
     status = "TriggerStatus",
     shortname = "trg",
     category = "herald",
-    doc = "A Trigger selects events of a Broker with filters and delivers each matching event to a subscriber or to a consumer Deployment that Herald autoscales.",
+    doc = "A Trigger selects events of a Broker with filters and delivers each matching event to a subscriber, to a consumer Deployment that Herald autoscales, or to a Job per event.",
     printcolumn(name = "Broker", type_ = "string", json_path = ".spec.broker"),
     printcolumn(
         name = "Subscriber",
@@ -64,13 +64,19 @@ pub struct TriggerSpec {
     /// Filters that must all match (Knative's subscriptions API, plus content patterns).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<SubscriptionsApiFilter>,
-    /// Where matching events are sent (HTTP POST). Set exactly one of `subscriber` and `consumer`.
+    /// Where matching events are sent (HTTP POST). Set exactly one of `subscriber`,
+    /// `consumer` and `job`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriber: Option<Destination>,
     /// A Deployment that Herald creates from a pod template and scales with the backlog.
-    /// Set exactly one of `subscriber` and `consumer`.
+    /// Set exactly one of `subscriber`, `consumer` and `job`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<ConsumerSpec>,
+    /// Each matching event runs as a Kubernetes Job made from a pod template, with
+    /// the event mounted as a file (see docs/jobs.md). Set exactly one of
+    /// `subscriber`, `consumer` and `job`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::job::EventJobSpec>,
     /// Reshapes each event after filtering, right before delivery: a jq program or an
     /// EventBridge-style input template (see docs/transforms.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,7 +370,7 @@ pub struct TriggerStatus {
     /// The `.metadata.generation` the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, and `BrokerReady`, `FilterValid`, `TransformValid`, `SubscriberResolved`, `DeadLetterSinkResolved` (and `ConsumerDeployed` with a consumer) which explain it.
+    /// `Ready`, and `BrokerReady`, `FilterValid`, `TransformValid`, `SubscriberResolved`, `DeadLetterSinkResolved` (and `ConsumerDeployed` with a consumer, `JobValid` with a job) which explain it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Name of the durable JetStream consumer of this Trigger.
@@ -444,4 +450,6 @@ pub mod condition {
     pub const DEAD_LETTER_SINK_RESOLVED: &str = "DeadLetterSinkResolved";
     /// The consumer Deployment (Triggers with `consumer`) is applied.
     pub const CONSUMER_DEPLOYED: &str = "ConsumerDeployed";
+    /// The Job template and settings (Triggers with `job`) are valid.
+    pub const JOB_VALID: &str = "JobValid";
 }

@@ -158,6 +158,7 @@ async fn start_dispatcher(
         attempts: herald_dispatcher::deliver::Attempts::default(),
         slots: herald_dispatcher::slots::Slots::new(4096),
         moves: herald_dispatcher::moves::LeaderMoves::default(),
+        jobs: None,
     });
     let plan = Arc::new(planned.delivery.expect("a subscriber"));
     let (stop, stopped) = tokio::sync::watch::channel(herald_dispatcher::pull::Stop::Running);

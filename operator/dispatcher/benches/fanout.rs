@@ -156,6 +156,7 @@ fn plan(
         filter: Arc::new(filter),
         filter_version: version.to_owned(),
         transform: None,
+        job: None,
     }
 }
 
@@ -200,6 +201,7 @@ async fn set_up(env: &Env, case: &Case, id: usize, registry: &prometheus::Regist
         attempts: Attempts::default(),
         slots: herald_dispatcher::slots::Slots::new(4096),
         moves: herald_dispatcher::moves::LeaderMoves::default(),
+        jobs: None,
     });
     let mut running = Running {
         stop,

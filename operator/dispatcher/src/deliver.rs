@@ -46,13 +46,18 @@ pub enum Attempt {
     },
     /// No answer within the delivery timeout.
     TimedOut,
-    /// The connection failed.
+    /// The connection failed, or the event's Job failed.
     Failed(String),
     /// The egress policy refused the destination: final, sending again cannot help.
     Refused(String),
     /// The Trigger's transform failed for this event: final, the same program on
     /// the same event fails again. Nothing was sent.
     Untransformable(herald_transform::RunError),
+    /// The event's Job (a Trigger with `job`) completed.
+    Completed,
+    /// The apiserver refused the event's Job or Secret as invalid: final, the same
+    /// Job is refused again.
+    Rejected(String),
 }
 
 impl Attempt {
@@ -72,7 +77,8 @@ impl Attempt {
             } => format!("HTTP {status} ({})", cut.describe()),
             Self::Answered { status, .. } => format!("HTTP {status}"),
             Self::TimedOut => "timed out".into(),
-            Self::Failed(e) | Self::Refused(e) => e.clone(),
+            Self::Failed(e) | Self::Refused(e) | Self::Rejected(e) => e.clone(),
+            Self::Completed => "the Job completed".into(),
             Self::Untransformable(e) => format!("transform failed: {e}"),
         }
     }
@@ -116,9 +122,10 @@ pub enum Verdict {
 pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> Verdict {
     let retryable = match attempt {
         Attempt::Answered { status, .. } if (200..300).contains(status) => return Verdict::Ack,
+        Attempt::Completed => return Verdict::Ack,
         Attempt::Answered { status, .. } => matches!(status, 404 | 408 | 429 | 500..=599),
         Attempt::TimedOut | Attempt::Failed(_) => true,
-        Attempt::Refused(_) | Attempt::Untransformable(_) => false,
+        Attempt::Refused(_) | Attempt::Untransformable(_) | Attempt::Rejected(_) => false,
     };
     if retryable && number <= delivery.retry {
         let backoff = delivery.backoff(number);
@@ -159,6 +166,8 @@ pub struct Deliverer {
     pub slots: std::sync::Arc<crate::slots::Slots>,
     /// How many dispatchers share each Trigger's rate limit (`--replicas`).
     pub rate_sharers: u32,
+    /// Runs the events of Triggers with a `job` (none in sidecars and benchmarks).
+    pub jobs: Option<std::sync::Arc<crate::jobs::Jobs>>,
 }
 
 impl Deliverer {
@@ -312,14 +321,7 @@ impl Deliverer {
             crate::transforming::Transformed::New(e) => Some(e),
         };
         let attempt = self
-            .post(
-                &plan.subscriber,
-                transformed.as_ref().unwrap_or(&event),
-                plan.delivery.timeout,
-                plan.subscriber_audience.as_deref(),
-                plan.subscriber_ca_certs.as_deref(),
-                plan.accepts_replies,
-            )
+            .attempt(plan, transformed.as_ref().unwrap_or(&event), number)
             .await;
         if matches!(attempt, Attempt::Refused(_)) {
             outcome(Outcome::Refused);
@@ -355,6 +357,26 @@ impl Deliverer {
                 outcome(Outcome::Retried);
             }
             Verdict::GiveUp => self.give_up(plan, &msg, &event, &attempt, number).await,
+        }
+    }
+
+    /// Attempt `number` at `event`: a POST to the subscriber, or for a Trigger with a
+    /// `job` a Job (see [`crate::jobs`]).
+    async fn attempt(&self, plan: &TriggerPlan, event: &CloudEvent, number: u32) -> Attempt {
+        match (&plan.job, &self.jobs) {
+            (Some(job), Some(jobs)) => jobs.run(plan, job, event, number).await,
+            (Some(_), None) => Attempt::Failed("this dispatcher does not run Jobs".into()),
+            (None, _) => {
+                self.post(
+                    &plan.subscriber,
+                    event,
+                    plan.delivery.timeout,
+                    plan.subscriber_audience.as_deref(),
+                    plan.subscriber_ca_certs.as_deref(),
+                    plan.accepts_replies,
+                )
+                .await
+            }
         }
     }
 

@@ -25,6 +25,7 @@ pub mod clients;
 pub mod config;
 pub mod deliver;
 pub mod filtering;
+pub mod jobs;
 pub mod metrics;
 pub mod moves;
 pub mod plan;
@@ -102,6 +103,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
         });
     let deliverer = Arc::new(Deliverer {
         rate_sharers: args.replicas,
+        jobs: Some(jobs::Jobs::start(&client, &args.watch_namespace)),
         ..deliverer(
             &nats,
             &tls,
@@ -227,6 +229,7 @@ fn deliverer(
         attempts: deliver::Attempts::default(),
         slots: slots::Slots::new(usize::try_from(max_in_flight).unwrap_or(usize::MAX)),
         moves: follow_leader_moves(nats),
+        jobs: None,
     }
 }
 

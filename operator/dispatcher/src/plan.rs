@@ -49,6 +49,8 @@ pub struct TriggerPlan {
     pub filter_version: String,
     /// The Trigger's transform, applied right before delivery.
     pub transform: Option<crate::transforming::Planned>,
+    /// With a `job`: each event runs as a Job instead of a POST to `subscriber`.
+    pub job: Option<Arc<crate::jobs::JobPlan>>,
 }
 
 impl PartialEq for TriggerPlan {
@@ -80,6 +82,7 @@ impl PartialEq for TriggerPlan {
             &other.delivery,
             &other.filter_version,
         ) && self.transform == other.transform
+            && self.job == other.job
     }
 }
 
@@ -182,8 +185,16 @@ pub fn plan(
         let (attributes, filters) = trigger.spec.filter_parts();
         CompiledFilter::from_parts(attributes, &filters).ok()
     })?;
-    let delivery = match &status.subscriber_uri {
-        Some(subscriber) if trigger.spec.consumer.is_none() => {
+    let job = crate::jobs::plan_of(trigger);
+    let subscriber = match &job {
+        Some(_) => Some(crate::jobs::destination(&namespace, &name)),
+        None => status
+            .subscriber_uri
+            .clone()
+            .filter(|_| trigger.spec.consumer.is_none()),
+    };
+    let delivery = match subscriber {
+        Some(subscriber) => {
             let transform = cache
                 .transform(&key, trigger.spec.transform.as_ref())
                 .ok()?;
@@ -194,15 +205,19 @@ pub fn plan(
                 broker.map(|b| &b.spec),
                 status.dead_letter_sink_uri.clone(),
             );
-            let effective =
+            let mut effective =
                 delivery::resolve(spec.delivery.as_ref(), spec.broker_delivery.as_ref()).ok()?;
+            if let Some(job) = &job {
+                // One delivery in flight is one Job running.
+                effective.max_in_flight = effective.max_in_flight.min(job.job.max_running);
+            }
             Some(TriggerPlan {
                 namespace: namespace.clone(),
                 trigger: name.clone(),
                 broker: trigger.spec.broker.clone(),
                 stream: queue.stream.clone(),
                 consumer: naming::consumer_name(&name),
-                subscriber: subscriber.clone(),
+                subscriber,
                 subscriber_audience: trigger
                     .spec
                     .subscriber
@@ -219,6 +234,7 @@ pub fn plan(
                 filter: filter.clone(),
                 filter_version: version.clone(),
                 transform,
+                job,
             })
         }
         _ => None,
@@ -268,6 +284,7 @@ pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPla
         filter_version: filter_version(spec.filter.as_ref(), &spec.filters),
         transform: crate::transforming::Planned::compile(spec.transform.as_ref())
             .map_err(|e| format!("invalid transform: {e}"))?,
+        job: None,
     })
 }
 
@@ -358,6 +375,28 @@ mod tests {
         ))
         .unwrap();
         assert!(p.delivery.is_none());
+    }
+
+    #[test]
+    fn job_triggers_are_delivered_as_jobs_at_most_max_running_at_once() {
+        let mut t = trigger(
+            "broker: b\njob: {template: {spec: {containers: [{name: c, image: i}]}}, maxRunning: 3}",
+            true,
+        );
+        t.status.as_mut().unwrap().subscriber_uri = None;
+        t.metadata.uid = Some("uid-7".into());
+        let d = plan_of(&t).unwrap().delivery.unwrap();
+        let job = d.job.as_ref().unwrap();
+        assert_eq!(job.trigger_uid, "uid-7");
+        assert_eq!(d.delivery.max_in_flight, 3);
+        assert_eq!(d.subscriber, "job:ns/t");
+        let mut more = t.clone();
+        more.spec.job.as_mut().unwrap().max_running = Some(4);
+        assert_ne!(
+            plan_of(&more).unwrap().delivery.unwrap(),
+            d,
+            "a job change restarts delivery"
+        );
     }
 
     #[test]

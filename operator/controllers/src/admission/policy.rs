@@ -10,6 +10,7 @@
 //! | object                                | Herald does                        | the requester must be able to |
 //! |---------------------------------------|------------------------------------|-------------------------------|
 //! | Trigger with `consumer`               | runs its pod template (Deployment) | `create deployments.apps` in the namespace |
+//! | Trigger with `job`                    | runs its pod template (a Job per event) and stores each event in a Secret | `create jobs.batch` and `create secrets` in the namespace |
 //! | EventSource `kubernetes`              | watches each listed kind and namespace | `list` and `watch` them there (cluster-wide for cluster-scoped kinds) |
 //! |                                       | runs the adapter as `serviceAccountName` | `create deployments.apps` in the namespace |
 //! | EventSource `sinkBinding`             | patches the selected Deployments   | `patch deployments.apps` in the namespace |
@@ -21,7 +22,9 @@
 
 use herald_api::broker::BrokerSpec;
 use herald_api::eventsource::{EventSourceSpec, KubernetesResource};
+use herald_api::job::EventJobSpec;
 use herald_api::trigger::{ConsumerSpec, ScalingSpec, TriggerSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 /// One permission the requester must hold, and why Herald asks for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +49,17 @@ impl Access {
             verb,
             group: "apps".into(),
             resource: "deployments".into(),
+            namespace: Some(namespace.to_owned()),
+            name: None,
+            because,
+        }
+    }
+
+    fn create(group: &str, resource: &str, namespace: &str, because: &'static str) -> Self {
+        Self {
+            verb: "create",
+            group: group.into(),
+            resource: resource.into(),
             namespace: Some(namespace.to_owned()),
             name: None,
             because,
@@ -104,6 +118,9 @@ pub enum Needs {
 
 /// Why Herald runs a Trigger's consumer template.
 const CONSUMER: &str = "a Trigger's consumer runs pods from its template";
+/// Why Herald runs a Trigger's Job template.
+const JOB: &str =
+    "a Trigger's job runs a Job from its template for each event, with the event in a Secret";
 /// Why Herald runs a kubernetes source's adapter as the named account.
 const ADAPTER: &str = "a kubernetes source runs its adapter as the named ServiceAccount";
 /// Why Herald reads what a kubernetes source watches.
@@ -162,9 +179,27 @@ fn what_runs(consumer: &ConsumerSpec) -> ConsumerSpec {
     }
 }
 
+/// A job as far as what runs is concerned: how many at once and how long finished
+/// Jobs are kept change nothing about what runs.
+fn job_runs(job: &EventJobSpec) -> (&PodTemplateSpec, Option<i64>) {
+    (&job.template, job.active_deadline_seconds)
+}
+
 /// What creating (`old: None`) or updating a Trigger in `namespace` needs.
 #[must_use]
 pub fn trigger(namespace: &str, new: &TriggerSpec, old: Option<&TriggerSpec>) -> Needs {
+    if let Some(job) = &new.job {
+        let unchanged = old
+            .and_then(|o| o.job.as_ref())
+            .is_some_and(|before| job_runs(before) == job_runs(job));
+        if unchanged {
+            return Needs::Nothing;
+        }
+        return Needs::All(vec![
+            Access::create("batch", "jobs", namespace, JOB),
+            Access::create("", "secrets", namespace, JOB),
+        ]);
+    }
     let Some(consumer) = &new.consumer else {
         return Needs::Nothing;
     };

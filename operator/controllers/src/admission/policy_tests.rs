@@ -69,6 +69,30 @@ fn an_update_that_only_rescales_a_consumer_needs_nothing_and_a_new_template_does
     assert!(matches!(trigger("ns", &old, Some(&push)), Needs::All(_)));
 }
 
+const JOB_TRIGGER: &str = "broker: default\njob:\n  template:\n    spec:\n      serviceAccountName: admin\n      containers: [{name: app, image: app:1}]\n";
+
+#[test]
+fn a_job_trigger_needs_the_right_to_create_jobs_and_secrets_and_only_a_new_template_asks_again() {
+    let old = trigger_spec(JOB_TRIGGER);
+    let both = [
+        "create jobs.batch in namespace ns",
+        "create secrets in namespace ns",
+    ];
+    assert_eq!(shown(&trigger("ns", &old, None)), both);
+    let mut more_at_once = old.clone();
+    let job = more_at_once.job.as_mut().unwrap();
+    job.max_running = Some(5);
+    job.keep_failed = Some("1h".into());
+    assert_eq!(trigger("ns", &more_at_once, Some(&old)), Needs::Nothing);
+    let mut other_account = old.clone();
+    let template = &mut other_account.job.as_mut().unwrap().template;
+    template.spec.as_mut().unwrap().service_account_name = Some("root".into());
+    assert_eq!(shown(&trigger("ns", &other_account, Some(&old))), both);
+    // A consumer Trigger turned into a job is a new request too.
+    let consumer = trigger_spec(CONSUMER_TRIGGER);
+    assert_eq!(shown(&trigger("ns", &old, Some(&consumer))), both);
+}
+
 #[test]
 fn a_kubernetes_source_needs_list_watch_where_it_reads_and_the_right_to_run_its_account() {
     let spec = source_spec(

@@ -74,7 +74,7 @@ pub fn desired_config(
         ack_wait: herald_api::delivery::ACK_WAIT,
         max_deliver: -1,
         filter_subject: naming::queue_shard_subject(&namespace, &trigger.spec.broker, shard, &name),
-        max_ack_pending: if delivery.ordered { 1 } else { MAX_ACK_PENDING },
+        max_ack_pending: max_ack_pending(trigger, delivery),
         // On a work queue the stream itself holds exactly what is not yet acknowledged,
         // so the consumer's state need not be on disk: a file per consumer, rewritten
         // after acks, was most of nats-server's work with 1,000 Triggers. A consumer
@@ -90,6 +90,20 @@ pub fn desired_config(
         ]),
         ..pull::Config::default()
     })
+}
+
+/// Events a Trigger's queue hands out before some are acknowledged, across all
+/// dispatchers: one when ordered; for a `job` Trigger its `maxRunning`, so that
+/// JetStream itself bounds the Jobs running at once however many dispatchers run
+/// them (an event waiting for a retry holds its place too).
+fn max_ack_pending(trigger: &Trigger, delivery: &EffectiveDelivery) -> i64 {
+    if delivery.ordered {
+        return 1;
+    }
+    match trigger.spec.job.as_ref().map(herald_api::job::resolve) {
+        Some(Ok(job)) => i64::from(job.max_running),
+        _ => MAX_ACK_PENDING,
+    }
 }
 
 /// The backfill consumer for `trigger`, or `None` when it starts with new events.
@@ -243,6 +257,19 @@ mod tests {
         assert_eq!(ordered.max_ack_pending, 1);
         let sharded = desired_config(&t, &delivery("{}"), (0, 4), false).unwrap();
         assert_eq!(sharded.filter_subject, "heraldq.shop.default.4.orders");
+        let mut job = t.clone();
+        job.spec.subscriber = None;
+        job.spec.job = Some(
+            serde_yaml::from_str(
+                "template: {spec: {containers: [{name: c, image: i}]}}\nmaxRunning: 3",
+            )
+            .unwrap(),
+        );
+        let bounded = desired_config(&job, &delivery("{}"), (0, 0), false).unwrap();
+        assert_eq!(
+            bounded.max_ack_pending, 3,
+            "JetStream bounds a job Trigger's running Jobs across dispatchers"
+        );
     }
 
     #[test]

@@ -142,6 +142,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
     let (broker_state, broker) = broker_state(ctx, &namespace, &trigger.spec.broker).await?;
     let filters = compile_filters(&trigger.spec);
     let transform = compile_transform(&trigger.spec);
+    let job = trigger.spec.job.as_ref().map(herald_api::job::resolve);
     let delivery = delivery::resolve(
         trigger.spec.delivery.as_ref(),
         broker.as_ref().and_then(|b| b.spec.delivery.as_ref()),
@@ -169,8 +170,10 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
     if trigger.spec.consumer.is_none() {
         remove_deployment(trigger, ctx).await?;
     }
-    let consumer = match (&filters, &transform, &delivery, &broker_state) {
-        (Ok(_), Ok(()), Ok(d), BrokerState::Ready) => Some(queue::ensure(trigger, d, ctx).await),
+    let consumer = match (&filters, &transform, &delivery, &broker_state, &job) {
+        (Ok(_), Ok(()), Ok(d), BrokerState::Ready, None | Some(Ok(_))) => {
+            Some(queue::ensure(trigger, d, ctx).await)
+        }
         _ => None,
     };
     let queue_status = match &consumer {
@@ -206,6 +209,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         dead_letter_sink,
         consumer: consumer.map(|r| r.map(|_| ())),
         deployment,
+        job,
     };
 
     let previous = trigger

@@ -30,7 +30,8 @@ pub struct Observed {
     pub broker: BrokerState,
     /// The effective delivery policy, or the bad field.
     pub delivery: Result<EffectiveDelivery, String>,
-    /// The subscriber URL, or why it does not resolve (`None` for a consumer Deployment).
+    /// The subscriber URL, or why it does not resolve (`None` for a consumer
+    /// Deployment or a Job per event).
     pub subscriber: Option<Result<String, String>>,
     /// The dead-letter sink URL, or why it does not resolve (`None`: no sink).
     pub dead_letter_sink: Option<Result<String, String>>,
@@ -39,6 +40,8 @@ pub struct Observed {
     /// The consumer Deployment was applied with this many replicas, could not be, or
     /// was not tried (no `consumer`, or the durable consumer is not there yet).
     pub deployment: Option<Result<i32, Error>>,
+    /// The `job` checked (`None`: the Trigger has none), or what is wrong with it.
+    pub job: Option<Result<herald_api::job::EffectiveJob, String>>,
 }
 
 /// The conditions for what was observed (pure). `Ready` names the first problem.
@@ -50,10 +53,13 @@ pub fn desired_conditions(spec: &TriggerSpec, o: &Observed) -> Vec<Condition> {
         Condition::new(condition::READY, ConditionStatus::False, reason, message)
     };
     let transform_valid = transform_condition(spec, o);
+    let job_valid = o.job.as_ref().map(job_condition);
     let ready = if !filter_valid.is_true() {
         not_ready("InvalidFilter", &filter_valid.message)
     } else if !transform_valid.is_true() {
         not_ready("InvalidTransform", &transform_valid.message)
+    } else if let Some(Err(m)) = &o.job {
+        not_ready("InvalidJob", m)
     } else if let Err(m) = &o.delivery {
         not_ready("InvalidDelivery", m)
     } else if !broker_ready.is_true() {
@@ -87,6 +93,7 @@ pub fn desired_conditions(spec: &TriggerSpec, o: &Observed) -> Vec<Condition> {
         dead_letter,
     ];
     list.extend(deployed);
+    list.extend(job_valid);
     list.push(ready);
     list
 }
@@ -143,6 +150,12 @@ fn inputs(spec: &TriggerSpec, o: &Observed) -> [Condition; 4] {
             False,
             "SubscriberNotResolved",
             m.clone(),
+        ),
+        None if spec.job.is_some() => Condition::new(
+            condition::SUBSCRIBER_RESOLVED,
+            True,
+            "JobPerEvent",
+            "each event runs as a Job",
         ),
         None => Condition::new(
             condition::SUBSCRIBER_RESOLVED,
@@ -221,6 +234,28 @@ fn deployment_condition(o: &Observed) -> Condition {
             False,
             "DeploymentPending",
             "the Deployment is created once the Broker and the durable consumer are ready",
+        ),
+    }
+}
+
+/// `JobValid`, for Triggers with a `job`: a template no Job could run from keeps
+/// the Trigger from being Ready, with the field and why.
+fn job_condition(job: &Result<herald_api::job::EffectiveJob, String>) -> Condition {
+    match job {
+        Ok(job) => Condition::new(
+            condition::JOB_VALID,
+            ConditionStatus::True,
+            "JobValid",
+            format!(
+                "each event runs as a Job, at most {} at once",
+                job.max_running
+            ),
+        ),
+        Err(m) => Condition::new(
+            condition::JOB_VALID,
+            ConditionStatus::False,
+            "InvalidJob",
+            m.clone(),
         ),
     }
 }

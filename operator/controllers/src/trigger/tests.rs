@@ -16,6 +16,7 @@ fn observed(s: &TriggerSpec, broker: BrokerState) -> Observed {
         dead_letter_sink: None,
         consumer: Some(Ok(())),
         deployment: None,
+        job: s.job.as_ref().map(herald_api::job::resolve),
     }
 }
 
@@ -175,4 +176,37 @@ fn an_invalid_transform_is_reported_and_keeps_the_trigger_not_ready() {
     );
     let conds = desired_conditions(&fine, &observed(&fine, BrokerState::Ready));
     assert!(conds.iter().all(Condition::is_true), "{conds:#?}");
+}
+
+#[test]
+fn a_job_trigger_reports_its_job_and_a_bad_template_keeps_it_from_ready() {
+    let s = spec(
+        "broker: b\njob: {template: {spec: {containers: [{name: c, image: busybox}]}}, maxRunning: 2}",
+    );
+    let o = Observed {
+        subscriber: None,
+        ..observed(&s, BrokerState::Ready)
+    };
+    let conds = desired_conditions(&s, &o);
+    assert!(conds.iter().all(Condition::is_true), "{conds:#?}");
+    let job = conds.iter().find(|c| c.type_ == "JobValid").unwrap();
+    assert!(job.message.contains("at most 2"), "{job:?}");
+    let sub = conds
+        .iter()
+        .find(|c| c.type_ == "SubscriberResolved")
+        .unwrap();
+    assert_eq!(sub.reason, "JobPerEvent");
+
+    let bad = spec(
+        "broker: b\njob: {template: {spec: {restartPolicy: Always, containers: [{name: c, image: i}]}}}",
+    );
+    let o = Observed {
+        subscriber: None,
+        consumer: None,
+        ..observed(&bad, BrokerState::Ready)
+    };
+    let conds = desired_conditions(&bad, &o);
+    let r = ready(&conds);
+    assert_eq!(r.reason, "InvalidJob");
+    assert!(r.message.contains("restartPolicy"), "{r:?}");
 }

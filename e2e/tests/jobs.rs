@@ -1,0 +1,296 @@
+//! A Job per event, end to end: the dispatcher makes a Job (and the event's Secret)
+//! per event of a `job` Trigger, the real kube-controller-manager's Job controller
+//! makes its pod, the replica runner plays the kubelet (runs the container's command
+//! with the Secret's files, sets the pod Succeeded or Failed), the Job controller
+//! marks the Job Complete or Failed, and the dispatcher acknowledges, retries with a
+//! new Job or dead-letters; finished Jobs are deleted after their keep time.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use herald_api::job::{ATTEMPT_ANNOTATION, JOB_TRIGGER_LABEL};
+use herald_api::naming;
+use herald_e2e::kubectl::{apply, example};
+use herald_e2e::runner::ReplicaRunner;
+use herald_e2e::stack::Stack;
+use herald_e2e::subscriber::Subscriber;
+use herald_e2e::{eventually, nats_url, ready_trigger, with_temp_ns};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+const WAIT: Duration = Duration::from_secs(90);
+const TYPE: &str = "com.example.image.uploaded";
+
+/// The Jobs of Trigger `trigger`.
+async fn jobs_of(client: &Client, ns: &str, trigger: &str) -> Vec<Job> {
+    Api::<Job>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("{JOB_TRIGGER_LABEL}={trigger}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+fn has_condition(job: &Job, type_: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// Waits until the Trigger's queue holds nothing: every event acknowledged.
+async fn queue_empties(ns: &str, trigger: &str) {
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("NATS"));
+    let stream = naming::queue_stream_name(ns, "default");
+    let durable = naming::consumer_name(trigger);
+    eventually(
+        "the Trigger's queue is empty (every event acked)",
+        WAIT,
+        || {
+            let (js, stream, durable) = (js.clone(), stream.clone(), durable.clone());
+            async move {
+                let consumer: async_nats::jetstream::consumer::PullConsumer =
+                    js.get_consumer_from_stream(&durable, &stream).await.ok()?;
+                let info = consumer.cached_info();
+                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// A job Trigger `name` on Broker `default` whose container runs `script` with `sh -c`.
+fn job_spec(script: &str, extra: &str) -> String {
+    format!(
+        "  job:\n    template:\n      spec:\n        containers:\n          - name: work\n            image: busybox:1.36\n            command: [sh, -c, '{script}']\n{extra}"
+    )
+}
+
+#[tokio::test]
+async fn each_event_runs_as_a_job_that_sees_it_and_completion_acks_it() {
+    with_temp_ns("jobs", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        apply(
+            &ns,
+            &std::fs::read_to_string(example("trigger-job.yaml")).expect("example"),
+        );
+        herald_e2e::await_condition(
+            &Api::<herald_api::Trigger>::namespaced(client.clone(), &ns),
+            "thumbnails",
+            WAIT,
+            herald_e2e::has_condition("Ready", herald_api::ConditionStatus::True, None),
+        )
+        .await;
+        for id in ["img-1", "img-2", "img-3"] {
+            stack
+                .send(id, TYPE, "/uploads", &format!(r#"{{"image": "{id}.png"}}"#))
+                .await;
+        }
+        stack
+            .send("other", "com.example.other", "/uploads", "{}")
+            .await;
+        eventually("each event's Job ran and printed it", WAIT, || async {
+            let lines = runner.lines();
+            let printed: BTreeSet<String> = lines
+                .iter()
+                .filter_map(|l| l.text.strip_prefix("resized ").map(str::to_owned))
+                .collect();
+            (printed.len() == 3).then_some(())
+        })
+        .await;
+        // The container read the event from the mounted file: the CloudEvents JSON.
+        for id in ["img-1", "img-2", "img-3"] {
+            let line = runner
+                .lines()
+                .into_iter()
+                .find(|l| l.text.contains(&format!(r#""id":"{id}""#)))
+                .unwrap_or_else(|| panic!("the Job of {id} printed its event file"));
+            let event: serde_json::Value = serde_json::from_str(&line.text).expect("event JSON");
+            assert_eq!(event["type"], TYPE);
+            assert_eq!(event["data"]["image"], format!("{id}.png"));
+            assert!(
+                runner
+                    .first_line_with(&format!("resized {id} (attempt 1)"))
+                    .is_some()
+            );
+        }
+        let jobs = eventually("three Jobs, all Complete", WAIT, || async {
+            let jobs = jobs_of(&client, &ns, "thumbnails").await;
+            (jobs.len() == 3 && jobs.iter().all(|j| has_condition(j, "Complete"))).then_some(jobs)
+        })
+        .await;
+        for job in &jobs {
+            let owner = &job.metadata.owner_references.as_ref().expect("owned")[0];
+            assert_eq!(
+                (owner.kind.as_str(), owner.name.as_str()),
+                ("Trigger", "thumbnails")
+            );
+            let spec = job.spec.as_ref().expect("spec");
+            assert_eq!(spec.backoff_limit, Some(0));
+            assert_eq!(spec.active_deadline_seconds, Some(300));
+        }
+        // Each Job's event is in a Secret the Job owns.
+        let secrets = Api::<Secret>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default().labels(&format!("{JOB_TRIGGER_LABEL}=thumbnails")))
+            .await
+            .expect("list Secrets")
+            .items;
+        assert_eq!(secrets.len(), 3);
+        queue_empties(&ns, "thumbnails").await;
+        assert_eq!(runner.finished_completion_pods(), 3, "no event ran twice");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_with_new_jobs_then_dead_lettered() {
+    with_temp_ns("jobs-fail", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        let dead_letters = Subscriber::accepting().await;
+        let spec = format!(
+            "  delivery: {{retry: 1, backoffDelay: PT0.2S, deadLetterSink: {{uri: \"{}\"}}}}\n{}",
+            dead_letters.url,
+            job_spec(
+                "echo \"try $HERALD_EVENT_ATTEMPT of $HERALD_EVENT_ID\"; exit 3",
+                "",
+            )
+        );
+        ready_trigger(&client, &ns, "flaky", &spec, WAIT).await;
+        stack.send("f-1", TYPE, "/uploads", "{}").await;
+        dead_letters
+            .wait_for("the event is dead-lettered", WAIT, |d| !d.is_empty())
+            .await;
+        let (dead, _) = &dead_letters.deliveries()[0];
+        assert_eq!(dead.id(), "f-1");
+        assert_eq!(
+            dead.get("heraldattempts"),
+            Some("2"),
+            "one attempt and one retry"
+        );
+        assert_eq!(
+            dead.get("knativeerrordest"),
+            Some(format!("job:{ns}/flaky").as_str())
+        );
+        let error = dead.get("heralderror").unwrap_or_default();
+        assert!(error.contains("failed"), "{error}");
+        assert!(runner.first_line_with("try 1 of f-1").is_some());
+        assert!(runner.first_line_with("try 2 of f-1").is_some());
+        let jobs = jobs_of(&client, &ns, "flaky").await;
+        let attempts: BTreeSet<String> = jobs
+            .iter()
+            .filter(|j| has_condition(j, "Failed"))
+            .filter_map(|j| {
+                j.metadata
+                    .annotations
+                    .as_ref()?
+                    .get(ATTEMPT_ANNOTATION)
+                    .cloned()
+            })
+            .collect();
+        assert_eq!(
+            attempts,
+            BTreeSet::from(["1".into(), "2".into()]),
+            "a Failed Job per attempt"
+        );
+        queue_empties(&ns, "flaky").await;
+        assert_eq!(dead_letters.deliveries().len(), 1);
+    })
+    .await;
+}
+
+/// Adversarial: 20 events, two dispatchers, `maxRunning: 2` — never more than two
+/// Jobs' processes run at once, and every event runs once.
+#[tokio::test]
+async fn jobs_running_at_once_never_exceed_max_running_across_dispatchers() {
+    with_temp_ns("jobs-bound", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let _second = stack.extra_dispatcher().await;
+        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        let spec = job_spec(
+            "echo \"ran $HERALD_EVENT_ID\"; sleep 2",
+            "    maxRunning: 2\n",
+        );
+        ready_trigger(&client, &ns, "bounded", &spec, WAIT).await;
+        for n in 0..20 {
+            stack.send(&format!("b-{n}"), TYPE, "/uploads", "{}").await;
+        }
+        eventually("all 20 Jobs ran", Duration::from_secs(180), || async {
+            (runner.finished_completion_pods() >= 20).then_some(())
+        })
+        .await;
+        queue_empties(&ns, "bounded").await;
+        let ran: BTreeSet<String> = runner
+            .lines()
+            .iter()
+            .filter_map(|l| l.text.strip_prefix("ran ").map(str::to_owned))
+            .collect();
+        assert_eq!(ran.len(), 20, "every event ran: {ran:?}");
+        let peak = runner.peak_completion_pods();
+        assert!(peak <= 2, "{peak} Jobs ran at once; maxRunning is 2");
+        assert_eq!(peak, 2, "the bound is used, not just respected");
+        assert_eq!(runner.finished_completion_pods(), 20, "no event ran twice");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn finished_jobs_are_deleted_with_their_secrets_after_keep() {
+    with_temp_ns("jobs-keep", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        let spec = job_spec("echo done", "    keepSucceeded: 1s\n    keepFailed: 1h\n");
+        ready_trigger(&client, &ns, "brief", &spec, WAIT).await;
+        stack.send("k-1", TYPE, "/uploads", "{}").await;
+        eventually("the Job ran", WAIT, || async {
+            (runner.finished_completion_pods() == 1).then_some(())
+        })
+        .await;
+        queue_empties(&ns, "brief").await;
+        eventually("the finished Job is deleted", WAIT, || async {
+            jobs_of(&client, &ns, "brief")
+                .await
+                .is_empty()
+                .then_some(())
+        })
+        .await;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        eventually("its event Secret goes with it", WAIT, || async {
+            let left = secrets
+                .list(&ListParams::default().labels(&format!("{JOB_TRIGGER_LABEL}=brief")))
+                .await
+                .ok()?;
+            left.items.is_empty().then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+/// A dispatcher killed while its event's Job runs: the event comes back to the next
+/// dispatcher, which finds the Job of that attempt and waits for it — one Job, one run.
+#[tokio::test]
+async fn a_redelivered_event_adopts_its_running_job_instead_of_starting_another() {
+    with_temp_ns("jobs-adopt", |client, ns| async move {
+        let mut stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        let spec = job_spec("sleep 4; echo \"done $HERALD_EVENT_ID\"", "");
+        ready_trigger(&client, &ns, "slow", &spec, WAIT).await;
+        stack.send("a-1", TYPE, "/uploads", "{}").await;
+        eventually("the Job is made", WAIT, || async {
+            (jobs_of(&client, &ns, "slow").await.len() == 1).then_some(())
+        })
+        .await;
+        stack.dispatcher.as_mut().expect("dispatcher").kill().await;
+        stack.start_dispatcher().await;
+        queue_empties(&ns, "slow").await;
+        let jobs = jobs_of(&client, &ns, "slow").await;
+        assert_eq!(jobs.len(), 1, "no second Job for the same attempt");
+        assert!(has_condition(&jobs[0], "Complete"));
+        assert_eq!(runner.finished_completion_pods(), 1, "the event ran once");
+        assert!(runner.first_line_with("done a-1").is_some());
+    })
+    .await;
+}
