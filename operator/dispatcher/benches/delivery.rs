@@ -169,7 +169,10 @@ async fn start_dispatcher(
         events,
         table,
         Arc::new(tokio::sync::Notify::new()),
-        moves,
+        (
+            moves,
+            support::router_lease(js, &naming::stream_name(NAMESPACE, BROKER)).await,
+        ),
         stopped.clone(),
     ));
     tokio::spawn(async move {

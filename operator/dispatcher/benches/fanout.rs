@@ -362,9 +362,12 @@ async fn routed_broker(
             events_name.clone(),
             table,
             Arc::new(tokio::sync::Notify::new()),
-            deliverer
-                .moves
-                .watch(&events_name, herald_api::naming::ROUTER_CONSUMER),
+            (
+                deliverer
+                    .moves
+                    .watch(&events_name, herald_api::naming::ROUTER_CONSUMER),
+                support::router_lease(&deliverer.jetstream, &events_name).await,
+            ),
             stopped.clone(),
         )));
 }

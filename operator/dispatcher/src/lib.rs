@@ -26,6 +26,7 @@ pub mod config;
 pub mod deliver;
 pub mod filtering;
 pub mod jobs;
+pub mod lease;
 pub mod metrics;
 pub mod moves;
 pub mod plan;
@@ -61,6 +62,23 @@ pub fn run_dispatcher(args: DispatcherArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(dispatcher_main(args))
+}
+
+/// The routing leases: one router per Broker at a time, so ordered Triggers keep
+/// Broker order across replicas (lease.rs); without the bucket every replica routes.
+async fn open_leases(routing: &async_nats::jetstream::Context) -> Option<lease::Leases> {
+    let holder = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "dispatcher".to_owned()),
+        std::process::id()
+    );
+    match lease::Leases::open(routing, &holder).await {
+        Ok(leases) => Some(leases),
+        Err(e) => {
+            tracing::warn!(error = %e, "no routing lease bucket: every replica routes every Broker (ordered Triggers keep order per replica only)");
+            None
+        }
+    }
 }
 
 async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
@@ -148,7 +166,8 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     deliverer
         .moves
         .follow_reconnections(routing.state_changes.clone());
-    let mut supervisor = Supervisor::new(deliverer, routing_jetstream, catalog);
+    let leases = open_leases(&routing_jetstream).await;
+    let mut supervisor = Supervisor::new(deliverer, routing_jetstream, catalog, leases);
     loop {
         supervisor.reconcile(&triggers, &brokers);
         metrics

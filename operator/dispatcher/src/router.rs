@@ -1,9 +1,10 @@
 //! Routing: a Broker's events, each evaluated once against all its Triggers' filters
 //! and copied to the queue of every Trigger that matches.
 //!
-//! The routers of a Broker (one per dispatcher replica) share the Broker stream's
-//! durable `router` consumer, so JetStream spreads the events between them and a
-//! replica that goes hands its share to the others. A Broker event is acknowledged
+//! Every dispatcher replica runs a router per Broker, but only the one holding the
+//! Broker's routing lease (lease.rs) pulls the Broker stream's durable `router`
+//! consumer, so copies reach the queues in Broker order; a replica that goes hands
+//! the lease and what it held to another. A Broker event is acknowledged
 //! only after JetStream stored every copy; a copy's `Nats-Msg-Id` is (Broker sequence, Trigger), so an event
 //! routed twice — after a crash, or by the backfill and live routing both — is stored
 //! once.
@@ -19,6 +20,7 @@ use herald_api::naming;
 use herald_filter::CompiledFilter;
 use tokio::sync::watch;
 
+use crate::lease::Keeper;
 use crate::moves::MovesOf;
 use crate::pull::{JETSTREAM_API_TIMEOUT, PULL_EXPIRY, PULL_HEARTBEAT, Stop};
 use crate::routes::{QueueCopy, Route, RouteTable};
@@ -41,7 +43,7 @@ pub async fn route_loop(
     stream: String,
     table: Arc<RwLock<RouteTable>>,
     catch_up: Arc<tokio::sync::Notify>,
-    mut moves: MovesOf,
+    (mut moves, mut lease): (MovesOf, Keeper),
     mut stop: watch::Receiver<Stop>,
 ) {
     // A context of its own: the acks a router waits for never hold up another
@@ -51,12 +53,27 @@ pub async fn route_loop(
         .max_ack_inflight(4 * MAX_COPIES_IN_FLIGHT)
         .build(jetstream.client());
     while stop.borrow().is_running() {
+        if !lease.may_route() {
+            if !lease.try_take().await {
+                tokio::select! {
+                    () = tokio::time::sleep(crate::lease::RENEW_EVERY) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            if lease.holds() && !await_hand_over(&jetstream, &stream, &mut lease, &mut stop).await {
+                continue;
+            }
+            tracing::info!(%stream, "routing this Broker");
+        }
         match open_router(&jetstream, &stream).await {
             Ok(messages) => {
-                route_from(
-                    &jetstream, &stream, &table, &catch_up, messages, &mut moves, &mut stop,
-                )
-                .await;
+                let sources = Sources {
+                    messages,
+                    moves: &mut moves,
+                    lease: &mut lease,
+                };
+                route_from(&jetstream, &stream, &table, &catch_up, sources, &mut stop).await;
             }
             Err(e) => {
                 tracing::warn!(%stream, error = %e, "cannot open the router consumer");
@@ -67,6 +84,55 @@ pub async fn route_loop(
             _ = stop.changed() => {}
         }
     }
+    lease.release().await;
+}
+
+/// Waits, keeping the lease, until the `router` consumer has no event unacknowledged:
+/// what a previous holder held comes back to this router before any later event, so
+/// the queues keep Broker order across the hand-over. At most the ack wait (then
+/// everything it held has come back); `false` when the lease was lost or the router
+/// stopped meanwhile.
+async fn await_hand_over(
+    jetstream: &jetstream::Context,
+    stream: &str,
+    lease: &mut Keeper,
+    stop: &mut watch::Receiver<Stop>,
+) -> bool {
+    let deadline =
+        tokio::time::Instant::now() + herald_api::delivery::ACK_WAIT + Duration::from_secs(1);
+    loop {
+        let quiet = match jetstream
+            .get_consumer_from_stream::<consumer::pull::Config, _, _>(
+                naming::ROUTER_CONSUMER,
+                stream,
+            )
+            .await
+        {
+            Ok(consumer) => consumer.cached_info().num_ack_pending == 0,
+            Err(_) => false,
+        };
+        if quiet || tokio::time::Instant::now() >= deadline {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return false,
+        }
+        if lease
+            .due()
+            .is_some_and(|due| tokio::time::Instant::now() >= due)
+            && !lease.keep().await
+        {
+            return false;
+        }
+    }
+}
+
+/// What a router reads besides its table: its pull, leader moves, and its lease.
+struct Sources<'a> {
+    messages: consumer::pull::Stream,
+    moves: &'a mut MovesOf,
+    lease: &'a mut Keeper,
 }
 
 async fn open_router(
@@ -91,10 +157,14 @@ async fn route_from(
     stream: &str,
     table: &Arc<RwLock<RouteTable>>,
     catch_up: &tokio::sync::Notify,
-    mut messages: consumer::pull::Stream,
-    moves: &mut MovesOf,
+    sources: Sources<'_>,
     stop: &mut watch::Receiver<Stop>,
 ) {
+    let Sources {
+        mut messages,
+        moves,
+        lease,
+    } = sources;
     let mut errors = 0u32;
     // Events whose copies were published, waiting for JetStream's acks: the router
     // goes on routing meanwhile (copies still go out in stream order, on one
@@ -116,6 +186,12 @@ async fn route_from(
             _ = stop.changed() => break,
             () = moves.moved() => break,
             () = catch_up.notified() => continue,
+            () = sleep_until_due(lease.due()) => {
+                if lease.keep().await {
+                    continue;
+                }
+                break;
+            }
             Some(stored) = storing.next(), if !storing.is_empty() => {
                 copies_in_flight -= stored;
                 continue;
@@ -164,6 +240,14 @@ async fn route_from(
         while storing.next().await.is_some() {}
     })
     .await;
+}
+
+/// Sleeps until `due`, or for ever without one.
+async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The copies each Broker event of `batch` needs, decided under one lock of the table.

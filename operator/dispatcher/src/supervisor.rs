@@ -53,6 +53,8 @@ pub struct Supervisor {
     routing: jetstream::Context,
     /// Where each Broker's router notes the event types it sees.
     catalog: Arc<Catalog>,
+    /// Routing leases (one router per Broker at a time); `None`: every replica routes.
+    leases: Option<crate::lease::Leases>,
     filters: FilterCache,
     routers: HashMap<String, Router>,
     backfills: HashMap<String, Running<(String, Route)>>,
@@ -66,11 +68,13 @@ impl Supervisor {
         deliverer: Arc<Deliverer>,
         routing: jetstream::Context,
         catalog: Arc<Catalog>,
+        leases: Option<crate::lease::Leases>,
     ) -> Self {
         Supervisor {
             deliverer,
             routing,
             catalog,
+            leases,
             filters: FilterCache::default(),
             routers: HashMap::new(),
             backfills: HashMap::new(),
@@ -136,12 +140,18 @@ impl Supervisor {
                     wake.clone(),
                 );
                 let moves = self.deliverer.moves.watch(stream, naming::ROUTER_CONSUMER);
+                let lease = crate::lease::Keeper::new(self.leases.clone(), stream);
                 Router {
                     table,
                     wake,
                     running: Running::spawn((), move |stop| {
                         tokio::spawn(router::route_loop(
-                            jetstream, name, shared, woken, moves, stop,
+                            jetstream,
+                            name,
+                            shared,
+                            woken,
+                            (moves, lease),
+                            stop,
                         ))
                     }),
                 }

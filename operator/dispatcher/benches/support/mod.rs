@@ -214,3 +214,14 @@ pub async fn start_ingress(
     .unwrap();
     format!("http://{addr}")
 }
+
+/// A router's lease on Broker stream `stream`, taken as the dispatcher takes it.
+pub async fn router_lease(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> herald_dispatcher::lease::Keeper {
+    let leases = herald_dispatcher::lease::Leases::open(js, "bench")
+        .await
+        .expect("lease bucket");
+    herald_dispatcher::lease::Keeper::new(Some(leases), stream)
+}
