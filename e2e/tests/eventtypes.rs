@@ -1,6 +1,6 @@
 //! The event-type catalog, end to end: events of a few types, routed by two
 //! dispatchers, become `EventTypes` whose counts add up exactly and whose schema is the
-//! one `examples/eventtype.yaml` shows; `kubectl get eventtypes` and `herald types`
+//! one `docs/eventtype-example.yaml` shows; `kubectl get eventtypes` and `herald types`
 //! list them; deleting the Broker deletes them. A flood of 1,000 distinct types yields
 //! no more `EventTypes` than the bound, and the overflow is reported.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use herald_api::eventtype::{BROKER_LABEL, EventType, MAX_TYPES_PER_BROKER};
 use herald_e2e::http::post;
-use herald_e2e::kubectl::{example, kubectl};
+use herald_e2e::kubectl::kubectl;
 use herald_e2e::stack::Stack;
 use herald_e2e::{eventually, nats_url, with_temp_ns};
 use k8s_openapi::api::events::v1::Event;
@@ -121,7 +121,9 @@ async fn routed_events_become_eventtypes_with_counts_sources_and_the_example_sch
         // A second router: the two share the Broker's events, and their counts must add up.
         let _second = stack.extra_dispatcher().await;
         let example_yaml =
-            std::fs::read_to_string(example("eventtype.yaml")).expect("examples/eventtype.yaml");
+            // Kept in docs/, not examples/: examples are applied, and Herald writes EventTypes.
+            std::fs::read_to_string(format!("{}/../docs/eventtype-example.yaml", env!("CARGO_MANIFEST_DIR")))
+                .expect("docs/eventtype-example.yaml");
         let expected: EventType = serde_yaml::from_str(&example_yaml).expect("the example parses");
         let sent = example_events(&example_yaml);
         assert_eq!(sent.len(), 2, "the example sends two events");
