@@ -144,6 +144,12 @@ pub struct KubernetesResource {
     pub namespaces: Vec<String>,
 }
 
+/// `(group, version)` of an `apiVersion` such as `apps/v1` or `v1`.
+#[must_use]
+pub fn group_version(api_version: &str) -> (&str, &str) {
+    api_version.split_once('/').unwrap_or(("", api_version))
+}
+
 /// An HTTP endpoint for signed webhooks.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]

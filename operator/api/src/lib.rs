@@ -35,6 +35,7 @@ pub mod naming;
 pub mod nats_source;
 pub mod quantity;
 pub mod reference;
+pub mod schedule;
 mod schema;
 pub mod trigger;
 pub mod workload;

@@ -6,9 +6,12 @@
 //! to the Trigger's filters or delivery changes the pod template and rolls the
 //! Deployment.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::broker::BrokerSpec;
+use crate::eventsource::{KubernetesEventMode, KubernetesResource};
 use crate::trigger::{AttributesFilter, SubscriptionsApiFilter, TransformSpec};
 use crate::{DeliverySpec, TriggerSpec};
 
@@ -38,6 +41,8 @@ pub const ENV_NATS_TLS_CERT: &str = "HERALD_NATS_TLS_CERT";
 pub const ENV_NATS_TLS_KEY: &str = "HERALD_NATS_TLS_KEY";
 /// `true` when the consumer must use TLS to NATS.
 pub const ENV_NATS_TLS_REQUIRED: &str = "HERALD_NATS_TLS_REQUIRED";
+/// A `kubernetes` EventSource adapter's [`KubernetesPlan`] as JSON.
+pub const ENV_KUBERNETES_PLAN: &str = "HERALD_KUBERNETES_PLAN";
 
 /// What a consumer Deployment's dispatcher sidecar delivers: one Trigger, as the
 /// operator resolved it when it built the pod template.
@@ -128,6 +133,24 @@ impl DispatcherPlan {
     pub fn filter_parts(&self) -> (Vec<(&str, &str)>, Vec<serde_json::Value>) {
         crate::trigger::filter_parts(self.filter.as_ref(), &self.filters)
     }
+}
+
+/// What the operator gives a `kubernetes` EventSource's adapter Deployment: the
+/// source as resolved when the pod template was built.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesPlan {
+    pub namespace: String,
+    /// The EventSource's name.
+    pub name: String,
+    /// The resolved sink URI.
+    pub sink: String,
+    /// Extension attributes set on every event.
+    #[serde(default)]
+    pub extensions: BTreeMap<String, String>,
+    pub resources: Vec<KubernetesResource>,
+    #[serde(default)]
+    pub event_mode: KubernetesEventMode,
 }
 
 #[cfg(test)]

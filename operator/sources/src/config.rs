@@ -36,7 +36,7 @@ pub struct SourcesArgs {
     pub kubeconfig: Option<PathBuf>,
     /// Run one `kubernetes` EventSource, described as JSON by the operator (its
     /// Deployment sets it); the process then needs no NATS and no webhook listener.
-    #[arg(long, env = "HERALD_KUBERNETES_PLAN", value_name = "JSON")]
+    #[arg(long, env = herald_api::workload::ENV_KUBERNETES_PLAN, value_name = "JSON")]
     pub kubernetes_plan: Option<String>,
     /// ServiceAccount (`NAMESPACE/NAME`, normally the adapter's own) whose tokens are
     /// sent to sinks that ask for one (Brokers with `spec.auth`).

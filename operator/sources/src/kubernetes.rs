@@ -11,50 +11,23 @@
 //! * `data` (JSON): a reference (`apiVersion`, `kind`, `namespace`, `name`, `uid`,
 //!   `resourceVersion`) or, with `eventMode: resource`, the whole object.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use herald_api::eventsource::{KubernetesEventMode, KubernetesResource};
+use herald_api::eventsource::{KubernetesEventMode, KubernetesResource, group_version};
+use herald_api::workload::KubernetesPlan;
 use herald_cloudevents::CloudEvent;
 use kube::api::DynamicObject;
 use kube::core::GroupVersionKind;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use serde::{Deserialize, Serialize};
 
 use crate::sink::Sender;
 
 /// Event types of a kubernetes source.
 pub const TYPE_PREFIX: &str = "dev.herald.kubernetes.resource";
-
-/// What the operator gives a kubernetes source's Deployment (JSON in
-/// `HERALD_KUBERNETES_PLAN`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct KubernetesPlan {
-    /// The EventSource's namespace.
-    pub namespace: String,
-    /// The EventSource's name.
-    pub name: String,
-    /// Where events go.
-    pub sink: String,
-    /// Extension attributes for every event.
-    #[serde(default)]
-    pub extensions: BTreeMap<String, String>,
-    /// Kinds to watch.
-    pub resources: Vec<KubernetesResource>,
-    /// Reference or whole object.
-    #[serde(default)]
-    pub event_mode: KubernetesEventMode,
-}
-
-/// `(group, version)` of an `apiVersion` such as `apps/v1` or `v1`.
-#[must_use]
-pub fn group_version(api_version: &str) -> (&str, &str) {
-    api_version.split_once('/').unwrap_or(("", api_version))
-}
 
 /// The event for a change of `object` (pure).
 #[must_use]
@@ -197,6 +170,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn events_name_the_change_and_the_object() {

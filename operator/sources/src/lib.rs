@@ -16,7 +16,6 @@ pub mod kubernetes;
 pub mod metrics;
 pub mod plan;
 mod run;
-pub mod schedule;
 pub mod signature;
 pub mod sink;
 pub mod webhook;
@@ -151,7 +150,7 @@ async fn kubernetes_main(
     client: Client,
     json: &str,
 ) -> anyhow::Result<()> {
-    let plan: kubernetes::KubernetesPlan = serde_json::from_str(json)
+    let plan: herald_api::workload::KubernetesPlan = serde_json::from_str(json)
         .map_err(|e| anyhow::anyhow!("--kubernetes-plan is not a valid plan: {e}"))?;
     let (
         metrics,

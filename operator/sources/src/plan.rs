@@ -8,7 +8,7 @@ use herald_api::eventsource::WEBHOOK_MAX_BODY_BYTES_LIMIT;
 use herald_api::{EventSource, conditions};
 use kube::ResourceExt;
 
-use crate::schedule::Schedule;
+use herald_api::schedule::Schedule;
 
 /// Type of cron events.
 pub const CRON_TYPE: &str = "dev.herald.cron.tick";

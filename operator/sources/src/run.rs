@@ -278,7 +278,7 @@ pub(crate) fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::Schedule;
+    use herald_api::schedule::Schedule;
     use std::collections::BTreeMap;
 
     #[test]

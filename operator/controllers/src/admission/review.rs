@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use herald_api::eventsource::KubernetesResource;
+use herald_api::eventsource::group_version;
 use herald_api::{Broker, EventSource, Trigger};
-use herald_sources::kubernetes::group_version;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use herald_api::eventsource::KubernetesSource;
+use herald_api::eventsource::group_version;
+use herald_api::workload::KubernetesPlan;
 use herald_api::{EventSource, OPERATOR_FIELD_MANAGER, naming};
-use herald_sources::kubernetes::{KubernetesPlan, group_version};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use herald_api::conditions::{self, Condition, ConditionStatus};
 use herald_api::eventsource::{EventSourceSpec, WEBHOOK_MAX_BODY_BYTES_LIMIT};
+use herald_api::schedule::Schedule;
 use herald_api::{Broker, EventSource, OPERATOR_FIELD_MANAGER};
-use herald_sources::schedule::Schedule;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
