@@ -175,19 +175,15 @@ impl EffectiveDelivery {
         self.retry.saturating_add(1)
     }
 
-    /// Delay before retry number `retry` (1-based): `delay * retry` (linear) or
-    /// `delay * 2^(retry-1)` (exponential), at most [`MAX_BACKOFF`].
+    /// Delay before retry number `retry` (1-based), at most [`MAX_BACKOFF`].
     #[must_use]
     pub fn backoff(&self, retry: u32) -> Duration {
-        let retry = retry.max(1);
-        let factor = match self.backoff_policy {
-            BackoffPolicy::Linear => retry,
-            BackoffPolicy::Exponential => 1u32.checked_shl(retry - 1).unwrap_or(u32::MAX),
-        };
-        self.backoff_delay
-            .checked_mul(factor)
-            .unwrap_or(MAX_BACKOFF)
-            .min(MAX_BACKOFF)
+        crate::backoff::Backoff {
+            policy: self.backoff_policy,
+            base: self.backoff_delay,
+            max: MAX_BACKOFF,
+        }
+        .delay(retry)
     }
 }
 

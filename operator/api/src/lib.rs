@@ -22,6 +22,7 @@
 
 pub mod audience;
 pub mod auth;
+pub mod backoff;
 pub mod broker;
 pub mod common;
 pub mod conditions;

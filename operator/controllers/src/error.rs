@@ -138,8 +138,8 @@ impl From<kube::runtime::finalizer::Error<Error>> for Error {
 /// 500 ms doubling up to 30 s.
 #[must_use]
 pub fn retry_delay(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(6);
-    Duration::from_millis(500 * (1u64 << exp)).min(Duration::from_secs(30))
+    herald_api::backoff::Backoff::exponential(Duration::from_millis(500), Duration::from_secs(30))
+        .delay(failures)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use herald_api::backoff::Backoff;
 use herald_cloudevents::CloudEvent;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -61,7 +62,9 @@ impl std::fmt::Display for SendError {
 /// Delay before retry `attempt` (1-based): 100 ms doubling, at most 5 s.
 #[must_use]
 pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64 << attempt.saturating_sub(1).min(6)).min(Duration::from_secs(5))
+    const BACKOFF: Backoff =
+        Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
+    BACKOFF.delay(attempt)
 }
 
 impl Sender {
