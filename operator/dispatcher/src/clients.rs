@@ -6,26 +6,22 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
 use herald_runtime::egress::EgressPolicy;
-use herald_runtime::tls::{ClientTls, HttpClient};
-use http_body_util::Full;
+use herald_runtime::outbound::EventClient;
+use herald_runtime::tls::ClientTls;
 use hyper_util::client::legacy::Builder;
 
 /// Clients kept for distinct `caCerts` at most; past it they are all dropped and made
 /// again as needed (Triggers that keep changing their CAs cannot grow the map).
 const MOST_CA_CLIENTS: usize = 256;
 
-/// A delivery's client.
-pub type DeliveryClient = HttpClient<Full<Bytes>>;
-
 /// Clients by the CA certificates a destination adds.
 pub struct Clients {
     tls: ClientTls,
     builder: Builder,
     egress: Arc<EgressPolicy>,
-    shared: DeliveryClient,
-    by_ca_certs: Mutex<HashMap<String, DeliveryClient>>,
+    shared: EventClient,
+    by_ca_certs: Mutex<HashMap<String, EventClient>>,
 }
 
 impl Clients {
@@ -44,7 +40,7 @@ impl Clients {
 
     /// The client for a destination with `ca_certs` (PEM), or the shared one; `Err`
     /// says why the certificates cannot be used.
-    pub fn for_destination(&self, ca_certs: Option<&str>) -> Result<DeliveryClient, String> {
+    pub fn for_destination(&self, ca_certs: Option<&str>) -> Result<EventClient, String> {
         let Some(pem) = ca_certs else {
             return Ok(self.shared.clone());
         };

@@ -10,14 +10,13 @@ use bytes::Bytes;
 use herald_api::delivery::EffectiveDelivery;
 use herald_api::naming;
 use herald_cloudevents::CloudEvent;
-use http_body_util::Full;
 use hyper::HeaderMap;
 
 pub use crate::attempts::Attempts;
 
-use crate::answer::Cut;
 use crate::metrics::{Metrics, Outcome};
 use crate::plan::TriggerPlan;
+use herald_runtime::outbound::{self, answer, answer::Cut};
 
 /// Most bytes of a failed answer's body that are read: what the dead-letter
 /// attributes keep of it.
@@ -114,16 +113,18 @@ pub enum Verdict {
     GiveUp,
 }
 
-/// Knative's delivery contract: 2xx succeeds; 429, 5xx, 404, 408, timeouts and
-/// connection errors are retried while retries remain (after `Retry-After` on 429 and
-/// 503, capped); anything else is final, and so is a destination the egress policy
-/// refuses.
+/// Knative's delivery contract: 2xx succeeds; what [`outbound::is_retryable`] says,
+/// timeouts and connection errors are retried while retries remain (after
+/// `Retry-After` on 429 and 503, capped); anything else is final, and so is a
+/// destination the egress policy refuses.
 #[must_use]
 pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> Verdict {
     let retryable = match attempt {
         Attempt::Answered { status, .. } if (200..300).contains(status) => return Verdict::Ack,
         Attempt::Completed => return Verdict::Ack,
-        Attempt::Answered { status, .. } => matches!(status, 404 | 408 | 429 | 500..=599),
+        Attempt::Answered { status, .. } => {
+            hyper::StatusCode::from_u16(*status).is_ok_and(outbound::is_retryable)
+        }
         Attempt::TimedOut | Attempt::Failed(_) => true,
         Attempt::Refused(_) | Attempt::Untransformable(_) | Attempt::Rejected(_) => false,
     };
@@ -134,7 +135,7 @@ pub fn verdict(attempt: &Attempt, number: u32, delivery: &EffectiveDelivery) -> 
         let asked = match attempt {
             Attempt::Answered {
                 status, headers, ..
-            } => crate::answer::retry_after(*status, headers),
+            } => answer::retry_after(*status, headers),
             _ => None,
         };
         Verdict::Retry(asked.map_or(backoff, |asked| {
@@ -173,7 +174,7 @@ pub struct Deliverer {
 impl Deliverer {
     /// POSTs `event` to `url` in binary mode, trusting `ca_certs` too for https; the
     /// answer, body included, must come within `timeout`. A status that came in time
-    /// counts even if its body did not (see [`crate::answer`]). With `prefer_reply` the
+    /// counts even if its body did not (see [`answer`]). With `prefer_reply` the
     /// request says `Prefer: reply`, as Knative's brokers do: a reply would be published.
     pub async fn post(
         &self,
@@ -188,12 +189,10 @@ impl Deliverer {
             Ok(http) => http,
             Err(e) => return Attempt::Failed(format!("cannot send to {url}: {e}")),
         };
-        let (headers, body) = herald_cloudevents::http::encode_binary(event);
-        let mut request = match hyper::Request::post(url).body(Full::new(body)) {
+        let mut request = match outbound::request(url, event) {
             Ok(r) => r,
-            Err(e) => return Attempt::Failed(format!("bad URL {url}: {e}")),
+            Err(e) => return Attempt::Failed(e.to_string()),
         };
-        *request.headers_mut() = headers;
         if prefer_reply {
             request.headers_mut().insert(
                 hyper::header::HeaderName::from_static("prefer"),
@@ -211,19 +210,11 @@ impl Deliverer {
             }
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let response = match tokio::time::timeout_at(deadline, http.request(request)).await {
-            Ok(Ok(response)) => response,
-            // The reason (refused, an untrusted certificate, ...) is in the sources.
-            Ok(Err(e)) => {
-                if let Some(refused) = herald_runtime::egress::refusal(&e) {
-                    return Attempt::Refused(format!("cannot send to {url}: {refused}"));
-                }
-                return Attempt::Failed(format!(
-                    "cannot reach {url}: {}",
-                    herald_runtime::tls::error_chain(&e)
-                ));
-            }
-            Err(_) => return Attempt::TimedOut,
+        let response = match outbound::send(&http, request, timeout).await {
+            Ok(response) => response,
+            Err(outbound::SendError::TimedOut { .. }) => return Attempt::TimedOut,
+            Err(e @ outbound::SendError::Refused { .. }) => return Attempt::Refused(e.to_string()),
+            Err(e) => return Attempt::Failed(e.to_string()),
         };
         let (parts, body) = response.into_parts();
         let status = parts.status.as_u16();
@@ -232,7 +223,7 @@ impl Deliverer {
         } else {
             ERROR_DATA_LIMIT
         };
-        let (body, cut) = crate::answer::read(body, limit, deadline).await;
+        let (body, cut) = answer::read(body, limit, deadline).await;
         Attempt::Answered {
             status,
             headers: parts.headers,

@@ -40,6 +40,7 @@ fn the_delivery_contract() {
         answered(429),
         answered(404),
         answered(408),
+        answered(409),
         Attempt::TimedOut,
         Attempt::Failed("connection refused".into()),
     ] {
@@ -55,7 +56,7 @@ fn the_delivery_contract() {
             "retries used up"
         );
     }
-    for final_answer in [400, 401, 403, 409, 410, 422, 301] {
+    for final_answer in [400, 401, 403, 410, 422, 301] {
         assert_eq!(
             verdict(&answered(final_answer), 1, &d),
             Verdict::GiveUp,

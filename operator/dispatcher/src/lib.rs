@@ -18,7 +18,6 @@
 //! acknowledged is routed or delivered again after the ack wait (10 s; [`pull`] keeps
 //! the messages it holds alive with progress acks).
 
-pub mod answer;
 pub mod attempts;
 pub mod catalog;
 pub mod clients;

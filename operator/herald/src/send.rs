@@ -12,8 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use herald_api::Broker;
 use herald_cloudevents::CloudEvent;
+use herald_runtime::outbound;
 use herald_runtime::tls::ClientTlsArgs;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -205,11 +206,7 @@ async fn send(args: &SendArgs) -> Result<(u16, String), String> {
         .tls
         .load()
         .map_err(|e| herald_runtime::tls::error_chain(&e))?;
-    let (headers, body) = herald_cloudevents::http::encode_binary(&event);
-    let mut request = hyper::Request::post(&url)
-        .body(Full::new(body))
-        .map_err(|e| format!("bad URL {url}: {e}"))?;
-    *request.headers_mut() = headers;
+    let mut request = outbound::request(&url, &event).map_err(|e| e.to_string())?;
     if let Some(token) = bearer_token(args)? {
         let value = herald_runtime::token::bearer(&token)
             .map_err(|_| "the token contains characters a header cannot carry".to_owned())?;
@@ -220,13 +217,9 @@ async fn send(args: &SendArgs) -> Result<(u16, String), String> {
     // The sender's own request, with its own network identity: no egress policy.
     let unrestricted = std::sync::Arc::new(herald_runtime::egress::EgressPolicy::unrestricted());
     let client = tls.http_client(&Client::builder(TokioExecutor::new()), &unrestricted);
-    let response = tokio::time::timeout(Duration::from_secs(args.timeout), client.request(request))
+    let response = outbound::send(&client, request, Duration::from_secs(args.timeout))
         .await
-        .map_err(|_| format!("no answer from {url} within {}s", args.timeout))?
-        .map_err(|e| {
-            let reason = herald_runtime::tls::error_chain(&e);
-            format!("cannot reach {url}: {reason}")
-        })?;
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let body = response
         .into_body()

@@ -9,6 +9,7 @@ pub mod budget;
 pub mod egress;
 pub mod http_server;
 pub mod nats;
+pub mod outbound;
 pub mod scope;
 pub mod telemetry;
 pub mod testing;

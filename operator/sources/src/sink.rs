@@ -1,5 +1,6 @@
 //! Sending events to a sink: binary-mode POST, retried with backoff on connection
-//! errors, timeouts, 429 and 5xx; other answers are final. A sink that answers 401
+//! errors, timeouts and the statuses [`outbound::is_retryable`] names; other answers
+//! are final. A sink that answers 401
 //! with a `Bearer` challenge (a Broker with `spec.auth`) gets, from then on, a token of
 //! the adapter's ServiceAccount for the sink's URL as audience, when the adapter has
 //! one (`--token-service-account`) — and only if the sink is a Broker of the source's
@@ -11,10 +12,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use herald_api::backoff::Backoff;
 use herald_cloudevents::CloudEvent;
-use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -22,7 +21,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use herald_runtime::egress::EgressPolicy;
-use herald_runtime::tls::{ClientTls, HttpClient};
+use herald_runtime::outbound::{self, EventClient};
+use herald_runtime::tls::ClientTls;
 use herald_runtime::token::TokenSource;
 
 use crate::metrics::Metrics;
@@ -41,7 +41,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// A shared HTTP client (`http://` and `https://` sinks) for every source.
 #[derive(Clone)]
 pub struct Sender {
-    http: HttpClient<Full<Bytes>>,
+    http: EventClient,
     metrics: Metrics,
     recorder: Option<Recorder>,
     tokens: Option<Arc<TokenSource>>,
@@ -144,11 +144,8 @@ impl Sender {
         event: &CloudEvent,
     ) -> Result<(), (bool, String)> {
         let may_present_token = token_allowed(sink, namespace);
-        let (headers, body) = herald_cloudevents::http::encode_binary(event);
-        let mut request = hyper::Request::post(sink)
-            .body(Full::new(body))
-            .map_err(|e| (false, format!("bad sink URI {sink}: {e}")))?;
-        *request.headers_mut() = headers;
+        let mut request =
+            outbound::request(sink, event).map_err(|e| (e.is_retryable(), e.to_string()))?;
         if let Some(tokens) = self
             .tokens
             .as_ref()
@@ -163,24 +160,17 @@ impl Sender {
                 .headers_mut()
                 .insert(hyper::header::AUTHORIZATION, value);
         }
-        let answer = tokio::time::timeout(TIMEOUT, self.http.request(request))
+        let answer = outbound::send(&self.http, request, TIMEOUT)
             .await
-            .map_err(|_| (true, format!("no answer from {sink} within {TIMEOUT:?}")))?
-            .map_err(|e| {
-                if let Some(refused) = herald_runtime::egress::refusal(&e) {
-                    return (false, format!("cannot send to {sink}: {refused}"));
-                }
-                let reason = herald_runtime::tls::error_chain(&e);
-                (true, format!("cannot reach {sink}: {reason}"))
-            })?;
+            .map_err(|e| (e.is_retryable(), e.to_string()))?;
         let status = answer.status();
         let bearer_challenge = answer
             .headers()
             .get(hyper::header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("bearer")));
-        let drain = http_body_util::Limited::new(answer.into_body(), DRAIN_BYTES).collect();
-        let _ = tokio::time::timeout(DRAIN_TIME.min(TIMEOUT), drain).await;
+        let drained_by = tokio::time::Instant::now() + DRAIN_TIME.min(TIMEOUT);
+        let _ = outbound::answer::read(answer.into_body(), DRAIN_BYTES, drained_by).await;
         if status.is_success() {
             Ok(())
         } else if status == hyper::StatusCode::UNAUTHORIZED
@@ -206,8 +196,10 @@ impl Sender {
                 .insert(sink.to_owned());
             Err((true, format!("{sink} asks for a token")))
         } else {
-            let retry = status.is_server_error() || status.as_u16() == 429;
-            Err((retry, format!("{sink} answered {status}")))
+            Err((
+                outbound::is_retryable(status),
+                format!("{sink} answered {status}"),
+            ))
         }
     }
 
@@ -273,6 +265,7 @@ pub fn token_allowed(sink: &str, namespace: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn the_adapter_s_token_goes_only_to_brokers_of_the_source_s_namespace() {

@@ -1,4 +1,4 @@
-//! Reading a subscriber's answer body, bounded in size and in time: a subscriber that
+//! Reading a recipient's answer body, bounded in size and in time: a subscriber that
 //! answers with an endless or a trickling body holds a delivery slot for at most the
 //! delivery timeout and costs at most the limit in memory. What was read is kept, and
 //! the answer still counts as its status says (a 2xx is delivered: sending the event
@@ -25,7 +25,7 @@ impl Cut {
     #[must_use]
     pub fn describe(self) -> &'static str {
         match self {
-            Self::TooLarge => "the answer body is longer than the dispatcher reads",
+            Self::TooLarge => "the answer body is longer than is read",
             Self::TooSlow => "the answer body did not arrive within the delivery timeout",
             Self::Broken => "the connection broke off in the answer body",
         }
