@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use herald_api::{Broker, Trigger, conditions, naming};
+use herald_runtime::loops::Loops;
 use herald_runtime::scope::Stores;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::catalog::Catalog;
 use crate::deliver::Deliverer;
@@ -21,29 +20,10 @@ use crate::pull::{self, Stop};
 use crate::router;
 use crate::routes::{Route, RouteTable};
 
-/// One running loop.
-struct Running<T> {
-    what: T,
-    stop: watch::Sender<Stop>,
-    task: JoinHandle<()>,
-}
-
-impl<T> Running<T> {
-    fn spawn(what: T, run: impl FnOnce(watch::Receiver<Stop>) -> JoinHandle<()>) -> Self {
-        let (stop, stopped) = watch::channel(Stop::Running);
-        Running {
-            what,
-            stop,
-            task: run(stopped),
-        }
-    }
-}
-
-/// The router of one Broker, its table, and how to wake it for a catch-up.
+/// The table of one Broker's router, and how to wake it for a catch-up.
 struct Router {
     table: Arc<RwLock<RouteTable>>,
     wake: Arc<tokio::sync::Notify>,
-    running: Running<()>,
 }
 
 /// Everything the dispatcher runs.
@@ -56,9 +36,9 @@ pub struct Supervisor {
     /// Routing leases (one router per Broker at a time); `None`: every replica routes.
     leases: Option<crate::lease::Leases>,
     filters: FilterCache,
-    routers: HashMap<String, Router>,
-    backfills: HashMap<String, Running<(String, Route)>>,
-    deliveries: HashMap<String, Running<TriggerPlan>>,
+    routers: Loops<String, Router, Stop>,
+    backfills: Loops<String, (String, Route), Stop>,
+    deliveries: Loops<String, TriggerPlan, Stop>,
 }
 
 impl Supervisor {
@@ -76,9 +56,9 @@ impl Supervisor {
             catalog,
             leases,
             filters: FilterCache::default(),
-            routers: HashMap::new(),
-            backfills: HashMap::new(),
-            deliveries: HashMap::new(),
+            routers: Loops::new(Stop::Running),
+            backfills: Loops::new(Stop::Running),
+            deliveries: Loops::new(Stop::Running),
         }
     }
 
@@ -113,49 +93,47 @@ impl Supervisor {
     }
 
     fn reconcile_routers(&mut self, wanted_streams: &HashSet<String>, planned: &[Planned]) {
-        self.routers.retain(|stream, router| {
-            let keep = wanted_streams.contains(stream);
-            if !keep {
-                tracing::info!(%stream, "stopping routing");
-                let _ = router.running.stop.send(Stop::Now);
-                self.catalog.forget(stream);
-            }
-            keep
-        });
+        let catalog = &self.catalog;
+        self.routers.retain(
+            |stream, _| {
+                let keep = wanted_streams.contains(stream);
+                if !keep {
+                    tracing::info!(%stream, "stopping routing");
+                    catalog.forget(stream);
+                }
+                keep
+            },
+            &Stop::Now,
+        );
         let mut by_stream: HashMap<&str, Vec<&Planned>> = HashMap::new();
         for p in planned {
             by_stream.entry(&p.events_stream).or_default().push(p);
         }
         for stream in wanted_streams {
-            let router = self.routers.entry(stream.clone()).or_insert_with(|| {
-                tracing::info!(%stream, "starting routing");
-                let mut table = RouteTable::default();
-                table.catalog = self.catalog.tally_for(stream);
-                let table = Arc::new(RwLock::new(table));
-                let wake = Arc::new(tokio::sync::Notify::new());
-                let (jetstream, name, shared, woken) = (
-                    self.routing.clone(),
-                    stream.clone(),
-                    table.clone(),
-                    wake.clone(),
-                );
-                let moves = self.deliverer.moves.watch(stream, naming::ROUTER_CONSUMER);
-                let lease = crate::lease::Keeper::new(self.leases.clone(), stream);
-                Router {
-                    table,
-                    wake,
-                    running: Running::spawn((), move |stop| {
-                        tokio::spawn(router::route_loop(
-                            jetstream,
-                            name,
-                            shared,
-                            woken,
-                            (moves, lease),
-                            stop,
-                        ))
-                    }),
-                }
-            });
+            let router = self.routers.get_or_start(
+                stream.clone(),
+                || {
+                    tracing::info!(%stream, "starting routing");
+                    let mut table = RouteTable::default();
+                    table.catalog = self.catalog.tally_for(stream);
+                    Router {
+                        table: Arc::new(RwLock::new(table)),
+                        wake: Arc::new(tokio::sync::Notify::new()),
+                    }
+                },
+                |started, stop| {
+                    let moves = self.deliverer.moves.watch(stream, naming::ROUTER_CONSUMER);
+                    let lease = crate::lease::Keeper::new(self.leases.clone(), stream);
+                    tokio::spawn(router::route_loop(
+                        self.routing.clone(),
+                        stream.clone(),
+                        started.table.clone(),
+                        started.wake.clone(),
+                        (moves, lease),
+                        stop,
+                    ))
+                },
+            );
             let wanted = by_stream.remove(stream.as_str()).unwrap_or_default();
             {
                 let mut table = router
@@ -199,35 +177,31 @@ impl Supervisor {
             .filter(|p| p.backfill.is_some())
             .map(|p| (p.key.as_str(), p))
             .collect();
-        self.backfills.retain(|key, running| {
-            let keep = wanted.get(key.as_str()).is_some_and(|p| {
-                p.backfill.as_ref() == Some(&running.what.0) && p.route == running.what.1
-            });
-            if !keep {
-                let _ = running.stop.send(Stop::Now);
-            }
-            keep
-        });
+        self.backfills.retain(
+            |key, (consumer, route)| {
+                wanted
+                    .get(key.as_str())
+                    .is_some_and(|p| p.backfill.as_ref() == Some(consumer) && p.route == *route)
+            },
+            &Stop::Now,
+        );
         for (key, p) in wanted {
-            if self.backfills.contains_key(key) {
-                continue;
-            }
-            let consumer = p.backfill.clone().unwrap_or_default();
-            tracing::info!(trigger = %key, after = p.route.routed_after, "backfilling");
-            let (jetstream, stream, route, filter, name) = (
-                self.routing.clone(),
-                p.events_stream.clone(),
-                p.route.clone(),
-                p.filter.clone(),
-                consumer.clone(),
-            );
-            self.backfills.insert(
+            self.backfills.get_or_start(
                 key.to_owned(),
-                Running::spawn((consumer, p.route.clone()), move |stop| {
+                || {
+                    tracing::info!(trigger = %key, after = p.route.routed_after, "backfilling");
+                    (p.backfill.clone().unwrap_or_default(), p.route.clone())
+                },
+                |(consumer, route), stop| {
                     tokio::spawn(router::backfill_loop(
-                        jetstream, stream, name, route, filter, stop,
+                        self.routing.clone(),
+                        p.events_stream.clone(),
+                        consumer.clone(),
+                        route.clone(),
+                        p.filter.clone(),
+                        stop,
                     ))
-                }),
+                },
             );
         }
     }
@@ -238,28 +212,29 @@ impl Supervisor {
             .filter_map(|p| Some((p.key, p.delivery?)))
             .collect();
         let metrics = &self.deliverer.metrics;
-        self.deliveries.retain(|key, running| {
-            let keep = desired.get(key) == Some(&running.what);
-            if !keep {
-                tracing::info!(trigger = %key, "stopping delivery");
-                let _ = running.stop.send(Stop::Now);
-                if !desired.contains_key(key) {
-                    metrics.forget(&running.what.namespace, &running.what.trigger);
+        self.deliveries.retain(
+            |key, running| {
+                let keep = desired.get(key) == Some(running);
+                if !keep {
+                    tracing::info!(trigger = %key, "stopping delivery");
+                    if !desired.contains_key(key) {
+                        metrics.forget(&running.namespace, &running.trigger);
+                    }
                 }
-            }
-            keep
-        });
+                keep
+            },
+            &Stop::Now,
+        );
         for (key, plan) in desired {
-            if self.deliveries.contains_key(&key) {
+            if self.deliveries.get(&key).is_some() {
                 continue;
             }
             tracing::info!(trigger = %key, subscriber = %plan.subscriber, "starting delivery");
-            let (shared, deliverer) = (Arc::new(plan.clone()), self.deliverer.clone());
-            self.deliveries.insert(
+            let deliverer = self.deliverer.clone();
+            self.deliveries.get_or_start(
                 key,
-                Running::spawn(plan, move |stop| {
-                    tokio::spawn(pull::pull_loop(shared, deliverer, stop))
-                }),
+                || plan,
+                |plan, stop| tokio::spawn(pull::pull_loop(Arc::new(plan.clone()), deliverer, stop)),
             );
         }
     }
@@ -268,19 +243,9 @@ impl Supervisor {
     /// at most `drain` (what is left goes back to JetStream for redelivery).
     pub async fn shutdown(self, drain: Duration) {
         let deadline = tokio::time::Instant::now() + drain;
-        let mut tasks = Vec::new();
-        for (_, router) in self.routers {
-            let _ = router.running.stop.send(Stop::Now);
-            tasks.push(router.running.task);
-        }
-        for (_, running) in self.backfills {
-            let _ = running.stop.send(Stop::Now);
-            tasks.push(running.task);
-        }
-        for (_, running) in self.deliveries {
-            let _ = running.stop.send(Stop::Drain(deadline));
-            tasks.push(running.task);
-        }
+        let mut tasks = self.routers.stop_all(|_| Stop::Now);
+        tasks.extend(self.backfills.stop_all(|_| Stop::Now));
+        tasks.extend(self.deliveries.stop_all(|_| Stop::Drain(deadline)));
         let all = futures::future::join_all(tasks);
         // Handing back takes a moment after the deadline; past that, exit regardless.
         if tokio::time::timeout_at(deadline + Duration::from_secs(2), all)

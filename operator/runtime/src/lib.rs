@@ -8,6 +8,7 @@ pub mod admin;
 pub mod budget;
 pub mod egress;
 pub mod http_server;
+pub mod loops;
 pub mod nats;
 pub mod outbound;
 pub mod scope;

@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use herald_api::EventSource;
 use herald_runtime::fired;
+use herald_runtime::loops::Loops;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::config::SourcesArgs;
 use crate::metrics::Metrics;
@@ -44,11 +45,8 @@ pub fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
         .block_on(sources_main(args))
 }
 
-struct Running {
-    plan: Arc<SourcePlan>,
-    stop: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+/// The running sources by `(namespace, name)`; a `true` stop ends one.
+type Running = Loops<(String, String), Arc<SourcePlan>, bool>;
 
 async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
     herald_runtime::telemetry::init(args.log_format);
@@ -121,7 +119,7 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
         client: nats.client.clone(),
         url: args.nats.urls.join(","),
     };
-    let mut running: HashMap<(String, String), Running> = HashMap::new();
+    let mut running = Running::new(false);
     loop {
         reconcile(&client, &store, &mut running, &routes, &sender, &defaults).await;
         metrics
@@ -132,11 +130,8 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
             () = fired(shutdown.clone()) => break,
         }
     }
-    for (_, r) in running.drain() {
-        let _ = r.stop.send(true);
-        if let Some(task) = r.task {
-            let _ = task.await;
-        }
+    for task in running.stop_all(|_| true) {
+        let _ = task.await;
     }
     let _ = server.await;
     let _ = admin.await;
@@ -203,7 +198,7 @@ async fn signing_key(client: &Client, plan: &SourcePlan) -> Result<Vec<u8>, Stri
 async fn reconcile(
     client: &Client,
     store: &herald_runtime::scope::Stores<EventSource>,
-    running: &mut HashMap<(String, String), Running>,
+    running: &mut Running,
     routes: &Routes,
     sender: &Sender,
     nats: &NatsDefaults,
@@ -214,21 +209,19 @@ async fn reconcile(
         .filter_map(|s| plan::plan(s))
         .map(|p| ((p.namespace.clone(), p.name.clone()), p))
         .collect();
-    running.retain(|key, r| {
-        let keep = desired.get(key) == Some(&*r.plan);
-        if !keep {
-            tracing::info!(source = %format!("{}/{}", key.0, key.1), "stopping source");
-            let _ = r.stop.send(true);
-        }
-        keep
-    });
+    running.retain(
+        |key, plan| {
+            let keep = desired.get(key) == Some(&**plan);
+            if !keep {
+                tracing::info!(source = %format!("{}/{}", key.0, key.1), "stopping source");
+            }
+            keep
+        },
+        &true,
+    );
     let mut table = HashMap::new();
     for (key, plan) in desired {
-        let plan = if let Some(r) = running.get(&key) {
-            r.plan.clone()
-        } else {
-            start(client, running, key.clone(), plan, sender, nats)
-        };
+        let plan = start(client, running, key.clone(), plan, sender, nats);
         if matches!(plan.kind, Kind::Webhook { .. }) {
             let existing = routes
                 .read()
@@ -262,30 +255,30 @@ struct NatsDefaults {
     url: String,
 }
 
+/// The source running under `key`, started with `plan` if it is not running yet.
 fn start(
     client: &Client,
-    running: &mut HashMap<(String, String), Running>,
+    running: &mut Running,
     key: (String, String),
     plan: SourcePlan,
     sender: &Sender,
     nats: &NatsDefaults,
 ) -> Arc<SourcePlan> {
-    tracing::info!(source = %format!("{}/{}", key.0, key.1), sink = %plan.sink, "starting source");
-    let access = run::NatsAccess {
-        default: nats.client.clone(),
-        default_url: nats.url.clone(),
-        kube: client.clone(),
-    };
-    let plan = Arc::new(plan);
-    let (stop, stopped) = watch::channel(false);
-    let task = run::spawn(plan.clone(), sender.clone(), access, stopped);
-    running.insert(
-        key,
-        Running {
-            plan: plan.clone(),
-            stop,
-            task,
-        },
-    );
-    plan
+    running
+        .get_or_start(
+            key,
+            || {
+                tracing::info!(source = %format!("{}/{}", plan.namespace, plan.name), sink = %plan.sink, "starting source");
+                Arc::new(plan)
+            },
+            |plan, stopped| {
+                let access = run::NatsAccess {
+                    default: nats.client.clone(),
+                    default_url: nats.url.clone(),
+                    kube: client.clone(),
+                };
+                run::spawn(plan.clone(), sender.clone(), access, stopped)
+            },
+        )
+        .clone()
 }
