@@ -49,6 +49,7 @@ impl BrokerIndex {
     }
 
     /// An index over a fixed set of Brokers, without a watch (benchmarks, tests).
+    #[cfg(any(test, feature = "testing"))]
     #[must_use]
     pub fn fixed(brokers: Vec<Broker>) -> Self {
         let (store, mut writer) = reflector::store();

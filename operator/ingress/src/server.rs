@@ -276,6 +276,7 @@ fn reserve_body(
 
 /// Serves `state` on a free loopback port in the background with `limits`; returns
 /// the address (for benchmarks and tests that run the ingress in process).
+#[cfg(any(test, feature = "testing"))]
 pub async fn spawn_local(
     state: Arc<AppState>,
     limits: ConnectionLimits,

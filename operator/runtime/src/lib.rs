@@ -13,6 +13,7 @@ pub mod nats;
 pub mod outbound;
 pub mod scope;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tls;
 pub mod token;
