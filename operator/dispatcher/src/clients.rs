@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use herald_runtime::egress::EgressPolicy;
 use herald_runtime::outbound::EventClient;
-use herald_runtime::tls::ClientTls;
+use herald_runtime::tls::{ClientTls, TlsError};
 use hyper_util::client::legacy::Builder;
 
 /// Clients kept for distinct `caCerts` at most; past it they are all dropped and made
@@ -38,9 +38,8 @@ impl Clients {
         }
     }
 
-    /// The client for a destination with `ca_certs` (PEM), or the shared one; `Err`
-    /// says why the certificates cannot be used.
-    pub fn for_destination(&self, ca_certs: Option<&str>) -> Result<EventClient, String> {
+    /// The client for a destination with `ca_certs` (PEM), or the shared one.
+    pub fn for_destination(&self, ca_certs: Option<&str>) -> Result<EventClient, TlsError> {
         let Some(pem) = ca_certs else {
             return Ok(self.shared.clone());
         };
@@ -51,10 +50,7 @@ impl Clients {
         if let Some(client) = by_ca_certs.get(pem) {
             return Ok(client.clone());
         }
-        let tls = self
-            .tls
-            .with_ca_certs(pem)
-            .map_err(|e| herald_runtime::tls::error_chain(&e))?;
+        let tls = self.tls.with_ca_certs(pem)?;
         if by_ca_certs.len() >= MOST_CA_CLIENTS {
             by_ca_certs.clear();
         }
@@ -79,7 +75,9 @@ mod tests {
             Arc::new(EgressPolicy::unrestricted()),
         );
         assert!(clients.for_destination(None).is_ok());
-        let error = clients.for_destination(Some("not pem")).unwrap_err();
+        let error = herald_runtime::tls::error_chain(
+            &clients.for_destination(Some("not pem")).unwrap_err(),
+        );
         assert!(error.contains("caCerts"), "{error}");
         let ca = include_str!("../../runtime/src/tls/testdata/ca.crt");
         clients.for_destination(Some(ca)).unwrap();

@@ -102,6 +102,15 @@ pub fn reply_ttl(answered: &CloudEvent) -> Option<u32> {
     ttl.checked_sub(1).filter(|left| *left > 0)
 }
 
+/// Why a subscriber's reply was not published (the event is delivered again).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error("invalid reply: {0}")]
+    Invalid(#[from] herald_cloudevents::http::RequestError),
+    #[error(transparent)]
+    Publish(#[from] async_nats::jetstream::context::PublishError),
+}
+
 /// What to do with an event after attempt number `attempt` (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -187,7 +196,12 @@ impl Deliverer {
     ) -> Attempt {
         let http = match self.http.for_destination(ca_certs) {
             Ok(http) => http,
-            Err(e) => return Attempt::Failed(format!("cannot send to {url}: {e}")),
+            Err(e) => {
+                return Attempt::Failed(format!(
+                    "cannot send to {url}: {}",
+                    herald_runtime::tls::error_chain(&e)
+                ));
+            }
         };
         let mut request = match outbound::request(url, event) {
             Ok(r) => r,
@@ -253,7 +267,7 @@ impl Deliverer {
             }
             herald_runtime::token::TokenError::Unavailable(_) => Attempt::Failed(e.to_string()),
         })?;
-        herald_runtime::token::bearer(&token).map_err(Attempt::Failed)
+        herald_runtime::token::bearer(&token).map_err(|e| Attempt::Failed(e.to_string()))
     }
 
     /// Handles one message of a Trigger's queue.
@@ -381,7 +395,7 @@ impl Deliverer {
         headers: &HeaderMap,
         body: Bytes,
         cut: Option<Cut>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplyError> {
         let is_event = headers.contains_key("ce-specversion")
             || headers
                 .get(hyper::header::CONTENT_TYPE)
@@ -396,8 +410,7 @@ impl Deliverer {
                 .outcome(&plan.namespace, &plan.trigger, Outcome::ReplyDropped);
             return Ok(());
         }
-        let (_, events) = herald_cloudevents::http::decode(headers, body)
-            .map_err(|e| format!("invalid reply: {e}"))?;
+        let (_, events) = herald_cloudevents::http::decode(headers, body)?;
         if !plan.accepts_replies {
             tracing::warn!(trigger = %plan.trigger, id = answered.id(), "reply dropped: Broker {} has spec.auth and does not accept replies (spec.auth.acceptReplies)", plan.broker);
             self.metrics
@@ -416,10 +429,8 @@ impl Deliverer {
             let (headers, payload) = herald_cloudevents::nats::encode(&reply);
             self.jetstream
                 .publish_with_headers(subject, headers, payload)
-                .await
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?
+                .await?;
         }
         Ok(())
     }

@@ -274,7 +274,7 @@ async fn sidecar_main(
         .subscriber
         .clone()
         .ok_or_else(|| anyhow::anyhow!("--subscriber is required with --trigger-plan"))?;
-    let plan = plan::from_spec(&spec, subscriber).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = plan::from_spec(&spec, subscriber)?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher-sidecar").await?;
     let (
         metrics,

@@ -136,7 +136,7 @@ impl FilterCache {
         &mut self,
         key: &str,
         spec: Option<&TransformSpec>,
-    ) -> Result<Option<crate::transforming::Planned>, String> {
+    ) -> Result<Option<crate::transforming::Planned>, herald_transform::TransformError> {
         let Some(spec) = spec else {
             self.transforms.remove(key);
             return Ok(None);
@@ -256,17 +256,32 @@ pub fn plan(
     })
 }
 
+/// What is wrong with a sidecar's [`DispatcherPlan`].
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarPlanError {
+    #[error("{0}")]
+    Delivery(String),
+    #[error("invalid filter: {0}")]
+    Filter(#[source] herald_filter::FilterError),
+    #[error("invalid transform: {0}")]
+    Transform(#[source] herald_transform::TransformError),
+}
+
 /// The plan of a consumer Deployment's sidecar: the operator's [`DispatcherPlan`] and
-/// the local address of the user's container. `Err` says what is wrong with it.
-pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPlan, String> {
-    let mut delivery = delivery::resolve(spec.delivery.as_ref(), spec.broker_delivery.as_ref())?;
+/// the local address of the user's container.
+pub fn from_spec(
+    spec: &DispatcherPlan,
+    subscriber: String,
+) -> Result<TriggerPlan, SidecarPlanError> {
+    let mut delivery = delivery::resolve(spec.delivery.as_ref(), spec.broker_delivery.as_ref())
+        .map_err(SidecarPlanError::Delivery)?;
     // This pod's share: the consumer's pods together keep to the Trigger's rate.
     delivery.rate_limit = delivery
         .rate_limit
         .map(|rate| rate.share(spec.rate_sharers.unwrap_or(1)));
     let (attributes, filters) = spec.filter_parts();
     let compiled = CompiledFilter::from_parts(attributes.iter().copied(), &filters)
-        .map_err(|e| format!("invalid filter: {e}"))?;
+        .map_err(SidecarPlanError::Filter)?;
     Ok(TriggerPlan {
         stream: spec.queue_stream(),
         consumer: naming::consumer_name(&spec.trigger),
@@ -283,7 +298,7 @@ pub fn from_spec(spec: &DispatcherPlan, subscriber: String) -> Result<TriggerPla
         filter: Arc::new(compiled),
         filter_version: filter_version(spec.filter.as_ref(), &spec.filters),
         transform: crate::transforming::Planned::compile(spec.transform.as_ref())
-            .map_err(|e| format!("invalid transform: {e}"))?,
+            .map_err(SidecarPlanError::Transform)?,
         job: None,
     })
 }

@@ -290,13 +290,13 @@ fn decide(
 async fn settle(
     msg: jetstream::Message,
     sequence: u64,
-    acks: Vec<Result<jetstream::context::PublishAckFuture, String>>,
+    acks: Vec<Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>>,
 ) -> usize {
     let copies = acks.len();
     let mut stored = true;
     for ack in acks {
         let result = match ack {
-            Ok(pending) => pending.await.map(|_| ()).map_err(|e| e.to_string()),
+            Ok(pending) => pending.await.map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -329,7 +329,7 @@ async fn publish_copy(
     msg: &jetstream::Message,
     sequence: u64,
     copy: &QueueCopy,
-) -> Result<jetstream::context::PublishAckFuture, String> {
+) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {
     let mut headers = HeaderMap::new();
     if let Some(original) = &msg.headers {
         for (name, values) in original.iter() {
@@ -356,7 +356,6 @@ async fn publish_copy(
     jetstream
         .publish_with_headers(copy.subject.clone(), headers, msg.payload.clone())
         .await
-        .map_err(|e| e.to_string())
 }
 
 /// Copies the Broker events the catch-ups owe (for each, `first..=last` that its

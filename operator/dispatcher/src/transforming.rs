@@ -89,17 +89,19 @@ impl PartialEq for Planned {
 impl Planned {
     /// Compiles `spec`: `Ok(None)` without a transform, `Err` with the compiler's
     /// message (which the operator reports as `TransformValid`).
-    pub fn compile(spec: Option<&TransformSpec>) -> Result<Option<Planned>, String> {
+    pub fn compile(
+        spec: Option<&TransformSpec>,
+    ) -> Result<Option<Planned>, herald_transform::TransformError> {
         let Some(spec) = spec else {
             return Ok(None);
         };
         let (jq, template) = spec.parts();
-        Ok(Transform::from_parts(jq, template)
-            .map_err(|e| e.to_string())?
-            .map(|transform| Planned {
+        Ok(
+            Transform::from_parts(jq, template)?.map(|transform| Planned {
                 spec: spec.clone(),
                 transform,
-            }))
+            }),
+        )
     }
 }
 

@@ -179,21 +179,30 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Rejection> {
         })
 }
 
+/// Why an authenticated user may not send to a Broker.
+#[derive(Debug, thiserror::Error)]
+enum NotAllowed {
+    #[error("user {0} is not a ServiceAccount and may not send")]
+    NotAServiceAccount(String),
+    #[error(
+        "ServiceAccount {account} is not among the allowed senders ({allowed}) and may not send"
+    )]
+    NotListed { account: String, allowed: String },
+}
+
 /// Whether `user` is one of `allowed`; otherwise why not.
-fn authorize(user: &str, allowed: &[AllowedSender]) -> Result<(), String> {
+fn authorize(user: &str, allowed: &[AllowedSender]) -> Result<(), NotAllowed> {
     let Some((namespace, name)) = policy::service_account_of(user) else {
-        return Err(format!(
-            "user {user} is not a ServiceAccount and may not send"
-        ));
+        return Err(NotAllowed::NotAServiceAccount(user.to_owned()));
     };
     if allowed.iter().any(|s| s.permits(namespace, name)) {
         return Ok(());
     }
     let list: Vec<String> = allowed.iter().map(AllowedSender::display).collect();
-    Err(format!(
-        "ServiceAccount {namespace}/{name} is not among the allowed senders ({}) and may not send",
-        list.join(", ")
-    ))
+    Err(NotAllowed::NotListed {
+        account: format!("{namespace}/{name}"),
+        allowed: list.join(", "),
+    })
 }
 
 fn accepted_methods(auth: &policy::BrokerAuth) -> String {
@@ -266,12 +275,14 @@ mod tests {
         ];
         assert!(authorize("system:serviceaccount:shop:any", &allowed).is_ok());
         assert!(authorize("system:serviceaccount:ops:deployer", &allowed).is_ok());
-        let err = authorize("system:serviceaccount:ops:intruder", &allowed).unwrap_err();
+        let err = authorize("system:serviceaccount:ops:intruder", &allowed)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("ops/intruder") && err.contains("shop/*, ops/deployer"),
             "{err}"
         );
-        let err = authorize("alice", &allowed).unwrap_err();
+        let err = authorize("alice", &allowed).unwrap_err().to_string();
         assert!(err.contains("not a ServiceAccount"), "{err}");
     }
 

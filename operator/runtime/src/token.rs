@@ -151,21 +151,29 @@ async fn accepted_by_apiserver(
     Ok(answer.status.and_then(|s| s.authenticated).unwrap_or(false))
 }
 
+/// A token with characters no HTTP header can carry.
+#[derive(Debug, thiserror::Error)]
+#[error("the token cannot be sent in a header")]
+pub struct UnsendableToken(#[source] axum::http::header::InvalidHeaderValue);
+
 /// The `Authorization` value that carries `token`: `Bearer <token>`.
-pub fn bearer(token: &str) -> Result<axum::http::HeaderValue, String> {
-    axum::http::HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| "the token cannot be sent in a header".to_owned())
+pub fn bearer(token: &str) -> Result<axum::http::HeaderValue, UnsendableToken> {
+    axum::http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(UnsendableToken)
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: expected NAMESPACE/NAME")]
+pub struct NotAnAccount(String);
+
 /// `namespace/name` of a ServiceAccount.
-pub fn parse_account(value: &str) -> Result<(String, String), String> {
+pub fn parse_account(value: &str) -> Result<(String, String), NotAnAccount> {
     match value.split_once('/') {
         Some((namespace, name))
             if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
         {
             Ok((namespace.to_owned(), name.to_owned()))
         }
-        _ => Err(format!("{value:?}: expected NAMESPACE/NAME")),
+        _ => Err(NotAnAccount(value.to_owned())),
     }
 }
 

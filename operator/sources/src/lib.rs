@@ -168,30 +168,43 @@ async fn kubernetes_main(
     Ok(())
 }
 
+/// Why a source's Secret key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read Secret {name}: {source}")]
+    Unreadable {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Secret {0} does not exist")]
+    Missing(String),
+    #[error("Secret {name} has no key {key}")]
+    NoKey { name: String, key: String },
+}
+
 /// Reads one key of a Secret in `namespace`.
 pub(crate) async fn secret_value(
     client: &Client,
     namespace: &str,
     secret: &herald_api::common::SecretKeyRef,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, SecretError> {
     let found = Api::<Secret>::namespaced(client.clone(), namespace)
         .get_opt(&secret.name)
         .await
-        .map_err(|e| format!("cannot read Secret {}: {e}", secret.name))?
-        .ok_or_else(|| format!("Secret {} does not exist", secret.name))?;
+        .map_err(|source| SecretError::Unreadable {
+            name: secret.name.clone(),
+            source,
+        })?
+        .ok_or_else(|| SecretError::Missing(secret.name.clone()))?;
     found
         .data
         .and_then(|mut d| d.remove(&secret.key))
         .map(|b| b.0)
-        .ok_or_else(|| format!("Secret {} has no key {}", secret.name, secret.key))
-}
-
-/// Reads a webhook source's signing key from its Secret.
-async fn signing_key(client: &Client, plan: &SourcePlan) -> Result<Vec<u8>, String> {
-    let Kind::Webhook { secret, .. } = &plan.kind else {
-        return Err("not a webhook".into());
-    };
-    secret_value(client, &plan.namespace, secret).await
+        .ok_or_else(|| SecretError::NoKey {
+            name: secret.name.clone(),
+            key: secret.key.clone(),
+        })
 }
 
 /// Starts, restarts and stops sources so that exactly the planned ones run.
@@ -222,7 +235,7 @@ async fn reconcile(
     let mut table = HashMap::new();
     for (key, plan) in desired {
         let plan = start(client, running, key.clone(), plan, sender, nats);
-        if matches!(plan.kind, Kind::Webhook { .. }) {
+        if let Kind::Webhook { secret, .. } = &plan.kind {
             let existing = routes
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -232,7 +245,7 @@ async fn reconcile(
             let route = if let Some(route) = existing {
                 route
             } else {
-                let key_bytes = signing_key(client, &plan).await;
+                let key_bytes = secret_value(client, &plan.namespace, secret).await;
                 if let Err(e) = &key_bytes {
                     tracing::warn!(source = %plan.name, error = %e, "webhook signing key unavailable");
                 }

@@ -83,7 +83,53 @@ pub(crate) struct NatsAccess {
     pub kube: kube::Client,
 }
 
-async fn connect(plan: &SourcePlan, access: &NatsAccess) -> Result<async_nats::Client, String> {
+/// Why a NATS source is not being read (it is tried again after a pause).
+#[derive(Debug, thiserror::Error)]
+enum NatsSourceError {
+    #[error("not a NATS source")]
+    NotNats,
+    #[error("the NATS credentials are unavailable ({0}); not connecting without them")]
+    NoCredentials(#[source] crate::SecretError),
+    #[error("{0}")]
+    Unconfined(String),
+    #[error("the credentials are not a .creds file: {0}")]
+    BadCredentials(#[source] std::io::Error),
+    #[error("bad NATS URL {servers}: {source}")]
+    BadUrl {
+        servers: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Connect(#[from] async_nats::ConnectError),
+    #[error("stream {stream}: {source}")]
+    Stream {
+        stream: String,
+        #[source]
+        source: async_nats::jetstream::context::GetStreamError,
+    },
+    #[error("consumer {durable}: {source}")]
+    Consumer {
+        durable: String,
+        #[source]
+        source: async_nats::jetstream::stream::ConsumerError,
+    },
+    #[error(transparent)]
+    Pull(#[from] async_nats::jetstream::consumer::StreamError),
+    #[error(transparent)]
+    Message(#[from] async_nats::jetstream::consumer::pull::MessagesError),
+    #[error(transparent)]
+    Subscribe(#[from] async_nats::SubscribeError),
+    #[error("the consumer ended")]
+    ConsumerEnded,
+    #[error("the subscription ended")]
+    SubscriptionEnded,
+}
+
+async fn connect(
+    plan: &SourcePlan,
+    access: &NatsAccess,
+) -> Result<async_nats::Client, NatsSourceError> {
     let Kind::Nats {
         url,
         subject,
@@ -92,18 +138,14 @@ async fn connect(plan: &SourcePlan, access: &NatsAccess) -> Result<async_nats::C
         credentials,
     } = &plan.kind
     else {
-        return Err("not a NATS source".into());
+        return Err(NatsSourceError::NotNats);
     };
     let credentials = match credentials {
         // Never fall back to the adapter's identity when the source's own is missing.
         Some(secret) => {
             let bytes = crate::secret_value(&access.kube, &plan.namespace, secret)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "the NATS credentials are unavailable ({e}); not connecting without them"
-                    )
-                })?;
+                .map_err(NatsSourceError::NoCredentials)?;
             Some(String::from_utf8_lossy(&bytes).into_owned())
         }
         None => None,
@@ -113,12 +155,13 @@ async fn connect(plan: &SourcePlan, access: &NatsAccess) -> Result<async_nats::C
             queue_group: queue_group.clone(),
             jetstream: jetstream.clone(),
         };
-        herald_api::nats_source::confinement(&plan.namespace, subject, &names)?;
+        herald_api::nats_source::confinement(&plan.namespace, subject, &names)
+            .map_err(NatsSourceError::Unconfined)?;
         return Ok(access.default.clone());
     }
     let options = match &credentials {
         Some(creds) => async_nats::ConnectOptions::with_credentials(creds)
-            .map_err(|e| format!("the credentials are not a .creds file: {e}"))?,
+            .map_err(NatsSourceError::BadCredentials)?,
         None => async_nats::ConnectOptions::new(),
     };
     let servers = url.as_deref().unwrap_or(&access.default_url);
@@ -126,12 +169,14 @@ async fn connect(plan: &SourcePlan, access: &NatsAccess) -> Result<async_nats::C
         .split(',')
         .map(|u| u.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad NATS URL {servers}: {e}"))?;
-    options
+        .map_err(|source| NatsSourceError::BadUrl {
+            servers: servers.to_owned(),
+            source,
+        })?;
+    Ok(options
         .name(format!("herald-sources {}/{}", plan.namespace, plan.name))
         .connect(servers)
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
 }
 
 async fn forward(plan: &SourcePlan, sender: &Sender, message: &async_nats::Message) -> bool {
@@ -148,7 +193,7 @@ async fn consume(
     sender: &Sender,
     client: async_nats::Client,
     stop: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), NatsSourceError> {
     let Kind::Nats {
         subject,
         queue_group,
@@ -161,10 +206,14 @@ async fn consume(
     if let Some((stream, durable)) = jetstream {
         use async_nats::jetstream::{AckKind, consumer::pull};
         let context = async_nats::jetstream::new(client);
-        let stream = context
-            .get_stream(stream)
-            .await
-            .map_err(|e| format!("stream {stream}: {e}"))?;
+        let stream =
+            context
+                .get_stream(stream)
+                .await
+                .map_err(|source| NatsSourceError::Stream {
+                    stream: stream.clone(),
+                    source,
+                })?;
         let consumer = stream
             .get_or_create_consumer(
                 durable,
@@ -175,8 +224,11 @@ async fn consume(
                 },
             )
             .await
-            .map_err(|e| format!("consumer {durable}: {e}"))?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            .map_err(|source| NatsSourceError::Consumer {
+                durable: durable.clone(),
+                source,
+            })?;
+        let mut messages = consumer.messages().await?;
         loop {
             tokio::select! {
                 next = messages.next() => match next {
@@ -191,8 +243,8 @@ async fn consume(
                             tracing::warn!(source = %plan.name, error = %e, "acknowledgement failed");
                         }
                     }
-                    Some(Err(e)) => return Err(e.to_string()),
-                    None => return Err("the consumer ended".into()),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(NatsSourceError::ConsumerEnded),
                 },
                 _ = stop.changed() => return Ok(()),
             }
@@ -200,15 +252,14 @@ async fn consume(
     }
     let mut messages = client
         .queue_subscribe(subject.clone(), queue_group.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     loop {
         tokio::select! {
             next = messages.next() => match next {
                 Some(m) => {
                     forward(plan, sender, &m).await;
                 }
-                None => return Err("the subscription ended".into()),
+                None => return Err(NatsSourceError::SubscriptionEnded),
             },
             _ = stop.changed() => return Ok(()),
         }

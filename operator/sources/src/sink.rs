@@ -23,7 +23,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use herald_runtime::egress::EgressPolicy;
 use herald_runtime::outbound::{self, EventClient};
 use herald_runtime::tls::ClientTls;
-use herald_runtime::token::TokenSource;
+use herald_runtime::token::{TokenError, TokenSource, UnsendableToken};
 
 use crate::metrics::Metrics;
 
@@ -50,12 +50,38 @@ pub struct Sender {
 }
 
 /// Why an event could not be delivered to its sink.
-#[derive(Debug)]
-pub struct SendError(pub String);
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Outbound(#[from] outbound::SendError),
+    /// Minting may work next time.
+    #[error(transparent)]
+    NoToken(#[from] TokenError),
+    #[error(transparent)]
+    UnsendableToken(#[from] UnsendableToken),
+    /// See [`token_allowed`].
+    #[error(
+        "{sink} asks for a token; the adapter presents its own only to Brokers of the source's namespace ({namespace})"
+    )]
+    TokenNotAllowed { sink: String, namespace: String },
+    /// Sent again at once, with a token.
+    #[error("{sink} asks for a token")]
+    Challenged { sink: String },
+    #[error("{sink} answered {status}")]
+    Answered {
+        sink: String,
+        status: hyper::StatusCode,
+    },
+}
 
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl SendError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Outbound(e) => e.is_retryable(),
+            Self::NoToken(_) | Self::Challenged { .. } => true,
+            Self::UnsendableToken(_) | Self::TokenNotAllowed { .. } => false,
+            Self::Answered { status, .. } => outbound::is_retryable(*status),
+        }
     }
 }
 
@@ -142,27 +168,21 @@ impl Sender {
         namespace: &str,
         sink: &str,
         event: &CloudEvent,
-    ) -> Result<(), (bool, String)> {
+    ) -> Result<(), SendError> {
         let may_present_token = token_allowed(sink, namespace);
-        let mut request =
-            outbound::request(sink, event).map_err(|e| (e.is_retryable(), e.to_string()))?;
+        let mut request = outbound::request(sink, event)?;
         if let Some(tokens) = self
             .tokens
             .as_ref()
             .filter(|_| may_present_token && self.is_challenged(sink))
         {
-            let token = tokens
-                .token(sink)
-                .await
-                .map_err(|e| (true, e.to_string()))?;
-            let value = herald_runtime::token::bearer(&token).map_err(|e| (false, e))?;
+            let token = tokens.token(sink).await?;
+            let value = herald_runtime::token::bearer(&token)?;
             request
                 .headers_mut()
                 .insert(hyper::header::AUTHORIZATION, value);
         }
-        let answer = outbound::send(&self.http, request, TIMEOUT)
-            .await
-            .map_err(|e| (e.is_retryable(), e.to_string()))?;
+        let answer = outbound::send(&self.http, request, TIMEOUT).await?;
         let status = answer.status();
         let bearer_challenge = answer
             .headers()
@@ -178,12 +198,10 @@ impl Sender {
             && self.tokens.is_some()
             && !may_present_token
         {
-            Err((
-                false,
-                format!(
-                    "{sink} asks for a token; the adapter presents its own only to Brokers of the source's namespace ({namespace})"
-                ),
-            ))
+            Err(SendError::TokenNotAllowed {
+                sink: sink.to_owned(),
+                namespace: namespace.to_owned(),
+            })
         } else if status == hyper::StatusCode::UNAUTHORIZED
             && bearer_challenge
             && self.tokens.is_some()
@@ -194,12 +212,14 @@ impl Sender {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(sink.to_owned());
-            Err((true, format!("{sink} asks for a token")))
+            Err(SendError::Challenged {
+                sink: sink.to_owned(),
+            })
         } else {
-            Err((
-                outbound::is_retryable(status),
-                format!("{sink} answered {status}"),
-            ))
+            Err(SendError::Answered {
+                sink: sink.to_owned(),
+                status,
+            })
         }
     }
 
@@ -217,12 +237,12 @@ impl Sender {
         let result = loop {
             match self.attempt(namespace, sink, event).await {
                 Ok(()) => break Ok(()),
-                Err((true, message)) if attempt < ATTEMPTS => {
-                    tracing::debug!(source = %format!("{namespace}/{name}"), %message, attempt, "sink failed; retrying");
+                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                    tracing::debug!(source = %format!("{namespace}/{name}"), error = %e, attempt, "sink failed; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err((_, message)) => break Err(SendError(message)),
+                Err(e) => break Err(e),
             }
         };
         let outcome = if result.is_ok() { "sent" } else { "failed" };
@@ -323,7 +343,16 @@ mod tests {
         let sender = sender_within(EgressPolicy::new(&[], &[], &[]));
         let error = sender.send("ns", "src", &sink, &event).await.unwrap_err();
         assert!(
-            error.0.contains("the egress policy refuses 127.0.0.1:"),
+            matches!(
+                error,
+                SendError::Outbound(outbound::SendError::Refused { .. })
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("the egress policy refuses 127.0.0.1:"),
             "{error}"
         );
         assert!(

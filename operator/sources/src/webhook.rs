@@ -30,7 +30,7 @@ pub struct Route {
     /// Its plan.
     pub plan: Arc<SourcePlan>,
     /// The signing key, or why it could not be read.
-    pub key: Result<Vec<u8>, String>,
+    pub key: Result<Vec<u8>, crate::SecretError>,
 }
 
 /// Webhook sources by `(namespace, name)`; replaced by the adapter's loop on change.
@@ -107,7 +107,14 @@ async fn receive(
     };
     let key = match &route.key {
         Ok(key) => key,
-        Err(e) => return refuse(sender, StatusCode::SERVICE_UNAVAILABLE, "KeyUnavailable", e),
+        Err(e) => {
+            return refuse(
+                sender,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "KeyUnavailable",
+                &e.to_string(),
+            );
+        }
     };
     // Held until the sink took the event (retries included): the body is in memory
     // until then.
