@@ -1,6 +1,7 @@
 //! `herald display`: a subscriber that prints every CloudEvent it receives (like
 //! Knative's event-display), for trying Triggers out and for debugging.
 
+use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,7 +29,7 @@ pub struct DisplayArgs {
     pub delay: Option<Duration>,
 }
 
-fn listen_address(args: &DisplayArgs) -> Result<SocketAddr, String> {
+fn listen_address(args: &DisplayArgs) -> anyhow::Result<SocketAddr> {
     if let Some(addr) = args.listen {
         return Ok(addr);
     }
@@ -36,7 +37,7 @@ fn listen_address(args: &DisplayArgs) -> Result<SocketAddr, String> {
         Ok(port) => {
             let port: u16 = port
                 .parse()
-                .map_err(|_| format!("PORT={port} is not a port number"))?;
+                .with_context(|| format!("PORT={port} is not a port number"))?;
             Ok(SocketAddr::from(([0, 0, 0, 0], port)))
         }
         Err(_) => Ok(SocketAddr::from(([127, 0, 0, 1], 8081))),
@@ -51,7 +52,7 @@ pub fn run(args: &DisplayArgs) -> ExitCode {
         let listen = listen_address(args)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         eprintln!("herald display: waiting for events on http://{listen}/");
         let receive = move |headers: HeaderMap, body: Bytes| async move {
             match herald_cloudevents::http::decode(&headers, body) {
@@ -77,18 +78,13 @@ pub fn run(args: &DisplayArgs) -> ExitCode {
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
-            .await
-            .map_err(|e| e.to_string())
+            .await?;
+        anyhow::Ok(())
     };
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(serve));
-    match result {
+    match crate::block_on(serve) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("herald display: {message}");
+        Err(e) => {
+            eprintln!("herald display: {e:#}");
             ExitCode::from(2)
         }
     }

@@ -116,6 +116,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs a one-shot command's `work` on a runtime of its own: single-threaded, as a
+/// command waits on one thing at a time.
+fn block_on<T, E: From<std::io::Error>>(work: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
+}
+
 fn print_crds(output_dir: Option<PathBuf>, reference: bool) -> anyhow::Result<()> {
     let crds = herald_api::crds::all();
     if reference {

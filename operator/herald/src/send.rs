@@ -4,6 +4,7 @@
 //! (the status and the error body are printed), 2 when it could not be sent at all
 //! (bad arguments, Broker not found or without an address, connection failure).
 
+use anyhow::Context as _;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,7 +102,7 @@ pub fn run(args: &SendArgs) -> ExitCode {
             }
             ExitCode::from(1)
         }
-        Err(message) => fail(&message),
+        Err(e) => fail(&format!("{e:#}")),
     }
 }
 
@@ -118,7 +119,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Builds the event from the flags.
-pub fn build_event(args: &SendArgs) -> Result<CloudEvent, String> {
+pub fn build_event(args: &SendArgs) -> anyhow::Result<CloudEvent> {
     let id = args
         .id
         .clone()
@@ -130,7 +131,7 @@ pub fn build_event(args: &SendArgs) -> Result<CloudEvent, String> {
     for ext in &args.extensions {
         let (name, value) = ext
             .split_once('=')
-            .ok_or_else(|| format!("--extension {ext:?}: expected NAME=VALUE"))?;
+            .with_context(|| format!("--extension {ext:?}: expected NAME=VALUE"))?;
         event.set(name, value);
     }
     let data = match (&args.data, &args.data_file) {
@@ -139,12 +140,12 @@ pub fn build_event(args: &SendArgs) -> Result<CloudEvent, String> {
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
-                .map_err(|e| format!("cannot read stdin: {e}"))?;
+                .context("cannot read stdin")?;
             Some(Bytes::from(buf))
         }
         (None, Some(path)) => {
-            Some(Bytes::from(std::fs::read(path).map_err(|e| {
-                format!("cannot read {}: {e}", path.display())
+            Some(Bytes::from(std::fs::read(path).with_context(|| {
+                format!("cannot read {}", path.display())
             })?))
         }
         (None, None) => None,
@@ -153,63 +154,59 @@ pub fn build_event(args: &SendArgs) -> Result<CloudEvent, String> {
         event.set("datacontenttype", args.content_type.as_str());
     }
     event.data = data;
-    event
-        .validate()
-        .map_err(|e| format!("not a valid CloudEvent: {e}"))?;
+    event.validate().context("not a valid CloudEvent")?;
     Ok(event)
 }
 
-async fn resolve(to: &str, kubeconfig: Option<&std::path::Path>) -> Result<String, String> {
+async fn resolve(to: &str, kubeconfig: Option<&std::path::Path>) -> anyhow::Result<String> {
     let (namespace, name) = to
         .split_once('/')
-        .ok_or_else(|| format!("--to {to:?}: expected NAMESPACE/NAME"))?;
-    let client = herald_runtime::kube_client(kubeconfig)
-        .await
-        .map_err(|e| format!("{e:#}"))?;
+        .with_context(|| format!("--to {to:?}: expected NAMESPACE/NAME"))?;
+    let client = herald_runtime::kube_client(kubeconfig).await?;
     let brokers: kube::Api<Broker> = kube::Api::namespaced(client, namespace);
     let broker = brokers
         .get_opt(name)
         .await
-        .map_err(|e| format!("cannot read Broker {to}: {e}"))?
-        .ok_or_else(|| format!("Broker {to} does not exist"))?;
+        .with_context(|| format!("cannot read Broker {to}"))?
+        .with_context(|| format!("Broker {to} does not exist"))?;
     broker
         .status
         .and_then(|s| s.address)
         .map(|a| a.url)
-        .ok_or_else(|| format!("Broker {to} has no address yet (is the operator running?)"))
+        .with_context(|| format!("Broker {to} has no address yet (is the operator running?)"))
 }
 
 /// The token from `--token` or `--token-file`, if any.
-fn bearer_token(args: &SendArgs) -> Result<Option<String>, String> {
+fn bearer_token(args: &SendArgs) -> anyhow::Result<Option<String>> {
     match (&args.token, &args.token_file) {
         (Some(token), _) => Ok(Some(token.trim().to_owned())),
         (None, Some(path)) => std::fs::read_to_string(path)
             .map(|t| Some(t.trim().to_owned()))
-            .map_err(|e| format!("cannot read the token file {}: {e}", path.display())),
+            .with_context(|| format!("cannot read the token file {}", path.display())),
         (None, None) => Ok(None),
     }
 }
 
-async fn send(args: &SendArgs) -> Result<(u16, String), String> {
+async fn send(args: &SendArgs) -> anyhow::Result<(u16, String)> {
     let event = build_event(args)?;
     let url = match (&args.url, &args.to) {
         (Some(url), _) => url.clone(),
         (None, Some(to)) => resolve(to, args.kubeconfig.as_deref()).await?,
-        (None, None) => return Err("give --to NAMESPACE/NAME or --url URL".into()),
+        (None, None) => return Err(anyhow::anyhow!("give --to NAMESPACE/NAME or --url URL")),
     };
     if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{url}: only http:// and https:// addresses are supported"
         ));
     }
     let tls = args
         .tls
         .load()
-        .map_err(|e| herald_runtime::tls::error_chain(&e))?;
-    let mut request = outbound::request(&url, &event).map_err(|e| e.to_string())?;
+        .map_err(|e| anyhow::anyhow!(herald_runtime::tls::error_chain(&e)))?;
+    let mut request = outbound::request(&url, &event)?;
     if let Some(token) = bearer_token(args)? {
         let value = herald_runtime::token::bearer(&token)
-            .map_err(|_| "the token contains characters a header cannot carry".to_owned())?;
+            .context("the token contains characters a header cannot carry")?;
         request
             .headers_mut()
             .insert(hyper::header::AUTHORIZATION, value);
@@ -217,9 +214,7 @@ async fn send(args: &SendArgs) -> Result<(u16, String), String> {
     // The sender's own request, with its own network identity: no egress policy.
     let unrestricted = std::sync::Arc::new(herald_runtime::egress::EgressPolicy::unrestricted());
     let client = tls.http_client(&Client::builder(TokioExecutor::new()), &unrestricted);
-    let response = outbound::send(&client, request, Duration::from_secs(args.timeout))
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = outbound::send(&client, request, Duration::from_secs(args.timeout)).await?;
     let status = response.status().as_u16();
     let body = response
         .into_body()

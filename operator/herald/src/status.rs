@@ -30,11 +30,7 @@ pub struct StatusArgs {
 
 /// Runs `herald status`.
 pub fn run(args: &StatusArgs) -> ExitCode {
-    let fetched = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(fetch(args)));
+    let fetched = crate::block_on(fetch(args));
     match fetched {
         Ok((brokers, triggers, sources)) => {
             let (text, all_ready) = render(&brokers, &triggers, &sources);

@@ -2,6 +2,7 @@
 //! filtered, straight from its JetStream stream with an ordered ephemeral consumer.
 //! It needs only NATS, not the apiserver: stream and subjects follow from the name.
 
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
@@ -40,20 +41,20 @@ pub struct TailArgs {
     pub nats: NatsArgs,
 }
 
-fn deliver_policy(from: &str) -> Result<DeliverPolicy, String> {
+fn deliver_policy(from: &str) -> anyhow::Result<DeliverPolicy> {
     match from.split_once('=') {
         None if from == "new" => Ok(DeliverPolicy::New),
         None if from == "all" => Ok(DeliverPolicy::All),
         Some(("seq", n)) => n
             .parse()
             .map(|start_sequence| DeliverPolicy::ByStartSequence { start_sequence })
-            .map_err(|_| format!("--from seq={n}: not a number")),
+            .with_context(|| format!("--from seq={n}: not a number")),
         Some(("time", t)) => {
             time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .map(|start_time| DeliverPolicy::ByStartTime { start_time })
-                .map_err(|e| format!("--from time={t}: not RFC 3339 ({e})"))
+                .with_context(|| format!("--from time={t}: not RFC 3339"))
         }
-        _ => Err(format!(
+        _ => Err(anyhow::anyhow!(
             "--from {from:?}: use new, all, time=<RFC 3339> or seq=<n>"
         )),
     }
@@ -61,52 +62,41 @@ fn deliver_policy(from: &str) -> Result<DeliverPolicy, String> {
 
 /// Runs `herald tail`; exit 0 when done (or interrupted), 2 on errors.
 pub fn run(args: &TailArgs) -> ExitCode {
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(tail(args)));
-    match result {
+    match crate::block_on(tail(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("herald tail: {message}");
+        Err(e) => {
+            eprintln!("herald tail: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
-async fn tail(args: &TailArgs) -> Result<(), String> {
+async fn tail(args: &TailArgs) -> anyhow::Result<()> {
     let (namespace, name) = args
         .broker
         .split_once('/')
-        .ok_or_else(|| format!("{:?}: expected NAMESPACE/NAME", args.broker))?;
+        .with_context(|| format!("{:?}: expected NAMESPACE/NAME", args.broker))?;
     let policy = deliver_policy(&args.from)?;
     let filter = args
         .filter
         .as_deref()
         .map(|expr| {
-            CompiledFilter::from_filter(&serde_json::json!({ "cesql": expr }))
-                .map_err(|e| format!("--filter: {e}"))
+            CompiledFilter::from_filter(&serde_json::json!({ "cesql": expr })).context("--filter")
         })
         .transpose()?;
     let options = async_nats::ConnectOptions::new().name("herald tail");
     let client = herald_runtime::nats::with_security(options, &args.nats)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .connect(&args.nats.urls)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot connect to NATS at {}: {e}",
-                args.nats.urls.join(",")
-            )
-        })?;
+        .with_context(|| format!("cannot connect to NATS at {}", args.nats.urls.join(",")))?;
     let js = async_nats::jetstream::new(client);
     let stream_name = naming::stream_name(namespace, name);
-    let stream = js
-        .get_stream(&stream_name)
-        .await
-        .map_err(|e| format!("no stream {stream_name} for Broker {namespace}/{name} (does it exist and is it Ready?): {e}"))?;
+    let stream = js.get_stream(&stream_name).await.with_context(|| {
+        format!(
+            "no stream {stream_name} for Broker {namespace}/{name} (does it exist and is it Ready?)"
+        )
+    })?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: policy,
@@ -118,8 +108,8 @@ async fn tail(args: &TailArgs) -> Result<(), String> {
             ..OrderedConfig::default()
         })
         .await
-        .map_err(|e| format!("cannot read stream {stream_name}: {e}"))?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        .with_context(|| format!("cannot read stream {stream_name}"))?;
+    let mut messages = consumer.messages().await?;
     let mut printed = 0usize;
     loop {
         let next = tokio::select! {
@@ -127,7 +117,7 @@ async fn tail(args: &TailArgs) -> Result<(), String> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let Some(message) = next else { return Ok(()) };
-        let message = message.map_err(|e| format!("reading the stream failed: {e}"))?;
+        let message = message.context("reading the stream failed")?;
         let sequence = message
             .info()
             .map(|i| i.stream_sequence)
@@ -187,11 +177,11 @@ mod tests {
 
     #[test]
     fn start_positions_parse() {
-        assert_eq!(deliver_policy("new"), Ok(DeliverPolicy::New));
-        assert_eq!(deliver_policy("all"), Ok(DeliverPolicy::All));
+        assert_eq!(deliver_policy("new").unwrap(), DeliverPolicy::New);
+        assert_eq!(deliver_policy("all").unwrap(), DeliverPolicy::All);
         assert_eq!(
-            deliver_policy("seq=42"),
-            Ok(DeliverPolicy::ByStartSequence { start_sequence: 42 })
+            deliver_policy("seq=42").unwrap(),
+            DeliverPolicy::ByStartSequence { start_sequence: 42 }
         );
         assert!(matches!(
             deliver_policy("time=2026-11-23T07:00:00Z"),

@@ -42,11 +42,7 @@ pub struct TypesArgs {
 
 /// Runs `herald types`.
 pub fn run(args: &TypesArgs) -> ExitCode {
-    let fetched = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(fetch(args)));
+    let fetched = crate::block_on(fetch(args));
     match fetched {
         Ok(types) => {
             let shown = select(types, args);

@@ -7,8 +7,7 @@ use herald_api::Broker;
 use herald_api::conditions;
 use herald_runtime::scope::{self, Stores};
 use kube::Client;
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
 
 /// What the ingress knows about a Broker address.
 #[derive(Debug, Clone)]
@@ -52,6 +51,7 @@ impl BrokerIndex {
     #[cfg(any(test, feature = "testing"))]
     #[must_use]
     pub fn fixed(brokers: Vec<Broker>) -> Self {
+        use kube::runtime::{reflector, watcher};
         let (store, mut writer) = reflector::store();
         writer.apply_watcher_event(&watcher::Event::Init);
         for broker in brokers {

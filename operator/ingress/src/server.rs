@@ -24,7 +24,7 @@ use herald_runtime::nats::NatsConnection;
 use crate::auth::Authenticator;
 use crate::brokers::{BrokerIndex, Lookup};
 use crate::error::Rejection;
-use crate::limits::{BrokerConcurrency, ConnectionLimits};
+use crate::limits::BrokerConcurrency;
 use crate::metrics::Metrics;
 
 /// Longest subject the ingress publishes to (NATS' default control line is 4 KiB).
@@ -279,7 +279,7 @@ fn reserve_body(
 #[cfg(any(test, feature = "testing"))]
 pub async fn spawn_local(
     state: Arc<AppState>,
-    limits: ConnectionLimits,
+    limits: crate::limits::ConnectionLimits,
 ) -> std::io::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
@@ -351,7 +351,7 @@ mod tests {
             per_broker: BrokerConcurrency::new(8),
             in_flight_bytes,
         };
-        spawn_local(Arc::new(state), ConnectionLimits::default())
+        spawn_local(Arc::new(state), crate::limits::ConnectionLimits::default())
             .await
             .unwrap()
     }
