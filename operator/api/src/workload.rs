@@ -1,5 +1,7 @@
-//! The contract between the operator and the processes it runs in a consumer
-//! Deployment's pods: environment variable names and the dispatcher sidecar's plan.
+//! The contract between the operator and the processes it runs in Deployments of
+//! its own making (consumer pods, `kubernetes` source adapters): environment variable
+//! names and the configs, JSON in those variables, of the dispatcher sidecar and the
+//! adapter.
 //!
 //! The sidecar gets everything it needs from its environment, so it needs no access
 //! to the Kubernetes API (no ServiceAccount, no RBAC in the user's namespace): a change
@@ -17,7 +19,7 @@ use crate::{DeliverySpec, TriggerSpec};
 
 /// NATS URL(s) for the pod's processes (`herald dispatcher` reads it too).
 pub const ENV_NATS_URL: &str = "HERALD_NATS_URL";
-/// The sidecar's [`DispatcherPlan`] as JSON.
+/// The sidecar's [`SidecarConfig`] as JSON.
 pub const ENV_TRIGGER_PLAN: &str = "HERALD_TRIGGER_PLAN";
 /// Where the sidecar POSTs events (the user's container on localhost).
 pub const ENV_SUBSCRIBER: &str = "HERALD_SUBSCRIBER";
@@ -41,14 +43,14 @@ pub const ENV_NATS_TLS_CERT: &str = "HERALD_NATS_TLS_CERT";
 pub const ENV_NATS_TLS_KEY: &str = "HERALD_NATS_TLS_KEY";
 /// `true` when the consumer must use TLS to NATS.
 pub const ENV_NATS_TLS_REQUIRED: &str = "HERALD_NATS_TLS_REQUIRED";
-/// A `kubernetes` EventSource adapter's [`KubernetesPlan`] as JSON.
+/// A `kubernetes` EventSource adapter's [`KubernetesSourceConfig`] as JSON.
 pub const ENV_KUBERNETES_PLAN: &str = "HERALD_KUBERNETES_PLAN";
 
 /// What a consumer Deployment's dispatcher sidecar delivers: one Trigger, as the
 /// operator resolved it when it built the pod template.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct DispatcherPlan {
+pub struct SidecarConfig {
     /// Namespace of the Trigger and its Broker.
     pub namespace: String,
     /// Trigger name.
@@ -74,7 +76,7 @@ pub struct DispatcherPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_sink_uri: Option<String>,
     /// Whether subscribers' replies are published into the Broker (see
-    /// [`crate::auth::accepts_replies`]); a plan without it drops them.
+    /// [`crate::auth::accepts_replies`]); a config without it drops them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub accepts_replies: bool,
     /// The most pods the consumer scales to: each sidecar lets through this share of
@@ -82,14 +84,14 @@ pub struct DispatcherPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_sharers: Option<u32>,
     /// The queue stream holding the Trigger's queue (the Trigger's `status.queue.stream`);
-    /// a plan without it (made before queues were spread over several streams) means the
+    /// a config without it (made before queues were spread over several streams) means the
     /// Broker's first queue stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_stream: Option<String>,
 }
 
-impl DispatcherPlan {
-    /// The plan for a Trigger in `namespace` named `trigger`.
+impl SidecarConfig {
+    /// The config for a Trigger in `namespace` named `trigger`.
     #[must_use]
     pub fn new(
         namespace: &str,
@@ -98,7 +100,7 @@ impl DispatcherPlan {
         broker: Option<&BrokerSpec>,
         dead_letter_sink_uri: Option<String>,
     ) -> Self {
-        DispatcherPlan {
+        SidecarConfig {
             namespace: namespace.to_owned(),
             trigger: trigger.to_owned(),
             broker: spec.broker.clone(),
@@ -139,7 +141,7 @@ impl DispatcherPlan {
 /// source as resolved when the pod template was built.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct KubernetesPlan {
+pub struct KubernetesSourceConfig {
     pub namespace: String,
     /// The EventSource's name.
     pub name: String,
@@ -163,9 +165,9 @@ mod tests {
             "broker: b\nfilter: {attributes: {type: t}}\nfilters: [{cesql: \"source = 'x'\"}]\ndelivery: {retry: 2}\ntransform: {jq: .}",
         )
         .unwrap();
-        let plan = DispatcherPlan::new("ns", "tr", &spec, None, Some("http://dls".into()));
+        let plan = SidecarConfig::new("ns", "tr", &spec, None, Some("http://dls".into()));
         let json = serde_json::to_string(&plan).unwrap();
-        let back: DispatcherPlan = serde_json::from_str(&json).unwrap();
+        let back: SidecarConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, plan);
         assert_eq!(back.filter_parts(), spec.filter_parts());
         assert_eq!(back.delivery.and_then(|d| d.retry), Some(2));

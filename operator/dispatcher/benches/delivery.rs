@@ -134,10 +134,10 @@ async fn start_dispatcher(
         }),
         ..TriggerStatus::default()
     });
-    let planned = herald_dispatcher::plan::plan(
+    let planned = herald_dispatcher::desired::desired(
         &trigger,
         None,
-        &mut herald_dispatcher::plan::FilterCache::default(),
+        &mut herald_dispatcher::desired::FilterCache::default(),
     )
     .expect("a Ready Trigger has a plan");
     let mut table = herald_dispatcher::routes::RouteTable::default();

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use herald_api::naming;
 use herald_cloudevents::CloudEvent;
 use herald_dispatcher::deliver::{Attempts, Deliverer};
-use herald_dispatcher::plan::TriggerPlan;
+use herald_dispatcher::desired::TriggerDelivery;
 use herald_dispatcher::pull::Stop;
 use herald_dispatcher::routes::{Route, RouteTable};
 use herald_filter::CompiledFilter;
@@ -140,8 +140,8 @@ fn plan(
     subscriber: &str,
     filter: CompiledFilter,
     version: &str,
-) -> TriggerPlan {
-    TriggerPlan {
+) -> TriggerDelivery {
+    TriggerDelivery {
         namespace: ns.to_owned(),
         trigger: name.to_owned(),
         broker: support::BROKER.to_owned(),

@@ -14,8 +14,8 @@ use hyper::HeaderMap;
 
 pub use crate::attempts::Attempts;
 
+use crate::desired::TriggerDelivery;
 use crate::metrics::{Metrics, Outcome};
-use crate::plan::TriggerPlan;
 use herald_runtime::outbound::{self, answer, answer::Cut};
 
 /// Most bytes of a failed answer's body that are read: what the dead-letter
@@ -271,7 +271,7 @@ impl Deliverer {
     }
 
     /// Handles one message of a Trigger's queue.
-    pub async fn handle(&self, plan: &TriggerPlan, msg: jetstream::Message) {
+    pub async fn handle(&self, plan: &TriggerDelivery, msg: jetstream::Message) {
         let (sequence, published) = match msg.info() {
             Ok(info) => (info.stream_sequence, info.published),
             Err(e) => {
@@ -367,7 +367,7 @@ impl Deliverer {
 
     /// Attempt `number` at `event`: a POST to the subscriber, or for a Trigger with a
     /// `job` a Job (see [`crate::jobs`]).
-    async fn attempt(&self, plan: &TriggerPlan, event: &CloudEvent, number: u32) -> Attempt {
+    async fn attempt(&self, plan: &TriggerDelivery, event: &CloudEvent, number: u32) -> Attempt {
         match (&plan.job, &self.jobs) {
             (Some(job), Some(jobs)) => jobs.run(plan, job, event, number).await,
             (Some(_), None) => Attempt::Failed("this dispatcher does not run Jobs".into()),
@@ -390,7 +390,7 @@ impl Deliverer {
     /// A reply whose body was `cut` is dropped too: a part of an event is not one.
     async fn publish_reply(
         &self,
-        plan: &TriggerPlan,
+        plan: &TriggerDelivery,
         answered: &CloudEvent,
         headers: &HeaderMap,
         body: Bytes,
@@ -438,7 +438,7 @@ impl Deliverer {
     /// Retries are used up (or the failure is final): dead-letter sink, else drop.
     pub(crate) async fn give_up(
         &self,
-        plan: &TriggerPlan,
+        plan: &TriggerDelivery,
         msg: &jetstream::Message,
         event: &CloudEvent,
         last: &Attempt,
@@ -515,7 +515,7 @@ impl Deliverer {
         }
     }
 
-    fn settle(&self, plan: &TriggerPlan, msg: &jetstream::Message) {
+    fn settle(&self, plan: &TriggerDelivery, msg: &jetstream::Message) {
         if let Ok(info) = msg.info() {
             self.attempts.settle(&plan.stream, info.stream_sequence);
         }

@@ -23,12 +23,12 @@ pub mod catalog;
 pub mod clients;
 pub mod config;
 pub mod deliver;
+pub mod desired;
 pub mod filtering;
 pub mod jobs;
 pub mod lease;
 pub mod metrics;
 pub mod moves;
-pub mod plan;
 pub mod pull;
 pub mod rate;
 pub mod reports;
@@ -41,7 +41,7 @@ pub mod transforming;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_api::workload::DispatcherPlan;
+use herald_api::workload::SidecarConfig;
 use herald_api::{Broker, Trigger};
 use herald_runtime::fired;
 use herald_runtime::scope;
@@ -217,7 +217,7 @@ fn deliverer(
     max_in_flight: u32,
 ) -> Deliverer {
     Deliverer {
-        // A sidecar's plan already holds its pod's share; the shared dispatcher sets
+        // A sidecar's config already holds its pod's share; the shared dispatcher sets
         // its own (`--replicas`).
         rate_sharers: 1,
         // Idle connections are kept for reuse, but not every connection a burst opened:
@@ -261,20 +261,20 @@ fn follow_leader_moves(nats: &herald_runtime::nats::NatsConnection) -> moves::Le
     moves
 }
 
-/// Sidecar mode: one Trigger, from the plan the operator put in the pod template, to
+/// Sidecar mode: one Trigger, from the config the operator put in the pod template, to
 /// the consumer container; no Kubernetes API. Replicas share the durable consumer.
 async fn sidecar_main(
     args: &DispatcherArgs,
     tls: &herald_runtime::tls::ClientTls,
     json: &str,
 ) -> anyhow::Result<()> {
-    let spec: DispatcherPlan = serde_json::from_str(json)
+    let spec: SidecarConfig = serde_json::from_str(json)
         .map_err(|e| anyhow::anyhow!("--trigger-plan is not a valid plan: {e}"))?;
     let subscriber = args
         .subscriber
         .clone()
         .ok_or_else(|| anyhow::anyhow!("--subscriber is required with --trigger-plan"))?;
-    let plan = plan::from_spec(&spec, subscriber)?;
+    let plan = desired::from_sidecar_config(&spec, subscriber)?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher-sidecar").await?;
     let (
         metrics,

@@ -20,7 +20,7 @@ use herald_api::delivery::ACK_WAIT;
 use tokio::sync::watch;
 
 use crate::deliver::Deliverer;
-use crate::plan::TriggerPlan;
+use crate::desired::TriggerDelivery;
 
 /// How long a JetStream API call of the dispatcher may take: while a lost stream
 /// leader is replaced such calls go unanswered, and a shorter wait retries sooner.
@@ -81,7 +81,7 @@ impl Drop for InFlight {
 /// Pulls a Trigger's queue and delivers until stopped; reopens the consumer with
 /// backoff when the stream breaks.
 pub async fn pull_loop(
-    plan: Arc<TriggerPlan>,
+    plan: Arc<TriggerDelivery>,
     deliverer: Arc<Deliverer>,
     mut stop: watch::Receiver<Stop>,
 ) {
@@ -128,7 +128,7 @@ struct Pull {
 /// Delivers from one open pull stream until it breaks (two errors in a row) or the
 /// loop is stopped; waits for the deliveries in flight, hands back what waits.
 async fn deliver_from(
-    plan: &Arc<TriggerPlan>,
+    plan: &Arc<TriggerDelivery>,
     deliverer: &Arc<Deliverer>,
     pull: Pull,
     stop: &mut watch::Receiver<Stop>,
@@ -236,7 +236,7 @@ async fn send_acks<'a>(
     client: &async_nats::Client,
     replies: impl Iterator<Item = &'a Subject>,
     ack: &'static [u8],
-    plan: &TriggerPlan,
+    plan: &TriggerDelivery,
 ) {
     let sending = async {
         for reply in replies {
@@ -255,7 +255,7 @@ fn fetch_batch(max_in_flight: usize) -> usize {
 
 async fn open(
     jetstream: &jetstream::Context,
-    plan: &TriggerPlan,
+    plan: &TriggerDelivery,
     max_in_flight: usize,
 ) -> anyhow::Result<jetstream::consumer::pull::Stream> {
     // One API call (CONSUMER.INFO), answered by the consumer's leader.

@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::catalog::Catalog;
 use crate::deliver::Deliverer;
-use crate::plan::{self, FilterCache, Planned, TriggerPlan};
+use crate::desired::{self, FilterCache, TriggerDelivery, TriggerLoops};
 use crate::pull::{self, Stop};
 use crate::router;
 use crate::routes::{Route, RouteTable};
@@ -38,7 +38,7 @@ pub struct Supervisor {
     filters: FilterCache,
     routers: Loops<String, Router, Stop>,
     backfills: Loops<String, (String, Route), Stop>,
-    deliveries: Loops<String, TriggerPlan, Stop>,
+    deliveries: Loops<String, TriggerDelivery, Stop>,
 }
 
 impl Supervisor {
@@ -70,12 +70,12 @@ impl Supervisor {
 
     /// Starts, updates and stops loops to match the Triggers and Brokers in the stores.
     pub fn reconcile(&mut self, triggers: &Stores<Trigger>, brokers: &Stores<Broker>) {
-        let planned: Vec<Planned> = triggers
+        let planned: Vec<TriggerLoops> = triggers
             .state()
             .iter()
             .filter_map(|t| {
                 let broker = brokers.get(&ObjectRef::new(&t.spec.broker).within(&t.namespace()?));
-                plan::plan(t, broker.as_deref(), &mut self.filters)
+                desired::desired(t, broker.as_deref(), &mut self.filters)
             })
             .collect();
         let keys: HashSet<&str> = planned.iter().map(|p| p.key.as_str()).collect();
@@ -92,7 +92,7 @@ impl Supervisor {
         self.reconcile_deliveries(planned);
     }
 
-    fn reconcile_routers(&mut self, wanted_streams: &HashSet<String>, planned: &[Planned]) {
+    fn reconcile_routers(&mut self, wanted_streams: &HashSet<String>, planned: &[TriggerLoops]) {
         let catalog = &self.catalog;
         self.routers.retain(
             |stream, _| {
@@ -105,7 +105,7 @@ impl Supervisor {
             },
             &Stop::Now,
         );
-        let mut by_stream: HashMap<&str, Vec<&Planned>> = HashMap::new();
+        let mut by_stream: HashMap<&str, Vec<&TriggerLoops>> = HashMap::new();
         for p in planned {
             by_stream.entry(&p.events_stream).or_default().push(p);
         }
@@ -171,8 +171,8 @@ impl Supervisor {
         }
     }
 
-    fn reconcile_backfills(&mut self, planned: &[Planned]) {
-        let wanted: HashMap<&str, &Planned> = planned
+    fn reconcile_backfills(&mut self, planned: &[TriggerLoops]) {
+        let wanted: HashMap<&str, &TriggerLoops> = planned
             .iter()
             .filter(|p| p.backfill.is_some())
             .map(|p| (p.key.as_str(), p))
@@ -206,8 +206,8 @@ impl Supervisor {
         }
     }
 
-    fn reconcile_deliveries(&mut self, planned: Vec<Planned>) {
-        let desired: HashMap<String, TriggerPlan> = planned
+    fn reconcile_deliveries(&mut self, planned: Vec<TriggerLoops>) {
+        let desired: HashMap<String, TriggerDelivery> = planned
             .into_iter()
             .filter_map(|p| Some((p.key, p.delivery?)))
             .collect();

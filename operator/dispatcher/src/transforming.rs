@@ -10,8 +10,8 @@ use herald_cloudevents::CloudEvent;
 use herald_transform::{RunError, Transform};
 
 use crate::deliver::{Attempt, Deliverer, ack};
+use crate::desired::TriggerDelivery;
 use crate::metrics::Outcome;
-use crate::plan::TriggerPlan;
 
 /// Makes jq programs of transforms run in worker processes of this same binary
 /// (`herald transform worker`, one per core), so a runaway one can be killed (see
@@ -38,14 +38,14 @@ pub enum Transformed {
 }
 
 impl Deliverer {
-    /// Applies the plan's transform to `event`, attempt `number`. The subscriber gets
+    /// Applies the Trigger's transform to `event`, attempt `number`. The subscriber gets
     /// the transformed event, each retry the same one (the stored original is
     /// transformed again). A failure is final: the original is dead-lettered or
     /// dropped, not retried. Busy workers say nothing about the event: it is
     /// postponed.
     pub(crate) async fn transform(
         &self,
-        plan: &TriggerPlan,
+        plan: &TriggerDelivery,
         msg: &jetstream::Message,
         event: &CloudEvent,
         number: u32,
@@ -70,34 +70,34 @@ impl Deliverer {
     }
 }
 
-/// A Trigger's compiled transform, with the spec it came from: two plans are the
+/// A Trigger's compiled transform, with the spec it came from: two are the
 /// same when their specs are (a compiled program cannot be compared).
 #[derive(Debug, Clone)]
-pub struct Planned {
+pub struct CompiledTransform {
     /// What the Trigger says.
     pub spec: TransformSpec,
     /// What runs.
     pub transform: Transform,
 }
 
-impl PartialEq for Planned {
+impl PartialEq for CompiledTransform {
     fn eq(&self, other: &Self) -> bool {
         self.spec == other.spec
     }
 }
 
-impl Planned {
+impl CompiledTransform {
     /// Compiles `spec`: `Ok(None)` without a transform, `Err` with the compiler's
     /// message (which the operator reports as `TransformValid`).
     pub fn compile(
         spec: Option<&TransformSpec>,
-    ) -> Result<Option<Planned>, herald_transform::TransformError> {
+    ) -> Result<Option<CompiledTransform>, herald_transform::TransformError> {
         let Some(spec) = spec else {
             return Ok(None);
         };
         let (jq, template) = spec.parts();
         Ok(
-            Transform::from_parts(jq, template)?.map(|transform| Planned {
+            Transform::from_parts(jq, template)?.map(|transform| CompiledTransform {
                 spec: spec.clone(),
                 transform,
             }),
@@ -107,7 +107,7 @@ impl Planned {
 
 /// The event to deliver: `Ok(None)` to deliver `event` as it is (no transform).
 pub async fn apply(
-    planned: Option<&Planned>,
+    planned: Option<&CompiledTransform>,
     event: &CloudEvent,
 ) -> Result<Option<CloudEvent>, RunError> {
     let Some(planned) = planned else {
@@ -130,10 +130,10 @@ mod tests {
         let event = CloudEvent::new("1", "/s", "t");
         assert_eq!(apply(None, &event).await.unwrap(), None);
         let spec: TransformSpec = serde_json::from_str(r#"{"jq": ".type = \"u\""}"#).unwrap();
-        let planned = Planned::compile(Some(&spec)).unwrap().unwrap();
+        let planned = CompiledTransform::compile(Some(&spec)).unwrap().unwrap();
         let out = apply(Some(&planned), &event).await.unwrap().unwrap();
         assert_eq!(out.type_(), "u");
         let bad: TransformSpec = serde_json::from_str(r#"{"jq": ".type ="}"#).unwrap();
-        assert!(Planned::compile(Some(&bad)).is_err());
+        assert!(CompiledTransform::compile(Some(&bad)).is_err());
     }
 }

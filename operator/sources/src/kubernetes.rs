@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use herald_api::eventsource::{KubernetesEventMode, KubernetesResource, group_version};
-use herald_api::workload::KubernetesPlan;
+use herald_api::workload::KubernetesSourceConfig;
 use herald_cloudevents::CloudEvent;
 use kube::api::DynamicObject;
 use kube::core::GroupVersionKind;
@@ -31,7 +31,11 @@ pub const TYPE_PREFIX: &str = "dev.herald.kubernetes.resource";
 
 /// The event for a change of `object` (pure).
 #[must_use]
-pub fn change_event(plan: &KubernetesPlan, change: &str, object: &DynamicObject) -> CloudEvent {
+pub fn change_event(
+    plan: &KubernetesSourceConfig,
+    change: &str,
+    object: &DynamicObject,
+) -> CloudEvent {
     let uid = object.uid().unwrap_or_default();
     let version = object.resource_version().unwrap_or_default();
     let id = if change == "delete" {
@@ -39,7 +43,7 @@ pub fn change_event(plan: &KubernetesPlan, change: &str, object: &DynamicObject)
     } else {
         format!("{uid}/{version}")
     };
-    let mut event = crate::plan::new_event(
+    let mut event = crate::resolved::new_event(
         &plan.namespace,
         &plan.name,
         &plan.extensions,
@@ -74,7 +78,7 @@ pub fn change_event(plan: &KubernetesPlan, change: &str, object: &DynamicObject)
 
 async fn watch_one(
     client: Client,
-    plan: Arc<KubernetesPlan>,
+    plan: Arc<KubernetesSourceConfig>,
     resource: KubernetesResource,
     namespace: String,
     sender: Sender,
@@ -139,7 +143,7 @@ async fn watch_one(
 /// Runs a kubernetes source until SIGTERM/SIGINT.
 pub async fn run(
     client: Client,
-    plan: KubernetesPlan,
+    plan: KubernetesSourceConfig,
     sender: Sender,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -174,7 +178,7 @@ mod tests {
 
     #[test]
     fn events_name_the_change_and_the_object() {
-        let plan = KubernetesPlan {
+        let plan = KubernetesSourceConfig {
             namespace: "ns".into(),
             name: "cm-watch".into(),
             sink: "http://sink".into(),
@@ -199,7 +203,7 @@ mod tests {
         assert!(data.get("data").is_none(), "a reference, not the object");
         assert_eq!(change_event(&plan, "delete", &object).id(), "u-1/42/delete");
         let whole = change_event(
-            &KubernetesPlan {
+            &KubernetesSourceConfig {
                 event_mode: KubernetesEventMode::Resource,
                 ..plan
             },

@@ -2,7 +2,7 @@
 //! EventSources and sends their events to each source's sink.
 //!
 //! ```text
-//!  EventSources (reflector) ──▶ plan::plan per Ready source ──▶ cron task | NATS task
+//!  EventSources (reflector) ──▶ resolved::resolve per Ready source ──▶ cron task | NATS task
 //!                                                          └─▶ webhook route table
 //!  POST /<ns>/<source> ──▶ signature check ──▶ event ──▶ sink (retries, backoff)
 //! ```
@@ -14,7 +14,7 @@
 pub mod config;
 pub mod kubernetes;
 pub mod metrics;
-pub mod plan;
+pub mod resolved;
 mod run;
 pub mod signature;
 pub mod sink;
@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 
 use crate::config::SourcesArgs;
 use crate::metrics::Metrics;
-use crate::plan::{Kind, SourcePlan};
+use crate::resolved::{Kind, ResolvedSource};
 use crate::sink::Sender;
 use crate::webhook::{Route, Routes};
 
@@ -46,7 +46,7 @@ pub fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
 }
 
 /// The running sources by `(namespace, name)`; a `true` stop ends one.
-type Running = Loops<(String, String), Arc<SourcePlan>, bool>;
+type Running = Loops<(String, String), Arc<ResolvedSource>, bool>;
 
 async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
     herald_runtime::telemetry::init(args.log_format);
@@ -145,7 +145,7 @@ async fn kubernetes_main(
     client: Client,
     json: &str,
 ) -> anyhow::Result<()> {
-    let plan: herald_api::workload::KubernetesPlan = serde_json::from_str(json)
+    let plan: herald_api::workload::KubernetesSourceConfig = serde_json::from_str(json)
         .map_err(|e| anyhow::anyhow!("--kubernetes-plan is not a valid plan: {e}"))?;
     let (
         metrics,
@@ -207,7 +207,7 @@ pub(crate) async fn secret_value(
         })
 }
 
-/// Starts, restarts and stops sources so that exactly the planned ones run.
+/// Starts, restarts and stops sources so that exactly the resolved ones run.
 async fn reconcile(
     client: &Client,
     store: &herald_runtime::scope::Stores<EventSource>,
@@ -216,10 +216,10 @@ async fn reconcile(
     sender: &Sender,
     nats: &NatsDefaults,
 ) {
-    let desired: HashMap<(String, String), SourcePlan> = store
+    let desired: HashMap<(String, String), ResolvedSource> = store
         .state()
         .iter()
-        .filter_map(|s| plan::plan(s))
+        .filter_map(|s| resolved::resolve(s))
         .map(|p| ((p.namespace.clone(), p.name.clone()), p))
         .collect();
     running.retain(
@@ -273,10 +273,10 @@ fn start(
     client: &Client,
     running: &mut Running,
     key: (String, String),
-    plan: SourcePlan,
+    plan: ResolvedSource,
     sender: &Sender,
     nats: &NatsDefaults,
-) -> Arc<SourcePlan> {
+) -> Arc<ResolvedSource> {
     running
         .get_or_start(
             key,

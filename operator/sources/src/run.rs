@@ -9,7 +9,7 @@ use futures::StreamExt;
 use herald_cloudevents::CloudEvent;
 use tokio::sync::watch;
 
-use crate::plan::{CRON_TYPE, Kind, NATS_TYPE, SourcePlan};
+use crate::resolved::{CRON_TYPE, Kind, NATS_TYPE, ResolvedSource};
 use crate::sink::Sender;
 
 /// How long after a tick an adapter that (re)starts still fires it. Replicas and
@@ -18,7 +18,7 @@ const TICK_GRACE: Duration = Duration::from_secs(5);
 
 /// The cron event of `tick`: its id is the tick's time, so every replica emits the
 /// same event for the same tick.
-pub(crate) fn cron_event(plan: &SourcePlan, tick: chrono::DateTime<Utc>) -> CloudEvent {
+pub(crate) fn cron_event(plan: &ResolvedSource, tick: chrono::DateTime<Utc>) -> CloudEvent {
     let when = tick.to_rfc3339_opts(SecondsFormat::Secs, true);
     let mut event = plan.new_event(&when, CRON_TYPE);
     event.set("time", &when);
@@ -34,7 +34,7 @@ pub(crate) fn cron_event(plan: &SourcePlan, tick: chrono::DateTime<Utc>) -> Clou
     event
 }
 
-async fn run_cron(plan: Arc<SourcePlan>, sender: Sender, mut stop: watch::Receiver<bool>) {
+async fn run_cron(plan: Arc<ResolvedSource>, sender: Sender, mut stop: watch::Receiver<bool>) {
     let Kind::Cron { schedule, .. } = &plan.kind else {
         return;
     };
@@ -127,7 +127,7 @@ enum NatsSourceError {
 }
 
 async fn connect(
-    plan: &SourcePlan,
+    plan: &ResolvedSource,
     access: &NatsAccess,
 ) -> Result<async_nats::Client, NatsSourceError> {
     let Kind::Nats {
@@ -179,7 +179,7 @@ async fn connect(
         .await?)
 }
 
-async fn forward(plan: &SourcePlan, sender: &Sender, message: &async_nats::Message) -> bool {
+async fn forward(plan: &ResolvedSource, sender: &Sender, message: &async_nats::Message) -> bool {
     let event = nats_event(plan, message);
     sender
         .send(&plan.namespace, &plan.name, &plan.sink, &event)
@@ -189,7 +189,7 @@ async fn forward(plan: &SourcePlan, sender: &Sender, message: &async_nats::Messa
 
 /// Reads the source until the stream ends or `stop` fires; `Err` to retry.
 async fn consume(
-    plan: &SourcePlan,
+    plan: &ResolvedSource,
     sender: &Sender,
     client: async_nats::Client,
     stop: &mut watch::Receiver<bool>,
@@ -267,7 +267,7 @@ async fn consume(
 }
 
 async fn run_nats(
-    plan: Arc<SourcePlan>,
+    plan: Arc<ResolvedSource>,
     sender: Sender,
     access: NatsAccess,
     mut stop: watch::Receiver<bool>,
@@ -293,7 +293,7 @@ async fn run_nats(
 }
 
 /// The event of a NATS message: its subject as `subject`, its payload as data.
-pub(crate) fn nats_event(plan: &SourcePlan, message: &async_nats::Message) -> CloudEvent {
+pub(crate) fn nats_event(plan: &ResolvedSource, message: &async_nats::Message) -> CloudEvent {
     let header = |name: &str| {
         message
             .headers
@@ -312,9 +312,9 @@ pub(crate) fn nats_event(plan: &SourcePlan, message: &async_nats::Message) -> Cl
     event
 }
 
-/// Starts the task of a cron or NATS plan (webhooks are served by the HTTP server).
+/// Starts the task of a cron or NATS source (webhooks are served by the HTTP server).
 pub(crate) fn spawn(
-    plan: Arc<SourcePlan>,
+    plan: Arc<ResolvedSource>,
     sender: Sender,
     nats: NatsAccess,
     stop: watch::Receiver<bool>,
@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn cron_events_are_the_same_for_the_same_tick() {
-        let plan = SourcePlan {
+        let plan = ResolvedSource {
             namespace: "ns".into(),
             name: "tick".into(),
             sink: "http://sink".into(),

@@ -21,14 +21,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use herald_runtime::budget::{ByteBudget, Reservation};
 
-use crate::plan::{Kind, SourcePlan, extension_name};
+use crate::resolved::{Kind, ResolvedSource, extension_name};
 use crate::signature;
 use crate::sink::Sender;
 
 /// A webhook source the server answers for.
 pub struct Route {
-    /// Its plan.
-    pub plan: Arc<SourcePlan>,
+    pub plan: Arc<ResolvedSource>,
     /// The signing key, or why it could not be read.
     pub key: Result<Vec<u8>, crate::SecretError>,
 }
@@ -263,7 +262,7 @@ mod tests {
 
     /// The webhook server with source `ns/hook` (64-byte body limit) on a loopback port.
     async fn server(limits: RequestLimits) -> std::net::SocketAddr {
-        let plan = SourcePlan {
+        let plan = ResolvedSource {
             namespace: "ns".into(),
             name: "hook".into(),
             sink: "http://127.0.0.1:1/".into(),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use herald_api::eventsource::KubernetesSource;
 use herald_api::eventsource::group_version;
-use herald_api::workload::KubernetesPlan;
+use herald_api::workload::KubernetesSourceConfig;
 use herald_api::{EventSource, OPERATOR_FIELD_MANAGER, naming};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::authorization::v1::{
@@ -33,7 +33,7 @@ pub const SOURCE_LABEL: &str = "eventing.herald.dev/eventsource";
 pub fn desired_deployment(
     source: &EventSource,
     spec: &KubernetesSource,
-    plan: &KubernetesPlan,
+    plan: &KubernetesSourceConfig,
     image: &str,
 ) -> Result<Deployment, String> {
     let name = source.name_any();
@@ -180,7 +180,7 @@ pub async fn ensure(
             ),
         )));
     }
-    let plan = KubernetesPlan {
+    let plan = KubernetesSourceConfig {
         namespace: namespace.clone(),
         name: source.name_any(),
         sink: sink.to_owned(),
@@ -233,12 +233,12 @@ mod tests {
         source.metadata.namespace = Some("ns".into());
         source.metadata.uid = Some("u".into());
         let spec = source.spec.kubernetes.clone().unwrap();
-        let plan = KubernetesPlan {
+        let plan = KubernetesSourceConfig {
             namespace: "ns".into(),
             name: "cm-watch".into(),
             sink: "http://sink".into(),
             resources: spec.resources.clone(),
-            ..KubernetesPlan::default()
+            ..KubernetesSourceConfig::default()
         };
         let d = desired_deployment(&source, &spec, &plan, "herald:1").unwrap();
         assert_eq!(d.metadata.name.as_deref(), Some("cm-watch-source"));
@@ -252,7 +252,7 @@ mod tests {
             .value
             .clone()
             .unwrap();
-        let back: KubernetesPlan = serde_json::from_str(&json).unwrap();
+        let back: KubernetesSourceConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, plan);
         assert_eq!(d.spec.replicas, Some(1));
     }

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use herald_api::trigger::{ConsumerMode, ConsumerSpec};
-use herald_api::workload::{self, DispatcherPlan};
+use herald_api::workload::{self, SidecarConfig};
 use herald_api::{Trigger, naming};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -101,7 +101,7 @@ pub fn selector_labels(trigger: &str) -> BTreeMap<String, String> {
 
 fn sidecar(
     consumer: &ConsumerSpec,
-    plan: &DispatcherPlan,
+    plan: &SidecarConfig,
     access: &NatsAccess,
     settings: &WorkloadSettings,
 ) -> Result<Container, String> {
@@ -250,7 +250,7 @@ fn nats_access(consumer: &ConsumerSpec, settings: &WorkloadSettings) -> NatsAcce
 fn inject_nats(
     spec: &mut PodSpec,
     consumer: &ConsumerSpec,
-    plan: &DispatcherPlan,
+    plan: &SidecarConfig,
     settings: &WorkloadSettings,
 ) {
     // The Trigger's queue holds only the events its filters match: the container reads
@@ -278,7 +278,7 @@ fn inject_nats(
 /// replicas. `Err` says what in `spec.consumer` cannot be used.
 pub fn desired_deployment(
     trigger: &Trigger,
-    plan: &DispatcherPlan,
+    plan: &SidecarConfig,
     settings: &WorkloadSettings,
     replicas: i32,
 ) -> Result<Deployment, String> {

@@ -19,7 +19,7 @@ fn trigger(consumer: &str) -> Trigger {
 const HTTP: &str = "  port: 9000\n  path: /events\n  template:\n    metadata: {labels: {app: billing}}\n    spec:\n      containers:\n      - {name: app, image: billing:1}\n";
 
 fn build(t: &Trigger, replicas: i32) -> Result<Deployment, String> {
-    let plan = DispatcherPlan::new("shop", &t.name_any(), &t.spec, None, None);
+    let plan = SidecarConfig::new("shop", &t.name_any(), &t.spec, None, None);
     desired_deployment(t, &plan, &settings(), replicas)
 }
 
@@ -74,7 +74,7 @@ fn http_mode_adds_the_sidecar_and_port() {
         env_of(side, workload::ENV_SUBSCRIBER),
         Some("http://127.0.0.1:$(HERALD_CONSUMER_PORT)/events")
     );
-    let plan: DispatcherPlan =
+    let plan: SidecarConfig =
         serde_json::from_str(env_of(side, workload::ENV_TRIGGER_PLAN).unwrap()).unwrap();
     assert_eq!((plan.broker.as_str(), plan.filters.len()), ("orders", 1));
     let owner = &d.metadata.owner_references.as_ref().unwrap()[0];

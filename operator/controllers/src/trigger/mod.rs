@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use herald_api::conditions;
 use herald_api::delivery;
-use herald_api::workload::DispatcherPlan;
+use herald_api::workload::SidecarConfig;
 use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, TriggerSpec, naming};
 use herald_filter::CompiledFilter;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -297,7 +297,7 @@ async fn ensure_deployment(
         }
     }
     let replicas = decided.map(|(n, _)| n).or(found).unwrap_or(policy.min);
-    let mut plan = DispatcherPlan::new(
+    let mut plan = SidecarConfig::new(
         &namespace,
         &name,
         &trigger.spec,

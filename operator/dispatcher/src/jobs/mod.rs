@@ -41,7 +41,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::deliver::Attempt;
-use crate::plan::TriggerPlan;
+use crate::desired::TriggerDelivery;
 
 /// How often finished Jobs are looked at for deletion.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -51,19 +51,19 @@ const OUTCOME_GRACE: Duration = Duration::from_secs(120);
 
 /// What the dispatcher needs to run a Trigger's events as Jobs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct JobPlan {
+pub struct TriggerJob {
     /// The Trigger's uid (its Jobs are its dependents).
     pub trigger_uid: String,
     /// The Trigger's `job` with defaults.
     pub job: EffectiveJob,
 }
 
-/// The job plan of `trigger`, or `None` when it has no `job` (or one the operator
+/// How `trigger`'s events run as Jobs, or `None` when it has no `job` (or one the operator
 /// reports as invalid, which keeps the Trigger from Ready anyway).
 #[must_use]
-pub fn plan_of(trigger: &herald_api::Trigger) -> Option<Arc<JobPlan>> {
+pub fn trigger_job(trigger: &herald_api::Trigger) -> Option<Arc<TriggerJob>> {
     let job = job::resolve(trigger.spec.job.as_ref()?).ok()?;
-    Some(Arc::new(JobPlan {
+    Some(Arc::new(TriggerJob {
         trigger_uid: trigger.uid()?,
         job,
     }))
@@ -127,8 +127,8 @@ impl Jobs {
     /// Secret (final: the same Job is refused again).
     pub async fn run(
         &self,
-        plan: &TriggerPlan,
-        job: &JobPlan,
+        plan: &TriggerDelivery,
+        job: &TriggerJob,
         event: &CloudEvent,
         attempt: u32,
     ) -> Attempt {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use herald_api::conditions;
 use herald_api::delivery::{self, EffectiveDelivery};
 use herald_api::trigger::TransformSpec;
-use herald_api::workload::DispatcherPlan;
+use herald_api::workload::SidecarConfig;
 use herald_api::{Broker, Trigger, naming, trigger::filter_version};
 use herald_filter::CompiledFilter;
 use kube::ResourceExt;
@@ -17,7 +17,7 @@ use crate::routes::Route;
 
 /// Everything needed to deliver one Trigger's queue.
 #[derive(Debug, Clone)]
-pub struct TriggerPlan {
+pub struct TriggerDelivery {
     /// Trigger namespace.
     pub namespace: String,
     /// Trigger name.
@@ -48,12 +48,12 @@ pub struct TriggerPlan {
     /// Digest of the filters; a change restarts delivery.
     pub filter_version: String,
     /// The Trigger's transform, applied right before delivery.
-    pub transform: Option<crate::transforming::Planned>,
+    pub transform: Option<crate::transforming::CompiledTransform>,
     /// With a `job`: each event runs as a Job instead of a POST to `subscriber`.
-    pub job: Option<Arc<crate::jobs::JobPlan>>,
+    pub job: Option<Arc<crate::jobs::TriggerJob>>,
 }
 
-impl PartialEq for TriggerPlan {
+impl PartialEq for TriggerDelivery {
     fn eq(&self, other: &Self) -> bool {
         (
             &self.namespace,
@@ -88,7 +88,7 @@ impl PartialEq for TriggerPlan {
 
 /// What the dispatcher does for one Trigger whose queue exists.
 #[derive(Debug, Clone)]
-pub struct Planned {
+pub struct TriggerLoops {
     /// `namespace/name`.
     pub key: String,
     /// The Broker's event stream (routed from).
@@ -100,7 +100,7 @@ pub struct Planned {
     /// The backfill consumer, while the history is being copied in.
     pub backfill: Option<String>,
     /// Delivery from the queue; `None` for a consumer Deployment (which delivers itself).
-    pub delivery: Option<TriggerPlan>,
+    pub delivery: Option<TriggerDelivery>,
 }
 
 /// Compiled filters by Trigger, reused while a Trigger's filters stay the same, so a
@@ -108,7 +108,7 @@ pub struct Planned {
 #[derive(Default)]
 pub struct FilterCache {
     compiled: HashMap<String, (String, Arc<CompiledFilter>)>,
-    transforms: HashMap<String, crate::transforming::Planned>,
+    transforms: HashMap<String, crate::transforming::CompiledTransform>,
 }
 
 impl FilterCache {
@@ -136,7 +136,8 @@ impl FilterCache {
         &mut self,
         key: &str,
         spec: Option<&TransformSpec>,
-    ) -> Result<Option<crate::transforming::Planned>, herald_transform::TransformError> {
+    ) -> Result<Option<crate::transforming::CompiledTransform>, herald_transform::TransformError>
+    {
         let Some(spec) = spec else {
             self.transforms.remove(key);
             return Ok(None);
@@ -144,7 +145,7 @@ impl FilterCache {
         if let Some(planned) = self.transforms.get(key).filter(|p| p.spec == *spec) {
             return Ok(Some(planned.clone()));
         }
-        let planned = crate::transforming::Planned::compile(Some(spec))?;
+        let planned = crate::transforming::CompiledTransform::compile(Some(spec))?;
         if let Some(p) = &planned {
             self.transforms.insert(key.to_owned(), p.clone());
         }
@@ -158,14 +159,14 @@ impl FilterCache {
     }
 }
 
-/// The plan for a Trigger the operator reports Ready with a queue, or `None` (not Ready
+/// The loops for a Trigger the operator reports Ready with a queue, or `None` (not Ready
 /// yet, or something the operator already reports).
 #[must_use]
-pub fn plan(
+pub fn desired(
     trigger: &Trigger,
     broker: Option<&Broker>,
     cache: &mut FilterCache,
-) -> Option<Planned> {
+) -> Option<TriggerLoops> {
     let status = trigger.status.as_ref()?;
     // `NatsUnavailable` is the operator's own view of a NATS hiccup (e.g. a stream
     // leader election): the loops ride those out themselves, so delivery goes on
@@ -185,7 +186,7 @@ pub fn plan(
         let (attributes, filters) = trigger.spec.filter_parts();
         CompiledFilter::from_parts(attributes, &filters).ok()
     })?;
-    let job = crate::jobs::plan_of(trigger);
+    let job = crate::jobs::trigger_job(trigger);
     let subscriber = match &job {
         Some(_) => Some(crate::jobs::destination(&namespace, &name)),
         None => status
@@ -198,7 +199,7 @@ pub fn plan(
             let transform = cache
                 .transform(&key, trigger.spec.transform.as_ref())
                 .ok()?;
-            let spec = DispatcherPlan::new(
+            let spec = SidecarConfig::new(
                 &namespace,
                 &name,
                 &trigger.spec,
@@ -211,7 +212,7 @@ pub fn plan(
                 // One delivery in flight is one Job running.
                 effective.max_in_flight = effective.max_in_flight.min(job.job.max_running);
             }
-            Some(TriggerPlan {
+            Some(TriggerDelivery {
                 namespace: namespace.clone(),
                 trigger: name.clone(),
                 broker: trigger.spec.broker.clone(),
@@ -239,7 +240,7 @@ pub fn plan(
         }
         _ => None,
     };
-    Some(Planned {
+    Some(TriggerLoops {
         key,
         events_stream: naming::stream_name(&namespace, &trigger.spec.broker),
         route: Route {
@@ -256,9 +257,9 @@ pub fn plan(
     })
 }
 
-/// What is wrong with a sidecar's [`DispatcherPlan`].
+/// What is wrong with a sidecar's [`SidecarConfig`].
 #[derive(Debug, thiserror::Error)]
-pub enum SidecarPlanError {
+pub enum SidecarConfigError {
     #[error("{0}")]
     Delivery(String),
     #[error("invalid filter: {0}")]
@@ -267,22 +268,22 @@ pub enum SidecarPlanError {
     Transform(#[source] herald_transform::TransformError),
 }
 
-/// The plan of a consumer Deployment's sidecar: the operator's [`DispatcherPlan`] and
+/// The delivery of a consumer Deployment's sidecar: the operator's [`SidecarConfig`] and
 /// the local address of the user's container.
-pub fn from_spec(
-    spec: &DispatcherPlan,
+pub fn from_sidecar_config(
+    spec: &SidecarConfig,
     subscriber: String,
-) -> Result<TriggerPlan, SidecarPlanError> {
+) -> Result<TriggerDelivery, SidecarConfigError> {
     let mut delivery = delivery::resolve(spec.delivery.as_ref(), spec.broker_delivery.as_ref())
-        .map_err(SidecarPlanError::Delivery)?;
+        .map_err(SidecarConfigError::Delivery)?;
     // This pod's share: the consumer's pods together keep to the Trigger's rate.
     delivery.rate_limit = delivery
         .rate_limit
         .map(|rate| rate.share(spec.rate_sharers.unwrap_or(1)));
     let (attributes, filters) = spec.filter_parts();
     let compiled = CompiledFilter::from_parts(attributes.iter().copied(), &filters)
-        .map_err(SidecarPlanError::Filter)?;
-    Ok(TriggerPlan {
+        .map_err(SidecarConfigError::Filter)?;
+    Ok(TriggerDelivery {
         stream: spec.queue_stream(),
         consumer: naming::consumer_name(&spec.trigger),
         broker: spec.broker.clone(),
@@ -297,8 +298,8 @@ pub fn from_spec(
         delivery,
         filter: Arc::new(compiled),
         filter_version: filter_version(spec.filter.as_ref(), &spec.filters),
-        transform: crate::transforming::Planned::compile(spec.transform.as_ref())
-            .map_err(SidecarPlanError::Transform)?,
+        transform: crate::transforming::CompiledTransform::compile(spec.transform.as_ref())
+            .map_err(SidecarConfigError::Transform)?,
         job: None,
     })
 }
@@ -333,27 +334,27 @@ mod tests {
         t
     }
 
-    fn plan_of(t: &Trigger) -> Option<Planned> {
-        plan(t, None, &mut FilterCache::default())
+    fn desired_of(t: &Trigger) -> Option<TriggerLoops> {
+        desired(t, None, &mut FilterCache::default())
     }
 
     #[test]
     fn only_ready_triggers_with_a_queue_are_planned() {
-        assert!(plan_of(&trigger("broker: b\nsubscriber: {uri: http://sub}", false)).is_none());
+        assert!(desired_of(&trigger("broker: b\nsubscriber: {uri: http://sub}", false)).is_none());
         let mut no_queue = trigger("broker: b\nsubscriber: {uri: http://sub}", true);
         no_queue.status.as_mut().unwrap().queue = None;
         assert!(
-            plan_of(&no_queue).is_none(),
+            desired_of(&no_queue).is_none(),
             "the operator has not made the queue yet"
         );
         let mut moved = trigger("broker: other\nsubscriber: {uri: http://sub}", true);
         moved.status.as_mut().unwrap().subscriber_uri = Some("http://sub".into());
         assert!(
-            plan_of(&moved).is_none(),
+            desired_of(&moved).is_none(),
             "its queue is still the old Broker's"
         );
 
-        let p = plan_of(&trigger("broker: b\nsubscriber: {uri: http://sub}", true)).unwrap();
+        let p = desired_of(&trigger("broker: b\nsubscriber: {uri: http://sub}", true)).unwrap();
         assert_eq!(p.key, "ns/t");
         assert_eq!(p.events_stream, "HERALD_ns_b");
         assert_eq!(p.route.subject, "heraldq.ns.b.t");
@@ -365,7 +366,7 @@ mod tests {
             ("HERALDQ_ns_b", "trigger_t")
         );
         assert_eq!(d.subscriber_audience, None);
-        let with_audience = plan_of(&trigger(
+        let with_audience = desired_of(&trigger(
             "broker: b\nsubscriber: {uri: http://sub, audience: https://sub.example}",
             true,
         ))
@@ -384,7 +385,7 @@ mod tests {
 
     #[test]
     fn consumer_deployments_are_routed_but_not_delivered_here() {
-        let p = plan_of(&trigger(
+        let p = desired_of(&trigger(
             "broker: b\nconsumer: {template: {spec: {containers: [{name: c, image: i}]}}}",
             true,
         ))
@@ -400,7 +401,7 @@ mod tests {
         );
         t.status.as_mut().unwrap().subscriber_uri = None;
         t.metadata.uid = Some("uid-7".into());
-        let d = plan_of(&t).unwrap().delivery.unwrap();
+        let d = desired_of(&t).unwrap().delivery.unwrap();
         let job = d.job.as_ref().unwrap();
         assert_eq!(job.trigger_uid, "uid-7");
         assert_eq!(d.delivery.max_in_flight, 3);
@@ -408,7 +409,7 @@ mod tests {
         let mut more = t.clone();
         more.spec.job.as_mut().unwrap().max_running = Some(4);
         assert_ne!(
-            plan_of(&more).unwrap().delivery.unwrap(),
+            desired_of(&more).unwrap().delivery.unwrap(),
             d,
             "a job change restarts delivery"
         );
@@ -418,9 +419,9 @@ mod tests {
     fn a_nats_hiccup_seen_by_the_operator_does_not_stop_delivery() {
         let mut t = trigger("broker: b\nsubscriber: {uri: http://sub}", false);
         t.status.as_mut().unwrap().conditions[0].reason = "NatsUnavailable".into();
-        assert!(plan_of(&t).is_some());
+        assert!(desired_of(&t).is_some());
         t.status.as_mut().unwrap().conditions[0].reason = "InvalidFilter".into();
-        assert!(plan_of(&t).is_none());
+        assert!(desired_of(&t).is_none());
     }
 
     #[test]
@@ -430,8 +431,8 @@ mod tests {
             "broker: b\nsubscriber: {uri: http://s}\nfilters: [{cesql: \"source = 'x'\"}]",
             true,
         );
-        let first = plan(&t, None, &mut cache).unwrap();
-        let again = plan(&t, None, &mut cache).unwrap();
+        let first = desired(&t, None, &mut cache).unwrap();
+        let again = desired(&t, None, &mut cache).unwrap();
         assert!(
             Arc::ptr_eq(&first.filter, &again.filter),
             "not compiled again"
@@ -440,7 +441,7 @@ mod tests {
             "broker: b\nsubscriber: {uri: http://s}\nfilters: [{cesql: \"source = 'y'\"}]",
             true,
         );
-        let changed = plan(&other, None, &mut cache).unwrap();
+        let changed = desired(&other, None, &mut cache).unwrap();
         assert_ne!(first.route.filter_version, changed.route.filter_version);
         assert_ne!(
             first.delivery, changed.delivery,
@@ -453,18 +454,18 @@ mod tests {
         let spec = "broker: b\nsubscriber: {uri: http://s}\ntransform: {jq: '.type = \"u\"'}";
         let t = trigger(spec, true);
         let mut cache = FilterCache::default();
-        let d = plan(&t, None, &mut cache).unwrap().delivery.unwrap();
+        let d = desired(&t, None, &mut cache).unwrap().delivery.unwrap();
         assert!(d.transform.is_some());
         let other = trigger("broker: b\nsubscriber: {uri: http://s}", true);
-        let plain = plan(&other, None, &mut cache).unwrap().delivery.unwrap();
+        let plain = desired(&other, None, &mut cache).unwrap().delivery.unwrap();
         assert!(plain.transform.is_none());
         assert_ne!(d, plain, "a transform change restarts delivery");
-        let sidecar = DispatcherPlan::new("ns", "t", &t.spec, None, None);
-        let from = from_spec(&sidecar, "http://localhost:8080".into()).unwrap();
+        let sidecar = SidecarConfig::new("ns", "t", &t.spec, None, None);
+        let from = from_sidecar_config(&sidecar, "http://localhost:8080".into()).unwrap();
         assert_eq!(from.transform, d.transform);
         let mut broken = sidecar.clone();
         broken.transform.as_mut().unwrap().jq = Some(".type =".into());
-        assert!(from_spec(&broken, "http://x".into()).is_err());
+        assert!(from_sidecar_config(&broken, "http://x".into()).is_err());
     }
 
     #[test]
@@ -480,6 +481,9 @@ mod tests {
             .as_mut()
             .unwrap()
             .backfilling = true;
-        assert_eq!(plan_of(&t).unwrap().backfill.as_deref(), Some("backfill_t"));
+        assert_eq!(
+            desired_of(&t).unwrap().backfill.as_deref(),
+            Some("backfill_t")
+        );
     }
 }

@@ -43,9 +43,10 @@ pub fn new_event(
     event
 }
 
-/// One EventSource's plan.
+/// One EventSource as the adapter runs it: its spec with the sink the operator
+/// resolved.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SourcePlan {
+pub struct ResolvedSource {
     /// Namespace.
     pub namespace: String,
     /// Name.
@@ -98,8 +99,8 @@ pub enum Kind {
     },
 }
 
-impl SourcePlan {
-    /// The CloudEvents `source` of this plan's events.
+impl ResolvedSource {
+    /// The CloudEvents `source` of this source's events.
     #[must_use]
     pub fn source(&self) -> String {
         source_uri(&self.namespace, &self.name)
@@ -112,10 +113,10 @@ impl SourcePlan {
     }
 }
 
-/// The plan of a Ready EventSource the adapter runs, `None` otherwise (not Ready,
+/// A Ready EventSource as the adapter runs it, `None` otherwise (not Ready,
 /// no sink yet, or a kind the adapter does not run).
 #[must_use]
-pub fn plan(source: &EventSource) -> Option<SourcePlan> {
+pub fn resolve(source: &EventSource) -> Option<ResolvedSource> {
     let status = source.status.as_ref()?;
     if !conditions::find(&status.conditions, "Ready").is_some_and(herald_api::Condition::is_true) {
         return None;
@@ -167,7 +168,7 @@ pub fn plan(source: &EventSource) -> Option<SourcePlan> {
     } else {
         return None;
     };
-    Some(SourcePlan {
+    Some(ResolvedSource {
         namespace,
         name,
         sink,
@@ -214,7 +215,7 @@ mod tests {
 
     #[test]
     fn ready_sources_are_planned_with_defaults() {
-        let cron = plan(&source("sink: {uri: http://x}\ncron: {schedule: '*/2 * * * * *'}\nceOverrides: {extensions: {team: a}}", true)).unwrap();
+        let cron = resolve(&source("sink: {uri: http://x}\ncron: {schedule: '*/2 * * * * *'}\nceOverrides: {extensions: {team: a}}", true)).unwrap();
         assert_eq!(cron.sink, "http://sink/");
         assert_eq!(cron.extensions.get("team").map(String::as_str), Some("a"));
         assert!(
@@ -225,14 +226,14 @@ mod tests {
             "/apis/eventing.herald.dev/v1alpha1/namespaces/ns/eventsources/tick"
         );
         assert!(
-            plan(&source(
+            resolve(&source(
                 "sink: {uri: http://x}\ncron: {schedule: '* * * * *'}",
                 false
             ))
             .is_none()
         );
 
-        let hook = plan(&source("sink: {uri: http://x}\nwebhook: {secretRef: {name: s, key: k}, headers: [X-GitHub-Event]}", true)).unwrap();
+        let hook = resolve(&source("sink: {uri: http://x}\nwebhook: {secretRef: {name: s, key: k}, headers: [X-GitHub-Event]}", true)).unwrap();
         match hook.kind {
             Kind::Webhook {
                 signature_header,
@@ -247,7 +248,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let nats = plan(&source(
+        let nats = resolve(&source(
             "sink: {uri: http://x}\nnats: {subject: orders.>}",
             true,
         ))
@@ -259,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_webhook_body_limit_over_the_most_allowed_is_clamped() {
-        let hook = plan(&source(
+        let hook = resolve(&source(
             "sink: {uri: http://x}\nwebhook: {secretRef: {name: s, key: k}, maxBodyBytes: 1Ti}",
             true,
         ))
