@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 
-/// A parsed schedule.
 #[derive(Clone, Debug)]
 pub struct Schedule {
     cron: Cron,

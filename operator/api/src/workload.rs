@@ -53,9 +53,7 @@ pub const ENV_KUBERNETES_PLAN: &str = "HERALD_KUBERNETES_PLAN";
 pub struct SidecarConfig {
     /// Namespace of the Trigger and its Broker.
     pub namespace: String,
-    /// Trigger name.
     pub trigger: String,
-    /// Broker name.
     pub broker: String,
     /// The Trigger's `filter`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,7 +141,6 @@ impl SidecarConfig {
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesSourceConfig {
     pub namespace: String,
-    /// The EventSource's name.
     pub name: String,
     /// The resolved sink URI.
     pub sink: String,

@@ -31,11 +31,8 @@ const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
 /// The result of one HTTP attempt.
 #[derive(Debug)]
 pub enum Attempt {
-    /// The server answered.
     Answered {
-        /// Status code.
         status: u16,
-        /// Response headers.
         headers: HeaderMap,
         /// Response body: at most [`MAX_ANSWER_BYTES`] of a 2xx answer, at most
         /// [`ERROR_DATA_LIMIT`] of another.
@@ -161,7 +158,6 @@ pub struct Deliverer {
     pub http: crate::clients::Clients,
     /// For publishing replies.
     pub jetstream: jetstream::Context,
-    /// Metrics.
     pub metrics: Metrics,
     /// Dropped events to report as Kubernetes Events (none in benchmarks and sidecars).
     pub drops: Option<std::sync::Arc<crate::reports::DropReports>>,

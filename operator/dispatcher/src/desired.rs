@@ -18,9 +18,7 @@ use crate::routes::Route;
 /// Everything needed to deliver one Trigger's queue.
 #[derive(Debug, Clone)]
 pub struct TriggerDelivery {
-    /// Trigger namespace.
     pub namespace: String,
-    /// Trigger name.
     pub trigger: String,
     /// Broker name (replies go there).
     pub broker: String,

@@ -27,7 +27,6 @@ pub struct Route {
 /// One copy to queue: which route, for the event at hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueCopy {
-    /// Queue subject.
     pub subject: String,
     /// `Nats-Msg-Id` of the copy.
     pub message_id: String,
@@ -63,9 +62,7 @@ const MAX_DEPARTED: usize = 10_000;
 /// Broker events `first..=last` owed to one route.
 #[derive(Debug, Clone)]
 pub struct CatchUp {
-    /// The route.
     pub route: Route,
-    /// Its filters.
     pub filter: Arc<CompiledFilter>,
     /// First Broker sequence owed.
     pub first: u64,

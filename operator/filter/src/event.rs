@@ -234,7 +234,6 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// Sets `subject`.
     #[must_use]
     pub fn with_subject(mut self, subject: &'a str) -> Self {
         self.subject = Some(subject);
@@ -248,14 +247,12 @@ impl<'a> Event<'a> {
         self
     }
 
-    /// Sets `datacontenttype`.
     #[must_use]
     pub fn with_datacontenttype(mut self, value: &'a str) -> Self {
         self.datacontenttype = Some(value);
         self
     }
 
-    /// Sets `dataschema`.
     #[must_use]
     pub fn with_dataschema(mut self, value: &'a str) -> Self {
         self.dataschema = Some(value);

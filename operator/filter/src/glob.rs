@@ -16,7 +16,6 @@ pub(crate) enum Elem {
     Many,
 }
 
-/// A compiled glob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Glob {
     elems: Vec<Elem>,

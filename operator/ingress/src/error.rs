@@ -23,9 +23,7 @@ pub enum Rejection {
     /// The Broker exists but is not Ready.
     #[error("Broker {namespace}/{broker} is not Ready ({reason}); retry later")]
     BrokerNotReady {
-        /// Namespace.
         namespace: String,
-        /// Broker.
         broker: String,
         /// The Broker's Ready reason.
         reason: String,

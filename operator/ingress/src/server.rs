@@ -34,13 +34,11 @@ const MAX_TYPE_BYTES: usize = 1000;
 pub struct AppState {
     /// Broker cache.
     pub brokers: BrokerIndex,
-    /// NATS connection.
     pub nats: NatsConnection,
     /// JetStream publishing context (pipelined acks).
     pub jetstream: jetstream::Context,
     /// Sender authentication.
     pub auth: Authenticator,
-    /// Metrics.
     pub metrics: Metrics,
     /// Largest accepted request body.
     pub max_body_bytes: usize,

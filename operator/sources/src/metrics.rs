@@ -2,7 +2,6 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
-/// The adapter's metrics.
 #[derive(Clone)]
 pub struct Metrics {
     /// Events by source and outcome (`sent`, `failed`).

@@ -10,7 +10,6 @@ use kube::ResourceExt;
 
 use herald_api::schedule::Schedule;
 
-/// Type of cron events.
 pub const CRON_TYPE: &str = "dev.herald.cron.tick";
 /// Default type of webhook events.
 pub const WEBHOOK_TYPE: &str = "dev.herald.webhook.received";
@@ -47,9 +46,7 @@ pub fn new_event(
 /// resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedSource {
-    /// Namespace.
     pub namespace: String,
-    /// Name.
     pub name: String,
     /// Where events are sent (HTTP POST).
     pub sink: String,
@@ -68,7 +65,6 @@ pub enum Kind {
         schedule: Schedule,
         /// Data of each event.
         data: Option<String>,
-        /// Its content type.
         content_type: String,
     },
     /// Signed webhooks on `/<namespace>/<name>`.
@@ -77,7 +73,6 @@ pub enum Kind {
         secret: SecretKeyRef,
         /// Header with the signature (lower case).
         signature_header: String,
-        /// Event type.
         event_type: String,
         /// Request headers copied into extensions.
         headers: Vec<String>,

@@ -33,7 +33,6 @@ enum Segment {
     },
 }
 
-/// A compiled template.
 #[derive(Debug)]
 pub(crate) struct Template {
     paths: Vec<Vec<Step>>,

@@ -108,7 +108,6 @@ impl Overflow {
 /// One event type's events in one window.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct TypeWindow {
-    /// Events.
     pub count: u64,
     /// Routing time of the first and the latest.
     pub first_seen: Option<SystemTime>,

@@ -42,7 +42,6 @@ pub enum WriteError {
     /// The apiserver refused or did not answer.
     #[error("EventType {name}: {source}")]
     Kube {
-        /// Object name.
         name: String,
         /// What the apiserver said.
         #[source]
@@ -57,7 +56,6 @@ pub enum WriteError {
 pub struct Writer {
     /// Where the routers record.
     pub catalog: Arc<Catalog>,
-    /// Kubernetes client.
     pub client: kube::Client,
     /// The Brokers (for their UID and to tell a Broker's stream).
     pub brokers: Stores<Broker>,

@@ -24,7 +24,6 @@ pub const MIN_KEEP: Duration = Duration::from_secs(5);
 pub struct Run<'a> {
     /// Namespace of the Trigger (and of its Jobs).
     pub namespace: &'a str,
-    /// The Trigger's name.
     pub trigger: &'a str,
     /// The Trigger's uid: its Jobs are its dependents, deleted with it.
     pub trigger_uid: &'a str,

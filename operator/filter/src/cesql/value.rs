@@ -9,11 +9,9 @@ use crate::event::AttributeValue;
 /// A CESQL value. Strings borrow from the expression or the event when they can.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value<'a> {
-    /// A Boolean.
     Boolean(bool),
     /// A 32-bit signed Integer.
     Integer(i32),
-    /// A String.
     String(Cow<'a, str>),
 }
 
@@ -42,7 +40,6 @@ impl<'a> From<AttributeValue<'a>> for Value<'a> {
 pub(crate) struct CastFailure(pub(crate) String);
 
 impl<'a> Value<'a> {
-    /// The value's type.
     #[must_use]
     pub fn value_type(&self) -> Type {
         match self {
