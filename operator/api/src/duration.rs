@@ -27,9 +27,9 @@ fn err(input: &str, why: &'static str) -> ParseDurationError {
     }
 }
 
-/// [`parse`] for a command-line flag (clap's `value_parser`): the error as text.
-pub fn parse_flag(input: &str) -> Result<Duration, String> {
-    parse(input).map_err(|e| e.to_string())
+/// [`parse`] for a command-line flag (clap's `value_parser`).
+pub fn parse_flag(input: &str) -> Result<Duration, ParseDurationError> {
+    parse(input)
 }
 
 /// Parses a duration in Go style or ISO-8601 notation.

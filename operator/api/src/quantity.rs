@@ -11,11 +11,8 @@ pub struct ParseBytesError {
 }
 
 /// [`parse_bytes`] for command-line flags (clap `value_parser`).
-///
-/// # Errors
-/// The message of [`ParseBytesError`].
-pub fn parse_flag(input: &str) -> Result<u64, String> {
-    parse_bytes(&Quantity(input.to_owned())).map_err(|e| e.to_string())
+pub fn parse_flag(input: &str) -> Result<u64, ParseBytesError> {
+    parse_bytes(&Quantity(input.to_owned()))
 }
 
 /// Parses a whole, non-negative number of bytes with an optional binary (`Ki`..`Ei`)

@@ -63,15 +63,68 @@ pub fn run(command: &FilterCommand) -> ExitCode {
     }
 }
 
-pub(crate) fn read(path: &Path) -> Result<String, String> {
+/// Why `herald filter test` or `herald transform test` cannot give an answer
+/// (printed as `invalid: <reason>`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Invalid {
+    #[error("cannot read {what}: {source}")]
+    Unreadable {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the filter file is neither JSON ({json}) nor YAML ({yaml})")]
+    NeitherJsonNorYaml {
+        json: serde_json::Error,
+        #[source]
+        yaml: serde_yaml::Error,
+    },
+    #[error(
+        "the filter file must hold an object (a Trigger manifest, its spec, \
+         {{filter, filters}} or a content pattern), found {0}"
+    )]
+    NotAnObject(&'static str),
+    /// A bare pattern's error, at its path within the pattern.
+    #[error("{path}: {reason}")]
+    Pattern {
+        path: String,
+        reason: herald_filter::FilterErrorReason,
+    },
+    #[error("the filter file is not a Trigger spec: {0}")]
+    NotATriggerSpec(#[source] serde_json::Error),
+    #[error(transparent)]
+    Filter(#[from] herald_filter::FilterError),
+    #[error("event: {0}")]
+    Event(#[from] herald_cloudevents::EventError),
+    #[error("the template file is not {{paths, data}}: {0}")]
+    NotATemplate(#[source] serde_json::Error),
+    #[error("give --trigger, --transform or --template")]
+    NoTransformGiven,
+    #[error("transform: {0}")]
+    NotATransform(#[source] serde_json::Error),
+    #[error("the trigger file has no transform (spec.transform)")]
+    NoTransform,
+    #[error(transparent)]
+    Transform(#[from] herald_transform::TransformError),
+    #[error("the transform sets neither jq nor template")]
+    EmptyTransform,
+}
+
+pub(crate) fn read(path: &Path) -> Result<String, Invalid> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
+            .map_err(|source| Invalid::Unreadable {
+                what: "stdin".into(),
+                source,
+            })?;
         return Ok(text);
     }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    std::fs::read_to_string(path).map_err(|source| Invalid::Unreadable {
+        what: path.display().to_string(),
+        source,
+    })
 }
 
 /// Keys of a Trigger manifest or spec: a document with one of them is a Trigger.
@@ -91,29 +144,29 @@ const TRIGGER_KEYS: [&str; 11] = [
 
 /// Parses the filter file. JSON first: YAML's escapes are not JSON's (a surrogate
 /// pair such as `"\ud83d\ude80"` is valid JSON and invalid YAML).
-pub(crate) fn parse(text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).or_else(|json_error| {
-        serde_yaml::from_str(text).map_err(|yaml_error| {
-            format!("the filter file is neither JSON ({json_error}) nor YAML ({yaml_error})")
-        })
+pub(crate) fn parse(text: &str) -> Result<Value, Invalid> {
+    serde_json::from_str(text).or_else(|json| {
+        serde_yaml::from_str(text).map_err(|yaml| Invalid::NeitherJsonNorYaml { json, yaml })
     })
 }
 
 /// Compiles the filter file the way the operator does.
-fn compile(text: &str) -> Result<CompiledFilter, String> {
+fn compile(text: &str) -> Result<CompiledFilter, Invalid> {
     let document = parse(text)?;
     let Value::Object(object) = &document else {
-        return Err(format!(
-            "the filter file must hold an object (a Trigger manifest, its spec, \
-             {{filter, filters}} or a content pattern), found {}",
-            herald_filter::json_kind(&document)
-        ));
+        return Err(Invalid::NotAnObject(herald_filter::json_kind(&document)));
     };
     if !object.keys().any(|k| TRIGGER_KEYS.contains(&k.as_str())) {
         // A bare content pattern: compiled as the one entry of `filters`.
         return CompiledFilter::from_filter(&json!({ "pattern": document })).map_err(|e| {
-            let path = e.path.strip_prefix("filters[0].").unwrap_or(&e.path);
-            format!("{path}: {}", e.reason)
+            Invalid::Pattern {
+                path: e
+                    .path
+                    .strip_prefix("filters[0].")
+                    .unwrap_or(&e.path)
+                    .to_owned(),
+                reason: e.reason,
+            }
         });
     }
     let mut spec = document.get("spec").cloned().unwrap_or(document);
@@ -121,22 +174,20 @@ fn compile(text: &str) -> Result<CompiledFilter, String> {
         // Only the filters matter here; a bare {filter, filters} file has no broker.
         object.entry("broker").or_insert_with(|| "-".into());
     }
-    let spec: TriggerSpec = serde_json::from_value(spec)
-        .map_err(|e| format!("the filter file is not a Trigger spec: {e}"))?;
+    let spec: TriggerSpec = serde_json::from_value(spec).map_err(Invalid::NotATriggerSpec)?;
     let (attributes, filters) = spec.filter_parts();
-    CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
+    Ok(CompiledFilter::from_parts(attributes, &filters)?)
 }
 
 /// Whether the filter in `filter_text` matches the CloudEvent in `event_text`.
-fn evaluate(filter_text: &str, event_text: &str) -> Result<bool, String> {
+fn evaluate(filter_text: &str, event_text: &str) -> Result<bool, Invalid> {
     let filter = compile(filter_text)?;
-    let event = herald_cloudevents::json::parse_structured(event_text.as_bytes())
-        .map_err(|e| format!("event: {e}"))?;
-    event.validate().map_err(|e| format!("event: {e}"))?;
+    let event = herald_cloudevents::json::parse_structured(event_text.as_bytes())?;
+    event.validate()?;
     Ok(herald_dispatcher::filtering::matches(&filter, &event))
 }
 
-fn test(args: &FilterTestArgs) -> Result<bool, String> {
+fn test(args: &FilterTestArgs) -> Result<bool, Invalid> {
     evaluate(&read(&args.filter)?, &read(&args.event)?)
 }
 
@@ -150,7 +201,7 @@ mod tests {
         "data": {"state": "running", "name": "\ud83d\ude80 launch", "note": null}}"#;
 
     fn run(filter: &str) -> Result<bool, String> {
-        evaluate(filter, EVENT)
+        evaluate(filter, EVENT).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -14,7 +14,7 @@ use herald_cloudevents::CloudEvent;
 use herald_transform::Transform;
 use serde_json::Value;
 
-use crate::filter_test::{parse, read};
+use crate::filter_test::{Invalid, parse, read};
 
 /// `herald transform` subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -92,15 +92,15 @@ pub fn run(command: &TransformCommand) -> ExitCode {
     }
 }
 
-fn test(args: &TransformTestArgs) -> Result<Answer, String> {
+fn test(args: &TransformTestArgs) -> Result<Answer, Invalid> {
     let spec = if let Some(program) = &args.transform {
         TransformSpec {
             jq: Some(program.clone()),
             template: None,
         }
     } else if let Some(path) = &args.template {
-        let template: InputTemplate = serde_json::from_value(parse(&read(path)?)?)
-            .map_err(|e| format!("the template file is not {{paths, data}}: {e}"))?;
+        let template: InputTemplate =
+            serde_json::from_value(parse(&read(path)?)?).map_err(Invalid::NotATemplate)?;
         TransformSpec {
             jq: None,
             template: Some(template),
@@ -108,14 +108,14 @@ fn test(args: &TransformTestArgs) -> Result<Answer, String> {
     } else if let Some(path) = &args.trigger {
         from_trigger(&read(path)?)?
     } else {
-        return Err("give --trigger, --transform or --template".into());
+        return Err(Invalid::NoTransformGiven);
     };
     evaluate(&spec, &read(&args.event)?)
 }
 
 /// The transform of a Trigger manifest, its spec, or `{transform: ...}`; in a file
 /// of several YAML documents, the first that has one.
-fn from_trigger(text: &str) -> Result<TransformSpec, String> {
+fn from_trigger(text: &str) -> Result<TransformSpec, Invalid> {
     for document in text.split("\n---") {
         if document.trim().is_empty() {
             continue;
@@ -123,22 +123,18 @@ fn from_trigger(text: &str) -> Result<TransformSpec, String> {
         let document = parse(document)?;
         let spec = document.get("spec").unwrap_or(&document);
         if let Some(transform) = spec.get("transform") {
-            return serde_json::from_value(transform.clone())
-                .map_err(|e| format!("transform: {e}"));
+            return serde_json::from_value(transform.clone()).map_err(Invalid::NotATransform);
         }
     }
-    Err("the trigger file has no transform (spec.transform)".into())
+    Err(Invalid::NoTransform)
 }
 
 /// Applies `spec` to the CloudEvent in `event_text`.
-fn evaluate(spec: &TransformSpec, event_text: &str) -> Result<Answer, String> {
+fn evaluate(spec: &TransformSpec, event_text: &str) -> Result<Answer, Invalid> {
     let (jq, template) = spec.parts();
-    let transform = Transform::from_parts(jq, template)
-        .map_err(|e| e.to_string())?
-        .ok_or("the transform sets neither jq nor template")?;
-    let event = herald_cloudevents::json::parse_structured(event_text.as_bytes())
-        .map_err(|e| format!("event: {e}"))?;
-    event.validate().map_err(|e| format!("event: {e}"))?;
+    let transform = Transform::from_parts(jq, template)?.ok_or(Invalid::EmptyTransform)?;
+    let event = herald_cloudevents::json::parse_structured(event_text.as_bytes())?;
+    event.validate()?;
     Ok(match transform.apply(&event) {
         Ok(event) => Answer::Transformed(event),
         Err(e) => Answer::Failed(e.to_string()),
@@ -173,9 +169,14 @@ mod tests {
             evaluate(&jq("empty"), EVENT),
             Ok(Answer::Failed(_))
         ));
-        let invalid = evaluate(&jq(".type ="), EVENT).unwrap_err();
+        let invalid = evaluate(&jq(".type ="), EVENT).unwrap_err().to_string();
         assert!(invalid.starts_with("transform.jq: 1:"), "{invalid}");
-        assert!(evaluate(&jq("."), "{}").unwrap_err().starts_with("event: "));
+        assert!(
+            evaluate(&jq("."), "{}")
+                .unwrap_err()
+                .to_string()
+                .starts_with("event: ")
+        );
     }
 
     #[test]
