@@ -257,11 +257,12 @@ impl Deliverer {
                 "the subscriber wants a token for audience {audience}, but this dispatcher has no --token-service-account"
             )));
         };
-        let token = tokens.token(audience).await.map_err(|e| match e {
-            herald_runtime::token::TokenError::ApiserverAudience(_) => {
+        let token = tokens.token(audience).await.map_err(|e| {
+            if e.is_retryable() {
+                Attempt::Failed(e.to_string())
+            } else {
                 Attempt::Refused(e.to_string())
             }
-            herald_runtime::token::TokenError::Unavailable(_) => Attempt::Failed(e.to_string()),
         })?;
         herald_runtime::token::bearer(&token).map_err(|e| Attempt::Failed(e.to_string()))
     }

@@ -7,6 +7,7 @@
 //! make Herald hand its own API identity to a URL the Trigger chose.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{
@@ -21,16 +22,31 @@ use tokio::sync::Mutex;
 const LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Why there is no token for an audience.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
     /// The apiserver would accept the token: never sent (permanent for the audience).
     #[error(
         "audience {0} is accepted by the Kubernetes apiserver; Herald does not send tokens of its own identity for it"
     )]
     ApiserverAudience(String),
-    /// Minting (or reviewing) failed; worth trying again.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("cannot get a token for audience {audience}: {source}")]
+    Unminted {
+        audience: String,
+        #[source]
+        source: Arc<kube::Error>,
+    },
+    #[error("the apiserver returned no token for audience {0}")]
+    NoToken(String),
+    #[error("cannot check that the apiserver refuses the token: {0}")]
+    Unreviewed(#[source] Arc<kube::Error>),
+}
+
+impl TokenError {
+    /// Everything but an apiserver audience may work next time.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::ApiserverAudience(_))
+    }
 }
 
 /// Mints and caches tokens for one ServiceAccount.
@@ -71,7 +87,7 @@ impl TokenSource {
     ///
     /// # Errors
     /// [`TokenError::ApiserverAudience`] for an audience the apiserver accepts (with
-    /// [`Self::refusing_apiserver_audiences`]); [`TokenError::Unavailable`] otherwise.
+    /// [`Self::refusing_apiserver_audiences`]); another [`TokenError`] otherwise.
     pub async fn token(&self, audience: &str) -> Result<String, TokenError> {
         // Held across the request: concurrent deliveries wait for one mint, not many.
         let mut cache = self.cache.lock().await;
@@ -107,15 +123,15 @@ impl TokenSource {
             .accounts
             .create_token_request(&self.name, &PostParams::default(), &request)
             .await
-            .map_err(|e| {
-                TokenError::Unavailable(format!("cannot get a token for audience {audience}: {e}"))
+            .map_err(|source| TokenError::Unminted {
+                audience: audience.to_owned(),
+                source: Arc::new(source),
             })?;
         let status = minted.status.unwrap_or_default();
-        let token = status.token.filter(|t| !t.is_empty()).ok_or_else(|| {
-            TokenError::Unavailable(format!(
-                "the apiserver returned no token for audience {audience}"
-            ))
-        })?;
+        let token = status
+            .token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| TokenError::NoToken(audience.to_owned()))?;
         // Refresh at 80 % of the lifetime the apiserver granted (or asked for, if unsaid).
         let lifetime = status
             .expiration_timestamp
@@ -143,11 +159,7 @@ async fn accepted_by_apiserver(
     let answer = reviews
         .create(&PostParams::default(), &review)
         .await
-        .map_err(|e| {
-            TokenError::Unavailable(format!(
-                "cannot check that the apiserver refuses the token: {e}"
-            ))
-        })?;
+        .map_err(|e| TokenError::Unreviewed(Arc::new(e)))?;
     Ok(answer.status.and_then(|s| s.authenticated).unwrap_or(false))
 }
 

@@ -54,7 +54,6 @@ pub struct Sender {
 pub enum SendError {
     #[error(transparent)]
     Outbound(#[from] outbound::SendError),
-    /// Minting may work next time.
     #[error(transparent)]
     NoToken(#[from] TokenError),
     #[error(transparent)]
@@ -78,7 +77,8 @@ impl SendError {
     fn is_retryable(&self) -> bool {
         match self {
             Self::Outbound(e) => e.is_retryable(),
-            Self::NoToken(_) | Self::Challenged { .. } => true,
+            Self::NoToken(e) => e.is_retryable(),
+            Self::Challenged { .. } => true,
             Self::UnsendableToken(_) | Self::TokenNotAllowed { .. } => false,
             Self::Answered { status, .. } => outbound::is_retryable(*status),
         }
