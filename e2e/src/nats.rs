@@ -7,72 +7,9 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::process::{free_port, log_file, wait_for_addr, wait_for_port};
+use crate::process::{free_port, log_file, wait_for_addr};
 
-/// A private nats-server with JetStream, on a free port with its own store directory.
-pub struct NatsServer {
-    child: Option<Child>,
-    /// Client port.
-    pub port: u16,
-    store: PathBuf,
-    name: String,
-}
-
-impl NatsServer {
-    /// Starts a nats-server from `HERALD_NATS_SERVER_BIN`.
-    pub async fn start(name: &str) -> Self {
-        let port = free_port();
-        let store = std::env::temp_dir().join(format!("herald-e2e-nats-{name}-{port}"));
-        let mut server = Self {
-            child: None,
-            port,
-            store,
-            name: name.to_owned(),
-        };
-        server.restart().await;
-        server
-    }
-
-    /// `nats://127.0.0.1:<port>`.
-    #[must_use]
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server (SIGKILL: JetStream's file store must survive that).
-    pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("kill nats-server");
-        }
-    }
-
-    /// Starts the server again on the same port and store.
-    pub async fn restart(&mut self) {
-        self.stop().await;
-        let bin = std::env::var("HERALD_NATS_SERVER_BIN")
-            .expect("HERALD_NATS_SERVER_BIN is not set: run through e2e/test.sh");
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js"])
-            .arg("-sd")
-            .arg(&self.store)
-            .stdout(Stdio::null())
-            .stderr(log_file(&format!("nats-{}-{}", self.name, self.port)))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
-        wait_for_port(self.port, "nats-server").await;
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-        }
-        let _ = std::fs::remove_dir_all(&self.store);
-    }
-}
+pub use herald_runtime::testing::NatsServer;
 
 /// A 3-node JetStream cluster on loopback: routes on free ports, a store per node.
 pub struct NatsCluster {

@@ -4,35 +4,13 @@
 
 pub use crate::nats::{ClusterNode, NatsCluster, NatsServer};
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-/// A free TCP port on 127.0.0.1 (free when this returns; taken soon after by the caller).
-///
-/// Never the same port twice in one test process: the kernel may hand out a port again
-/// as soon as the probe socket closes, and two calls in a row (a listen port and an admin
-/// port) once gave one component the same port twice, so it could not start.
-#[must_use]
-pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut handed_out = HANDED_OUT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind an ephemeral port");
-        if !handed_out.contains(&port) {
-            handed_out.push(port);
-            return port;
-        }
-    }
-}
+pub use herald_runtime::testing::free_port;
 
 /// Where process logs (and the replica runner's per-pod files) go: `target/e2e-logs/`.
 pub(crate) fn log_dir() -> PathBuf {

@@ -186,8 +186,8 @@ async fn main() {
     let total = env_usize("BENCH_EVENTS", 20_000);
     let concurrency = env_usize("BENCH_CONCURRENCY", 64);
     let start = Instant::now();
-    let nats = herald_runtime::testing::NatsServer::start();
-    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let nats = herald_runtime::testing::NatsServer::start("bench-delivery").await;
+    let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = jetstream::ContextBuilder::new()
         .max_ack_inflight(16_384)
         .backpressure_on_inflight(true)

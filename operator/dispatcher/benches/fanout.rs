@@ -522,8 +522,8 @@ async fn main() {
         "before" => Some(Design::ConsumerPerTrigger),
         _ => None,
     });
-    let nats = herald_runtime::testing::NatsServer::start();
-    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let nats = herald_runtime::testing::NatsServer::start("bench-fanout").await;
+    let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = jetstream::ContextBuilder::new()
         .max_ack_inflight(16_384)
         .backpressure_on_inflight(true)
@@ -532,7 +532,7 @@ async fn main() {
     let received = Arc::new(Received::default());
     let sink = support::start_subscriber(received.clone(), start).await;
     let env = Env {
-        nats_pid: nats.pid(),
+        nats_pid: nats.pid().expect("nats-server runs"),
         client,
         js,
         http: Client::builder(TokioExecutor::new())
