@@ -10,7 +10,8 @@ a Broker and a Trigger to a `herald display` pod addressed by Service ref, an ev
 sent by a pod to the ingress Service (cluster DNS + kube-proxy), delivered (read with
 `kubectl logs`, i.e. apiserver -> kubelet). A consumer Deployment scaled from zero to
 a real pod by one event (the time from the POST to the delivery is printed) and back
-to zero; 200 events sent while the dispatcher pod is force-deleted, every accepted one
+to zero; a Job per event (a Trigger with spec.job) run as real pods that read
+the event from the Secret Herald mounts; 200 events sent while the dispatcher pod is force-deleted, every accepted one
 delivered; a cron EventSource delivering to a Broker with `spec.auth` (the sources
 pod's ServiceAccount token) while an event without a token is refused; `helm upgrade`; `helm uninstall` leaving no pods.
 
@@ -19,6 +20,7 @@ skips) when there is no node.
 """
 
 import asyncio
+import json
 import re
 import secrets
 import subprocess
@@ -94,6 +96,38 @@ spec:
 """
 
 
+def job_trigger() -> str:
+    """A Job per event, whose container reads the event where Herald mounts it (a Secret
+    volume) and a content pattern from a ConfigMap volume: `herald filter test` exits 0
+    (Job Complete) when the event's data is a paid order, 1 (Job Failed) otherwise."""
+    return f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: paid-orders}}
+data: {{pattern.json: '{{"data": {{"state": ["paid"]}}}}'}}
+---
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Trigger
+metadata: {{name: per-event}}
+spec:
+  broker: default
+  filter: {{attributes: {{type: com.example.job}}}}
+  delivery: {{retry: 0}}
+  job:
+    maxRunning: 2
+    template:
+      spec:
+        containers:
+          - name: check
+            image: {IMAGE}
+            imagePullPolicy: Never
+            command: [herald, filter, test, --filter, /etc/paid/pattern.json,
+                      --event, /etc/herald/event/event.json]
+            volumeMounts: [{{name: paid, mountPath: /etc/paid, readOnly: true}}]
+        volumes: [{{name: paid, configMap: {{name: paid-orders}}}}]
+"""
+
+
 def send_from_a_pod(ns: str, url: str, event_id: str, event_type: str) -> bool:
     """`herald send` in a pod of its own: the ingress Service by DNS name, through kube-proxy."""
     name = f"send-{secrets.token_hex(3)}"
@@ -109,8 +143,8 @@ def send_from_a_pod(ns: str, url: str, event_id: str, event_type: str) -> bool:
     return phase == "Succeeded"
 
 
-def post_event(url: str, event_id: str, event_type: str) -> int:
-    request = urllib.request.Request(url, data=b'{"n": 1}', method="POST", headers={
+def post_event(url: str, event_id: str, event_type: str, data: bytes = b'{"n": 1}') -> int:
+    request = urllib.request.Request(url, data=data, method="POST", headers={
         "content-type": "application/json", "ce-specversion": "1.0", "ce-id": event_id,
         "ce-source": "real-node-test", "ce-type": event_type})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -288,6 +322,34 @@ spec:
             "get", "deployment", deployment, "-n", ns, "-o", "jsonpath={.spec.replicas}",
             check=False) == "0")
         expect(bool(back), "the consumer Deployment scaled back to zero")
+
+        print("a Job per event: real pods read the event from its mounted Secret", flush=True)
+        apply(ns, job_trigger())
+        waited = subprocess.run(["kubectl", "wait", "-n", ns, "--for=condition=Ready", "--timeout=60s",
+                                 "trigger/per-event"], capture_output=True, text=True)
+        expect(waited.returncode == 0, f"trigger/per-event Ready {waited.stderr.strip()}")
+        for event_id, state in [(f"paid-{suffix}", "paid"), (f"open-{suffix}", "open")]:
+            status = post_event(f"http://{ingress_ip}:8080/{ns}/default", event_id, "com.example.job",
+                                json.dumps({"state": state}).encode())
+            expect(status == 202, f"event {event_id} ({state}) accepted: {status}")
+
+        def finished_jobs() -> dict[str, str] | None:
+            jobs = json.loads(kubectl("get", "jobs", "-n", ns, "-l",
+                                      "eventing.herald.dev/job-trigger=per-event", "-o", "json"))["items"]
+            outcome = {j["metadata"]["name"]: next(
+                (c["type"] for c in j.get("status", {}).get("conditions") or []
+                 if c["type"] in ("Complete", "Failed") and c["status"] == "True"), "")
+                for j in jobs}
+            return outcome if len(outcome) == 2 and all(outcome.values()) else None
+        outcome = wait_for("both event Jobs finished", 120, finished_jobs, 1)
+        expect(outcome is not None and sorted(outcome.values()) == ["Complete", "Failed"],
+               f"one Job per event: the paid order's Complete, the open one's Failed ({outcome})")
+        printed = kubectl("logs", "-n", ns, "-l", "eventing.herald.dev/job-trigger=per-event",
+                          "--tail=-1", "--prefix", check=False)
+        expect(sorted(line.split("] ", 1)[-1] for line in printed.splitlines()) == ["match", "no match"],
+               f"the Job pods read their events from the mounted Secret: {printed!r}")
+        if outcome is None:
+            print(describe_pods(ns))
 
         print("helm upgrade, helm uninstall", flush=True)
         values["dispatcher"]["replicas"] = 2
