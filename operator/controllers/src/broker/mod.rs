@@ -1,6 +1,6 @@
 //! The Broker controller: one JetStream stream per Broker.
 //!
-//! `reconcile` wraps `apply` / `cleanup` in kube's finalizer helper, so a Broker is
+//! [`crate::reconcile`] wraps `apply` / `cleanup` in the finalizer, so a Broker is
 //! only removed from the API after its stream is gone. `apply` builds the desired
 //! stream purely ([`stream::desired_config`]), makes JetStream match it, and writes
 //! the outcome to the status (`Ready` + `StreamReady`) with server-side apply. Spec
@@ -11,7 +11,7 @@ pub mod auth;
 pub mod queue;
 pub mod stream;
 
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::ErrorCode;
@@ -21,60 +21,43 @@ use herald_api::auth::BrokerAuthStatus;
 use herald_api::broker::condition;
 use herald_api::common::Addressable;
 use herald_api::conditions::{self, Condition, ConditionStatus};
-use herald_api::{BROKER_FINALIZER, Broker, BrokerStatus, OPERATOR_FIELD_MANAGER, naming};
-use kube::api::{Patch, PatchParams};
+use herald_api::{BROKER_FINALIZER, Broker, BrokerStatus, naming};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as Finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
 
 use crate::context::Context;
-use crate::error::{Error, retry_delay};
+use crate::error::Error;
+use crate::reconcile::{ObjectKey, Reconciled, write_status};
 
-const KIND: &str = "Broker";
 /// Safety-net resync of a healthy Broker.
 const RESYNC: Duration = Duration::from_secs(300);
 /// Resync of a Broker with a static bearer token, which picks up a rotated Secret.
 const BEARER_TOKEN_RESYNC: Duration = Duration::from_secs(30);
 
-/// Reconciles one Broker.
-#[tracing::instrument(skip_all, fields(namespace = broker.namespace().unwrap_or_default(), name = broker.name_any()))]
-pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(KIND);
-    let namespace = broker.namespace().unwrap_or_default();
-    let api: Api<Broker> = Api::namespaced(ctx.client.clone(), &namespace);
-    let obj_ref = ObjectRef::from_obj(&*broker);
-    let result = finalizer::finalizer(&api, BROKER_FINALIZER, broker, |event| async {
-        match event {
-            Finalizer::Apply(broker) => apply(&broker, &api, &ctx).await,
-            Finalizer::Cleanup(broker) => cleanup(&broker, &ctx).await,
-        }
-    })
-    .await
-    .map_err(Error::from);
-    if result.is_ok() {
-        ctx.record_success(&obj_ref);
+impl Reconciled for Broker {
+    const KIND: &'static str = "Broker";
+    const FINALIZER: &'static str = BROKER_FINALIZER;
+
+    fn apply(
+        &self,
+        key: &ObjectKey,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Action, Error>> + Send {
+        apply(self, key, ctx)
     }
-    result
+
+    fn cleanup(
+        &self,
+        key: &ObjectKey,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Action, Error>> + Send {
+        cleanup(self, key, ctx)
+    }
 }
 
-/// Requeues a failed reconcile with per-object exponential backoff.
-#[allow(clippy::needless_pass_by_value)] // signature required by `Controller::run`
-pub fn error_policy(broker: Arc<Broker>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.record_failure(&ObjectRef::from_obj(&*broker));
-    ctx.metrics.failure(KIND, error.reason());
-    let delay = retry_delay(failures);
-    tracing::warn!(broker = %broker.name_any(), reason = error.reason(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
-async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Action, Error> {
-    let url = address_url(
-        &ctx.ingress_url,
-        &broker.namespace().unwrap_or_default(),
-        &broker.name_any(),
-    );
+async fn apply(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+    let url = address_url(&ctx.ingress_url, &key.namespace, &key.name);
     // The Broker is Ready only once its events can also be routed to Triggers.
     let stream = match ensure_stream(broker, ctx).await {
         Ok(change) => queue::ensure(broker, change.config(), ctx)
@@ -85,13 +68,7 @@ async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Acti
     let auth = auth::resolve(broker, &url, ctx).await;
     let previous = broker.status.clone().unwrap_or_default();
     let status = build_status(broker, &previous, &stream, &auth, &url, &now());
-    let patch = herald_api::status_patch::<Broker, _>(&status);
-    api.patch_status(
-        &broker.name_any(),
-        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    write_status::<Broker, _>(key, &status, ctx).await?;
 
     if let Ok(change) = &stream
         && let Some((reason, note)) = change.event()
@@ -123,7 +100,7 @@ async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Acti
         Err(error)
     } else {
         // A spec problem: retrying cannot help; the next spec change triggers a reconcile.
-        ctx.metrics.failure(KIND, error.reason());
+        ctx.metrics.failure(Broker::KIND, error.reason().as_ref());
         Ok(Action::requeue(RESYNC))
     }
 }
@@ -208,10 +185,10 @@ async fn apply_stream(desired: Config, ctx: &Context) -> Result<StreamChange, Er
     }
 }
 
-/// Deletes stream `name` if Herald created it for `broker`; `Ok(false)` when there is
+/// Deletes stream `name` if Herald created it for the Broker `key`; `Ok(false)` when there is
 /// none, or when it is not the Broker's (never deleted, only logged).
-async fn delete_owned_stream(name: &str, broker: &Broker, ctx: &Context) -> Result<bool, Error> {
-    let owner = stream::owner_value(&broker.namespace().unwrap_or_default(), &broker.name_any());
+async fn delete_owned_stream(name: &str, key: &ObjectKey, ctx: &Context) -> Result<bool, Error> {
+    let owner = stream::owner_value(&key.namespace, &key.name);
     match ctx.jetstream.get_stream(name).await {
         Ok(mut existing) => {
             let info = existing
@@ -264,9 +241,9 @@ fn create_error(stream: &str, e: &async_nats::jetstream::context::CreateStreamEr
     }
 }
 
-async fn cleanup(broker: &Broker, ctx: &Context) -> Result<Action, Error> {
-    let namespace = broker.namespace().unwrap_or_default();
-    let name = naming::stream_name(&namespace, &broker.name_any());
+async fn cleanup(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+    let namespace = &key.namespace;
+    let name = naming::stream_name(namespace, &key.name);
     if !ctx.nats.is_connected() {
         return Err(Error::NatsUnavailable(format!(
             "cannot delete stream {name}: not connected"
@@ -274,26 +251,21 @@ async fn cleanup(broker: &Broker, ctx: &Context) -> Result<Action, Error> {
     }
     // The queue streams first: they are named after the Broker, never the other way
     // round. Later shards before the first, so a retry after a failure finds the rest.
-    let broker_name = broker.name_any();
-    for shard in queue::later_shards(&namespace, &broker_name, ctx)
+    let broker_name = &key.name;
+    for shard in queue::later_shards(namespace, broker_name, ctx)
         .await?
         .into_iter()
         .rev()
     {
         delete_owned_stream(
-            &naming::queue_shard_stream_name(&namespace, &broker_name, shard),
-            broker,
+            &naming::queue_shard_stream_name(namespace, broker_name, shard),
+            key,
             ctx,
         )
         .await?;
     }
-    delete_owned_stream(
-        &naming::queue_stream_name(&namespace, &broker_name),
-        broker,
-        ctx,
-    )
-    .await?;
-    if delete_owned_stream(&name, broker, ctx).await? {
+    delete_owned_stream(&naming::queue_stream_name(namespace, broker_name), key, ctx).await?;
+    if delete_owned_stream(&name, key, ctx).await? {
         ctx.event(
             broker,
             EventType::Normal,

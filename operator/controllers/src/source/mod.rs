@@ -10,25 +10,23 @@
 pub mod binding;
 pub mod kubernetes;
 
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Duration;
 
 use herald_api::conditions::{self, Condition, ConditionStatus};
 use herald_api::eventsource::{EventSourceSpec, WEBHOOK_MAX_BODY_BYTES_LIMIT};
-use herald_api::{Broker, EventSource, OPERATOR_FIELD_MANAGER};
+use herald_api::{Broker, EventSource};
 use herald_sources::schedule::Schedule;
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, ResourceExt};
 
 use crate::context::Context;
-use crate::error::{Error, retry_delay};
+use crate::error::Error;
+use crate::reconcile::{ObjectKey, Reconciled, write_status};
 use crate::trigger::resolve;
 
-const KIND: &str = "EventSource";
 /// Re-checks the sink now and then (a Service's port may change).
 const RESYNC: Duration = Duration::from_secs(60);
 
@@ -203,24 +201,25 @@ pub fn sources_of(store: &Store<EventSource>, broker: &Broker) -> Vec<ObjectRef<
         .collect()
 }
 
-/// Reconciles one EventSource.
-pub async fn reconcile(source: Arc<EventSource>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(KIND);
-    let api: Api<EventSource> =
-        Api::namespaced(ctx.client.clone(), &source.namespace().unwrap_or_default());
-    let obj_ref = ObjectRef::from_obj(&*source);
-    let result = finalizer::finalizer(&api, FINALIZER, source, |event| async {
-        match event {
-            Finalizer::Apply(s) => apply(&s, &api, &ctx).await,
-            Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
-        }
-    })
-    .await
-    .map_err(Error::from);
-    if result.is_ok() {
-        ctx.record_success(&obj_ref);
+impl Reconciled for EventSource {
+    const KIND: &'static str = "EventSource";
+    const FINALIZER: &'static str = FINALIZER;
+
+    fn apply(
+        &self,
+        key: &ObjectKey,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Action, Error>> + Send {
+        apply(self, key, ctx)
     }
-    result
+
+    fn cleanup(
+        &self,
+        key: &ObjectKey,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Action, Error>> + Send {
+        cleanup(self, key, ctx)
+    }
 }
 
 fn bound_now(source: &EventSource) -> Vec<String> {
@@ -231,36 +230,31 @@ fn bound_now(source: &EventSource) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn apply(
-    source: &EventSource,
-    api: &Api<EventSource>,
-    ctx: &Context,
-) -> Result<Action, Error> {
-    let namespace = source.namespace().unwrap_or_default();
-    let name = source.name_any();
+async fn apply(source: &EventSource, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+    let (namespace, name) = (&key.namespace, &key.name);
     let runner = validate(&source.spec).and_then(|runner| {
         let Some(nats) = &source.spec.nats else {
             return Ok(runner);
         };
         ctx.shared_nats
-            .check(&namespace, &name, nats)
+            .check(namespace, name, nats)
             .map(|()| runner)
     });
-    let sink = resolve::resolve(&ctx.client, &namespace, &source.spec.sink).await;
+    let sink = resolve::resolve(&ctx.client, namespace, &source.spec.sink).await;
     let previously = bound_now(source);
     let bound = if let (Some(b), Ok(Runner::Binding), Ok(uri)) =
         (&source.spec.sink_binding, &runner, &sink)
     {
         let extensions = source.spec.ce_overrides.as_ref().map(|o| &o.extensions);
         Some(
-            binding::bind(&ctx.client, &namespace, b, uri, extensions, &previously)
+            binding::bind(&ctx.client, namespace, b, uri, extensions, &previously)
                 .await
                 .map_err(|e| format!("cannot bind Deployments: {e}")),
         )
     } else {
         // Not (or no longer) a working binding: take back what was injected.
         if !previously.is_empty() {
-            binding::unbind(&ctx.client, &namespace, &previously).await?;
+            binding::unbind(&ctx.client, namespace, &previously).await?;
         }
         None
     };
@@ -291,17 +285,16 @@ async fn apply(
         Some(Err(_)) => previously,
         None => Vec::new(),
     };
-    let patch = herald_api::status_patch::<EventSource, _>(&serde_json::json!({
-        "observedGeneration": generation,
-        "conditions": conditions::merge(previous, desired, &now, generation),
-        "sinkUri": sink.as_ref().ok(),
-        "webhookUrl": webhook_url,
-        "boundDeployments": bound_names,
-    }));
-    api.patch_status(
-        &name,
-        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
+    write_status::<EventSource, _>(
+        key,
+        &serde_json::json!({
+            "observedGeneration": generation,
+            "conditions": conditions::merge(previous, desired, &now, generation),
+            "sinkUri": sink.as_ref().ok(),
+            "webhookUrl": webhook_url,
+            "boundDeployments": bound_names,
+        }),
+        ctx,
     )
     .await?;
     if let Some(ready) = ready.filter(|r| r.is_true() != was_ready) {
@@ -322,10 +315,10 @@ async fn apply(
     Ok(Action::requeue(RESYNC))
 }
 
-async fn cleanup(source: &EventSource, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup(source: &EventSource, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
     let bound = bound_now(source);
     if !bound.is_empty() {
-        binding::unbind(&ctx.client, &source.namespace().unwrap_or_default(), &bound).await?;
+        binding::unbind(&ctx.client, &key.namespace, &bound).await?;
         ctx.event(
             source,
             EventType::Normal,
@@ -336,15 +329,6 @@ async fn cleanup(source: &EventSource, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
     Ok(Action::await_change())
-}
-
-/// Requeues a failed reconcile with per-object backoff.
-#[allow(clippy::needless_pass_by_value)] // signature required by `Controller::run`
-pub fn error_policy(source: Arc<EventSource>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(KIND, error.reason());
-    let failures = ctx.record_failure(&ObjectRef::from_obj(&*source));
-    tracing::warn!(name = %source.name_any(), %error, "EventSource reconcile failed");
-    Action::requeue(retry_delay(failures))
 }
 
 #[cfg(test)]

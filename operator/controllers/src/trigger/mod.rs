@@ -19,7 +19,7 @@ pub mod queue;
 pub mod resolve;
 pub mod status;
 
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Duration;
 
 use herald_api::conditions;
@@ -31,15 +31,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
-use crate::error::{Error, retry_delay};
+use crate::error::Error;
+use crate::reconcile::{ObjectKey, Reconciled, write_status};
 pub use status::{BrokerState, Observed, desired_conditions};
 
-const KIND: &str = "Trigger";
 /// Finalizer held while the Trigger's consumer may exist.
 pub const FINALIZER: &str = "eventing.herald.dev/consumer";
 /// Resync period: re-creates what went missing outside Herald (a consumer deleted by
@@ -81,34 +80,25 @@ pub fn triggers_of(store: &Store<Trigger>, broker: &Broker) -> Vec<ObjectRef<Tri
         .collect()
 }
 
-/// Reconciles one Trigger.
-#[tracing::instrument(skip_all, fields(namespace = trigger.namespace().unwrap_or_default(), name = trigger.name_any()))]
-pub async fn reconcile(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(KIND);
-    let namespace = trigger.namespace().unwrap_or_default();
-    let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), &namespace);
-    let obj_ref = ObjectRef::from_obj(&*trigger);
-    let result = finalizer::finalizer(&api, FINALIZER, trigger, |event| async {
-        match event {
-            Finalizer::Apply(t) => apply(&t, &api, &ctx).await,
-            Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
-        }
-    })
-    .await
-    .map_err(Error::from);
-    if result.is_ok() {
-        ctx.record_success(&obj_ref);
-    }
-    result
-}
+impl Reconciled for Trigger {
+    const KIND: &'static str = "Trigger";
+    const FINALIZER: &'static str = FINALIZER;
 
-/// Requeues a failed reconcile with per-object backoff.
-#[allow(clippy::needless_pass_by_value)] // signature required by `Controller::run`
-pub fn error_policy(trigger: Arc<Trigger>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(KIND, error.reason());
-    let failures = ctx.record_failure(&ObjectRef::from_obj(&*trigger));
-    tracing::warn!(name = %trigger.name_any(), reason = error.reason(), %error, "Trigger reconcile failed");
-    Action::requeue(retry_delay(failures))
+    fn apply(
+        &self,
+        key: &ObjectKey,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Action, Error>> + Send {
+        apply(self, key, ctx)
+    }
+
+    fn cleanup(
+        &self,
+        _key: &ObjectKey,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Action, Error>> + Send {
+        cleanup(self, ctx)
+    }
 }
 
 async fn broker_state(
@@ -137,9 +127,9 @@ async fn broker_state(
     Ok((state, broker))
 }
 
-async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<Action, Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
-    let (broker_state, broker) = broker_state(ctx, &namespace, &trigger.spec.broker).await?;
+async fn apply(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+    let namespace = &key.namespace;
+    let (broker_state, broker) = broker_state(ctx, namespace, &trigger.spec.broker).await?;
     let filters = compile_filters(&trigger.spec);
     let transform = compile_transform(&trigger.spec);
     let job = trigger.spec.job.as_ref().map(herald_api::job::resolve);
@@ -148,7 +138,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         broker.as_ref().and_then(|b| b.spec.delivery.as_ref()),
     );
     let subscriber = match &trigger.spec.subscriber {
-        Some(dest) => Some(resolve::resolve(&ctx.client, &namespace, dest).await),
+        Some(dest) => Some(resolve::resolve(&ctx.client, namespace, dest).await),
         None => None,
     };
     let dead_letter_sink = match delivery
@@ -156,7 +146,7 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         .ok()
         .and_then(|d| d.dead_letter_sink.clone())
     {
-        Some(dest) => Some(resolve::resolve(&ctx.client, &namespace, &dest).await),
+        Some(dest) => Some(resolve::resolve(&ctx.client, namespace, &dest).await),
         None => None,
     };
     let previous_queue = trigger.status.as_ref().and_then(|s| s.queue.clone());
@@ -219,19 +209,14 @@ async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<A
         .unwrap_or_default();
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let generation = trigger.metadata.generation;
-    let patch = herald_api::status_patch::<Trigger, _>(&serde_json::json!({
+    write_status::<Trigger, _>(key, &serde_json::json!({
         "observedGeneration": generation,
         "conditions": conditions::merge(previous, desired_conditions(&trigger.spec, &observed), &now, generation),
         "consumerName": naming::consumer_name(&trigger.name_any()),
         "subscriberUri": observed.subscriber.as_ref().and_then(|r| r.as_ref().ok()),
         "deadLetterSinkUri": observed.dead_letter_sink.as_ref().and_then(|r| r.as_ref().ok()),
         "queue": queue_status,
-    }));
-    api.patch_status(
-        &trigger.name_any(),
-        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
+    }), ctx)
     .await?;
     match (observed.consumer, observed.deployment) {
         (Some(Err(e)), _) | (_, Some(Err(e))) if e.is_transient() => Err(e),
