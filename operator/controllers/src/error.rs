@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use herald_api::conditions::Reason;
+
 /// A reconcile failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -87,24 +89,25 @@ pub enum Error {
 }
 
 impl Error {
-    /// The condition reason (and metric label) for this error: short, stable, CamelCase.
+    /// The condition reason (and metric label) for this error: the one place a
+    /// failure becomes a word users and dashboards see.
     #[must_use]
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::NatsUnavailable(_) => herald_api::conditions::REASON_NATS_UNAVAILABLE,
-            Self::InvalidSpec(_) => "InvalidSpec",
-            Self::StreamNotOwned { .. } => "StreamNotOwned",
-            Self::ConsumerNotOwned { .. } => "ConsumerNotOwned",
-            Self::ImmutableStreamChange { .. } => "StreamChangeNotAllowed",
-            Self::StreamRejected { .. } => "StreamRejected",
-            Self::ReplicasUnplaceable { .. } => "ReplicasUnplaceable",
-            Self::InvalidConsumer(_) => "InvalidConsumer",
-            Self::DeploymentRejected(_) => "DeploymentRejected",
-            Self::DeploymentNotOwned(_) => "DeploymentNotOwned",
-            Self::BearerTokenUnavailable(_) => "BearerTokenUnavailable",
-            Self::BearerTokenTooShort(_) => "BearerTokenTooShort",
-            Self::Kube(_) => herald_api::conditions::REASON_KUBERNETES_ERROR,
-            Self::Finalizer(_) => "FinalizerError",
+            Self::NatsUnavailable(_) => Reason::NatsUnavailable,
+            Self::InvalidSpec(_) => Reason::InvalidSpec,
+            Self::StreamNotOwned { .. } => Reason::StreamNotOwned,
+            Self::ConsumerNotOwned { .. } => Reason::ConsumerNotOwned,
+            Self::ImmutableStreamChange { .. } => Reason::StreamChangeNotAllowed,
+            Self::StreamRejected { .. } => Reason::StreamRejected,
+            Self::ReplicasUnplaceable { .. } => Reason::ReplicasUnplaceable,
+            Self::InvalidConsumer(_) => Reason::InvalidConsumer,
+            Self::DeploymentRejected(_) => Reason::DeploymentRejected,
+            Self::DeploymentNotOwned(_) => Reason::DeploymentNotOwned,
+            Self::BearerTokenUnavailable(_) => Reason::BearerTokenUnavailable,
+            Self::BearerTokenTooShort(_) => Reason::BearerTokenTooShort,
+            Self::Kube(_) => Reason::KubernetesError,
+            Self::Finalizer(_) => Reason::FinalizerError,
         }
     }
 

@@ -128,7 +128,7 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> Result<
 pub fn error_policy<K: Reconciled>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let failures = ctx.record_failure(&ObjectRef::from_obj(&*obj));
     let reason = error.reason();
-    ctx.metrics.failure(K::KIND, reason.as_ref());
+    ctx.metrics.failure(K::KIND, reason.as_str());
     let delay = retry_delay(failures);
     tracing::warn!(
         kind = K::KIND,

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use herald_api::conditions::{self, Condition};
+use herald_api::conditions::{self, Condition, ConditionType, Readiness};
 use herald_api::{Broker, EventSource, Trigger};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -68,10 +68,8 @@ async fn fetch(args: &StatusArgs) -> anyhow::Result<(Vec<Broker>, Vec<Trigger>, 
 }
 
 fn ready(list: &[Condition]) -> (&str, &str) {
-    match conditions::find(list, "Ready") {
-        Some(c) => (c.status.as_str(), c.reason.as_str()),
-        None => ("Unknown", "NotReconciled"),
-    }
+    let readiness = conditions::readiness(list);
+    (readiness.status().as_str(), readiness.reason())
 }
 
 /// Lays `rows` out in columns under `header`.
@@ -109,10 +107,10 @@ impl Problems {
         let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
         // `Ready` repeats the first failing sub-condition; show it only when it is alone.
         let failing: Vec<&Condition> = list.iter().filter(|c| !c.is_true()).collect();
-        let explained = failing.iter().any(|c| c.type_ != "Ready");
+        let explained = failing.iter().any(|c| c.type_ != ConditionType::Ready);
         for c in failing
             .into_iter()
-            .filter(|c| !(explained && c.type_ == "Ready"))
+            .filter(|c| !(explained && c.type_ == ConditionType::Ready))
         {
             self.0.push(format!(
                 "{kind} {ns}/{name}: {}={} {}: {}",
@@ -122,7 +120,7 @@ impl Problems {
                 c.message
             ));
         }
-        if conditions::find(list, "Ready").is_none() {
+        if conditions::readiness(list) == Readiness::NotReconciled {
             self.0.push(format!(
                 "{kind} {ns}/{name}: not reconciled yet (is the operator running?)"
             ));

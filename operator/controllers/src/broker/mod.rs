@@ -18,9 +18,8 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::Config;
 use herald_api::auth::BrokerAuthStatus;
-use herald_api::broker::condition;
 use herald_api::common::Addressable;
-use herald_api::conditions::{self, Condition, ConditionStatus};
+use herald_api::conditions::{self, Condition, ConditionStatus, ConditionType, Reason};
 use herald_api::{BROKER_FINALIZER, Broker, BrokerStatus, naming};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -76,7 +75,7 @@ async fn apply(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action
         ctx.event(broker, EventType::Normal, reason, "ReconcileStream", note)
             .await;
     }
-    let was_ready = conditions::find(&previous.conditions, condition::READY)
+    let was_ready = conditions::find(&previous.conditions, ConditionType::Ready)
         .map(|c| (c.status, c.reason.clone()));
     let error = match (stream, auth) {
         (Err(e), _) | (Ok(_), Err(e)) => e,
@@ -86,11 +85,11 @@ async fn apply(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action
         }
         (Ok(_), Ok(_)) => return Ok(Action::requeue(RESYNC)),
     };
-    if was_ready != Some((ConditionStatus::False, error.reason().to_owned())) {
+    if was_ready != Some((ConditionStatus::False, error.reason().as_str().to_owned())) {
         ctx.event(
             broker,
             EventType::Warning,
-            error.reason(),
+            error.reason().as_str(),
             "Reconcile",
             error.to_string(),
         )
@@ -100,7 +99,7 @@ async fn apply(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action
         Err(error)
     } else {
         // A spec problem: retrying cannot help; the next spec change triggers a reconcile.
-        ctx.metrics.failure(Broker::KIND, error.reason().as_ref());
+        ctx.metrics.failure(Broker::KIND, error.reason().as_str());
         Ok(Action::requeue(RESYNC))
     }
 }
@@ -291,13 +290,13 @@ fn build_status(
     let name = broker.name_any();
     let stream_ready = match stream {
         Ok(change) => Condition::new(
-            condition::STREAM_READY,
+            ConditionType::StreamReady,
             ConditionStatus::True,
-            "StreamReady",
+            Reason::StreamReady,
             stream::describe(change.config()),
         ),
         Err(e) => Condition::new(
-            condition::STREAM_READY,
+            ConditionType::StreamReady,
             ConditionStatus::False,
             e.reason(),
             e.to_string(),
@@ -305,15 +304,15 @@ fn build_status(
     };
     let ready = match (stream, auth) {
         (Err(e), _) | (Ok(_), Err(e)) => Condition::new(
-            condition::READY,
+            ConditionType::Ready,
             ConditionStatus::False,
             e.reason(),
             e.to_string(),
         ),
         (Ok(_), Ok(_)) => Condition::new(
-            condition::READY,
+            ConditionType::Ready,
             ConditionStatus::True,
-            "Ready",
+            Reason::Ready,
             "accepting events",
         ),
     };
@@ -348,6 +347,7 @@ fn now() -> String {
 mod tests {
     use super::*;
     use herald_api::BrokerSpec;
+    use herald_api::broker::condition;
 
     fn broker() -> Broker {
         let mut b = Broker::new("default", BrokerSpec::default());

@@ -13,7 +13,7 @@ pub mod kubernetes;
 use std::future::Future;
 use std::time::Duration;
 
-use herald_api::conditions::{self, Condition, ConditionStatus};
+use herald_api::conditions::{self, Condition, ConditionStatus, ConditionType as Type, Reason};
 use herald_api::eventsource::{EventSourceSpec, WEBHOOK_MAX_BODY_BYTES_LIMIT};
 use herald_api::{Broker, EventSource};
 use herald_sources::schedule::Schedule;
@@ -116,69 +116,82 @@ pub fn desired_conditions(
     runner: &Result<Runner, String>,
     sink: &Result<String, String>,
     bound: Option<&Result<Vec<String>, String>>,
-    adapter: Option<&Result<String, (String, String)>>,
+    adapter: Option<&Result<String, (Reason, String)>>,
 ) -> Vec<Condition> {
     use ConditionStatus::{False, True};
     let sink_resolved = match sink {
-        Ok(uri) => Condition::new("SinkResolved", True, "SinkResolved", uri.clone()),
-        Err(m) => Condition::new("SinkResolved", False, "SinkNotResolved", m.clone()),
+        Ok(uri) => Condition::new(Type::SinkResolved, True, Reason::SinkResolved, uri.clone()),
+        Err(m) => Condition::new(
+            Type::SinkResolved,
+            False,
+            Reason::SinkNotResolved,
+            m.clone(),
+        ),
     };
     let deployed = match runner {
         Ok(Runner::Shared(kind)) => Condition::new(
-            "Deployed",
+            Type::Deployed,
             True,
-            "SharedAdapter",
+            Reason::SharedAdapter,
             format!("the {kind} source runs in the shared adapter, herald sources"),
         ),
         Ok(Runner::Binding) => match bound {
             Some(Ok(names)) if names.is_empty() => Condition::new(
-                "Deployed",
+                Type::Deployed,
                 True,
-                "Bound",
+                Reason::Bound,
                 "no Deployment matches the selector yet; new ones are bound as they appear",
             ),
             Some(Ok(names)) => Condition::new(
-                "Deployed",
+                Type::Deployed,
                 True,
-                "Bound",
+                Reason::Bound,
                 format!("K_SINK injected into Deployment(s) {}", names.join(", ")),
             ),
-            Some(Err(m)) => Condition::new("Deployed", False, "BindingFailed", m.clone()),
+            Some(Err(m)) => Condition::new(Type::Deployed, False, Reason::BindingFailed, m.clone()),
             None => Condition::new(
-                "Deployed",
+                Type::Deployed,
                 False,
-                "BindingPending",
+                Reason::BindingPending,
                 "Deployments are bound once the sink resolves",
             ),
         },
         Ok(Runner::Kubernetes) => match adapter {
-            Some(Ok(message)) => {
-                Condition::new("Deployed", True, "AdapterDeployed", message.clone())
-            }
-            Some(Err((reason, message))) => Condition::new("Deployed", False, reason, message),
+            Some(Ok(message)) => Condition::new(
+                Type::Deployed,
+                True,
+                Reason::AdapterDeployed,
+                message.clone(),
+            ),
+            Some(Err((reason, message))) => Condition::new(Type::Deployed, False, reason, message),
             None => Condition::new(
-                "Deployed",
+                Type::Deployed,
                 False,
-                "DeploymentPending",
+                Reason::DeploymentPending,
                 "the adapter is deployed once the sink resolves",
             ),
         },
 
-        Err(m) => Condition::new("Deployed", False, "InvalidSpec", m.clone()),
+        Err(m) => Condition::new(Type::Deployed, False, Reason::InvalidSpec, m.clone()),
     };
     let ready = if let Err(m) = runner {
-        Condition::new("Ready", False, "InvalidSpec", m.clone())
+        Condition::new(Type::Ready, False, Reason::InvalidSpec, m.clone())
     } else if !sink_resolved.is_true() {
         Condition::new(
-            "Ready",
+            Type::Ready,
             False,
             &sink_resolved.reason,
             &sink_resolved.message,
         )
     } else if !deployed.is_true() {
-        Condition::new("Ready", False, &deployed.reason, &deployed.message)
+        Condition::new(Type::Ready, False, &deployed.reason, &deployed.message)
     } else {
-        Condition::new("Ready", True, "Ready", "events are sent to the sink")
+        Condition::new(
+            Type::Ready,
+            True,
+            Reason::Ready,
+            "events are sent to the sink",
+        )
     };
     vec![sink_resolved, deployed, ready]
 }
@@ -270,8 +283,8 @@ async fn apply(source: &EventSource, key: &ObjectKey, ctx: &Context) -> Result<A
         .as_ref()
         .map(|s| &s.conditions[..])
         .unwrap_or_default();
-    let was_ready = conditions::find(previous, "Ready").is_some_and(Condition::is_true);
-    let ready = conditions::find(&desired, "Ready").cloned();
+    let was_ready = conditions::find(previous, Type::Ready).is_some_and(Condition::is_true);
+    let ready = conditions::find(&desired, Type::Ready).cloned();
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let generation = source.metadata.generation;
     let webhook_url = source.spec.webhook.as_ref().map(|_| {
@@ -411,7 +424,7 @@ mod tests {
         ));
         assert_eq!(k8s, Ok(Runner::Kubernetes));
         let forbidden = Err((
-            "Forbidden".to_owned(),
+            Reason::Forbidden,
             "ServiceAccount sa may not list secrets in ns".to_owned(),
         ));
         let denied = desired_conditions(&k8s, &Ok("http://sink".into()), None, Some(&forbidden));

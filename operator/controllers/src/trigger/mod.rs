@@ -109,22 +109,7 @@ async fn broker_state(
     let broker = Api::<Broker>::namespaced(ctx.client.clone(), namespace)
         .get_opt(name)
         .await?;
-    let state = match &broker {
-        None => BrokerState::Missing,
-        Some(b) => {
-            let list = b
-                .status
-                .as_ref()
-                .map(|s| &s.conditions[..])
-                .unwrap_or_default();
-            match conditions::find(list, "Ready") {
-                Some(c) if c.is_true() => BrokerState::Ready,
-                Some(c) => BrokerState::NotReady(c.reason.clone()),
-                None => BrokerState::NotReady("NotReconciled".into()),
-            }
-        }
-    };
-    Ok((state, broker))
+    Ok((BrokerState::of(broker.as_ref()), broker))
 }
 
 async fn apply(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
