@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull;
 use herald_api::trigger::{AutoscalingStatus, condition};
-use herald_api::{Trigger, conditions, naming};
+use herald_api::{Trigger, TriggerStatus, conditions, naming};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -340,9 +340,11 @@ async fn apply(
             .await;
     }
     if entry.status.as_ref() != Some(&status) || entry.backlog != Some(backlog) {
-        let patch = herald_api::status_patch::<Trigger, _>(
-            &serde_json::json!({ "autoscaling": status, "backlog": backlog }),
-        );
+        let patch = herald_api::status_patch::<Trigger, _>(&TriggerStatus {
+            autoscaling: Some(status.clone()),
+            backlog: Some(backlog),
+            ..TriggerStatus::default()
+        });
         Api::<Trigger>::namespaced(ctx.client.clone(), labels[0])
             .patch_status(
                 labels[1],

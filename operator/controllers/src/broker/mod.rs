@@ -135,9 +135,7 @@ impl StreamChange {
 async fn ensure_stream(broker: &Broker, ctx: &Context) -> Result<StreamChange, Error> {
     let desired = stream::desired_config(broker, ctx.stream_ceilings)?;
     if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(
-            "not connected to any NATS server".into(),
-        ));
+        return Err(Error::nats_down("not connected to any NATS server"));
     }
     apply_stream(desired, ctx).await
 }
@@ -150,7 +148,7 @@ async fn apply_stream(desired: Config, ctx: &Context) -> Result<StreamChange, Er
             let existing = existing
                 .info()
                 .await
-                .map_err(|e| Error::NatsUnavailable(e.to_string()))?
+                .map_err(|e| Error::nats("", e))?
                 .config
                 .clone();
             stream::check_owned(&existing, &desired)?;
@@ -167,20 +165,20 @@ async fn apply_stream(desired: Config, ctx: &Context) -> Result<StreamChange, Er
             ctx.jetstream
                 .update_stream(&desired)
                 .await
-                .map_err(|e| create_error(&desired.name, &e))?;
+                .map_err(|e| create_error(&desired.name, e))?;
             Ok(StreamChange::Updated(desired))
         }
         Err(e) if is_not_found(&e) => {
             ctx.jetstream
                 .create_stream(desired.clone())
                 .await
-                .map_err(|e| create_error(&desired.name, &e))?;
+                .map_err(|e| create_error(&desired.name, e))?;
             Ok(StreamChange::Created(desired))
         }
-        Err(e) => Err(Error::NatsUnavailable(format!(
-            "cannot read stream {}: {e}",
-            desired.name
-        ))),
+        Err(e) => Err(Error::nats(
+            format!("cannot read stream {}", desired.name),
+            e,
+        )),
     }
 }
 
@@ -190,10 +188,7 @@ async fn delete_owned_stream(name: &str, key: &ObjectKey, ctx: &Context) -> Resu
     let owner = stream::owner_value(&key.namespace, &key.name);
     match ctx.jetstream.get_stream(name).await {
         Ok(mut existing) => {
-            let info = existing
-                .info()
-                .await
-                .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
+            let info = existing.info().await.map_err(|e| Error::nats("", e))?;
             if info.config.metadata.get(stream::OWNER_KEY) != Some(&owner) {
                 tracing::warn!(stream = %name, "stream is not owned by this Broker; leaving it");
                 return Ok(false);
@@ -201,13 +196,11 @@ async fn delete_owned_stream(name: &str, key: &ObjectKey, ctx: &Context) -> Resu
             ctx.jetstream
                 .delete_stream(name)
                 .await
-                .map_err(|e| Error::NatsUnavailable(format!("cannot delete stream {name}: {e}")))?;
+                .map_err(|e| Error::nats(format!("cannot delete stream {name}"), e))?;
             Ok(true)
         }
         Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(Error::NatsUnavailable(format!(
-            "cannot read stream {name}: {e}"
-        ))),
+        Err(e) => Err(Error::nats(format!("cannot read stream {name}"), e)),
     }
 }
 
@@ -215,7 +208,7 @@ pub(crate) fn is_not_found(e: &async_nats::jetstream::context::GetStreamError) -
     matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
-fn create_error(stream: &str, e: &async_nats::jetstream::context::CreateStreamError) -> Error {
+fn create_error(stream: &str, e: async_nats::jetstream::context::CreateStreamError) -> Error {
     match e.kind() {
         // No suitable peers for placement, or replicas on a single server.
         CreateStreamErrorKind::JetStream(js)
@@ -234,9 +227,9 @@ fn create_error(stream: &str, e: &async_nats::jetstream::context::CreateStreamEr
             message: js.to_string(),
         },
         CreateStreamErrorKind::JetStreamUnavailable => {
-            Error::NatsUnavailable("JetStream is not enabled on the NATS server".into())
+            Error::nats_down("JetStream is not enabled on the NATS server")
         }
-        _ => Error::NatsUnavailable(e.to_string()),
+        _ => Error::nats("", e),
     }
 }
 
@@ -244,7 +237,7 @@ async fn cleanup(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Acti
     let namespace = &key.namespace;
     let name = naming::stream_name(namespace, &key.name);
     if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(format!(
+        return Err(Error::nats_down(format!(
             "cannot delete stream {name}: not connected"
         )));
     }
@@ -393,7 +386,7 @@ mod tests {
         let status = build_status(
             &broker(),
             &BrokerStatus::default(),
-            &Err(Error::NatsUnavailable("connection refused".into())),
+            &Err(Error::nats_down("connection refused")),
             &Ok(open()),
             "http://ingress/team/default",
             "t0",

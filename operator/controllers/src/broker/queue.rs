@@ -87,9 +87,7 @@ pub async fn later_shards(namespace: &str, broker: &str, ctx: &Context) -> Resul
             Ok(_) => found.push(shard),
             Err(e) if super::is_not_found(&e) => break,
             Err(e) => {
-                return Err(Error::NatsUnavailable(format!(
-                    "cannot read stream {name}: {e}"
-                )));
+                return Err(Error::nats(format!("cannot read stream {name}"), e));
             }
         }
     }
@@ -139,7 +137,7 @@ pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(
         .jetstream
         .get_stream_no_info(&events.name)
         .await
-        .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
+        .map_err(|e| Error::nats("", e))?;
     let rejected = |e: &dyn std::fmt::Display| Error::StreamRejected {
         stream: events.name.clone(),
         message: format!("consumer {}: {e}", naming::ROUTER_CONSUMER),
@@ -153,10 +151,10 @@ pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(
                 .map_err(|e| rejected(&e))?;
             Ok(())
         }
-        Err(e) => Err(Error::NatsUnavailable(format!(
-            "cannot read consumer {}: {e}",
-            naming::ROUTER_CONSUMER
-        ))),
+        Err(e) => Err(Error::nats(
+            format!("cannot read consumer {}", naming::ROUTER_CONSUMER),
+            e,
+        )),
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use herald_api::conditions::{self, Condition, ConditionStatus, ConditionType as Type, Reason};
 use herald_api::eventsource::{EventSourceSpec, WEBHOOK_MAX_BODY_BYTES_LIMIT};
-use herald_api::{Broker, EventSource};
+use herald_api::{Broker, EventSource, EventSourceStatus};
 use herald_sources::schedule::Schedule;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -196,6 +196,50 @@ pub fn desired_conditions(
     vec![sink_resolved, deployed, ready]
 }
 
+/// What one reconcile of an EventSource found out and did, from which its status is
+/// built.
+#[derive(Debug)]
+pub struct Observed {
+    /// The spec checked: which adapter runs it, or what is wrong.
+    pub runner: Result<Runner, String>,
+    /// The sink's URL, or why it does not resolve.
+    pub sink: Result<String, String>,
+    /// A sink binding: the Deployments bound, or why binding failed (`None`: not tried).
+    pub bound: Option<Result<Vec<String>, String>>,
+    /// A `kubernetes` source: its adapter Deployment applied, or why not (`None`: not tried).
+    pub adapter: Option<Result<String, (Reason, String)>>,
+    /// The Deployments bound before this reconcile.
+    pub previously_bound: Vec<String>,
+}
+
+/// The EventSource's status for what was observed (pure).
+#[must_use]
+pub fn build_status(
+    source: &EventSource,
+    o: &Observed,
+    webhook_url: Option<String>,
+    now: &str,
+) -> EventSourceStatus {
+    let previous = source
+        .status
+        .as_ref()
+        .map(|s| &s.conditions[..])
+        .unwrap_or_default();
+    let desired = desired_conditions(&o.runner, &o.sink, o.bound.as_ref(), o.adapter.as_ref());
+    let generation = source.metadata.generation;
+    EventSourceStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(previous, desired, now, generation),
+        sink_uri: o.sink.as_ref().ok().cloned(),
+        webhook_url,
+        bound_deployments: match &o.bound {
+            Some(Ok(names)) => names.clone(),
+            Some(Err(_)) => o.previously_bound.clone(),
+            None => Vec::new(),
+        },
+    }
+}
+
 /// EventSources whose sink is `broker`, for the watch mapping.
 #[must_use]
 pub fn sources_of(store: &Store<EventSource>, broker: &Broker) -> Vec<ObjectRef<EventSource>> {
@@ -277,39 +321,28 @@ async fn apply(source: &EventSource, key: &ObjectKey, ctx: &Context) -> Result<A
         ),
         _ => None,
     };
-    let desired = desired_conditions(&runner, &sink, bound.as_ref(), adapter.as_ref());
-    let previous = source
-        .status
-        .as_ref()
-        .map(|s| &s.conditions[..])
-        .unwrap_or_default();
-    let was_ready = conditions::find(previous, Type::Ready).is_some_and(Condition::is_true);
-    let ready = conditions::find(&desired, Type::Ready).cloned();
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let generation = source.metadata.generation;
+    let observed = Observed {
+        runner,
+        sink,
+        bound,
+        adapter,
+        previously_bound: previously,
+    };
     let webhook_url = source.spec.webhook.as_ref().map(|_| {
         format!(
             "{}/{namespace}/{name}",
             ctx.sources_url.trim_end_matches('/')
         )
     });
-    let bound_names = match &bound {
-        Some(Ok(names)) => names.clone(),
-        Some(Err(_)) => previously,
-        None => Vec::new(),
-    };
-    write_status::<EventSource, _>(
-        key,
-        &serde_json::json!({
-            "observedGeneration": generation,
-            "conditions": conditions::merge(previous, desired, &now, generation),
-            "sinkUri": sink.as_ref().ok(),
-            "webhookUrl": webhook_url,
-            "boundDeployments": bound_names,
-        }),
-        ctx,
-    )
-    .await?;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = build_status(source, &observed, webhook_url, &now);
+    write_status::<EventSource, _>(key, &status, ctx).await?;
+    let was_ready = source
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, Type::Ready))
+        .is_some_and(Condition::is_true);
+    let ready = conditions::find(&status.conditions, Type::Ready);
     if let Some(ready) = ready.filter(|r| r.is_true() != was_ready) {
         let (kind, reason) = if ready.is_true() {
             (EventType::Normal, "SourceReady")

@@ -22,7 +22,6 @@ pub mod status;
 use std::future::Future;
 use std::time::Duration;
 
-use herald_api::conditions;
 use herald_api::delivery;
 use herald_api::workload::DispatcherPlan;
 use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, TriggerSpec, naming};
@@ -187,22 +186,9 @@ async fn apply(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Acti
         job,
     };
 
-    let previous = trigger
-        .status
-        .as_ref()
-        .map(|s| &s.conditions[..])
-        .unwrap_or_default();
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let generation = trigger.metadata.generation;
-    write_status::<Trigger, _>(key, &serde_json::json!({
-        "observedGeneration": generation,
-        "conditions": conditions::merge(previous, desired_conditions(&trigger.spec, &observed), &now, generation),
-        "consumerName": naming::consumer_name(&trigger.name_any()),
-        "subscriberUri": observed.subscriber.as_ref().and_then(|r| r.as_ref().ok()),
-        "deadLetterSinkUri": observed.dead_letter_sink.as_ref().and_then(|r| r.as_ref().ok()),
-        "queue": queue_status,
-    }), ctx)
-    .await?;
+    let status = status::build_status(trigger, &observed, queue_status, &now);
+    write_status::<Trigger, _>(key, &status, ctx).await?;
     match (observed.consumer, observed.deployment) {
         (Some(Err(e)), _) | (_, Some(Err(e))) if e.is_transient() => Err(e),
         _ => Ok(Action::requeue(resync)),

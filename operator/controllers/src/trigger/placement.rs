@@ -29,10 +29,6 @@ pub struct QueueStream {
     pub stream: Stream<()>,
 }
 
-fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Error {
-    Error::NatsUnavailable(format!("{what}: {e}"))
-}
-
 /// The queue stream number the Trigger's status records for its current Broker, if
 /// the stream and subject recorded agree with each other (pure).
 #[must_use]
@@ -60,7 +56,7 @@ async fn open(
         .jetstream
         .get_stream_no_info(&name)
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?;
     Ok(QueueStream {
         shard,
         name,
@@ -75,9 +71,9 @@ async fn queue_consumer(
     match queue.stream.consumer_info(durable).await {
         Ok(info) => Ok(Some(info.config)),
         Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => Ok(None),
-        Err(e) => Err(unavailable(
-            &format!("cannot read consumer {durable} of {}", queue.name),
-            &e,
+        Err(e) => Err(Error::nats(
+            format!("cannot read consumer {durable} of {}", queue.name),
+            e,
         )),
     }
 }
@@ -115,11 +111,11 @@ async fn stream_info(name: &str, ctx: &Context) -> Result<stream::Info, Error> {
         .jetstream
         .get_stream(name)
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?;
     Ok(stream
         .info()
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?
         .clone())
 }
 

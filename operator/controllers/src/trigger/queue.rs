@@ -15,10 +15,6 @@ use super::placement::{self, QueueStream};
 use crate::context::Context;
 use crate::error::Error;
 
-fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Error {
-    Error::NatsUnavailable(format!("{what}: {e}"))
-}
-
 fn stream_missing(e: &async_nats::jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
@@ -31,9 +27,7 @@ pub async fn ensure(
     ctx: &Context,
 ) -> Result<QueueStatus, Error> {
     if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(
-            "not connected to any NATS server".into(),
-        ));
+        return Err(Error::nats_down("not connected to any NATS server"));
     }
     let namespace = trigger.namespace().unwrap_or_default();
     let name = trigger.name_any();
@@ -58,7 +52,7 @@ pub async fn ensure(
         .jetstream
         .get_stream_no_info(&events_name)
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {events_name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {events_name}"), e))?;
     let routed_after = match recreate {
         None => existing.as_ref().map_or(0, consumer::routed_after),
         Some(reasons) => {
@@ -246,11 +240,11 @@ async fn events_last_sequence(
     let mut stream = jetstream
         .get_stream(name)
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?;
     let info = stream
         .info()
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?;
     Ok(info.state.last_sequence)
 }
 
@@ -290,7 +284,7 @@ async fn backfill_progress(
             events
                 .delete_consumer(&durable)
                 .await
-                .map_err(|e| unavailable(&format!("cannot delete consumer {durable}"), &e))?;
+                .map_err(|e| Error::nats(format!("cannot delete consumer {durable}"), e))?;
             ctx.event(
                 trigger,
                 EventType::Normal,
@@ -303,7 +297,7 @@ async fn backfill_progress(
         }
         Ok(_) => Ok(true),
         Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => Ok(false),
-        Err(e) => Err(unavailable(&format!("cannot read consumer {durable}"), &e)),
+        Err(e) => Err(Error::nats(format!("cannot read consumer {durable}"), e)),
     }
 }
 
@@ -322,7 +316,7 @@ async fn delete_owned(
             stream
                 .delete_consumer(durable)
                 .await
-                .map_err(|e| unavailable(&format!("cannot delete consumer {durable}"), &e))?;
+                .map_err(|e| Error::nats(format!("cannot delete consumer {durable}"), e))?;
             Ok(true)
         }
         Ok(_) => {
@@ -337,7 +331,7 @@ async fn delete_owned(
         {
             Ok(false)
         }
-        Err(e) => Err(unavailable(&format!("cannot read consumer {durable}"), &e)),
+        Err(e) => Err(Error::nats(format!("cannot read consumer {durable}"), e)),
     }
 }
 
@@ -357,9 +351,9 @@ async fn purge_subject(queue: &QueueStream, trigger: &Trigger, broker: &str) -> 
         .await
         .map(|_| ())
         .map_err(|e| {
-            unavailable(
-                &format!("cannot purge {name}'s copies from {}", queue.name),
-                &e,
+            Error::nats(
+                format!("cannot purge {name}'s copies from {}", queue.name),
+                e,
             )
         })
 }
@@ -369,7 +363,7 @@ async fn purge_subject(queue: &QueueStream, trigger: &Trigger, broker: &str) -> 
 /// queue was there.
 pub async fn delete(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<bool, Error> {
     if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(format!(
+        return Err(Error::nats_down(format!(
             "cannot delete the queue of {}: not connected",
             trigger.name_any()
         )));
@@ -384,10 +378,7 @@ pub async fn delete(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<bo
             Ok(stream) => stream,
             Err(e) if stream_missing(&e) => continue,
             Err(e) => {
-                return Err(unavailable(
-                    &format!("cannot read stream {stream_name}"),
-                    &e,
-                ));
+                return Err(Error::nats(format!("cannot read stream {stream_name}"), e));
             }
         };
         let queue = QueueStream {
@@ -416,10 +407,7 @@ pub async fn delete(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<bo
         }
         Err(e) if stream_missing(&e) => {}
         Err(e) => {
-            return Err(unavailable(
-                &format!("cannot read stream {events_name}"),
-                &e,
-            ));
+            return Err(Error::nats(format!("cannot read stream {events_name}"), e));
         }
     }
     Ok(deleted)

@@ -4,8 +4,10 @@ use herald_api::conditions::{
     self, Condition, ConditionStatus, ConditionType as Type, Readiness, Reason,
 };
 use herald_api::delivery::EffectiveDelivery;
-use herald_api::{Broker, TriggerSpec};
+use herald_api::trigger::QueueStatus;
+use herald_api::{Broker, Trigger, TriggerSpec, TriggerStatus, naming};
 use herald_filter::CompiledFilter;
+use kube::ResourceExt;
 
 use crate::error::Error;
 
@@ -63,6 +65,39 @@ pub struct Observed {
     pub deployment: Option<Result<i32, Error>>,
     /// The `job` checked (`None`: the Trigger has none), or what is wrong with it.
     pub job: Option<Result<herald_api::job::EffectiveJob, String>>,
+}
+
+/// The reconcile's part of the Trigger's status for what was observed (pure):
+/// `backlog` and `autoscaling` have writers of their own and stay unset here.
+#[must_use]
+pub fn build_status(
+    trigger: &Trigger,
+    observed: &Observed,
+    queue: Option<QueueStatus>,
+    now: &str,
+) -> TriggerStatus {
+    let previous = trigger
+        .status
+        .as_ref()
+        .map(|s| &s.conditions[..])
+        .unwrap_or_default();
+    let generation = trigger.metadata.generation;
+    let resolved = |r: &Option<Result<String, String>>| r.as_ref().and_then(|r| r.clone().ok());
+    TriggerStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(
+            previous,
+            desired_conditions(&trigger.spec, observed),
+            now,
+            generation,
+        ),
+        consumer_name: Some(naming::consumer_name(&trigger.name_any())),
+        subscriber_uri: resolved(&observed.subscriber),
+        dead_letter_sink_uri: resolved(&observed.dead_letter_sink),
+        queue,
+        backlog: None,
+        autoscaling: None,
+    }
 }
 
 /// The conditions for what was observed (pure). `Ready` names the first problem.
