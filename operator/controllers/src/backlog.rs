@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::context::Context;
 
 /// Field manager of these status writes.
-pub const FIELD_MANAGER: &str = "herald-backlog";
+pub const FIELD_MANAGER: &str = herald_api::field_manager::BACKLOG;
 /// How often the backlogs are measured.
 pub const EVERY: Duration = Duration::from_secs(10);
 /// Longest one round may take before it is abandoned (a NATS or apiserver request

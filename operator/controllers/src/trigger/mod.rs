@@ -33,6 +33,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
+use crate::autoscale::Scaler;
 use crate::context::Context;
 use crate::error::Error;
 use crate::reconcile::{ObjectKey, Reconciled, write_status};
@@ -170,7 +171,7 @@ async fn apply(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Acti
                 dead_letter_sink,
                 queue_stream: &queue.stream,
             };
-            Some(ensure_deployment(trigger, wiring, ctx).await)
+            Some(ensure_deployment(trigger, key, wiring, ctx).await)
         }
         _ => None,
     };
@@ -207,6 +208,7 @@ struct Wiring<'a> {
 /// autoscaler's last decision, else what the Deployment has, else `minReplicas`.
 async fn ensure_deployment(
     trigger: &Trigger,
+    key: &ObjectKey,
     wiring: Wiring<'_>,
     ctx: &Context,
 ) -> Result<i32, Error> {
@@ -220,10 +222,9 @@ async fn ensure_deployment(
     };
     let policy = crate::autoscale::policy::Policy::from_spec(&consumer.scaling)
         .map_err(Error::InvalidConsumer)?;
-    let namespace = trigger.namespace().unwrap_or_default();
-    let name = trigger.name_any();
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let deployment_name = naming::consumer_deployment_name(&name);
+    let (namespace, name) = (&key.namespace, &key.name);
+    let api: Api<Deployment> = key.api(ctx);
+    let deployment_name = naming::consumer_deployment_name(name);
     let existing = api.get_opt(&deployment_name).await?;
     if let Some(existing) = &existing {
         let ours = existing
@@ -234,34 +235,33 @@ async fn ensure_deployment(
             return Err(Error::DeploymentNotOwned(deployment_name));
         }
     }
-    // Replicas are the autoscaler's: its decision, else what the Deployment has (an
-    // operator restart), else minReplicas for a new Deployment.
-    let decided = ctx.decided_replicas(&format!("{namespace}/{name}"));
+    // Replicas are the autoscaler's (its field manager owns them): its decision, else
+    // what the Deployment has (an operator restart), else minReplicas. The reconcile
+    // sets them only when it creates the Deployment, and hands them over before it
+    // applies one without them.
+    let decided = ctx.decided_replicas(&key.to_string());
     let found = existing.as_ref().and_then(|d| d.spec.replicas);
-    if let (Some((ours, true)), Some(found)) = (decided, found) {
-        if found != ours {
-            ctx.event(
-                trigger,
-                EventType::Warning,
-                "ReplicasOverridden",
-                "Autoscale",
-                format!(
-                    "replicas of Deployment {deployment_name} were set to {found} outside Herald; Herald manages them from spec.consumer.scaling and set them back to {ours}"
-                ),
-            )
-            .await;
-        }
-    }
     let replicas = decided.map(|(n, _)| n).or(found).unwrap_or(policy.min);
+    let scaler = Scaler::of(
+        ctx,
+        &ObjectKey {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        },
+    );
+    if let Some(existing) = &existing {
+        scaler.adopt(existing, replicas).await?;
+    }
     let mut plan = DispatcherPlan::new(
-        &namespace,
-        &name,
+        namespace,
+        name,
         &trigger.spec,
         broker.map(|b| &b.spec),
         dead_letter_sink,
     );
     plan.queue_stream = Some(queue_stream.to_owned());
-    let desired = deployment::desired_deployment(trigger, &plan, &ctx.workload, replicas)
+    let initial = existing.is_none().then_some(replicas);
+    let desired = deployment::desired_deployment(trigger, &plan, &ctx.workload, initial)
         .map_err(Error::InvalidConsumer)?;
     api.patch(
         &deployment_name,
@@ -276,6 +276,7 @@ async fn ensure_deployment(
         e => Error::Kube(e),
     })?;
     if existing.is_none() {
+        scaler.set(replicas).await?;
         ctx.event(
             trigger,
             EventType::Normal,
