@@ -18,14 +18,13 @@ pub mod placement;
 pub mod queue;
 pub mod resolve;
 pub mod status;
+pub mod validate;
 
 use std::future::Future;
 use std::time::Duration;
 
-use herald_api::delivery;
 use herald_api::workload::DispatcherPlan;
-use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, TriggerSpec, naming};
-use herald_filter::CompiledFilter;
+use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, naming};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -34,10 +33,12 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
 use crate::autoscale::Scaler;
+use crate::autoscale::policy::Policy;
 use crate::context::Context;
 use crate::error::Error;
 use crate::reconcile::{ObjectKey, Reconciled, write_status};
 pub use status::{BrokerState, Observed, desired_conditions};
+pub use validate::{Checked, ValidTrigger, compile_filters, compile_transform};
 
 /// Finalizer held while the Trigger's consumer may exist.
 pub const FINALIZER: &str = "eventing.herald.dev/consumer";
@@ -47,24 +48,6 @@ pub const FINALIZER: &str = "eventing.herald.dev/consumer";
 const RESYNC: Duration = Duration::from_secs(300);
 /// While a Trigger replays history: how often its backfill is checked for completion.
 const BACKFILL_RESYNC: Duration = Duration::from_secs(5);
-
-/// Compiles the Trigger's filters; `Err` carries the compiler's message (path and reason).
-pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, String> {
-    let (attributes, filters) = spec.filter_parts();
-    CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
-}
-
-/// Compiles the Trigger's transform (the check the dispatcher repeats); `Err`
-/// carries the compiler's message (where and why).
-pub fn compile_transform(spec: &TriggerSpec) -> Result<(), String> {
-    let Some(transform) = &spec.transform else {
-        return Ok(());
-    };
-    let (jq, template) = transform.parts();
-    herald_transform::Transform::from_parts(jq, template)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
 
 /// The Triggers (from the controller's cache) that name `broker`, for the watch
 /// mapping that re-checks them whenever the Broker changes.
@@ -101,39 +84,26 @@ impl Reconciled for Trigger {
     }
 }
 
-async fn broker_state(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<(BrokerState, Option<Broker>), Error> {
-    let broker = Api::<Broker>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
-        .await?;
-    Ok((BrokerState::of(broker.as_ref()), broker))
-}
-
+/// Reconciles a living Trigger, phase by phase: read its Broker, validate the spec
+/// against it (pure), resolve where events go, make the queue and the consumer
+/// Deployment match, then build the status (pure) and write it.
 async fn apply(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
-    let namespace = &key.namespace;
-    let (broker_state, broker) = broker_state(ctx, namespace, &trigger.spec.broker).await?;
-    let filters = compile_filters(&trigger.spec);
-    let transform = compile_transform(&trigger.spec);
-    let job = trigger.spec.job.as_ref().map(herald_api::job::resolve);
-    let delivery = delivery::resolve(
-        trigger.spec.delivery.as_ref(),
-        broker.as_ref().and_then(|b| b.spec.delivery.as_ref()),
-    );
+    let broker = key.api::<Broker>(ctx).get_opt(&trigger.spec.broker).await?;
+    let checked = validate::validate(&trigger.spec, broker.as_ref());
     let subscriber = match &trigger.spec.subscriber {
-        Some(dest) => Some(resolve::resolve(&ctx.client, namespace, dest).await),
+        Some(dest) => Some(resolve::resolve(&ctx.client, &key.namespace, dest).await),
         None => None,
     };
-    let dead_letter_sink = match delivery
+    let dead_letter_sink = match checked
+        .delivery
         .as_ref()
         .ok()
-        .and_then(|d| d.dead_letter_sink.clone())
+        .and_then(|d| d.dead_letter_sink.as_ref())
     {
-        Some(dest) => Some(resolve::resolve(&ctx.client, namespace, &dest).await),
+        Some(dest) => Some(resolve::resolve(&ctx.client, &key.namespace, dest).await),
         None => None,
     };
+
     let previous_queue = trigger.status.as_ref().and_then(|s| s.queue.clone());
     if let Some(old) = previous_queue
         .as_ref()
@@ -143,14 +113,27 @@ async fn apply(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Acti
         queue::delete(trigger, &old.broker, ctx).await?;
     }
     if trigger.spec.consumer.is_none() {
-        remove_deployment(trigger, ctx).await?;
+        remove_deployment(trigger, key, ctx).await?;
     }
-    let consumer = match (&filters, &transform, &delivery, &broker_state, &job) {
-        (Ok(_), Ok(()), Ok(d), BrokerState::Ready, None | Some(Ok(_))) => {
-            Some(queue::ensure(trigger, d, ctx).await)
-        }
+    let consumer = match checked.valid() {
+        Some(valid) => Some(queue::ensure(trigger, valid.delivery, ctx).await),
+        None => None,
+    };
+    let deployment = match (&checked.scaling, &consumer) {
+        (Some(scaling), Some(Ok(queue))) => Some(match scaling {
+            Ok(policy) => {
+                let wiring = Wiring {
+                    broker: broker.as_ref(),
+                    dead_letter_sink: dead_letter_sink.clone().and_then(Result::ok),
+                    queue_stream: &queue.stream,
+                };
+                ensure_deployment(trigger, key, policy, wiring, ctx).await
+            }
+            Err(m) => Err(Error::InvalidConsumer(m.clone())),
+        }),
         _ => None,
     };
+
     let queue_status = match &consumer {
         Some(Ok(status)) => Some(status.clone()),
         _ => previous_queue.filter(|q| q.broker == trigger.spec.broker),
@@ -160,33 +143,17 @@ async fn apply(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Acti
     } else {
         RESYNC
     };
-    let deployment = match (&trigger.spec.consumer, &consumer, &filters) {
-        (Some(_), Some(Ok(queue)), Ok(_)) => {
-            let dead_letter_sink = match &dead_letter_sink {
-                Some(Ok(uri)) => Some(uri.clone()),
-                _ => None,
-            };
-            let wiring = Wiring {
-                broker: broker.as_ref(),
-                dead_letter_sink,
-                queue_stream: &queue.stream,
-            };
-            Some(ensure_deployment(trigger, key, wiring, ctx).await)
-        }
-        _ => None,
-    };
     let observed = Observed {
-        filters,
-        transform,
-        broker: broker_state,
-        delivery,
+        filters: checked.filters,
+        transform: checked.transform,
+        broker: checked.broker,
+        delivery: checked.delivery,
         subscriber,
         dead_letter_sink,
         consumer: consumer.map(|r| r.map(|_| ())),
         deployment,
-        job,
+        job: checked.job,
     };
-
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let status = status::build_status(trigger, &observed, queue_status, &now);
     write_status::<Trigger, _>(key, &status, ctx).await?;
@@ -209,6 +176,7 @@ struct Wiring<'a> {
 async fn ensure_deployment(
     trigger: &Trigger,
     key: &ObjectKey,
+    policy: &Policy,
     wiring: Wiring<'_>,
     ctx: &Context,
 ) -> Result<i32, Error> {
@@ -217,11 +185,6 @@ async fn ensure_deployment(
         dead_letter_sink,
         queue_stream,
     } = wiring;
-    let Some(consumer) = &trigger.spec.consumer else {
-        return Err(Error::InvalidConsumer("the Trigger has no consumer".into()));
-    };
-    let policy = crate::autoscale::policy::Policy::from_spec(&consumer.scaling)
-        .map_err(Error::InvalidConsumer)?;
     let (namespace, name) = (&key.namespace, &key.name);
     let api: Api<Deployment> = key.api(ctx);
     let deployment_name = naming::consumer_deployment_name(name);
@@ -312,10 +275,9 @@ async fn cleanup(trigger: &Trigger, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Deletes the consumer Deployment of a Trigger that no longer has a `consumer`.
-async fn remove_deployment(trigger: &Trigger, ctx: &Context) -> Result<(), Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = naming::consumer_deployment_name(&trigger.name_any());
+async fn remove_deployment(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<(), Error> {
+    let api: Api<Deployment> = key.api(ctx);
+    let name = naming::consumer_deployment_name(&key.name);
     let Some(existing) = api.get_opt(&name).await? else {
         return Ok(());
     };

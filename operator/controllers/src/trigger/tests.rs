@@ -1,7 +1,7 @@
 use super::*;
-use herald_api::conditions;
 use herald_api::conditions::{Condition, ConditionStatus};
 use herald_api::trigger::condition;
+use herald_api::{TriggerSpec, conditions, delivery};
 
 fn spec(yaml: &str) -> TriggerSpec {
     serde_yaml::from_str(yaml).unwrap()
