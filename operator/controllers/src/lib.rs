@@ -27,6 +27,8 @@ pub mod broker;
 pub mod config;
 pub mod context;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

@@ -11,6 +11,9 @@ pub mod auth;
 pub mod queue;
 pub mod stream;
 
+#[cfg(test)]
+mod reconcile_tests;
+
 use std::future::Future;
 use std::time::Duration;
 
