@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod queue;
+mod status;
 pub mod stream;
 
 #[cfg(test)]
@@ -20,17 +21,15 @@ use std::time::Duration;
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::Config;
-use herald_api::auth::BrokerAuthStatus;
-use herald_api::common::Addressable;
-use herald_api::conditions::{self, Condition, ConditionStatus, ConditionType, Reason};
-use herald_api::{BROKER_FINALIZER, Broker, BrokerStatus, naming};
-use kube::ResourceExt;
+use herald_api::conditions::{self, ConditionStatus, ConditionType};
+use herald_api::{BROKER_FINALIZER, Broker, naming};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use crate::context::Context;
 use crate::error::Error;
 use crate::reconcile::{ObjectKey, Reconciled, write_status};
+use status::{StreamChange, address_url, build_status, now};
 
 /// Safety-net resync of a healthy Broker.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -58,20 +57,39 @@ impl Reconciled for Broker {
     }
 }
 
+/// Reconciles a living Broker, phase by phase: build the stream its spec asks for
+/// (pure, and the spec's validation), make JetStream match it and route its events to
+/// the Triggers' queues, read the sender policy, then build the status (pure), write
+/// it, and tell what changed.
 async fn apply(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+    let desired = stream::desired_config(broker, ctx.stream_ceilings);
     let url = address_url(&ctx.ingress_url, &key.namespace, &key.name);
     // The Broker is Ready only once its events can also be routed to Triggers.
-    let stream = match ensure_stream(broker, ctx).await {
-        Ok(change) => queue::ensure(broker, change.config(), ctx)
-            .await
-            .map(|()| change),
+    let stream = match desired {
+        Ok(desired) => match ensure_stream(desired, ctx).await {
+            Ok(change) => queue::ensure(broker, change.config(), ctx)
+                .await
+                .map(|()| change),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let auth = auth::resolve(broker, &url, ctx).await;
     let previous = broker.status.clone().unwrap_or_default();
-    let status = build_status(broker, &previous, &stream, &auth, &url, &now());
+    let status = build_status(broker, key, &previous, &stream, &auth, &url, &now());
     write_status::<Broker, _>(key, &status, ctx).await?;
+    report(broker, &previous, stream, auth, ctx).await
+}
 
+/// Tells what the reconcile changed or found wrong (an Event when the Broker turns
+/// not Ready, or for another reason), and what happens next.
+async fn report(
+    broker: &Broker,
+    previous: &herald_api::BrokerStatus,
+    stream: Result<StreamChange, Error>,
+    auth: Result<herald_api::auth::BrokerAuthStatus, Error>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     if let Ok(change) = &stream
         && let Some((reason, note)) = change.event()
     {
@@ -88,11 +106,12 @@ async fn apply(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action
         }
         (Ok(_), Ok(_)) => return Ok(Action::requeue(RESYNC)),
     };
-    if was_ready != Some((ConditionStatus::False, error.reason().as_str().to_owned())) {
+    let reason = error.reason();
+    if was_ready != Some((ConditionStatus::False, reason.as_str().to_owned())) {
         ctx.event(
             broker,
             EventType::Warning,
-            error.reason().as_str(),
+            reason.as_str(),
             "Reconcile",
             error.to_string(),
         )
@@ -102,41 +121,13 @@ async fn apply(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action
         Err(error)
     } else {
         // A spec problem: retrying cannot help; the next spec change triggers a reconcile.
-        ctx.metrics.failure(Broker::KIND, error.reason().as_str());
+        ctx.metrics.failure(Broker::KIND, reason.as_str());
         Ok(Action::requeue(RESYNC))
     }
 }
 
-/// Where producers send events for Broker `namespace/name`.
-fn address_url(ingress_url: &str, namespace: &str, name: &str) -> String {
-    format!("{}/{namespace}/{name}", ingress_url.trim_end_matches('/'))
-}
-
-/// What `ensure_stream` did.
-enum StreamChange {
-    Created(Config),
-    Updated(Config),
-    Unchanged(Config),
-}
-
-impl StreamChange {
-    fn config(&self) -> &Config {
-        match self {
-            Self::Created(c) | Self::Updated(c) | Self::Unchanged(c) => c,
-        }
-    }
-
-    fn event(&self) -> Option<(&'static str, String)> {
-        match self {
-            Self::Created(c) => Some(("StreamCreated", format!("created {}", stream::describe(c)))),
-            Self::Updated(c) => Some(("StreamUpdated", format!("updated {}", stream::describe(c)))),
-            Self::Unchanged(_) => None,
-        }
-    }
-}
-
-async fn ensure_stream(broker: &Broker, ctx: &Context) -> Result<StreamChange, Error> {
-    let desired = stream::desired_config(broker, ctx.stream_ceilings)?;
+/// Makes JetStream hold the `desired` stream.
+async fn ensure_stream(desired: Config, ctx: &Context) -> Result<StreamChange, Error> {
     if !ctx.nats.is_connected() {
         return Err(Error::nats_down("not connected to any NATS server"));
     }
@@ -271,185 +262,4 @@ async fn cleanup(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Acti
         .await;
     }
     Ok(Action::await_change())
-}
-
-/// The Broker's status after a reconcile with these outcomes (pure).
-fn build_status(
-    broker: &Broker,
-    previous: &BrokerStatus,
-    stream: &Result<StreamChange, Error>,
-    auth: &Result<BrokerAuthStatus, Error>,
-    url: &str,
-    now: &str,
-) -> BrokerStatus {
-    let namespace = broker.namespace().unwrap_or_default();
-    let name = broker.name_any();
-    let stream_ready = match stream {
-        Ok(change) => Condition::new(
-            ConditionType::StreamReady,
-            ConditionStatus::True,
-            Reason::StreamReady,
-            stream::describe(change.config()),
-        ),
-        Err(e) => Condition::new(
-            ConditionType::StreamReady,
-            ConditionStatus::False,
-            e.reason(),
-            e.to_string(),
-        ),
-    };
-    let ready = match (stream, auth) {
-        (Err(e), _) | (Ok(_), Err(e)) => Condition::new(
-            ConditionType::Ready,
-            ConditionStatus::False,
-            e.reason(),
-            e.to_string(),
-        ),
-        (Ok(_), Ok(_)) => Condition::new(
-            ConditionType::Ready,
-            ConditionStatus::True,
-            Reason::Ready,
-            "accepting events",
-        ),
-    };
-    BrokerStatus {
-        observed_generation: broker.metadata.generation,
-        conditions: conditions::merge(
-            &previous.conditions,
-            vec![stream_ready, ready],
-            now,
-            broker.metadata.generation,
-        ),
-        address: Some(Addressable {
-            url: url.to_owned(),
-        }),
-        stream_name: Some(naming::stream_name(&namespace, &name)),
-        subjects: naming::stream_subjects(&namespace, &name),
-        auth: match auth {
-            Ok(resolved) => Some(resolved.clone()),
-            // The operator's own API trouble: the ingress goes on serving the Broker
-            // (see `conditions::served`), with the policy it had.
-            Err(Error::Kube(_)) => previous.auth.clone(),
-            Err(_) => None,
-        },
-    }
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use herald_api::BrokerSpec;
-    use herald_api::broker::condition;
-
-    fn broker() -> Broker {
-        let mut b = Broker::new("default", BrokerSpec::default());
-        b.metadata.namespace = Some("team".into());
-        b.metadata.generation = Some(3);
-        b
-    }
-
-    fn created() -> StreamChange {
-        StreamChange::Created(
-            stream::desired_config(&broker(), stream::StreamCeilings::default()).unwrap(),
-        )
-    }
-
-    fn open() -> BrokerAuthStatus {
-        BrokerAuthStatus {
-            policy: herald_api::auth::OPEN_POLICY.into(),
-            ..BrokerAuthStatus::default()
-        }
-    }
-
-    #[test]
-    fn ready_status_has_address_stream_and_policy() {
-        let url = address_url("http://ingress/", "team", "default");
-        let status = build_status(
-            &broker(),
-            &BrokerStatus::default(),
-            &Ok(created()),
-            &Ok(open()),
-            &url,
-            "t0",
-        );
-        assert_eq!(status.address.unwrap().url, "http://ingress/team/default");
-        assert_eq!(status.stream_name.as_deref(), Some("HERALD_team_default"));
-        assert_eq!(status.observed_generation, Some(3));
-        assert_eq!(status.auth.unwrap().policy, "Open");
-        let ready = conditions::find(&status.conditions, condition::READY).unwrap();
-        assert!(ready.is_true());
-    }
-
-    #[test]
-    fn failure_status_names_the_reason() {
-        let status = build_status(
-            &broker(),
-            &BrokerStatus::default(),
-            &Err(Error::nats_down("connection refused")),
-            &Ok(open()),
-            "http://ingress/team/default",
-            "t0",
-        );
-        for c in &status.conditions {
-            assert_eq!(c.status, ConditionStatus::False);
-            assert_eq!(c.reason, "NatsUnavailable");
-            assert!(c.message.contains("connection refused"));
-        }
-    }
-
-    #[test]
-    fn auth_failure_keeps_the_stream_ready_but_not_the_broker() {
-        let status = build_status(
-            &broker(),
-            &BrokerStatus::default(),
-            &Ok(created()),
-            &Err(Error::BearerTokenUnavailable(
-                "Secret team/t does not exist".into(),
-            )),
-            "http://ingress/team/default",
-            "t0",
-        );
-        let stream_ready = conditions::find(&status.conditions, condition::STREAM_READY).unwrap();
-        assert!(stream_ready.is_true());
-        let ready = conditions::find(&status.conditions, condition::READY).unwrap();
-        assert_eq!(ready.status, ConditionStatus::False);
-        assert_eq!(ready.reason, "BearerTokenUnavailable");
-        assert!(
-            ready.message.contains("does not exist"),
-            "{}",
-            ready.message
-        );
-        assert_eq!(status.auth, None);
-    }
-
-    #[test]
-    fn the_operator_s_own_api_trouble_keeps_the_policy_and_the_broker_served() {
-        let mut previous = build_status(
-            &broker(),
-            &BrokerStatus::default(),
-            &Ok(created()),
-            &Ok(open()),
-            "http://ingress/team/default",
-            "t0",
-        );
-        previous.auth.as_mut().unwrap().bearer_token_sha256 = Some("abc".into());
-        let timeout = kube::core::Status::failure("etcdserver: request timed out", "InternalError")
-            .with_code(500);
-        let status = build_status(
-            &broker(),
-            &previous,
-            &Ok(created()),
-            &Err(Error::Kube(kube::Error::Api(Box::new(timeout)))),
-            "http://ingress/team/default",
-            "t1",
-        );
-        assert_eq!(status.auth, previous.auth, "the last policy stays in force");
-        let ready = conditions::find(&status.conditions, condition::READY).unwrap();
-        assert_eq!(ready.reason, "KubernetesError");
-        assert_eq!(conditions::served(&status.conditions), Ok(()));
-    }
 }
