@@ -77,10 +77,10 @@ impl Reconciled for Trigger {
 
     fn cleanup(
         &self,
-        _key: &ObjectKey,
+        key: &ObjectKey,
         ctx: &Context,
     ) -> impl Future<Output = Result<Action, Error>> + Send {
-        cleanup(self, ctx)
+        cleanup(self, key, ctx)
     }
 }
 
@@ -110,13 +110,13 @@ async fn apply(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Acti
         .filter(|q| q.broker != trigger.spec.broker)
     {
         // The Trigger moved to another Broker: its old queue must stop filling.
-        queue::delete(trigger, &old.broker, ctx).await?;
+        queue::delete(trigger, key, &old.broker, ctx).await?;
     }
     if trigger.spec.consumer.is_none() {
         remove_deployment(trigger, key, ctx).await?;
     }
     let consumer = match checked.valid() {
-        Some(valid) => Some(queue::ensure(trigger, valid.delivery, ctx).await),
+        Some(valid) => Some(queue::ensure(trigger, key, valid.delivery, ctx).await),
         None => None,
     };
     let deployment = match (&checked.scaling, &consumer) {
@@ -252,7 +252,7 @@ async fn ensure_deployment(
     Ok(replicas)
 }
 
-async fn cleanup(trigger: &Trigger, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
     let mut brokers = vec![trigger.spec.broker.clone()];
     if let Some(queue) = trigger.status.as_ref().and_then(|s| s.queue.as_ref()) {
         if queue.broker != trigger.spec.broker {
@@ -260,7 +260,7 @@ async fn cleanup(trigger: &Trigger, ctx: &Context) -> Result<Action, Error> {
         }
     }
     for broker in brokers {
-        if queue::delete(trigger, &broker, ctx).await? {
+        if queue::delete(trigger, key, &broker, ctx).await? {
             ctx.event(
                 trigger,
                 EventType::Normal,

@@ -18,6 +18,7 @@ use kube::ResourceExt;
 use crate::broker::queue::{later_shards, shard_config};
 use crate::context::Context;
 use crate::error::Error;
+use crate::reconcile::ObjectKey;
 
 /// One of a Broker's queue streams.
 pub struct QueueStream {
@@ -84,19 +85,20 @@ async fn queue_consumer(
 /// the first.
 pub async fn find(
     trigger: &Trigger,
+    key: &ObjectKey,
     ctx: &Context,
 ) -> Result<(QueueStream, Option<consumer::Config>), Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
+    let namespace = &key.namespace;
     let broker = &trigger.spec.broker;
-    let durable = naming::consumer_name(&trigger.name_any());
+    let durable = naming::consumer_name(&key.name);
     let recorded = recorded_shard(trigger);
-    let queue = open(&namespace, broker, recorded.unwrap_or(0), ctx).await?;
+    let queue = open(namespace, broker, recorded.unwrap_or(0), ctx).await?;
     if let Some(found) = queue_consumer(&queue, &durable).await? {
         return Ok((queue, Some(found)));
     }
     if recorded.is_none() {
-        for shard in later_shards(&namespace, broker, ctx).await? {
-            let later = open(&namespace, broker, shard, ctx).await?;
+        for shard in later_shards(namespace, broker, ctx).await? {
+            let later = open(namespace, broker, shard, ctx).await?;
             if let Some(found) = queue_consumer(&later, &durable).await? {
                 return Ok((later, Some(found)));
             }
@@ -165,8 +167,13 @@ pub async fn is_work_queue(queue: &QueueStream, ctx: &Context) -> Result<bool, E
 
 /// The queue streams the Trigger's queue on Broker `broker` may be in: the recorded
 /// one, else all of the Broker's.
-pub async fn candidates(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<Vec<u32>, Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
+pub async fn candidates(
+    trigger: &Trigger,
+    key: &ObjectKey,
+    broker: &str,
+    ctx: &Context,
+) -> Result<Vec<u32>, Error> {
+    let namespace = &key.namespace;
     let recorded = trigger
         .status
         .as_ref()
@@ -177,7 +184,7 @@ pub async fn candidates(trigger: &Trigger, broker: &str, ctx: &Context) -> Resul
         return Ok(vec![shard]);
     }
     let mut all = vec![0];
-    all.extend(later_shards(&namespace, broker, ctx).await?);
+    all.extend(later_shards(namespace, broker, ctx).await?);
     Ok(all)
 }
 
