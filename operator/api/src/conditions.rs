@@ -315,6 +315,29 @@ pub fn find(conditions: &[Condition], type_: impl AsRef<str>) -> Option<&Conditi
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// A Herald object whose status carries conditions.
+pub trait Conditioned {
+    /// Its status conditions (none before the operator wrote a status).
+    fn conditions(&self) -> &[Condition];
+
+    /// How ready it is ([`readiness`]).
+    fn readiness(&self) -> Readiness<'_> {
+        readiness(self.conditions())
+    }
+}
+
+macro_rules! conditioned {
+    ($($kind:ty),*) => {$(
+        impl Conditioned for $kind {
+            fn conditions(&self) -> &[Condition] {
+                self.status.as_ref().map(|s| &s.conditions[..]).unwrap_or_default()
+            }
+        }
+    )*};
+}
+
+conditioned!(crate::Broker, crate::Trigger, crate::EventSource);
+
 /// What an object's `Ready` condition says: the one reading of it that every
 /// component shares (the Trigger controller about its Broker, the data plane,
 /// `herald status`).

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use herald_api::conditions::{self, Condition, ConditionType, Readiness};
+use herald_api::conditions::{self, Condition, ConditionType, Conditioned, Readiness};
 use herald_api::{Broker, EventSource, Trigger};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -129,11 +129,7 @@ impl Problems {
 }
 
 fn broker_row(b: &Broker, problems: &mut Problems) -> Vec<String> {
-    let list = b
-        .status
-        .as_ref()
-        .map(|s| &s.conditions[..])
-        .unwrap_or_default();
+    let list = b.conditions();
     problems.note("Broker", b, list);
     let (status, reason) = ready(list);
     let url = b
@@ -152,7 +148,7 @@ fn broker_row(b: &Broker, problems: &mut Problems) -> Vec<String> {
 
 fn trigger_row(t: &Trigger, problems: &mut Problems) -> Vec<String> {
     let status = t.status.as_ref();
-    let list = status.map(|s| &s.conditions[..]).unwrap_or_default();
+    let list = t.conditions();
     problems.note("Trigger", t, list);
     let (ready_status, reason) = ready(list);
     let replicas = status.and_then(|s| s.autoscaling.as_ref()).map(|a| {
@@ -183,11 +179,7 @@ fn trigger_row(t: &Trigger, problems: &mut Problems) -> Vec<String> {
 }
 
 fn source_row(s: &EventSource, problems: &mut Problems) -> Vec<String> {
-    let list = s
-        .status
-        .as_ref()
-        .map(|st| &st.conditions[..])
-        .unwrap_or_default();
+    let list = s.conditions();
     problems.note("EventSource", s, list);
     let (status, reason) = ready(list);
     vec![

@@ -15,7 +15,6 @@ pub mod stream;
 #[cfg(test)]
 mod reconcile_tests;
 
-use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::ErrorCode;
@@ -40,45 +39,68 @@ impl Reconciled for Broker {
     const KIND: &'static str = "Broker";
     const FINALIZER: &'static str = BROKER_FINALIZER;
 
-    fn apply(
-        &self,
-        key: &ObjectKey,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Action, Error>> + Send {
-        apply(self, key, ctx)
-    }
-
-    fn cleanup(
-        &self,
-        key: &ObjectKey,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Action, Error>> + Send {
-        cleanup(self, key, ctx)
-    }
-}
-
-/// Reconciles a living Broker, phase by phase: build the stream its spec asks for
-/// (pure, and the spec's validation), make JetStream match it and route its events to
-/// the Triggers' queues, read the sender policy, then build the status (pure), write
-/// it, and tell what changed.
-async fn apply(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
-    let desired = stream::desired_config(broker, ctx.stream_ceilings);
-    let url = address_url(&ctx.ingress_url, &key.namespace, &key.name);
-    // The Broker is Ready only once its events can also be routed to Triggers.
-    let stream = match desired {
-        Ok(desired) => match ensure_stream(desired, ctx).await {
-            Ok(change) => queue::ensure(broker, change.config(), ctx)
-                .await
-                .map(|()| change),
+    /// Reconciles a living Broker, phase by phase: build the stream its spec asks for
+    /// (pure, and the spec's validation), make JetStream match it and route its events to
+    /// the Triggers' queues, read the sender policy, then build the status (pure), write
+    /// it, and tell what changed.
+    async fn apply(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let broker = self;
+        let desired = stream::desired_config(broker, ctx.stream_ceilings);
+        let url = address_url(&ctx.ingress_url, &key.namespace, &key.name);
+        // The Broker is Ready only once its events can also be routed to Triggers.
+        let stream = match desired {
+            Ok(desired) => match ensure_stream(desired, ctx).await {
+                Ok(change) => queue::ensure(broker, change.config(), ctx)
+                    .await
+                    .map(|()| change),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    let auth = auth::resolve(broker, &url, ctx).await;
-    let previous = broker.status.clone().unwrap_or_default();
-    let status = build_status(broker, key, &previous, &stream, &auth, &url, &now());
-    write_status::<Broker, _>(key, &status, ctx).await?;
-    report(broker, &previous, stream, auth, ctx).await
+        };
+        let auth = auth::resolve(broker, &url, ctx).await;
+        let previous = broker.status.clone().unwrap_or_default();
+        let status = build_status(broker, key, &previous, &stream, &auth, &url, &now());
+        write_status::<Broker, _>(key, &status, ctx).await?;
+        report(broker, &previous, stream, auth, ctx).await
+    }
+
+    async fn cleanup(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let broker = self;
+        let namespace = &key.namespace;
+        let name = naming::stream_name(namespace, &key.name);
+        if !ctx.nats.is_connected() {
+            return Err(Error::nats_down(format!(
+                "cannot delete stream {name}: not connected"
+            )));
+        }
+        // The queue streams first: they are named after the Broker, never the other way
+        // round. Later shards before the first, so a retry after a failure finds the rest.
+        let broker_name = &key.name;
+        for shard in queue::later_shards(namespace, broker_name, ctx)
+            .await?
+            .into_iter()
+            .rev()
+        {
+            delete_owned_stream(
+                &naming::queue_shard_stream_name(namespace, broker_name, shard),
+                key,
+                ctx,
+            )
+            .await?;
+        }
+        delete_owned_stream(&naming::queue_stream_name(namespace, broker_name), key, ctx).await?;
+        if delete_owned_stream(&name, key, ctx).await? {
+            ctx.event(
+                broker,
+                EventType::Normal,
+                "StreamDeleted",
+                "DeleteStream",
+                format!("deleted stream {name}"),
+            )
+            .await;
+        }
+        Ok(Action::await_change())
+    }
 }
 
 /// Tells what the reconcile changed or found wrong (an Event when the Broker turns
@@ -225,41 +247,4 @@ fn create_error(stream: &str, e: async_nats::jetstream::context::CreateStreamErr
         }
         _ => Error::nats("", e),
     }
-}
-
-async fn cleanup(broker: &Broker, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
-    let namespace = &key.namespace;
-    let name = naming::stream_name(namespace, &key.name);
-    if !ctx.nats.is_connected() {
-        return Err(Error::nats_down(format!(
-            "cannot delete stream {name}: not connected"
-        )));
-    }
-    // The queue streams first: they are named after the Broker, never the other way
-    // round. Later shards before the first, so a retry after a failure finds the rest.
-    let broker_name = &key.name;
-    for shard in queue::later_shards(namespace, broker_name, ctx)
-        .await?
-        .into_iter()
-        .rev()
-    {
-        delete_owned_stream(
-            &naming::queue_shard_stream_name(namespace, broker_name, shard),
-            key,
-            ctx,
-        )
-        .await?;
-    }
-    delete_owned_stream(&naming::queue_stream_name(namespace, broker_name), key, ctx).await?;
-    if delete_owned_stream(&name, key, ctx).await? {
-        ctx.event(
-            broker,
-            EventType::Normal,
-            "StreamDeleted",
-            "DeleteStream",
-            format!("deleted stream {name}"),
-        )
-        .await;
-    }
-    Ok(Action::await_change())
 }

@@ -18,6 +18,13 @@ fn broker() -> Broker {
     b
 }
 
+/// The Broker as the apiserver returns it after a change.
+fn answer(change: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
+    let mut broker = serde_json::to_value(broker()).unwrap();
+    change(&mut broker);
+    broker
+}
+
 #[tokio::test]
 async fn without_nats_the_status_says_why_an_event_tells_it_once_and_the_reconcile_retries() {
     let (ctx, mut apiserver) = fixtures::context().await;
@@ -27,11 +34,7 @@ async fn without_nats_the_status_says_why_an_event_tells_it_once_and_the_reconci
         .expect(
             "PATCH",
             "/apis/eventing.herald.dev/v1alpha1/namespaces/team/brokers/default/status?",
-            |seen| {
-                let mut answer = serde_json::to_value(broker()).unwrap();
-                answer["status"] = seen.body["status"].clone();
-                answer
-            },
+            |seen| answer(|b| b["status"] = seen.body["status"].clone()),
         )
         .await;
     assert!(
@@ -90,11 +93,7 @@ async fn a_broker_without_the_finalizer_gets_it_before_anything_else() {
         .expect(
             "PATCH",
             "/apis/eventing.herald.dev/v1alpha1/namespaces/team/brokers/default?",
-            |_| {
-                let mut answer = serde_json::to_value(broker()).unwrap();
-                answer["metadata"]["resourceVersion"] = "2".into();
-                answer
-            },
+            |_| answer(|b| b["metadata"]["resourceVersion"] = "2".into()),
         )
         .await;
     assert!(

@@ -12,10 +12,9 @@ pub mod kubernetes;
 pub mod status;
 pub mod validate;
 
-use std::future::Future;
 use std::time::Duration;
 
-use herald_api::conditions::{self, Condition, ConditionType as Type};
+use herald_api::conditions::{self, ConditionType as Type, Conditioned, Readiness};
 use herald_api::{Broker, EventSource};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -57,20 +56,86 @@ impl Reconciled for EventSource {
     const KIND: &'static str = "EventSource";
     const FINALIZER: &'static str = FINALIZER;
 
-    fn apply(
-        &self,
-        key: &ObjectKey,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Action, Error>> + Send {
-        apply(self, key, ctx)
+    async fn apply(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let source = self;
+        let (namespace, name) = (&key.namespace, &key.name);
+        let sink = resolve::resolve(&ctx.client, namespace, &source.spec.sink).await;
+        let runner = validate_source(source, key, &ctx.shared_nats);
+        let previously = bound_now(source);
+        let bound = if let (Some(b), Ok(Runner::Binding), Ok(uri)) =
+            (&source.spec.sink_binding, &runner, &sink)
+        {
+            let extensions = source.spec.ce_overrides.as_ref().map(|o| &o.extensions);
+            Some(
+                binding::bind(&ctx.client, namespace, b, uri, extensions, &previously)
+                    .await
+                    .map_err(|e| format!("cannot bind Deployments: {e}")),
+            )
+        } else {
+            // Not (or no longer) a working binding: take back what was injected.
+            if !previously.is_empty() {
+                binding::unbind(&ctx.client, namespace, &previously).await?;
+            }
+            None
+        };
+        let adapter = match (&source.spec.kubernetes, &runner, &sink) {
+            (Some(spec), Ok(Runner::Kubernetes), Ok(uri)) => Some(
+                kubernetes::ensure(&ctx.client, source, spec, uri, &ctx.workload.sidecar_image)
+                    .await?,
+            ),
+            _ => None,
+        };
+        let observed = Observed {
+            runner,
+            sink,
+            bound,
+            adapter,
+            previously_bound: previously,
+        };
+        let webhook_url = source.spec.webhook.as_ref().map(|_| {
+            format!(
+                "{}/{namespace}/{name}",
+                ctx.sources_url.trim_end_matches('/')
+            )
+        });
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = build_status(source, &observed, webhook_url, &now);
+        write_status::<EventSource, _>(key, &status, ctx).await?;
+        let was_ready = matches!(source.readiness(), Readiness::Ready(_));
+        let ready = conditions::find(&status.conditions, Type::Ready);
+        if let Some(ready) = ready.filter(|r| r.is_true() != was_ready) {
+            let (kind, reason) = if ready.is_true() {
+                (EventType::Normal, "SourceReady")
+            } else {
+                (EventType::Warning, ready.reason.as_str())
+            };
+            ctx.event(
+                source,
+                kind,
+                reason,
+                "ReconcileSource",
+                ready.message.clone(),
+            )
+            .await;
+        }
+        Ok(Action::requeue(RESYNC))
     }
 
-    fn cleanup(
-        &self,
-        key: &ObjectKey,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Action, Error>> + Send {
-        cleanup(self, key, ctx)
+    async fn cleanup(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let source = self;
+        let bound = bound_now(source);
+        if !bound.is_empty() {
+            binding::unbind(&ctx.client, &key.namespace, &bound).await?;
+            ctx.event(
+                source,
+                EventType::Normal,
+                "Unbound",
+                "DeleteSource",
+                format!("removed K_SINK from Deployment(s) {}", bound.join(", ")),
+            )
+            .await;
+        }
+        Ok(Action::await_change())
     }
 }
 
@@ -80,87 +145,4 @@ fn bound_now(source: &EventSource) -> Vec<String> {
         .as_ref()
         .map(|s| s.bound_deployments.clone())
         .unwrap_or_default()
-}
-
-async fn apply(source: &EventSource, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
-    let (namespace, name) = (&key.namespace, &key.name);
-    let sink = resolve::resolve(&ctx.client, namespace, &source.spec.sink).await;
-    let runner = validate_source(source, key, &ctx.shared_nats);
-    let previously = bound_now(source);
-    let bound = if let (Some(b), Ok(Runner::Binding), Ok(uri)) =
-        (&source.spec.sink_binding, &runner, &sink)
-    {
-        let extensions = source.spec.ce_overrides.as_ref().map(|o| &o.extensions);
-        Some(
-            binding::bind(&ctx.client, namespace, b, uri, extensions, &previously)
-                .await
-                .map_err(|e| format!("cannot bind Deployments: {e}")),
-        )
-    } else {
-        // Not (or no longer) a working binding: take back what was injected.
-        if !previously.is_empty() {
-            binding::unbind(&ctx.client, namespace, &previously).await?;
-        }
-        None
-    };
-    let adapter = match (&source.spec.kubernetes, &runner, &sink) {
-        (Some(spec), Ok(Runner::Kubernetes), Ok(uri)) => Some(
-            kubernetes::ensure(&ctx.client, source, spec, uri, &ctx.workload.sidecar_image).await?,
-        ),
-        _ => None,
-    };
-    let observed = Observed {
-        runner,
-        sink,
-        bound,
-        adapter,
-        previously_bound: previously,
-    };
-    let webhook_url = source.spec.webhook.as_ref().map(|_| {
-        format!(
-            "{}/{namespace}/{name}",
-            ctx.sources_url.trim_end_matches('/')
-        )
-    });
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = build_status(source, &observed, webhook_url, &now);
-    write_status::<EventSource, _>(key, &status, ctx).await?;
-    let was_ready = source
-        .status
-        .as_ref()
-        .and_then(|s| conditions::find(&s.conditions, Type::Ready))
-        .is_some_and(Condition::is_true);
-    let ready = conditions::find(&status.conditions, Type::Ready);
-    if let Some(ready) = ready.filter(|r| r.is_true() != was_ready) {
-        let (kind, reason) = if ready.is_true() {
-            (EventType::Normal, "SourceReady")
-        } else {
-            (EventType::Warning, ready.reason.as_str())
-        };
-        ctx.event(
-            source,
-            kind,
-            reason,
-            "ReconcileSource",
-            ready.message.clone(),
-        )
-        .await;
-    }
-    Ok(Action::requeue(RESYNC))
-}
-
-async fn cleanup(source: &EventSource, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
-    let bound = bound_now(source);
-    if !bound.is_empty() {
-        binding::unbind(&ctx.client, &key.namespace, &bound).await?;
-        ctx.event(
-            source,
-            EventType::Normal,
-            "Unbound",
-            "DeleteSource",
-            format!("removed K_SINK from Deployment(s) {}", bound.join(", ")),
-        )
-        .await;
-    }
-    Ok(Action::await_change())
 }

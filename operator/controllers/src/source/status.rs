@@ -1,7 +1,9 @@
 //! The EventSource's conditions and status, built purely from what a reconcile
 //! checked, resolved and applied.
 
-use herald_api::conditions::{self, Condition, ConditionStatus, ConditionType as Type, Reason};
+use herald_api::conditions::{
+    self, Condition, ConditionStatus, ConditionType as Type, Conditioned, Reason,
+};
 use herald_api::{EventSource, EventSourceStatus};
 
 use super::validate::Runner;
@@ -116,11 +118,7 @@ pub fn build_status(
     webhook_url: Option<String>,
     now: &str,
 ) -> EventSourceStatus {
-    let previous = source
-        .status
-        .as_ref()
-        .map(|s| &s.conditions[..])
-        .unwrap_or_default();
+    let previous = source.conditions();
     let desired = desired_conditions(&o.runner, &o.sink, o.bound.as_ref(), o.adapter.as_ref());
     let generation = source.metadata.generation;
     EventSourceStatus {

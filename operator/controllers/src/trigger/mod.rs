@@ -20,7 +20,6 @@ pub mod resolve;
 pub mod status;
 pub mod validate;
 
-use std::future::Future;
 use std::time::Duration;
 
 use herald_api::workload::DispatcherPlan;
@@ -67,99 +66,107 @@ impl Reconciled for Trigger {
     const KIND: &'static str = "Trigger";
     const FINALIZER: &'static str = FINALIZER;
 
-    fn apply(
-        &self,
-        key: &ObjectKey,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Action, Error>> + Send {
-        apply(self, key, ctx)
+    /// Reconciles a living Trigger, phase by phase: read its Broker, validate the spec
+    /// against it (pure), resolve where events go, make the queue and the consumer
+    /// Deployment match, then build the status (pure) and write it.
+    async fn apply(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let trigger = self;
+        let broker = key.api::<Broker>(ctx).get_opt(&trigger.spec.broker).await?;
+        let checked = validate::validate(&trigger.spec, broker.as_ref());
+        let subscriber = match &trigger.spec.subscriber {
+            Some(dest) => Some(resolve::resolve(&ctx.client, &key.namespace, dest).await),
+            None => None,
+        };
+        let dead_letter_sink = match checked
+            .delivery
+            .as_ref()
+            .ok()
+            .and_then(|d| d.dead_letter_sink.as_ref())
+        {
+            Some(dest) => Some(resolve::resolve(&ctx.client, &key.namespace, dest).await),
+            None => None,
+        };
+
+        let previous_queue = trigger.status.as_ref().and_then(|s| s.queue.clone());
+        if let Some(old) = previous_queue
+            .as_ref()
+            .filter(|q| q.broker != trigger.spec.broker)
+        {
+            // The Trigger moved to another Broker: its old queue must stop filling.
+            queue::delete(trigger, key, &old.broker, ctx).await?;
+        }
+        if trigger.spec.consumer.is_none() {
+            remove_deployment(trigger, key, ctx).await?;
+        }
+        let consumer = match checked.valid() {
+            Some(valid) => Some(queue::ensure(trigger, key, valid.delivery, ctx).await),
+            None => None,
+        };
+        let deployment = match (&checked.scaling, &consumer) {
+            (Some(scaling), Some(Ok(queue))) => Some(match scaling {
+                Ok(policy) => {
+                    let wiring = Wiring {
+                        broker: broker.as_ref(),
+                        dead_letter_sink: dead_letter_sink.clone().and_then(Result::ok),
+                        queue_stream: &queue.stream,
+                    };
+                    ensure_deployment(trigger, key, policy, wiring, ctx).await
+                }
+                Err(m) => Err(Error::InvalidConsumer(m.clone())),
+            }),
+            _ => None,
+        };
+
+        let queue_status = match &consumer {
+            Some(Ok(status)) => Some(status.clone()),
+            _ => previous_queue.filter(|q| q.broker == trigger.spec.broker),
+        };
+        let resync = if queue_status.as_ref().is_some_and(|q| q.backfilling) {
+            BACKFILL_RESYNC
+        } else {
+            RESYNC
+        };
+        let observed = Observed {
+            filters: checked.filters,
+            transform: checked.transform,
+            broker: checked.broker,
+            delivery: checked.delivery,
+            subscriber,
+            dead_letter_sink,
+            consumer: consumer.map(|r| r.map(|_| ())),
+            deployment,
+            job: checked.job,
+        };
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = status::build_status(trigger, &observed, queue_status, &now);
+        write_status::<Trigger, _>(key, &status, ctx).await?;
+        match (observed.consumer, observed.deployment) {
+            (Some(Err(e)), _) | (_, Some(Err(e))) if e.is_transient() => Err(e),
+            _ => Ok(Action::requeue(resync)),
+        }
     }
 
-    fn cleanup(
-        &self,
-        key: &ObjectKey,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Action, Error>> + Send {
-        cleanup(self, key, ctx)
-    }
-}
-
-/// Reconciles a living Trigger, phase by phase: read its Broker, validate the spec
-/// against it (pure), resolve where events go, make the queue and the consumer
-/// Deployment match, then build the status (pure) and write it.
-async fn apply(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
-    let broker = key.api::<Broker>(ctx).get_opt(&trigger.spec.broker).await?;
-    let checked = validate::validate(&trigger.spec, broker.as_ref());
-    let subscriber = match &trigger.spec.subscriber {
-        Some(dest) => Some(resolve::resolve(&ctx.client, &key.namespace, dest).await),
-        None => None,
-    };
-    let dead_letter_sink = match checked
-        .delivery
-        .as_ref()
-        .ok()
-        .and_then(|d| d.dead_letter_sink.as_ref())
-    {
-        Some(dest) => Some(resolve::resolve(&ctx.client, &key.namespace, dest).await),
-        None => None,
-    };
-
-    let previous_queue = trigger.status.as_ref().and_then(|s| s.queue.clone());
-    if let Some(old) = previous_queue
-        .as_ref()
-        .filter(|q| q.broker != trigger.spec.broker)
-    {
-        // The Trigger moved to another Broker: its old queue must stop filling.
-        queue::delete(trigger, key, &old.broker, ctx).await?;
-    }
-    if trigger.spec.consumer.is_none() {
-        remove_deployment(trigger, key, ctx).await?;
-    }
-    let consumer = match checked.valid() {
-        Some(valid) => Some(queue::ensure(trigger, key, valid.delivery, ctx).await),
-        None => None,
-    };
-    let deployment = match (&checked.scaling, &consumer) {
-        (Some(scaling), Some(Ok(queue))) => Some(match scaling {
-            Ok(policy) => {
-                let wiring = Wiring {
-                    broker: broker.as_ref(),
-                    dead_letter_sink: dead_letter_sink.clone().and_then(Result::ok),
-                    queue_stream: &queue.stream,
-                };
-                ensure_deployment(trigger, key, policy, wiring, ctx).await
+    async fn cleanup(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let trigger = self;
+        let mut brokers = vec![trigger.spec.broker.clone()];
+        if let Some(queue) = trigger.status.as_ref().and_then(|s| s.queue.as_ref()) {
+            if queue.broker != trigger.spec.broker {
+                brokers.push(queue.broker.clone());
             }
-            Err(m) => Err(Error::InvalidConsumer(m.clone())),
-        }),
-        _ => None,
-    };
-
-    let queue_status = match &consumer {
-        Some(Ok(status)) => Some(status.clone()),
-        _ => previous_queue.filter(|q| q.broker == trigger.spec.broker),
-    };
-    let resync = if queue_status.as_ref().is_some_and(|q| q.backfilling) {
-        BACKFILL_RESYNC
-    } else {
-        RESYNC
-    };
-    let observed = Observed {
-        filters: checked.filters,
-        transform: checked.transform,
-        broker: checked.broker,
-        delivery: checked.delivery,
-        subscriber,
-        dead_letter_sink,
-        consumer: consumer.map(|r| r.map(|_| ())),
-        deployment,
-        job: checked.job,
-    };
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = status::build_status(trigger, &observed, queue_status, &now);
-    write_status::<Trigger, _>(key, &status, ctx).await?;
-    match (observed.consumer, observed.deployment) {
-        (Some(Err(e)), _) | (_, Some(Err(e))) if e.is_transient() => Err(e),
-        _ => Ok(Action::requeue(resync)),
+        }
+        for broker in brokers {
+            if queue::delete(trigger, key, &broker, ctx).await? {
+                ctx.event(
+                    trigger,
+                    EventType::Normal,
+                    "ConsumerDeleted",
+                    "DeleteConsumer",
+                    format!("deleted the queue of Broker {broker}"),
+                )
+                .await;
+            }
+        }
+        Ok(Action::await_change())
     }
 }
 
@@ -250,28 +257,6 @@ async fn ensure_deployment(
         .await;
     }
     Ok(replicas)
-}
-
-async fn cleanup(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
-    let mut brokers = vec![trigger.spec.broker.clone()];
-    if let Some(queue) = trigger.status.as_ref().and_then(|s| s.queue.as_ref()) {
-        if queue.broker != trigger.spec.broker {
-            brokers.push(queue.broker.clone());
-        }
-    }
-    for broker in brokers {
-        if queue::delete(trigger, key, &broker, ctx).await? {
-            ctx.event(
-                trigger,
-                EventType::Normal,
-                "ConsumerDeleted",
-                "DeleteConsumer",
-                format!("deleted the queue of Broker {broker}"),
-            )
-            .await;
-        }
-    }
-    Ok(Action::await_change())
 }
 
 /// Deletes the consumer Deployment of a Trigger that no longer has a `consumer`.

@@ -1,7 +1,7 @@
 //! The Trigger's status conditions, built purely from what a reconcile observed.
 
 use herald_api::conditions::{
-    self, Condition, ConditionStatus, ConditionType as Type, Readiness, Reason,
+    self, Condition, ConditionStatus, ConditionType as Type, Conditioned, Readiness, Reason,
 };
 use herald_api::delivery::EffectiveDelivery;
 use herald_api::trigger::QueueStatus;
@@ -30,12 +30,7 @@ impl BrokerState {
         let Some(broker) = broker else {
             return Self::Missing;
         };
-        let list = broker
-            .status
-            .as_ref()
-            .map(|s| &s.conditions[..])
-            .unwrap_or_default();
-        match conditions::readiness(list) {
+        match broker.readiness() {
             Readiness::Ready(_) => Self::Ready,
             other => Self::NotReady(other.reason().to_owned()),
         }
@@ -76,11 +71,7 @@ pub fn build_status(
     queue: Option<QueueStatus>,
     now: &str,
 ) -> TriggerStatus {
-    let previous = trigger
-        .status
-        .as_ref()
-        .map(|s| &s.conditions[..])
-        .unwrap_or_default();
+    let previous = trigger.conditions();
     let generation = trigger.metadata.generation;
     let resolved = |r: &Option<Result<String, String>>| r.as_ref().and_then(|r| r.clone().ok());
     TriggerStatus {
