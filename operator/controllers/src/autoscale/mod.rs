@@ -13,7 +13,7 @@
 //! Only the autoscaler changes replicas once a Deployment exists, and its field
 //! manager ([`FIELD_MANAGER`]) owns `spec.replicas`: the Trigger reconcile sets them
 //! only when it creates the Deployment (from the autoscaler's last decision, kept in
-//! the [`Context`]) and then hands them over ([`Scaler::adopt`]). When the autoscaler
+//! the [`Context`]) and then hands them over (`Scaler::adopt`). When the autoscaler
 //! finds the replicas changed by someone else it sets them back and says so in an
 //! Event.
 

@@ -50,7 +50,7 @@ impl Reconciled for Broker {
         // The Broker is Ready only once its events can also be routed to Triggers.
         let stream = match desired {
             Ok(desired) => match ensure_stream(desired, ctx).await {
-                Ok(change) => queue::ensure(broker, change.config(), ctx)
+                Ok(change) => queue::ensure(broker, key, change.config(), ctx)
                     .await
                     .map(|()| change),
                 Err(e) => Err(e),

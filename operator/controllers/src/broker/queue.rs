@@ -26,6 +26,7 @@ use kube::ResourceExt;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::reconcile::ObjectKey;
 
 /// Broker events a router may hold unacknowledged.
 const ROUTER_MAX_ACK_PENDING: i64 = 20_000;
@@ -113,7 +114,12 @@ pub fn router_config() -> pull::Config {
 
 /// Makes the queue stream and the router exist and match; `events` is the Broker's
 /// event stream as it now exists.
-pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(), Error> {
+pub async fn ensure(
+    broker: &Broker,
+    key: &ObjectKey,
+    events: &Config,
+    ctx: &Context,
+) -> Result<(), Error> {
     let mut desired = desired_queue_config(broker, events);
     // nats-server cannot change a stream's retention to or from work queue: a queue
     // stream made before (interest retention) keeps it. It works the same, only slower
@@ -124,10 +130,8 @@ pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(
     {
         desired.retention = stream::RetentionPolicy::Interest;
     }
-    let namespace = broker.namespace().unwrap_or_default();
-    let name = broker.name_any();
-    for shard in later_shards(&namespace, &name, ctx).await? {
-        let mut config = shard_config(&desired, &namespace, &name, shard);
+    for shard in later_shards(&key.namespace, &key.name, ctx).await? {
+        let mut config = shard_config(&desired, &key.namespace, &key.name, shard);
         // Made by the Trigger reconcile as work queues, always.
         config.retention = stream::RetentionPolicy::WorkQueue;
         super::apply_stream(config, ctx).await?;

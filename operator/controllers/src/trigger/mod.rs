@@ -2,8 +2,9 @@
 //! Broker's queue stream that routers fill with the events its filters match), and a
 //! status that explains whether events can flow.
 //!
-//! reconcile observes (filters and transform compile? Broker Ready? subscriber and dead-letter sink
-//! resolve? effective delivery policy valid?), builds the queue purely
+//! `apply` reads the Broker, checks the spec against it ([`validate`]: filters and
+//! transform compile? job and effective delivery policy valid? Broker Ready? scaling
+//! policy valid?), resolves the subscriber and dead-letter sink, builds the queue purely
 //! ([`consumer::desired_config`]), creates, updates or — when JetStream requires it —
 //! recreates it ([`queue::ensure`], with a backfill for a past start position), and
 //! writes `FilterValid`, `TransformValid`, `BrokerReady`, `SubscriberResolved`, `DeadLetterSinkResolved`
