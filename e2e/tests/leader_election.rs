@@ -6,7 +6,7 @@ use herald_api::Broker;
 use herald_api::broker::condition;
 use herald_api::conditions::ConditionStatus::True;
 use herald_e2e::kubectl::{apply, example};
-use herald_e2e::process::Operator;
+use herald_e2e::process::{HeraldCommand, Operator, free_port};
 use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -84,24 +84,17 @@ async fn only_the_leader_reconciles_and_the_follower_takes_over() {
 async fn the_lease_lives_where_the_operator_runs_and_a_missing_namespace_fails_fast() {
     with_temp_ns("lease-home", |client, ns| async move {
         let missing = format!("{ns}-missing");
+        // No admin port of its own: it must exit before it would serve one.
         let out = tokio::time::timeout(
             Duration::from_secs(30),
-            tokio::process::Command::from(herald_e2e::process::herald_command())
-                .args([
-                    "operator",
-                    "--nats-url",
-                    &nats_url(),
-                    "--watch-namespace",
-                    &ns,
-                ])
+            HeraldCommand::new("operator", &ns, &nats_url())
                 .args(["--metrics-addr", "127.0.0.1:0"])
                 .env("POD_NAMESPACE", &missing)
                 .env_remove("HERALD_LEASE_NAMESPACE")
                 .output(),
         )
         .await
-        .expect("the operator must exit when its lease namespace is missing")
-        .unwrap();
+        .expect("the operator must exit when its lease namespace is missing");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "exit status {:?}", out.status);
         assert!(
@@ -109,24 +102,14 @@ async fn the_lease_lives_where_the_operator_runs_and_a_missing_namespace_fails_f
             "stderr: {stderr}"
         );
 
-        let port = herald_e2e::process::free_port();
-        let mut operator = tokio::process::Command::from(herald_e2e::process::herald_command())
-            .args([
-                "operator",
-                "--nats-url",
-                &nats_url(),
-                "--watch-namespace",
-                &ns,
-            ])
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        let mut operator = HeraldCommand::new("operator", &ns, &nats_url())
+            .admin(free_port())
             .args(["--identity", "from-pod-namespace"])
             .env("POD_NAMESPACE", &ns)
             .env_remove("HERALD_LEASE_NAMESPACE")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
+            .logs(&format!("{ns}-from-pod-namespace"))
             .spawn()
-            .unwrap();
+            .await;
         let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
         eventually(
             "the Lease in POD_NAMESPACE",
