@@ -21,6 +21,7 @@
 pub mod certs;
 pub mod http;
 pub mod kubectl;
+pub mod manifests;
 pub mod nats;
 pub mod partition;
 pub mod process;
@@ -256,31 +257,31 @@ where
     }
 }
 
-/// Applies Trigger `name` on Broker `default` of `ns` (`spec`: the YAML lines after
-/// `broker: default`, indented two spaces) and waits up to `wait` until it is Ready.
-pub async fn ready_trigger(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    spec: &str,
+/// Applies Trigger `name` with `spec` (see [`manifests::to_uri`]) and waits up to
+/// `wait` until it is Ready.
+///
+/// Boxed: a Trigger with its spec and status is large, and every test awaits this.
+#[must_use]
+pub fn ready_trigger<'a>(
+    client: &'a Client,
+    ns: &'a str,
+    name: &'a str,
+    spec: herald_api::TriggerSpec,
     wait: Duration,
-) -> herald_api::Trigger {
-    kubectl::apply(
-        ns,
-        &format!(
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n{spec}"
-        ),
-    );
-    let triggers: Api<herald_api::Trigger> = Api::namespaced(client.clone(), ns);
-    await_condition(
-        &triggers,
-        name,
-        wait,
-        has_condition(
-            herald_api::trigger::condition::READY,
-            ConditionStatus::True,
-            None,
-        ),
-    )
-    .await
+) -> std::pin::Pin<Box<dyn Future<Output = herald_api::Trigger> + Send + 'a>> {
+    Box::pin(async move {
+        manifests::apply(client, ns, &manifests::trigger(name, spec)).await;
+        let triggers: Api<herald_api::Trigger> = Api::namespaced(client.clone(), ns);
+        await_condition(
+            &triggers,
+            name,
+            wait,
+            has_condition(
+                herald_api::trigger::condition::READY,
+                ConditionStatus::True,
+                None,
+            ),
+        )
+        .await
+    })
 }

@@ -9,12 +9,13 @@ use std::process::Output;
 use std::time::Duration;
 
 use herald_api::Broker;
-use herald_api::Trigger;
 use herald_api::broker::condition as broker_condition;
 use herald_api::conditions::ConditionStatus::{False, True};
 use herald_api::trigger::condition;
+use herald_api::{DeliverySpec, Trigger, TriggerSpec};
 use herald_e2e::certs::{TestPki, presented_certificate};
 use herald_e2e::kubectl::{apply, example};
+use herald_e2e::manifests::{self, broker_destination, cron_to, event_source, to_uri};
 use herald_e2e::process::{Dispatcher, Ingress, Operator, Sources, herald_command};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
@@ -29,8 +30,14 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A Trigger on the example Broker to `url`, given up after one attempt; waits until Ready.
 async fn trigger(client: &Client, ns: &str, name: &str, url: &str) {
-    let spec = format!("  subscriber: {{uri: \"{url}\"}}\n  delivery: {{retry: 0}}\n");
-    herald_e2e::ready_trigger(client, ns, name, &spec, WAIT).await;
+    let spec = TriggerSpec {
+        delivery: Some(DeliverySpec {
+            retry: Some(0),
+            ..DeliverySpec::default()
+        }),
+        ..to_uri(url)
+    };
+    herald_e2e::ready_trigger(client, ns, name, spec, WAIT).await;
 }
 
 /// Runs `herald <args>` off the test's runtime.
@@ -227,10 +234,8 @@ async fn the_ingress_serves_https_and_renews_its_certificate_in_place() {
 
         // The sources adapter sends to the Broker's https address with the same bundle.
         let _sources = Sources::start_with(&ns, &nats, &["--ca-bundle", &ca]).await;
-        apply(
-            &ns,
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: ticks}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  cron: {schedule: '* * * * * *'}\n",
-        );
+        let ticks = cron_to("* * * * * *", broker_destination("default"));
+        manifests::apply(&client, &ns, &event_source("ticks", ticks)).await;
         subscriber
             .wait_for("a cron tick sent over https", WAIT, |d| {
                 d.iter().any(|(e, _)| e.type_() == "dev.herald.cron.tick")
@@ -247,17 +252,19 @@ async fn the_ingress_serves_https_and_renews_its_certificate_in_place() {
         let ca = std::fs::read(pki.file("ca.crt")).expect("the CA");
         assert_eq!(
             presented_certificate(ingress.port, &ca).await,
-            CertificateDer::from_pem_file(pki.file("server.crt")).ok().map(|c| c.to_vec())
+            CertificateDer::from_pem_file(pki.file("server.crt"))
+                .ok()
+                .map(|c| c.to_vec())
         );
         pki.issue_server("renewed");
         mount(&pki, "renewed");
-        let renewed = CertificateDer::from_pem_file(pki.file("renewed.crt")).ok().map(|c| c.to_vec());
+        let renewed = CertificateDer::from_pem_file(pki.file("renewed.crt"))
+            .ok()
+            .map(|c| c.to_vec());
         eventually(
             "new connections get the renewed certificate",
             WAIT,
-            || async {
-                (presented_certificate(ingress.port, &ca).await == renewed).then_some(())
-            },
+            || async { (presented_certificate(ingress.port, &ca).await == renewed).then_some(()) },
         )
         .await;
         let after = herald(send("after-renewal")).await;
