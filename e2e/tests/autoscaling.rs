@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use herald_api::Trigger;
 use herald_api::conditions::ConditionStatus::{False, True};
 use herald_api::trigger::condition;
+use herald_api::trigger::{ConsumerSpec, ScalingSpec};
 use herald_e2e::http::post;
-use herald_e2e::kubectl::{apply, example};
+use herald_e2e::kubectl::{self, example};
+use herald_e2e::manifests::{apply, container, pod_of, to_consumer, trigger};
 use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
 use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
@@ -122,7 +124,7 @@ async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let runner =
             ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
-        apply(
+        kubectl::apply(
             &ns,
             &std::fs::read_to_string(example("consumer-trigger.yaml")).expect("example"),
         );
@@ -242,24 +244,38 @@ async fn unusable_consumers_are_reported_in_conditions() {
     with_temp_ns("consumer-bad", |client, ns| async move {
         let _stack = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
-        let manifest = |name: &str, container: &str, scaling: &str| {
-            format!(
-                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n  consumer:\n    template: {{spec: {{containers: [{container}]}}}}\n    scaling: {scaling}\n"
-            )
+        let consumer_of = |container_name: &str, min: i32| {
+            to_consumer(ConsumerSpec {
+                template: pod_of(container(container_name, "x", &["x"])),
+                scaling: ScalingSpec {
+                    min_replicas: Some(min),
+                    max_replicas: Some(2),
+                    ..ScalingSpec::default()
+                },
+                ..ConsumerSpec::default()
+            })
         };
         // The apiserver refuses the pod template: reported with its message.
-        apply(&ns, &manifest("bad-template", "{name: Not_Valid, image: x, command: [x]}", "{}"));
+        let bad_template = to_consumer(ConsumerSpec {
+            template: pod_of(container("Not_Valid", "x", &["x"])),
+            ..ConsumerSpec::default()
+        });
+        apply(&client, &ns, &trigger("bad-template", bad_template)).await;
         let bad = await_condition(
             &triggers,
             "bad-template",
             WAIT,
-            has_condition(condition::CONSUMER_DEPLOYED, False, Some("DeploymentRejected")),
+            has_condition(
+                condition::CONSUMER_DEPLOYED,
+                False,
+                Some("DeploymentRejected"),
+            ),
         )
         .await;
         let ready = field(&bad, "/status/conditions").to_string();
         assert!(ready.contains("Not_Valid"), "{ready}");
         // A scaling policy that cannot hold.
-        apply(&ns, &manifest("bad-scaling", "{name: a, image: x, command: [x]}", "{minReplicas: 5, maxReplicas: 2}"));
+        apply(&client, &ns, &trigger("bad-scaling", consumer_of("a", 5))).await;
         let bad = await_condition(
             &triggers,
             "bad-scaling",
@@ -267,10 +283,20 @@ async fn unusable_consumers_are_reported_in_conditions() {
             has_condition(condition::READY, False, Some("InvalidConsumer")),
         )
         .await;
-        assert!(field(&bad, "/status/conditions").to_string().contains("maxReplicas"));
+        assert!(
+            field(&bad, "/status/conditions")
+                .to_string()
+                .contains("maxReplicas")
+        );
         // Fixing it deploys.
-        apply(&ns, &manifest("bad-scaling", "{name: a, image: x, command: [x]}", "{minReplicas: 0, maxReplicas: 2}"));
-        await_condition(&triggers, "bad-scaling", WAIT, has_condition(condition::READY, True, None)).await;
+        apply(&client, &ns, &trigger("bad-scaling", consumer_of("a", 0))).await;
+        await_condition(
+            &triggers,
+            "bad-scaling",
+            WAIT,
+            has_condition(condition::READY, True, None),
+        )
+        .await;
     })
     .await;
 }

@@ -159,6 +159,8 @@ async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion()
 #[tokio::test]
 async fn invalid_brokers_are_refused_by_the_apiserver_with_clear_messages() {
     with_temp_ns("invalid", |_, ns| async move {
+        // YAML on purpose: these are documents a user could write and the typed
+        // objects cannot (a storage of `disk`, a duration in words).
         let message = apply_refused(
             &ns,
             "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: bad}\nspec:\n  stream: {maxAge: ten minutes, replicas: 9, storage: disk}\n",

@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use herald_api::Broker;
 use herald_api::conditions::ConditionStatus::{False, True};
 use herald_api::naming;
+use herald_api::{Broker, TriggerSpec};
 use herald_e2e::http::post;
-use herald_e2e::kubectl::apply;
+use herald_e2e::manifests::{apply, replicated_broker, to_uri, trigger};
 use herald_e2e::process::NatsCluster;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
@@ -59,10 +59,7 @@ async fn r3_brokers_survive_the_loss_of_the_stream_leader() {
         let mut cluster = NatsCluster::start(&format!("c{}", std::process::id())).await;
         let stack = Stack::start(client.clone(), &ns, &cluster.url()).await;
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        let broker = |name: &str, replicas: u8| {
-            format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {{name: {name}}}\nspec:\n  stream: {{replicas: {replicas}}}\n")
-        };
-        apply(&ns, &broker("r3", 3));
+        apply(&client, &ns, &replicated_broker("r3", 3)).await;
         await_condition(&brokers, "r3", WAIT, has_condition("Ready", True, None)).await;
         let nats = async_nats::connect(cluster.addrs()).await.expect("connect");
         let js = async_nats::jetstream::new(nats);
@@ -74,7 +71,7 @@ async fn r3_brokers_survive_the_loss_of_the_stream_leader() {
         assert_eq!(placement.replicas.len(), 2, "a leader and two followers: {placement:?}");
 
         // More replicas than nodes: explained, not retried forever in silence.
-        apply(&ns, &broker("r5", 5));
+        apply(&client, &ns, &replicated_broker("r5", 5)).await;
         let r5 = await_condition(
             &brokers,
             "r5",
@@ -87,7 +84,11 @@ async fn r3_brokers_survive_the_loss_of_the_stream_leader() {
 
         // Deliver through R3, kill the stream leader, deliver more.
         let subscriber = Subscriber::accepting().await;
-        apply(&ns, &format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: t}}\nspec:\n  broker: r3\n  subscriber: {{uri: \"{}\"}}\n", subscriber.url));
+        let on_r3 = TriggerSpec {
+            broker: "r3".to_owned(),
+            ..to_uri(&subscriber.url)
+        };
+        apply(&client, &ns, &trigger("t", on_r3)).await;
         await_condition(
             &Api::<herald_api::Trigger>::namespaced(client.clone(), &ns),
             "t",

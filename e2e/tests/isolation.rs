@@ -7,11 +7,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use herald_api::Trigger;
 use herald_api::conditions::ConditionStatus::True;
 use herald_api::trigger::condition;
+use herald_api::{Trigger, TriggerSpec};
 use herald_e2e::http::post;
-use herald_e2e::kubectl::apply;
+use herald_e2e::manifests::{apply, attributes, broker, to_uri, trigger};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
 use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
@@ -52,41 +52,24 @@ async fn look_alike_names_and_wildcard_types_stay_apart() {
             Subscriber::accepting().await,
             Subscriber::accepting().await,
         );
-        apply(
-            &ns,
-            &format!(
-                r#"
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Broker
-metadata: {{name: a}}
-spec: {{}}
----
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Broker
-metadata: {{name: a.b}}
-spec: {{}}
----
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Trigger
-metadata: {{name: on-a-b}}
-spec: {{broker: a.b, subscriber: {{uri: "{}"}}}}
----
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Trigger
-metadata: {{name: on-a-wildcard}}
-spec:
-  broker: a
-  filter: {{attributes: {{type: ">"}}}}
-  subscriber: {{uri: "{}"}}
----
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Trigger
-metadata: {{name: on-a}}
-spec: {{broker: a, subscriber: {{uri: "{}"}}}}
-"#,
-                dotted.url, wildcard.url, everything_a.url
-            ),
-        );
+        for name in ["a", "a.b"] {
+            apply(&client, &ns, &broker(name)).await;
+        }
+        let on = |broker: &str, spec: TriggerSpec| TriggerSpec {
+            broker: broker.to_owned(),
+            ..spec
+        };
+        let wildcard_type = TriggerSpec {
+            filter: attributes([("type", ">")]),
+            ..to_uri(&wildcard.url)
+        };
+        for (name, spec) in [
+            ("on-a-b", on("a.b", to_uri(&dotted.url))),
+            ("on-a-wildcard", on("a", wildcard_type)),
+            ("on-a", on("a", to_uri(&everything_a.url))),
+        ] {
+            apply(&client, &ns, &trigger(name, spec)).await;
+        }
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
         for name in ["on-a-b", "on-a-wildcard", "on-a"] {
             await_condition(
