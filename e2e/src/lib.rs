@@ -206,6 +206,34 @@ where
     }
 }
 
+/// Waits until object `name` is Ready (its `Ready` condition is `True`), or fails the
+/// test after `timeout` showing the object as last seen.
+pub async fn await_ready<K>(api: &Api<K>, name: &str, timeout: Duration) -> K
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned + serde::Serialize + Send + 'static,
+{
+    let ready = has_condition(READY, ConditionStatus::True, None);
+    await_condition(api, name, timeout, ready).await
+}
+
+/// Waits until object `name` is not Ready for `reason`, or fails the test after
+/// `timeout` showing the object as last seen.
+pub async fn await_not_ready<K>(
+    api: &Api<K>,
+    name: &str,
+    reason: &'static str,
+    timeout: Duration,
+) -> K
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned + serde::Serialize + Send + 'static,
+{
+    let not_ready = has_condition(READY, ConditionStatus::False, Some(reason));
+    await_condition(api, name, timeout, not_ready).await
+}
+
+/// The condition type every Herald resource reports readiness with.
+const READY: &str = "Ready";
+
 /// A condition on an object's `status.conditions[type]`: status and, if given, reason.
 #[must_use]
 pub fn has_condition<K>(
@@ -272,16 +300,6 @@ pub fn ready_trigger<'a>(
     Box::pin(async move {
         manifests::apply(client, ns, &manifests::trigger(name, spec)).await;
         let triggers: Api<herald_api::Trigger> = Api::namespaced(client.clone(), ns);
-        await_condition(
-            &triggers,
-            name,
-            wait,
-            has_condition(
-                herald_api::trigger::condition::READY,
-                ConditionStatus::True,
-                None,
-            ),
-        )
-        .await
+        await_ready(&triggers, name, wait).await
     })
 }

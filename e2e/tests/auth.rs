@@ -17,7 +17,10 @@ use herald_e2e::manifests::{
     to_uri, trigger, uri_destination,
 };
 use herald_e2e::stack::Stack;
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_not_ready, await_ready, eventually, has_condition, nats_url,
+    with_temp_ns,
+};
 use kube::Client;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -69,13 +72,7 @@ async fn apply_secure_broker(client: &Client, ns: &str, accept_replies: bool) {
 /// its policy (an unauthenticated probe gets 401).
 async fn guarded_broker_url(herald: &Stack, ns: &str) -> String {
     apply_secure_broker(&herald.brokers.clone().into_client(), ns, false).await;
-    let secure = await_condition(
-        &herald.brokers,
-        "secure",
-        WAIT,
-        has_condition(condition::READY, ConditionStatus::True, None),
-    )
-    .await;
+    let secure = await_ready(&herald.brokers, "secure", WAIT).await;
     let url = secure.status.unwrap().address.unwrap().url;
     eventually("the ingress enforces the policy", WAIT, || async {
         (send(&url, "probe", None).await.status == 401).then_some(())
@@ -128,13 +125,7 @@ async fn only_allowed_senders_get_in() {
         let herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
         apply_secure_broker(&client, &ns, false).await;
         let brokers = herald.brokers.clone();
-        let secure = await_condition(
-            &brokers,
-            "secure",
-            WAIT,
-            has_condition(condition::READY, ConditionStatus::True, None),
-        )
-        .await;
+        let secure = await_ready(&brokers, "secure", WAIT).await;
         let url = secure
             .status
             .as_ref()
@@ -254,13 +245,7 @@ async fn the_example_lets_every_service_account_of_its_namespace_in() {
             &std::fs::read_to_string(example("secure-broker.yaml")).expect("example"),
         );
         apply(&client, &ns, &service_account("anyone")).await;
-        let secure = await_condition(
-            &herald.brokers,
-            "secure",
-            WAIT,
-            has_condition(condition::READY, ConditionStatus::True, None),
-        )
-        .await;
+        let secure = await_ready(&herald.brokers, "secure", WAIT).await;
         let status = secure.status.unwrap();
         assert_eq!(
             status.auth.unwrap().policy,
@@ -295,32 +280,12 @@ async fn a_bad_token_secret_keeps_the_broker_from_ready_until_fixed() {
         };
         apply(&client, &ns, &broker_with("guarded", spec)).await;
         let brokers = herald.brokers.clone();
-        let missing = await_condition(
-            &brokers,
-            "guarded",
-            WAIT,
-            has_condition(
-                condition::READY,
-                ConditionStatus::False,
-                Some("BearerTokenUnavailable"),
-            ),
-        )
-        .await;
+        let missing = await_not_ready(&brokers, "guarded", "BearerTokenUnavailable", WAIT).await;
         let message = ready_message(&missing);
         assert!(message.contains("does not exist"), "{message}");
 
         apply(&client, &ns, &secret("guard-token", "token", "short")).await;
-        let short = await_condition(
-            &brokers,
-            "guarded",
-            WAIT,
-            has_condition(
-                condition::READY,
-                ConditionStatus::False,
-                Some("BearerTokenTooShort"),
-            ),
-        )
-        .await;
+        let short = await_not_ready(&brokers, "guarded", "BearerTokenTooShort", WAIT).await;
         assert!(
             ready_message(&short).contains("at least 32"),
             "{}",
@@ -328,13 +293,7 @@ async fn a_bad_token_secret_keeps_the_broker_from_ready_until_fixed() {
         );
 
         apply(&client, &ns, &secret("guard-token", "token", STATIC_TOKEN)).await;
-        let ready = await_condition(
-            &brokers,
-            "guarded",
-            Duration::from_secs(60),
-            has_condition(condition::READY, ConditionStatus::True, None),
-        )
-        .await;
+        let ready = await_ready(&brokers, "guarded", Duration::from_secs(60)).await;
         let url = ready.status.unwrap().address.unwrap().url;
         eventually("the token is accepted", WAIT, || async {
             (send(&url, "fixed", Some(STATIC_TOKEN)).await.status == 202).then_some(())
@@ -347,17 +306,7 @@ async fn a_bad_token_secret_keeps_the_broker_from_ready_until_fixed() {
             ..BrokerSpec::default()
         };
         apply(&client, &ns, &broker_with("empty", no_method)).await;
-        await_condition(
-            &brokers,
-            "empty",
-            WAIT,
-            has_condition(
-                condition::READY,
-                ConditionStatus::False,
-                Some("InvalidSpec"),
-            ),
-        )
-        .await;
+        await_not_ready(&brokers, "empty", "InvalidSpec", WAIT).await;
     })
     .await;
 }
@@ -400,17 +349,7 @@ async fn deliveries_carry_a_token_the_subscriber_can_review() {
         apply(&client, &ns, &trigger("plain", to_uri(&without.url))).await;
         let triggers: kube::Api<herald_api::Trigger> = kube::Api::namespaced(client.clone(), &ns);
         for name in ["signed", "plain"] {
-            await_condition(
-                &triggers,
-                name,
-                WAIT,
-                has_condition(
-                    herald_api::trigger::condition::READY,
-                    ConditionStatus::True,
-                    None,
-                ),
-            )
-            .await;
+            await_ready(&triggers, name, WAIT).await;
         }
         for id in ["t-1", "t-2"] {
             herald.send(id, "auth.delivery", "/e2e", "{}").await;

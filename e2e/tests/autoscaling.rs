@@ -7,15 +7,17 @@
 use std::time::{Duration, Instant};
 
 use herald_api::Trigger;
-use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::conditions::ConditionStatus::False;
 use herald_api::trigger::condition;
 use herald_api::trigger::{ConsumerSpec, ScalingSpec};
-use herald_e2e::http::post;
 use herald_e2e::kubectl::{self, example};
 use herald_e2e::manifests::{apply, container, pod_of, to_consumer, trigger};
 use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
-use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_not_ready, await_ready, eventually, field, has_condition, nats_url,
+    with_temp_ns,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -49,13 +51,7 @@ async fn burst(stack: &Stack, prefix: &str, count: usize) {
             .iter()
             .map(|id| serde_json::json!({"specversion": "1.0", "id": id, "type": TYPE, "source": "e2e", "data": {"n": 1}}))
             .collect();
-        let answer = post(
-            &stack.broker_url(),
-            &[("content-type", "application/cloudevents-batch+json")],
-            serde_json::to_vec(&batch).expect("json"),
-        )
-        .await;
-        assert_eq!(answer.status, 202, "batch refused: {}", answer.body);
+        stack.send_batch(&batch).await;
     }
 }
 
@@ -130,13 +126,7 @@ async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
         );
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        await_condition(
-            &triggers,
-            "orders-worker",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&triggers, "orders-worker", WAIT).await;
         let deployment = deployments
             .get("orders-worker-consumer")
             .await
@@ -276,13 +266,7 @@ async fn unusable_consumers_are_reported_in_conditions() {
         assert!(ready.contains("Not_Valid"), "{ready}");
         // A scaling policy that cannot hold.
         apply(&client, &ns, &trigger("bad-scaling", consumer_of("a", 5))).await;
-        let bad = await_condition(
-            &triggers,
-            "bad-scaling",
-            WAIT,
-            has_condition(condition::READY, False, Some("InvalidConsumer")),
-        )
-        .await;
+        let bad = await_not_ready(&triggers, "bad-scaling", "InvalidConsumer", WAIT).await;
         assert!(
             field(&bad, "/status/conditions")
                 .to_string()
@@ -290,13 +274,7 @@ async fn unusable_consumers_are_reported_in_conditions() {
         );
         // Fixing it deploys.
         apply(&client, &ns, &trigger("bad-scaling", consumer_of("a", 0))).await;
-        await_condition(
-            &triggers,
-            "bad-scaling",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&triggers, "bad-scaling", WAIT).await;
     })
     .await;
 }

@@ -3,12 +3,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use herald_api::broker::condition;
-use herald_api::conditions::ConditionStatus::{False, True};
 use herald_api::{Broker, naming};
 use herald_e2e::kubectl::{apply, apply_refused, example, kubectl};
 use herald_e2e::process::{NatsServer, Operator};
-use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_not_ready, await_ready, eventually, field, nats_url, with_temp_ns};
 use kube::Api;
 use kube::api::DeleteParams;
 
@@ -71,13 +69,7 @@ async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion()
             &std::fs::read_to_string(example("broker.yaml")).unwrap(),
         );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
-        let broker = await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        let broker = await_ready(&brokers, "default", WAIT).await;
         assert_eq!(
             field(&broker, "/status/address/url"),
             format!("http://ingress.test/{ns}/default").as_str()
@@ -113,13 +105,7 @@ async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion()
                 .unwrap()
                 .replace("storage: file", "storage: memory"),
         );
-        let broker = await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, False, Some("StreamChangeNotAllowed")),
-        )
-        .await;
+        let broker = await_not_ready(&brokers, "default", "StreamChangeNotAllowed", WAIT).await;
         assert!(
             field(&broker, "/status/conditions/1/message")
                 .as_str()
@@ -195,13 +181,7 @@ async fn a_stream_herald_did_not_create_is_never_touched() {
             &std::fs::read_to_string(example("broker.yaml")).unwrap(),
         );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
-        await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, False, Some("StreamNotOwned")),
-        )
-        .await;
+        await_not_ready(&brokers, "default", "StreamNotOwned", WAIT).await;
         brokers
             .delete("default", &DeleteParams::default())
             .await
@@ -234,35 +214,17 @@ async fn nats_outage_turns_the_broker_not_ready_and_it_heals() {
             &std::fs::read_to_string(example("broker.yaml")).unwrap(),
         );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
-        await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&brokers, "default", WAIT).await;
 
         nats.stop().await;
-        let broker = await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, False, Some("NatsUnavailable")),
-        )
-        .await;
+        let broker = await_not_ready(&brokers, "default", "NatsUnavailable", WAIT).await;
         println!(
             "while NATS is down: {}",
             field(&broker, "/status/conditions/1/message")
         );
 
         nats.restart().await;
-        await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&brokers, "default", WAIT).await;
         let stream = naming::stream_name(&ns, "default");
         assert!(
             stream_config(&nats.url(), &stream).await.is_some(),

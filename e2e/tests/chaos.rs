@@ -20,7 +20,7 @@ use herald_e2e::manifests::{apply, replicated_broker, to_uri};
 use herald_e2e::process::{NatsCluster, NatsServer, Operator};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, has_condition, with_temp_ns};
+use herald_e2e::{await_ready, with_temp_ns};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -263,13 +263,7 @@ async fn nothing_accepted_is_lost_while_components_and_nodes_die() {
                 .await;
         apply(&client, &ns, &replicated_broker("chaos", 3)).await;
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        await_condition(
-            &brokers,
-            "chaos",
-            WAIT,
-            has_condition("Ready", herald_api::ConditionStatus::True, None),
-        )
-        .await;
+        await_ready(&brokers, "chaos", WAIT).await;
         let subscriber = sink(&client, &ns, "chaos").await;
         let mut load = Load::start(
             &format!("{}/{ns}/chaos", stack.ingress.url()),
@@ -403,13 +397,7 @@ async fn nothing_accepted_is_lost_when_the_stream_leader_is_cut_off() {
         let stack = Stack::start(client.clone(), &ns, &cluster.url()).await;
         apply(&client, &ns, &replicated_broker("chaos", 3)).await;
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        await_condition(
-            &brokers,
-            "chaos",
-            WAIT,
-            has_condition("Ready", herald_api::ConditionStatus::True, None),
-        )
-        .await;
+        await_ready(&brokers, "chaos", WAIT).await;
         // Make the node behind the link the stream leader, so the cut costs the most.
         let js = async_nats::jetstream::new(
             async_nats::connect(cluster.addrs()).await.expect("connect"),

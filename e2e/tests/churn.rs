@@ -16,15 +16,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herald_api::conditions::ConditionStatus::True;
-use herald_api::trigger::condition;
 use herald_api::{DeliverySpec, Trigger, TriggerSpec};
 use herald_e2e::http::try_post;
 use herald_e2e::kubectl::{self, example};
 use herald_e2e::manifests::{apply, retries, to_uri, trigger};
 use herald_e2e::process::{Dispatcher, Ingress, Operator};
 use herald_e2e::subscriber::{Answer, Subscriber};
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_ready, eventually, nats_url, with_temp_ns};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -192,7 +190,7 @@ async fn the_shared_dispatcher_survives_churn() {
         kubectl::apply(&steady_ns, &std::fs::read_to_string(example("broker.yaml")).expect("example"));
         apply(&client, &steady_ns, &trigger("steady", to_uri(&steady.url))).await;
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &steady_ns);
-        await_condition(&triggers, "steady", WAIT, has_condition(condition::READY, True, None)).await;
+        await_ready(&triggers, "steady", WAIT).await;
         let steady_url = format!("{}/{steady_ns}/default", ingress.url());
         eventually("the steady Trigger receives", WAIT, || async {
             send(&steady_url, "probe", "/steady").await;
@@ -281,7 +279,7 @@ async fn the_shared_dispatcher_survives_churn() {
         // A new Trigger after the churn gets its first event.
         let fresh = Subscriber::accepting().await;
         apply(&client, &steady_ns, &trigger("fresh", to_uri(&fresh.url))).await;
-        await_condition(&triggers, "fresh", WAIT, has_condition(condition::READY, True, None)).await;
+        await_ready(&triggers, "fresh", WAIT).await;
         let first_sent = Instant::now();
         assert_eq!(send(&steady_url, "fresh-1", "/steady").await, 202);
         fresh.wait_for("the new Trigger's first event", WAIT, |d| !d.is_empty()).await;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::conditions::ConditionStatus::True;
 use herald_api::naming;
 use herald_api::{Broker, TriggerSpec};
 use herald_e2e::http::post;
@@ -13,7 +13,9 @@ use herald_e2e::manifests::{apply, replicated_broker, to_uri, trigger};
 use herald_e2e::process::NatsCluster;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, field, has_condition, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_not_ready, await_ready, field, has_condition, with_temp_ns,
+};
 use kube::Api;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -60,7 +62,7 @@ async fn r3_brokers_survive_the_loss_of_the_stream_leader() {
         let stack = Stack::start(client.clone(), &ns, &cluster.url()).await;
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
         apply(&client, &ns, &replicated_broker("r3", 3)).await;
-        await_condition(&brokers, "r3", WAIT, has_condition("Ready", True, None)).await;
+        await_ready(&brokers, "r3", WAIT).await;
         let nats = async_nats::connect(cluster.addrs()).await.expect("connect");
         let js = async_nats::jetstream::new(nats);
         let stream_name = naming::stream_name(&ns, "r3");
@@ -72,12 +74,7 @@ async fn r3_brokers_survive_the_loss_of_the_stream_leader() {
 
         // More replicas than nodes: explained, not retried forever in silence.
         apply(&client, &ns, &replicated_broker("r5", 5)).await;
-        let r5 = await_condition(
-            &brokers,
-            "r5",
-            WAIT,
-            has_condition("Ready", False, Some("ReplicasUnplaceable")),
-        )
+        let r5 = await_not_ready(&brokers, "r5", "ReplicasUnplaceable", WAIT)
         .await;
         println!("replicas 5 on 3 nodes: {}", field(&r5, "/status/conditions"));
         assert!(field(&r5, "/status/conditions").to_string().contains("lower spec.stream.replicas"));

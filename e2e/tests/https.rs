@@ -9,8 +9,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use herald_api::Broker;
-use herald_api::broker::condition as broker_condition;
-use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::conditions::ConditionStatus::False;
 use herald_api::trigger::condition;
 use herald_api::{DeliverySpec, Trigger, TriggerSpec};
 use herald_e2e::certs::{TestPki, presented_certificate};
@@ -19,7 +18,7 @@ use herald_e2e::manifests::{self, broker_destination, cron_to, event_source, to_
 use herald_e2e::process::{Dispatcher, Ingress, Operator, Sources, herald_command};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_condition, await_ready, eventually, has_condition, nats_url, with_temp_ns};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -128,13 +127,7 @@ async fn a_trigger_s_own_ca_certs_are_trusted_for_its_subscriber() {
         let ca = std::fs::read_to_string(pki.file("ca.crt")).expect("the test CA");
         trigger_with_ca_certs(&ns, "own-ca", &subscriber.url, &ca);
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
-        await_condition(
-            &triggers,
-            "own-ca",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&triggers, "own-ca", WAIT).await;
         stack.send("own-ca-event", "t", "s", "{}").await;
         subscriber
             .wait_for("the event over https, trusted through caCerts", WAIT, |d| {
@@ -193,13 +186,7 @@ async fn the_ingress_serves_https_and_renews_its_certificate_in_place() {
             &std::fs::read_to_string(example("broker.yaml")).expect("examples/broker.yaml"),
         );
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        let broker = await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(broker_condition::READY, True, None),
-        )
-        .await;
+        let broker = await_ready(&brokers, "default", WAIT).await;
         let address = broker.status.and_then(|s| s.address).map(|a| a.url);
         assert_eq!(address, Some(format!("{}/{ns}/default", ingress.url())));
         let _dispatcher = Dispatcher::start(&ns, &nats).await;

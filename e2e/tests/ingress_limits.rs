@@ -5,12 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use herald_api::broker::condition;
-use herald_api::conditions::ConditionStatus::True;
 use herald_e2e::http::{post, stalled_request};
 use herald_e2e::manifests::{apply, broker};
 use herald_e2e::stack::Stack;
-use herald_e2e::{await_condition, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_ready, nats_url, with_temp_ns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -85,13 +83,7 @@ async fn headers_bodies_and_concurrency_are_bounded() {
         // Retry-After, another Broker is still served, and after the stalled ones
         // time out the Broker takes events again.
         apply(&client, &ns, &broker("other")).await;
-        await_condition(
-            &stack.brokers,
-            "other",
-            Duration::from_secs(30),
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&stack.brokers, "other", Duration::from_secs(30)).await;
         let other_url = url.replace("/default", "/other");
         herald_e2e::eventually(
             "the ingress serves the other Broker",

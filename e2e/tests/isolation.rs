@@ -7,14 +7,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use herald_api::conditions::ConditionStatus::True;
-use herald_api::trigger::condition;
 use herald_api::{Trigger, TriggerSpec};
 use herald_e2e::http::post;
 use herald_e2e::manifests::{apply, attributes, broker, to_uri, trigger};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_ready, eventually, nats_url, with_temp_ns};
 use kube::Api;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -72,13 +70,7 @@ async fn look_alike_names_and_wildcard_types_stay_apart() {
         }
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
         for name in ["on-a-b", "on-a-wildcard", "on-a"] {
-            await_condition(
-                &triggers,
-                name,
-                WAIT,
-                has_condition(condition::READY, True, None),
-            )
-            .await;
+            await_ready(&triggers, name, WAIT).await;
         }
         let dotted_broker = stack.brokers.get_status("a.b").await.unwrap();
         assert_eq!(

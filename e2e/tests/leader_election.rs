@@ -3,11 +3,9 @@
 use std::time::Duration;
 
 use herald_api::Broker;
-use herald_api::broker::condition;
-use herald_api::conditions::ConditionStatus::True;
 use herald_e2e::kubectl::{apply, example};
 use herald_e2e::process::{HeraldCommand, Operator, free_port};
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_ready, eventually, nats_url, with_temp_ns};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
@@ -36,13 +34,7 @@ async fn only_the_leader_reconciles_and_the_follower_takes_over() {
         let manifest = std::fs::read_to_string(example("broker.yaml")).unwrap();
         apply(&ns, &manifest);
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        await_condition(
-            &brokers,
-            "default",
-            Duration::from_secs(30),
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&brokers, "default", Duration::from_secs(30)).await;
         // Give a misbehaving follower every chance to reconcile too.
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(a.metric(RECONCILES).await >= 1.0, "the leader reconciled");
@@ -61,13 +53,7 @@ async fn only_the_leader_reconciles_and_the_follower_takes_over() {
         )
         .await;
         apply(&ns, &manifest.replace("name: default", "name: second"));
-        await_condition(
-            &brokers,
-            "second",
-            Duration::from_secs(30),
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&brokers, "second", Duration::from_secs(30)).await;
         assert!(
             b.metric(RECONCILES).await >= 1.0,
             "the new leader reconciles"

@@ -12,7 +12,6 @@ use std::time::Duration;
 use herald_api::common::Ordering;
 use herald_api::trigger::ScalingSpec;
 use herald_api::{DeliverySpec, Trigger, TriggerSpec};
-use herald_e2e::http::post;
 use herald_e2e::manifests::{
     consumer, exact, from_all, pattern, prefix, scaling, to_consumer, to_uri,
 };
@@ -39,13 +38,7 @@ async fn send_batch(stack: &Stack, ids: &[String], source: &str, amount: u32) {
             .iter()
             .map(|id| serde_json::json!({"specversion": "1.0", "id": id, "type": "order.created", "source": source, "datacontenttype": "application/json", "data": {"amount": amount}}))
             .collect();
-        let answer = post(
-            &stack.broker_url(),
-            &[("content-type", "application/cloudevents-batch+json")],
-            serde_json::to_vec(&batch).expect("json"),
-        )
-        .await;
-        assert_eq!(answer.status, 202, "batch refused: {}", answer.body);
+        stack.send_batch(&batch).await;
     }
 }
 

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use herald_api::conditions::ConditionStatus::{False, True};
 use herald_api::eventsource::{
     KubernetesResource, KubernetesSource, NatsJetStreamSource, NatsSource,
 };
@@ -18,7 +17,7 @@ use herald_e2e::manifests::{
 use herald_e2e::process::Sources;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_not_ready, await_ready, field, nats_url, with_temp_ns};
 use herald_sources::signature::sign;
 use kube::{Api, Client};
 
@@ -77,19 +76,13 @@ async fn not_ready(
 ) -> String {
     apply(client, ns, &event_source(name, spec)).await;
     let sources: Api<EventSource> = Api::namespaced(client.clone(), ns);
-    let refused = await_condition(
-        &sources,
-        name,
-        WAIT,
-        has_condition("Ready", False, Some(reason)),
-    )
-    .await;
+    let refused = await_not_ready(&sources, name, reason, WAIT).await;
     field(&refused, "/status/conditions").to_string()
 }
 
 async fn source_ready(client: &Client, ns: &str, name: &str) -> EventSource {
     let sources: Api<EventSource> = Api::namespaced(client.clone(), ns);
-    await_condition(&sources, name, WAIT, has_condition("Ready", True, None)).await
+    await_ready(&sources, name, WAIT).await
 }
 
 #[tokio::test]
@@ -488,13 +481,7 @@ async fn kubernetes_changes_become_events_as_the_named_service_account() {
         )
         .await;
         let sources: Api<EventSource> = Api::namespaced(client.clone(), &ns);
-        let denied = await_condition(
-            &sources,
-            "secret-watch",
-            WAIT,
-            has_condition("Ready", False, Some("Forbidden")),
-        )
-        .await;
+        let denied = await_not_ready(&sources, "secret-watch", "Forbidden", WAIT).await;
         assert!(
             field(&denied, "/status/conditions")
                 .to_string()

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_api::conditions::ConditionStatus::True;
 use herald_api::{BrokerSpec, EventSource, TriggerSpec};
 use herald_e2e::kubectl::{self, example};
 use herald_e2e::manifests::{
@@ -14,7 +13,7 @@ use herald_e2e::manifests::{
 use herald_e2e::process::Sources;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_ready, nats_url, with_temp_ns};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -76,7 +75,7 @@ fn producer(name: &str) -> Deployment {
 
 async fn source_ready(client: &Client, ns: &str, name: &str) -> EventSource {
     let sources: Api<EventSource> = Api::namespaced(client.clone(), ns);
-    await_condition(&sources, name, WAIT, has_condition("Ready", True, None)).await
+    await_ready(&sources, name, WAIT).await
 }
 
 fn env_of(deployment: &k8s_openapi::api::apps::v1::Deployment, var: &str) -> Option<String> {

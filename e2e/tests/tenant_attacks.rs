@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::conditions::ConditionStatus::False;
 use herald_api::eventsource::{NatsJetStreamSource, NatsSource};
 use herald_api::{
     BrokerSpec, DeliverySpec, Destination, EventSource, EventSourceSpec, TriggerSpec,
@@ -18,7 +18,9 @@ use herald_e2e::manifests::{
 use herald_e2e::process::{Dispatcher, Ingress, Operator, Sources};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_not_ready, await_ready, field, has_condition, nats_url, with_temp_ns,
+};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{Api, Client};
@@ -156,20 +158,14 @@ async fn a_nats_source_on_herald_s_connection_cannot_reach_another_namespace_s_e
             .await;
         }
         for (name, _, why) in &attempts {
-            let refused = await_condition(
-                &sources,
-                name,
-                WAIT,
-                has_condition("Ready", False, Some("InvalidSpec")),
-            )
-            .await;
+            let refused = await_not_ready(&sources, name, "InvalidSpec", WAIT).await;
             let conditions = field(&refused, "/status/conditions").to_string();
             assert!(conditions.contains(why), "{name}: {conditions}");
         }
         // What the attacker may read through Herald's connection works.
         let own = subject(&format!("legacy.{attacker}.>"));
         manifests::apply(&client, &attacker, &nats_source("own", &loot.url, own)).await;
-        await_condition(&sources, "own", WAIT, has_condition("Ready", True, None)).await;
+        await_ready(&sources, "own", WAIT).await;
         publish_until_delivered(&format!("legacy.{attacker}"), &loot).await;
         loot.wait_for("the attacker's own subject", WAIT, |d| !d.is_empty())
             .await;
@@ -288,17 +284,10 @@ async fn a_broker_cannot_take_more_of_jetstream_than_the_platform_allows() {
         manifests::apply(&client, &ns, &broker_with("greedy", greedy)).await;
         manifests::apply(&client, &ns, &broker("plain")).await;
         let brokers: Api<herald_api::Broker> = Api::namespaced(client.clone(), &ns);
-        let greedy = await_condition(
-            &brokers,
-            "greedy",
-            WAIT,
-            has_condition("Ready", False, Some("InvalidSpec")),
-        )
-        .await;
+        let greedy = await_not_ready(&brokers, "greedy", "InvalidSpec", WAIT).await;
         let conditions = field(&greedy, "/status/conditions").to_string();
         assert!(conditions.contains("--max-stream-bytes"), "{conditions}");
-        let plain =
-            await_condition(&brokers, "plain", WAIT, has_condition("Ready", True, None)).await;
+        let plain = await_ready(&brokers, "plain", WAIT).await;
         let stream_name = plain
             .status
             .and_then(|s| s.stream_name)

@@ -12,7 +12,9 @@ use herald_e2e::kubectl::{apply, example};
 use herald_e2e::manifests::{self, retries_then_dead_letter, to_uri, trigger};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, has_condition, nats_url, ready_trigger, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_ready, has_condition, nats_url, ready_trigger, with_temp_ns,
+};
 use kube::Api;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -42,13 +44,7 @@ async fn the_example_transforms_reshape_what_subscribers_receive() {
         apply(&ns, &manifest);
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
         for name in ["orders-to-crm", "orders-to-chat"] {
-            let t = await_condition(
-                &triggers,
-                name,
-                WAIT,
-                has_condition(condition::READY, ConditionStatus::True, None),
-            )
-            .await;
+            let t = await_ready(&triggers, name, WAIT).await;
             let conditions = &t.status.as_ref().expect("status").conditions;
             let valid = herald_api::conditions::find(conditions, condition::TRANSFORM_VALID);
             assert_eq!(

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::conditions::ConditionStatus::True;
 use herald_api::trigger::condition;
 use herald_api::{Trigger, TriggerSpec};
 use herald_e2e::kubectl::{apply, example};
 use herald_e2e::manifests::{self, cesql, to_uri};
 use herald_e2e::process::Operator;
-use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_not_ready, await_ready, field, has_condition, nats_url, with_temp_ns};
 use kube::Api;
 use kube::runtime::wait::Condition as _;
 
@@ -26,26 +26,14 @@ async fn triggers_report_filter_and_broker_problems_and_heal() {
             &ns,
             &std::fs::read_to_string(example("trigger.yaml")).unwrap(),
         );
-        await_condition(
-            &triggers,
-            "orders-to-billing",
-            WAIT,
-            has_condition(condition::READY, False, Some("BrokerNotFound")),
-        )
-        .await;
+        await_not_ready(&triggers, "orders-to-billing", "BrokerNotFound", WAIT).await;
 
         // Its Broker appears: the Trigger heals and becomes Ready, with its consumer.
         apply(
             &ns,
             &std::fs::read_to_string(example("broker.yaml")).unwrap(),
         );
-        let trigger = await_condition(
-            &triggers,
-            "orders-to-billing",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        let trigger = await_ready(&triggers, "orders-to-billing", WAIT).await;
         for c in [
             condition::FILTER_VALID,
             condition::BROKER_READY,
@@ -72,13 +60,7 @@ async fn triggers_report_filter_and_broker_problems_and_heal() {
             ..to_uri("http://x")
         };
         manifests::apply(&client, &ns, &manifests::trigger("broken", broken)).await;
-        let broken = await_condition(
-            &triggers,
-            "broken",
-            WAIT,
-            has_condition(condition::READY, False, Some("InvalidFilter")),
-        )
-        .await;
+        let broken = await_not_ready(&triggers, "broken", "InvalidFilter", WAIT).await;
         let message = field(&broken, "/status/conditions/0/message");
         assert!(
             message
