@@ -259,6 +259,20 @@ where
     }
 }
 
+/// Deletes object `name` and waits up to `timeout` until it is gone (its finalizers ran).
+pub async fn delete_and_await_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned,
+{
+    api.delete(name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    eventually(&format!("{name} is gone"), timeout, || async {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
 /// Reads a value at a JSON pointer of an object, e.g. `/status/address/url`.
 pub fn field<K: serde::Serialize>(obj: &K, pointer: &str) -> Value {
     serde_json::to_value(obj)

@@ -238,3 +238,24 @@ impl Drop for NatsCluster {
         }
     }
 }
+
+/// Waits up to `timeout` until JetStream consumer `durable` of `stream` has nothing
+/// pending and nothing unacknowledged: every message it got was acked.
+pub async fn await_consumer_drained(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    durable: &str,
+    timeout: std::time::Duration,
+) {
+    crate::eventually(
+        &format!("consumer {durable} of {stream} acknowledged everything"),
+        timeout,
+        || async {
+            let consumer: async_nats::jetstream::consumer::PullConsumer =
+                js.get_consumer_from_stream(durable, stream).await.ok()?;
+            let info = consumer.cached_info();
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        },
+    )
+    .await;
+}

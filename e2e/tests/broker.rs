@@ -6,9 +6,10 @@ use async_nats::jetstream;
 use herald_api::{Broker, naming};
 use herald_e2e::kubectl::{apply, apply_refused, example, kubectl};
 use herald_e2e::process::{NatsServer, Operator};
-use herald_e2e::{await_not_ready, await_ready, eventually, field, nats_url, with_temp_ns};
+use herald_e2e::{
+    await_not_ready, await_ready, delete_and_await_gone, eventually, field, nats_url, with_temp_ns,
+};
 use kube::Api;
-use kube::api::DeleteParams;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -121,19 +122,7 @@ async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion()
         );
 
         // Deleting the Broker deletes its stream (finalizer).
-        brokers
-            .delete("default", &DeleteParams::default())
-            .await
-            .unwrap();
-        eventually("Broker is gone", WAIT, || async {
-            brokers
-                .get_opt("default")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        delete_and_await_gone(&brokers, "default", WAIT).await;
         assert!(
             stream_config(&nats_url(), &stream).await.is_none(),
             "stream {stream} survived its Broker"
@@ -182,19 +171,7 @@ async fn a_stream_herald_did_not_create_is_never_touched() {
         );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
         await_not_ready(&brokers, "default", "StreamNotOwned", WAIT).await;
-        brokers
-            .delete("default", &DeleteParams::default())
-            .await
-            .unwrap();
-        eventually("Broker is gone", WAIT, || async {
-            brokers
-                .get_opt("default")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        delete_and_await_gone(&brokers, "default", WAIT).await;
         let config = stream_config(&nats_url(), &stream)
             .await
             .expect("foreign stream must survive");

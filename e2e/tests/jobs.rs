@@ -13,6 +13,7 @@ use herald_api::job::{ATTEMPT_ANNOTATION, EventJobSpec, JOB_TRIGGER_LABEL};
 use herald_api::naming;
 use herald_e2e::kubectl::{apply, example};
 use herald_e2e::manifests::{container, pod_of, retries_then_dead_letter};
+use herald_e2e::nats::await_consumer_drained;
 use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
@@ -46,20 +47,7 @@ async fn queue_empties(ns: &str, trigger: &str) {
     let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("NATS"));
     let stream = naming::queue_stream_name(ns, "default");
     let durable = naming::consumer_name(trigger);
-    eventually(
-        "the Trigger's queue is empty (every event acked)",
-        WAIT,
-        || {
-            let (js, stream, durable) = (js.clone(), stream.clone(), durable.clone());
-            async move {
-                let consumer: async_nats::jetstream::consumer::PullConsumer =
-                    js.get_consumer_from_stream(&durable, &stream).await.ok()?;
-                let info = consumer.cached_info();
-                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-            }
-        },
-    )
-    .await;
+    await_consumer_drained(&js, &stream, &durable, WAIT).await;
 }
 
 /// A job Trigger spec on Broker `default` whose container runs `script` with `sh -c`.

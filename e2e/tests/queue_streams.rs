@@ -12,7 +12,7 @@ use herald_e2e::manifests::{consumer, exact, scaling, to_consumer, to_uri};
 use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{eventually, field, nats_url, with_temp_ns};
+use herald_e2e::{delete_and_await_gone, eventually, field, nats_url, with_temp_ns};
 use kube::api::DeleteParams;
 use kube::{Api, Client};
 
@@ -151,14 +151,7 @@ async fn queues_spread_over_bounded_streams_and_every_trigger_gets_its_events() 
 
         // A freed place is taken by the next queue; the other queues stay where they are.
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
-        triggers
-            .delete("t1", &DeleteParams::default())
-            .await
-            .expect("delete t1");
-        eventually("t1 is gone", WAIT, || async {
-            triggers.get_opt("t1").await.ok()?.is_none().then_some(())
-        })
-        .await;
+        delete_and_await_gone(&triggers, "t1", WAIT).await;
         let late = Subscriber::accepting().await;
         let t5 = ready_trigger(&client, &ns, "t5", only_from("/t5", to_uri(&late.url))).await;
         assert_eq!(

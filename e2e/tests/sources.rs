@@ -14,6 +14,7 @@ use herald_e2e::manifests::{
     apply, attributes, broker_destination, cron_to, event_source, prefix, source_to, to_uri,
     uri_destination,
 };
+use herald_e2e::nats::await_consumer_drained;
 use herald_e2e::process::Sources;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
@@ -278,21 +279,7 @@ async fn stored_messages_are_forwarded_and_acked(
         })
         .await;
     let durable = format!("herald_{ns}_from-stream");
-    herald_e2e::eventually(
-        "the durable consumer has acknowledged everything",
-        WAIT,
-        || {
-            let js = js.clone();
-            let (stream, durable) = (stream.clone(), durable.clone());
-            async move {
-                let consumer: async_nats::jetstream::consumer::PullConsumer =
-                    js.get_consumer_from_stream(&durable, &stream).await.ok()?;
-                let info = consumer.cached_info();
-                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-            }
-        },
-    )
-    .await;
+    await_consumer_drained(&js, &stream, &durable, WAIT).await;
 }
 
 #[tokio::test]
