@@ -158,37 +158,32 @@ pub fn attributes<const N: usize>(pairs: [(&str, &str); N]) -> Option<Attributes
 /// A `prefix` filter: every attribute starts with its value.
 #[must_use]
 pub fn prefix<const N: usize>(pairs: [(&str, &str); N]) -> SubscriptionsApiFilter {
-    SubscriptionsApiFilter {
-        prefix: Some(string_map(pairs)),
-        ..SubscriptionsApiFilter::default()
-    }
+    filter(|f| f.prefix = Some(string_map(pairs)))
 }
 
 /// An `exact` filter: every attribute equals its value.
 #[must_use]
 pub fn exact<const N: usize>(pairs: [(&str, &str); N]) -> SubscriptionsApiFilter {
-    SubscriptionsApiFilter {
-        exact: Some(string_map(pairs)),
-        ..SubscriptionsApiFilter::default()
-    }
+    filter(|f| f.exact = Some(string_map(pairs)))
 }
 
 /// A CESQL filter.
 #[must_use]
 pub fn cesql(expression: &str) -> SubscriptionsApiFilter {
-    SubscriptionsApiFilter {
-        cesql: Some(expression.to_owned()),
-        ..SubscriptionsApiFilter::default()
-    }
+    filter(|f| f.cesql = Some(expression.to_owned()))
 }
 
 /// An EventBridge-style content pattern filter.
 #[must_use]
 pub fn pattern(pattern: serde_json::Value) -> SubscriptionsApiFilter {
-    SubscriptionsApiFilter {
-        pattern: Some(pattern),
-        ..SubscriptionsApiFilter::default()
-    }
+    filter(|f| f.pattern = Some(pattern))
+}
+
+/// A filter of one dialect, the one `set` fills in.
+fn filter(set: impl FnOnce(&mut SubscriptionsApiFilter)) -> SubscriptionsApiFilter {
+    let mut filter = SubscriptionsApiFilter::default();
+    set(&mut filter);
+    filter
 }
 
 /// Start with every event the Broker still holds (`startPosition: {from: all}`).

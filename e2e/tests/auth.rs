@@ -521,11 +521,7 @@ async fn a_guarded_broker_takes_replies_only_when_it_says_so() {
             replier.requests_with("prefer", "reply") >= 1,
             "once replies are accepted, deliveries say Prefer: reply"
         );
-        let delivered_ids: Vec<String> = downstream
-            .deliveries()
-            .iter()
-            .map(|(e, _)| e.id().to_owned())
-            .collect();
+        let delivered_ids = downstream.delivered_ids();
         assert!(
             !delivered_ids.contains(&"reply-to-r-1".to_owned()),
             "a reply entered the guarded Broker: {delivered_ids:?}"

@@ -191,9 +191,8 @@ impl Load {
             // Counting is cheap; the distinct ids are checked once the count allows it.
             if subscriber.count() >= total
                 && subscriber
-                    .deliveries()
-                    .iter()
-                    .map(|(e, _)| e.id().to_owned())
+                    .delivered_ids()
+                    .into_iter()
                     .collect::<HashSet<_>>()
                     .len()
                     >= total
@@ -240,6 +239,13 @@ impl Load {
 
 /// The chaos runs take turns: one restarts the apiserver every test shares.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The node that leads JetStream stream `name` now, if any.
+async fn stream_leader(js: &async_nats::jetstream::Context, name: &str) -> Option<String> {
+    let mut stream = js.get_stream(name).await.expect("stream");
+    let info = stream.info().await.expect("info");
+    info.cluster.clone().and_then(|c| c.leader)
+}
 
 /// A Trigger `sink` on `broker` delivering to a new subscriber, Ready.
 async fn sink(client: &kube::Client, ns: &str, broker: &str) -> Arc<Subscriber> {
@@ -290,17 +296,8 @@ async fn nothing_accepted_is_lost_while_components_and_nodes_die() {
         .await;
         let nats = async_nats::connect(cluster.addrs()).await.expect("connect");
         let js = async_nats::jetstream::new(nats);
-        let mut stream = js
-            .get_stream(naming::stream_name(&ns, "chaos"))
+        let leader = stream_leader(&js, &naming::stream_name(&ns, "chaos"))
             .await
-            .expect("stream");
-        let leader = stream
-            .info()
-            .await
-            .expect("info")
-            .cluster
-            .clone()
-            .and_then(|c| c.leader)
             .expect("leader");
         let node = cluster
             .nodes
@@ -405,14 +402,7 @@ async fn nothing_accepted_is_lost_when_the_stream_leader_is_cut_off() {
         let stream_name = naming::stream_name(&ns, "chaos");
         let isolated = cluster.nodes[2].name.clone();
         for _ in 0..20 {
-            let mut stream = js.get_stream(&stream_name).await.expect("stream");
-            let leader = stream
-                .info()
-                .await
-                .expect("info")
-                .cluster
-                .clone()
-                .and_then(|c| c.leader);
+            let leader = stream_leader(&js, &stream_name).await;
             if leader.as_deref() == Some(isolated.as_str()) {
                 println!("stream leader: {isolated} (behind the link)");
                 break;

@@ -34,11 +34,7 @@ async fn send(ingress: &str, ns: &str, broker: &str, id: &str, type_: &str) {
 }
 
 fn received(subscriber: &Subscriber) -> BTreeSet<String> {
-    subscriber
-        .deliveries()
-        .iter()
-        .map(|(e, _)| e.id().to_owned())
-        .collect()
+    subscriber.delivered_ids().into_iter().collect()
 }
 
 #[tokio::test]

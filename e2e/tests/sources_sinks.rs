@@ -23,9 +23,10 @@ use kube::{Api, Client};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Broker `guarded` only ServiceAccount `herald-sources` (the adapter's) may send to,
-/// and Trigger `ticks` from it to `subscriber`, Ready.
-async fn guarded_broker_and_trigger(client: &Client, ns: &str, subscriber: &str) {
+/// and Trigger `ticks` from it to the subscriber returned, Ready.
+async fn guarded_broker_and_trigger(client: &Client, ns: &str) -> Subscriber {
     apply(client, ns, &service_account("herald-sources")).await;
+    let subscriber = Subscriber::accepting().await;
     let spec = BrokerSpec {
         auth: Some(service_account_auth(&[(ns, "herald-sources")])),
         ..BrokerSpec::default()
@@ -33,9 +34,10 @@ async fn guarded_broker_and_trigger(client: &Client, ns: &str, subscriber: &str)
     apply(client, ns, &broker_with("guarded", spec)).await;
     let ticks = TriggerSpec {
         broker: "guarded".to_owned(),
-        ..to_uri(subscriber)
+        ..to_uri(&subscriber.url)
     };
     herald_e2e::ready_trigger(client, ns, "ticks", ticks, WAIT).await;
+    subscriber
 }
 
 /// A Deployment at zero replicas labelled `app: order-producer` (what the example's
@@ -168,8 +170,7 @@ async fn a_source_sends_to_a_broker_that_requires_a_token() {
     with_temp_ns("cron-auth", |client, ns| async move {
         let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         // A Broker only the adapter's ServiceAccount may send to.
-        let subscriber = Subscriber::accepting().await;
-        guarded_broker_and_trigger(&client, &ns, &subscriber.url).await;
+        let subscriber = guarded_broker_and_trigger(&client, &ns).await;
         let account = format!("{ns}/herald-sources");
         let _adapter =
             Sources::start_with(&ns, &nats_url(), &["--token-service-account", &account]).await;
@@ -208,8 +209,7 @@ async fn a_source_cannot_lend_the_adapter_s_token_to_another_namespace_s_broker(
             Operator::start_with_ingress(&watched, &nats_url(), "solo", &ingress.url()).await;
         let _dispatcher = Dispatcher::start(&watched, &nats_url()).await;
         // The victim's Broker lets the shared adapter in (for the victim's own sources).
-        let subscriber = Subscriber::accepting().await;
-        guarded_broker_and_trigger(&client, &victim, &subscriber.url).await;
+        let subscriber = guarded_broker_and_trigger(&client, &victim).await;
         let brokers: Api<herald_api::Broker> = Api::namespaced(client.clone(), &victim);
         let guarded = brokers.get("guarded").await.expect("Broker");
         let url = guarded
