@@ -259,3 +259,26 @@ pub async fn await_consumer_drained(
     )
     .await;
 }
+
+/// Publishes `payload` on `<prefix>.<n>` (on the shared nats-server) until `subscriber`
+/// got something, at most 50 times: a NATS source subscribes through its adapter's
+/// own watch, a moment after it is Ready.
+pub async fn publish_until_delivered(
+    prefix: &str,
+    payload: &'static str,
+    subscriber: &crate::subscriber::Subscriber,
+) {
+    let nats = async_nats::connect(crate::nats_url())
+        .await
+        .expect("connect");
+    for n in 0..50 {
+        nats.publish(format!("{prefix}.{n}"), payload.into())
+            .await
+            .expect("publish");
+        nats.flush().await.expect("flush");
+        if !subscriber.deliveries().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -493,6 +493,23 @@ impl Sources {
     }
 }
 
+/// Runs `herald ARGS` to its end and returns what it printed; fails the test with
+/// its stderr when it exits with an error.
+pub fn herald_stdout<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = herald_command().args(args).output().expect("run herald");
+    assert!(
+        out.status.success(),
+        "herald exited with {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The `herald` binary, for running CLI commands in tests.
 #[must_use]
 pub fn herald_command() -> std::process::Command {

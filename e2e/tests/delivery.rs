@@ -10,6 +10,7 @@ use herald_cloudevents::CloudEvent;
 use herald_e2e::manifests::{
     self, attributes, from_all, retries, retries_then_dead_letter, to_uri,
 };
+use herald_e2e::process::herald_stdout;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::{Answer, Subscriber};
 use herald_e2e::{eventually, field, nats_url, with_temp_ns};
@@ -436,25 +437,18 @@ async fn herald_tail_replays_and_filters_a_brokers_events() {
             .await;
         stack.send("t3", "order.created", "crm", r#"{"n":3}"#).await;
         let tail = |extra: &[&str]| {
-            let out = herald_e2e::process::herald_command()
-                .args([
-                    "tail",
-                    &format!("{ns}/default"),
-                    "--from",
-                    "all",
-                    "--json",
-                    "--nats-url",
-                    &nats_url(),
-                ])
-                .args(extra)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout)
+            let broker = format!("{ns}/default");
+            let nats = nats_url();
+            let base = [
+                "tail",
+                &broker,
+                "--from",
+                "all",
+                "--json",
+                "--nats-url",
+                &nats,
+            ];
+            herald_stdout(base.iter().chain(extra))
                 .lines()
                 .map(|l| {
                     serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]

@@ -83,25 +83,16 @@ fn kubectl_and_herald_list_them(ns: &str) {
         "{table}"
     );
 
-    let types = herald_e2e::process::herald_command()
-        .args([
-            "types",
-            "-n",
-            ns,
-            "--broker",
-            "default",
-            "--type",
-            "com.example.order.created",
-            "--schema",
-        ])
-        .output()
-        .expect("herald types");
-    let text = String::from_utf8_lossy(&types.stdout);
-    assert!(
-        types.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&types.stderr)
-    );
+    let text = herald_e2e::process::herald_stdout([
+        "types",
+        "-n",
+        ns,
+        "--broker",
+        "default",
+        "--type",
+        "com.example.order.created",
+        "--schema",
+    ]);
     assert!(
         text.contains("com.example.order.created") && text.contains("\"customer\""),
         "{text}"

@@ -14,7 +14,7 @@ use herald_e2e::manifests::{
     apply, attributes, broker_destination, cron_to, event_source, prefix, source_to, to_uri,
     uri_destination,
 };
-use herald_e2e::nats::await_consumer_drained;
+use herald_e2e::nats::{await_consumer_drained, publish_until_delivered};
 use herald_e2e::process::Sources;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
@@ -236,10 +236,10 @@ async fn webhooks_need_a_valid_signature() {
 async fn stored_messages_are_forwarded_and_acked(
     client: &Client,
     ns: &str,
-    nats: &async_nats::Client,
     subscriber: &Subscriber,
 ) {
-    let js = async_nats::jetstream::new(nats.clone());
+    let nats = async_nats::connect(nats_url()).await.expect("connect");
+    let js = async_nats::jetstream::new(nats);
     let stream = format!("LEGACY_{}", ns.replace('-', "_"));
     js.create_stream(async_nats::jetstream::stream::Config {
         name: stream.clone(),
@@ -301,18 +301,7 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
             &example.replace("nats://nats.legacy.svc.cluster.local:4222", &nats_url()),
         );
         source_ready(&client, &ns, "legacy-orders").await;
-        let nats = async_nats::connect(nats_url()).await.expect("connect");
-        // The adapter subscribes through its own watch: publish until one arrives.
-        for n in 0..50 {
-            nats.publish(format!("legacy.orders.eu.{n}"), "order 42".into())
-                .await
-                .expect("publish");
-            nats.flush().await.expect("flush");
-            if !subscriber.deliveries().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        publish_until_delivered("legacy.orders.eu", "order 42", &subscriber).await;
         subscriber
             .wait_for("a forwarded message", WAIT, |d| !d.is_empty())
             .await;
@@ -325,7 +314,7 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
         );
         assert_eq!(event.data.as_deref(), Some(&b"order 42"[..]));
 
-        stored_messages_are_forwarded_and_acked(&client, &ns, &nats, &subscriber).await;
+        stored_messages_are_forwarded_and_acked(&client, &ns, &subscriber).await;
 
         // Problems are explained in the conditions.
         let bad_cron = cron_to("61 * * * *", broker_destination("default"));

@@ -15,6 +15,7 @@ use herald_e2e::manifests::{
     self, broker, broker_with, event_source, service_account, source_to, to, to_uri, trigger,
     uri_destination,
 };
+use herald_e2e::nats::publish_until_delivered;
 use herald_e2e::process::{Dispatcher, Ingress, Operator, Sources};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
@@ -67,22 +68,6 @@ async fn send_secrets(broker: &str, count: usize) {
             ("ce-source", "bank"),
         ];
         assert_eq!(post(broker, &headers, "{}").await.status, 202);
-    }
-}
-
-/// Publishes on `<prefix>.<n>` until `subscriber` got something: a source subscribes
-/// through its adapter's own watch, a moment after it is Ready.
-async fn publish_until_delivered(prefix: &str, subscriber: &Subscriber) {
-    let nats = async_nats::connect(nats_url()).await.expect("connect");
-    for n in 0..50 {
-        nats.publish(format!("{prefix}.{n}"), "mine".into())
-            .await
-            .expect("publish");
-        nats.flush().await.expect("flush");
-        if !subscriber.deliveries().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -166,7 +151,7 @@ async fn a_nats_source_on_herald_s_connection_cannot_reach_another_namespace_s_e
         let own = subject(&format!("legacy.{attacker}.>"));
         manifests::apply(&client, &attacker, &nats_source("own", &loot.url, own)).await;
         await_ready(&sources, "own", WAIT).await;
-        publish_until_delivered(&format!("legacy.{attacker}"), &loot).await;
+        publish_until_delivered(&format!("legacy.{attacker}"), "mine", &loot).await;
         loot.wait_for("the attacker's own subject", WAIT, |d| !d.is_empty())
             .await;
 
