@@ -10,7 +10,8 @@ a Broker and a Trigger to a `herald display` pod addressed by Service ref, an ev
 sent by a pod to the ingress Service (cluster DNS + kube-proxy), delivered (read with
 `kubectl logs`, i.e. apiserver -> kubelet). A consumer Deployment scaled from zero to
 a real pod by one event (the time from the POST to the delivery is printed) and back
-to zero; 200 events sent while the dispatcher pod is force-deleted, every accepted one
+to zero; a Job per event (a Trigger with spec.job) run as real pods that read
+the event from the Secret Herald mounts; 200 events sent while the dispatcher pod is force-deleted, every accepted one
 delivered; a cron EventSource delivering to a Broker with `spec.auth` (the sources
 pod's ServiceAccount token) while an event without a token is refused; `helm upgrade`; `helm uninstall` leaving no pods.
 
@@ -20,7 +21,6 @@ skips) when there is no node.
 
 import asyncio
 import json
-import os
 import re
 import secrets
 import subprocess
@@ -30,35 +30,18 @@ import time
 import urllib.error
 import urllib.request
 from datetime import datetime
-from pathlib import Path
 
 import helm_sdkpy as helm
 
-CHART = str(Path(__file__).resolve().parents[2] / "charts" / "herald")
-failures: list[str] = []
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        sys.exit(f"test_real_node.py: {name} is not set: run against a control plane started "
-                 "with NODE=1 (e2e/controlplane/up.sh) and an image from operator/herald/build-image.sh")
-    return value
-
+from on_node import (CHART, apply, chart_values, component_pods_ready, describe_pods, env,
+                     display_service, expose_nats, kubectl, pods, ready, wait_for)
 
 KUBECONFIG = env("KUBECONFIG")
 NODE = env("HERALD_NODE")
 NODE_HOST_IP = env("HERALD_NODE_HOST_IP")
 IMAGE = env("HERALD_IMAGE")
 NATS_PORT = int(env("HERALD_NATS_URL").rsplit(":", 1)[1])
-REPOSITORY, TAG = IMAGE.rsplit(":", 1)
-
-
-def kubectl(*args: str, check: bool = True, stdin: str | None = None) -> str:
-    out = subprocess.run(["kubectl", *args], capture_output=True, text=True, input=stdin)
-    if check and out.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
-    return out.stdout.strip()
+failures: list[str] = []
 
 
 def expect(ok: bool, what: str) -> None:
@@ -67,63 +50,8 @@ def expect(ok: bool, what: str) -> None:
         failures.append(what)
 
 
-def wait_for(what: str, timeout: float, check, interval: float = 0.5):
-    """Polls check() until it returns something truthy; that value, or None on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    print(f"  ...   gave up waiting {timeout:.0f} s for {what}", flush=True)
-    return None
-
-
-def pods(ns: str, selector: str) -> list[dict]:
-    return json.loads(kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))["items"]
-
-
-def ready(pod: dict) -> bool:
-    conditions = pod.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def describe_pods(ns: str) -> str:
-    return kubectl("get", "pods", "-n", ns, "-o", "wide", check=False) + "\n" + \
-        kubectl("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False)[-3000:]
-
-
-def apply(ns: str, manifest: str) -> None:
-    kubectl("apply", "-n", ns, "-f", "-", stdin=manifest)
-
-
-def display_app(ns: str) -> str:
-    return f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: display}}
-spec:
-  selector: {{matchLabels: {{app: display}}}}
-  template:
-    metadata: {{labels: {{app: display}}}}
-    spec:
-      securityContext: {{runAsNonRoot: true, runAsUser: 65532}}
-      containers:
-        - name: display
-          image: {IMAGE}
-          imagePullPolicy: Never
-          args: [display, --listen, "0.0.0.0:8080"]
-          ports: [{{containerPort: 8080}}]
-          readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
-          securityContext: {{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: display}}
-spec:
-  selector: {{app: display}}
-  ports: [{{port: 80, targetPort: 8080}}]
----
+def display_app() -> str:
+    return display_service(IMAGE) + f"""---
 apiVersion: eventing.herald.dev/v1alpha1
 kind: Broker
 metadata: {{name: default}}
@@ -168,6 +96,38 @@ spec:
 """
 
 
+def job_trigger() -> str:
+    """A Job per event, whose container reads the event where Herald mounts it (a Secret
+    volume) and a content pattern from a ConfigMap volume: `herald filter test` exits 0
+    (Job Complete) when the event's data is a paid order, 1 (Job Failed) otherwise."""
+    return f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: paid-orders}}
+data: {{pattern.json: '{{"data": {{"state": ["paid"]}}}}'}}
+---
+apiVersion: eventing.herald.dev/v1alpha1
+kind: Trigger
+metadata: {{name: per-event}}
+spec:
+  broker: default
+  filter: {{attributes: {{type: com.example.job}}}}
+  delivery: {{retry: 0}}
+  job:
+    maxRunning: 2
+    template:
+      spec:
+        containers:
+          - name: check
+            image: {IMAGE}
+            imagePullPolicy: Never
+            command: [herald, filter, test, --filter, /etc/paid/pattern.json,
+                      --event, /etc/herald/event/event.json]
+            volumeMounts: [{{name: paid, mountPath: /etc/paid, readOnly: true}}]
+        volumes: [{{name: paid, configMap: {{name: paid-orders}}}}]
+"""
+
+
 def send_from_a_pod(ns: str, url: str, event_id: str, event_type: str) -> bool:
     """`herald send` in a pod of its own: the ingress Service by DNS name, through kube-proxy."""
     name = f"send-{secrets.token_hex(3)}"
@@ -183,8 +143,8 @@ def send_from_a_pod(ns: str, url: str, event_id: str, event_type: str) -> bool:
     return phase == "Succeeded"
 
 
-def post_event(url: str, event_id: str, event_type: str) -> int:
-    request = urllib.request.Request(url, data=b'{"n": 1}', method="POST", headers={
+def post_event(url: str, event_id: str, event_type: str, data: bytes = b'{"n": 1}') -> int:
+    request = urllib.request.Request(url, data=data, method="POST", headers={
         "content-type": "application/json", "ce-specversion": "1.0", "ce-id": event_id,
         "ce-source": "real-node-test", "ce-type": event_type})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -233,32 +193,14 @@ async def main() -> int:
     selector = f"app.kubernetes.io/instance={release}"
     kubectl("create", "namespace", ns)
     cfg = helm.Configuration(namespace=ns, kubeconfig=KUBECONFIG)
-    # nats-server runs beside the control plane: a Service without selector whose
-    # Endpoints name the node's way out to it, so pods find it by DNS name.
-    apply(ns, f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: nats}}
-spec: {{ports: [{{name: client, port: 4222, targetPort: {NATS_PORT}}}]}}
----
-apiVersion: v1
-kind: Endpoints
-metadata: {{name: nats}}
-subsets: [{{addresses: [{{ip: {NODE_HOST_IP}}}], ports: [{{name: client, port: {NATS_PORT}}}]}}]
-""")
-    values = {
-        "image": {"repository": REPOSITORY, "tag": TAG, "pullPolicy": "Never"},
-        "nats": {"url": f"nats://nats.{ns}.svc.cluster.local:4222"},
-        "ingress": {"replicas": 1}, "dispatcher": {"replicas": 1}, "sources": {"replicas": 1},
-    }
+    values = chart_values(IMAGE, expose_nats(ns, NODE_HOST_IP, NATS_PORT))
     installed = False
     try:
         print(f"helm install {release} (image {IMAGE}) on node {NODE}", flush=True)
         started = time.monotonic()
         await helm.Install(cfg).run(release, CHART, values=values, wait=False)
         installed = True
-        component_pods = wait_for("every component pod Ready", 240, lambda: (
-            lambda ps: len(ps) == 5 and all(ready(p) for p in ps) and ps)(pods(ns, selector)))
+        component_pods = component_pods_ready(ns, selector, 240)
         took = time.monotonic() - started
         expect(bool(component_pods), f"5 component pods Running and Ready ({took:.1f} s from install)")
         if not component_pods:
@@ -284,7 +226,7 @@ subsets: [{{addresses: [{{ip: {NODE_HOST_IP}}}], ports: [{{name: client, port: {
                f"one operator pod holds the Lease ({holder})")
 
         print("Broker + Trigger to a display pod by Service ref; an event from a pod", flush=True)
-        apply(ns, display_app(ns))
+        apply(ns, display_app())
         for kind, condition in [("broker/default", "Ready"), ("trigger/to-display", "Ready"),
                                 ("deployment/display", "Available")]:
             waited = subprocess.run(
@@ -380,6 +322,34 @@ spec:
             "get", "deployment", deployment, "-n", ns, "-o", "jsonpath={.spec.replicas}",
             check=False) == "0")
         expect(bool(back), "the consumer Deployment scaled back to zero")
+
+        print("a Job per event: real pods read the event from its mounted Secret", flush=True)
+        apply(ns, job_trigger())
+        waited = subprocess.run(["kubectl", "wait", "-n", ns, "--for=condition=Ready", "--timeout=60s",
+                                 "trigger/per-event"], capture_output=True, text=True)
+        expect(waited.returncode == 0, f"trigger/per-event Ready {waited.stderr.strip()}")
+        for event_id, state in [(f"paid-{suffix}", "paid"), (f"open-{suffix}", "open")]:
+            status = post_event(f"http://{ingress_ip}:8080/{ns}/default", event_id, "com.example.job",
+                                json.dumps({"state": state}).encode())
+            expect(status == 202, f"event {event_id} ({state}) accepted: {status}")
+
+        def finished_jobs() -> dict[str, str] | None:
+            jobs = json.loads(kubectl("get", "jobs", "-n", ns, "-l",
+                                      "eventing.herald.dev/job-trigger=per-event", "-o", "json"))["items"]
+            outcome = {j["metadata"]["name"]: next(
+                (c["type"] for c in j.get("status", {}).get("conditions") or []
+                 if c["type"] in ("Complete", "Failed") and c["status"] == "True"), "")
+                for j in jobs}
+            return outcome if len(outcome) == 2 and all(outcome.values()) else None
+        outcome = wait_for("both event Jobs finished", 120, finished_jobs, 1)
+        expect(outcome is not None and sorted(outcome.values()) == ["Complete", "Failed"],
+               f"one Job per event: the paid order's Complete, the open one's Failed ({outcome})")
+        printed = kubectl("logs", "-n", ns, "-l", "eventing.herald.dev/job-trigger=per-event",
+                          "--tail=-1", "--prefix", check=False)
+        expect(sorted(line.split("] ", 1)[-1] for line in printed.splitlines()) == ["match", "no match"],
+               f"the Job pods read their events from the mounted Secret: {printed!r}")
+        if outcome is None:
+            print(describe_pods(ns))
 
         print("helm upgrade, helm uninstall", flush=True)
         values["dispatcher"]["replicas"] = 2

@@ -28,11 +28,7 @@ source "$HERE/lib.sh"
 # shellcheck source=node.sh
 source "$HERE/node.sh"
 
-case ${1:-} in
-  -h | --help) cp_usage "$0"; exit 0 ;;
-  '') ;;
-  *) echo "down.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
-esac
+cp_args "$0" "${1:-}"
 
 cp_resolve_dirs
 STOP_TIMEOUT=${STOP_TIMEOUT:-20}

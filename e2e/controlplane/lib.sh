@@ -32,6 +32,14 @@ cp_die() { cp_log "ERROR: $*"; exit 1; }
 
 # Print the leading comment block of the calling script (its usage text).
 cp_usage() { sed -n '2,/^[^#]/{/^#/{s/^# \{0,1\}//;p}}' "$1"; }
+# The one argument a harness script takes: -h/--help prints its header comment.
+cp_args() {   # SCRIPT [ARG]
+  case ${2:-} in
+    -h | --help) cp_usage "$1"; exit 0 ;;
+    '') ;;
+    *) echo "$CP_NAME: unknown argument '$2' (try --help)" >&2; exit 2 ;;
+  esac
+}
 
 # Start time of a process (field 22 of /proc/PID/stat, in clock ticks since
 # boot). A PID together with its start time names one process for good, so a

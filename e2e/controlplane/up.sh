@@ -44,11 +44,7 @@ source "$HERE/lib.sh"
 # shellcheck source=node.sh
 source "$HERE/node.sh"
 
-case ${1:-} in
-  -h | --help) cp_usage "$0"; exit 0 ;;
-  '') ;;
-  *) echo "up.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
-esac
+cp_args "$0" "${1:-}"
 
 # From here on stdout is fd 3 and only the final summary goes there; anything
 # else that writes to "stdout" (apt-get, pip, ...) ends up on stderr.

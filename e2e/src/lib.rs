@@ -21,6 +21,7 @@
 pub mod certs;
 pub mod http;
 pub mod kubectl;
+pub mod manifests;
 pub mod nats;
 pub mod partition;
 pub mod process;
@@ -205,6 +206,34 @@ where
     }
 }
 
+/// Waits until object `name` is Ready (its `Ready` condition is `True`), or fails the
+/// test after `timeout` showing the object as last seen.
+pub async fn await_ready<K>(api: &Api<K>, name: &str, timeout: Duration) -> K
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned + serde::Serialize + Send + 'static,
+{
+    let ready = has_condition(READY, ConditionStatus::True, None);
+    await_condition(api, name, timeout, ready).await
+}
+
+/// Waits until object `name` is not Ready for `reason`, or fails the test after
+/// `timeout` showing the object as last seen.
+pub async fn await_not_ready<K>(
+    api: &Api<K>,
+    name: &str,
+    reason: &'static str,
+    timeout: Duration,
+) -> K
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned + serde::Serialize + Send + 'static,
+{
+    let not_ready = has_condition(READY, ConditionStatus::False, Some(reason));
+    await_condition(api, name, timeout, not_ready).await
+}
+
+/// The condition type every Herald resource reports readiness with.
+const READY: &str = "Ready";
+
 /// A condition on an object's `status.conditions[type]`: status and, if given, reason.
 #[must_use]
 pub fn has_condition<K>(
@@ -228,6 +257,20 @@ where
         conditions::find(&list, type_)
             .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
     }
+}
+
+/// Deletes object `name` and waits up to `timeout` until it is gone (its finalizers ran).
+pub async fn delete_and_await_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned,
+{
+    api.delete(name, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    eventually(&format!("{name} is gone"), timeout, || async {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
 }
 
 /// Reads a value at a JSON pointer of an object, e.g. `/status/address/url`.
@@ -256,31 +299,21 @@ where
     }
 }
 
-/// Applies Trigger `name` on Broker `default` of `ns` (`spec`: the YAML lines after
-/// `broker: default`, indented two spaces) and waits up to `wait` until it is Ready.
-pub async fn ready_trigger(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    spec: &str,
+/// Applies Trigger `name` with `spec` (see [`manifests::to_uri`]) and waits up to
+/// `wait` until it is Ready.
+///
+/// Boxed: a Trigger with its spec and status is large, and every test awaits this.
+#[must_use]
+pub fn ready_trigger<'a>(
+    client: &'a Client,
+    ns: &'a str,
+    name: &'a str,
+    spec: herald_api::TriggerSpec,
     wait: Duration,
-) -> herald_api::Trigger {
-    kubectl::apply(
-        ns,
-        &format!(
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n{spec}"
-        ),
-    );
-    let triggers: Api<herald_api::Trigger> = Api::namespaced(client.clone(), ns);
-    await_condition(
-        &triggers,
-        name,
-        wait,
-        has_condition(
-            herald_api::trigger::condition::READY,
-            ConditionStatus::True,
-            None,
-        ),
-    )
-    .await
+) -> std::pin::Pin<Box<dyn Future<Output = herald_api::Trigger> + Send + 'a>> {
+    Box::pin(async move {
+        manifests::apply(client, ns, &manifests::trigger(name, spec)).await;
+        let triggers: Api<herald_api::Trigger> = Api::namespaced(client.clone(), ns);
+        await_ready(&triggers, name, wait).await
+    })
 }

@@ -175,3 +175,47 @@ impl Drop for NatsCluster {
         }
     }
 }
+
+/// Waits up to `timeout` until JetStream consumer `durable` of `stream` has nothing
+/// pending and nothing unacknowledged: every message it got was acked.
+pub async fn await_consumer_drained(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    durable: &str,
+    timeout: std::time::Duration,
+) {
+    crate::eventually(
+        &format!("consumer {durable} of {stream} acknowledged everything"),
+        timeout,
+        || async {
+            let consumer: async_nats::jetstream::consumer::PullConsumer =
+                js.get_consumer_from_stream(durable, stream).await.ok()?;
+            let info = consumer.cached_info();
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Publishes `payload` on `<prefix>.<n>` (on the shared nats-server) until `subscriber`
+/// got something, at most 50 times: a NATS source subscribes through its adapter's
+/// own watch, a moment after it is Ready.
+pub async fn publish_until_delivered(
+    prefix: &str,
+    payload: &'static str,
+    subscriber: &crate::subscriber::Subscriber,
+) {
+    let nats = async_nats::connect(crate::nats_url())
+        .await
+        .expect("connect");
+    for n in 0..50 {
+        nats.publish(format!("{prefix}.{n}"), payload.into())
+            .await
+            .expect("publish");
+        nats.flush().await.expect("flush");
+        if !subscriber.deliveries().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -68,6 +68,110 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
         .map(|(_, body)| body.to_owned())
 }
 
+/// A `herald <component>` command line with what every component a test starts
+/// shares: the binary, `--nats-url` (with a private server's credentials),
+/// `--watch-namespace`, the ports, log files, and kill on drop.
+pub struct HeraldCommand {
+    command: Command,
+    what: String,
+    /// Where the process shows it is up: its listener, else its admin server.
+    ready_port: Option<u16>,
+}
+
+impl HeraldCommand {
+    /// `herald <component>` for `namespace` (comma-separated for several), on `nats_url`.
+    #[must_use]
+    pub fn new(component: &str, namespace: &str, nats_url: &str) -> Self {
+        let mut command = Command::new(herald_bin());
+        command
+            .arg(component)
+            .args(["--nats-url", nats_url])
+            .envs(crate::secure_nats::client_env_for(nats_url))
+            .args(["--watch-namespace", namespace])
+            .kill_on_drop(true);
+        Self {
+            command,
+            what: format!("herald {component}"),
+            ready_port: None,
+        }
+    }
+
+    /// Serves (events, webhooks) on `127.0.0.1:<port>`; [`HeraldCommand::spawn`] waits for it.
+    #[must_use]
+    pub fn listen(mut self, port: u16) -> Self {
+        self.command
+            .args(["--listen", &format!("127.0.0.1:{port}")]);
+        self.ready_port = Some(port);
+        self
+    }
+
+    /// Its admin server (`/metrics`, `/healthz`) on `127.0.0.1:<port>`; without
+    /// [`HeraldCommand::listen`], [`HeraldCommand::spawn`] waits for this one.
+    #[must_use]
+    pub fn admin(mut self, port: u16) -> Self {
+        self.command
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
+        self.ready_port.get_or_insert(port);
+        self
+    }
+
+    /// Further flags.
+    #[must_use]
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    /// Sets an environment variable.
+    #[must_use]
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    /// Removes an environment variable the test run may have set.
+    #[must_use]
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
+    /// Writes stdout to `target/e2e-logs/<name>.log` and stderr to `<name>.err.log`.
+    #[must_use]
+    pub fn logs(mut self, name: &str) -> Self {
+        self.command
+            .stdout(log_file(name))
+            .stderr(log_file(&format!("{name}.err")));
+        self
+    }
+
+    /// Starts the process and waits until its listener (or admin server) accepts.
+    pub async fn spawn(mut self) -> Child {
+        let child = self.command.spawn().unwrap_or_else(|e| {
+            panic!(
+                "start {} (build it first: cargo build -p herald): {e}",
+                self.what
+            )
+        });
+        if let Some(port) = self.ready_port {
+            wait_for_port(port, &self.what).await;
+        }
+        child
+    }
+
+    /// Runs the process to its end (a command expected to exit) and returns its output.
+    pub async fn output(mut self) -> std::process::Output {
+        self.command
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.what))
+    }
+}
+
 /// A running `herald operator` that watches one namespace.
 pub struct Operator {
     child: Child,
@@ -103,28 +207,19 @@ impl Operator {
         extra: &[&str],
     ) -> Self {
         let metrics_port = free_port();
-        let child = Command::new(herald_bin())
-            .arg("operator")
-            .args(["--nats-url", nats_url])
-            .envs(crate::secure_nats::client_env_for(nats_url))
-            .args(["--watch-namespace", namespace])
-            // `namespace` may list several (comma-separated); the Lease lives in the first.
-            .args([
-                "--lease-namespace",
-                namespace.split(',').next().unwrap_or(namespace),
-            ])
+        // `namespace` may list several (comma-separated); the Lease lives in the first.
+        let lease_namespace = namespace.split(',').next().unwrap_or(namespace);
+        let child = HeraldCommand::new("operator", namespace, nats_url)
+            .admin(metrics_port)
+            .args(["--lease-namespace", lease_namespace])
             .args(["--lease-duration", "4s"])
             .args(["--identity", identity])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--ingress-url", ingress_url])
             .args(extra)
             .env("RUST_LOG", "info,herald_controllers=debug")
-            .stdout(log_file(&format!("{namespace}-{identity}")))
-            .stderr(log_file(&format!("{namespace}-{identity}.err")))
-            .kill_on_drop(true)
+            .logs(&format!("{namespace}-{identity}"))
             .spawn()
-            .expect("start herald operator (build it first: cargo build -p herald)");
-        wait_for_port(metrics_port, "herald operator").await;
+            .await;
         Self {
             child,
             metrics_port,
@@ -181,10 +276,9 @@ impl Ingress {
 
     /// Starts an ingress for `namespace` with extra flags.
     pub async fn start_with(namespace: &str, nats_url: &str, extra: &[&str]) -> Self {
-        let (port, metrics_port) = (free_port(), free_port());
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let child = Self::spawn(namespace, nats_url, port, metrics_port, &extra);
-        wait_for_port(port, "herald ingress").await;
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = Self::spawn(namespace, nats_url, port, metrics_port, &extra).await;
         Self {
             child,
             port,
@@ -195,26 +289,21 @@ impl Ingress {
         }
     }
 
-    fn spawn(
+    async fn spawn(
         namespace: &str,
         nats_url: &str,
         port: u16,
         metrics_port: u16,
         extra: &[String],
     ) -> Child {
-        Command::new(herald_bin())
-            .arg("ingress")
-            .args(["--nats-url", nats_url])
-            .envs(crate::secure_nats::client_env_for(nats_url))
-            .args(["--watch-namespace", namespace])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        HeraldCommand::new("ingress", namespace, nats_url)
+            .listen(port)
+            .admin(metrics_port)
             .args(extra)
-            .stdout(log_file(&format!("{namespace}-ingress")))
-            .stderr(log_file(&format!("{namespace}-ingress-{metrics_port}.err")))
-            .kill_on_drop(true)
+            // Per admin port: a restarted ingress keeps the log of the one it replaced.
+            .logs(&format!("{namespace}-ingress-{metrics_port}"))
             .spawn()
-            .expect("start herald ingress")
+            .await
     }
 
     /// Kills the ingress with SIGKILL and starts it again on the same port.
@@ -227,8 +316,8 @@ impl Ingress {
             self.port,
             self.metrics_port,
             &self.extra,
-        );
-        wait_for_port(self.port, "herald ingress").await;
+        )
+        .await;
     }
 
     /// `http://127.0.0.1:<port>`, or `https://` when started with `--tls-cert`.
@@ -264,22 +353,13 @@ impl Dispatcher {
     /// Starts a dispatcher with extra flags.
     pub async fn start_with(namespace: &str, nats_url: &str, extra: &[&str]) -> Self {
         let metrics_port = free_port();
-        let child = Command::new(herald_bin())
-            .arg("dispatcher")
-            .args(["--nats-url", nats_url])
+        let child = HeraldCommand::new("dispatcher", namespace, nats_url)
+            .admin(metrics_port)
             .args(LOOPBACK_SINKS)
-            .envs(crate::secure_nats::client_env_for(nats_url))
-            .args(["--watch-namespace", namespace])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
-            .stdout(log_file(&format!("{namespace}-dispatcher-{metrics_port}")))
-            .stderr(log_file(&format!(
-                "{namespace}-dispatcher-{metrics_port}.err"
-            )))
-            .kill_on_drop(true)
+            .logs(&format!("{namespace}-dispatcher-{metrics_port}"))
             .spawn()
-            .expect("start herald dispatcher");
-        wait_for_port(metrics_port, "herald dispatcher").await;
+            .await;
         Self {
             child,
             metrics_port,
@@ -368,23 +448,15 @@ impl Sources {
 
     /// Starts the adapter for `namespace` with extra flags.
     pub async fn start_with(namespace: &str, nats_url: &str, extra: &[&str]) -> Self {
-        let port = free_port();
-        let metrics_port = free_port();
-        let child = Command::new(herald_bin())
-            .arg("sources")
-            .args(["--nats-url", nats_url])
+        let (port, metrics_port) = (free_port(), free_port());
+        let child = HeraldCommand::new("sources", namespace, nats_url)
+            .listen(port)
+            .admin(metrics_port)
             .args(LOOPBACK_SINKS)
-            .envs(crate::secure_nats::client_env_for(nats_url))
-            .args(["--watch-namespace", namespace])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
-            .stdout(log_file(&format!("{namespace}-sources-{port}")))
-            .stderr(log_file(&format!("{namespace}-sources-{port}.err")))
-            .kill_on_drop(true)
+            .logs(&format!("{namespace}-sources-{port}"))
             .spawn()
-            .expect("start herald sources");
-        wait_for_port(port, "herald sources").await;
+            .await;
         Self {
             _child: child,
             port,
@@ -397,6 +469,23 @@ impl Sources {
     pub fn webhook_url(&self, namespace: &str, name: &str) -> String {
         format!("http://127.0.0.1:{}/{namespace}/{name}", self.port)
     }
+}
+
+/// Runs `herald ARGS` to its end and returns what it printed; fails the test with
+/// its stderr when it exits with an error.
+pub fn herald_stdout<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = herald_command().args(args).output().expect("run herald");
+    assert!(
+        out.status.success(),
+        "herald exited with {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The `herald` binary, for running CLI commands in tests.

@@ -4,14 +4,12 @@
 use std::time::Duration;
 
 use herald_api::Broker;
-use herald_api::broker::condition;
-use herald_api::conditions::ConditionStatus::True;
 use kube::{Api, Client};
 
 use crate::http::{post, try_post};
 use crate::kubectl::{apply, example};
 use crate::process::{Dispatcher, Ingress, Operator};
-use crate::{await_condition, eventually, has_condition};
+use crate::{await_ready, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -68,13 +66,7 @@ impl Stack {
             &std::fs::read_to_string(example("broker.yaml")).expect("examples/broker.yaml"),
         );
         let brokers: Api<Broker> = Api::namespaced(client, ns);
-        await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&brokers, "default", WAIT).await;
         let stack = Self {
             operator,
             ingress,
@@ -137,5 +129,16 @@ impl Stack {
         )
         .await;
         assert_eq!(answer.status, 202, "sending {id}: {}", answer.body);
+    }
+
+    /// Sends `events` (CloudEvents in the JSON format) as one batch; asserts 202.
+    pub async fn send_batch(&self, events: &[serde_json::Value]) {
+        let answer = post(
+            &self.broker_url(),
+            &[("content-type", "application/cloudevents-batch+json")],
+            serde_json::to_vec(events).expect("events as JSON"),
+        )
+        .await;
+        assert_eq!(answer.status, 202, "batch refused: {}", answer.body);
     }
 }

@@ -244,6 +244,15 @@ impl Subscriber {
         self.received.lock().unwrap().clone()
     }
 
+    /// Ids of every delivery, whatever the answer, in the order they arrived.
+    #[must_use]
+    pub fn delivered_ids(&self) -> Vec<String> {
+        self.deliveries()
+            .into_iter()
+            .map(|(e, _)| e.id().to_owned())
+            .collect()
+    }
+
     /// Ids of the events answered with 2xx, in the order they arrived.
     #[must_use]
     pub fn accepted_ids(&self) -> Vec<String> {

@@ -11,12 +11,14 @@
 use std::time::Duration;
 
 use herald_api::{Broker, EventSource, Trigger};
-use herald_e2e::kubectl::{apply, kubectl};
+use herald_e2e::kubectl::kubectl;
+use herald_e2e::manifests::{self, secret, service_account};
 use herald_e2e::process::{Operator, free_port};
 use herald_e2e::{eventually, nats_url, with_temp_ns};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -229,30 +231,56 @@ impl Webhook {
     }
 }
 
-/// Grants ServiceAccount `requester` of `ns` the `rules` (YAML list) in `namespace`
-/// with a `Role` and `RoleBinding` called `name`.
-fn grant(namespace: &str, name: &str, ns: &str, rules: &str) {
-    apply(
-        namespace,
-        &format!(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: {name}}}\nrules: {rules}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {name}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {name}}}\nsubjects: [{{kind: ServiceAccount, name: requester, namespace: {ns}}}]\n"
-        ),
-    );
+/// A rule allowing `verbs` on `resources` of API group `group`.
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    let strings = |list: &[&str]| list.iter().map(|&s| s.to_owned()).collect::<Vec<_>>();
+    PolicyRule {
+        api_groups: Some(strings(&[group])),
+        resources: Some(strings(resources)),
+        verbs: strings(verbs),
+        ..PolicyRule::default()
+    }
+}
+
+/// Grants ServiceAccount `requester` of `ns` the `rules` in `namespace` with a `Role`
+/// and `RoleBinding` called `name`.
+async fn grant(client: &Client, namespace: &str, name: &str, ns: &str, rules: Vec<PolicyRule>) {
+    let metadata = ObjectMeta {
+        name: Some(name.to_owned()),
+        ..ObjectMeta::default()
+    };
+    let role = Role {
+        metadata: metadata.clone(),
+        rules: Some(rules),
+    };
+    let binding = RoleBinding {
+        metadata,
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "Role".to_owned(),
+            name: name.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: "requester".to_owned(),
+            namespace: Some(ns.to_owned()),
+            ..Subject::default()
+        }]),
+    };
+    manifests::apply(client, namespace, &role).await;
+    manifests::apply(client, namespace, &binding).await;
 }
 
 /// ServiceAccount `requester`, who may write Triggers and EventSources and nothing
 /// else, and a client acting as it.
-async fn requester(ns: &str) -> Client {
-    apply(
-        ns,
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: requester}\n",
+async fn requester(client: &Client, ns: &str) -> Client {
+    manifests::apply(client, ns, &service_account("requester")).await;
+    let author = rule(
+        "eventing.herald.dev",
+        &["brokers", "triggers", "eventsources"],
+        &["get", "list", "watch", "create", "update", "patch"],
     );
-    grant(
-        ns,
-        "herald-author",
-        ns,
-        "[{apiGroups: [eventing.herald.dev], resources: [brokers, triggers, eventsources], verbs: [get, list, watch, create, update, patch]}]",
-    );
+    grant(client, ns, "herald-author", ns, vec![author]).await;
     client_as(ns, "requester").await
 }
 
@@ -260,7 +288,7 @@ async fn requester(ns: &str) -> Client {
 async fn only_what_the_requester_may_do_themselves_is_admitted() {
     with_temp_ns("admission", |client, ns| async move {
         let webhook = Webhook::start(&client, &ns).await;
-        let as_requester = requester(&ns).await;
+        let as_requester = requester(&client, &ns).await;
         let requester = format!("system:serviceaccount:{ns}:requester");
         let triggers: Api<Trigger> = Api::namespaced(as_requester.clone(), &ns);
         let sources: Api<EventSource> = Api::namespaced(as_requester, &ns);
@@ -325,7 +353,8 @@ async fn only_what_the_requester_may_do_themselves_is_admitted() {
         assert!(message.contains("create deployments.apps"), "{message}");
 
         // Granted the right, the same request is admitted.
-        grant(&ns, "deployer", &ns, "[{apiGroups: [apps], resources: [deployments], verbs: [create]}]");
+        let deploy = rule("apps", &["deployments"], &["create"]);
+        grant(&client, &ns, "deployer", &ns, vec![deploy]).await;
         admitted(&triggers, &consumer).await;
         // `create` is not `patch`: the sink binding stays refused.
         let message = denial(sources.create(&PostParams::default(), &binding).await);
@@ -335,7 +364,8 @@ async fn only_what_the_requester_may_do_themselves_is_admitted() {
         let message = denial(sources.create(&PostParams::default(), &elsewhere).await);
         assert!(!message.contains("create deployments.apps"), "{message}");
         let reader = format!("herald-e2e-secret-reader-{ns}");
-        grant("kube-system", &reader, &ns, r#"[{apiGroups: [""], resources: [secrets], verbs: [list, watch]}]"#);
+        let read_secrets = rule("", &["secrets"], &["list", "watch"]);
+        grant(&client, "kube-system", &reader, &ns, vec![read_secrets]).await;
         admitted(&sources, &elsewhere).await;
         let _ = kubectl(
             &[
@@ -359,8 +389,9 @@ async fn naming_a_secret_needs_the_right_to_read_it() {
     with_temp_ns("admission-secrets", |client, ns| async move {
         let webhook = Webhook::start(&client, &ns).await;
         // Another team's token, kept in the same namespace.
-        apply(&ns, "apiVersion: v1\nkind: Secret\nmetadata: {name: team-token}\nstringData: {token: 5f0c2a9e7d3b41e8a6c2f9d0b7e4a1c35f0c2a9e}\n");
-        let as_requester = requester(&ns).await;
+        let token = secret("team-token", "token", "5f0c2a9e7d3b41e8a6c2f9d0b7e4a1c35f0c2a9e");
+        manifests::apply(&client, &ns, &token).await;
+        let as_requester = requester(&client, &ns).await;
         let brokers: Api<Broker> = Api::namespaced(as_requester.clone(), &ns);
         let sources: Api<EventSource> = Api::namespaced(as_requester, &ns);
         let broker: Broker = serde_json::from_value(json!({
@@ -387,7 +418,11 @@ async fn naming_a_secret_needs_the_right_to_read_it() {
         .expect("Broker");
         admitted(&brokers, &open).await;
         // Granted `get` on that one Secret, both are admitted.
-        grant(&ns, "token-reader", &ns, r#"[{apiGroups: [""], resources: [secrets], resourceNames: [team-token], verbs: [get]}]"#);
+        let read_token = PolicyRule {
+            resource_names: Some(vec!["team-token".to_owned()]),
+            ..rule("", &["secrets"], &["get"])
+        };
+        grant(&client, &ns, "token-reader", &ns, vec![read_token]).await;
         admitted(&brokers, &broker).await;
         admitted(&sources, &hook).await;
         drop(webhook);
@@ -401,7 +436,7 @@ async fn naming_a_secret_needs_the_right_to_read_it() {
 async fn a_job_trigger_needs_the_right_to_create_jobs_and_secrets() {
     with_temp_ns("admission-jobs", |client, ns| async move {
         let webhook = Webhook::start(&client, &ns).await;
-        let triggers: Api<Trigger> = Api::namespaced(requester(&ns).await, &ns);
+        let triggers: Api<Trigger> = Api::namespaced(requester(&client, &ns).await, &ns);
         let job = trigger(
             "per-event",
             &json!({"broker": "default", "job": {"template": {"spec": {
@@ -417,21 +452,13 @@ async fn a_job_trigger_needs_the_right_to_create_jobs_and_secrets() {
             message.contains(&format!("create secrets in namespace {ns}")),
             "{message}"
         );
-        grant(
-            &ns,
-            "job-runner",
-            &ns,
-            "[{apiGroups: [batch], resources: [jobs], verbs: [create]}]",
-        );
+        let run_jobs = rule("batch", &["jobs"], &["create"]);
+        grant(&client, &ns, "job-runner", &ns, vec![run_jobs]).await;
         let message = denial(triggers.create(&PostParams::default(), &job).await);
         assert!(!message.contains("jobs.batch"), "{message}");
         assert!(message.contains("create secrets"), "{message}");
-        grant(
-            &ns,
-            "secret-writer",
-            &ns,
-            r#"[{apiGroups: [""], resources: [secrets], verbs: [create]}]"#,
-        );
+        let write_secrets = rule("", &["secrets"], &["create"]);
+        grant(&client, &ns, "secret-writer", &ns, vec![write_secrets]).await;
         admitted(&triggers, &job).await;
         drop(webhook);
     })

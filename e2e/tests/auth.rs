@@ -6,13 +6,22 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use herald_api::Broker;
+use herald_api::auth::BrokerAuth;
 use herald_api::broker::condition;
 use herald_api::conditions::ConditionStatus;
+use herald_api::{Broker, BrokerSpec, Destination, TriggerSpec};
 use herald_e2e::http::{Answer, post};
-use herald_e2e::kubectl::{apply, example, kubectl};
+use herald_e2e::kubectl::{self, example, kubectl};
+use herald_e2e::manifests::{
+    apply, attributes, broker_with, secret, secret_key, service_account, service_account_auth, to,
+    to_uri, trigger, uri_destination,
+};
 use herald_e2e::stack::Stack;
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_not_ready, await_ready, eventually, has_condition, nats_url,
+    with_temp_ns,
+};
+use kube::Client;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// A static token long enough for the operator (64 hex characters).
@@ -41,48 +50,29 @@ fn token(ns: &str, service_account: &str, audience: &str) -> String {
 }
 
 /// Two service accounts, a token Secret and Broker `secure` that lets in
-/// `<ns>/producer` and the static token.
-fn secure_broker(ns: &str) -> String {
-    format!(
-        r"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: producer}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: stranger}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: broker-token}}
-stringData: {{token: {STATIC_TOKEN}}}
----
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Broker
-metadata: {{name: secure}}
-spec:
-  auth:
-    serviceAccounts:
-      allowed:
-        - namespace: {ns}
-          name: producer
-    bearerTokenSecretRef: {{name: broker-token, key: token}}
-"
-    )
+/// `<ns>/producer` and the static token (and publishes replies with `accept_replies`).
+async fn apply_secure_broker(client: &Client, ns: &str, accept_replies: bool) {
+    for account in ["producer", "stranger"] {
+        apply(client, ns, &service_account(account)).await;
+    }
+    apply(client, ns, &secret("broker-token", "token", STATIC_TOKEN)).await;
+    let auth = BrokerAuth {
+        bearer_token_secret_ref: Some(secret_key("broker-token", "token")),
+        accept_replies,
+        ..service_account_auth(&[(ns, "producer")])
+    };
+    let spec = BrokerSpec {
+        auth: Some(auth),
+        ..BrokerSpec::default()
+    };
+    apply(client, ns, &broker_with("secure", spec)).await;
 }
 
-/// Applies [`secure_broker`] and returns its address once the ingress enforces its
-/// policy (an unauthenticated probe gets 401).
+/// Applies [`apply_secure_broker`] and returns its address once the ingress enforces
+/// its policy (an unauthenticated probe gets 401).
 async fn guarded_broker_url(herald: &Stack, ns: &str) -> String {
-    apply(ns, &secure_broker(ns));
-    let secure = await_condition(
-        &herald.brokers,
-        "secure",
-        WAIT,
-        has_condition(condition::READY, ConditionStatus::True, None),
-    )
-    .await;
+    apply_secure_broker(&herald.brokers.clone().into_client(), ns, false).await;
+    let secure = await_ready(&herald.brokers, "secure", WAIT).await;
     let url = secure.status.unwrap().address.unwrap().url;
     eventually("the ingress enforces the policy", WAIT, || async {
         (send(&url, "probe", None).await.status == 401).then_some(())
@@ -133,15 +123,9 @@ fn assert_refused(answer: &Answer, status: u16, reason: &str, mentions: &str) {
 async fn only_allowed_senders_get_in() {
     with_temp_ns("auth", |client, ns| async move {
         let herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
-        apply(&ns, &secure_broker(&ns));
+        apply_secure_broker(&client, &ns, false).await;
         let brokers = herald.brokers.clone();
-        let secure = await_condition(
-            &brokers,
-            "secure",
-            WAIT,
-            has_condition(condition::READY, ConditionStatus::True, None),
-        )
-        .await;
+        let secure = await_ready(&brokers, "secure", WAIT).await;
         let url = secure
             .status
             .as_ref()
@@ -256,21 +240,12 @@ async fn the_example_lets_every_service_account_of_its_namespace_in() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        apply(
+        kubectl::apply(
             &ns,
             &std::fs::read_to_string(example("secure-broker.yaml")).expect("example"),
         );
-        apply(
-            &ns,
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: anyone}\n",
-        );
-        let secure = await_condition(
-            &herald.brokers,
-            "secure",
-            WAIT,
-            has_condition(condition::READY, ConditionStatus::True, None),
-        )
-        .await;
+        apply(&client, &ns, &service_account("anyone")).await;
+        let secure = await_ready(&herald.brokers, "secure", WAIT).await;
         let status = secure.status.unwrap();
         assert_eq!(
             status.auth.unwrap().policy,
@@ -295,50 +270,30 @@ async fn the_example_lets_every_service_account_of_its_namespace_in() {
 async fn a_bad_token_secret_keeps_the_broker_from_ready_until_fixed() {
     with_temp_ns("auth-secret", |client, ns| async move {
         let herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
-        let broker = r"
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Broker
-metadata: {name: guarded}
-spec:
-  auth:
-    bearerTokenSecretRef: {name: guard-token, key: token}
-";
-        apply(&ns, broker);
+        let guarded = BrokerAuth {
+            bearer_token_secret_ref: Some(secret_key("guard-token", "token")),
+            ..BrokerAuth::default()
+        };
+        let spec = BrokerSpec {
+            auth: Some(guarded),
+            ..BrokerSpec::default()
+        };
+        apply(&client, &ns, &broker_with("guarded", spec)).await;
         let brokers = herald.brokers.clone();
-        let missing = await_condition(
-            &brokers,
-            "guarded",
-            WAIT,
-            has_condition(condition::READY, ConditionStatus::False, Some("BearerTokenUnavailable")),
-        )
-        .await;
+        let missing = await_not_ready(&brokers, "guarded", "BearerTokenUnavailable", WAIT).await;
         let message = ready_message(&missing);
         assert!(message.contains("does not exist"), "{message}");
 
-        apply(
-            &ns,
-            "apiVersion: v1\nkind: Secret\nmetadata: {name: guard-token}\nstringData: {token: short}\n",
+        apply(&client, &ns, &secret("guard-token", "token", "short")).await;
+        let short = await_not_ready(&brokers, "guarded", "BearerTokenTooShort", WAIT).await;
+        assert!(
+            ready_message(&short).contains("at least 32"),
+            "{}",
+            ready_message(&short)
         );
-        let short = await_condition(
-            &brokers,
-            "guarded",
-            WAIT,
-            has_condition(condition::READY, ConditionStatus::False, Some("BearerTokenTooShort")),
-        )
-        .await;
-        assert!(ready_message(&short).contains("at least 32"), "{}", ready_message(&short));
 
-        apply(
-            &ns,
-            &format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: guard-token}}\nstringData: {{token: {STATIC_TOKEN}}}\n"),
-        );
-        let ready = await_condition(
-            &brokers,
-            "guarded",
-            Duration::from_secs(60),
-            has_condition(condition::READY, ConditionStatus::True, None),
-        )
-        .await;
+        apply(&client, &ns, &secret("guard-token", "token", STATIC_TOKEN)).await;
+        let ready = await_ready(&brokers, "guarded", Duration::from_secs(60)).await;
         let url = ready.status.unwrap().address.unwrap().url;
         eventually("the token is accepted", WAIT, || async {
             (send(&url, "fixed", Some(STATIC_TOKEN)).await.status == 202).then_some(())
@@ -346,17 +301,12 @@ spec:
         .await;
 
         // A Broker whose spec.auth names no method is a spec error.
-        apply(
-            &ns,
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: empty}\nspec: {auth: {}}\n",
-        );
-        await_condition(
-            &brokers,
-            "empty",
-            WAIT,
-            has_condition(condition::READY, ConditionStatus::False, Some("InvalidSpec")),
-        )
-        .await;
+        let no_method = BrokerSpec {
+            auth: Some(BrokerAuth::default()),
+            ..BrokerSpec::default()
+        };
+        apply(&client, &ns, &broker_with("empty", no_method)).await;
+        await_not_ready(&brokers, "empty", "InvalidSpec", WAIT).await;
     })
     .await;
 }
@@ -374,7 +324,7 @@ fn ready_message(broker: &Broker) -> String {
 async fn deliveries_carry_a_token_the_subscriber_can_review() {
     with_temp_ns("auth-subscriber", |client, ns| async move {
         let mut herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
-        apply(&ns, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: herald-dispatcher}\n");
+        apply(&client, &ns, &service_account("herald-dispatcher")).await;
         let account = format!("{ns}/herald-dispatcher");
         herald.dispatcher = Some(
             herald_e2e::process::Dispatcher::start_with(
@@ -391,35 +341,35 @@ async fn deliveries_carry_a_token_the_subscriber_can_review() {
         // A subscriber's audience is its own URL (the host tokens are sent to).
         let audience = with_audience.url.trim_end_matches('/').to_owned();
         let audience = audience.as_str();
-        apply(
-            &ns,
-            &format!(
-                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: signed}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{}\", audience: \"{audience}\"}}\n---\napiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: plain}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{}\"}}\n",
-                with_audience.url, without.url
-            ),
-        );
+        let signed = to(Destination {
+            audience: Some(audience.to_owned()),
+            ..uri_destination(&with_audience.url)
+        });
+        apply(&client, &ns, &trigger("signed", signed)).await;
+        apply(&client, &ns, &trigger("plain", to_uri(&without.url))).await;
         let triggers: kube::Api<herald_api::Trigger> = kube::Api::namespaced(client.clone(), &ns);
         for name in ["signed", "plain"] {
-            await_condition(
-                &triggers,
-                name,
-                WAIT,
-                has_condition(herald_api::trigger::condition::READY, ConditionStatus::True, None),
-            )
-            .await;
+            await_ready(&triggers, name, WAIT).await;
         }
         for id in ["t-1", "t-2"] {
             herald.send(id, "auth.delivery", "/e2e", "{}").await;
         }
-        with_audience.wait_for("both events", WAIT, |d| d.len() >= 2).await;
-        without.wait_for("both events", WAIT, |d| d.len() >= 2).await;
+        with_audience
+            .wait_for("both events", WAIT, |d| d.len() >= 2)
+            .await;
+        without
+            .wait_for("both events", WAIT, |d| d.len() >= 2)
+            .await;
         assert!(without.authorizations().is_empty(), "no audience, no token");
         let seen = with_audience.authorizations();
         assert_eq!(seen.len(), 2, "{seen:?}");
         assert_eq!(seen[0], seen[1], "the token is minted once and reused");
 
         // What a subscriber does: review the token with its own audience.
-        let token = seen[0].strip_prefix("Bearer ").expect("a bearer token").to_owned();
+        let token = seen[0]
+            .strip_prefix("Bearer ")
+            .expect("a bearer token")
+            .to_owned();
         let review = |audience: &str| k8s_openapi::api::authentication::v1::TokenReview {
             spec: k8s_openapi::api::authentication::v1::TokenReviewSpec {
                 token: token.clone(),
@@ -441,12 +391,19 @@ async fn deliveries_carry_a_token_the_subscriber_can_review() {
             Some(format!("system:serviceaccount:{ns}:herald-dispatcher").as_str())
         );
         let elsewhere = reviews
-            .create(&kube::api::PostParams::default(), &review("https://other.example"))
+            .create(
+                &kube::api::PostParams::default(),
+                &review("https://other.example"),
+            )
             .await
             .unwrap()
             .status
             .unwrap();
-        assert_ne!(elsewhere.authenticated, Some(true), "a token for one audience only");
+        assert_ne!(
+            elsewhere.authenticated,
+            Some(true),
+            "a token for one audience only"
+        );
     })
     .await;
 }
@@ -510,30 +467,43 @@ async fn a_guarded_broker_takes_replies_only_when_it_says_so() {
         let herald = Stack::start(client.clone(), &ns, &nats_url()).await;
         let url = guarded_broker_url(&herald, &ns).await;
         let replier = Subscriber::scripted(|event, _| Reply {
-            reply: Some(CloudEvent::new(&format!("reply-to-{}", event.id()), "/replier", "auth.reply")),
+            reply: Some(CloudEvent::new(
+                &format!("reply-to-{}", event.id()),
+                "/replier",
+                "auth.reply",
+            )),
             ..Reply::status(200)
         })
         .await;
         let downstream = Subscriber::accepting().await;
-        for (name, type_, to) in [("answer", "auth.test", &replier.url), ("after", "auth.reply", &downstream.url)] {
-            apply(
-                &ns,
-                &format!(
-                    "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: secure\n  filter: {{attributes: {{type: {type_}}}}}\n  subscriber: {{uri: \"{to}\"}}\n"
-                ),
-            );
+        for (name, type_, to) in [
+            ("answer", "auth.test", &replier.url),
+            ("after", "auth.reply", &downstream.url),
+        ] {
+            let spec = TriggerSpec {
+                broker: "secure".to_owned(),
+                filter: attributes([("type", type_)]),
+                ..to_uri(to)
+            };
+            apply(&client, &ns, &trigger(name, spec)).await;
         }
         let triggers: kube::Api<herald_api::Trigger> = kube::Api::namespaced(client.clone(), &ns);
         for name in ["answer", "after"] {
-            let ready = has_condition(herald_api::trigger::condition::READY, ConditionStatus::True, None);
+            let ready = has_condition(
+                herald_api::trigger::condition::READY,
+                ConditionStatus::True,
+                None,
+            );
             await_condition(&triggers, name, WAIT, ready).await;
         }
         assert_eq!(send(&url, "r-1", Some(STATIC_TOKEN)).await.status, 202);
-        replier.wait_for("the first event", WAIT, |d| !d.is_empty()).await;
+        replier
+            .wait_for("the first event", WAIT, |d| !d.is_empty())
+            .await;
         // Knative's signal that a reply would be published: not while it would not be.
         assert_eq!(replier.requests_with("prefer", "reply"), 0);
 
-        apply(&ns, &secure_broker(&ns).replace("bearerTokenSecretRef:", "acceptReplies: true\n    bearerTokenSecretRef:"));
+        apply_secure_broker(&client, &ns, true).await;
         // The dispatcher takes the change from its own watch: send until a reply passes.
         let mut n = 2;
         eventually("a reply once the Broker accepts them", WAIT, || {
@@ -547,9 +517,15 @@ async fn a_guarded_broker_takes_replies_only_when_it_says_so() {
             }
         })
         .await;
-        assert!(replier.requests_with("prefer", "reply") >= 1, "once replies are accepted, deliveries say Prefer: reply");
-        let delivered_ids: Vec<String> = downstream.deliveries().iter().map(|(e, _)| e.id().to_owned()).collect();
-        assert!(!delivered_ids.contains(&"reply-to-r-1".to_owned()), "a reply entered the guarded Broker: {delivered_ids:?}");
+        assert!(
+            replier.requests_with("prefer", "reply") >= 1,
+            "once replies are accepted, deliveries say Prefer: reply"
+        );
+        let delivered_ids = downstream.delivered_ids();
+        assert!(
+            !delivered_ids.contains(&"reply-to-r-1".to_owned()),
+            "a reply entered the guarded Broker: {delivered_ids:?}"
+        );
     })
     .await;
 }

@@ -7,13 +7,17 @@
 use std::time::{Duration, Instant};
 
 use herald_api::Trigger;
-use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::conditions::ConditionStatus::False;
 use herald_api::trigger::condition;
-use herald_e2e::http::post;
-use herald_e2e::kubectl::{apply, example};
+use herald_api::trigger::{ConsumerSpec, ScalingSpec};
+use herald_e2e::kubectl::{self, example};
+use herald_e2e::manifests::{apply, container, pod_of, to_consumer, trigger};
 use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
-use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_not_ready, await_ready, eventually, field, has_condition, nats_url,
+    with_temp_ns,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -47,13 +51,7 @@ async fn burst(stack: &Stack, prefix: &str, count: usize) {
             .iter()
             .map(|id| serde_json::json!({"specversion": "1.0", "id": id, "type": TYPE, "source": "e2e", "data": {"n": 1}}))
             .collect();
-        let answer = post(
-            &stack.broker_url(),
-            &[("content-type", "application/cloudevents-batch+json")],
-            serde_json::to_vec(&batch).expect("json"),
-        )
-        .await;
-        assert_eq!(answer.status, 202, "batch refused: {}", answer.body);
+        stack.send_batch(&batch).await;
     }
 }
 
@@ -122,19 +120,13 @@ async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let runner =
             ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
-        apply(
+        kubectl::apply(
             &ns,
             &std::fs::read_to_string(example("consumer-trigger.yaml")).expect("example"),
         );
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        await_condition(
-            &triggers,
-            "orders-worker",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&triggers, "orders-worker", WAIT).await;
         let deployment = deployments
             .get("orders-worker-consumer")
             .await
@@ -242,35 +234,47 @@ async fn unusable_consumers_are_reported_in_conditions() {
     with_temp_ns("consumer-bad", |client, ns| async move {
         let _stack = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
-        let manifest = |name: &str, container: &str, scaling: &str| {
-            format!(
-                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n  consumer:\n    template: {{spec: {{containers: [{container}]}}}}\n    scaling: {scaling}\n"
-            )
+        let consumer_of = |container_name: &str, min: i32| {
+            to_consumer(ConsumerSpec {
+                template: pod_of(container(container_name, "x", &["x"])),
+                scaling: ScalingSpec {
+                    min_replicas: Some(min),
+                    max_replicas: Some(2),
+                    ..ScalingSpec::default()
+                },
+                ..ConsumerSpec::default()
+            })
         };
         // The apiserver refuses the pod template: reported with its message.
-        apply(&ns, &manifest("bad-template", "{name: Not_Valid, image: x, command: [x]}", "{}"));
+        let bad_template = to_consumer(ConsumerSpec {
+            template: pod_of(container("Not_Valid", "x", &["x"])),
+            ..ConsumerSpec::default()
+        });
+        apply(&client, &ns, &trigger("bad-template", bad_template)).await;
         let bad = await_condition(
             &triggers,
             "bad-template",
             WAIT,
-            has_condition(condition::CONSUMER_DEPLOYED, False, Some("DeploymentRejected")),
+            has_condition(
+                condition::CONSUMER_DEPLOYED,
+                False,
+                Some("DeploymentRejected"),
+            ),
         )
         .await;
         let ready = field(&bad, "/status/conditions").to_string();
         assert!(ready.contains("Not_Valid"), "{ready}");
         // A scaling policy that cannot hold.
-        apply(&ns, &manifest("bad-scaling", "{name: a, image: x, command: [x]}", "{minReplicas: 5, maxReplicas: 2}"));
-        let bad = await_condition(
-            &triggers,
-            "bad-scaling",
-            WAIT,
-            has_condition(condition::READY, False, Some("InvalidConsumer")),
-        )
-        .await;
-        assert!(field(&bad, "/status/conditions").to_string().contains("maxReplicas"));
+        apply(&client, &ns, &trigger("bad-scaling", consumer_of("a", 5))).await;
+        let bad = await_not_ready(&triggers, "bad-scaling", "InvalidConsumer", WAIT).await;
+        assert!(
+            field(&bad, "/status/conditions")
+                .to_string()
+                .contains("maxReplicas")
+        );
         // Fixing it deploys.
-        apply(&ns, &manifest("bad-scaling", "{name: a, image: x, command: [x]}", "{minReplicas: 0, maxReplicas: 2}"));
-        await_condition(&triggers, "bad-scaling", WAIT, has_condition(condition::READY, True, None)).await;
+        apply(&client, &ns, &trigger("bad-scaling", consumer_of("a", 0))).await;
+        await_ready(&triggers, "bad-scaling", WAIT).await;
     })
     .await;
 }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
+use herald_api::{DeliverySpec, TriggerSpec};
 use herald_e2e::http::{post, stalled_request};
+use herald_e2e::manifests::{attributes, retries, to_uri};
 use herald_e2e::process::http_get;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
@@ -77,7 +79,7 @@ async fn endless_subscriber() -> (String, Arc<AtomicUsize>) {
     (url, received)
 }
 
-async fn trigger(client: &kube::Client, ns: &str, name: &str, spec: &str) {
+async fn trigger(client: &kube::Client, ns: &str, name: &str, spec: TriggerSpec) {
     herald_e2e::ready_trigger(client, ns, name, spec, WAIT).await;
 }
 
@@ -105,38 +107,47 @@ async fn endless_and_trickling_answers_are_cut_and_count_as_delivered() {
             &client,
             &ns,
             "endless",
-            &format!(
-                "  filter: {{attributes: {{source: /endless}}}}\n  subscriber: {{uri: \"{endless_url}\"}}\n  delivery: {{timeout: PT2S, retry: 3, backoffDelay: PT0.1S}}\n"
-            ),
+            TriggerSpec {
+                filter: attributes([("source", "/endless")]),
+                delivery: Some(DeliverySpec {
+                    timeout: Some("PT2S".to_owned()),
+                    ..retries(3, "PT0.1S")
+                }),
+                ..to_uri(&endless_url)
+            },
         )
         .await;
         trigger(
             &client,
             &ns,
             "steady",
-            &format!(
-                "  filter: {{attributes: {{type: normal}}}}\n  subscriber: {{uri: \"{}\"}}\n",
-                steady.url
-            ),
+            TriggerSpec {
+                filter: attributes([("type", "normal")]),
+                ..to_uri(&steady.url)
+            },
         )
         .await;
         trigger(
             &client,
             &ns,
             "replies",
-            &format!(
-                "  filter: {{attributes: {{type: bounds.reply}}}}\n  subscriber: {{uri: \"{}\"}}\n",
-                replies.url
-            ),
+            TriggerSpec {
+                filter: attributes([("type", "bounds.reply")]),
+                ..to_uri(&replies.url)
+            },
         )
         .await;
 
         for i in 0..3 {
-            stack.send(&format!("huge-{i}"), "huge", "/endless", "{}").await;
+            stack
+                .send(&format!("huge-{i}"), "huge", "/endless", "{}")
+                .await;
         }
         stack.send("trickle-0", "trickle", "/endless", "{}").await;
         for i in 0..5 {
-            stack.send(&format!("normal-{i}"), "normal", "/s", "{}").await;
+            stack
+                .send(&format!("normal-{i}"), "normal", "/s", "{}")
+                .await;
         }
         steady
             .wait_for("the other Trigger is delivered", WAIT, |d| d.len() >= 5)

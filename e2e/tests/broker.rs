@@ -3,14 +3,13 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use herald_api::broker::condition;
-use herald_api::conditions::ConditionStatus::{False, True};
 use herald_api::{Broker, naming};
 use herald_e2e::kubectl::{apply, apply_refused, example, kubectl};
 use herald_e2e::process::{NatsServer, Operator};
-use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{
+    await_not_ready, await_ready, delete_and_await_gone, eventually, field, nats_url, with_temp_ns,
+};
 use kube::Api;
-use kube::api::DeleteParams;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -71,13 +70,7 @@ async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion()
             &std::fs::read_to_string(example("broker.yaml")).unwrap(),
         );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
-        let broker = await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        let broker = await_ready(&brokers, "default", WAIT).await;
         assert_eq!(
             field(&broker, "/status/address/url"),
             format!("http://ingress.test/{ns}/default").as_str()
@@ -113,13 +106,7 @@ async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion()
                 .unwrap()
                 .replace("storage: file", "storage: memory"),
         );
-        let broker = await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, False, Some("StreamChangeNotAllowed")),
-        )
-        .await;
+        let broker = await_not_ready(&brokers, "default", "StreamChangeNotAllowed", WAIT).await;
         assert!(
             field(&broker, "/status/conditions/1/message")
                 .as_str()
@@ -135,19 +122,7 @@ async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion()
         );
 
         // Deleting the Broker deletes its stream (finalizer).
-        brokers
-            .delete("default", &DeleteParams::default())
-            .await
-            .unwrap();
-        eventually("Broker is gone", WAIT, || async {
-            brokers
-                .get_opt("default")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        delete_and_await_gone(&brokers, "default", WAIT).await;
         assert!(
             stream_config(&nats_url(), &stream).await.is_none(),
             "stream {stream} survived its Broker"
@@ -159,6 +134,8 @@ async fn broker_gets_a_stream_with_its_limits_and_follows_updates_and_deletion()
 #[tokio::test]
 async fn invalid_brokers_are_refused_by_the_apiserver_with_clear_messages() {
     with_temp_ns("invalid", |_, ns| async move {
+        // YAML on purpose: these are documents a user could write and the typed
+        // objects cannot (a storage of `disk`, a duration in words).
         let message = apply_refused(
             &ns,
             "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: bad}\nspec:\n  stream: {maxAge: ten minutes, replicas: 9, storage: disk}\n",
@@ -193,26 +170,8 @@ async fn a_stream_herald_did_not_create_is_never_touched() {
             &std::fs::read_to_string(example("broker.yaml")).unwrap(),
         );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
-        await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, False, Some("StreamNotOwned")),
-        )
-        .await;
-        brokers
-            .delete("default", &DeleteParams::default())
-            .await
-            .unwrap();
-        eventually("Broker is gone", WAIT, || async {
-            brokers
-                .get_opt("default")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        await_not_ready(&brokers, "default", "StreamNotOwned", WAIT).await;
+        delete_and_await_gone(&brokers, "default", WAIT).await;
         let config = stream_config(&nats_url(), &stream)
             .await
             .expect("foreign stream must survive");
@@ -232,35 +191,17 @@ async fn nats_outage_turns_the_broker_not_ready_and_it_heals() {
             &std::fs::read_to_string(example("broker.yaml")).unwrap(),
         );
         let brokers: Api<Broker> = Api::namespaced(client, &ns);
-        await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&brokers, "default", WAIT).await;
 
         nats.stop().await;
-        let broker = await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, False, Some("NatsUnavailable")),
-        )
-        .await;
+        let broker = await_not_ready(&brokers, "default", "NatsUnavailable", WAIT).await;
         println!(
             "while NATS is down: {}",
             field(&broker, "/status/conditions/1/message")
         );
 
         nats.restart().await;
-        await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&brokers, "default", WAIT).await;
         let stream = naming::stream_name(&ns, "default");
         assert!(
             stream_config(&nats.url(), &stream).await.is_some(),

@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use herald_api::{Broker, Trigger, naming};
-use herald_e2e::kubectl::apply;
+use herald_api::{Broker, TriggerSpec, naming};
+use herald_e2e::manifests::{apply, replicated_broker, to_uri};
 use herald_e2e::process::{NatsCluster, NatsServer, Operator};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, has_condition, with_temp_ns};
+use herald_e2e::{await_ready, with_temp_ns};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -191,9 +191,8 @@ impl Load {
             // Counting is cheap; the distinct ids are checked once the count allows it.
             if subscriber.count() >= total
                 && subscriber
-                    .deliveries()
-                    .iter()
-                    .map(|(e, _)| e.id().to_owned())
+                    .delivered_ids()
+                    .into_iter()
                     .collect::<HashSet<_>>()
                     .len()
                     >= total
@@ -241,24 +240,21 @@ impl Load {
 /// The chaos runs take turns: one restarts the apiserver every test shares.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The node that leads JetStream stream `name` now, if any.
+async fn stream_leader(js: &async_nats::jetstream::Context, name: &str) -> Option<String> {
+    let mut stream = js.get_stream(name).await.expect("stream");
+    let info = stream.info().await.expect("info");
+    info.cluster.clone().and_then(|c| c.leader)
+}
+
 /// A Trigger `sink` on `broker` delivering to a new subscriber, Ready.
 async fn sink(client: &kube::Client, ns: &str, broker: &str) -> Arc<Subscriber> {
     let subscriber = Arc::new(Subscriber::accepting().await);
-    apply(
-        ns,
-        &format!(
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: sink}}\nspec:\n  broker: {broker}\n  subscriber: {{uri: \"{}\"}}\n",
-            subscriber.url
-        ),
-    );
-    let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
-    await_condition(
-        &triggers,
-        "sink",
-        WAIT,
-        has_condition("Ready", herald_api::ConditionStatus::True, None),
-    )
-    .await;
+    let spec = TriggerSpec {
+        broker: broker.to_owned(),
+        ..to_uri(&subscriber.url)
+    };
+    herald_e2e::ready_trigger(client, ns, "sink", spec, WAIT).await;
     subscriber
 }
 
@@ -268,28 +264,46 @@ async fn nothing_accepted_is_lost_while_components_and_nodes_die() {
     with_temp_ns("chaos", |client, ns| async move {
         let mut cluster = NatsCluster::start(&format!("chaos{}", std::process::id())).await;
         let mut stack = Stack::start(client.clone(), &ns, &cluster.url()).await;
-        let _standby = Operator::start_with_ingress(&ns, &cluster.url(), "standby", &stack.ingress.url()).await;
-        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: chaos}\nspec:\n  stream: {replicas: 3}\n");
+        let _standby =
+            Operator::start_with_ingress(&ns, &cluster.url(), "standby", &stack.ingress.url())
+                .await;
+        apply(&client, &ns, &replicated_broker("chaos", 3)).await;
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        await_condition(&brokers, "chaos", WAIT, has_condition("Ready", herald_api::ConditionStatus::True, None)).await;
+        await_ready(&brokers, "chaos", WAIT).await;
         let subscriber = sink(&client, &ns, "chaos").await;
-        let mut load = Load::start(&format!("{}/{ns}/chaos", stack.ingress.url()), subscriber.clone(), events());
+        let mut load = Load::start(
+            &format!("{}/{ns}/chaos", stack.ingress.url()),
+            subscriber.clone(),
+            events(),
+        );
 
         load.fault_after(1, 6, "ingress killed and restarted").await;
         stack.ingress.restart().await;
-        load.fault_after(2, 6, "dispatcher killed and restarted").await;
+        load.fault_after(2, 6, "dispatcher killed and restarted")
+            .await;
         if let Some(mut d) = stack.dispatcher.take() {
             d.kill().await;
         }
         stack.start_dispatcher().await;
-        load.fault_after(3, 6, "leading operator killed (standby takes over)").await;
+        load.fault_after(3, 6, "leading operator killed (standby takes over)")
+            .await;
         stack.operator.kill().await;
-        load.fault_after(4, 6, "stream leader's NATS node killed, restarted 5 s later").await;
+        load.fault_after(
+            4,
+            6,
+            "stream leader's NATS node killed, restarted 5 s later",
+        )
+        .await;
         let nats = async_nats::connect(cluster.addrs()).await.expect("connect");
         let js = async_nats::jetstream::new(nats);
-        let mut stream = js.get_stream(naming::stream_name(&ns, "chaos")).await.expect("stream");
-        let leader = stream.info().await.expect("info").cluster.clone().and_then(|c| c.leader).expect("leader");
-        let node = cluster.nodes.iter_mut().find(|n| n.name == leader).expect("leader node");
+        let leader = stream_leader(&js, &naming::stream_name(&ns, "chaos"))
+            .await
+            .expect("leader");
+        let node = cluster
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == leader)
+            .expect("leader node");
         node.kill().await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         node.restart().await;
@@ -370,32 +384,49 @@ async fn nothing_accepted_is_lost_when_the_stream_leader_is_cut_off() {
         let here = || (netns.host_ip.clone(), None);
         let cluster = NatsCluster::start_on(
             &format!("part{tag}"),
-            [here(), here(), (netns.inner_ip.clone(), Some(netns.name.clone()))],
+            [
+                here(),
+                here(),
+                (netns.inner_ip.clone(), Some(netns.name.clone())),
+            ],
         )
         .await;
         let stack = Stack::start(client.clone(), &ns, &cluster.url()).await;
-        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: chaos}\nspec:\n  stream: {replicas: 3}\n");
+        apply(&client, &ns, &replicated_broker("chaos", 3)).await;
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        await_condition(&brokers, "chaos", WAIT, has_condition("Ready", herald_api::ConditionStatus::True, None)).await;
+        await_ready(&brokers, "chaos", WAIT).await;
         // Make the node behind the link the stream leader, so the cut costs the most.
-        let js = async_nats::jetstream::new(async_nats::connect(cluster.addrs()).await.expect("connect"));
+        let js = async_nats::jetstream::new(
+            async_nats::connect(cluster.addrs()).await.expect("connect"),
+        );
         let stream_name = naming::stream_name(&ns, "chaos");
         let isolated = cluster.nodes[2].name.clone();
         for _ in 0..20 {
-            let mut stream = js.get_stream(&stream_name).await.expect("stream");
-            let leader = stream.info().await.expect("info").cluster.clone().and_then(|c| c.leader);
+            let leader = stream_leader(&js, &stream_name).await;
             if leader.as_deref() == Some(isolated.as_str()) {
                 println!("stream leader: {isolated} (behind the link)");
                 break;
             }
             let _ = js
-                .request::<_, _, serde_json::Value>(format!("STREAM.LEADER.STEPDOWN.{stream_name}"), &serde_json::json!({}))
+                .request::<_, _, serde_json::Value>(
+                    format!("STREAM.LEADER.STEPDOWN.{stream_name}"),
+                    &serde_json::json!({}),
+                )
                 .await;
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         let subscriber = sink(&client, &ns, "chaos").await;
-        let mut load = Load::start(&format!("{}/{ns}/chaos", stack.ingress.url()), subscriber.clone(), events());
-        load.fault_after(1, 3, "stream leader's node cut off by a network partition for 20 s").await;
+        let mut load = Load::start(
+            &format!("{}/{ns}/chaos", stack.ingress.url()),
+            subscriber.clone(),
+            events(),
+        );
+        load.fault_after(
+            1,
+            3,
+            "stream leader's node cut off by a network partition for 20 s",
+        )
+        .await;
         netns.cut();
         // Longer than JetStream's election timeouts (a few seconds each side), so the
         // majority elects new leaders while the old one is still cut off.

@@ -16,14 +16,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herald_api::Trigger;
-use herald_api::conditions::ConditionStatus::True;
-use herald_api::trigger::condition;
+use herald_api::{DeliverySpec, Trigger, TriggerSpec};
 use herald_e2e::http::try_post;
-use herald_e2e::kubectl::{apply, example};
+use herald_e2e::kubectl::{self, example};
+use herald_e2e::manifests::{apply, retries, to_uri, trigger};
 use herald_e2e::process::{Dispatcher, Ingress, Operator};
 use herald_e2e::subscriber::{Answer, Subscriber};
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_ready, eventually, nats_url, with_temp_ns};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -49,12 +48,6 @@ fn churn_sizes() -> Vec<usize> {
         })
         .filter(|sizes| !sizes.is_empty())
         .unwrap_or_else(|| vec![1, 10, 50])
-}
-
-fn trigger_yaml(name: &str, uri: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{uri}\"}}\n{extra}"
-    )
 }
 
 /// Sends one event as a producer would: a connection that breaks before the answer
@@ -103,24 +96,23 @@ async fn round(client: &Client, ns: &str, count: usize, sinks: &[String], ingres
         .await
         .expect("create namespace");
     let broker = std::fs::read_to_string(example("broker.yaml")).expect("example");
-    let manifests: Vec<String> = (0..count)
-        .map(|i| {
-            trigger_yaml(
-                &format!("t{i}"),
-                &sinks[i % sinks.len()],
-                "  delivery: {retry: 2, backoffDelay: PT0.2S, timeout: PT2S}\n",
-            )
-        })
-        .collect();
     // kubectl blocks; on its own thread, so the steady sender and subscriber (on this
     // runtime) go on meanwhile and their timings stay the dispatcher's.
-    let (namespace, manifests) = (ns.to_owned(), manifests.join("\n---\n"));
-    tokio::task::spawn_blocking(move || {
-        apply(&namespace, &broker);
-        apply(&namespace, &manifests);
-    })
-    .await
-    .expect("kubectl apply");
+    let namespace = ns.to_owned();
+    tokio::task::spawn_blocking(move || kubectl::apply(&namespace, &broker))
+        .await
+        .expect("kubectl apply");
+    let delivery = DeliverySpec {
+        timeout: Some("PT2S".to_owned()),
+        ..retries(2, "PT0.2S")
+    };
+    for i in 0..count {
+        let spec = TriggerSpec {
+            delivery: Some(delivery.clone()),
+            ..to_uri(&sinks[i % sinks.len()])
+        };
+        apply(client, ns, &trigger(&format!("t{i}"), spec)).await;
+    }
     let url = format!("{ingress}/{ns}/default");
     // 503 until the ingress serves the new Broker (part of churning); a round feeds its
     // Triggers, so it waits for that, within reason.
@@ -195,10 +187,10 @@ async fn the_shared_dispatcher_survives_churn() {
             Answer::status(202)
         })
         .await;
-        apply(&steady_ns, &std::fs::read_to_string(example("broker.yaml")).expect("example"));
-        apply(&steady_ns, &trigger_yaml("steady", &steady.url, ""));
+        kubectl::apply(&steady_ns, &std::fs::read_to_string(example("broker.yaml")).expect("example"));
+        apply(&client, &steady_ns, &trigger("steady", to_uri(&steady.url))).await;
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &steady_ns);
-        await_condition(&triggers, "steady", WAIT, has_condition(condition::READY, True, None)).await;
+        await_ready(&triggers, "steady", WAIT).await;
         let steady_url = format!("{}/{steady_ns}/default", ingress.url());
         eventually("the steady Trigger receives", WAIT, || async {
             send(&steady_url, "probe", "/steady").await;
@@ -286,8 +278,8 @@ async fn the_shared_dispatcher_survives_churn() {
 
         // A new Trigger after the churn gets its first event.
         let fresh = Subscriber::accepting().await;
-        apply(&steady_ns, &trigger_yaml("fresh", &fresh.url, ""));
-        await_condition(&triggers, "fresh", WAIT, has_condition(condition::READY, True, None)).await;
+        apply(&client, &steady_ns, &trigger("fresh", to_uri(&fresh.url))).await;
+        await_ready(&triggers, "fresh", WAIT).await;
         let first_sent = Instant::now();
         assert_eq!(send(&steady_url, "fresh-1", "/steady").await, 202);
         fresh.wait_for("the new Trigger's first event", WAIT, |d| !d.is_empty()).await;

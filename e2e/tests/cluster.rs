@@ -5,15 +5,17 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use herald_api::Broker;
-use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::conditions::ConditionStatus::True;
 use herald_api::naming;
+use herald_api::{Broker, TriggerSpec};
 use herald_e2e::http::post;
-use herald_e2e::kubectl::apply;
+use herald_e2e::manifests::{apply, replicated_broker, to_uri, trigger};
 use herald_e2e::process::NatsCluster;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, field, has_condition, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_not_ready, await_ready, field, has_condition, with_temp_ns,
+};
 use kube::Api;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -59,11 +61,8 @@ async fn r3_brokers_survive_the_loss_of_the_stream_leader() {
         let mut cluster = NatsCluster::start(&format!("c{}", std::process::id())).await;
         let stack = Stack::start(client.clone(), &ns, &cluster.url()).await;
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        let broker = |name: &str, replicas: u8| {
-            format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {{name: {name}}}\nspec:\n  stream: {{replicas: {replicas}}}\n")
-        };
-        apply(&ns, &broker("r3", 3));
-        await_condition(&brokers, "r3", WAIT, has_condition("Ready", True, None)).await;
+        apply(&client, &ns, &replicated_broker("r3", 3)).await;
+        await_ready(&brokers, "r3", WAIT).await;
         let nats = async_nats::connect(cluster.addrs()).await.expect("connect");
         let js = async_nats::jetstream::new(nats);
         let stream_name = naming::stream_name(&ns, "r3");
@@ -74,20 +73,19 @@ async fn r3_brokers_survive_the_loss_of_the_stream_leader() {
         assert_eq!(placement.replicas.len(), 2, "a leader and two followers: {placement:?}");
 
         // More replicas than nodes: explained, not retried forever in silence.
-        apply(&ns, &broker("r5", 5));
-        let r5 = await_condition(
-            &brokers,
-            "r5",
-            WAIT,
-            has_condition("Ready", False, Some("ReplicasUnplaceable")),
-        )
+        apply(&client, &ns, &replicated_broker("r5", 5)).await;
+        let r5 = await_not_ready(&brokers, "r5", "ReplicasUnplaceable", WAIT)
         .await;
         println!("replicas 5 on 3 nodes: {}", field(&r5, "/status/conditions"));
         assert!(field(&r5, "/status/conditions").to_string().contains("lower spec.stream.replicas"));
 
         // Deliver through R3, kill the stream leader, deliver more.
         let subscriber = Subscriber::accepting().await;
-        apply(&ns, &format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: t}}\nspec:\n  broker: r3\n  subscriber: {{uri: \"{}\"}}\n", subscriber.url));
+        let on_r3 = TriggerSpec {
+            broker: "r3".to_owned(),
+            ..to_uri(&subscriber.url)
+        };
+        apply(&client, &ns, &trigger("t", on_r3)).await;
         await_condition(
             &Api::<herald_api::Trigger>::namespaced(client.clone(), &ns),
             "t",

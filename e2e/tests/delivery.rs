@@ -4,41 +4,42 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use herald_api::Trigger;
-use herald_api::conditions::ConditionStatus::True;
-use herald_api::trigger::condition;
+use herald_api::common::{BackoffPolicy, Ordering};
+use herald_api::{DeliverySpec, Trigger, TriggerSpec};
 use herald_cloudevents::CloudEvent;
-use herald_e2e::kubectl::apply;
+use herald_e2e::manifests::{
+    self, attributes, from_all, retries, retries_then_dead_letter, to_uri,
+};
+use herald_e2e::process::herald_stdout;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::{Answer, Subscriber};
-use herald_e2e::{await_condition, eventually, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{eventually, field, nats_url, with_temp_ns};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, Client};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Applies a Trigger on the example Broker with `spec` (YAML lines under `spec:`,
-/// indented by four) and waits until it is Ready.
-async fn trigger(client: &Client, ns: &str, name: &str, spec: &str) -> Trigger {
-    apply(
-        ns,
-        &format!(
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: {name}}}\nspec:\n  broker: default\n{spec}"
-        ),
-    );
-    let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
-    await_condition(
-        &triggers,
-        name,
-        WAIT,
-        has_condition(condition::READY, True, None),
-    )
-    .await
+/// Applies Trigger `name` with `spec` and waits until it is Ready.
+async fn trigger(client: &Client, ns: &str, name: &str, spec: TriggerSpec) -> Trigger {
+    herald_e2e::ready_trigger(client, ns, name, spec, WAIT).await
 }
 
-fn to(url: &str) -> String {
-    format!("  subscriber: {{uri: \"{url}\"}}\n")
+/// Events of type `type_`, to `url`.
+fn typed_to(type_: &str, url: &str) -> TriggerSpec {
+    TriggerSpec {
+        filter: attributes([("type", type_)]),
+        ..to_uri(url)
+    }
+}
+
+/// Every event to `url`, with `delivery`.
+fn delivered_to(url: &str, delivery: DeliverySpec) -> TriggerSpec {
+    TriggerSpec {
+        delivery: Some(delivery),
+        ..to_uri(url)
+    }
 }
 
 fn ids(list: &[(CloudEvent, u16)]) -> HashSet<String> {
@@ -55,37 +56,30 @@ async fn each_filter_dialect_routes_the_right_events() {
             Subscriber::accepting().await,
             Subscriber::accepting().await,
         );
-        trigger(
-            &client,
-            &ns,
-            "exact",
-            &format!(
-                "  filter: {{attributes: {{type: order.created}}}}\n{}",
-                to(&exact.url)
-            ),
-        )
-        .await;
+        trigger(&client, &ns, "exact", typed_to("order.created", &exact.url)).await;
         trigger(
             &client,
             &ns,
             "cesql",
-            &format!(
-                "  filters: [{{cesql: \"source LIKE 'shop/%'\"}}]\n{}",
-                to(&cesql.url)
-            ),
+            TriggerSpec {
+                filters: vec![manifests::cesql("source LIKE 'shop/%'")],
+                ..to_uri(&cesql.url)
+            },
         )
         .await;
         trigger(
             &client,
             &ns,
             "pattern",
-            &format!(
-                "  filters: [{{pattern: {{data: {{amount: [{{numeric: ['>', 100]}}]}}}}}}]\n{}",
-                to(&pattern.url)
-            ),
+            TriggerSpec {
+                filters: vec![manifests::pattern(
+                    json!({"data": {"amount": [{"numeric": [">", 100]}]}}),
+                )],
+                ..to_uri(&pattern.url)
+            },
         )
         .await;
-        trigger(&client, &ns, "all", &to(&all.url)).await;
+        trigger(&client, &ns, "all", to_uri(&all.url)).await;
 
         stack
             .send("e1", "order.created", "crm", r#"{"amount": 1}"#)
@@ -129,9 +123,12 @@ async fn a_subscriber_failing_twice_gets_the_event_three_times_and_it_is_acked_o
             &client,
             &ns,
             "flaky",
-            &format!(
-                "{}  delivery: {{retry: 5, backoffDelay: PT0.2S, backoffPolicy: linear}}\n",
-                to(&flaky.url)
+            delivered_to(
+                &flaky.url,
+                DeliverySpec {
+                    backoff_policy: Some(BackoffPolicy::Linear),
+                    ..retries(5, "PT0.2S")
+                },
             ),
         )
         .await;
@@ -158,12 +155,8 @@ async fn an_event_that_always_fails_goes_to_the_dead_letter_sink_with_the_error(
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let broken = Subscriber::scripted(|_, _| Answer::status(500)).await;
         let dead_letters = Subscriber::accepting().await;
-        let spec = format!(
-            "{}  delivery: {{retry: 2, backoffDelay: PT0.1S, deadLetterSink: {{uri: \"{}\"}}}}\n",
-            to(&broken.url),
-            dead_letters.url
-        );
-        let t = trigger(&client, &ns, "broken", &spec).await;
+        let delivery = retries_then_dead_letter(2, "PT0.1S", &dead_letters.url);
+        let t = trigger(&client, &ns, "broken", delivered_to(&broken.url, delivery)).await;
         assert_eq!(
             field(&t, "/status/deadLetterSinkUri"),
             dead_letters.url.as_str()
@@ -197,8 +190,17 @@ async fn dropped_events_are_reported_in_summaries_not_one_kubernetes_event_each(
     with_temp_ns("dropped", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let broken = Subscriber::scripted(|_, _| Answer::status(500)).await;
-        let spec = format!("{}  delivery: {{retry: 0}}\n", to(&broken.url));
-        trigger(&client, &ns, "broken", &spec).await;
+        let never_retried = DeliverySpec {
+            retry: Some(0),
+            ..DeliverySpec::default()
+        };
+        trigger(
+            &client,
+            &ns,
+            "broken",
+            delivered_to(&broken.url, never_retried),
+        )
+        .await;
         for n in 0..100 {
             stack.send(&format!("x{n}"), "t", "s", "{}").await;
         }
@@ -260,20 +262,14 @@ async fn a_reply_reaches_a_second_trigger() {
             &client,
             &ns,
             "validate",
-            &format!(
-                "  filter: {{attributes: {{type: order.created}}}}\n{}",
-                to(&replier.url)
-            ),
+            typed_to("order.created", &replier.url),
         )
         .await;
         trigger(
             &client,
             &ns,
             "after",
-            &format!(
-                "  filter: {{attributes: {{type: order.validated}}}}\n{}",
-                to(&downstream.url)
-            ),
+            typed_to("order.validated", &downstream.url),
         )
         .await;
         stack.send("o1", "order.created", "shop", "{}").await;
@@ -304,14 +300,7 @@ async fn a_reply_loop_ends_after_255_hops() {
             ..Answer::status(200)
         })
         .await;
-        let filter = "  filter: {attributes: {type: loop.ping}}\n";
-        trigger(
-            &client,
-            &ns,
-            "loop",
-            &format!("{filter}{}", to(&looping.url)),
-        )
-        .await;
+        trigger(&client, &ns, "loop", typed_to("loop.ping", &looping.url)).await;
         stack.send("l", "loop.ping", "shop", "{}").await;
         looping
             .wait_for("the loop runs its course", Duration::from_secs(120), |d| {
@@ -341,9 +330,12 @@ async fn ordered_delivery_keeps_stream_order_under_retries() {
             &client,
             &ns,
             "ordered",
-            &format!(
-                "{}  delivery: {{ordering: ordered, retry: 5, backoffDelay: PT0.2S}}\n",
-                to(&sub.url)
+            delivered_to(
+                &sub.url,
+                DeliverySpec {
+                    ordering: Some(Ordering::Ordered),
+                    ..retries(5, "PT0.2S")
+                },
             ),
         )
         .await;
@@ -355,13 +347,8 @@ async fn ordered_delivery_keeps_stream_order_under_retries() {
         })
         .await;
         assert_eq!(sub.accepted_ids(), ["o1", "o2", "o3", "o4", "o5"]);
-        let arrival: Vec<String> = sub
-            .deliveries()
-            .iter()
-            .map(|(e, _)| e.id().to_owned())
-            .collect();
         assert_eq!(
-            arrival,
+            sub.delivered_ids(),
             ["o1", "o2", "o2", "o2", "o3", "o4", "o5"],
             "nothing overtakes the failing event"
         );
@@ -381,11 +368,14 @@ async fn a_trigger_starting_from_all_replays_history() {
             &client,
             &ns,
             "replay",
-            &format!("{}  startPosition: {{from: all}}\n", to(&sub.url)),
+            TriggerSpec {
+                start_position: from_all(),
+                ..to_uri(&sub.url)
+            },
         )
         .await;
         let newcomer = Subscriber::accepting().await;
-        trigger(&client, &ns, "new-only", &to(&newcomer.url)).await;
+        trigger(&client, &ns, "new-only", to_uri(&newcomer.url)).await;
         stack.send("fresh", "t", "s", "{}").await;
         sub.wait_for("history and the new event", WAIT, |d| ids(d).len() == 4)
             .await;
@@ -407,7 +397,11 @@ async fn killing_the_dispatcher_mid_run_loses_nothing() {
     with_temp_ns("dispatcher-kill", |client, ns| async move {
         let mut stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let sub = Subscriber::accepting().await;
-        trigger(&client, &ns, "bulk", &format!("{}  delivery: {{timeout: PT2S}}\n", to(&sub.url))).await;
+        let delivery = DeliverySpec {
+            timeout: Some("PT2S".to_owned()),
+            ..DeliverySpec::default()
+        };
+        trigger(&client, &ns, "bulk", delivered_to(&sub.url, delivery)).await;
         let total = 10_000;
         let url = stack.broker_url();
         let sender = tokio::spawn(async move {
@@ -443,25 +437,18 @@ async fn herald_tail_replays_and_filters_a_brokers_events() {
             .await;
         stack.send("t3", "order.created", "crm", r#"{"n":3}"#).await;
         let tail = |extra: &[&str]| {
-            let out = herald_e2e::process::herald_command()
-                .args([
-                    "tail",
-                    &format!("{ns}/default"),
-                    "--from",
-                    "all",
-                    "--json",
-                    "--nats-url",
-                    &nats_url(),
-                ])
-                .args(extra)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout)
+            let broker = format!("{ns}/default");
+            let nats = nats_url();
+            let base = [
+                "tail",
+                &broker,
+                "--from",
+                "all",
+                "--json",
+                "--nats-url",
+                &nats,
+            ];
+            herald_stdout(base.iter().chain(extra))
                 .lines()
                 .map(|l| {
                     serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
@@ -504,7 +491,13 @@ async fn two_dispatchers_share_one_triggers_work() {
             &client,
             &ns,
             "shared",
-            &format!("{}  delivery: {{maxInFlight: 4}}\n", to(&sub.url)),
+            delivered_to(
+                &sub.url,
+                DeliverySpec {
+                    max_in_flight: Some(4),
+                    ..DeliverySpec::default()
+                },
+            ),
         )
         .await;
         for i in 0..200 {
@@ -536,7 +529,13 @@ async fn a_delivery_longer_than_the_ack_wait_is_not_redelivered_meanwhile() {
             &client,
             &ns,
             "slow",
-            &format!("  delivery: {{timeout: 20s}}\n{}", to(&slow.url)),
+            delivered_to(
+                &slow.url,
+                DeliverySpec {
+                    timeout: Some("20s".to_owned()),
+                    ..DeliverySpec::default()
+                },
+            ),
         )
         .await;
         stack.send("slow-1", "slow.test", "/e2e", "{}").await;

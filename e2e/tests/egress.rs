@@ -9,8 +9,13 @@
 
 use std::time::Duration;
 
+use herald_api::eventsource::WebhookSource;
+use herald_api::{EventSourceSpec, TriggerSpec};
 use herald_e2e::http::post;
-use herald_e2e::kubectl::apply;
+use herald_e2e::manifests::{
+    apply, attributes, event_source, retries_then_dead_letter, secret, secret_key, source_to,
+    to_uri, uri_destination,
+};
 use herald_e2e::process::{Sources, http_get};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
@@ -115,27 +120,27 @@ async fn subscribers_on_loopback_or_the_api_server_are_refused_and_dead_lettered
             ("by-name", by_name.as_str(), "egress.name"),
             ("apiserver", api.as_str(), "egress.api"),
         ];
-        let delivery = format!(
-            "  delivery: {{retry: 3, backoffDelay: PT0.1S, deadLetterSink: {{uri: \"{}\"}}}}\n",
-            dead_letters.url
-        );
+        let delivery = retries_then_dead_letter(3, "PT0.1S", &dead_letters.url);
         for (name, url, type_) in cases {
-            let spec = format!(
-                "  filter: {{attributes: {{type: {type_}}}}}\n  subscriber: {{uri: \"{url}\"}}\n{delivery}"
-            );
-            ready_trigger(&client, &ns, name, &spec, WAIT).await;
+            let spec = TriggerSpec {
+                filter: attributes([("type", type_)]),
+                delivery: Some(delivery.clone()),
+                ..to_uri(url)
+            };
+            ready_trigger(&client, &ns, name, spec, WAIT).await;
         }
-        let spec = format!(
-            "  filter: {{attributes: {{type: egress.ok}}}}\n  subscriber: {{uri: \"{}\"}}\n",
-            healthy.url
-        );
-        ready_trigger(&client, &ns, "healthy", &spec, WAIT).await;
+        let spec = TriggerSpec {
+            filter: attributes([("type", "egress.ok")]),
+            ..to_uri(&healthy.url)
+        };
+        ready_trigger(&client, &ns, "healthy", spec, WAIT).await;
         // Cloud metadata, with a refused dead-letter sink: dropped, and reported.
-        let spec = format!(
-            "  filter: {{attributes: {{type: egress.nowhere}}}}\n  subscriber: {{uri: \"http://169.254.169.254/latest/meta-data/\"}}\n  delivery: {{retry: 3, backoffDelay: PT0.1S, deadLetterSink: {{uri: \"{}\"}}}}\n",
-            loopback_sink.url
-        );
-        ready_trigger(&client, &ns, "nowhere", &spec, WAIT).await;
+        let spec = TriggerSpec {
+            filter: attributes([("type", "egress.nowhere")]),
+            delivery: Some(retries_then_dead_letter(3, "PT0.1S", &loopback_sink.url)),
+            ..to_uri("http://169.254.169.254/latest/meta-data/")
+        };
+        ready_trigger(&client, &ns, "nowhere", spec, WAIT).await;
 
         for (name, _, type_) in cases {
             stack.send(name, type_, "/egress", "{}").await;
@@ -206,13 +211,17 @@ async fn an_event_source_with_a_refused_sink_reports_it_and_sends_nothing() {
         let sink = Subscriber::accepting_at("127.0.0.2").await;
         let sources = Sources::start(&ns, &nats_url()).await;
         let key = "a-long-enough-secret-for-the-test";
-        apply(
-            &ns,
-            &format!(
-                "apiVersion: v1\nkind: Secret\nmetadata: {{name: hook}}\nstringData: {{key: {key}}}\n---\napiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {{name: hook}}\nspec:\n  sink: {{uri: \"{}\"}}\n  webhook:\n    secretRef: {{name: hook, key: key}}\n    eventType: egress.hook\n",
-                sink.url
-            ),
-        );
+        apply(&client, &ns, &secret("hook", "key", key)).await;
+        let webhook = WebhookSource {
+            secret_ref: secret_key("hook", "key"),
+            event_type: Some("egress.hook".to_owned()),
+            ..WebhookSource::default()
+        };
+        let spec = EventSourceSpec {
+            webhook: Some(webhook),
+            ..source_to(uri_destination(&sink.url))
+        };
+        apply(&client, &ns, &event_source("hook", spec)).await;
         let url = sources.webhook_url(&ns, "hook");
         let body = r#"{"n":1}"#;
         let signature = sign(key.as_bytes(), body.as_bytes());
@@ -225,20 +234,31 @@ async fn an_event_source_with_a_refused_sink_reports_it_and_sends_nothing() {
         .await;
         assert_eq!(answer.status, 502, "{}", answer.body);
         assert_eq!(answer.json()["error"], "SinkFailed");
-        let message = answer.json()["message"].as_str().unwrap_or_default().to_owned();
-        assert!(message.contains("the egress policy refuses 127.0.0.2:"), "{message}");
+        let message = answer.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            message.contains("the egress policy refuses 127.0.0.2:"),
+            "{message}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "refused at once, not after the retries ({:?})",
             started.elapsed()
         );
-        let notes = eventually("the failure is reported on the EventSource", WAIT, || async {
-            let notes = notes(&client, &ns, "DeliveryFailed").await;
-            (!notes.is_empty()).then_some(notes)
-        })
+        let notes = eventually(
+            "the failure is reported on the EventSource",
+            WAIT,
+            || async {
+                let notes = notes(&client, &ns, "DeliveryFailed").await;
+                (!notes.is_empty()).then_some(notes)
+            },
+        )
         .await;
         assert!(
-            notes.iter().any(|n| n.contains("after 1 attempt(s)") && n.contains("the egress policy refuses 127.0.0.2:")),
+            notes.iter().any(|n| n.contains("after 1 attempt(s)")
+                && n.contains("the egress policy refuses 127.0.0.2:")),
             "{notes:?}"
         );
         assert_eq!(sink.count(), 0, "nothing reached 127.0.0.2");

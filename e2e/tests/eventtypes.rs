@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use herald_api::eventtype::{BROKER_LABEL, EventType, MAX_TYPES_PER_BROKER};
-use herald_e2e::http::post;
 use herald_e2e::kubectl::kubectl;
 use herald_e2e::stack::Stack;
 use herald_e2e::{eventually, nats_url, with_temp_ns};
@@ -84,25 +83,16 @@ fn kubectl_and_herald_list_them(ns: &str) {
         "{table}"
     );
 
-    let types = herald_e2e::process::herald_command()
-        .args([
-            "types",
-            "-n",
-            ns,
-            "--broker",
-            "default",
-            "--type",
-            "com.example.order.created",
-            "--schema",
-        ])
-        .output()
-        .expect("herald types");
-    let text = String::from_utf8_lossy(&types.stdout);
-    assert!(
-        types.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&types.stderr)
-    );
+    let text = herald_e2e::process::herald_stdout([
+        "types",
+        "-n",
+        ns,
+        "--broker",
+        "default",
+        "--type",
+        "com.example.order.created",
+        "--schema",
+    ]);
     assert!(
         text.contains("com.example.order.created") && text.contains("\"customer\""),
         "{text}"
@@ -227,13 +217,7 @@ async fn a_flood_of_distinct_types_stays_within_the_bound_and_is_reported() {
                         "source": "attacker", "datacontenttype": "application/json", "data": {"n": n}})
                 })
                 .collect();
-            let answer = post(
-                &stack.broker_url(),
-                &[("content-type", "application/cloudevents-batch+json")],
-                serde_json::to_vec(&batch).expect("json"),
-            )
-            .await;
-            assert_eq!(answer.status, 202, "batch refused: {}", answer.body);
+            stack.send_batch(&batch).await;
         }
         stack.send("k-1", "known", "shop", r#"{"n": 1}"#).await;
         let dispatcher = stack.dispatcher.as_ref().expect("dispatcher");

@@ -9,16 +9,16 @@ use std::process::Output;
 use std::time::Duration;
 
 use herald_api::Broker;
-use herald_api::Trigger;
-use herald_api::broker::condition as broker_condition;
-use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::conditions::ConditionStatus::False;
 use herald_api::trigger::condition;
+use herald_api::{DeliverySpec, Trigger, TriggerSpec};
 use herald_e2e::certs::{TestPki, presented_certificate};
 use herald_e2e::kubectl::{apply, example};
+use herald_e2e::manifests::{self, broker_destination, cron_to, event_source, to_uri};
 use herald_e2e::process::{Dispatcher, Ingress, Operator, Sources, herald_command};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_condition, await_ready, eventually, has_condition, nats_url, with_temp_ns};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -29,8 +29,14 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A Trigger on the example Broker to `url`, given up after one attempt; waits until Ready.
 async fn trigger(client: &Client, ns: &str, name: &str, url: &str) {
-    let spec = format!("  subscriber: {{uri: \"{url}\"}}\n  delivery: {{retry: 0}}\n");
-    herald_e2e::ready_trigger(client, ns, name, &spec, WAIT).await;
+    let spec = TriggerSpec {
+        delivery: Some(DeliverySpec {
+            retry: Some(0),
+            ..DeliverySpec::default()
+        }),
+        ..to_uri(url)
+    };
+    herald_e2e::ready_trigger(client, ns, name, spec, WAIT).await;
 }
 
 /// Runs `herald <args>` off the test's runtime.
@@ -121,13 +127,7 @@ async fn a_trigger_s_own_ca_certs_are_trusted_for_its_subscriber() {
         let ca = std::fs::read_to_string(pki.file("ca.crt")).expect("the test CA");
         trigger_with_ca_certs(&ns, "own-ca", &subscriber.url, &ca);
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
-        await_condition(
-            &triggers,
-            "own-ca",
-            WAIT,
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&triggers, "own-ca", WAIT).await;
         stack.send("own-ca-event", "t", "s", "{}").await;
         subscriber
             .wait_for("the event over https, trusted through caCerts", WAIT, |d| {
@@ -186,13 +186,7 @@ async fn the_ingress_serves_https_and_renews_its_certificate_in_place() {
             &std::fs::read_to_string(example("broker.yaml")).expect("examples/broker.yaml"),
         );
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        let broker = await_condition(
-            &brokers,
-            "default",
-            WAIT,
-            has_condition(broker_condition::READY, True, None),
-        )
-        .await;
+        let broker = await_ready(&brokers, "default", WAIT).await;
         let address = broker.status.and_then(|s| s.address).map(|a| a.url);
         assert_eq!(address, Some(format!("{}/{ns}/default", ingress.url())));
         let _dispatcher = Dispatcher::start(&ns, &nats).await;
@@ -227,10 +221,8 @@ async fn the_ingress_serves_https_and_renews_its_certificate_in_place() {
 
         // The sources adapter sends to the Broker's https address with the same bundle.
         let _sources = Sources::start_with(&ns, &nats, &["--ca-bundle", &ca]).await;
-        apply(
-            &ns,
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: ticks}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  cron: {schedule: '* * * * * *'}\n",
-        );
+        let ticks = cron_to("* * * * * *", broker_destination("default"));
+        manifests::apply(&client, &ns, &event_source("ticks", ticks)).await;
         subscriber
             .wait_for("a cron tick sent over https", WAIT, |d| {
                 d.iter().any(|(e, _)| e.type_() == "dev.herald.cron.tick")
@@ -247,17 +239,19 @@ async fn the_ingress_serves_https_and_renews_its_certificate_in_place() {
         let ca = std::fs::read(pki.file("ca.crt")).expect("the CA");
         assert_eq!(
             presented_certificate(ingress.port, &ca).await,
-            CertificateDer::from_pem_file(pki.file("server.crt")).ok().map(|c| c.to_vec())
+            CertificateDer::from_pem_file(pki.file("server.crt"))
+                .ok()
+                .map(|c| c.to_vec())
         );
         pki.issue_server("renewed");
         mount(&pki, "renewed");
-        let renewed = CertificateDer::from_pem_file(pki.file("renewed.crt")).ok().map(|c| c.to_vec());
+        let renewed = CertificateDer::from_pem_file(pki.file("renewed.crt"))
+            .ok()
+            .map(|c| c.to_vec());
         eventually(
             "new connections get the renewed certificate",
             WAIT,
-            || async {
-                (presented_certificate(ingress.port, &ca).await == renewed).then_some(())
-            },
+            || async { (presented_certificate(ingress.port, &ca).await == renewed).then_some(()) },
         )
         .await;
         let after = herald(send("after-renewal")).await;

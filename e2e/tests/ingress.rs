@@ -9,7 +9,7 @@ use herald_api::{Broker, naming};
 use herald_cloudevents::CloudEvent;
 use herald_e2e::http::post;
 use herald_e2e::kubectl::{apply, example};
-use herald_e2e::process::{NatsServer, herald_command};
+use herald_e2e::process::{NatsServer, herald_command, herald_stdout};
 use herald_e2e::stack::Stack;
 use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
 use kube::Api;
@@ -267,26 +267,18 @@ async fn without_nats_the_ingress_answers_503_and_recovers() {
 async fn herald_send_reaches_a_broker_by_name() {
     with_temp_ns("send", |client, ns| async move {
         let _herald = Stack::without_dispatcher(client, &ns, &nats_url(), &[]).await;
-        let out = herald_command()
-            .args([
-                "send",
-                "--to",
-                &format!("{ns}/default"),
-                "--type",
-                "com.example.cli",
-                "--id",
-                "cli-1",
-                "--data",
-                r#"{"hello":"world"}"#,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("202"));
+        let printed = herald_stdout([
+            "send",
+            "--to",
+            &format!("{ns}/default"),
+            "--type",
+            "com.example.cli",
+            "--id",
+            "cli-1",
+            "--data",
+            r#"{"hello":"world"}"#,
+        ]);
+        assert!(printed.starts_with("202"), "{printed}");
         let stored = stored_events(&nats_url(), &naming::stream_name(&ns, "default")).await;
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].1.get("source"), Some("herald-cli"));

@@ -5,12 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use herald_api::broker::condition;
-use herald_api::conditions::ConditionStatus::True;
 use herald_e2e::http::{post, stalled_request};
-use herald_e2e::kubectl::apply;
+use herald_e2e::manifests::{apply, broker};
 use herald_e2e::stack::Stack;
-use herald_e2e::{await_condition, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_ready, nats_url, with_temp_ns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -84,17 +82,8 @@ async fn headers_bodies_and_concurrency_are_bounded() {
         // Two stalled requests fill the Broker's two places: the third gets 429 with
         // Retry-After, another Broker is still served, and after the stalled ones
         // time out the Broker takes events again.
-        apply(
-            &ns,
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: other}\nspec: {}\n",
-        );
-        await_condition(
-            &stack.brokers,
-            "other",
-            Duration::from_secs(30),
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        apply(&client, &ns, &broker("other")).await;
+        await_ready(&stack.brokers, "other", Duration::from_secs(30)).await;
         let other_url = url.replace("/default", "/other");
         herald_e2e::eventually(
             "the ingress serves the other Broker",

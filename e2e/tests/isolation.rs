@@ -7,14 +7,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use herald_api::Trigger;
-use herald_api::conditions::ConditionStatus::True;
-use herald_api::trigger::condition;
+use herald_api::{Trigger, TriggerSpec};
 use herald_e2e::http::post;
-use herald_e2e::kubectl::apply;
+use herald_e2e::manifests::{apply, attributes, broker, to_uri, trigger};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_ready, eventually, nats_url, with_temp_ns};
 use kube::Api;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -36,11 +34,7 @@ async fn send(ingress: &str, ns: &str, broker: &str, id: &str, type_: &str) {
 }
 
 fn received(subscriber: &Subscriber) -> BTreeSet<String> {
-    subscriber
-        .deliveries()
-        .iter()
-        .map(|(e, _)| e.id().to_owned())
-        .collect()
+    subscriber.delivered_ids().into_iter().collect()
 }
 
 #[tokio::test]
@@ -52,50 +46,27 @@ async fn look_alike_names_and_wildcard_types_stay_apart() {
             Subscriber::accepting().await,
             Subscriber::accepting().await,
         );
-        apply(
-            &ns,
-            &format!(
-                r#"
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Broker
-metadata: {{name: a}}
-spec: {{}}
----
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Broker
-metadata: {{name: a.b}}
-spec: {{}}
----
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Trigger
-metadata: {{name: on-a-b}}
-spec: {{broker: a.b, subscriber: {{uri: "{}"}}}}
----
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Trigger
-metadata: {{name: on-a-wildcard}}
-spec:
-  broker: a
-  filter: {{attributes: {{type: ">"}}}}
-  subscriber: {{uri: "{}"}}
----
-apiVersion: eventing.herald.dev/v1alpha1
-kind: Trigger
-metadata: {{name: on-a}}
-spec: {{broker: a, subscriber: {{uri: "{}"}}}}
-"#,
-                dotted.url, wildcard.url, everything_a.url
-            ),
-        );
+        for name in ["a", "a.b"] {
+            apply(&client, &ns, &broker(name)).await;
+        }
+        let on = |broker: &str, spec: TriggerSpec| TriggerSpec {
+            broker: broker.to_owned(),
+            ..spec
+        };
+        let wildcard_type = TriggerSpec {
+            filter: attributes([("type", ">")]),
+            ..to_uri(&wildcard.url)
+        };
+        for (name, spec) in [
+            ("on-a-b", on("a.b", to_uri(&dotted.url))),
+            ("on-a-wildcard", on("a", wildcard_type)),
+            ("on-a", on("a", to_uri(&everything_a.url))),
+        ] {
+            apply(&client, &ns, &trigger(name, spec)).await;
+        }
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
         for name in ["on-a-b", "on-a-wildcard", "on-a"] {
-            await_condition(
-                &triggers,
-                name,
-                WAIT,
-                has_condition(condition::READY, True, None),
-            )
-            .await;
+            await_ready(&triggers, name, WAIT).await;
         }
         let dotted_broker = stack.brokers.get_status("a.b").await.unwrap();
         assert_eq!(

@@ -8,9 +8,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use herald_api::job::{ATTEMPT_ANNOTATION, JOB_TRIGGER_LABEL};
+use herald_api::TriggerSpec;
+use herald_api::job::{ATTEMPT_ANNOTATION, EventJobSpec, JOB_TRIGGER_LABEL};
 use herald_api::naming;
 use herald_e2e::kubectl::{apply, example};
+use herald_e2e::manifests::{container, pod_of, retries_then_dead_letter};
+use herald_e2e::nats::await_consumer_drained;
 use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
@@ -44,27 +47,19 @@ async fn queue_empties(ns: &str, trigger: &str) {
     let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("NATS"));
     let stream = naming::queue_stream_name(ns, "default");
     let durable = naming::consumer_name(trigger);
-    eventually(
-        "the Trigger's queue is empty (every event acked)",
-        WAIT,
-        || {
-            let (js, stream, durable) = (js.clone(), stream.clone(), durable.clone());
-            async move {
-                let consumer: async_nats::jetstream::consumer::PullConsumer =
-                    js.get_consumer_from_stream(&durable, &stream).await.ok()?;
-                let info = consumer.cached_info();
-                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-            }
-        },
-    )
-    .await;
+    await_consumer_drained(&js, &stream, &durable, WAIT).await;
 }
 
-/// A job Trigger `name` on Broker `default` whose container runs `script` with `sh -c`.
-fn job_spec(script: &str, extra: &str) -> String {
-    format!(
-        "  job:\n    template:\n      spec:\n        containers:\n          - name: work\n            image: busybox:1.36\n            command: [sh, -c, '{script}']\n{extra}"
-    )
+/// A job Trigger spec on Broker `default` whose container runs `script` with `sh -c`.
+fn job_spec(script: &str, job: EventJobSpec) -> TriggerSpec {
+    TriggerSpec {
+        broker: "default".to_owned(),
+        job: Some(EventJobSpec {
+            template: pod_of(container("work", "busybox:1.36", &["sh", "-c", script])),
+            ..job
+        }),
+        ..TriggerSpec::default()
+    }
 }
 
 #[tokio::test]
@@ -150,15 +145,14 @@ async fn a_failing_job_is_retried_with_new_jobs_then_dead_lettered() {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
         let dead_letters = Subscriber::accepting().await;
-        let spec = format!(
-            "  delivery: {{retry: 1, backoffDelay: PT0.2S, deadLetterSink: {{uri: \"{}\"}}}}\n{}",
-            dead_letters.url,
-            job_spec(
+        let spec = TriggerSpec {
+            delivery: Some(retries_then_dead_letter(1, "PT0.2S", &dead_letters.url)),
+            ..job_spec(
                 "echo \"try $HERALD_EVENT_ATTEMPT of $HERALD_EVENT_ID\"; exit 3",
-                "",
+                EventJobSpec::default(),
             )
-        );
-        ready_trigger(&client, &ns, "flaky", &spec, WAIT).await;
+        };
+        ready_trigger(&client, &ns, "flaky", spec, WAIT).await;
         stack.send("f-1", TYPE, "/uploads", "{}").await;
         dead_letters
             .wait_for("the event is dead-lettered", WAIT, |d| !d.is_empty())
@@ -209,11 +203,12 @@ async fn jobs_running_at_once_never_exceed_max_running_across_dispatchers() {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let _second = stack.extra_dispatcher().await;
         let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
-        let spec = job_spec(
-            "echo \"ran $HERALD_EVENT_ID\"; sleep 2",
-            "    maxRunning: 2\n",
-        );
-        ready_trigger(&client, &ns, "bounded", &spec, WAIT).await;
+        let bounded = EventJobSpec {
+            max_running: Some(2),
+            ..EventJobSpec::default()
+        };
+        let spec = job_spec("echo \"ran $HERALD_EVENT_ID\"; sleep 2", bounded);
+        ready_trigger(&client, &ns, "bounded", spec, WAIT).await;
         for n in 0..20 {
             stack.send(&format!("b-{n}"), TYPE, "/uploads", "{}").await;
         }
@@ -241,8 +236,12 @@ async fn finished_jobs_are_deleted_with_their_secrets_after_keep() {
     with_temp_ns("jobs-keep", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
-        let spec = job_spec("echo done", "    keepSucceeded: 1s\n    keepFailed: 1h\n");
-        ready_trigger(&client, &ns, "brief", &spec, WAIT).await;
+        let brief = EventJobSpec {
+            keep_succeeded: Some("1s".to_owned()),
+            keep_failed: Some("1h".to_owned()),
+            ..EventJobSpec::default()
+        };
+        ready_trigger(&client, &ns, "brief", job_spec("echo done", brief), WAIT).await;
         stack.send("k-1", TYPE, "/uploads", "{}").await;
         eventually("the Job ran", WAIT, || async {
             (runner.finished_completion_pods() == 1).then_some(())
@@ -276,8 +275,11 @@ async fn a_redelivered_event_adopts_its_running_job_instead_of_starting_another(
     with_temp_ns("jobs-adopt", |client, ns| async move {
         let mut stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
-        let spec = job_spec("sleep 4; echo \"done $HERALD_EVENT_ID\"", "");
-        ready_trigger(&client, &ns, "slow", &spec, WAIT).await;
+        let spec = job_spec(
+            "sleep 4; echo \"done $HERALD_EVENT_ID\"",
+            EventJobSpec::default(),
+        );
+        ready_trigger(&client, &ns, "slow", spec, WAIT).await;
         stack.send("a-1", TYPE, "/uploads", "{}").await;
         eventually("the Job is made", WAIT, || async {
             (jobs_of(&client, &ns, "slow").await.len() == 1).then_some(())

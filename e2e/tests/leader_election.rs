@@ -3,11 +3,9 @@
 use std::time::Duration;
 
 use herald_api::Broker;
-use herald_api::broker::condition;
-use herald_api::conditions::ConditionStatus::True;
 use herald_e2e::kubectl::{apply, example};
-use herald_e2e::process::Operator;
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::process::{HeraldCommand, Operator, free_port};
+use herald_e2e::{await_ready, eventually, nats_url, with_temp_ns};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
@@ -36,13 +34,7 @@ async fn only_the_leader_reconciles_and_the_follower_takes_over() {
         let manifest = std::fs::read_to_string(example("broker.yaml")).unwrap();
         apply(&ns, &manifest);
         let brokers: Api<Broker> = Api::namespaced(client.clone(), &ns);
-        await_condition(
-            &brokers,
-            "default",
-            Duration::from_secs(30),
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&brokers, "default", Duration::from_secs(30)).await;
         // Give a misbehaving follower every chance to reconcile too.
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(a.metric(RECONCILES).await >= 1.0, "the leader reconciled");
@@ -61,13 +53,7 @@ async fn only_the_leader_reconciles_and_the_follower_takes_over() {
         )
         .await;
         apply(&ns, &manifest.replace("name: default", "name: second"));
-        await_condition(
-            &brokers,
-            "second",
-            Duration::from_secs(30),
-            has_condition(condition::READY, True, None),
-        )
-        .await;
+        await_ready(&brokers, "second", Duration::from_secs(30)).await;
         assert!(
             b.metric(RECONCILES).await >= 1.0,
             "the new leader reconciles"
@@ -84,24 +70,17 @@ async fn only_the_leader_reconciles_and_the_follower_takes_over() {
 async fn the_lease_lives_where_the_operator_runs_and_a_missing_namespace_fails_fast() {
     with_temp_ns("lease-home", |client, ns| async move {
         let missing = format!("{ns}-missing");
+        // No admin port of its own: it must exit before it would serve one.
         let out = tokio::time::timeout(
             Duration::from_secs(30),
-            tokio::process::Command::from(herald_e2e::process::herald_command())
-                .args([
-                    "operator",
-                    "--nats-url",
-                    &nats_url(),
-                    "--watch-namespace",
-                    &ns,
-                ])
+            HeraldCommand::new("operator", &ns, &nats_url())
                 .args(["--metrics-addr", "127.0.0.1:0"])
                 .env("POD_NAMESPACE", &missing)
                 .env_remove("HERALD_LEASE_NAMESPACE")
                 .output(),
         )
         .await
-        .expect("the operator must exit when its lease namespace is missing")
-        .unwrap();
+        .expect("the operator must exit when its lease namespace is missing");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "exit status {:?}", out.status);
         assert!(
@@ -109,24 +88,14 @@ async fn the_lease_lives_where_the_operator_runs_and_a_missing_namespace_fails_f
             "stderr: {stderr}"
         );
 
-        let port = herald_e2e::process::free_port();
-        let mut operator = tokio::process::Command::from(herald_e2e::process::herald_command())
-            .args([
-                "operator",
-                "--nats-url",
-                &nats_url(),
-                "--watch-namespace",
-                &ns,
-            ])
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        let mut operator = HeraldCommand::new("operator", &ns, &nats_url())
+            .admin(free_port())
             .args(["--identity", "from-pod-namespace"])
             .env("POD_NAMESPACE", &ns)
             .env_remove("HERALD_LEASE_NAMESPACE")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
+            .logs(&format!("{ns}-from-pod-namespace"))
             .spawn()
-            .unwrap();
+            .await;
         let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
         eventually(
             "the Lease in POD_NAMESPACE",

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use herald_api::conditions::ConditionStatus::True;
 use herald_api::{Broker, Trigger};
 use herald_e2e::http::post;
 use herald_e2e::kubectl::{apply, example};
+use herald_e2e::manifests::{self, to_uri, trigger};
 use herald_e2e::process::{Dispatcher, Ingress, Operator};
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, eventually, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_ready, eventually, nats_url, with_temp_ns};
 use kube::Api;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -29,18 +29,11 @@ async fn one_set_of_components_serves_two_namespaces() {
             for ns in [&a, &b] {
                 let subscriber = Subscriber::accepting().await;
                 apply(ns, &broker);
-                apply(
-                    ns,
-                    &format!(
-                        "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: all}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{}\"}}\n",
-                        subscriber.url
-                    ),
-                );
+                manifests::apply(&client, ns, &trigger("all", to_uri(&subscriber.url))).await;
                 let brokers: Api<Broker> = Api::namespaced(client.clone(), ns);
-                await_condition(&brokers, "default", WAIT, has_condition("Ready", True, None))
-                    .await;
+                await_ready(&brokers, "default", WAIT).await;
                 let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
-                await_condition(&triggers, "all", WAIT, has_condition("Ready", True, None)).await;
+                await_ready(&triggers, "all", WAIT).await;
                 subscribers.push(subscriber);
             }
             for ns in [&a, &b] {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use herald_api::Trigger;
 use herald_api::conditions::ConditionStatus::True;
 use herald_api::trigger::condition;
-use herald_e2e::kubectl::apply;
+use herald_e2e::manifests::{apply, to_uri, trigger};
 use herald_e2e::process::herald_command;
 use herald_e2e::secure_nats::{PASSWORD, SecureNatsServer, USER};
 use herald_e2e::stack::Stack;
@@ -91,16 +91,12 @@ async fn events_flow_through_a_tls_and_auth_only_nats() {
         // environment; the Broker only gets Ready if the operator reached JetStream.
         let stack = Stack::start(client.clone(), &ns, &server.url()).await;
         let subscriber = Subscriber::accepting().await;
-        apply(
-            &ns,
-            &format!(
-                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: tls}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{}\"}}\n",
-                subscriber.url
-            ),
-        );
+        apply(&client, &ns, &trigger("tls", to_uri(&subscriber.url))).await;
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
         await_condition(&triggers, "tls", WAIT, has_ready()).await;
-        stack.send("tls-1", "secure.test", "/e2e", r#"{"n":1}"#).await;
+        stack
+            .send("tls-1", "secure.test", "/e2e", r#"{"n":1}"#)
+            .await;
         subscriber
             .wait_for("the event delivered over TLS", WAIT, |d| {
                 d.iter().any(|(e, _)| e.id() == "tls-1")
@@ -110,9 +106,27 @@ async fn events_flow_through_a_tls_and_auth_only_nats() {
         // The NKey user, through `herald tail` (flags this time, not the environment).
         let path = |name: &str| server.file(name).display().to_string();
         let tail = herald_command()
-            .args(["tail", &format!("{ns}/default"), "--from", "all", "--count", "1", "--json"])
-            .args(["--nats-url", &server.url(), "--nats-nkey", &server.nkey_seed])
-            .args(["--nats-tls-ca", &path("ca.crt"), "--nats-tls-cert", &path("client.crt")])
+            .args([
+                "tail",
+                &format!("{ns}/default"),
+                "--from",
+                "all",
+                "--count",
+                "1",
+                "--json",
+            ])
+            .args([
+                "--nats-url",
+                &server.url(),
+                "--nats-nkey",
+                &server.nkey_seed,
+            ])
+            .args([
+                "--nats-tls-ca",
+                &path("ca.crt"),
+                "--nats-tls-cert",
+                &path("client.crt"),
+            ])
             .args(["--nats-tls-key", &path("client.key"), "--nats-tls-required"])
             .output()
             .expect("herald tail runs");
@@ -125,7 +139,12 @@ async fn events_flow_through_a_tls_and_auth_only_nats() {
 
         // A seed that is not one is refused at start, not retried forever.
         let bad = herald_command()
-            .args(["tail", &format!("{ns}/default"), "--nats-url", &server.url()])
+            .args([
+                "tail",
+                &format!("{ns}/default"),
+                "--nats-url",
+                &server.url(),
+            ])
             .args(["--nats-nkey", "SUnot-a-seed"])
             .output()
             .expect("herald tail runs");

@@ -7,17 +7,18 @@
 
 use std::time::Duration;
 
-use herald_api::{Trigger, naming};
+use herald_api::{Trigger, TriggerSpec, naming};
+use herald_e2e::manifests::{consumer, exact, scaling, to_consumer, to_uri};
 use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{eventually, field, nats_url, with_temp_ns};
+use herald_e2e::{delete_and_await_gone, eventually, field, nats_url, with_temp_ns};
 use kube::api::DeleteParams;
 use kube::{Api, Client};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn ready_trigger(client: &Client, ns: &str, name: &str, spec: &str) -> Trigger {
+async fn ready_trigger(client: &Client, ns: &str, name: &str, spec: TriggerSpec) -> Trigger {
     herald_e2e::ready_trigger(client, ns, name, spec, WAIT).await
 }
 
@@ -40,6 +41,44 @@ async fn streams_named(js: &async_nats::jetstream::Context, prefix: &str) -> Vec
         .collect()
 }
 
+/// `spec` for events of `source` only.
+fn only_from(source: &str, spec: TriggerSpec) -> TriggerSpec {
+    TriggerSpec {
+        filters: vec![exact([("source", source)])],
+        ..spec
+    }
+}
+
+/// Triggers `t0`..`t3` to `subscribers` and `t4`, a consumer Deployment at zero, each
+/// for events of source `/t<i>`; returns where their queues were placed.
+async fn five_triggers(
+    client: &Client,
+    ns: &str,
+    subscribers: &[Subscriber],
+) -> Vec<(String, String)> {
+    let mut placed = Vec::new();
+    // One at a time, so each is placed after the one before is counted.
+    for (i, subscriber) in subscribers.iter().enumerate() {
+        let spec = only_from(&format!("/t{i}"), to_uri(&subscriber.url));
+        placed.push(queue_of(
+            &ready_trigger(client, ns, &format!("t{i}"), spec).await,
+        ));
+    }
+    // The fifth is a consumer Deployment at zero, in the third stream.
+    let consumer = ready_trigger(
+        client,
+        ns,
+        "t4",
+        only_from(
+            "/t4",
+            to_consumer(consumer(&["herald", "display", "--json"], scaling(0, 2))),
+        ),
+    )
+    .await;
+    placed.push(queue_of(&consumer));
+    placed
+}
+
 #[tokio::test]
 async fn queues_spread_over_bounded_streams_and_every_trigger_gets_its_events() {
     with_temp_ns("queue-shards", |client, ns| async move {
@@ -51,31 +90,15 @@ async fn queues_spread_over_bounded_streams_and_every_trigger_gets_its_events() 
             &["--triggers-per-queue-stream", "2"],
         )
         .await;
-        let runner = ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
+        let runner =
+            ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
         let subscribers = [
             Subscriber::accepting().await,
             Subscriber::accepting().await,
             Subscriber::accepting().await,
             Subscriber::accepting().await,
         ];
-        let mut placed = Vec::new();
-        // One at a time, so each is placed after the one before is counted.
-        for (i, subscriber) in subscribers.iter().enumerate() {
-            let spec = format!(
-                "  filters: [{{exact: {{source: /t{i}}}}}]\n  subscriber: {{uri: \"{}\"}}\n",
-                subscriber.url
-            );
-            placed.push(queue_of(&ready_trigger(&client, &ns, &format!("t{i}"), &spec).await));
-        }
-        // The fifth is a consumer Deployment at zero, in the third stream.
-        let consumer = ready_trigger(
-            &client,
-            &ns,
-            "t4",
-            "  filters: [{exact: {source: /t4}}]\n  consumer:\n    template: {spec: {containers: [{name: worker, image: x, command: [herald, display, --json]}]}}\n    scaling: {minReplicas: 0, maxReplicas: 2, pollInterval: 1s}\n",
-        )
-        .await;
-        placed.push(queue_of(&consumer));
+        let placed = five_triggers(&client, &ns, &subscribers).await;
         let expected: Vec<(String, String)> = (0..5u32)
             .map(|i| {
                 let shard = i / 2;
@@ -90,7 +113,12 @@ async fn queues_spread_over_bounded_streams_and_every_trigger_gets_its_events() 
         for i in 0..5 {
             for n in 0..3 {
                 stack
-                    .send(&format!("t{i}-{n}"), "order.created", &format!("/t{i}"), "{}")
+                    .send(
+                        &format!("t{i}-{n}"),
+                        "order.created",
+                        &format!("/t{i}"),
+                        "{}",
+                    )
                     .await;
             }
         }
@@ -100,13 +128,21 @@ async fn queues_spread_over_bounded_streams_and_every_trigger_gets_its_events() 
                 .await;
             let mut ids = subscriber.accepted_ids();
             ids.sort();
-            assert_eq!(ids, (0..3).map(|n| format!("t{i}-{n}")).collect::<Vec<_>>(), "t{i} got exactly its own");
+            assert_eq!(
+                ids,
+                (0..3).map(|n| format!("t{i}-{n}")).collect::<Vec<_>>(),
+                "t{i} got exactly its own"
+            );
         }
-        eventually("the consumer at zero wakes and its worker gets its events", WAIT, || async {
-            (0..3)
-                .all(|n| runner.first_line_with(&format!("t4-{n}")).is_some())
-                .then_some(())
-        })
+        eventually(
+            "the consumer at zero wakes and its worker gets its events",
+            WAIT,
+            || async {
+                (0..3)
+                    .all(|n| runner.first_line_with(&format!("t4-{n}")).is_some())
+                    .then_some(())
+            },
+        )
         .await;
         assert!(
             runner.first_line_with("\"t0-").is_none(),
@@ -115,17 +151,13 @@ async fn queues_spread_over_bounded_streams_and_every_trigger_gets_its_events() 
 
         // A freed place is taken by the next queue; the other queues stay where they are.
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
-        triggers.delete("t1", &DeleteParams::default()).await.expect("delete t1");
-        eventually("t1 is gone", WAIT, || async { triggers.get_opt("t1").await.ok()?.is_none().then_some(()) }).await;
+        delete_and_await_gone(&triggers, "t1", WAIT).await;
         let late = Subscriber::accepting().await;
-        let t5 = ready_trigger(
-            &client,
-            &ns,
-            "t5",
-            &format!("  filters: [{{exact: {{source: /t5}}}}]\n  subscriber: {{uri: \"{}\"}}\n", late.url),
-        )
-        .await;
-        assert_eq!(queue_of(&t5).0, naming::queue_shard_stream_name(&ns, "default", 0));
+        let t5 = ready_trigger(&client, &ns, "t5", only_from("/t5", to_uri(&late.url))).await;
+        assert_eq!(
+            queue_of(&t5).0,
+            naming::queue_shard_stream_name(&ns, "default", 0)
+        );
         stack.send("t5-0", "order.created", "/t5", "{}").await;
         late.wait_for("t5's event", WAIT, |d| d.len() == 1).await;
         assert_eq!(field(&t5, "/status/queue/broker"), "default");

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use herald_api::common::RateLimit;
+use herald_api::{DeliverySpec, TriggerSpec};
+use herald_e2e::manifests::{attributes, retries, to_uri};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::{Answer, Subscriber};
 use herald_e2e::{nats_url, ready_trigger, with_temp_ns};
@@ -17,18 +20,35 @@ async fn a_rate_limited_trigger_is_sent_no_faster_than_its_limit() {
     with_temp_ns("rate-limit", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let (limited, free) = (Subscriber::accepting().await, Subscriber::accepting().await);
+        let limit = DeliverySpec {
+            rate_limit: Some(RateLimit {
+                events: 5,
+                per: Some("1s".to_owned()),
+                burst: Some(1),
+            }),
+            ..DeliverySpec::default()
+        };
         for (name, url, delivery) in [
-            ("limited", &limited.url, "  delivery: {rateLimit: {events: 5, per: 1s, burst: 1}}\n"),
-            ("free", &free.url, ""),
+            ("limited", &limited.url, Some(limit)),
+            ("free", &free.url, None),
         ] {
-            let spec = format!("  filter: {{attributes: {{type: rate.test}}}}\n  subscriber: {{uri: \"{url}\"}}\n{delivery}");
-            ready_trigger(&client, &ns, name, &spec, WAIT).await;
+            let spec = TriggerSpec {
+                filter: attributes([("type", "rate.test")]),
+                delivery,
+                ..to_uri(url)
+            };
+            ready_trigger(&client, &ns, name, spec, WAIT).await;
         }
         for n in 0..20 {
-            stack.send(&format!("r-{n}"), "rate.test", "/e2e", "{}").await;
+            stack
+                .send(&format!("r-{n}"), "rate.test", "/e2e", "{}")
+                .await;
         }
-        free.wait_for("every event, unlimited", WAIT, |d| d.len() >= 20).await;
-        limited.wait_for("every event, at the limit", WAIT, |d| d.len() >= 20).await;
+        free.wait_for("every event, unlimited", WAIT, |d| d.len() >= 20)
+            .await;
+        limited
+            .wait_for("every event, at the limit", WAIT, |d| d.len() >= 20)
+            .await;
         let spread = |s: &Subscriber| {
             let at = s.arrivals();
             at[at.len() - 1].duration_since(at[0])
@@ -38,7 +58,11 @@ async fn a_rate_limited_trigger_is_sent_no_faster_than_its_limit() {
             elapsed >= Duration::from_millis(3_500),
             "20 events at 5/s (burst 1) arrived within {elapsed:?} (unlimited: {unlimited:?})"
         );
-        assert_eq!(limited.accepted_ids().len(), 20, "nothing lost while waiting");
+        assert_eq!(
+            limited.accepted_ids().len(),
+            20,
+            "nothing lost while waiting"
+        );
     })
     .await;
 }
@@ -57,11 +81,11 @@ async fn retry_after_is_heeded() {
             }
         })
         .await;
-        let spec = format!(
-            "  subscriber: {{uri: \"{}\"}}\n  delivery: {{retry: 3, backoffDelay: PT0.1S}}\n",
-            busy.url
-        );
-        ready_trigger(&client, &ns, "busy", &spec, WAIT).await;
+        let spec = TriggerSpec {
+            delivery: Some(retries(3, "PT0.1S")),
+            ..to_uri(&busy.url)
+        };
+        ready_trigger(&client, &ns, "busy", spec, WAIT).await;
         stack.send("busy-1", "retry.after", "/e2e", "{}").await;
         busy.wait_for("the retry", WAIT, |d| d.len() >= 2).await;
         let arrivals = busy.arrivals();

@@ -9,8 +9,12 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use herald_api::Trigger;
-use herald_e2e::http::post;
+use herald_api::common::Ordering;
+use herald_api::trigger::ScalingSpec;
+use herald_api::{DeliverySpec, Trigger, TriggerSpec};
+use herald_e2e::manifests::{
+    consumer, exact, from_all, pattern, prefix, scaling, to_consumer, to_uri,
+};
 use herald_e2e::process::Dispatcher;
 use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
@@ -19,10 +23,11 @@ use herald_e2e::{eventually, field, nats_url, with_temp_ns};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn ready_trigger(client: &Client, ns: &str, name: &str, spec: &str) -> Trigger {
+async fn ready_trigger(client: &Client, ns: &str, name: &str, spec: TriggerSpec) -> Trigger {
     herald_e2e::ready_trigger(client, ns, name, spec, WAIT).await
 }
 
@@ -33,13 +38,7 @@ async fn send_batch(stack: &Stack, ids: &[String], source: &str, amount: u32) {
             .iter()
             .map(|id| serde_json::json!({"specversion": "1.0", "id": id, "type": "order.created", "source": source, "datacontenttype": "application/json", "data": {"amount": amount}}))
             .collect();
-        let answer = post(
-            &stack.broker_url(),
-            &[("content-type", "application/cloudevents-batch+json")],
-            serde_json::to_vec(&batch).expect("json"),
-        )
-        .await;
-        assert_eq!(answer.status, 202, "batch refused: {}", answer.body);
+        stack.send_batch(&batch).await;
     }
 }
 
@@ -51,15 +50,28 @@ fn ids(prefix: &str, count: usize) -> Vec<String> {
 async fn a_consumer_at_zero_stays_at_zero_for_events_it_does_not_match() {
     with_temp_ns("route-zero", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        let runner = ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
+        let runner =
+            ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
         let trigger = ready_trigger(
             &client,
             &ns,
             "wanted",
-            "  filters: [{prefix: {source: /wanted/}}]\n  consumer:\n    template: {spec: {containers: [{name: worker, image: x, command: [herald, display, --json]}]}}\n    scaling: {minReplicas: 0, maxReplicas: 5, pollInterval: 1s, targetBacklogPerReplica: 10}\n",
+            TriggerSpec {
+                filters: vec![prefix([("source", "/wanted/")])],
+                ..to_consumer(consumer(
+                    &["herald", "display", "--json"],
+                    ScalingSpec {
+                        target_backlog_per_replica: Some(10),
+                        ..scaling(0, 5)
+                    },
+                ))
+            },
         )
         .await;
-        assert_eq!(field(&trigger, "/status/queue/subject"), format!("heraldq.{ns}.default.wanted").as_str());
+        assert_eq!(
+            field(&trigger, "/status/queue/subject"),
+            format!("heraldq.{ns}.default.wanted").as_str()
+        );
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let replicas = || async {
             deployments
@@ -84,12 +96,18 @@ async fn a_consumer_at_zero_stays_at_zero_for_events_it_does_not_match() {
         );
         // The first event it wants wakes it and is delivered.
         send_batch(&stack, &["wanted-0".to_owned()], "/wanted/shop", 1).await;
-        eventually("the consumer scales up", WAIT, || async { (replicas().await >= 1).then_some(()) }).await;
+        eventually("the consumer scales up", WAIT, || async {
+            (replicas().await >= 1).then_some(())
+        })
+        .await;
         eventually("the wanted event reaches the worker", WAIT, || async {
             runner.first_line_with("wanted-0").map(|_| ())
         })
         .await;
-        assert!(runner.first_line_with("other-").is_none(), "an unwanted event was delivered");
+        assert!(
+            runner.first_line_with("other-").is_none(),
+            "an unwanted event was delivered"
+        );
     })
     .await;
 }
@@ -106,13 +124,21 @@ async fn from_all_with_a_content_filter_backfills_then_goes_live() {
             &client,
             &ns,
             "big",
-            &format!(
-                "  startPosition: {{from: all}}\n  filters: [{{pattern: {{data: {{amount: [{{numeric: ['>', 100]}}]}}}}}}]\n  subscriber: {{uri: \"{}\"}}\n",
-                subscriber.url
-            ),
+            TriggerSpec {
+                start_position: from_all(),
+                filters: vec![pattern(
+                    json!({"data": {"amount": [{"numeric": [">", 100]}]}}),
+                )],
+                ..to_uri(&subscriber.url)
+            },
         )
         .await;
-        assert!(field(&trigger, "/status/queue/routedAfter").as_u64().unwrap_or(0) >= 80);
+        assert!(
+            field(&trigger, "/status/queue/routedAfter")
+                .as_u64()
+                .unwrap_or(0)
+                >= 80
+        );
         // Live events right after Ready: the seam.
         send_batch(&stack, &ids("new-big", 40), "/shop", 900).await;
         send_batch(&stack, &ids("new-small", 40), "/shop", 1).await;
@@ -124,7 +150,10 @@ async fn from_all_with_a_content_filter_backfills_then_goes_live() {
         let got = subscriber.accepted_ids();
         let unique: BTreeSet<&String> = got.iter().collect();
         assert_eq!(unique.len(), got.len(), "an event was delivered twice");
-        let want: BTreeSet<String> = ids("old-big", 40).into_iter().chain(ids("new-big", 40)).collect();
+        let want: BTreeSet<String> = ids("old-big", 40)
+            .into_iter()
+            .chain(ids("new-big", 40))
+            .collect();
         assert_eq!(unique.into_iter().cloned().collect::<BTreeSet<_>>(), want);
         // The backfill is done and gone.
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
@@ -142,13 +171,11 @@ async fn a_filter_change_applies_from_the_change_on() {
     with_temp_ns("route-change", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let subscriber = Subscriber::accepting().await;
-        let spec = |source: &str| {
-            format!(
-                "  filters: [{{exact: {{source: {source}}}}}]\n  subscriber: {{uri: \"{}\"}}\n",
-                subscriber.url
-            )
+        let spec = TriggerSpec {
+            filters: vec![exact([("source", "/a")])],
+            ..to_uri(&subscriber.url)
         };
-        ready_trigger(&client, &ns, "t", &spec("/a")).await;
+        ready_trigger(&client, &ns, "t", spec).await;
         send_batch(&stack, &["a-0".to_owned()], "/a", 1).await;
         subscriber.wait_for("a-0", WAIT, |d| d.len() == 1).await;
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
@@ -201,10 +228,10 @@ async fn a_standby_router_takes_over_from_a_killed_one_and_nothing_is_lost() {
             &client,
             &ns,
             "all",
-            &format!(
-                "  filters: [{{prefix: {{source: /shop}}}}]\n  subscriber: {{uri: \"{}\"}}\n",
-                subscriber.url
-            ),
+            TriggerSpec {
+                filters: vec![prefix([("source", "/shop")])],
+                ..to_uri(&subscriber.url)
+            },
         )
         .await;
         let first = ids("before", 200);
@@ -243,8 +270,7 @@ async fn a_lost_queue_consumer_is_restored_with_its_seam_and_delivers_what_was_q
     with_temp_ns("route-restore", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let subscriber = Subscriber::accepting().await;
-        let spec = format!("  subscriber: {{uri: \"{}\"}}\n", subscriber.url);
-        let before = ready_trigger(&client, &ns, "t", &spec).await;
+        let before = ready_trigger(&client, &ns, "t", to_uri(&subscriber.url)).await;
         send_batch(&stack, &["first".to_owned()], "/a", 1).await;
         subscriber.wait_for("first", WAIT, |d| d.len() == 1).await;
 
@@ -315,10 +341,13 @@ async fn an_ordered_trigger_keeps_broker_order_across_two_dispatchers_and_a_fail
             &client,
             &ns,
             "ordered",
-            &format!(
-                "  subscriber: {{uri: \"{}\"}}\n  delivery: {{ordering: ordered}}\n",
-                subscriber.url
-            ),
+            TriggerSpec {
+                delivery: Some(DeliverySpec {
+                    ordering: Some(Ordering::Ordered),
+                    ..DeliverySpec::default()
+                }),
+                ..to_uri(&subscriber.url)
+            },
         )
         .await;
         // Batches: each is stored in order, and two routers pulling the same Broker

@@ -4,14 +4,21 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use herald_api::conditions::ConditionStatus::{False, True};
-use herald_api::{EventSource, Trigger};
+use herald_api::eventsource::{
+    KubernetesResource, KubernetesSource, NatsJetStreamSource, NatsSource,
+};
+use herald_api::{EventSource, EventSourceSpec, TriggerSpec};
 use herald_e2e::http::post;
-use herald_e2e::kubectl::{apply, example};
+use herald_e2e::kubectl::{self, example};
+use herald_e2e::manifests::{
+    apply, attributes, broker_destination, cron_to, event_source, prefix, source_to, to_uri,
+    uri_destination,
+};
+use herald_e2e::nats::{await_consumer_drained, publish_until_delivered};
 use herald_e2e::process::Sources;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{await_not_ready, await_ready, field, nats_url, with_temp_ns};
 use herald_sources::signature::sign;
 use kube::{Api, Client};
 
@@ -19,25 +26,64 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A Trigger on the Broker `default` for events of `type_`, delivering to `url`.
 async fn trigger_for(client: &Client, ns: &str, type_: &str, url: &str) {
-    apply(
-        ns,
-        &format!(
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: to-test}}\nspec:\n  broker: default\n  filter: {{attributes: {{type: {type_}}}}}\n  subscriber: {{uri: \"{url}\"}}\n"
-        ),
-    );
-    let triggers: Api<Trigger> = Api::namespaced(client.clone(), ns);
-    await_condition(
-        &triggers,
-        "to-test",
-        WAIT,
-        has_condition("Ready", True, None),
-    )
-    .await;
+    let spec = TriggerSpec {
+        filter: attributes([("type", type_)]),
+        ..to_uri(url)
+    };
+    herald_e2e::ready_trigger(client, ns, "to-test", spec, WAIT).await;
+}
+
+/// A NATS subject to forward.
+fn subject(subject: &str) -> NatsSource {
+    NatsSource {
+        subject: subject.to_owned(),
+        ..NatsSource::default()
+    }
+}
+
+/// A NATS source into Broker `default`.
+fn nats_to_default(nats: NatsSource) -> EventSourceSpec {
+    EventSourceSpec {
+        nats: Some(nats),
+        ..source_to(broker_destination("default"))
+    }
+}
+
+/// A source into Broker `default` watching `kind` (of `v1`) as `service_account`.
+fn watching(kind: &str, service_account: &str) -> EventSourceSpec {
+    let resource = KubernetesResource {
+        api_version: "v1".to_owned(),
+        kind: kind.to_owned(),
+        ..KubernetesResource::default()
+    };
+    EventSourceSpec {
+        kubernetes: Some(KubernetesSource {
+            resources: vec![resource],
+            service_account_name: service_account.to_owned(),
+            ..KubernetesSource::default()
+        }),
+        ..source_to(broker_destination("default"))
+    }
+}
+
+/// Applies EventSource `name` with `spec`, waits until it is not Ready for `reason`
+/// and returns its conditions.
+async fn not_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    spec: EventSourceSpec,
+    reason: &'static str,
+) -> String {
+    apply(client, ns, &event_source(name, spec)).await;
+    let sources: Api<EventSource> = Api::namespaced(client.clone(), ns);
+    let refused = await_not_ready(&sources, name, reason, WAIT).await;
+    field(&refused, "/status/conditions").to_string()
 }
 
 async fn source_ready(client: &Client, ns: &str, name: &str) -> EventSource {
     let sources: Api<EventSource> = Api::namespaced(client.clone(), ns);
-    await_condition(&sources, name, WAIT, has_condition("Ready", True, None)).await
+    await_ready(&sources, name, WAIT).await
 }
 
 #[tokio::test]
@@ -55,7 +101,7 @@ async fn cron_fires_each_tick_once_even_with_two_adapters() {
         // Two replicas of the adapter: both fire every tick.
         let _a = Sources::start(&ns, &nats_url()).await;
         let _b = Sources::start(&ns, &nats_url()).await;
-        apply(
+        kubectl::apply(
             &ns,
             &std::fs::read_to_string(example("cron-source.yaml")).expect("example"),
         );
@@ -117,7 +163,7 @@ async fn webhooks_need_a_valid_signature() {
         ))
         .await;
         let sources = Sources::start(&ns, &nats_url()).await;
-        apply(
+        kubectl::apply(
             &ns,
             &std::fs::read_to_string(example("webhook-source.yaml")).expect("example"),
         );
@@ -185,87 +231,126 @@ async fn webhooks_need_a_valid_signature() {
     .await;
 }
 
+/// JetStream: messages stored before the source existed are forwarded too, and
+/// acknowledged once the sink took them.
+async fn stored_messages_are_forwarded_and_acked(
+    client: &Client,
+    ns: &str,
+    subscriber: &Subscriber,
+) {
+    let nats = async_nats::connect(nats_url()).await.expect("connect");
+    let js = async_nats::jetstream::new(nats);
+    let stream = format!("LEGACY_{}", ns.replace('-', "_"));
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("legacyjs.{ns}.>")],
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+    for n in 0..3 {
+        js.publish(format!("legacyjs.{ns}.order"), format!("stored {n}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+    let from_stream = NatsSource {
+        url: Some(nats_url()),
+        jet_stream: Some(NatsJetStreamSource {
+            stream: stream.clone(),
+            durable: None,
+        }),
+        ..subject(&format!("legacyjs.{ns}.>"))
+    };
+    apply(
+        client,
+        ns,
+        &event_source("from-stream", nats_to_default(from_stream)),
+    )
+    .await;
+    source_ready(client, ns, "from-stream").await;
+    subscriber
+        .wait_for("the stored messages", WAIT, |d| {
+            d.iter()
+                .filter(|(e, _)| e.data.as_deref().is_some_and(|b| b.starts_with(b"stored")))
+                .count()
+                == 3
+        })
+        .await;
+    let durable = format!("herald_{ns}_from-stream");
+    await_consumer_drained(&js, &stream, &durable, WAIT).await;
+}
+
 #[tokio::test]
 async fn nats_messages_are_forwarded_and_bad_sources_explained() {
     with_temp_ns("nats-source", |client, ns| async move {
         let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let subscriber = Subscriber::accepting().await;
-        Box::pin(trigger_for(&client, &ns, "dev.herald.nats.message", &subscriber.url)).await;
+        Box::pin(trigger_for(
+            &client,
+            &ns,
+            "dev.herald.nats.message",
+            &subscriber.url,
+        ))
+        .await;
         let _sources = Sources::start(&ns, &nats_url()).await;
         let example = std::fs::read_to_string(example("nats-source.yaml")).expect("example");
-        apply(&ns, &example.replace("nats://nats.legacy.svc.cluster.local:4222", &nats_url()));
+        kubectl::apply(
+            &ns,
+            &example.replace("nats://nats.legacy.svc.cluster.local:4222", &nats_url()),
+        );
         source_ready(&client, &ns, "legacy-orders").await;
-        let nats = async_nats::connect(nats_url()).await.expect("connect");
-        // The adapter subscribes through its own watch: publish until one arrives.
-        for n in 0..50 {
-            nats.publish(format!("legacy.orders.eu.{n}"), "order 42".into()).await.expect("publish");
-            nats.flush().await.expect("flush");
-            if !subscriber.deliveries().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        subscriber.wait_for("a forwarded message", WAIT, |d| !d.is_empty()).await;
+        publish_until_delivered("legacy.orders.eu", "order 42", &subscriber).await;
+        subscriber
+            .wait_for("a forwarded message", WAIT, |d| !d.is_empty())
+            .await;
         let (event, _) = subscriber.deliveries().remove(0);
-        assert!(event.get("subject").is_some_and(|s| s.starts_with("legacy.orders.eu.")), "{event:?}");
+        assert!(
+            event
+                .get("subject")
+                .is_some_and(|s| s.starts_with("legacy.orders.eu.")),
+            "{event:?}"
+        );
         assert_eq!(event.data.as_deref(), Some(&b"order 42"[..]));
 
-        // JetStream: messages stored before the source existed are forwarded too, and
-        // acknowledged once the sink took them.
-        let js = async_nats::jetstream::new(nats.clone());
-        let stream = format!("LEGACY_{}", ns.replace('-', "_"));
-        js.create_stream(async_nats::jetstream::stream::Config {
-            name: stream.clone(),
-            subjects: vec![format!("legacyjs.{ns}.>")],
-            ..Default::default()
-        })
-        .await
-        .expect("create stream");
-        for n in 0..3 {
-            js.publish(format!("legacyjs.{ns}.order"), format!("stored {n}").into())
-                .await
-                .expect("publish")
-                .await
-                .expect("stored");
-        }
-        apply(&ns, &format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {{name: from-stream}}\nspec:\n  sink: {{ref: {{kind: Broker, name: default}}}}\n  nats: {{url: \"{}\", subject: \"legacyjs.{ns}.>\", jetStream: {{stream: {stream}}}}}\n", nats_url()));
-        source_ready(&client, &ns, "from-stream").await;
-        subscriber
-            .wait_for("the stored messages", WAIT, |d| {
-                d.iter().filter(|(e, _)| e.data.as_deref().is_some_and(|b| b.starts_with(b"stored"))).count() == 3
-            })
-            .await;
-        let durable = format!("herald_{ns}_from-stream");
-        herald_e2e::eventually("the durable consumer has acknowledged everything", WAIT, || {
-            let js = js.clone();
-            let (stream, durable) = (stream.clone(), durable.clone());
-            async move {
-                let consumer: async_nats::jetstream::consumer::PullConsumer =
-                    js.get_consumer_from_stream(&durable, &stream).await.ok()?;
-                let info = consumer.cached_info();
-                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-            }
-        })
-        .await;
+        stored_messages_are_forwarded_and_acked(&client, &ns, &subscriber).await;
 
         // Problems are explained in the conditions.
-        let sources: Api<EventSource> = Api::namespaced(client.clone(), &ns);
-        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: bad-cron}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  cron: {schedule: '61 * * * *'}\n");
-        let bad = await_condition(&sources, "bad-cron", WAIT, has_condition("Ready", False, Some("InvalidSpec"))).await;
-        assert!(field(&bad, "/status/conditions").to_string().contains("cron.schedule"));
-        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: no-sink}\nspec:\n  sink: {ref: {kind: Broker, name: missing}}\n  nats: {url: 'nats://x:4222', subject: x}\n");
-        await_condition(&sources, "no-sink", WAIT, has_condition("Ready", False, Some("SinkNotResolved"))).await;
+        let bad_cron = cron_to("61 * * * *", broker_destination("default"));
+        let conditions = not_ready(&client, &ns, "bad-cron", bad_cron, "InvalidSpec").await;
+        assert!(conditions.contains("cron.schedule"), "{conditions}");
+        let no_sink = EventSourceSpec {
+            nats: Some(NatsSource {
+                url: Some("nats://x:4222".to_owned()),
+                ..subject("x")
+            }),
+            ..source_to(broker_destination("missing"))
+        };
+        not_ready(&client, &ns, "no-sink", no_sink, "SinkNotResolved").await;
         // Herald's own NATS connection is not lent to a namespace the platform team did
         // not allow (this operator allows none).
-        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: borrowing}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  nats: {subject: legacy.orders.>}\n");
-        let borrowing = await_condition(&sources, "borrowing", WAIT, has_condition("Ready", False, Some("InvalidSpec"))).await;
-        assert!(field(&borrowing, "/status/conditions").to_string().contains("--shared-nats-namespaces"), "{borrowing:?}");
-        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: kube}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  kubernetes: {resources: [{apiVersion: v1, kind: ConfigMap}], serviceAccountName: default}\n");
-        await_condition(&sources, "kube", WAIT, has_condition("Ready", False, Some("Forbidden"))).await;
+        let borrowing = nats_to_default(subject("legacy.orders.>"));
+        let conditions = not_ready(&client, &ns, "borrowing", borrowing, "InvalidSpec").await;
+        assert!(
+            conditions.contains("--shared-nats-namespaces"),
+            "{conditions}"
+        );
+        let kube = watching("ConfigMap", "default");
+        not_ready(&client, &ns, "kube", kube, "Forbidden").await;
 
         // A sink that refuses: counted, and reported as an Event on the EventSource.
-        let refusing = Subscriber::scripted(|_, _| herald_e2e::subscriber::Answer::status(400)).await;
-        apply(&ns, &format!("apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {{name: refused}}\nspec:\n  sink: {{uri: \"{}\"}}\n  cron: {{schedule: '* * * * * *'}}\n", refusing.url));
+        let refusing =
+            Subscriber::scripted(|_, _| herald_e2e::subscriber::Answer::status(400)).await;
+        apply(
+            &client,
+            &ns,
+            &event_source(
+                "refused",
+                cron_to("* * * * * *", uri_destination(&refusing.url)),
+            ),
+        )
+        .await;
         herald_e2e::eventually("a DeliveryFailed Event", WAIT, || async {
             let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &ns)
                 .list(&kube::api::ListParams::default())
@@ -274,70 +359,13 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
                 .unwrap_or_default();
             events
                 .iter()
-                .any(|e| e.reason.as_deref() == Some("DeliveryFailed") && e.involved_object.name.as_deref() == Some("refused"))
+                .any(|e| {
+                    e.reason.as_deref() == Some("DeliveryFailed")
+                        && e.involved_object.name.as_deref() == Some("refused")
+                })
                 .then_some(())
         })
         .await;
-    })
-    .await;
-}
-
-fn env_of(deployment: &k8s_openapi::api::apps::v1::Deployment, var: &str) -> Option<String> {
-    deployment.spec.template.spec.as_ref()?.containers[0]
-        .env
-        .as_ref()?
-        .iter()
-        .find(|e| e.name == var)?
-        .value
-        .clone()
-}
-
-#[tokio::test]
-async fn sink_binding_injects_and_follows_the_broker_address() {
-    use herald_e2e::eventually;
-    use herald_e2e::process::Operator;
-    use k8s_openapi::api::apps::v1::Deployment;
-    with_temp_ns("binding", |client, ns| async move {
-        let mut stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        let producer = |name: &str| {
-            format!(
-                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, labels: {{app: order-producer}}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{run: {name}}}}}\n  template:\n    metadata: {{labels: {{run: {name}}}}}\n    spec:\n      containers:\n      - {{name: app, image: producer:1, env: [{{name: OWN, value: kept}}]}}\n"
-            )
-        };
-        apply(&ns, &producer("producer-a"));
-        apply(&ns, &std::fs::read_to_string(example("sink-binding.yaml")).expect("example"));
-        source_ready(&client, &ns, "order-producers").await;
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let broker_url = format!("{}/{ns}/default", stack.ingress.url());
-        let sink_of = |name: &'static str| {
-            let deployments = deployments.clone();
-            async move { deployments.get(name).await.ok().and_then(|d| env_of(&d, "K_SINK")) }
-        };
-        eventually("K_SINK injected", WAIT, || async { (sink_of("producer-a").await == Some(broker_url.clone())).then_some(()) }).await;
-        let a = deployments.get("producer-a").await.expect("deployment");
-        assert_eq!(env_of(&a, "OWN").as_deref(), Some("kept"), "the user's own variables stay");
-        assert_eq!(env_of(&a, "K_CE_OVERRIDES").as_deref(), Some(r#"{"extensions":{"team":"shop"}}"#));
-
-        // A Deployment created later is bound too.
-        apply(&ns, &producer("producer-b"));
-        eventually("a new Deployment is bound", WAIT, || async { (sink_of("producer-b").await == Some(broker_url.clone())).then_some(()) }).await;
-
-        // The Broker's address changes (a new operator serves another ingress URL).
-        stack.operator.kill().await;
-        let _second = Operator::start_with_ingress(&ns, &nats_url(), "second", "http://moved.test").await;
-        let moved = format!("http://moved.test/{ns}/default");
-        eventually("K_SINK follows the Broker's address", Duration::from_secs(60), || async {
-            (sink_of("producer-a").await == Some(moved.clone())).then_some(())
-        })
-        .await;
-
-        // Deleting the EventSource takes back exactly what Herald added.
-        let sources: Api<EventSource> = Api::namespaced(client.clone(), &ns);
-        sources.delete("order-producers", &kube::api::DeleteParams::default()).await.expect("delete");
-        eventually("K_SINK removed", WAIT, || async { sink_of("producer-a").await.is_none().then_some(()) }).await;
-        let a = deployments.get("producer-a").await.expect("deployment");
-        assert_eq!(env_of(&a, "OWN").as_deref(), Some("kept"));
-        assert_eq!(env_of(&a, "K_CE_OVERRIDES"), None);
     })
     .await;
 }
@@ -350,20 +378,27 @@ async fn kubernetes_changes_become_events_as_the_named_service_account() {
     with_temp_ns("k8s-source", |client, ns| async move {
         let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let subscriber = Subscriber::accepting().await;
-        apply(
+        let spec = TriggerSpec {
+            filters: vec![prefix([("type", "dev.herald.kubernetes.resource.")])],
+            ..to_uri(&subscriber.url)
+        };
+        herald_e2e::ready_trigger(&client, &ns, "to-test", spec, WAIT).await;
+        let runner =
+            ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
+        kubectl::apply(
             &ns,
-            &format!(
-                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: to-test}}\nspec:\n  broker: default\n  filters: [{{prefix: {{type: dev.herald.kubernetes.resource.}}}}]\n  subscriber: {{uri: \"{}\"}}\n",
-                subscriber.url
-            ),
+            &std::fs::read_to_string(example("kubernetes-source.yaml")).expect("example"),
         );
-        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
-        await_condition(&triggers, "to-test", WAIT, has_condition("Ready", True, None)).await;
-        let runner = ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
-        apply(&ns, &std::fs::read_to_string(example("kubernetes-source.yaml")).expect("example"));
         let source = source_ready(&client, &ns, "settings-changes").await;
-        assert!(field(&source, "/status/conditions").to_string().contains("configmap-watcher"));
-        herald_e2e::eventually("the adapter pod runs", WAIT, || async { (runner.running_pods() > 0).then_some(()) }).await;
+        assert!(
+            field(&source, "/status/conditions")
+                .to_string()
+                .contains("configmap-watcher")
+        );
+        herald_e2e::eventually("the adapter pod runs", WAIT, || async {
+            (runner.running_pods() > 0).then_some(())
+        })
+        .await;
 
         // Change a watched ConfigMap until the change arrives as an update event.
         let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -372,7 +407,10 @@ async fn kubernetes_changes_become_events_as_the_named_service_account() {
             "data": {"mode": "v0"},
         }))
         .expect("configmap");
-        configmaps.create(&PostParams::default(), &cm).await.expect("create");
+        configmaps
+            .create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
         let mut version = 0;
         let update = loop {
             let updates: Vec<_> = subscriber
@@ -385,121 +423,46 @@ async fn kubernetes_changes_become_events_as_the_named_service_account() {
                 break e;
             }
             version += 1;
-            assert!(version < 60, "no update event: {:?}", subscriber.deliveries());
+            assert!(
+                version < 60,
+                "no update event: {:?}",
+                subscriber.deliveries()
+            );
             let patch = serde_json::json!({"data": {"mode": format!("v{version}")}});
-            configmaps.patch("settings", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+            configmaps
+                .patch("settings", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("patch");
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        assert_eq!(update.get("subject"), Some(format!("{ns}/settings").as_str()));
-        let object: serde_json::Value = serde_json::from_slice(update.data.as_deref().expect("data")).expect("json");
+        assert_eq!(
+            update.get("subject"),
+            Some(format!("{ns}/settings").as_str())
+        );
+        let object: serde_json::Value =
+            serde_json::from_slice(update.data.as_deref().expect("data")).expect("json");
         assert_eq!(object["kind"], "ConfigMap");
-        assert!(object["data"]["mode"].as_str().is_some_and(|m| m.starts_with('v')), "{object}");
+        assert!(
+            object["data"]["mode"]
+                .as_str()
+                .is_some_and(|m| m.starts_with('v')),
+            "{object}"
+        );
 
         // The same account may not watch Secrets: reported, nothing deployed.
-        apply(&ns, "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {name: secret-watch}\nspec:\n  sink: {ref: {kind: Broker, name: default}}\n  kubernetes: {serviceAccountName: configmap-watcher, resources: [{apiVersion: v1, kind: Secret}]}\n");
+        apply(
+            &client,
+            &ns,
+            &event_source("secret-watch", watching("Secret", "configmap-watcher")),
+        )
+        .await;
         let sources: Api<EventSource> = Api::namespaced(client.clone(), &ns);
-        let denied = await_condition(&sources, "secret-watch", WAIT, has_condition("Ready", False, Some("Forbidden"))).await;
-        assert!(field(&denied, "/status/conditions").to_string().contains("may not list secrets"));
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_source_sends_to_a_broker_that_requires_a_token() {
-    with_temp_ns("cron-auth", |client, ns| async move {
-        let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        // A Broker only the adapter's ServiceAccount may send to.
-        apply(
-            &ns,
-            &format!(
-                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: herald-sources}}\n---\napiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {{name: guarded}}\nspec:\n  auth:\n    serviceAccounts:\n      allowed: [{{namespace: {ns}, name: herald-sources}}]\n"
-            ),
+        let denied = await_not_ready(&sources, "secret-watch", "Forbidden", WAIT).await;
+        assert!(
+            field(&denied, "/status/conditions")
+                .to_string()
+                .contains("may not list secrets")
         );
-        let subscriber = Subscriber::accepting().await;
-        apply(
-            &ns,
-            &format!(
-                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: ticks}}\nspec:\n  broker: guarded\n  subscriber: {{uri: \"{}\"}}\n",
-                subscriber.url
-            ),
-        );
-        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
-        await_condition(&triggers, "ticks", WAIT, has_condition("Ready", True, None)).await;
-        let account = format!("{ns}/herald-sources");
-        let _adapter =
-            Sources::start_with(&ns, &nats_url(), &["--token-service-account", &account]).await;
-        apply(
-            &ns,
-            &std::fs::read_to_string(example("cron-source.yaml"))
-                .expect("example")
-                .replace("name: default}", "name: guarded}"),
-        );
-        source_ready(&client, &ns, "heartbeat").await;
-        // The first send gets 401 with a Bearer challenge; the adapter answers with a
-        // token of its ServiceAccount for the Broker's URL, which the ingress accepts.
-        subscriber
-            .wait_for("ticks reach the guarded Broker", WAIT, |d| d.len() >= 2)
-            .await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_source_cannot_lend_the_adapter_s_token_to_another_namespace_s_broker() {
-    with_temp_ns("cron-xns", |client, victim| async move {
-        use herald_e2e::process::{Dispatcher, Ingress, Operator};
-        use k8s_openapi::api::core::v1::Namespace;
-        let attacker = format!("{victim}-x");
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let mut object = Namespace::default();
-        object.metadata.name = Some(attacker.clone());
-        namespaces.create(&kube::api::PostParams::default(), &object).await.expect("namespace");
-        let watched = format!("{victim},{attacker}");
-        let ingress = Ingress::start(&watched, &nats_url()).await;
-        let _operator = Operator::start_with_ingress(&watched, &nats_url(), "solo", &ingress.url()).await;
-        let _dispatcher = Dispatcher::start(&watched, &nats_url()).await;
-        // The victim's Broker lets the shared adapter in (for the victim's own sources).
-        apply(
-            &victim,
-            &format!(
-                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: herald-sources}}\n---\napiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {{name: guarded}}\nspec:\n  auth:\n    serviceAccounts:\n      allowed: [{{namespace: {victim}, name: herald-sources}}]\n"
-            ),
-        );
-        let subscriber = Subscriber::accepting().await;
-        apply(
-            &victim,
-            &format!(
-                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: ticks}}\nspec:\n  broker: guarded\n  subscriber: {{uri: \"{}\"}}\n",
-                subscriber.url
-            ),
-        );
-        let triggers: Api<Trigger> = Api::namespaced(client.clone(), &victim);
-        await_condition(&triggers, "ticks", WAIT, has_condition("Ready", True, None)).await;
-        let brokers: Api<herald_api::Broker> = Api::namespaced(client.clone(), &victim);
-        let guarded = brokers.get("guarded").await.expect("Broker");
-        let url = guarded.status.and_then(|s| s.address).map(|a| a.url).expect("address");
-        let account = format!("{victim}/herald-sources");
-        let _adapter =
-            Sources::start_with(&watched, &nats_url(), &["--token-service-account", &account]).await;
-        let cron = std::fs::read_to_string(example("cron-source.yaml")).expect("example");
-        // The attacker names the victim's Broker by its address; the victim's own
-        // source sends to it too (so the adapter already presents tokens there).
-        apply(&attacker, &cron.replace("ref: {kind: Broker, name: default}", &format!("uri: \"{url}\"")));
-        apply(&victim, &cron.replace("name: default}", "name: guarded}"));
-        source_ready(&client, &victim, "heartbeat").await;
-        source_ready(&client, &attacker, "heartbeat").await;
-        subscriber
-            .wait_for("the victim's own ticks", WAIT, |d| {
-                d.iter().filter(|(e, _)| e.source().contains(&victim) && !e.source().contains(&attacker)).count() >= 3
-            })
-            .await;
-        let smuggled = subscriber
-            .deliveries()
-            .iter()
-            .filter(|(e, _)| e.source().contains(&attacker))
-            .count();
-        assert_eq!(smuggled, 0, "the attacker's source got into the victim's Broker with the adapter's token");
-        let _ = namespaces.delete(&attacker, &kube::api::DeleteParams::background()).await;
     })
     .await;
 }

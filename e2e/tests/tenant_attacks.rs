@@ -4,15 +4,26 @@
 
 use std::time::Duration;
 
-use herald_api::EventSource;
-use herald_api::conditions::ConditionStatus::{False, True};
+use herald_api::conditions::ConditionStatus::False;
+use herald_api::eventsource::{NatsJetStreamSource, NatsSource};
+use herald_api::{
+    BrokerSpec, DeliverySpec, Destination, EventSource, EventSourceSpec, TriggerSpec,
+};
 use herald_e2e::http::post;
 use herald_e2e::kubectl::{apply, example};
+use herald_e2e::manifests::{
+    self, broker, broker_with, event_source, service_account, source_to, to, to_uri, trigger,
+    uri_destination,
+};
+use herald_e2e::nats::publish_until_delivered;
 use herald_e2e::process::{Dispatcher, Ingress, Operator, Sources};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, field, has_condition, nats_url, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_not_ready, await_ready, field, has_condition, nats_url, with_temp_ns,
+};
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{Api, Client};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -31,10 +42,19 @@ async fn attacker_namespace(client: &Client, victim: &str) -> String {
     attacker
 }
 
-fn nats_source(name: &str, sink: &str, nats: &str) -> String {
-    format!(
-        "apiVersion: eventing.herald.dev/v1alpha1\nkind: EventSource\nmetadata: {{name: {name}}}\nspec:\n  sink: {{uri: \"{sink}\"}}\n  nats: {nats}\n"
-    )
+fn nats_source(name: &str, sink: &str, nats: NatsSource) -> EventSource {
+    let spec = EventSourceSpec {
+        nats: Some(nats),
+        ..source_to(uri_destination(sink))
+    };
+    event_source(name, spec)
+}
+
+fn subject(subject: &str) -> NatsSource {
+    NatsSource {
+        subject: subject.to_owned(),
+        ..NatsSource::default()
+    }
 }
 
 /// Sends `count` events with ids `secret-<n>` to `broker`; each must be stored.
@@ -48,22 +68,6 @@ async fn send_secrets(broker: &str, count: usize) {
             ("ce-source", "bank"),
         ];
         assert_eq!(post(broker, &headers, "{}").await.status, 202);
-    }
-}
-
-/// Publishes on `<prefix>.<n>` until `subscriber` got something: a source subscribes
-/// through its adapter's own watch, a moment after it is Ready.
-async fn publish_until_delivered(prefix: &str, subscriber: &Subscriber) {
-    let nats = async_nats::connect(nats_url()).await.expect("connect");
-    for n in 0..50 {
-        nats.publish(format!("{prefix}.{n}"), "mine".into())
-            .await
-            .expect("publish");
-        nats.flush().await.expect("flush");
-        if !subscriber.deliveries().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -95,7 +99,7 @@ async fn a_nats_source_on_herald_s_connection_cannot_reach_another_namespace_s_e
             &client,
             &victim,
             "all",
-            &format!("  subscriber: {{uri: \"{}\"}}\n", victims_subscriber.url),
+            to_uri(&victims_subscriber.url),
             WAIT,
         )
         .await;
@@ -105,45 +109,49 @@ async fn a_nats_source_on_herald_s_connection_cannot_reach_another_namespace_s_e
         let attempts = [
             (
                 "broker-subjects",
-                format!("{{subject: \"herald.{victim}.default.>\"}}"),
+                subject(&format!("herald.{victim}.default.>")),
                 "Herald's Brokers",
             ),
-            ("everything", "{subject: \">\"}".to_owned(), "literal token"),
-            (
-                "jetstream-api",
-                "{subject: \"$JS.API.>\"}".to_owned(),
-                "server's own",
-            ),
+            ("everything", subject(">"), "literal token"),
+            ("jetstream-api", subject("$JS.API.>"), "server's own"),
             (
                 "broker-stream",
-                format!("{{subject: legacy.>, jetStream: {{stream: HERALD_{victim}_default}}}}"),
+                NatsSource {
+                    jet_stream: Some(NatsJetStreamSource {
+                        stream: format!("HERALD_{victim}_default"),
+                        durable: None,
+                    }),
+                    ..subject("legacy.>")
+                },
                 "Herald's streams",
             ),
             (
                 "queue-share",
-                format!("{{subject: legacy.orders.>, queueGroup: herald_{victim}_legacy-orders}}"),
+                NatsSource {
+                    queue_group: Some(format!("herald_{victim}_legacy-orders")),
+                    ..subject("legacy.orders.>")
+                },
                 "queueGroup",
             ),
         ];
         for (name, nats, _) in &attempts {
-            apply(&attacker, &nats_source(name, &loot.url, nats));
-        }
-        for (name, _, why) in &attempts {
-            let refused = await_condition(
-                &sources,
-                name,
-                WAIT,
-                has_condition("Ready", False, Some("InvalidSpec")),
+            manifests::apply(
+                &client,
+                &attacker,
+                &nats_source(name, &loot.url, nats.clone()),
             )
             .await;
+        }
+        for (name, _, why) in &attempts {
+            let refused = await_not_ready(&sources, name, "InvalidSpec", WAIT).await;
             let conditions = field(&refused, "/status/conditions").to_string();
             assert!(conditions.contains(why), "{name}: {conditions}");
         }
         // What the attacker may read through Herald's connection works.
-        let own = format!("{{subject: \"legacy.{attacker}.>\"}}");
-        apply(&attacker, &nats_source("own", &loot.url, &own));
-        await_condition(&sources, "own", WAIT, has_condition("Ready", True, None)).await;
-        publish_until_delivered(&format!("legacy.{attacker}"), &loot).await;
+        let own = subject(&format!("legacy.{attacker}.>"));
+        manifests::apply(&client, &attacker, &nats_source("own", &loot.url, own)).await;
+        await_ready(&sources, "own", WAIT).await;
+        publish_until_delivered(&format!("legacy.{attacker}"), "mine", &loot).await;
         loot.wait_for("the attacker's own subject", WAIT, |d| !d.is_empty())
             .await;
 
@@ -172,21 +180,20 @@ async fn a_nats_source_on_herald_s_connection_cannot_reach_another_namespace_s_e
 async fn a_trigger_cannot_borrow_the_dispatcher_s_token_for_another_audience() {
     with_temp_ns("token-tenant", |client, ns| async move {
         let mut herald = Stack::without_dispatcher(client.clone(), &ns, &nats_url(), &[]).await;
-        apply(&ns, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: herald-dispatcher}\n");
+        manifests::apply(&client, &ns, &service_account("herald-dispatcher")).await;
         let account = format!("{ns}/herald-dispatcher");
-        herald.dispatcher =
-            Some(Dispatcher::start_with(&ns, &nats_url(), &["--token-service-account", &account]).await);
+        herald.dispatcher = Some(
+            Dispatcher::start_with(&ns, &nats_url(), &["--token-service-account", &account]).await,
+        );
         let (loot, dead_letters) = (Subscriber::accepting().await, Subscriber::accepting().await);
 
         // Another namespace's service's audience, delivered to the attacker: refused
         // when the Trigger is resolved, so nothing is ever sent.
-        apply(
-            &ns,
-            &format!(
-                "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {{name: borrow}}\nspec:\n  broker: default\n  subscriber: {{uri: \"{}\", audience: \"https://billing.bank.svc/events\"}}\n",
-                loot.url
-            ),
-        );
+        let subscriber = Destination {
+            audience: Some("https://billing.bank.svc/events".to_owned()),
+            ..uri_destination(&loot.url)
+        };
+        manifests::apply(&client, &ns, &trigger("borrow", to(subscriber))).await;
         let triggers: Api<herald_api::Trigger> = Api::namespaced(client.clone(), &ns);
         let refused = await_condition(
             &triggers,
@@ -196,7 +203,10 @@ async fn a_trigger_cannot_borrow_the_dispatcher_s_token_for_another_audience() {
         )
         .await;
         let conditions = field(&refused, "/status/conditions").to_string();
-        assert!(conditions.contains("only sent to the host its audience names"), "{conditions}");
+        assert!(
+            conditions.contains("only sent to the host its audience names"),
+            "{conditions}"
+        );
 
         // The apiserver's own audience for a subscriber on the apiserver's host name:
         // bound, but the dispatcher's TokenReview says the apiserver would accept the
@@ -206,19 +216,34 @@ async fn a_trigger_cannot_borrow_the_dispatcher_s_token_for_another_audience() {
             &client,
             &ns,
             "apiserver",
-            &format!(
-                "  subscriber: {{uri: \"{apiserver}/api/v1/namespaces\", audience: \"{apiserver}\"}}\n  delivery: {{retry: 0, deadLetterSink: {{uri: \"{}\"}}}}\n",
-                dead_letters.url
-            ),
+            TriggerSpec {
+                delivery: Some(DeliverySpec {
+                    retry: Some(0),
+                    dead_letter_sink: Some(uri_destination(&dead_letters.url)),
+                    ..DeliverySpec::default()
+                }),
+                ..to(Destination {
+                    audience: Some(apiserver.to_owned()),
+                    ..uri_destination(&format!("{apiserver}/api/v1/namespaces"))
+                })
+            },
             WAIT,
         )
         .await;
         herald.send("t-1", "token.attack", "/e2e", "{}").await;
-        dead_letters.wait_for("the dead-lettered event", WAIT, |d| !d.is_empty()).await;
+        dead_letters
+            .wait_for("the dead-lettered event", WAIT, |d| !d.is_empty())
+            .await;
         let (dead, _) = &dead_letters.deliveries()[0];
         let why = dead.get("heralderror").unwrap_or_default().to_owned();
-        assert!(why.contains("accepted by the Kubernetes apiserver"), "{why}");
-        assert!(loot.deliveries().is_empty(), "the unbound Trigger delivered");
+        assert!(
+            why.contains("accepted by the Kubernetes apiserver"),
+            "{why}"
+        );
+        assert!(
+            loot.deliveries().is_empty(),
+            "the unbound Trigger delivered"
+        );
     })
     .await;
 }
@@ -239,19 +264,32 @@ async fn a_broker_cannot_take_more_of_jetstream_than_the_platform_allows() {
             &["--max-stream-bytes", "1Mi", "--max-stream-age", "1h"],
         )
         .await;
-        apply(
-            &ns,
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: greedy}\nspec:\n  stream: {maxBytes: 10Gi}\n---\napiVersion: eventing.herald.dev/v1alpha1\nkind: Broker\nmetadata: {name: plain}\nspec: {}\n",
-        );
+        let mut greedy = BrokerSpec::default();
+        greedy.stream.max_bytes = Some(Quantity("10Gi".to_owned()));
+        manifests::apply(&client, &ns, &broker_with("greedy", greedy)).await;
+        manifests::apply(&client, &ns, &broker("plain")).await;
         let brokers: Api<herald_api::Broker> = Api::namespaced(client.clone(), &ns);
-        let greedy = await_condition(&brokers, "greedy", WAIT, has_condition("Ready", False, Some("InvalidSpec"))).await;
+        let greedy = await_not_ready(&brokers, "greedy", "InvalidSpec", WAIT).await;
         let conditions = field(&greedy, "/status/conditions").to_string();
         assert!(conditions.contains("--max-stream-bytes"), "{conditions}");
-        let plain = await_condition(&brokers, "plain", WAIT, has_condition("Ready", True, None)).await;
-        let stream_name = plain.status.and_then(|s| s.stream_name).expect("stream name");
-        let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("connect"));
-        let config = js.get_stream(&stream_name).await.expect("stream").cached_info().config.clone();
-        assert_eq!((config.max_bytes, config.max_age), (1 << 20, Duration::from_secs(3600)));
+        let plain = await_ready(&brokers, "plain", WAIT).await;
+        let stream_name = plain
+            .status
+            .and_then(|s| s.stream_name)
+            .expect("stream name");
+        let js =
+            async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("connect"));
+        let config = js
+            .get_stream(&stream_name)
+            .await
+            .expect("stream")
+            .cached_info()
+            .config
+            .clone();
+        assert_eq!(
+            (config.max_bytes, config.max_age),
+            (1 << 20, Duration::from_secs(3600))
+        );
 
         // 3 MiB into a Broker that keeps 1 MiB: every send is stored (202), the
         // oldest are dropped, the stream stays within its share.
@@ -263,12 +301,31 @@ async fn a_broker_cannot_take_more_of_jetstream_than_the_platform_allows() {
         .await;
         for n in 0..30 {
             let id = format!("big-{n}");
-            let headers = [("ce-specversion", "1.0"), ("ce-id", &*id), ("ce-type", "t"), ("ce-source", "s"), ("content-type", "application/json")];
+            let headers = [
+                ("ce-specversion", "1.0"),
+                ("ce-id", &*id),
+                ("ce-type", "t"),
+                ("ce-source", "s"),
+                ("content-type", "application/json"),
+            ];
             assert_eq!(post(&url, &headers, chunk.clone()).await.status, 202);
         }
-        let state = js.get_stream(&stream_name).await.expect("stream").cached_info().state.clone();
-        assert!(state.bytes <= 1 << 20, "the stream holds {} bytes", state.bytes);
-        assert!(state.messages < 30 && state.last_sequence >= 30, "{state:?}");
+        let state = js
+            .get_stream(&stream_name)
+            .await
+            .expect("stream")
+            .cached_info()
+            .state
+            .clone();
+        assert!(
+            state.bytes <= 1 << 20,
+            "the stream holds {} bytes",
+            state.bytes
+        );
+        assert!(
+            state.messages < 30 && state.last_sequence >= 30,
+            "{state:?}"
+        );
     })
     .await;
 }

@@ -4,19 +4,30 @@
 
 use std::time::Duration;
 
-use herald_api::Trigger;
 use herald_api::conditions::ConditionStatus;
+use herald_api::trigger::TransformSpec;
 use herald_api::trigger::condition;
+use herald_api::{Trigger, TriggerSpec};
 use herald_e2e::kubectl::{apply, example};
+use herald_e2e::manifests::{self, retries_then_dead_letter, to_uri, trigger};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_condition, has_condition, nats_url, ready_trigger, with_temp_ns};
+use herald_e2e::{
+    await_condition, await_ready, has_condition, nats_url, ready_trigger, with_temp_ns,
+};
 use kube::Api;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn data(event: &herald_cloudevents::CloudEvent) -> serde_json::Value {
     serde_json::from_slice(event.data.as_deref().unwrap_or_default()).expect("JSON data")
+}
+
+fn jq(program: &str) -> TransformSpec {
+    TransformSpec {
+        jq: Some(program.to_owned()),
+        template: None,
+    }
 }
 
 const ORDER: &str = r#"{"id": "A-1", "tenant": "acme", "customer": {"id": 7, "name": "Ann"}, "items": [{"price": 2}, {"price": 3}]}"#;
@@ -33,13 +44,7 @@ async fn the_example_transforms_reshape_what_subscribers_receive() {
         apply(&ns, &manifest);
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
         for name in ["orders-to-crm", "orders-to-chat"] {
-            let t = await_condition(
-                &triggers,
-                name,
-                WAIT,
-                has_condition(condition::READY, ConditionStatus::True, None),
-            )
-            .await;
+            let t = await_ready(&triggers, name, WAIT).await;
             let conditions = &t.status.as_ref().expect("status").conditions;
             let valid = herald_api::conditions::find(conditions, condition::TRANSFORM_VALID);
             assert_eq!(
@@ -78,10 +83,11 @@ async fn the_example_transforms_reshape_what_subscribers_receive() {
 async fn an_invalid_transform_is_reported_and_the_trigger_is_not_ready() {
     with_temp_ns("transform-invalid", |client, ns| async move {
         let _stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        apply(
-            &ns,
-            "apiVersion: eventing.herald.dev/v1alpha1\nkind: Trigger\nmetadata: {name: broken}\nspec:\n  broker: default\n  subscriber: {uri: \"http://127.0.0.1:9/\"}\n  transform: {jq: \".type = \"}\n",
-        );
+        let broken = TriggerSpec {
+            transform: Some(jq(".type = ")),
+            ..to_uri("http://127.0.0.1:9/")
+        };
+        manifests::apply(&client, &ns, &trigger("broken", broken)).await;
         let triggers: Api<Trigger> = Api::namespaced(client.clone(), &ns);
         let t = await_condition(
             &triggers,
@@ -96,7 +102,11 @@ async fn an_invalid_transform_is_reported_and_the_trigger_is_not_ready() {
         .await;
         let conditions = &t.status.as_ref().expect("status").conditions;
         let valid = herald_api::conditions::find(conditions, condition::TRANSFORM_VALID).unwrap();
-        assert!(valid.message.starts_with("transform.jq: 1:"), "{}", valid.message);
+        assert!(
+            valid.message.starts_with("transform.jq: 1:"),
+            "{}",
+            valid.message
+        );
         let ready = herald_api::conditions::find(conditions, condition::READY).unwrap();
         assert_eq!(
             (ready.status, ready.reason.as_str()),
@@ -119,21 +129,15 @@ async fn a_runaway_transform_dead_letters_the_original_while_others_deliver() {
             &client,
             &ns,
             "runaway",
-            &format!(
-                "  transform: {{jq: \"def f: f; f\"}}\n  subscriber: {{uri: \"{}\"}}\n  delivery: {{retry: 3, backoffDelay: PT0.1S, deadLetterSink: {{uri: \"{}\"}}}}\n",
-                never.url, dead_letters.url
-            ),
+            TriggerSpec {
+                transform: Some(jq("def f: f; f")),
+                delivery: Some(retries_then_dead_letter(3, "PT0.1S", &dead_letters.url)),
+                ..to_uri(&never.url)
+            },
             WAIT,
         )
         .await;
-        ready_trigger(
-            &client,
-            &ns,
-            "plain",
-            &format!("  subscriber: {{uri: \"{}\"}}\n", other.url),
-            WAIT,
-        )
-        .await;
+        ready_trigger(&client, &ns, "plain", to_uri(&other.url), WAIT).await;
         // More than the dispatcher's cores: each run's worker process is killed at the
         // deadline, so runaways do not pile up.
         let events = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) + 2;
@@ -150,7 +154,10 @@ async fn a_runaway_transform_dead_letters_the_original_while_others_deliver() {
                 d.len() >= events
             })
             .await;
-        assert!(never.deliveries().is_empty(), "nothing reaches the subscriber");
+        assert!(
+            never.deliveries().is_empty(),
+            "nothing reaches the subscriber"
+        );
         for (dead, _) in dead_letters.deliveries() {
             assert!(dead.id().starts_with('r'));
             assert_eq!(dead.type_(), "t", "the original event");

@@ -174,10 +174,12 @@ pub struct BrokerStatus {
     pub auth: Option<BrokerAuthStatus>,
 }
 
-/// Condition types a Broker reports.
+/// Condition types (of [`crate::conditions::ConditionType`]) a Broker reports.
 pub mod condition {
+    use crate::conditions::ConditionType;
+
     /// The Broker accepts events.
-    pub const READY: &str = "Ready";
+    pub const READY: &str = ConditionType::Ready.as_str();
     /// The JetStream stream exists with the configured settings.
-    pub const STREAM_READY: &str = "StreamReady";
+    pub const STREAM_READY: &str = ConditionType::StreamReady.as_str();
 }

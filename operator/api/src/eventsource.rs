@@ -231,12 +231,14 @@ pub struct EventSourceStatus {
     pub bound_deployments: Vec<String>,
 }
 
-/// Condition types an EventSource reports.
+/// Condition types (of [`crate::conditions::ConditionType`]) an EventSource reports.
 pub mod condition {
+    use crate::conditions::ConditionType;
+
     /// Events are being emitted.
-    pub const READY: &str = "Ready";
+    pub const READY: &str = ConditionType::Ready.as_str();
     /// The sink resolved to a URI.
-    pub const SINK_RESOLVED: &str = "SinkResolved";
+    pub const SINK_RESOLVED: &str = ConditionType::SinkResolved.as_str();
     /// The adapter runs.
-    pub const DEPLOYED: &str = "Deployed";
+    pub const DEPLOYED: &str = ConditionType::Deployed.as_str();
 }

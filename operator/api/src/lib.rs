@@ -56,8 +56,24 @@ pub const VERSION: &str = "v1alpha1";
 pub const LABEL_PREFIX: &str = "eventing.herald.dev";
 /// Finalizer the operator puts on a Broker while its JetStream stream exists.
 pub const BROKER_FINALIZER: &str = "eventing.herald.dev/stream";
-/// Field manager the operator uses for server-side apply.
-pub const OPERATOR_FIELD_MANAGER: &str = "herald-operator";
+/// Field manager the operator's reconciles use for server-side apply.
+pub const OPERATOR_FIELD_MANAGER: &str = field_manager::OPERATOR;
+
+/// The server-side apply field managers of Herald's writers: each field has one
+/// owner, and `kubectl get -o yaml --show-managed-fields` shows which.
+pub mod field_manager {
+    /// The reconciles: every Herald object's status (but `backlog` and
+    /// `autoscaling`), and the objects they create, but a consumer Deployment's
+    /// `spec.replicas` after its creation.
+    pub const OPERATOR: &str = "herald-operator";
+    /// The autoscaler: a consumer Deployment's `spec.replicas`, and a consumer
+    /// Trigger's `status.autoscaling` and `status.backlog`.
+    pub const AUTOSCALER: &str = "herald-autoscaler";
+    /// The backlog writer: a subscriber Trigger's `status.backlog`.
+    pub const BACKLOG: &str = "herald-backlog";
+    /// Sink bindings: `K_SINK` and `K_CE_OVERRIDES` in the user's Deployments.
+    pub const SINK_BINDING: &str = "herald-sinkbinding";
+}
 
 /// A server-side apply patch of `K`'s status: `apiVersion` and `kind` from the type,
 /// so no controller spells them out (or gets them wrong).

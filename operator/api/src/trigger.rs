@@ -434,22 +434,24 @@ pub struct AutoscalingStatus {
     pub last_scale_reason: Option<String>,
 }
 
-/// Condition types a Trigger reports.
+/// Condition types (of [`crate::conditions::ConditionType`]) a Trigger reports.
 pub mod condition {
+    use crate::conditions::ConditionType;
+
     /// Events are being delivered.
-    pub const READY: &str = "Ready";
+    pub const READY: &str = ConditionType::Ready.as_str();
     /// The Trigger's Broker exists and is Ready.
-    pub const BROKER_READY: &str = "BrokerReady";
+    pub const BROKER_READY: &str = ConditionType::BrokerReady.as_str();
     /// The filters compiled.
-    pub const FILTER_VALID: &str = "FilterValid";
+    pub const FILTER_VALID: &str = ConditionType::FilterValid.as_str();
     /// The transform (if any) compiled.
-    pub const TRANSFORM_VALID: &str = "TransformValid";
+    pub const TRANSFORM_VALID: &str = ConditionType::TransformValid.as_str();
     /// The subscriber resolved to a URI.
-    pub const SUBSCRIBER_RESOLVED: &str = "SubscriberResolved";
+    pub const SUBSCRIBER_RESOLVED: &str = ConditionType::SubscriberResolved.as_str();
     /// The dead-letter sink (if any) resolved to a URI.
-    pub const DEAD_LETTER_SINK_RESOLVED: &str = "DeadLetterSinkResolved";
+    pub const DEAD_LETTER_SINK_RESOLVED: &str = ConditionType::DeadLetterSinkResolved.as_str();
     /// The consumer Deployment (Triggers with `consumer`) is applied.
-    pub const CONSUMER_DEPLOYED: &str = "ConsumerDeployed";
+    pub const CONSUMER_DEPLOYED: &str = ConditionType::ConsumerDeployed.as_str();
     /// The Job template and settings (Triggers with `job`) are valid.
-    pub const JOB_VALID: &str = "JobValid";
+    pub const JOB_VALID: &str = ConditionType::JobValid.as_str();
 }

@@ -14,16 +14,16 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer;
 use futures::StreamExt;
-use herald_api::{Trigger, naming};
+use herald_api::{Trigger, TriggerStatus, naming};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 
 use crate::context::Context;
 
 /// Field manager of these status writes.
-pub const FIELD_MANAGER: &str = "herald-backlog";
+pub const FIELD_MANAGER: &str = herald_api::field_manager::BACKLOG;
 /// How often the backlogs are measured.
 pub const EVERY: Duration = Duration::from_secs(10);
 /// Longest one round may take before it is abandoned (a NATS or apiserver request
@@ -112,10 +112,9 @@ async fn round(
                 .copied()
                 .or_else(|| trigger.status.as_ref().and_then(|s| s.backlog));
             if last != Some(now) {
-                let patch = serde_json::json!({
-                    "apiVersion": Trigger::api_version(&()),
-                    "kind": Trigger::kind(&()),
-                    "status": { "backlog": now },
+                let patch = herald_api::status_patch::<Trigger, _>(&TriggerStatus {
+                    backlog: Some(now),
+                    ..TriggerStatus::default()
                 });
                 let result = Api::<Trigger>::namespaced(ctx.client.clone(), &key.0)
                     .patch_status(

@@ -3,12 +3,20 @@
 
 use std::time::Duration;
 
+use herald_api::conditions::Reason;
+
 /// A reconcile failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// NATS or JetStream cannot be reached; retried with backoff.
-    #[error("NATS is unavailable: {0}")]
-    NatsUnavailable(String),
+    #[error("NATS is unavailable: {}", with_source(what, source.as_deref()))]
+    NatsUnavailable {
+        /// What could not be done, e.g. `cannot read stream S`.
+        what: String,
+        /// The client's error, when there is one.
+        #[source]
+        source: Option<Source>,
+    },
     /// The spec holds a value Herald cannot use; waits for the user to fix it.
     #[error("{0}")]
     InvalidSpec(String),
@@ -81,30 +89,60 @@ pub enum Error {
     /// The Kubernetes API failed.
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
-    /// The finalizer helper failed around the reconcile.
+    /// The finalizer helper failed around the reconcile (adding or removing the
+    /// finalizer); boxed, as it wraps this type.
     #[error("finalizer: {0}")]
-    Finalizer(String),
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// An error kept as the source of one of ours.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `what: source`, or either alone.
+fn with_source(what: &str, source: Option<&(dyn std::error::Error + Send + Sync)>) -> String {
+    match source {
+        None => what.to_owned(),
+        Some(e) if what.is_empty() => e.to_string(),
+        Some(e) => format!("{what}: {e}"),
+    }
 }
 
 impl Error {
-    /// The condition reason (and metric label) for this error: short, stable, CamelCase.
+    /// NATS failed while doing `what` (may be empty), with the client's error.
+    pub fn nats(what: impl Into<String>, source: impl Into<Source>) -> Self {
+        Self::NatsUnavailable {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// NATS cannot be used for `what` (not connected, JetStream off).
+    pub fn nats_down(what: impl Into<String>) -> Self {
+        Self::NatsUnavailable {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// The condition reason (and metric label) for this error: the one place a
+    /// failure becomes a word users and dashboards see.
     #[must_use]
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::NatsUnavailable(_) => herald_api::conditions::REASON_NATS_UNAVAILABLE,
-            Self::InvalidSpec(_) => "InvalidSpec",
-            Self::StreamNotOwned { .. } => "StreamNotOwned",
-            Self::ConsumerNotOwned { .. } => "ConsumerNotOwned",
-            Self::ImmutableStreamChange { .. } => "StreamChangeNotAllowed",
-            Self::StreamRejected { .. } => "StreamRejected",
-            Self::ReplicasUnplaceable { .. } => "ReplicasUnplaceable",
-            Self::InvalidConsumer(_) => "InvalidConsumer",
-            Self::DeploymentRejected(_) => "DeploymentRejected",
-            Self::DeploymentNotOwned(_) => "DeploymentNotOwned",
-            Self::BearerTokenUnavailable(_) => "BearerTokenUnavailable",
-            Self::BearerTokenTooShort(_) => "BearerTokenTooShort",
-            Self::Kube(_) => herald_api::conditions::REASON_KUBERNETES_ERROR,
-            Self::Finalizer(_) => "FinalizerError",
+            Self::NatsUnavailable { .. } => Reason::NatsUnavailable,
+            Self::InvalidSpec(_) => Reason::InvalidSpec,
+            Self::StreamNotOwned { .. } => Reason::StreamNotOwned,
+            Self::ConsumerNotOwned { .. } => Reason::ConsumerNotOwned,
+            Self::ImmutableStreamChange { .. } => Reason::StreamChangeNotAllowed,
+            Self::StreamRejected { .. } => Reason::StreamRejected,
+            Self::ReplicasUnplaceable { .. } => Reason::ReplicasUnplaceable,
+            Self::InvalidConsumer(_) => Reason::InvalidConsumer,
+            Self::DeploymentRejected(_) => Reason::DeploymentRejected,
+            Self::DeploymentNotOwned(_) => Reason::DeploymentNotOwned,
+            Self::BearerTokenUnavailable(_) => Reason::BearerTokenUnavailable,
+            Self::BearerTokenTooShort(_) => Reason::BearerTokenTooShort,
+            Self::Kube(_) => Reason::KubernetesError,
+            Self::Finalizer(_) => Reason::FinalizerError,
         }
     }
 
@@ -113,7 +151,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::NatsUnavailable(_)
+            Self::NatsUnavailable { .. }
                 | Self::Kube(_)
                 | Self::Finalizer(_)
                 | Self::BearerTokenUnavailable(_)
@@ -129,7 +167,7 @@ impl From<kube::runtime::finalizer::Error<Error>> for Error {
         use kube::runtime::finalizer::Error as Finalizer;
         match e {
             Finalizer::ApplyFailed(e) | Finalizer::CleanupFailed(e) => e,
-            other => Self::Finalizer(other.to_string()),
+            other => Self::Finalizer(Box::new(other)),
         }
     }
 }
@@ -158,7 +196,13 @@ mod tests {
     #[test]
     fn spec_problems_are_permanent() {
         assert!(!Error::InvalidSpec("x".into()).is_transient());
-        assert!(Error::NatsUnavailable("x".into()).is_transient());
+        assert!(Error::nats_down("x").is_transient());
+        let e = Error::nats("cannot read stream S", std::io::Error::other("timed out"));
+        assert_eq!(
+            e.to_string(),
+            "NATS is unavailable: cannot read stream S: timed out"
+        );
+        assert!(std::error::Error::source(&e).is_some());
         let e = Error::ImmutableStreamChange {
             stream: "S".into(),
             changes: "storage file -> memory".into(),

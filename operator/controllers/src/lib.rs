@@ -27,8 +27,11 @@ pub mod broker;
 pub mod config;
 pub mod context;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod metrics;
+pub mod reconcile;
 pub mod source;
 pub mod trigger;
 
@@ -317,7 +320,11 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
     )
     .reconcile_all_on(nats_state_changes(ctx.nats.state_changes.clone()))
     .graceful_shutdown_on(fired(stop.clone()))
-    .run(broker::reconcile, broker::error_policy, ctx.clone())
+    .run(
+        reconcile::reconcile::<Broker>,
+        reconcile::error_policy::<Broker>,
+        ctx.clone(),
+    )
     .for_each(|r| {
         log_result("Broker", r);
         futures::future::ready(())
@@ -351,7 +358,11 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
         // kept in memory is gone if nats-server restarted, and is restored.
         .reconcile_all_on(nats_state_changes(ctx.nats.state_changes.clone()))
         .graceful_shutdown_on(fired(stop.clone()))
-        .run(trigger::reconcile, trigger::error_policy, ctx.clone())
+        .run(
+            reconcile::reconcile::<Trigger>,
+            reconcile::error_policy::<Trigger>,
+            ctx.clone(),
+        )
         .for_each(|r| {
             log_result("Trigger", r);
             futures::future::ready(())
@@ -376,7 +387,11 @@ async fn run_controllers(ctx: Arc<Context>, namespace: Option<&str>, stop: &watc
             move |deployment| source::binding::bindings_of(&binding_store, &deployment),
         )
         .graceful_shutdown_on(fired(stop.clone()))
-        .run(source::reconcile, source::error_policy, ctx)
+        .run(
+            reconcile::reconcile::<EventSource>,
+            reconcile::error_policy::<EventSource>,
+            ctx,
+        )
         .for_each(|r| {
             log_result("EventSource", r);
             futures::future::ready(())

@@ -74,10 +74,10 @@ pub fn run(args: &DisplayArgs) -> ExitCode {
         let app = Router::new()
             .route("/", post(receive))
             .route("/{*path}", post(receive));
+        // SIGTERM too: as a container's PID 1 an unhandled SIGTERM is ignored, and every
+        // pod of a consumer Deployment scaled down then took the whole grace period to go.
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(herald_runtime::shutdown_signal())
             .await?;
         anyhow::Ok(())
     };

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use herald_api::conditions::{self, Condition};
+use herald_api::conditions::{self, Condition, ConditionType, Conditioned, Readiness};
 use herald_api::{Broker, EventSource, Trigger};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -64,10 +64,8 @@ async fn fetch(args: &StatusArgs) -> anyhow::Result<(Vec<Broker>, Vec<Trigger>, 
 }
 
 fn ready(list: &[Condition]) -> (&str, &str) {
-    match conditions::find(list, "Ready") {
-        Some(c) => (c.status.as_str(), c.reason.as_str()),
-        None => ("Unknown", "NotReconciled"),
-    }
+    let readiness = conditions::readiness(list);
+    (readiness.status().as_str(), readiness.reason())
 }
 
 /// Lays `rows` out in columns under `header`.
@@ -105,10 +103,10 @@ impl Problems {
         let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
         // `Ready` repeats the first failing sub-condition; show it only when it is alone.
         let failing: Vec<&Condition> = list.iter().filter(|c| !c.is_true()).collect();
-        let explained = failing.iter().any(|c| c.type_ != "Ready");
+        let explained = failing.iter().any(|c| c.type_ != ConditionType::Ready);
         for c in failing
             .into_iter()
-            .filter(|c| !(explained && c.type_ == "Ready"))
+            .filter(|c| !(explained && c.type_ == ConditionType::Ready))
         {
             self.0.push(format!(
                 "{kind} {ns}/{name}: {}={} {}: {}",
@@ -118,7 +116,7 @@ impl Problems {
                 c.message
             ));
         }
-        if conditions::find(list, "Ready").is_none() {
+        if conditions::readiness(list) == Readiness::NotReconciled {
             self.0.push(format!(
                 "{kind} {ns}/{name}: not reconciled yet (is the operator running?)"
             ));
@@ -127,11 +125,7 @@ impl Problems {
 }
 
 fn broker_row(b: &Broker, problems: &mut Problems) -> Vec<String> {
-    let list = b
-        .status
-        .as_ref()
-        .map(|s| &s.conditions[..])
-        .unwrap_or_default();
+    let list = b.conditions();
     problems.note("Broker", b, list);
     let (status, reason) = ready(list);
     let url = b
@@ -150,7 +144,7 @@ fn broker_row(b: &Broker, problems: &mut Problems) -> Vec<String> {
 
 fn trigger_row(t: &Trigger, problems: &mut Problems) -> Vec<String> {
     let status = t.status.as_ref();
-    let list = status.map(|s| &s.conditions[..]).unwrap_or_default();
+    let list = t.conditions();
     problems.note("Trigger", t, list);
     let (ready_status, reason) = ready(list);
     let replicas = status.and_then(|s| s.autoscaling.as_ref()).map(|a| {
@@ -181,11 +175,7 @@ fn trigger_row(t: &Trigger, problems: &mut Problems) -> Vec<String> {
 }
 
 fn source_row(s: &EventSource, problems: &mut Problems) -> Vec<String> {
-    let list = s
-        .status
-        .as_ref()
-        .map(|st| &st.conditions[..])
-        .unwrap_or_default();
+    let list = s.conditions();
     problems.note("EventSource", s, list);
     let (status, reason) = ready(list);
     vec![

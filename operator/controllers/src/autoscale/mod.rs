@@ -10,10 +10,12 @@
 //!     first event ──▶ policy::State::activate ──▶ PATCH …/scale (no waiting for a poll)
 //! ```
 //!
-//! Only the autoscaler changes replicas once a Deployment exists: it records every
-//! value it sets in the [`Context`] (the Trigger reconcile applies the Deployment with
-//! it), and when it finds the replicas changed by someone else it sets them back and
-//! says so in an Event.
+//! Only the autoscaler changes replicas once a Deployment exists, and its field
+//! manager ([`FIELD_MANAGER`]) owns `spec.replicas`: the Trigger reconcile sets them
+//! only when it creates the Deployment (from the autoscaler's last decision, kept in
+//! the [`Context`]) and then hands them over (`Scaler::adopt`). When the autoscaler
+//! finds the replicas changed by someone else it sets them back and says so in an
+//! Event.
 
 mod activation;
 pub mod policy;
@@ -24,19 +26,20 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull;
 use herald_api::trigger::{AutoscalingStatus, condition};
-use herald_api::{Trigger, conditions, naming};
+use herald_api::{Trigger, TriggerStatus, conditions, naming};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use self::policy::{Decision, Policy, Sample, State};
 use crate::context::Context;
+use crate::reconcile::ObjectKey;
 
-/// Field manager of the autoscaler's status writes (apart from the reconcile's).
-pub const FIELD_MANAGER: &str = "herald-autoscaler";
+/// Field manager of the autoscaler's writes: replicas and its part of the status.
+pub const FIELD_MANAGER: &str = herald_api::field_manager::AUTOSCALER;
 const TICK: Duration = Duration::from_millis(100);
 /// Longest one poll or activation may take before it is abandoned.
 const STEP_DEADLINE: Duration = Duration::from_secs(10);
@@ -340,9 +343,11 @@ async fn apply(
             .await;
     }
     if entry.status.as_ref() != Some(&status) || entry.backlog != Some(backlog) {
-        let patch = herald_api::status_patch::<Trigger, _>(
-            &serde_json::json!({ "autoscaling": status, "backlog": backlog }),
-        );
+        let patch = herald_api::status_patch::<Trigger, _>(&TriggerStatus {
+            autoscaling: Some(status.clone()),
+            backlog: Some(backlog),
+            ..TriggerStatus::default()
+        });
         Api::<Trigger>::namespaced(ctx.client.clone(), labels[0])
             .patch_status(
                 labels[1],
@@ -356,17 +361,23 @@ async fn apply(
     Ok(())
 }
 
-/// The scale subresource of a Trigger's consumer Deployment.
-struct Scaler {
+/// The replicas of a Trigger's consumer Deployment: read from its scale
+/// subresource, written with server-side apply as [`FIELD_MANAGER`].
+pub(crate) struct Scaler {
     api: Api<Deployment>,
     name: String,
 }
 
 impl Scaler {
     fn new(ctx: &Context, trigger: &Trigger) -> Self {
+        Self::of(ctx, &ObjectKey::of(trigger))
+    }
+
+    /// The Scaler of Trigger `key`'s consumer Deployment.
+    pub(crate) fn of(ctx: &Context, key: &ObjectKey) -> Self {
         Scaler {
-            api: Api::namespaced(ctx.client.clone(), &trigger.namespace().unwrap_or_default()),
-            name: naming::consumer_deployment_name(&trigger.name_any()),
+            api: key.api(ctx),
+            name: naming::consumer_deployment_name(&key.name),
         }
     }
 
@@ -375,11 +386,68 @@ impl Scaler {
         Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(0))
     }
 
-    async fn set(&self, replicas: i32) -> kube::Result<()> {
-        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+    /// Sets the replicas, taking ownership of them.
+    pub(crate) async fn set(&self, replicas: i32) -> kube::Result<()> {
+        let patch = serde_json::json!({
+            "apiVersion": Deployment::api_version(&()),
+            "kind": Deployment::kind(&()),
+            "metadata": { "name": self.name },
+            "spec": { "replicas": replicas },
+        });
         self.api
-            .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &self.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
             .await?;
         Ok(())
+    }
+
+    /// Makes the autoscaler the owner of `deployment`'s replicas, keeping their value
+    /// (`otherwise` when it has none), unless it already is: the reconcile calls this
+    /// before it applies the Deployment without them, which would otherwise drop them
+    /// back to the default of 1.
+    pub(crate) async fn adopt(&self, deployment: &Deployment, otherwise: i32) -> kube::Result<()> {
+        if owns_replicas(deployment) {
+            return Ok(());
+        }
+        self.set(deployment.spec.replicas.unwrap_or(otherwise))
+            .await
+    }
+}
+
+/// Whether [`FIELD_MANAGER`] owns `spec.replicas` of `deployment` (by its managed fields).
+fn owns_replicas(deployment: &Deployment) -> bool {
+    deployment
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+        .filter_map(|m| m.fields_v1.as_ref())
+        .any(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_are_owned_by_the_autoscalers_field_manager_only() {
+        let deployment = |manager: &str| -> Deployment {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "t-consumer", "managedFields": [{
+                    "manager": manager, "operation": "Apply", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:spec": {"f:replicas": {}}}
+                }]}
+            }))
+            .unwrap()
+        };
+        assert!(owns_replicas(&deployment(FIELD_MANAGER)));
+        assert!(!owns_replicas(&deployment(
+            herald_api::field_manager::OPERATOR
+        )));
+        assert!(!owns_replicas(&Deployment::default()));
     }
 }

@@ -1,6 +1,6 @@
 //! The Broker controller: one JetStream stream per Broker.
 //!
-//! `reconcile` wraps `apply` / `cleanup` in kube's finalizer helper, so a Broker is
+//! [`crate::reconcile`] wraps `apply` / `cleanup` in the finalizer, so a Broker is
 //! only removed from the API after its stream is gone. `apply` builds the desired
 //! stream purely ([`stream::desired_config`]), makes JetStream match it, and writes
 //! the outcome to the status (`Ready` + `StreamReady`) with server-side apply. Spec
@@ -9,97 +9,116 @@
 
 pub mod auth;
 pub mod queue;
+mod status;
 pub mod stream;
 
-use std::sync::Arc;
+#[cfg(test)]
+mod reconcile_tests;
+
 use std::time::Duration;
 
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::Config;
-use herald_api::auth::BrokerAuthStatus;
-use herald_api::broker::condition;
-use herald_api::common::Addressable;
-use herald_api::conditions::{self, Condition, ConditionStatus};
-use herald_api::{BROKER_FINALIZER, Broker, BrokerStatus, OPERATOR_FIELD_MANAGER, naming};
-use kube::api::{Patch, PatchParams};
+use herald_api::conditions::{self, ConditionStatus, ConditionType};
+use herald_api::{BROKER_FINALIZER, Broker, naming};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as Finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
 
 use crate::context::Context;
-use crate::error::{Error, retry_delay};
+use crate::error::Error;
+use crate::reconcile::{ObjectKey, Reconciled, write_status};
+use status::{StreamChange, address_url, build_status, now};
 
-const KIND: &str = "Broker";
 /// Safety-net resync of a healthy Broker.
 const RESYNC: Duration = Duration::from_secs(300);
 /// Resync of a Broker with a static bearer token, which picks up a rotated Secret.
 const BEARER_TOKEN_RESYNC: Duration = Duration::from_secs(30);
 
-/// Reconciles one Broker.
-#[tracing::instrument(skip_all, fields(namespace = broker.namespace().unwrap_or_default(), name = broker.name_any()))]
-pub async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(KIND);
-    let namespace = broker.namespace().unwrap_or_default();
-    let api: Api<Broker> = Api::namespaced(ctx.client.clone(), &namespace);
-    let obj_ref = ObjectRef::from_obj(&*broker);
-    let result = finalizer::finalizer(&api, BROKER_FINALIZER, broker, |event| async {
-        match event {
-            Finalizer::Apply(broker) => apply(&broker, &api, &ctx).await,
-            Finalizer::Cleanup(broker) => cleanup(&broker, &ctx).await,
-        }
-    })
-    .await
-    .map_err(Error::from);
-    if result.is_ok() {
-        ctx.record_success(&obj_ref);
+impl Reconciled for Broker {
+    const KIND: &'static str = "Broker";
+    const FINALIZER: &'static str = BROKER_FINALIZER;
+
+    /// Reconciles a living Broker, phase by phase: build the stream its spec asks for
+    /// (pure, and the spec's validation), make JetStream match it and route its events to
+    /// the Triggers' queues, read the sender policy, then build the status (pure), write
+    /// it, and tell what changed.
+    async fn apply(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let broker = self;
+        let desired = stream::desired_config(broker, ctx.stream_ceilings);
+        let url = address_url(&ctx.ingress_url, &key.namespace, &key.name);
+        // The Broker is Ready only once its events can also be routed to Triggers.
+        let stream = match desired {
+            Ok(desired) => match ensure_stream(desired, ctx).await {
+                Ok(change) => queue::ensure(broker, key, change.config(), ctx)
+                    .await
+                    .map(|()| change),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let auth = auth::resolve(broker, &url, ctx).await;
+        let previous = broker.status.clone().unwrap_or_default();
+        let status = build_status(broker, key, &previous, &stream, &auth, &url, &now());
+        write_status::<Broker, _>(key, &status, ctx).await?;
+        report(broker, &previous, stream, auth, ctx).await
     }
-    result
+
+    async fn cleanup(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let broker = self;
+        let namespace = &key.namespace;
+        let name = naming::stream_name(namespace, &key.name);
+        if !ctx.nats.is_connected() {
+            return Err(Error::nats_down(format!(
+                "cannot delete stream {name}: not connected"
+            )));
+        }
+        // The queue streams first: they are named after the Broker, never the other way
+        // round. Later shards before the first, so a retry after a failure finds the rest.
+        let broker_name = &key.name;
+        for shard in queue::later_shards(namespace, broker_name, ctx)
+            .await?
+            .into_iter()
+            .rev()
+        {
+            delete_owned_stream(
+                &naming::queue_shard_stream_name(namespace, broker_name, shard),
+                key,
+                ctx,
+            )
+            .await?;
+        }
+        delete_owned_stream(&naming::queue_stream_name(namespace, broker_name), key, ctx).await?;
+        if delete_owned_stream(&name, key, ctx).await? {
+            ctx.event(
+                broker,
+                EventType::Normal,
+                "StreamDeleted",
+                "DeleteStream",
+                format!("deleted stream {name}"),
+            )
+            .await;
+        }
+        Ok(Action::await_change())
+    }
 }
 
-/// Requeues a failed reconcile with per-object exponential backoff.
-#[allow(clippy::needless_pass_by_value)] // signature required by `Controller::run`
-pub fn error_policy(broker: Arc<Broker>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.record_failure(&ObjectRef::from_obj(&*broker));
-    ctx.metrics.failure(KIND, error.reason());
-    let delay = retry_delay(failures);
-    tracing::warn!(broker = %broker.name_any(), reason = error.reason(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
-async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Action, Error> {
-    let url = address_url(
-        &ctx.ingress_url,
-        &broker.namespace().unwrap_or_default(),
-        &broker.name_any(),
-    );
-    // The Broker is Ready only once its events can also be routed to Triggers.
-    let stream = match ensure_stream(broker, ctx).await {
-        Ok(change) => queue::ensure(broker, change.config(), ctx)
-            .await
-            .map(|()| change),
-        Err(e) => Err(e),
-    };
-    let auth = auth::resolve(broker, &url, ctx).await;
-    let previous = broker.status.clone().unwrap_or_default();
-    let status = build_status(broker, &previous, &stream, &auth, &url, &now());
-    let patch = herald_api::status_patch::<Broker, _>(&status);
-    api.patch_status(
-        &broker.name_any(),
-        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-
+/// Tells what the reconcile changed or found wrong (an Event when the Broker turns
+/// not Ready, or for another reason), and what happens next.
+async fn report(
+    broker: &Broker,
+    previous: &herald_api::BrokerStatus,
+    stream: Result<StreamChange, Error>,
+    auth: Result<herald_api::auth::BrokerAuthStatus, Error>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     if let Ok(change) = &stream
         && let Some((reason, note)) = change.event()
     {
         ctx.event(broker, EventType::Normal, reason, "ReconcileStream", note)
             .await;
     }
-    let was_ready = conditions::find(&previous.conditions, condition::READY)
+    let was_ready = conditions::find(&previous.conditions, ConditionType::Ready)
         .map(|c| (c.status, c.reason.clone()));
     let error = match (stream, auth) {
         (Err(e), _) | (Ok(_), Err(e)) => e,
@@ -109,11 +128,12 @@ async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Acti
         }
         (Ok(_), Ok(_)) => return Ok(Action::requeue(RESYNC)),
     };
-    if was_ready != Some((ConditionStatus::False, error.reason().to_owned())) {
+    let reason = error.reason();
+    if was_ready != Some((ConditionStatus::False, reason.as_str().to_owned())) {
         ctx.event(
             broker,
             EventType::Warning,
-            error.reason(),
+            reason.as_str(),
             "Reconcile",
             error.to_string(),
         )
@@ -123,45 +143,15 @@ async fn apply(broker: &Broker, api: &Api<Broker>, ctx: &Context) -> Result<Acti
         Err(error)
     } else {
         // A spec problem: retrying cannot help; the next spec change triggers a reconcile.
-        ctx.metrics.failure(KIND, error.reason());
+        ctx.metrics.failure(Broker::KIND, reason.as_str());
         Ok(Action::requeue(RESYNC))
     }
 }
 
-/// Where producers send events for Broker `namespace/name`.
-fn address_url(ingress_url: &str, namespace: &str, name: &str) -> String {
-    format!("{}/{namespace}/{name}", ingress_url.trim_end_matches('/'))
-}
-
-/// What `ensure_stream` did.
-enum StreamChange {
-    Created(Config),
-    Updated(Config),
-    Unchanged(Config),
-}
-
-impl StreamChange {
-    fn config(&self) -> &Config {
-        match self {
-            Self::Created(c) | Self::Updated(c) | Self::Unchanged(c) => c,
-        }
-    }
-
-    fn event(&self) -> Option<(&'static str, String)> {
-        match self {
-            Self::Created(c) => Some(("StreamCreated", format!("created {}", stream::describe(c)))),
-            Self::Updated(c) => Some(("StreamUpdated", format!("updated {}", stream::describe(c)))),
-            Self::Unchanged(_) => None,
-        }
-    }
-}
-
-async fn ensure_stream(broker: &Broker, ctx: &Context) -> Result<StreamChange, Error> {
-    let desired = stream::desired_config(broker, ctx.stream_ceilings)?;
+/// Makes JetStream hold the `desired` stream.
+async fn ensure_stream(desired: Config, ctx: &Context) -> Result<StreamChange, Error> {
     if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(
-            "not connected to any NATS server".into(),
-        ));
+        return Err(Error::nats_down("not connected to any NATS server"));
     }
     apply_stream(desired, ctx).await
 }
@@ -174,7 +164,7 @@ async fn apply_stream(desired: Config, ctx: &Context) -> Result<StreamChange, Er
             let existing = existing
                 .info()
                 .await
-                .map_err(|e| Error::NatsUnavailable(e.to_string()))?
+                .map_err(|e| Error::nats("", e))?
                 .config
                 .clone();
             stream::check_owned(&existing, &desired)?;
@@ -191,33 +181,30 @@ async fn apply_stream(desired: Config, ctx: &Context) -> Result<StreamChange, Er
             ctx.jetstream
                 .update_stream(&desired)
                 .await
-                .map_err(|e| create_error(&desired.name, &e))?;
+                .map_err(|e| create_error(&desired.name, e))?;
             Ok(StreamChange::Updated(desired))
         }
         Err(e) if is_not_found(&e) => {
             ctx.jetstream
                 .create_stream(desired.clone())
                 .await
-                .map_err(|e| create_error(&desired.name, &e))?;
+                .map_err(|e| create_error(&desired.name, e))?;
             Ok(StreamChange::Created(desired))
         }
-        Err(e) => Err(Error::NatsUnavailable(format!(
-            "cannot read stream {}: {e}",
-            desired.name
-        ))),
+        Err(e) => Err(Error::nats(
+            format!("cannot read stream {}", desired.name),
+            e,
+        )),
     }
 }
 
-/// Deletes stream `name` if Herald created it for `broker`; `Ok(false)` when there is
+/// Deletes stream `name` if Herald created it for the Broker `key`; `Ok(false)` when there is
 /// none, or when it is not the Broker's (never deleted, only logged).
-async fn delete_owned_stream(name: &str, broker: &Broker, ctx: &Context) -> Result<bool, Error> {
-    let owner = stream::owner_value(&broker.namespace().unwrap_or_default(), &broker.name_any());
+async fn delete_owned_stream(name: &str, key: &ObjectKey, ctx: &Context) -> Result<bool, Error> {
+    let owner = stream::owner_value(&key.namespace, &key.name);
     match ctx.jetstream.get_stream(name).await {
         Ok(mut existing) => {
-            let info = existing
-                .info()
-                .await
-                .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
+            let info = existing.info().await.map_err(|e| Error::nats("", e))?;
             if info.config.metadata.get(stream::OWNER_KEY) != Some(&owner) {
                 tracing::warn!(stream = %name, "stream is not owned by this Broker; leaving it");
                 return Ok(false);
@@ -225,13 +212,11 @@ async fn delete_owned_stream(name: &str, broker: &Broker, ctx: &Context) -> Resu
             ctx.jetstream
                 .delete_stream(name)
                 .await
-                .map_err(|e| Error::NatsUnavailable(format!("cannot delete stream {name}: {e}")))?;
+                .map_err(|e| Error::nats(format!("cannot delete stream {name}"), e))?;
             Ok(true)
         }
         Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(Error::NatsUnavailable(format!(
-            "cannot read stream {name}: {e}"
-        ))),
+        Err(e) => Err(Error::nats(format!("cannot read stream {name}"), e)),
     }
 }
 
@@ -239,7 +224,7 @@ pub(crate) fn is_not_found(e: &async_nats::jetstream::context::GetStreamError) -
     matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
-fn create_error(stream: &str, e: &async_nats::jetstream::context::CreateStreamError) -> Error {
+fn create_error(stream: &str, e: async_nats::jetstream::context::CreateStreamError) -> Error {
     match e.kind() {
         // No suitable peers for placement, or replicas on a single server.
         CreateStreamErrorKind::JetStream(js)
@@ -258,230 +243,8 @@ fn create_error(stream: &str, e: &async_nats::jetstream::context::CreateStreamEr
             message: js.to_string(),
         },
         CreateStreamErrorKind::JetStreamUnavailable => {
-            Error::NatsUnavailable("JetStream is not enabled on the NATS server".into())
+            Error::nats_down("JetStream is not enabled on the NATS server")
         }
-        _ => Error::NatsUnavailable(e.to_string()),
-    }
-}
-
-async fn cleanup(broker: &Broker, ctx: &Context) -> Result<Action, Error> {
-    let namespace = broker.namespace().unwrap_or_default();
-    let name = naming::stream_name(&namespace, &broker.name_any());
-    if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(format!(
-            "cannot delete stream {name}: not connected"
-        )));
-    }
-    // The queue streams first: they are named after the Broker, never the other way
-    // round. Later shards before the first, so a retry after a failure finds the rest.
-    let broker_name = broker.name_any();
-    for shard in queue::later_shards(&namespace, &broker_name, ctx)
-        .await?
-        .into_iter()
-        .rev()
-    {
-        delete_owned_stream(
-            &naming::queue_shard_stream_name(&namespace, &broker_name, shard),
-            broker,
-            ctx,
-        )
-        .await?;
-    }
-    delete_owned_stream(
-        &naming::queue_stream_name(&namespace, &broker_name),
-        broker,
-        ctx,
-    )
-    .await?;
-    if delete_owned_stream(&name, broker, ctx).await? {
-        ctx.event(
-            broker,
-            EventType::Normal,
-            "StreamDeleted",
-            "DeleteStream",
-            format!("deleted stream {name}"),
-        )
-        .await;
-    }
-    Ok(Action::await_change())
-}
-
-/// The Broker's status after a reconcile with these outcomes (pure).
-fn build_status(
-    broker: &Broker,
-    previous: &BrokerStatus,
-    stream: &Result<StreamChange, Error>,
-    auth: &Result<BrokerAuthStatus, Error>,
-    url: &str,
-    now: &str,
-) -> BrokerStatus {
-    let namespace = broker.namespace().unwrap_or_default();
-    let name = broker.name_any();
-    let stream_ready = match stream {
-        Ok(change) => Condition::new(
-            condition::STREAM_READY,
-            ConditionStatus::True,
-            "StreamReady",
-            stream::describe(change.config()),
-        ),
-        Err(e) => Condition::new(
-            condition::STREAM_READY,
-            ConditionStatus::False,
-            e.reason(),
-            e.to_string(),
-        ),
-    };
-    let ready = match (stream, auth) {
-        (Err(e), _) | (Ok(_), Err(e)) => Condition::new(
-            condition::READY,
-            ConditionStatus::False,
-            e.reason(),
-            e.to_string(),
-        ),
-        (Ok(_), Ok(_)) => Condition::new(
-            condition::READY,
-            ConditionStatus::True,
-            "Ready",
-            "accepting events",
-        ),
-    };
-    BrokerStatus {
-        observed_generation: broker.metadata.generation,
-        conditions: conditions::merge(
-            &previous.conditions,
-            vec![stream_ready, ready],
-            now,
-            broker.metadata.generation,
-        ),
-        address: Some(Addressable {
-            url: url.to_owned(),
-        }),
-        stream_name: Some(naming::stream_name(&namespace, &name)),
-        subjects: naming::stream_subjects(&namespace, &name),
-        auth: match auth {
-            Ok(resolved) => Some(resolved.clone()),
-            // The operator's own API trouble: the ingress goes on serving the Broker
-            // (see `conditions::served`), with the policy it had.
-            Err(Error::Kube(_)) => previous.auth.clone(),
-            Err(_) => None,
-        },
-    }
-}
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use herald_api::BrokerSpec;
-
-    fn broker() -> Broker {
-        let mut b = Broker::new("default", BrokerSpec::default());
-        b.metadata.namespace = Some("team".into());
-        b.metadata.generation = Some(3);
-        b
-    }
-
-    fn created() -> StreamChange {
-        StreamChange::Created(
-            stream::desired_config(&broker(), stream::StreamCeilings::default()).unwrap(),
-        )
-    }
-
-    fn open() -> BrokerAuthStatus {
-        BrokerAuthStatus {
-            policy: herald_api::auth::OPEN_POLICY.into(),
-            ..BrokerAuthStatus::default()
-        }
-    }
-
-    #[test]
-    fn ready_status_has_address_stream_and_policy() {
-        let url = address_url("http://ingress/", "team", "default");
-        let status = build_status(
-            &broker(),
-            &BrokerStatus::default(),
-            &Ok(created()),
-            &Ok(open()),
-            &url,
-            "t0",
-        );
-        assert_eq!(status.address.unwrap().url, "http://ingress/team/default");
-        assert_eq!(status.stream_name.as_deref(), Some("HERALD_team_default"));
-        assert_eq!(status.observed_generation, Some(3));
-        assert_eq!(status.auth.unwrap().policy, "Open");
-        let ready = conditions::find(&status.conditions, condition::READY).unwrap();
-        assert!(ready.is_true());
-    }
-
-    #[test]
-    fn failure_status_names_the_reason() {
-        let status = build_status(
-            &broker(),
-            &BrokerStatus::default(),
-            &Err(Error::NatsUnavailable("connection refused".into())),
-            &Ok(open()),
-            "http://ingress/team/default",
-            "t0",
-        );
-        for c in &status.conditions {
-            assert_eq!(c.status, ConditionStatus::False);
-            assert_eq!(c.reason, "NatsUnavailable");
-            assert!(c.message.contains("connection refused"));
-        }
-    }
-
-    #[test]
-    fn auth_failure_keeps_the_stream_ready_but_not_the_broker() {
-        let status = build_status(
-            &broker(),
-            &BrokerStatus::default(),
-            &Ok(created()),
-            &Err(Error::BearerTokenUnavailable(
-                "Secret team/t does not exist".into(),
-            )),
-            "http://ingress/team/default",
-            "t0",
-        );
-        let stream_ready = conditions::find(&status.conditions, condition::STREAM_READY).unwrap();
-        assert!(stream_ready.is_true());
-        let ready = conditions::find(&status.conditions, condition::READY).unwrap();
-        assert_eq!(ready.status, ConditionStatus::False);
-        assert_eq!(ready.reason, "BearerTokenUnavailable");
-        assert!(
-            ready.message.contains("does not exist"),
-            "{}",
-            ready.message
-        );
-        assert_eq!(status.auth, None);
-    }
-
-    #[test]
-    fn the_operator_s_own_api_trouble_keeps_the_policy_and_the_broker_served() {
-        let mut previous = build_status(
-            &broker(),
-            &BrokerStatus::default(),
-            &Ok(created()),
-            &Ok(open()),
-            "http://ingress/team/default",
-            "t0",
-        );
-        previous.auth.as_mut().unwrap().bearer_token_sha256 = Some("abc".into());
-        let timeout = kube::core::Status::failure("etcdserver: request timed out", "InternalError")
-            .with_code(500);
-        let status = build_status(
-            &broker(),
-            &previous,
-            &Ok(created()),
-            &Err(Error::Kube(kube::Error::Api(Box::new(timeout)))),
-            "http://ingress/team/default",
-            "t1",
-        );
-        assert_eq!(status.auth, previous.auth, "the last policy stays in force");
-        let ready = conditions::find(&status.conditions, condition::READY).unwrap();
-        assert_eq!(ready.reason, "KubernetesError");
-        assert_eq!(conditions::served(&status.conditions), Ok(()));
+        _ => Error::nats("", e),
     }
 }

@@ -26,6 +26,7 @@ use kube::ResourceExt;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::reconcile::ObjectKey;
 
 /// Broker events a router may hold unacknowledged.
 const ROUTER_MAX_ACK_PENDING: i64 = 20_000;
@@ -87,9 +88,7 @@ pub async fn later_shards(namespace: &str, broker: &str, ctx: &Context) -> Resul
             Ok(_) => found.push(shard),
             Err(e) if super::is_not_found(&e) => break,
             Err(e) => {
-                return Err(Error::NatsUnavailable(format!(
-                    "cannot read stream {name}: {e}"
-                )));
+                return Err(Error::nats(format!("cannot read stream {name}"), e));
             }
         }
     }
@@ -115,7 +114,12 @@ pub fn router_config() -> pull::Config {
 
 /// Makes the queue stream and the router exist and match; `events` is the Broker's
 /// event stream as it now exists.
-pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(), Error> {
+pub async fn ensure(
+    broker: &Broker,
+    key: &ObjectKey,
+    events: &Config,
+    ctx: &Context,
+) -> Result<(), Error> {
     let mut desired = desired_queue_config(broker, events);
     // nats-server cannot change a stream's retention to or from work queue: a queue
     // stream made before (interest retention) keeps it. It works the same, only slower
@@ -126,10 +130,8 @@ pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(
     {
         desired.retention = stream::RetentionPolicy::Interest;
     }
-    let namespace = broker.namespace().unwrap_or_default();
-    let name = broker.name_any();
-    for shard in later_shards(&namespace, &name, ctx).await? {
-        let mut config = shard_config(&desired, &namespace, &name, shard);
+    for shard in later_shards(&key.namespace, &key.name, ctx).await? {
+        let mut config = shard_config(&desired, &key.namespace, &key.name, shard);
         // Made by the Trigger reconcile as work queues, always.
         config.retention = stream::RetentionPolicy::WorkQueue;
         super::apply_stream(config, ctx).await?;
@@ -139,7 +141,7 @@ pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(
         .jetstream
         .get_stream_no_info(&events.name)
         .await
-        .map_err(|e| Error::NatsUnavailable(e.to_string()))?;
+        .map_err(|e| Error::nats("", e))?;
     let rejected = |e: &dyn std::fmt::Display| Error::StreamRejected {
         stream: events.name.clone(),
         message: format!("consumer {}: {e}", naming::ROUTER_CONSUMER),
@@ -153,10 +155,10 @@ pub async fn ensure(broker: &Broker, events: &Config, ctx: &Context) -> Result<(
                 .map_err(|e| rejected(&e))?;
             Ok(())
         }
-        Err(e) => Err(Error::NatsUnavailable(format!(
-            "cannot read consumer {}: {e}",
-            naming::ROUTER_CONSUMER
-        ))),
+        Err(e) => Err(Error::nats(
+            format!("cannot read consumer {}", naming::ROUTER_CONSUMER),
+            e,
+        )),
     }
 }
 

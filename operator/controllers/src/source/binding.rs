@@ -15,7 +15,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
 /// Field manager of the injected variables.
-pub const FIELD_MANAGER: &str = "herald-sinkbinding";
+pub const FIELD_MANAGER: &str = herald_api::field_manager::SINK_BINDING;
 /// The sink's URL.
 pub const K_SINK: &str = "K_SINK";
 /// The attribute overrides as JSON.

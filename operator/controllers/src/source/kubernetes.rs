@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use herald_api::conditions::Reason;
 use herald_api::eventsource::KubernetesSource;
 use herald_api::eventsource::group_version;
 use herald_api::workload::KubernetesSourceConfig;
@@ -101,7 +102,7 @@ async fn forbidden(
     client: &Client,
     source_namespace: &str,
     spec: &KubernetesSource,
-) -> Result<Result<Vec<String>, (String, String)>, Error> {
+) -> Result<Result<Vec<String>, (Reason, String)>, Error> {
     let user = format!(
         "system:serviceaccount:{source_namespace}:{}",
         spec.service_account_name
@@ -113,7 +114,7 @@ async fn forbidden(
         let gvk = GroupVersionKind::gvk(group, version, &resource.kind);
         let Ok((api_resource, _)) = kube::discovery::pinned_kind(client, &gvk).await else {
             return Ok(Err((
-                "UnknownKind".into(),
+                Reason::UnknownKind,
                 format!(
                     "the apiserver serves no {} in {}",
                     resource.kind, resource.api_version
@@ -164,7 +165,7 @@ pub async fn ensure(
     spec: &KubernetesSource,
     sink: &str,
     image: &str,
-) -> Result<Result<String, (String, String)>, Error> {
+) -> Result<Result<String, (Reason, String)>, Error> {
     let namespace = source.namespace().unwrap_or_default();
     let denied = match forbidden(client, &namespace, spec).await? {
         Ok(denied) => denied,
@@ -172,7 +173,7 @@ pub async fn ensure(
     };
     if !denied.is_empty() {
         return Ok(Err((
-            "Forbidden".into(),
+            Reason::Forbidden,
             format!(
                 "ServiceAccount {} may not {}; grant it list and watch (a Role and RoleBinding) and Herald deploys the adapter",
                 spec.service_account_name,
@@ -195,7 +196,7 @@ pub async fn ensure(
     };
     let deployment = match desired_deployment(source, spec, &plan, image) {
         Ok(d) => d,
-        Err(m) => return Ok(Err(("InvalidSpec".into(), m))),
+        Err(m) => return Ok(Err((Reason::InvalidSpec, m))),
     };
     let name = deployment.meta().name.clone().unwrap_or_default();
     let applied = Api::<Deployment>::namespaced(client.clone(), &namespace)
@@ -211,7 +212,7 @@ pub async fn ensure(
             spec.service_account_name
         ))),
         Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => {
-            Ok(Err(("DeploymentRejected".into(), e.message)))
+            Ok(Err((Reason::DeploymentRejected, e.message)))
         }
         Err(e) => Err(Error::Kube(e)),
     }

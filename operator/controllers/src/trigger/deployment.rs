@@ -274,13 +274,14 @@ fn inject_nats(
         .extend(access.volumes);
 }
 
-/// The Deployment for `trigger` (which must have a `consumer`) with `replicas`
-/// replicas. `Err` says what in `spec.consumer` cannot be used.
+/// The Deployment for `trigger` (which must have a `consumer`); `replicas` only when
+/// creating it, as the autoscaler owns them afterwards. `Err` says what in
+/// `spec.consumer` cannot be used.
 pub fn desired_deployment(
     trigger: &Trigger,
     plan: &SidecarConfig,
     settings: &WorkloadSettings,
-    replicas: i32,
+    replicas: Option<i32>,
 ) -> Result<Deployment, String> {
     let consumer = trigger
         .spec
@@ -346,7 +347,7 @@ pub fn desired_deployment(
             ..ObjectMeta::default()
         },
         spec: DeploymentSpec {
-            replicas: Some(replicas),
+            replicas,
             selector: LabelSelector {
                 match_labels: Some(selector),
                 match_expressions: None,

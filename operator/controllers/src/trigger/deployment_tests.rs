@@ -19,6 +19,10 @@ fn trigger(consumer: &str) -> Trigger {
 const HTTP: &str = "  port: 9000\n  path: /events\n  template:\n    metadata: {labels: {app: billing}}\n    spec:\n      containers:\n      - {name: app, image: billing:1}\n";
 
 fn build(t: &Trigger, replicas: i32) -> Result<Deployment, String> {
+    build_with(t, Some(replicas))
+}
+
+fn build_with(t: &Trigger, replicas: Option<i32>) -> Result<Deployment, String> {
     let plan = SidecarConfig::new("shop", &t.name_any(), &t.spec, None, None);
     desired_deployment(t, &plan, &settings(), replicas)
 }
@@ -44,6 +48,11 @@ fn http_mode_adds_the_sidecar_and_port() {
     assert_eq!(d.metadata.namespace.as_deref(), Some("shop"));
     let spec = &d.spec;
     assert_eq!(spec.replicas, Some(0));
+    let applied = build_with(&t, None).unwrap();
+    assert_eq!(
+        applied.spec.replicas, None,
+        "after creation the replicas are the autoscaler's, not in the reconcile's apply"
+    );
     let selector = spec.selector.match_labels.as_ref().unwrap();
     assert_eq!(
         selector.get(TRIGGER_LABEL).map(String::as_str),

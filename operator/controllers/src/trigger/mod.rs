@@ -2,8 +2,9 @@
 //! Broker's queue stream that routers fill with the events its filters match), and a
 //! status that explains whether events can flow.
 //!
-//! reconcile observes (filters and transform compile? Broker Ready? subscriber and dead-letter sink
-//! resolve? effective delivery policy valid?), builds the queue purely
+//! `apply` reads the Broker, checks the spec against it ([`validate`]: filters and
+//! transform compile? job and effective delivery policy valid? Broker Ready? scaling
+//! policy valid?), resolves the subscriber and dead-letter sink, builds the queue purely
 //! ([`consumer::desired_config`]), creates, updates or — when JetStream requires it —
 //! recreates it ([`queue::ensure`], with a backfill for a past start position), and
 //! writes `FilterValid`, `TransformValid`, `BrokerReady`, `SubscriberResolved`, `DeadLetterSinkResolved`
@@ -18,28 +19,27 @@ pub mod placement;
 pub mod queue;
 pub mod resolve;
 pub mod status;
+pub mod validate;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use herald_api::conditions;
-use herald_api::delivery;
 use herald_api::workload::SidecarConfig;
-use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, TriggerSpec, naming};
-use herald_filter::CompiledFilter;
+use herald_api::{Broker, OPERATOR_FIELD_MANAGER, Trigger, naming};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as Finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
+use crate::autoscale::Scaler;
+use crate::autoscale::policy::Policy;
 use crate::context::Context;
-use crate::error::{Error, retry_delay};
+use crate::error::Error;
+use crate::reconcile::{ObjectKey, Reconciled, write_status};
 pub use status::{BrokerState, Observed, desired_conditions};
+pub use validate::{Checked, ValidTrigger, compile_filters, compile_transform};
 
-const KIND: &str = "Trigger";
 /// Finalizer held while the Trigger's consumer may exist.
 pub const FINALIZER: &str = "eventing.herald.dev/consumer";
 /// Resync period: re-creates what went missing outside Herald (a consumer deleted by
@@ -48,24 +48,6 @@ pub const FINALIZER: &str = "eventing.herald.dev/consumer";
 const RESYNC: Duration = Duration::from_secs(300);
 /// While a Trigger replays history: how often its backfill is checked for completion.
 const BACKFILL_RESYNC: Duration = Duration::from_secs(5);
-
-/// Compiles the Trigger's filters; `Err` carries the compiler's message (path and reason).
-pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, String> {
-    let (attributes, filters) = spec.filter_parts();
-    CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
-}
-
-/// Compiles the Trigger's transform (the check the dispatcher repeats); `Err`
-/// carries the compiler's message (where and why).
-pub fn compile_transform(spec: &TriggerSpec) -> Result<(), String> {
-    let Some(transform) = &spec.transform else {
-        return Ok(());
-    };
-    let (jq, template) = transform.parts();
-    herald_transform::Transform::from_parts(jq, template)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
 
 /// The Triggers (from the controller's cache) that name `broker`, for the watch
 /// mapping that re-checks them whenever the Broker changes.
@@ -81,161 +63,111 @@ pub fn triggers_of(store: &Store<Trigger>, broker: &Broker) -> Vec<ObjectRef<Tri
         .collect()
 }
 
-/// Reconciles one Trigger.
-#[tracing::instrument(skip_all, fields(namespace = trigger.namespace().unwrap_or_default(), name = trigger.name_any()))]
-pub async fn reconcile(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(KIND);
-    let namespace = trigger.namespace().unwrap_or_default();
-    let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), &namespace);
-    let obj_ref = ObjectRef::from_obj(&*trigger);
-    let result = finalizer::finalizer(&api, FINALIZER, trigger, |event| async {
-        match event {
-            Finalizer::Apply(t) => apply(&t, &api, &ctx).await,
-            Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
+impl Reconciled for Trigger {
+    const KIND: &'static str = "Trigger";
+    const FINALIZER: &'static str = FINALIZER;
+
+    /// Reconciles a living Trigger, phase by phase: read its Broker, validate the spec
+    /// against it (pure), resolve where events go, make the queue and the consumer
+    /// Deployment match, then build the status (pure) and write it.
+    async fn apply(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let trigger = self;
+        let broker = key.api::<Broker>(ctx).get_opt(&trigger.spec.broker).await?;
+        let checked = validate::validate(&trigger.spec, broker.as_ref());
+        let subscriber = match &trigger.spec.subscriber {
+            Some(dest) => Some(resolve::resolve(&ctx.client, &key.namespace, dest).await),
+            None => None,
+        };
+        let dead_letter_sink = match checked
+            .delivery
+            .as_ref()
+            .ok()
+            .and_then(|d| d.dead_letter_sink.as_ref())
+        {
+            Some(dest) => Some(resolve::resolve(&ctx.client, &key.namespace, dest).await),
+            None => None,
+        };
+
+        let previous_queue = trigger.status.as_ref().and_then(|s| s.queue.clone());
+        if let Some(old) = previous_queue
+            .as_ref()
+            .filter(|q| q.broker != trigger.spec.broker)
+        {
+            // The Trigger moved to another Broker: its old queue must stop filling.
+            queue::delete(trigger, key, &old.broker, ctx).await?;
         }
-    })
-    .await
-    .map_err(Error::from);
-    if result.is_ok() {
-        ctx.record_success(&obj_ref);
+        if trigger.spec.consumer.is_none() {
+            remove_deployment(trigger, key, ctx).await?;
+        }
+        let consumer = match checked.valid() {
+            Some(valid) => Some(queue::ensure(trigger, key, valid.delivery, ctx).await),
+            None => None,
+        };
+        let deployment = match (&checked.scaling, &consumer) {
+            (Some(scaling), Some(Ok(queue))) => Some(match scaling {
+                Ok(policy) => {
+                    let wiring = Wiring {
+                        broker: broker.as_ref(),
+                        dead_letter_sink: dead_letter_sink.clone().and_then(Result::ok),
+                        queue_stream: &queue.stream,
+                    };
+                    ensure_deployment(trigger, key, policy, wiring, ctx).await
+                }
+                Err(m) => Err(Error::InvalidConsumer(m.clone())),
+            }),
+            _ => None,
+        };
+
+        let queue_status = match &consumer {
+            Some(Ok(status)) => Some(status.clone()),
+            _ => previous_queue.filter(|q| q.broker == trigger.spec.broker),
+        };
+        let resync = if queue_status.as_ref().is_some_and(|q| q.backfilling) {
+            BACKFILL_RESYNC
+        } else {
+            RESYNC
+        };
+        let observed = Observed {
+            filters: checked.filters,
+            transform: checked.transform,
+            broker: checked.broker,
+            delivery: checked.delivery,
+            subscriber,
+            dead_letter_sink,
+            consumer: consumer.map(|r| r.map(|_| ())),
+            deployment,
+            job: checked.job,
+        };
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = status::build_status(trigger, &observed, queue_status, &now);
+        write_status::<Trigger, _>(key, &status, ctx).await?;
+        match (observed.consumer, observed.deployment) {
+            (Some(Err(e)), _) | (_, Some(Err(e))) if e.is_transient() => Err(e),
+            _ => Ok(Action::requeue(resync)),
+        }
     }
-    result
-}
 
-/// Requeues a failed reconcile with per-object backoff.
-#[allow(clippy::needless_pass_by_value)] // signature required by `Controller::run`
-pub fn error_policy(trigger: Arc<Trigger>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(KIND, error.reason());
-    let failures = ctx.record_failure(&ObjectRef::from_obj(&*trigger));
-    tracing::warn!(name = %trigger.name_any(), reason = error.reason(), %error, "Trigger reconcile failed");
-    Action::requeue(retry_delay(failures))
-}
-
-async fn broker_state(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<(BrokerState, Option<Broker>), Error> {
-    let broker = Api::<Broker>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
-        .await?;
-    let state = match &broker {
-        None => BrokerState::Missing,
-        Some(b) => {
-            let list = b
-                .status
-                .as_ref()
-                .map(|s| &s.conditions[..])
-                .unwrap_or_default();
-            match conditions::find(list, "Ready") {
-                Some(c) if c.is_true() => BrokerState::Ready,
-                Some(c) => BrokerState::NotReady(c.reason.clone()),
-                None => BrokerState::NotReady("NotReconciled".into()),
+    async fn cleanup(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
+        let trigger = self;
+        let mut brokers = vec![trigger.spec.broker.clone()];
+        if let Some(queue) = trigger.status.as_ref().and_then(|s| s.queue.as_ref()) {
+            if queue.broker != trigger.spec.broker {
+                brokers.push(queue.broker.clone());
             }
         }
-    };
-    Ok((state, broker))
-}
-
-async fn apply(trigger: &Trigger, api: &Api<Trigger>, ctx: &Context) -> Result<Action, Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
-    let (broker_state, broker) = broker_state(ctx, &namespace, &trigger.spec.broker).await?;
-    let filters = compile_filters(&trigger.spec);
-    let transform = compile_transform(&trigger.spec);
-    let job = trigger.spec.job.as_ref().map(herald_api::job::resolve);
-    let delivery = delivery::resolve(
-        trigger.spec.delivery.as_ref(),
-        broker.as_ref().and_then(|b| b.spec.delivery.as_ref()),
-    );
-    let subscriber = match &trigger.spec.subscriber {
-        Some(dest) => Some(resolve::resolve(&ctx.client, &namespace, dest).await),
-        None => None,
-    };
-    let dead_letter_sink = match delivery
-        .as_ref()
-        .ok()
-        .and_then(|d| d.dead_letter_sink.clone())
-    {
-        Some(dest) => Some(resolve::resolve(&ctx.client, &namespace, &dest).await),
-        None => None,
-    };
-    let previous_queue = trigger.status.as_ref().and_then(|s| s.queue.clone());
-    if let Some(old) = previous_queue
-        .as_ref()
-        .filter(|q| q.broker != trigger.spec.broker)
-    {
-        // The Trigger moved to another Broker: its old queue must stop filling.
-        queue::delete(trigger, &old.broker, ctx).await?;
-    }
-    if trigger.spec.consumer.is_none() {
-        remove_deployment(trigger, ctx).await?;
-    }
-    let consumer = match (&filters, &transform, &delivery, &broker_state, &job) {
-        (Ok(_), Ok(()), Ok(d), BrokerState::Ready, None | Some(Ok(_))) => {
-            Some(queue::ensure(trigger, d, ctx).await)
+        for broker in brokers {
+            if queue::delete(trigger, key, &broker, ctx).await? {
+                ctx.event(
+                    trigger,
+                    EventType::Normal,
+                    "ConsumerDeleted",
+                    "DeleteConsumer",
+                    format!("deleted the queue of Broker {broker}"),
+                )
+                .await;
+            }
         }
-        _ => None,
-    };
-    let queue_status = match &consumer {
-        Some(Ok(status)) => Some(status.clone()),
-        _ => previous_queue.filter(|q| q.broker == trigger.spec.broker),
-    };
-    let resync = if queue_status.as_ref().is_some_and(|q| q.backfilling) {
-        BACKFILL_RESYNC
-    } else {
-        RESYNC
-    };
-    let deployment = match (&trigger.spec.consumer, &consumer, &filters) {
-        (Some(_), Some(Ok(queue)), Ok(_)) => {
-            let dead_letter_sink = match &dead_letter_sink {
-                Some(Ok(uri)) => Some(uri.clone()),
-                _ => None,
-            };
-            let wiring = Wiring {
-                broker: broker.as_ref(),
-                dead_letter_sink,
-                queue_stream: &queue.stream,
-            };
-            Some(ensure_deployment(trigger, wiring, ctx).await)
-        }
-        _ => None,
-    };
-    let observed = Observed {
-        filters,
-        transform,
-        broker: broker_state,
-        delivery,
-        subscriber,
-        dead_letter_sink,
-        consumer: consumer.map(|r| r.map(|_| ())),
-        deployment,
-        job,
-    };
-
-    let previous = trigger
-        .status
-        .as_ref()
-        .map(|s| &s.conditions[..])
-        .unwrap_or_default();
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let generation = trigger.metadata.generation;
-    let patch = herald_api::status_patch::<Trigger, _>(&serde_json::json!({
-        "observedGeneration": generation,
-        "conditions": conditions::merge(previous, desired_conditions(&trigger.spec, &observed), &now, generation),
-        "consumerName": naming::consumer_name(&trigger.name_any()),
-        "subscriberUri": observed.subscriber.as_ref().and_then(|r| r.as_ref().ok()),
-        "deadLetterSinkUri": observed.dead_letter_sink.as_ref().and_then(|r| r.as_ref().ok()),
-        "queue": queue_status,
-    }));
-    api.patch_status(
-        &trigger.name_any(),
-        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    match (observed.consumer, observed.deployment) {
-        (Some(Err(e)), _) | (_, Some(Err(e))) if e.is_transient() => Err(e),
-        _ => Ok(Action::requeue(resync)),
+        Ok(Action::await_change())
     }
 }
 
@@ -251,6 +183,8 @@ struct Wiring<'a> {
 /// autoscaler's last decision, else what the Deployment has, else `minReplicas`.
 async fn ensure_deployment(
     trigger: &Trigger,
+    key: &ObjectKey,
+    policy: &Policy,
     wiring: Wiring<'_>,
     ctx: &Context,
 ) -> Result<i32, Error> {
@@ -259,15 +193,9 @@ async fn ensure_deployment(
         dead_letter_sink,
         queue_stream,
     } = wiring;
-    let Some(consumer) = &trigger.spec.consumer else {
-        return Err(Error::InvalidConsumer("the Trigger has no consumer".into()));
-    };
-    let policy = crate::autoscale::policy::Policy::from_spec(&consumer.scaling)
-        .map_err(Error::InvalidConsumer)?;
-    let namespace = trigger.namespace().unwrap_or_default();
-    let name = trigger.name_any();
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let deployment_name = naming::consumer_deployment_name(&name);
+    let (namespace, name) = (&key.namespace, &key.name);
+    let api: Api<Deployment> = key.api(ctx);
+    let deployment_name = naming::consumer_deployment_name(name);
     let existing = api.get_opt(&deployment_name).await?;
     if let Some(existing) = &existing {
         let ours = existing
@@ -278,34 +206,33 @@ async fn ensure_deployment(
             return Err(Error::DeploymentNotOwned(deployment_name));
         }
     }
-    // Replicas are the autoscaler's: its decision, else what the Deployment has (an
-    // operator restart), else minReplicas for a new Deployment.
-    let decided = ctx.decided_replicas(&format!("{namespace}/{name}"));
+    // Replicas are the autoscaler's (its field manager owns them): its decision, else
+    // what the Deployment has (an operator restart), else minReplicas. The reconcile
+    // sets them only when it creates the Deployment, and hands them over before it
+    // applies one without them.
+    let decided = ctx.decided_replicas(&key.to_string());
     let found = existing.as_ref().and_then(|d| d.spec.replicas);
-    if let (Some((ours, true)), Some(found)) = (decided, found) {
-        if found != ours {
-            ctx.event(
-                trigger,
-                EventType::Warning,
-                "ReplicasOverridden",
-                "Autoscale",
-                format!(
-                    "replicas of Deployment {deployment_name} were set to {found} outside Herald; Herald manages them from spec.consumer.scaling and set them back to {ours}"
-                ),
-            )
-            .await;
-        }
-    }
     let replicas = decided.map(|(n, _)| n).or(found).unwrap_or(policy.min);
+    let scaler = Scaler::of(
+        ctx,
+        &ObjectKey {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        },
+    );
+    if let Some(existing) = &existing {
+        scaler.adopt(existing, replicas).await?;
+    }
     let mut plan = SidecarConfig::new(
-        &namespace,
-        &name,
+        namespace,
+        name,
         &trigger.spec,
         broker.map(|b| &b.spec),
         dead_letter_sink,
     );
     plan.queue_stream = Some(queue_stream.to_owned());
-    let desired = deployment::desired_deployment(trigger, &plan, &ctx.workload, replicas)
+    let initial = existing.is_none().then_some(replicas);
+    let desired = deployment::desired_deployment(trigger, &plan, &ctx.workload, initial)
         .map_err(Error::InvalidConsumer)?;
     api.patch(
         &deployment_name,
@@ -320,6 +247,7 @@ async fn ensure_deployment(
         e => Error::Kube(e),
     })?;
     if existing.is_none() {
+        scaler.set(replicas).await?;
         ctx.event(
             trigger,
             EventType::Normal,
@@ -332,33 +260,10 @@ async fn ensure_deployment(
     Ok(replicas)
 }
 
-async fn cleanup(trigger: &Trigger, ctx: &Context) -> Result<Action, Error> {
-    let mut brokers = vec![trigger.spec.broker.clone()];
-    if let Some(queue) = trigger.status.as_ref().and_then(|s| s.queue.as_ref()) {
-        if queue.broker != trigger.spec.broker {
-            brokers.push(queue.broker.clone());
-        }
-    }
-    for broker in brokers {
-        if queue::delete(trigger, &broker, ctx).await? {
-            ctx.event(
-                trigger,
-                EventType::Normal,
-                "ConsumerDeleted",
-                "DeleteConsumer",
-                format!("deleted the queue of Broker {broker}"),
-            )
-            .await;
-        }
-    }
-    Ok(Action::await_change())
-}
-
 /// Deletes the consumer Deployment of a Trigger that no longer has a `consumer`.
-async fn remove_deployment(trigger: &Trigger, ctx: &Context) -> Result<(), Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = naming::consumer_deployment_name(&trigger.name_any());
+async fn remove_deployment(trigger: &Trigger, key: &ObjectKey, ctx: &Context) -> Result<(), Error> {
+    let api: Api<Deployment> = key.api(ctx);
+    let name = naming::consumer_deployment_name(&key.name);
     let Some(existing) = api.get_opt(&name).await? else {
         return Ok(());
     };

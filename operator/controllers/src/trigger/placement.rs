@@ -18,6 +18,7 @@ use kube::ResourceExt;
 use crate::broker::queue::{later_shards, shard_config};
 use crate::context::Context;
 use crate::error::Error;
+use crate::reconcile::ObjectKey;
 
 /// One of a Broker's queue streams.
 pub struct QueueStream {
@@ -27,10 +28,6 @@ pub struct QueueStream {
     pub name: String,
     /// A handle on it.
     pub stream: Stream<()>,
-}
-
-fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Error {
-    Error::NatsUnavailable(format!("{what}: {e}"))
 }
 
 /// The queue stream number the Trigger's status records for its current Broker, if
@@ -60,7 +57,7 @@ async fn open(
         .jetstream
         .get_stream_no_info(&name)
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?;
     Ok(QueueStream {
         shard,
         name,
@@ -75,9 +72,9 @@ async fn queue_consumer(
     match queue.stream.consumer_info(durable).await {
         Ok(info) => Ok(Some(info.config)),
         Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => Ok(None),
-        Err(e) => Err(unavailable(
-            &format!("cannot read consumer {durable} of {}", queue.name),
-            &e,
+        Err(e) => Err(Error::nats(
+            format!("cannot read consumer {durable} of {}", queue.name),
+            e,
         )),
     }
 }
@@ -88,19 +85,20 @@ async fn queue_consumer(
 /// the first.
 pub async fn find(
     trigger: &Trigger,
+    key: &ObjectKey,
     ctx: &Context,
 ) -> Result<(QueueStream, Option<consumer::Config>), Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
+    let namespace = &key.namespace;
     let broker = &trigger.spec.broker;
-    let durable = naming::consumer_name(&trigger.name_any());
+    let durable = naming::consumer_name(&key.name);
     let recorded = recorded_shard(trigger);
-    let queue = open(&namespace, broker, recorded.unwrap_or(0), ctx).await?;
+    let queue = open(namespace, broker, recorded.unwrap_or(0), ctx).await?;
     if let Some(found) = queue_consumer(&queue, &durable).await? {
         return Ok((queue, Some(found)));
     }
     if recorded.is_none() {
-        for shard in later_shards(&namespace, broker, ctx).await? {
-            let later = open(&namespace, broker, shard, ctx).await?;
+        for shard in later_shards(namespace, broker, ctx).await? {
+            let later = open(namespace, broker, shard, ctx).await?;
             if let Some(found) = queue_consumer(&later, &durable).await? {
                 return Ok((later, Some(found)));
             }
@@ -115,11 +113,11 @@ async fn stream_info(name: &str, ctx: &Context) -> Result<stream::Info, Error> {
         .jetstream
         .get_stream(name)
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?;
     Ok(stream
         .info()
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?
         .clone())
 }
 
@@ -169,8 +167,13 @@ pub async fn is_work_queue(queue: &QueueStream, ctx: &Context) -> Result<bool, E
 
 /// The queue streams the Trigger's queue on Broker `broker` may be in: the recorded
 /// one, else all of the Broker's.
-pub async fn candidates(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<Vec<u32>, Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
+pub async fn candidates(
+    trigger: &Trigger,
+    key: &ObjectKey,
+    broker: &str,
+    ctx: &Context,
+) -> Result<Vec<u32>, Error> {
+    let namespace = &key.namespace;
     let recorded = trigger
         .status
         .as_ref()
@@ -181,7 +184,7 @@ pub async fn candidates(trigger: &Trigger, broker: &str, ctx: &Context) -> Resul
         return Ok(vec![shard]);
     }
     let mut all = vec![0];
-    all.extend(later_shards(&namespace, broker, ctx).await?);
+    all.extend(later_shards(namespace, broker, ctx).await?);
     Ok(all)
 }
 

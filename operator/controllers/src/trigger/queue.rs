@@ -7,17 +7,13 @@ use async_nats::jetstream::stream::Stream;
 use herald_api::delivery::EffectiveDelivery;
 use herald_api::trigger::QueueStatus;
 use herald_api::{Trigger, naming};
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
 
 use super::consumer;
 use super::placement::{self, QueueStream};
 use crate::context::Context;
 use crate::error::Error;
-
-fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Error {
-    Error::NatsUnavailable(format!("{what}: {e}"))
-}
+use crate::reconcile::ObjectKey;
 
 fn stream_missing(e: &async_nats::jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
@@ -27,23 +23,21 @@ fn stream_missing(e: &async_nats::jetstream::context::GetStreamError) -> bool {
 /// returns the queue as the status shows it.
 pub async fn ensure(
     trigger: &Trigger,
+    key: &ObjectKey,
     delivery: &EffectiveDelivery,
     ctx: &Context,
 ) -> Result<QueueStatus, Error> {
     if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(
-            "not connected to any NATS server".into(),
-        ));
+        return Err(Error::nats_down("not connected to any NATS server"));
     }
-    let namespace = trigger.namespace().unwrap_or_default();
-    let name = trigger.name_any();
+    let (namespace, name) = (&key.namespace, &key.name);
     let broker = &trigger.spec.broker;
-    let events_name = naming::stream_name(&namespace, broker);
-    let durable = naming::consumer_name(&name);
-    let (mut queue, existing) = placement::find(trigger, ctx).await?;
+    let events_name = naming::stream_name(namespace, broker);
+    let durable = naming::consumer_name(name);
+    let (mut queue, existing) = placement::find(trigger, key, ctx).await?;
     if let Some(existing) = &existing
         && existing.metadata.get(consumer::OWNER_KEY)
-            != Some(&consumer::owner_value(&namespace, &name))
+            != Some(&consumer::owner_value(namespace, name))
     {
         return Err(Error::ConsumerNotOwned {
             stream: queue.name,
@@ -51,14 +45,14 @@ pub async fn ensure(
         });
     }
     let recreate = match &existing {
-        Some(found) => update_or_delete(found, trigger, delivery, &queue).await?,
+        Some(found) => update_or_delete(found, trigger, key, delivery, &queue).await?,
         None => Some(String::new()),
     };
     let events = ctx
         .jetstream
         .get_stream_no_info(&events_name)
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {events_name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {events_name}"), e))?;
     let routed_after = match recreate {
         None => existing.as_ref().map_or(0, consumer::routed_after),
         Some(reasons) => {
@@ -66,18 +60,18 @@ pub async fn ensure(
             if let Some(routed_after) =
                 lost_queue(trigger, &queue.name, work_queue, existing.is_none())
             {
-                restore(trigger, delivery, &queue, routed_after, ctx).await?;
+                restore(trigger, key, delivery, &queue, routed_after, ctx).await?;
                 routed_after
             } else {
                 // A new queue goes where there is room; a recreated one stays.
                 if existing.is_none() {
-                    queue =
-                        placement::place(&namespace, broker, ctx.triggers_per_queue_stream, ctx)
-                            .await?;
+                    queue = placement::place(namespace, broker, ctx.triggers_per_queue_stream, ctx)
+                        .await?;
                 }
                 let work_queue = placement::is_work_queue(&queue, ctx).await?;
                 create(
                     trigger,
+                    key,
                     delivery,
                     (&queue, work_queue),
                     &events,
@@ -90,13 +84,13 @@ pub async fn ensure(
     };
     // Only a Trigger that starts in the past has (had) a backfill to look at.
     let backfilling = if consumer::backfill_config(trigger)?.is_some() {
-        backfill_progress(trigger, &events, routed_after, ctx).await?
+        backfill_progress(trigger, key, &events, routed_after, ctx).await?
     } else {
         false
     };
     Ok(QueueStatus {
         broker: broker.clone(),
-        subject: naming::queue_shard_subject(&namespace, broker, queue.shard, &name),
+        subject: naming::queue_shard_subject(namespace, broker, queue.shard, name),
         stream: queue.name,
         routed_after,
         backfilling,
@@ -109,6 +103,7 @@ pub async fn ensure(
 async fn update_or_delete(
     found: &async_nats::jetstream::consumer::Config,
     trigger: &Trigger,
+    key: &ObjectKey,
     delivery: &EffectiveDelivery,
     queue: &QueueStream,
 ) -> Result<Option<String>, Error> {
@@ -118,7 +113,7 @@ async fn update_or_delete(
         (consumer::routed_after(found), queue.shard),
         found.memory_storage,
     )?;
-    let durable = naming::consumer_name(&trigger.name_any());
+    let durable = naming::consumer_name(&key.name);
     let rejected = |e: &dyn std::fmt::Display| Error::StreamRejected {
         stream: queue.name.clone(),
         message: format!("consumer {durable}: {e}"),
@@ -155,12 +150,13 @@ fn lost_queue(trigger: &Trigger, queue_name: &str, work_queue: bool, missing: bo
 /// Re-creates a lost queue consumer with the seam it had.
 async fn restore(
     trigger: &Trigger,
+    key: &ObjectKey,
     delivery: &EffectiveDelivery,
     queue: &QueueStream,
     routed_after: u64,
     ctx: &Context,
 ) -> Result<(), Error> {
-    let durable = naming::consumer_name(&trigger.name_any());
+    let durable = naming::consumer_name(&key.name);
     queue
         .stream
         .create_consumer(consumer::desired_config(
@@ -192,24 +188,24 @@ async fn restore(
 /// after. On a work queue its consumer's state is kept in memory.
 async fn create(
     trigger: &Trigger,
+    key: &ObjectKey,
     delivery: &EffectiveDelivery,
     (queue, work_queue): (&QueueStream, bool),
     events: &Stream<()>,
     reasons: &str,
     ctx: &Context,
 ) -> Result<u64, Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
-    let name = trigger.name_any();
-    let durable = naming::consumer_name(&name);
-    let events_name = naming::stream_name(&namespace, &trigger.spec.broker);
+    let (namespace, name) = (&key.namespace, &key.name);
+    let durable = naming::consumer_name(name);
+    let events_name = naming::stream_name(namespace, &trigger.spec.broker);
     let queue_name = &queue.name;
     let last = events_last_sequence(&ctx.jetstream, &events_name).await?;
     // The backfill first: a queue whose backfill was lost in a crash between the two
     // would silently miss the history.
-    replace_backfill(trigger, events, &events_name).await?;
+    replace_backfill(trigger, key, events, &events_name).await?;
     // Copies left on the subject (routed for an earlier queue of this name, or under
     // the filter before a change) are not owed to this one.
-    purge_subject(queue, trigger, &trigger.spec.broker).await?;
+    purge_subject(queue, key, &trigger.spec.broker).await?;
     let desired = consumer::desired_config(trigger, delivery, (last, queue.shard), work_queue)?;
     queue
         .stream
@@ -220,7 +216,7 @@ async fn create(
             message: format!("consumer {durable}: {e}"),
         })?;
     // A consumer of the design before queues reads the whole Broker stream: gone.
-    delete_owned(events, &durable, &namespace, &name).await?;
+    delete_owned(events, &durable, key).await?;
     let note = if reasons.is_empty() {
         format!(
             "created queue {durable} on stream {queue_name}; events after sequence {last} of the Broker are routed to it"
@@ -246,24 +242,23 @@ async fn events_last_sequence(
     let mut stream = jetstream
         .get_stream(name)
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?;
     let info = stream
         .info()
         .await
-        .map_err(|e| unavailable(&format!("cannot read stream {name}"), &e))?;
+        .map_err(|e| Error::nats(format!("cannot read stream {name}"), e))?;
     Ok(info.state.last_sequence)
 }
 
 /// Creates the backfill consumer anew (or removes a stale one) for a queue being created.
 async fn replace_backfill(
     trigger: &Trigger,
+    key: &ObjectKey,
     events: &Stream<()>,
     events_name: &str,
 ) -> Result<(), Error> {
-    let namespace = trigger.namespace().unwrap_or_default();
-    let name = trigger.name_any();
-    let durable = naming::backfill_consumer_name(&name);
-    delete_owned(events, &durable, &namespace, &name).await?;
+    let durable = naming::backfill_consumer_name(&key.name);
+    delete_owned(events, &durable, key).await?;
     if let Some(config) = consumer::backfill_config(trigger)? {
         events
             .create_consumer::<pull::Config>(config)
@@ -279,18 +274,18 @@ async fn replace_backfill(
 /// Whether the backfill still runs; deletes it once it has copied everything owed.
 async fn backfill_progress(
     trigger: &Trigger,
+    key: &ObjectKey,
     events: &Stream<()>,
     routed_after: u64,
     ctx: &Context,
 ) -> Result<bool, Error> {
-    let name = trigger.name_any();
-    let durable = naming::backfill_consumer_name(&name);
+    let durable = naming::backfill_consumer_name(&key.name);
     match events.consumer_info(&durable).await {
         Ok(info) if consumer::backfill_done(&info, routed_after) => {
             events
                 .delete_consumer(&durable)
                 .await
-                .map_err(|e| unavailable(&format!("cannot delete consumer {durable}"), &e))?;
+                .map_err(|e| Error::nats(format!("cannot delete consumer {durable}"), e))?;
             ctx.event(
                 trigger,
                 EventType::Normal,
@@ -303,26 +298,21 @@ async fn backfill_progress(
         }
         Ok(_) => Ok(true),
         Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => Ok(false),
-        Err(e) => Err(unavailable(&format!("cannot read consumer {durable}"), &e)),
+        Err(e) => Err(Error::nats(format!("cannot read consumer {durable}"), e)),
     }
 }
 
-/// Deletes consumer `durable` of `stream` if Trigger `namespace/name` owns it.
-async fn delete_owned(
-    stream: &Stream<()>,
-    durable: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<bool, Error> {
+/// Deletes consumer `durable` of `stream` if Trigger `key` owns it.
+async fn delete_owned(stream: &Stream<()>, durable: &str, key: &ObjectKey) -> Result<bool, Error> {
     match stream.consumer_info(durable).await {
         Ok(info)
             if info.config.metadata.get(consumer::OWNER_KEY)
-                == Some(&consumer::owner_value(namespace, name)) =>
+                == Some(&consumer::owner_value(&key.namespace, &key.name)) =>
         {
             stream
                 .delete_consumer(durable)
                 .await
-                .map_err(|e| unavailable(&format!("cannot delete consumer {durable}"), &e))?;
+                .map_err(|e| Error::nats(format!("cannot delete consumer {durable}"), e))?;
             Ok(true)
         }
         Ok(_) => {
@@ -337,29 +327,29 @@ async fn delete_owned(
         {
             Ok(false)
         }
-        Err(e) => Err(unavailable(&format!("cannot read consumer {durable}"), &e)),
+        Err(e) => Err(Error::nats(format!("cannot read consumer {durable}"), e)),
     }
 }
 
-/// Removes every copy queued on `trigger`'s subject of queue stream `queue` of Broker
+/// Removes every copy queued on Trigger `key`'s subject of queue stream `queue` of Broker
 /// `broker`.
-async fn purge_subject(queue: &QueueStream, trigger: &Trigger, broker: &str) -> Result<(), Error> {
-    let (namespace, name) = (trigger.namespace().unwrap_or_default(), trigger.name_any());
+async fn purge_subject(queue: &QueueStream, key: &ObjectKey, broker: &str) -> Result<(), Error> {
+    let (namespace, name) = (&key.namespace, &key.name);
     queue
         .stream
         .purge()
         .filter(naming::queue_shard_subject(
-            &namespace,
+            namespace,
             broker,
             queue.shard,
-            &name,
+            name,
         ))
         .await
         .map(|_| ())
         .map_err(|e| {
-            unavailable(
-                &format!("cannot purge {name}'s copies from {}", queue.name),
-                &e,
+            Error::nats(
+                format!("cannot purge {name}'s copies from {}", queue.name),
+                e,
             )
         })
 }
@@ -367,27 +357,28 @@ async fn purge_subject(queue: &QueueStream, trigger: &Trigger, broker: &str) -> 
 /// Deletes everything the Trigger owns in the streams of Broker `broker`: its queue,
 /// its backfill, and a consumer of the design before queues. Returns whether the
 /// queue was there.
-pub async fn delete(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<bool, Error> {
+pub async fn delete(
+    trigger: &Trigger,
+    key: &ObjectKey,
+    broker: &str,
+    ctx: &Context,
+) -> Result<bool, Error> {
     if !ctx.nats.is_connected() {
-        return Err(Error::NatsUnavailable(format!(
+        return Err(Error::nats_down(format!(
             "cannot delete the queue of {}: not connected",
-            trigger.name_any()
+            key.name
         )));
     }
-    let namespace = trigger.namespace().unwrap_or_default();
-    let name = trigger.name_any();
-    let durable = naming::consumer_name(&name);
+    let (namespace, name) = (&key.namespace, &key.name);
+    let durable = naming::consumer_name(name);
     let mut deleted = false;
-    for shard in placement::candidates(trigger, broker, ctx).await? {
-        let stream_name = naming::queue_shard_stream_name(&namespace, broker, shard);
+    for shard in placement::candidates(trigger, key, broker, ctx).await? {
+        let stream_name = naming::queue_shard_stream_name(namespace, broker, shard);
         let stream = match ctx.jetstream.get_stream_no_info(&stream_name).await {
             Ok(stream) => stream,
             Err(e) if stream_missing(&e) => continue,
             Err(e) => {
-                return Err(unavailable(
-                    &format!("cannot read stream {stream_name}"),
-                    &e,
-                ));
+                return Err(Error::nats(format!("cannot read stream {stream_name}"), e));
             }
         };
         let queue = QueueStream {
@@ -395,31 +386,22 @@ pub async fn delete(trigger: &Trigger, broker: &str, ctx: &Context) -> Result<bo
             name: stream_name,
             stream,
         };
-        if delete_owned(&queue.stream, &durable, &namespace, &name).await? {
+        if delete_owned(&queue.stream, &durable, key).await? {
             // A work queue keeps what nobody reads until it ages out: the copies go too.
-            purge_subject(&queue, trigger, broker).await?;
+            purge_subject(&queue, key, broker).await?;
             deleted = true;
             break;
         }
     }
-    let events_name = naming::stream_name(&namespace, broker);
+    let events_name = naming::stream_name(namespace, broker);
     match ctx.jetstream.get_stream_no_info(&events_name).await {
         Ok(events) => {
-            deleted |= delete_owned(&events, &durable, &namespace, &name).await?;
-            delete_owned(
-                &events,
-                &naming::backfill_consumer_name(&name),
-                &namespace,
-                &name,
-            )
-            .await?;
+            deleted |= delete_owned(&events, &durable, key).await?;
+            delete_owned(&events, &naming::backfill_consumer_name(name), key).await?;
         }
         Err(e) if stream_missing(&e) => {}
         Err(e) => {
-            return Err(unavailable(
-                &format!("cannot read stream {events_name}"),
-                &e,
-            ));
+            return Err(Error::nats(format!("cannot read stream {events_name}"), e));
         }
     }
     Ok(deleted)

@@ -1,10 +1,13 @@
 //! The Trigger's status conditions, built purely from what a reconcile observed.
 
-use herald_api::TriggerSpec;
-use herald_api::conditions::{self, Condition, ConditionStatus};
+use herald_api::conditions::{
+    self, Condition, ConditionStatus, ConditionType as Type, Conditioned, Readiness, Reason,
+};
 use herald_api::delivery::EffectiveDelivery;
-use herald_api::trigger::condition;
+use herald_api::trigger::QueueStatus;
+use herald_api::{Broker, Trigger, TriggerSpec, TriggerStatus, naming};
 use herald_filter::CompiledFilter;
+use kube::ResourceExt;
 
 use crate::error::Error;
 
@@ -17,6 +20,21 @@ pub enum BrokerState {
     NotReady(String),
     /// The Broker is Ready.
     Ready,
+}
+
+impl BrokerState {
+    /// The state of the Trigger's Broker (`None`: there is none), read with the one
+    /// readiness rule every component shares ([`conditions::readiness`]).
+    #[must_use]
+    pub fn of(broker: Option<&Broker>) -> Self {
+        let Some(broker) = broker else {
+            return Self::Missing;
+        };
+        match broker.readiness() {
+            Readiness::Ready(_) => Self::Ready,
+            other => Self::NotReady(other.reason().to_owned()),
+        }
+    }
 }
 
 /// Everything one reconcile found out, from which the status is built.
@@ -44,44 +62,78 @@ pub struct Observed {
     pub job: Option<Result<herald_api::job::EffectiveJob, String>>,
 }
 
+/// The reconcile's part of the Trigger's status for what was observed (pure):
+/// `backlog` and `autoscaling` have writers of their own and stay unset here.
+#[must_use]
+pub fn build_status(
+    trigger: &Trigger,
+    observed: &Observed,
+    queue: Option<QueueStatus>,
+    now: &str,
+) -> TriggerStatus {
+    let previous = trigger.conditions();
+    let generation = trigger.metadata.generation;
+    let resolved = |r: &Option<Result<String, String>>| r.as_ref().and_then(|r| r.clone().ok());
+    TriggerStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(
+            previous,
+            desired_conditions(&trigger.spec, observed),
+            now,
+            generation,
+        ),
+        consumer_name: Some(naming::consumer_name(&trigger.name_any())),
+        subscriber_uri: resolved(&observed.subscriber),
+        dead_letter_sink_uri: resolved(&observed.dead_letter_sink),
+        queue,
+        backlog: None,
+        autoscaling: None,
+    }
+}
+
 /// The conditions for what was observed (pure). `Ready` names the first problem.
 #[must_use]
 pub fn desired_conditions(spec: &TriggerSpec, o: &Observed) -> Vec<Condition> {
     let [filter_valid, broker_ready, subscriber, dead_letter] = inputs(spec, o);
     let deployed = spec.consumer.as_ref().map(|_| deployment_condition(o));
-    let not_ready = |reason: &str, message: &str| {
-        Condition::new(condition::READY, ConditionStatus::False, reason, message)
+    let not_ready = |reason: &dyn AsRef<str>, message: &str| {
+        Condition::new(
+            Type::Ready,
+            ConditionStatus::False,
+            reason.as_ref(),
+            message,
+        )
     };
     let transform_valid = transform_condition(spec, o);
     let job_valid = o.job.as_ref().map(job_condition);
     let ready = if !filter_valid.is_true() {
-        not_ready("InvalidFilter", &filter_valid.message)
+        not_ready(&Reason::InvalidFilter, &filter_valid.message)
     } else if !transform_valid.is_true() {
-        not_ready("InvalidTransform", &transform_valid.message)
+        not_ready(&Reason::InvalidTransform, &transform_valid.message)
     } else if let Some(Err(m)) = &o.job {
-        not_ready("InvalidJob", m)
+        not_ready(&Reason::InvalidJob, m)
     } else if let Err(m) = &o.delivery {
-        not_ready("InvalidDelivery", m)
+        not_ready(&Reason::InvalidDelivery, m)
     } else if !broker_ready.is_true() {
         not_ready(&broker_ready.reason, &broker_ready.message)
     } else if let Some(Err(e)) = &o.consumer {
-        not_ready(e.reason(), &e.to_string())
+        not_ready(&e.reason(), &e.to_string())
     } else if !subscriber.is_true() {
         not_ready(&subscriber.reason, &subscriber.message)
     } else if !dead_letter.is_true() {
         not_ready(&dead_letter.reason, &dead_letter.message)
     } else if o.consumer.is_none() {
         not_ready(
-            "ConsumerPending",
+            &Reason::ConsumerPending,
             "the durable consumer has not been created yet",
         )
     } else if let Some(deployed) = deployed.as_ref().filter(|c| !c.is_true()) {
         not_ready(&deployed.reason, &deployed.message)
     } else {
         Condition::new(
-            condition::READY,
+            Type::Ready,
             ConditionStatus::True,
-            "Ready",
+            Reason::Ready,
             "events are delivered",
         )
     };
@@ -103,84 +155,84 @@ fn inputs(spec: &TriggerSpec, o: &Observed) -> [Condition; 4] {
     use ConditionStatus::{False, True};
     let filter_valid = match &o.filters {
         Ok(_) => Condition::new(
-            condition::FILTER_VALID,
+            Type::FilterValid,
             True,
-            "FilterValid",
+            Reason::FilterValid,
             "filters compiled",
         ),
-        Err(m) => Condition::new(condition::FILTER_VALID, False, "InvalidFilter", m.clone()),
+        Err(m) => Condition::new(Type::FilterValid, False, Reason::InvalidFilter, m.clone()),
     };
     let broker = &spec.broker;
     let broker_ready = match &o.broker {
         BrokerState::Ready => Condition::new(
-            condition::BROKER_READY,
+            Type::BrokerReady,
             True,
-            "BrokerReady",
+            Reason::BrokerReady,
             format!("Broker {broker} is Ready"),
         ),
         BrokerState::Missing => Condition::new(
-            condition::BROKER_READY,
+            Type::BrokerReady,
             False,
-            "BrokerNotFound",
+            Reason::BrokerNotFound,
             format!("Broker {broker} does not exist in this namespace"),
         ),
         // A Broker that is not Ready only because the operator could not reach NATS
         // passes that reason on: the data plane rides it out for the Trigger as it
         // does for the Broker, instead of stopping its delivery.
         BrokerState::NotReady(r) => Condition::new(
-            condition::BROKER_READY,
+            Type::BrokerReady,
             False,
-            if r == conditions::REASON_NATS_UNAVAILABLE {
-                conditions::REASON_NATS_UNAVAILABLE
+            if *r == Reason::NatsUnavailable {
+                Reason::NatsUnavailable
             } else {
-                "BrokerNotReady"
+                Reason::BrokerNotReady
             },
             format!("Broker {broker} is not Ready ({r})"),
         ),
     };
     let subscriber = match &o.subscriber {
         Some(Ok(uri)) => Condition::new(
-            condition::SUBSCRIBER_RESOLVED,
+            Type::SubscriberResolved,
             True,
-            "SubscriberResolved",
+            Reason::SubscriberResolved,
             uri.clone(),
         ),
         Some(Err(m)) => Condition::new(
-            condition::SUBSCRIBER_RESOLVED,
+            Type::SubscriberResolved,
             False,
-            "SubscriberNotResolved",
+            Reason::SubscriberNotResolved,
             m.clone(),
         ),
         None if spec.job.is_some() => Condition::new(
-            condition::SUBSCRIBER_RESOLVED,
+            Type::SubscriberResolved,
             True,
-            "JobPerEvent",
+            Reason::JobPerEvent,
             "each event runs as a Job",
         ),
         None => Condition::new(
-            condition::SUBSCRIBER_RESOLVED,
+            Type::SubscriberResolved,
             True,
-            "ConsumerDeployment",
+            Reason::ConsumerDeployment,
             "events go to the consumer Deployment",
         ),
     };
     let dead_letter = match &o.dead_letter_sink {
         Some(Ok(uri)) => Condition::new(
-            condition::DEAD_LETTER_SINK_RESOLVED,
+            Type::DeadLetterSinkResolved,
             True,
-            "DeadLetterSinkResolved",
+            Reason::DeadLetterSinkResolved,
             uri.clone(),
         ),
         Some(Err(m)) => Condition::new(
-            condition::DEAD_LETTER_SINK_RESOLVED,
+            Type::DeadLetterSinkResolved,
             False,
-            "DeadLetterSinkNotResolved",
+            Reason::DeadLetterSinkNotResolved,
             m.clone(),
         ),
         None => Condition::new(
-            condition::DEAD_LETTER_SINK_RESOLVED,
+            Type::DeadLetterSinkResolved,
             True,
-            "NoDeadLetterSink",
+            Reason::NoDeadLetterSink,
             "no dead-letter sink: events that use up their retries are dropped (logged, counted, and reported in an Event)",
         ),
     };
@@ -193,21 +245,21 @@ fn transform_condition(spec: &TriggerSpec, o: &Observed) -> Condition {
     use ConditionStatus::{False, True};
     match (&o.transform, &spec.transform) {
         (Err(m), _) => Condition::new(
-            condition::TRANSFORM_VALID,
+            Type::TransformValid,
             False,
-            "InvalidTransform",
+            Reason::InvalidTransform,
             m.clone(),
         ),
         (Ok(()), Some(_)) => Condition::new(
-            condition::TRANSFORM_VALID,
+            Type::TransformValid,
             True,
-            "TransformValid",
+            Reason::TransformValid,
             "transform compiled",
         ),
         (Ok(()), None) => Condition::new(
-            condition::TRANSFORM_VALID,
+            Type::TransformValid,
             True,
-            "NoTransform",
+            Reason::NoTransform,
             "events are delivered as they are",
         ),
     }
@@ -218,21 +270,16 @@ fn deployment_condition(o: &Observed) -> Condition {
     use ConditionStatus::{False, True};
     match &o.deployment {
         Some(Ok(replicas)) => Condition::new(
-            condition::CONSUMER_DEPLOYED,
+            Type::ConsumerDeployed,
             True,
-            "Deployed",
+            Reason::Deployed,
             format!("the consumer Deployment is applied ({replicas} replicas wanted)"),
         ),
-        Some(Err(e)) => Condition::new(
-            condition::CONSUMER_DEPLOYED,
-            False,
-            e.reason(),
-            e.to_string(),
-        ),
+        Some(Err(e)) => Condition::new(Type::ConsumerDeployed, False, e.reason(), e.to_string()),
         None => Condition::new(
-            condition::CONSUMER_DEPLOYED,
+            Type::ConsumerDeployed,
             False,
-            "DeploymentPending",
+            Reason::DeploymentPending,
             "the Deployment is created once the Broker and the durable consumer are ready",
         ),
     }
@@ -243,18 +290,18 @@ fn deployment_condition(o: &Observed) -> Condition {
 fn job_condition(job: &Result<herald_api::job::EffectiveJob, String>) -> Condition {
     match job {
         Ok(job) => Condition::new(
-            condition::JOB_VALID,
+            Type::JobValid,
             ConditionStatus::True,
-            "JobValid",
+            Reason::JobValid,
             format!(
                 "each event runs as a Job, at most {} at once",
                 job.max_running
             ),
         ),
         Err(m) => Condition::new(
-            condition::JOB_VALID,
+            Type::JobValid,
             ConditionStatus::False,
-            "InvalidJob",
+            Reason::InvalidJob,
             m.clone(),
         ),
     }

@@ -1,6 +1,7 @@
 use super::*;
 use herald_api::conditions::{Condition, ConditionStatus};
 use herald_api::trigger::condition;
+use herald_api::{TriggerSpec, conditions, delivery};
 
 fn spec(yaml: &str) -> TriggerSpec {
     serde_yaml::from_str(yaml).unwrap()
@@ -85,7 +86,7 @@ fn the_first_problem_explains_ready() {
         "DeadLetterSinkNotResolved"
     );
     let nats = Observed {
-        consumer: Some(Err(Error::NatsUnavailable("down".into()))),
+        consumer: Some(Err(Error::nats_down("down"))),
         ..observed(&s, BrokerState::Ready)
     };
     assert_eq!(
