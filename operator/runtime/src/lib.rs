@@ -1,6 +1,8 @@
 //! Process plumbing shared by every long-running Herald component (operator, ingress,
 //! dispatcher, source adapters): logging, the NATS connection, the admin HTTP server
-//! (`/metrics`, `/healthz`, `/readyz`) and shutdown on SIGTERM/SIGINT.
+//! (`/metrics`, `/healthz`, `/readyz`), shutdown on SIGTERM/SIGINT, the one way a
+//! CloudEvent is POSTed out ([`outbound`]) and the supervisor of restartable loops
+//! ([`loops`]).
 //!
 //! Nothing here knows about Brokers or Triggers; components build on it.
 
