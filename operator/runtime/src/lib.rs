@@ -1,7 +1,7 @@
 //! Process plumbing shared by every long-running Herald component (operator, ingress,
 //! dispatcher, source adapters): logging, the NATS connection, the admin HTTP server
 //! (`/metrics`, `/healthz`, `/readyz`), shutdown on SIGTERM/SIGINT, the one way a
-//! CloudEvent is POSTed out ([`outbound`]) and the supervisor of restartable loops
+//! CloudEvent is sent out with `POST` ([`outbound`]) and the supervisor of restartable loops
 //! ([`loops`]).
 //!
 //! Nothing here knows about Brokers or Triggers; components build on it.
