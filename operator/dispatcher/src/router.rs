@@ -36,6 +36,9 @@ const MAX_STORING: usize = 4096;
 const MAX_COPIES_IN_FLIGHT: usize = 16_384;
 /// Delay before a Broker event whose copies could not all be stored is routed again.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Failed passes over the events owed to late-known Triggers before they are given up
+/// (one a [`RETRY_DELAY`] apart: a stream leader election takes seconds, not minutes).
+const MAX_REROUTE_FAILURES: u32 = 60;
 
 /// Routes one Broker's events until stopped.
 pub async fn route_loop(
@@ -166,6 +169,7 @@ async fn route_from(
         lease,
     } = sources;
     let mut errors = 0u32;
+    let mut reroute_failures = 0u32;
     // Events whose copies were published, waiting for JetStream's acks: the router
     // goes on routing meanwhile (copies still go out in stream order, on one
     // connection), so a round trip per event never limits throughput.
@@ -180,7 +184,32 @@ async fn route_from(
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .catch_up,
         );
-        reroute(jetstream, stream, owed).await;
+        match reroute(jetstream, stream, owed).await {
+            Ok(()) => reroute_failures = 0,
+            Err(unpaid) if reroute_failures < MAX_REROUTE_FAILURES => {
+                // Still owed, and still before anything routed from now on: owed again,
+                // tried after a pause (JetStream drops copies already stored, by id).
+                reroute_failures += 1;
+                table
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .owe_again(unpaid);
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    () = moves.moved() => break,
+                    () = tokio::time::sleep(RETRY_DELAY) => continue,
+                }
+            }
+            Err(unpaid) => {
+                // A debt that cannot be paid must not stop the Broker's routing.
+                for debt in unpaid {
+                    tracing::error!(trigger = %debt.route.trigger, first = debt.first, last = debt.last,
+                        attempts = reroute_failures + 1,
+                        "gave up routing the events that arrived before this router knew the Trigger");
+                }
+                reroute_failures = 0;
+            }
+        }
         let first = tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -361,16 +390,24 @@ async fn publish_copy(
 /// Copies the Broker events the catch-ups owe (for each, `first..=last` that its
 /// filter matches) into their routes' queues, each stored before the next: one pass
 /// over the stream for all of them, so a Broker that gains 300 Triggers at once reads
-/// its history once and asks JetStream for one consumer, not 300.
-async fn reroute(jetstream: &jetstream::Context, stream: &str, debts: Vec<crate::routes::CatchUp>) {
+/// its history once and asks JetStream for one consumer, not 300. When the pass
+/// fails part way (a stream leader moving, a store timing out), what is still owed
+/// comes back, from the first event not yet copied for every debt.
+async fn reroute(
+    jetstream: &jetstream::Context,
+    stream: &str,
+    debts: Vec<crate::routes::CatchUp>,
+) -> Result<(), Vec<crate::routes::CatchUp>> {
     let debts: Vec<_> = debts.into_iter().filter(|d| d.first <= d.last).collect();
     let (Some(first), Some(last)) = (
         debts.iter().map(|d| d.first).min(),
         debts.iter().map(|d| d.last).max(),
     ) else {
-        return;
+        return Ok(());
     };
     let mut copied = vec![0u64; debts.len()];
+    // The last Broker sequence whose copies are all stored.
+    let mut done_through = first.saturating_sub(1);
     let result = async {
         let events = jetstream.get_stream_no_info(stream).await?;
         let consumer = events
@@ -382,12 +419,14 @@ async fn reroute(jetstream: &jetstream::Context, stream: &str, debts: Vec<crate:
             })
             .await?;
         let mut messages = consumer.messages().await?;
-        while let Some(msg) = tokio::time::timeout(JETSTREAM_API_TIMEOUT * 2, messages.next())
-            .await
-            .ok()
-            .flatten()
-        {
-            let msg = msg?;
+        loop {
+            // A stall is a failure, not the end: the events up to `last` exist.
+            let msg = tokio::time::timeout(JETSTREAM_API_TIMEOUT * 2, messages.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("no event after sequence {done_through} in time"))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!("the stream ended after sequence {done_through}")
+                })??;
             let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
             let (sequence, pending) = (info.stream_sequence, info.pending);
             if sequence > last {
@@ -405,6 +444,7 @@ async fn reroute(jetstream: &jetstream::Context, stream: &str, debts: Vec<crate:
                     }
                 }
             }
+            done_through = sequence;
             if pending == 0 || sequence == last {
                 break;
             }
@@ -412,17 +452,35 @@ async fn reroute(jetstream: &jetstream::Context, stream: &str, debts: Vec<crate:
         anyhow::Ok(())
     }
     .await;
-    for (debt, copied) in debts.iter().zip(copied) {
+    for (debt, copied) in debts.iter().zip(&copied) {
         let (trigger, first, last) = (&debt.route.trigger, debt.first, debt.last);
         match &result {
             Ok(()) => {
                 tracing::info!(%trigger, first, last, copied, "routed events that arrived before this router knew the Trigger");
             }
             Err(e) => {
-                tracing::warn!(%trigger, first, last, copied, error = %e, "could not route the events that arrived before this router knew the Trigger");
+                tracing::warn!(%trigger, first, last, copied, error = %e, "could not yet route the events that arrived before this router knew the Trigger; trying again");
             }
         }
     }
+    match result {
+        Ok(()) => Ok(()),
+        Err(_) => Err(still_owed(debts, done_through)),
+    }
+}
+
+/// What `debts` still owe once every event through `done_through` was copied.
+fn still_owed(
+    debts: Vec<crate::routes::CatchUp>,
+    done_through: u64,
+) -> Vec<crate::routes::CatchUp> {
+    debts
+        .into_iter()
+        .filter_map(|mut debt| {
+            debt.first = debt.first.max(done_through + 1);
+            (debt.first <= debt.last).then_some(debt)
+        })
+        .collect()
 }
 
 /// Queues a copy of `msg` (Broker event `sequence`) for `route`; waits until it is stored.
@@ -523,5 +581,38 @@ pub async fn backfill_loop(
             () = tokio::time::sleep(REOPEN_PAUSE) => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::CatchUp;
+
+    #[test]
+    fn a_failed_pass_still_owes_from_the_first_event_not_copied_for_every_debt() {
+        let debt = |first, last| CatchUp {
+            route: Route {
+                trigger: format!("t{first}"),
+                subject: "q".into(),
+                routed_after: 0,
+                filter_version: "v".into(),
+            },
+            filter: Arc::new(
+                CompiledFilter::from_parts([], &[]).expect("an empty filter compiles"),
+            ),
+            first,
+            last,
+        };
+        let owed: Vec<_> = still_owed(vec![debt(3, 5), debt(4, 9), debt(8, 12)], 6)
+            .iter()
+            .map(|d| (d.first, d.last))
+            .collect();
+        assert_eq!(owed, [(7, 9), (8, 12)], "3..=5 was paid in full");
+        assert_eq!(
+            still_owed(vec![debt(1, 4)], 0)[0].first,
+            1,
+            "nothing copied yet"
+        );
     }
 }

@@ -111,6 +111,21 @@ impl RouteTable {
         }
     }
 
+    /// Owes again what a failed catch-up left unpaid, ahead of anything owed since
+    /// (Broker order), for the Triggers still routed to the same queue and seam.
+    pub fn owe_again(&mut self, unpaid: Vec<CatchUp>) {
+        let later = std::mem::take(&mut self.catch_up);
+        self.catch_up = unpaid
+            .into_iter()
+            .filter(|debt| {
+                self.routes.values().any(|r| {
+                    r.subject == debt.route.subject && r.routed_after == debt.route.routed_after
+                })
+            })
+            .chain(later)
+            .collect();
+    }
+
     /// The routed Trigger keys.
     pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.routes.keys()
@@ -315,5 +330,41 @@ mod tests {
             "a new queue: from its seam"
         );
         assert_eq!(table.owed_after("never", &route(3)), 3);
+    }
+
+    #[test]
+    fn unpaid_debts_come_back_first_and_only_for_triggers_still_routed_to_that_queue() {
+        let route = |trigger: &str, seam| Route {
+            trigger: trigger.into(),
+            subject: format!("q.{trigger}"),
+            routed_after: seam,
+            filter_version: "v".into(),
+        };
+        let any = filter(&json!({"prefix": {"source": "/"}}));
+        let debt = |trigger: &str, seam, first, last| CatchUp {
+            route: route(trigger, seam),
+            filter: any.clone(),
+            first,
+            last,
+        };
+        let mut table = RouteTable::default();
+        table.upsert("ns/a", route("a", 2), &any);
+        table.upsert("ns/b", route("b", 9), &any);
+        table.catch_up.push(debt("b", 9, 10, 12));
+        table.owe_again(vec![
+            debt("a", 2, 3, 8),
+            debt("gone", 1, 2, 8),
+            debt("b", 4, 5, 8),
+        ]);
+        let owed: Vec<_> = table
+            .catch_up
+            .iter()
+            .map(|d| (d.route.trigger.as_str(), d.first, d.last))
+            .collect();
+        assert_eq!(
+            owed,
+            [("a", 3, 8), ("b", 10, 12)],
+            "a's debt first; none for a removed Trigger or an old queue of b"
+        );
     }
 }
