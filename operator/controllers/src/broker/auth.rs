@@ -17,7 +17,8 @@ pub async fn resolve(broker: &Broker, url: &str, ctx: &Context) -> Result<Broker
             ..BrokerAuthStatus::default()
         });
     };
-    spec.validate().map_err(Error::InvalidSpec)?;
+    spec.validate()
+        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let namespace = broker.namespace().unwrap_or_default();
     let bearer_token_sha256 = match &spec.bearer_token_secret_ref {
         None => None,

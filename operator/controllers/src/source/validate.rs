@@ -60,7 +60,7 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
         }
     }
     if let Some(cron) = &spec.cron {
-        Schedule::parse(&cron.schedule, cron.timezone.as_deref())?;
+        Schedule::parse(&cron.schedule, cron.timezone.as_deref()).map_err(|e| e.to_string())?;
         return Ok(Runner::Shared("cron"));
     }
     if let Some(webhook) = &spec.webhook {
@@ -94,7 +94,9 @@ pub fn validate_source(
 ) -> Result<Runner, String> {
     let runner = validate(&source.spec)?;
     if let Some(nats) = &source.spec.nats {
-        shared_nats.check(&key.namespace, &key.name, nats)?;
+        shared_nats
+            .check(&key.namespace, &key.name, nats)
+            .map_err(|e| e.to_string())?;
     }
     Ok(runner)
 }

@@ -16,7 +16,7 @@ pub async fn resolve(
 ) -> Result<String, String> {
     let url = resolve_url(client, namespace, dest).await?;
     if let Some(audience) = &dest.audience {
-        herald_api::audience::check(audience, &url)?;
+        herald_api::audience::check(audience, &url).map_err(|e| e.to_string())?;
     }
     Ok(url)
 }

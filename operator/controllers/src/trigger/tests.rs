@@ -12,12 +12,15 @@ fn observed(s: &TriggerSpec, broker: BrokerState) -> Observed {
         filters: compile_filters(s),
         transform: compile_transform(s),
         broker,
-        delivery: delivery::resolve(s.delivery.as_ref(), None),
+        delivery: delivery::resolve(s.delivery.as_ref(), None).map_err(|e| e.to_string()),
         subscriber: Some(Ok("http://sub".into())),
         dead_letter_sink: None,
         consumer: Some(Ok(())),
         deployment: None,
-        job: s.job.as_ref().map(herald_api::job::resolve),
+        job: s
+            .job
+            .as_ref()
+            .map(|job| herald_api::job::resolve(job).map_err(|e| e.to_string())),
     }
 }
 

@@ -61,11 +61,15 @@ pub fn validate(spec: &TriggerSpec, broker: Option<&Broker>) -> Checked {
     Checked {
         filters: compile_filters(spec),
         transform: compile_transform(spec),
-        job: spec.job.as_ref().map(herald_api::job::resolve),
+        job: spec
+            .job
+            .as_ref()
+            .map(|job| herald_api::job::resolve(job).map_err(|e| e.to_string())),
         delivery: delivery::resolve(
             spec.delivery.as_ref(),
             broker.and_then(|b| b.spec.delivery.as_ref()),
-        ),
+        )
+        .map_err(|e| e.to_string()),
         broker: BrokerState::of(broker),
         scaling: spec
             .consumer
