@@ -74,7 +74,7 @@ pub async fn answer(
                 %denied,
                 "admission denied"
             );
-            refuse(response, &denied, "Forbidden", 403)
+            refuse(response, &denied.to_string(), "Forbidden", 403)
         }
         Err(e) => {
             let message = herald_runtime::tls::error_chain(&e);
@@ -102,7 +102,7 @@ fn refuse(
 async fn decide(
     client: &Client,
     request: &AdmissionRequest<DynamicObject>,
-) -> Result<Result<(), String>, ReviewError> {
+) -> Result<Result<(), policy::Denied>, ReviewError> {
     if !matches!(request.operation, Operation::Create | Operation::Update)
         || request.kind.group != herald_api::GROUP
     {

@@ -30,13 +30,23 @@ const ADAPTER_METRICS_PORT: i32 = 9093;
 /// Label naming the EventSource on its adapter's Deployment and pods.
 pub const SOURCE_LABEL: &str = "eventing.herald.dev/eventsource";
 
+/// Why the adapter Deployment cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The adapter's configuration could not be written (a bug, not the user's spec).
+    #[error("{0}")]
+    Plan(#[source] serde_json::Error),
+    #[error("the EventSource has no uid yet")]
+    NoUid,
+}
+
 /// The adapter Deployment of `source` (pure).
 pub fn desired_deployment(
     source: &EventSource,
     spec: &KubernetesSource,
     plan: &KubernetesSourceConfig,
     image: &str,
-) -> Result<Deployment, String> {
+) -> Result<Deployment, AdapterError> {
     let name = source.name_any();
     let labels = BTreeMap::from([
         (SOURCE_LABEL.to_owned(), naming::label_value(&name)),
@@ -45,10 +55,10 @@ pub fn desired_deployment(
             "herald".to_owned(),
         ),
     ]);
-    let plan = serde_json::to_string(plan).map_err(|e| e.to_string())?;
+    let plan = serde_json::to_string(plan).map_err(AdapterError::Plan)?;
     let owner = source
         .controller_owner_ref(&())
-        .ok_or("the EventSource has no uid yet")?;
+        .ok_or(AdapterError::NoUid)?;
     let container = Container {
         name: "adapter".into(),
         image: Some(image.to_owned()),
@@ -196,7 +206,7 @@ pub async fn ensure(
     };
     let deployment = match desired_deployment(source, spec, &plan, image) {
         Ok(d) => d,
-        Err(m) => return Ok(Err((Reason::InvalidSpec, m))),
+        Err(e) => return Ok(Err((Reason::InvalidSpec, e.to_string()))),
     };
     let name = deployment.meta().name.clone().unwrap_or_default();
     let applied = Api::<Deployment>::namespaced(client.clone(), &namespace)

@@ -18,11 +18,11 @@ fn trigger(consumer: &str) -> Trigger {
 
 const HTTP: &str = "  port: 9000\n  path: /events\n  template:\n    metadata: {labels: {app: billing}}\n    spec:\n      containers:\n      - {name: app, image: billing:1}\n";
 
-fn build(t: &Trigger, replicas: i32) -> Result<Deployment, String> {
+fn build(t: &Trigger, replicas: i32) -> Result<Deployment, ConsumerError> {
     build_with(t, Some(replicas))
 }
 
-fn build_with(t: &Trigger, replicas: Option<i32>) -> Result<Deployment, String> {
+fn build_with(t: &Trigger, replicas: Option<i32>) -> Result<Deployment, ConsumerError> {
     let plan = SidecarConfig::new("shop", &t.name_any(), &t.spec, None, None);
     desired_deployment(t, &plan, &settings(), replicas)
 }
@@ -159,7 +159,7 @@ fn unusable_templates_are_refused_with_a_reason() {
         ),
     ];
     for (consumer, expected) in cases {
-        let err = build(&trigger(consumer), 1).unwrap_err();
+        let err = build(&trigger(consumer), 1).unwrap_err().to_string();
         assert!(err.contains(expected), "{consumer}: {err}");
     }
     let mut no_consumer = trigger(HTTP);
