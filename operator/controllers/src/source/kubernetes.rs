@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use herald_api::conditions::Reason;
 use herald_api::eventsource::KubernetesSource;
 use herald_api::eventsource::group_version;
-use herald_api::workload::KubernetesSourceConfig;
+use herald_api::workload::{self, KubernetesSourceConfig};
 use herald_api::{EventSource, OPERATOR_FIELD_MANAGER, naming};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::authorization::v1::{
@@ -65,7 +65,7 @@ pub fn desired_deployment(
         command: Some(vec!["herald".into()]),
         args: Some(vec!["sources".into()]),
         env: Some(
-            [env("HERALD_KUBERNETES_PLAN", plan)]
+            [env(workload::ENV_KUBERNETES_PLAN, plan)]
                 .into_iter()
                 .chain(metrics_env(ADAPTER_METRICS_PORT))
                 .collect(),
@@ -258,7 +258,7 @@ mod tests {
         let env = pod.containers[0].env.clone().unwrap();
         let json = env
             .iter()
-            .find(|e| e.name == "HERALD_KUBERNETES_PLAN")
+            .find(|e| e.name == workload::ENV_KUBERNETES_PLAN)
             .unwrap()
             .value
             .clone()

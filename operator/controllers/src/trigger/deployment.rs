@@ -66,7 +66,7 @@ pub(crate) fn metrics_env(port: i32) -> [EnvVar; 2] {
     [
         env(workload::ENV_METRICS_PORT, port.to_string()),
         env(
-            "HERALD_METRICS_ADDR",
+            workload::ENV_METRICS_ADDR,
             format!("0.0.0.0:$({})", workload::ENV_METRICS_PORT),
         ),
     ]
