@@ -58,14 +58,8 @@ fn http_mode_adds_the_sidecar_and_port() {
         selector.get(TRIGGER_LABEL).map(String::as_str),
         Some("billing")
     );
-    let pod_labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .labels
-        .as_ref()
-        .unwrap();
+    let pod_meta = spec.template.metadata.as_ref().unwrap();
+    let pod_labels = pod_meta.labels.as_ref().unwrap();
     assert_eq!(
         pod_labels.get("app").map(String::as_str),
         Some("billing"),
