@@ -98,7 +98,7 @@ fn refuse(
     response
 }
 
-/// `Ok(Ok(()))` to allow, `Ok(Err(message))` to deny.
+/// `Ok(Ok(()))` to allow, `Ok(Err(denied))` to deny.
 async fn decide(
     client: &Client,
     request: &AdmissionRequest<DynamicObject>,
