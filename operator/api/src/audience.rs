@@ -9,26 +9,49 @@
 //! itself. (Audiences the Kubernetes apiserver accepts are refused by the dispatcher as
 //! well, with a `TokenReview`, whatever host they name.)
 
+/// Why a token for an audience may not be sent to a URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AudienceError {
+    #[error(
+        "audience {audience:?} must be the subscriber's own URL (an absolute http:// or https:// URL): a token is only sent to the host its audience names"
+    )]
+    NotAUrl { audience: String },
+    #[error("cannot tell the host of {url:?}")]
+    UnknownHost { url: String },
+    #[error(
+        "audience {audience:?} names host {wanted}, but deliveries go to {target}: a token is only sent to the host its audience names"
+    )]
+    OtherHost {
+        audience: String,
+        wanted: String,
+        target: String,
+    },
+}
+
 /// Checks that a token for `audience` may be sent to `url`.
 ///
 /// # Errors
 /// Why not: the audience is not an absolute `http(s)://` URL, or names another host
 /// than the one the token would go to.
-pub fn check(audience: &str, url: &str) -> Result<(), String> {
+pub fn check(audience: &str, url: &str) -> Result<(), AudienceError> {
     let Some(wanted) = host(audience) else {
-        return Err(format!(
-            "audience {audience:?} must be the subscriber's own URL (an absolute http:// or https:// URL): a token is only sent to the host its audience names"
-        ));
+        return Err(AudienceError::NotAUrl {
+            audience: audience.to_owned(),
+        });
     };
     let Some(target) = host(url) else {
-        return Err(format!("cannot tell the host of {url:?}"));
+        return Err(AudienceError::UnknownHost {
+            url: url.to_owned(),
+        });
     };
     if same_host(&wanted, &target) {
         Ok(())
     } else {
-        Err(format!(
-            "audience {audience:?} names host {wanted}, but deliveries go to {target}: a token is only sent to the host its audience names"
-        ))
+        Err(AudienceError::OtherHost {
+            audience: audience.to_owned(),
+            wanted,
+            target,
+        })
     }
 }
 
@@ -112,7 +135,7 @@ mod tests {
                 "https://billing.shop.svc.evil.example/",
             ),
         ] {
-            let refused = check(audience, url).unwrap_err();
+            let refused = check(audience, url).unwrap_err().to_string();
             assert!(
                 refused.contains("only sent to the host"),
                 "{audience} -> {url}: {refused}"

@@ -110,26 +110,34 @@ pub struct BrokerAuthStatus {
     pub bearer_token_sha256: Option<String>,
 }
 
+/// What the schema cannot catch in a `spec.auth`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "spec.auth names no method: set serviceAccounts, bearerTokenSecretRef or both (remove spec.auth to let anyone send)"
+    )]
+    NoMethod,
+    #[error("spec.auth.bearerTokenSecretRef needs a name and a key")]
+    IncompleteSecretRef,
+    /// The sender, as [`AllowedSender::display`] writes it.
+    #[error("spec.auth.serviceAccounts.allowed has an empty namespace or name ({0})")]
+    EmptySender(String),
+}
+
 impl BrokerAuth {
     /// Checks what the schema cannot: at least one method, sane names.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), AuthError> {
         if self.service_accounts.is_none() && self.bearer_token_secret_ref.is_none() {
-            return Err(
-                "spec.auth names no method: set serviceAccounts, bearerTokenSecretRef or both (remove spec.auth to let anyone send)"
-                    .into(),
-            );
+            return Err(AuthError::NoMethod);
         }
         if let Some(secret) = &self.bearer_token_secret_ref
             && (secret.name.is_empty() || secret.key.is_empty())
         {
-            return Err("spec.auth.bearerTokenSecretRef needs a name and a key".into());
+            return Err(AuthError::IncompleteSecretRef);
         }
         for sender in self.service_accounts.iter().flat_map(|s| &s.allowed) {
             if sender.namespace.is_empty() || sender.name.as_deref() == Some("") {
-                return Err(format!(
-                    "spec.auth.serviceAccounts.allowed has an empty namespace or name ({})",
-                    sender.display()
-                ));
+                return Err(AuthError::EmptySender(sender.display()));
             }
         }
         Ok(())
@@ -247,7 +255,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_problem() {
-        let err = BrokerAuth::default().validate().unwrap_err();
+        let err = BrokerAuth::default().validate().unwrap_err().to_string();
         assert!(err.contains("names no method"), "{err}");
         let err = BrokerAuth {
             service_accounts: Some(ServiceAccountAuth {
@@ -257,7 +265,8 @@ mod tests {
             accept_replies: false,
         }
         .validate()
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("empty namespace"), "{err}");
     }
 

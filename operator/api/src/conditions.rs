@@ -391,13 +391,19 @@ pub fn readiness(conditions: &[Condition]) -> Readiness<'_> {
 ///
 /// # Errors
 /// The `Ready` reason when the object must not be served.
-pub fn served(conditions: &[Condition]) -> Result<(), String> {
+pub fn served(conditions: &[Condition]) -> Result<(), NotServed> {
     match readiness(conditions) {
         Readiness::Ready(_) => Ok(()),
         Readiness::NotReady(c) if Reason::is_operators_own(&c.reason) => Ok(()),
-        other => Err(other.reason().to_owned()),
+        other => Err(NotServed(other.reason().to_owned())),
     }
 }
+
+/// Why [`served`] refuses an object: its `Ready` reason, the word the data plane
+/// passes on to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotServed(pub String);
 
 /// Merges `desired` conditions into `previous`: the result has the desired conditions,
 /// in their order, each stamped with `now` and `generation` — except that a condition
@@ -454,13 +460,13 @@ mod tests {
         }
         assert_eq!(
             served_with(ConditionStatus::False, "BearerTokenUnavailable"),
-            Err("BearerTokenUnavailable".into())
+            Err(NotServed("BearerTokenUnavailable".into()))
         );
         assert_eq!(
             served_with(ConditionStatus::False, "StreamRejected"),
-            Err("StreamRejected".into())
+            Err(NotServed("StreamRejected".into()))
         );
-        assert_eq!(served(&[]), Err("NotReconciled".into()));
+        assert_eq!(served(&[]), Err(NotServed("NotReconciled".into())));
     }
 
     #[test]

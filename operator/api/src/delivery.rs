@@ -80,15 +80,32 @@ pub struct EffectiveDelivery {
     pub retry_after_max: Duration,
 }
 
+/// A delivery setting Herald cannot use; `field` is its path under `delivery.`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("delivery.{field}: {source}")]
+    Duration {
+        field: &'static str,
+        #[source]
+        source: crate::duration::ParseDurationError,
+    },
+    #[error("delivery.{field}: must be longer than 0")]
+    Zero { field: &'static str },
+    #[error("delivery.{field}: must be at least 1")]
+    BelowOne { field: &'static str },
+}
+
 /// Merges the Trigger's delivery over its Broker's; `Err` names the bad field.
 pub fn resolve(
     trigger: Option<&DeliverySpec>,
     broker: Option<&DeliverySpec>,
-) -> Result<EffectiveDelivery, String> {
+) -> Result<EffectiveDelivery, DeliveryError> {
     let pick =
         |f: fn(&DeliverySpec) -> Option<String>| trigger.and_then(f).or_else(|| broker.and_then(f));
-    let duration = |name: &str, value: Option<String>, default: Duration| match value {
-        Some(v) => crate::duration::parse(&v).map_err(|e| format!("delivery.{name}: {e}")),
+    let duration = |field: &'static str, value: Option<String>, default: Duration| match value {
+        Some(v) => {
+            crate::duration::parse(&v).map_err(|source| DeliveryError::Duration { field, source })
+        }
         None => Ok(default),
     };
     let retry = trigger
@@ -103,7 +120,7 @@ pub fn resolve(
         .or_else(|| broker.and_then(|d| d.max_in_flight));
     let timeout = duration("timeout", pick(|d| d.timeout.clone()), DEFAULT_TIMEOUT)?;
     if timeout.is_zero() {
-        return Err("delivery.timeout: must be longer than 0".into());
+        return Err(DeliveryError::Zero { field: "timeout" });
     }
     let rate_limit = match trigger
         .and_then(|d| d.rate_limit.as_ref())
@@ -146,23 +163,33 @@ pub fn resolve(
 }
 
 /// A rate limit as written, checked, with its defaults.
-fn rate(limit: &RateLimit) -> Result<Rate, String> {
-    let events = u32::try_from(limit.events)
-        .ok()
-        .filter(|e| *e >= 1)
-        .ok_or("delivery.rateLimit.events: must be at least 1")?;
+fn rate(limit: &RateLimit) -> Result<Rate, DeliveryError> {
+    let events =
+        u32::try_from(limit.events)
+            .ok()
+            .filter(|e| *e >= 1)
+            .ok_or(DeliveryError::BelowOne {
+                field: "rateLimit.events",
+            })?;
     let per = match &limit.per {
-        Some(p) => crate::duration::parse(p).map_err(|e| format!("delivery.rateLimit.per: {e}"))?,
+        Some(p) => crate::duration::parse(p).map_err(|source| DeliveryError::Duration {
+            field: "rateLimit.per",
+            source,
+        })?,
         None => Duration::from_secs(1),
     };
     if per.is_zero() {
-        return Err("delivery.rateLimit.per: must be longer than 0".into());
+        return Err(DeliveryError::Zero {
+            field: "rateLimit.per",
+        });
     }
     let burst = match limit.burst {
         Some(b) => u32::try_from(b)
             .ok()
             .filter(|b| *b >= 1)
-            .ok_or("delivery.rateLimit.burst: must be at least 1")?,
+            .ok_or(DeliveryError::BelowOne {
+                field: "rateLimit.burst",
+            })?,
         None => events,
     };
     Ok(Rate { events, per, burst })
@@ -237,7 +264,9 @@ mod tests {
                 .max_in_flight,
             1
         );
-        let e = resolve(Some(&spec("timeout: soon")), None).unwrap_err();
+        let e = resolve(Some(&spec("timeout: soon")), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("delivery.timeout:"), "{e}");
     }
 

@@ -110,23 +110,52 @@ pub struct EffectiveJob {
     pub keep_failed: Duration,
 }
 
+/// A `job` setting Herald cannot use, named by its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("job.maxRunning: must be 1 to {MAX_RUNNING_LIMIT}")]
+    MaxRunning,
+    #[error("job.activeDeadlineSeconds: must be at least 1")]
+    ActiveDeadline,
+    #[error("job.{field}: {source}")]
+    Duration {
+        field: &'static str,
+        #[source]
+        source: crate::duration::ParseDurationError,
+    },
+    #[error("job.template.spec: required")]
+    NoPodSpec,
+    #[error("job.template.spec.containers: at least one container is required")]
+    NoContainers,
+    #[error("job.template.spec.containers[{index}].{field}: required")]
+    ContainerField { index: usize, field: &'static str },
+    #[error(
+        "job.template.spec.containers[{index}].volumeMounts: {EVENT_MOUNT_PATH} is where the event is mounted (volume {volume})"
+    )]
+    EventMountTaken { index: usize, volume: String },
+    #[error("job.template.spec.volumes: the name {EVENT_VOLUME} is Herald's (the event)")]
+    EventVolumeTaken,
+    #[error("job.template.spec.restartPolicy: a Job's pods restart Never or OnFailure, not {0}")]
+    RestartPolicy(String),
+}
+
 /// Checks `spec` and fills in its defaults; `Err` says what is wrong, with the field.
-pub fn resolve(spec: &EventJobSpec) -> Result<EffectiveJob, String> {
+pub fn resolve(spec: &EventJobSpec) -> Result<EffectiveJob, JobError> {
     let max_running = match spec.max_running {
         None => DEFAULT_MAX_RUNNING,
         Some(n) => u32::try_from(n)
             .ok()
             .filter(|n| (1..=MAX_RUNNING_LIMIT).contains(n))
-            .ok_or_else(|| format!("job.maxRunning: must be 1 to {MAX_RUNNING_LIMIT}"))?,
+            .ok_or(JobError::MaxRunning)?,
     };
     let active_deadline_seconds = match spec.active_deadline_seconds {
         None => DEFAULT_ACTIVE_DEADLINE_SECONDS,
         Some(n) if n >= 1 => n,
-        Some(_) => return Err("job.activeDeadlineSeconds: must be at least 1".into()),
+        Some(_) => return Err(JobError::ActiveDeadline),
     };
-    let keep = |name: &str, value: Option<&String>, default: Duration| match value {
+    let keep = |field: &'static str, value: Option<&String>, default: Duration| match value {
         None => Ok(default),
-        Some(v) => crate::duration::parse(v).map_err(|e| format!("job.{name}: {e}")),
+        Some(v) => crate::duration::parse(v).map_err(|source| JobError::Duration { field, source }),
     };
     let keep_succeeded = keep(
         "keepSucceeded",
@@ -145,20 +174,26 @@ pub fn resolve(spec: &EventJobSpec) -> Result<EffectiveJob, String> {
 
 /// The template with `restartPolicy: Never` when unset; `Err` for what the apiserver
 /// would refuse in every Job, or what would clash with the event's mount.
-fn checked_template(template: &PodTemplateSpec) -> Result<PodTemplateSpec, String> {
+fn checked_template(template: &PodTemplateSpec) -> Result<PodTemplateSpec, JobError> {
     let mut template = template.clone();
     let Some(pod) = template.spec.as_mut() else {
-        return Err("job.template.spec: required".into());
+        return Err(JobError::NoPodSpec);
     };
     if pod.containers.is_empty() {
-        return Err("job.template.spec.containers: at least one container is required".into());
+        return Err(JobError::NoContainers);
     }
-    for (i, container) in pod.containers.iter().enumerate() {
+    for (index, container) in pod.containers.iter().enumerate() {
         if container.name.is_empty() {
-            return Err(format!("job.template.spec.containers[{i}].name: required"));
+            return Err(JobError::ContainerField {
+                index,
+                field: "name",
+            });
         }
         if container.image.as_deref().is_none_or(str::is_empty) {
-            return Err(format!("job.template.spec.containers[{i}].image: required"));
+            return Err(JobError::ContainerField {
+                index,
+                field: "image",
+            });
         }
         let mounted_over = container
             .volume_mounts
@@ -166,25 +201,19 @@ fn checked_template(template: &PodTemplateSpec) -> Result<PodTemplateSpec, Strin
             .flatten()
             .find(|m| m.mount_path.trim_end_matches('/') == EVENT_MOUNT_PATH);
         if let Some(m) = mounted_over {
-            return Err(format!(
-                "job.template.spec.containers[{i}].volumeMounts: {} is where the event is mounted (volume {})",
-                EVENT_MOUNT_PATH, m.name
-            ));
+            return Err(JobError::EventMountTaken {
+                index,
+                volume: m.name.clone(),
+            });
         }
     }
     if pod.volumes.iter().flatten().any(|v| v.name == EVENT_VOLUME) {
-        return Err(format!(
-            "job.template.spec.volumes: the name {EVENT_VOLUME} is Herald's (the event)"
-        ));
+        return Err(JobError::EventVolumeTaken);
     }
     match pod.restart_policy.as_deref() {
         None => pod.restart_policy = Some("Never".into()),
         Some("Never" | "OnFailure") => {}
-        Some(other) => {
-            return Err(format!(
-                "job.template.spec.restartPolicy: a Job's pods restart Never or OnFailure, not {other}"
-            ));
-        }
+        Some(other) => return Err(JobError::RestartPolicy(other.to_owned())),
     }
     Ok(template)
 }
@@ -285,7 +314,7 @@ mod tests {
                 "keepFailed",
             ),
         ] {
-            let err = resolve(&spec(yaml)).expect_err(yaml);
+            let err = resolve(&spec(yaml)).expect_err(yaml).to_string();
             assert!(err.contains(field), "{yaml}: {err}");
         }
         let on_failure =

@@ -77,14 +77,17 @@ impl SharedNats {
     ///
     /// # Errors
     /// The refusal, naming the field and what to do instead.
-    pub fn check(&self, namespace: &str, name: &str, source: &NatsSource) -> Result<(), String> {
+    pub fn check(
+        &self,
+        namespace: &str,
+        name: &str,
+        source: &NatsSource,
+    ) -> Result<(), ConfinementError> {
         if !source.uses_herald_connection() {
             return Ok(());
         }
         if !self.allows(namespace) {
-            return Err(format!(
-                "nats: with no url and no credentialsSecretRef the source would read through Herald's own NATS connection, which namespace {namespace} may not use (the platform team allows namespaces with `herald operator --shared-nats-namespaces`); give the url of your NATS server, or credentials of your own"
-            ));
+            return Err(ConfinementError::NamespaceNotAllowed(namespace.to_owned()));
         }
         confinement(
             namespace,
@@ -94,46 +97,89 @@ impl SharedNats {
     }
 }
 
+/// Why a source may not read through Herald's own NATS connection as specified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfinementError {
+    #[error(
+        "nats: with no url and no credentialsSecretRef the source would read through Herald's own NATS connection, which namespace {0} may not use (the platform team allows namespaces with `herald operator --shared-nats-namespaces`); give the url of your NATS server, or credentials of your own"
+    )]
+    NamespaceNotAllowed(String),
+    #[error("nats.subject {subject:?}: {why}")]
+    Subject {
+        subject: String,
+        why: SubjectProblem,
+    },
+    #[error(
+        "nats.queueGroup {group:?}: on Herald's NATS it must start with {own} (or be left out), so that sources of different namespaces never share one"
+    )]
+    QueueGroup { group: String, own: String },
+    #[error(
+        "nats.jetStream.stream {0:?}: Herald's streams and key-value or object stores may not be read by a source"
+    )]
+    Stream(String),
+    #[error(
+        "nats.jetStream.durable {durable:?}: on Herald's NATS it must start with {own} (or be left out), so that a source cannot take another's messages"
+    )]
+    Durable { durable: String, own: String },
+}
+
+/// Why a subject's first token is not the source's to read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectProblem {
+    #[error(
+        "on Herald's NATS a subject must start with a literal token; a wildcard there would reach Herald's own subjects"
+    )]
+    Wildcard,
+    /// The root of Herald's own subjects.
+    #[error("{0}.> holds the events of Herald's Brokers; read a Broker with a Trigger")]
+    Herald(String),
+    #[error(
+        "subjects starting with $ or _ are the NATS server's own ($JS, $SYS, $KV, _INBOX, ...)"
+    )]
+    Server,
+}
+
 /// What a source on Herald's connection may not touch (checked by the operator, and
 /// again by the adapter before it lends its connection).
 ///
 /// # Errors
 /// The first field that reaches outside the source's share, and why.
-pub fn confinement(namespace: &str, subject: &str, names: &ReadNames) -> Result<(), String> {
+pub fn confinement(
+    namespace: &str,
+    subject: &str,
+    names: &ReadNames,
+) -> Result<(), ConfinementError> {
     let first = subject.split('.').next().unwrap_or_default();
+    let subject_error = |why| ConfinementError::Subject {
+        subject: subject.to_owned(),
+        why,
+    };
     if first == "*" || first.starts_with('>') {
-        return Err(format!(
-            "nats.subject {subject:?}: on Herald's NATS a subject must start with a literal token; a wildcard there would reach Herald's own subjects"
-        ));
+        return Err(subject_error(SubjectProblem::Wildcard));
     }
     if first == SUBJECT_ROOT || first == QUEUE_SUBJECT_ROOT {
-        return Err(format!(
-            "nats.subject {subject:?}: {first}.> holds the events of Herald's Brokers; read a Broker with a Trigger"
-        ));
+        return Err(subject_error(SubjectProblem::Herald(first.to_owned())));
     }
     if first.starts_with('$') || first.starts_with('_') {
-        return Err(format!(
-            "nats.subject {subject:?}: subjects starting with $ or _ are the NATS server's own ($JS, $SYS, $KV, _INBOX, ...)"
-        ));
+        return Err(subject_error(SubjectProblem::Server));
     }
     let own = format!("herald_{namespace}_");
     if !names.queue_group.starts_with(&own) {
-        return Err(format!(
-            "nats.queueGroup {:?}: on Herald's NATS it must start with {own} (or be left out), so that sources of different namespaces never share one",
-            names.queue_group
-        ));
+        return Err(ConfinementError::QueueGroup {
+            group: names.queue_group.clone(),
+            own,
+        });
     }
     if let Some((stream, durable)) = &names.jetstream {
         let upper = stream.to_ascii_uppercase();
         if upper.starts_with("HERALD") || upper.starts_with("KV_") || upper.starts_with("OBJ_") {
-            return Err(format!(
-                "nats.jetStream.stream {stream:?}: Herald's streams and key-value or object stores may not be read by a source"
-            ));
+            return Err(ConfinementError::Stream(stream.clone()));
         }
         if !durable.starts_with(&own) {
-            return Err(format!(
-                "nats.jetStream.durable {durable:?}: on Herald's NATS it must start with {own} (or be left out), so that a source cannot take another's messages"
-            ));
+            return Err(ConfinementError::Durable {
+                durable: durable.clone(),
+                own,
+            });
         }
     }
     Ok(())
@@ -166,7 +212,10 @@ mod tests {
     fn herald_s_connection_is_lent_only_to_allowed_namespaces() {
         let legacy = source("legacy.orders.>");
         assert_eq!(allowed().check("team", "s", &legacy), Ok(()));
-        let refused = allowed().check("other", "s", &legacy).unwrap_err();
+        let refused = allowed()
+            .check("other", "s", &legacy)
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("--shared-nats-namespaces"), "{refused}");
         assert!(SharedNats::default().check("team", "s", &legacy).is_err());
         assert_eq!(
@@ -214,6 +263,7 @@ mod tests {
             allowed()
                 .check("team", "s", &group)
                 .unwrap_err()
+                .to_string()
                 .contains("queueGroup")
         );
         group.queue_group = Some("herald_team_workers".into());
@@ -228,6 +278,7 @@ mod tests {
             allowed()
                 .check("team", "s", &durable)
                 .unwrap_err()
+                .to_string()
                 .contains("durable")
         );
         durable.jet_stream = Some(NatsJetStreamSource {

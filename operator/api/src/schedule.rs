@@ -18,25 +18,53 @@ impl PartialEq for Schedule {
     }
 }
 
+/// Why a cron schedule or its time zone cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(
+        "cron.schedule {schedule:?} has {fields} fields; give 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
+    )]
+    FieldCount { schedule: String, fields: usize },
+    #[error("cron.schedule {schedule:?}: {source}")]
+    Cron {
+        schedule: String,
+        #[source]
+        source: croner::errors::CronError,
+    },
+    #[error("cron.timezone {name:?} is not an IANA time zone (e.g. Europe/Berlin)")]
+    TimeZone {
+        name: String,
+        #[source]
+        source: chrono_tz::ParseError,
+    },
+}
+
 impl Schedule {
     /// Parses `schedule` (5 or 6 fields) in `timezone` (default UTC); `Err` says what
     /// is wrong, for the EventSource's condition.
-    pub fn parse(schedule: &str, timezone: Option<&str>) -> Result<Self, String> {
+    pub fn parse(schedule: &str, timezone: Option<&str>) -> Result<Self, ScheduleError> {
         let fields = schedule.split_whitespace().count();
         if !(5..=6).contains(&fields) {
-            return Err(format!(
-                "cron.schedule {schedule:?} has {fields} fields; give 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
-            ));
+            return Err(ScheduleError::FieldCount {
+                schedule: schedule.to_owned(),
+                fields,
+            });
         }
         let cron = Cron::new(schedule)
             .with_seconds_optional()
             .parse()
-            .map_err(|e| format!("cron.schedule {schedule:?}: {e}"))?;
+            .map_err(|source| ScheduleError::Cron {
+                schedule: schedule.to_owned(),
+                source,
+            })?;
         let zone = match timezone {
             None | Some("") => Tz::UTC,
-            Some(name) => name.parse::<Tz>().map_err(|_| {
-                format!("cron.timezone {name:?} is not an IANA time zone (e.g. Europe/Berlin)")
-            })?,
+            Some(name) => name
+                .parse::<Tz>()
+                .map_err(|source| ScheduleError::TimeZone {
+                    name: name.to_owned(),
+                    source,
+                })?,
         };
         Ok(Schedule {
             cron,
@@ -117,16 +145,19 @@ mod tests {
         assert!(
             Schedule::parse("* * *", None)
                 .unwrap_err()
+                .to_string()
                 .contains("3 fields")
         );
         assert!(
             Schedule::parse("61 * * * *", None)
                 .unwrap_err()
+                .to_string()
                 .contains("cron.schedule")
         );
         assert!(
             Schedule::parse("* * * * *", Some("Mars/Olympus"))
                 .unwrap_err()
+                .to_string()
                 .contains("IANA")
         );
     }

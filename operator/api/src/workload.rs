@@ -27,6 +27,9 @@ pub const ENV_SUBSCRIBER: &str = "HERALD_SUBSCRIBER";
 pub const ENV_CONSUMER_PORT: &str = "HERALD_CONSUMER_PORT";
 /// The sidecar's admin server port.
 pub const ENV_METRICS_PORT: &str = "HERALD_METRICS_PORT";
+/// Address of a `herald` process's admin server: the operator sets it in the pods it
+/// builds, and every `herald` command reads it.
+pub const ENV_METRICS_ADDR: &str = "HERALD_METRICS_ADDR";
 /// The port the user's container listens on (Knative's convention).
 pub const ENV_PORT: &str = "PORT";
 /// `nats` mode: the Broker's stream.

@@ -17,7 +17,7 @@ pub struct OperatorArgs {
     #[arg(long, env = "HERALD_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
-    #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = herald_api::workload::ENV_METRICS_ADDR, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
     /// Reconcile only objects in these namespaces, comma-separated (default: all).
     #[arg(long, env = "HERALD_WATCH_NAMESPACE", value_delimiter = ',')]

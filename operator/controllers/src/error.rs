@@ -60,7 +60,25 @@ pub enum Error {
     },
     /// `spec.consumer` cannot be turned into a Deployment; waits for a fix.
     #[error("{0}")]
-    InvalidConsumer(String),
+    InvalidConsumer(#[source] crate::trigger::deployment::ConsumerError),
+    /// An EventSource's spec cannot be run; waits for a fix.
+    #[error("{0}")]
+    InvalidSource(#[source] crate::source::validate::SourceSpecError),
+    /// A Broker's `spec.auth` cannot be enforced; waits for a fix.
+    #[error("{0}")]
+    InvalidAuth(#[source] herald_api::auth::AuthError),
+    /// A Trigger's filters do not compile; waits for a fix.
+    #[error("{0}")]
+    InvalidFilter(#[source] herald_filter::FilterError),
+    /// A Trigger's transform does not compile; waits for a fix.
+    #[error("{0}")]
+    InvalidTransform(#[source] herald_transform::TransformError),
+    /// A Trigger's `job` cannot run; waits for a fix.
+    #[error("{0}")]
+    InvalidJob(#[source] herald_api::job::JobError),
+    /// A Trigger's effective delivery policy has a bad field; waits for a fix.
+    #[error("{0}")]
+    InvalidDelivery(#[source] herald_api::delivery::DeliveryError),
     /// The apiserver refused the consumer Deployment (e.g. an invalid pod template).
     #[error("the consumer Deployment was rejected: {0}")]
     DeploymentRejected(String),
@@ -130,13 +148,19 @@ impl Error {
     pub fn reason(&self) -> Reason {
         match self {
             Self::NatsUnavailable { .. } => Reason::NatsUnavailable,
-            Self::InvalidSpec(_) => Reason::InvalidSpec,
+            Self::InvalidSpec(_) | Self::InvalidSource(_) | Self::InvalidAuth(_) => {
+                Reason::InvalidSpec
+            }
             Self::StreamNotOwned { .. } => Reason::StreamNotOwned,
             Self::ConsumerNotOwned { .. } => Reason::ConsumerNotOwned,
             Self::ImmutableStreamChange { .. } => Reason::StreamChangeNotAllowed,
             Self::StreamRejected { .. } => Reason::StreamRejected,
             Self::ReplicasUnplaceable { .. } => Reason::ReplicasUnplaceable,
             Self::InvalidConsumer(_) => Reason::InvalidConsumer,
+            Self::InvalidFilter(_) => Reason::InvalidFilter,
+            Self::InvalidTransform(_) => Reason::InvalidTransform,
+            Self::InvalidJob(_) => Reason::InvalidJob,
+            Self::InvalidDelivery(_) => Reason::InvalidDelivery,
             Self::DeploymentRejected(_) => Reason::DeploymentRejected,
             Self::DeploymentNotOwned(_) => Reason::DeploymentNotOwned,
             Self::BearerTokenUnavailable(_) => Reason::BearerTokenUnavailable,

@@ -2,6 +2,7 @@
 //! (a `tower-test` mock pair), and whose NATS client never connects. A test calls a
 //! reconcile and, beside it, walks the apiserver through the requests it expects
 //! ([`ApiServer::expect`]), checking each and answering as the apiserver would.
+//! Objects more than one module's tests start from live here as well.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,4 +105,31 @@ pub async fn context() -> (Arc<Context>, ApiServer) {
         },
     );
     (Arc::new(ctx), ApiServer(handle))
+}
+
+/// Trigger `shop/orders` of Broker `b`, delivering to a URI, whose status records
+/// the queue `stream`/`subject` of `broker`.
+pub fn trigger_with_queue(
+    broker: &str,
+    stream: &str,
+    subject: &str,
+    routed_after: u64,
+) -> herald_api::Trigger {
+    use herald_api::trigger::{QueueStatus, TriggerStatus};
+    let mut t = herald_api::Trigger::new(
+        "orders",
+        serde_yaml::from_str("broker: b\nsubscriber: {uri: http://x}").unwrap(),
+    );
+    t.metadata.namespace = Some("shop".into());
+    t.status = Some(TriggerStatus {
+        queue: Some(QueueStatus {
+            broker: broker.into(),
+            stream: stream.into(),
+            subject: subject.into(),
+            routed_after,
+            backfilling: false,
+        }),
+        ..TriggerStatus::default()
+    });
+    t
 }

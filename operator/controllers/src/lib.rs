@@ -410,7 +410,7 @@ mod tests {
         let (_shutdown, shutdown_rx) = watch::channel(false);
         let started = tokio::time::Instant::now();
         let lost = keep_renewing(
-            std::future::pending::<Result<bool, String>>,
+            std::future::pending::<Result<bool, std::io::Error>>,
             INTERVAL,
             &shutdown_rx,
         )

@@ -21,7 +21,7 @@ pub struct DispatcherArgs {
     #[command(flatten)]
     pub egress: EgressArgs,
     /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
-    #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9092")]
+    #[arg(long, env = herald_api::workload::ENV_METRICS_ADDR, default_value = "0.0.0.0:9092")]
     pub metrics_addr: SocketAddr,
     /// Deliver only Triggers in these namespaces, comma-separated (default: all).
     #[arg(long, env = "HERALD_WATCH_NAMESPACE", value_delimiter = ',')]
@@ -33,13 +33,13 @@ pub struct DispatcherArgs {
     /// pod template of a consumer Deployment sets it); no Kubernetes API access is needed.
     #[arg(
         long,
-        env = "HERALD_TRIGGER_PLAN",
+        env = herald_api::workload::ENV_TRIGGER_PLAN,
         value_name = "JSON",
         requires = "subscriber"
     )]
     pub trigger_plan: Option<String>,
     /// Sidecar mode: where to POST the Trigger's events (the consumer container).
-    #[arg(long, env = "HERALD_SUBSCRIBER", value_name = "URL")]
+    #[arg(long, env = herald_api::workload::ENV_SUBSCRIBER, value_name = "URL")]
     pub subscriber: Option<String>,
     /// ServiceAccount (`NAMESPACE/NAME`, normally the dispatcher's own) whose tokens
     /// are sent to subscribers that set `audience`.

@@ -251,7 +251,7 @@ impl Deliverer {
         audience: &str,
         url: &str,
     ) -> Result<hyper::header::HeaderValue, Attempt> {
-        herald_api::audience::check(audience, url).map_err(Attempt::Refused)?;
+        herald_api::audience::check(audience, url).map_err(|e| Attempt::Refused(e.to_string()))?;
         let Some(tokens) = &self.tokens else {
             return Err(Attempt::Failed(format!(
                 "the subscriber wants a token for audience {audience}, but this dispatcher has no --token-service-account"

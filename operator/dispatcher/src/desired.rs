@@ -258,8 +258,8 @@ pub fn desired(
 /// What is wrong with a sidecar's [`SidecarConfig`].
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarConfigError {
-    #[error("{0}")]
-    Delivery(String),
+    #[error(transparent)]
+    Delivery(herald_api::delivery::DeliveryError),
     #[error("invalid filter: {0}")]
     Filter(#[source] herald_filter::FilterError),
     #[error("invalid transform: {0}")]

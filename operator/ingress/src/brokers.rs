@@ -43,7 +43,7 @@ impl BrokerIndex {
             .unwrap_or_default();
         match conditions::served(list) {
             Ok(()) => Lookup::Ready(broker),
-            Err(reason) => Lookup::NotReady(reason),
+            Err(conditions::NotServed(reason)) => Lookup::NotReady(reason),
         }
     }
 

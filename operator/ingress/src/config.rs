@@ -21,7 +21,7 @@ pub struct IngressArgs {
     #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
-    #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9091")]
+    #[arg(long, env = herald_api::workload::ENV_METRICS_ADDR, default_value = "0.0.0.0:9091")]
     pub metrics_addr: SocketAddr,
     /// Largest request body accepted, in bytes; larger requests get 413. Each event
     /// must also fit the NATS server's max payload (1 MiB by default).

@@ -26,7 +26,7 @@ pub struct SourcesArgs {
     #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
-    #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "0.0.0.0:9093")]
+    #[arg(long, env = herald_api::workload::ENV_METRICS_ADDR, default_value = "0.0.0.0:9093")]
     pub metrics_addr: SocketAddr,
     /// Run only EventSources in these namespaces, comma-separated (default: all).
     #[arg(long, env = "HERALD_WATCH_NAMESPACE", value_delimiter = ',')]

@@ -90,8 +90,8 @@ enum NatsSourceError {
     NotNats,
     #[error("the NATS credentials are unavailable ({0}); not connecting without them")]
     NoCredentials(#[source] crate::SecretError),
-    #[error("{0}")]
-    Unconfined(String),
+    #[error(transparent)]
+    Unconfined(herald_api::nats_source::ConfinementError),
     #[error("the credentials are not a .creds file: {0}")]
     BadCredentials(#[source] std::io::Error),
     #[error("bad NATS URL {servers}: {source}")]

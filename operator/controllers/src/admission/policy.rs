@@ -113,7 +113,28 @@ pub enum Needs {
     /// Every one of these must be allowed.
     All(Vec<Access>),
     /// Refused without asking: nothing the requester holds can be checked.
-    Refuse(String),
+    Refuse(Denied),
+}
+
+/// Why a request is denied; the text is what the requester reads.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// A kind the EventSource would watch is not served, so no right to it can be checked.
+    #[error(
+        "the apiserver serves no {kind} in {api_version}, so Herald cannot check that you may list and watch it; create the EventSource once it is served"
+    )]
+    Unserved { kind: String, api_version: String },
+    /// `user` lacks `permissions`, needed for `reasons`.
+    #[error(
+        "{user} may not {}; Herald does that on your behalf ({}), so you need that permission yourself",
+        permissions.join(", "),
+        reasons.join("; ")
+    )]
+    Missing {
+        user: String,
+        permissions: Vec<String>,
+        reasons: Vec<&'static str>,
+    },
 }
 
 /// Why Herald runs a Trigger's consumer template.
@@ -241,10 +262,10 @@ pub fn event_source(
         needs.push(Access::deployments("create", namespace, ADAPTER));
         for resource in &kubernetes.resources {
             let Some(kind) = served(resource) else {
-                return Needs::Refuse(format!(
-                    "the apiserver serves no {} in {}, so Herald cannot check that you may list and watch it; create the EventSource once it is served",
-                    resource.kind, resource.api_version
-                ));
+                return Needs::Refuse(Denied::Unserved {
+                    kind: resource.kind.clone(),
+                    api_version: resource.api_version.clone(),
+                });
             };
             let namespaces: Vec<Option<String>> = if !kind.namespaced {
                 vec![None]
@@ -282,7 +303,7 @@ pub fn event_source(
 /// The verdict once the apiserver answered whether `user` may do each of `needed`
 /// (`allowed[i]` for `needed[i]`): `Ok` or the denial message, naming every
 /// missing permission.
-pub fn verdict(user: &str, needed: &[Access], allowed: &[bool]) -> Result<(), String> {
+pub fn verdict(user: &str, needed: &[Access], allowed: &[bool]) -> Result<(), Denied> {
     // A question left unanswered is a no: never allow by omission.
     let missing: Vec<&Access> = needed
         .iter()
@@ -293,14 +314,13 @@ pub fn verdict(user: &str, needed: &[Access], allowed: &[bool]) -> Result<(), St
     if missing.is_empty() {
         return Ok(());
     }
-    let mut reasons: Vec<&str> = missing.iter().map(|a| a.because).collect();
+    let mut reasons: Vec<&'static str> = missing.iter().map(|a| a.because).collect();
     reasons.dedup();
-    let permissions: Vec<String> = missing.iter().map(ToString::to_string).collect();
-    Err(format!(
-        "{user} may not {}; Herald does that on your behalf ({}), so you need that permission yourself",
-        permissions.join(", "),
-        reasons.join("; ")
-    ))
+    Err(Denied::Missing {
+        user: user.to_owned(),
+        permissions: missing.iter().map(ToString::to_string).collect(),
+        reasons,
+    })
 }
 
 #[cfg(test)]

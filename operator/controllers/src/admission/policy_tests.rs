@@ -136,6 +136,7 @@ fn a_kind_the_apiserver_does_not_serve_is_refused_unchecked() {
     let Needs::Refuse(message) = event_source("ns", &spec, None, served) else {
         panic!("an unknown kind must be refused");
     };
+    let message = message.to_string();
     assert!(message.contains("Widget in example.com/v1"), "{message}");
 }
 
@@ -179,14 +180,18 @@ fn the_verdict_names_every_missing_permission_and_why() {
         },
     ];
     assert_eq!(verdict("alice", &needed, &[true, true]), Ok(()));
-    let denied = verdict("alice", &needed, &[false, true]).unwrap_err();
+    let denied = verdict("alice", &needed, &[false, true])
+        .unwrap_err()
+        .to_string();
     assert!(
         denied.starts_with("alice may not create deployments.apps in namespace ns;"),
         "{denied}"
     );
     assert!(denied.contains(CONSUMER), "{denied}");
     assert!(!denied.contains("secrets"), "{denied}");
-    let both = verdict("alice", &needed, &[false, false]).unwrap_err();
+    let both = verdict("alice", &needed, &[false, false])
+        .unwrap_err()
+        .to_string();
     assert!(both.contains("list secrets cluster-wide"), "{both}");
 }
 

@@ -74,7 +74,7 @@ pub async fn answer(
                 %denied,
                 "admission denied"
             );
-            refuse(response, &denied, "Forbidden", 403)
+            refuse(response, &denied.to_string(), "Forbidden", 403)
         }
         Err(e) => {
             let message = herald_runtime::tls::error_chain(&e);
@@ -98,11 +98,11 @@ fn refuse(
     response
 }
 
-/// `Ok(Ok(()))` to allow, `Ok(Err(message))` to deny.
+/// `Ok(Ok(()))` to allow, `Ok(Err(denied))` to deny.
 async fn decide(
     client: &Client,
     request: &AdmissionRequest<DynamicObject>,
-) -> Result<Result<(), String>, ReviewError> {
+) -> Result<Result<(), policy::Denied>, ReviewError> {
     if !matches!(request.operation, Operation::Create | Operation::Update)
         || request.kind.group != herald_api::GROUP
     {

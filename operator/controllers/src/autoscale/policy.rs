@@ -78,35 +78,64 @@ pub struct Policy {
     pub down_step: Option<i32>,
 }
 
+/// A `scaling` setting Herald cannot use; `field` is its full path.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{field} ({value}) must not be negative")]
+    Negative { field: &'static str, value: i64 },
+    #[error("{field} ({value}) must be at least 1")]
+    BelowOne { field: String, value: i64 },
+    #[error("scaling.minReplicas ({min}) is above scaling.maxReplicas ({max})")]
+    MinAboveMax { min: i32, max: i32 },
+    #[error("{field}: {source}")]
+    Duration {
+        field: String,
+        #[source]
+        source: duration::ParseDurationError,
+    },
+    #[error("scaling.pollInterval must be longer than 0")]
+    ZeroPollInterval,
+    /// `text` is the window as written.
+    #[error("{field} ({text}) must be at most 1h")]
+    WindowTooLong { field: String, text: String },
+}
+
 impl Policy {
     /// Applies defaults and validates; the error names the offending field.
-    pub fn from_spec(spec: &ScalingSpec) -> Result<Policy, String> {
+    pub fn from_spec(spec: &ScalingSpec) -> Result<Policy, PolicyError> {
+        let below_one = |field: &str, value| PolicyError::BelowOne {
+            field: field.to_owned(),
+            value,
+        };
         let min = spec.min_replicas.unwrap_or(0);
         if min < 0 {
-            return Err(format!("scaling.minReplicas ({min}) must not be negative"));
+            return Err(PolicyError::Negative {
+                field: "scaling.minReplicas",
+                value: min.into(),
+            });
         }
         let max = spec
             .max_replicas
             .unwrap_or(i32::try_from(herald_api::trigger::DEFAULT_MAX_REPLICAS).unwrap_or(10));
         if max < 1 {
-            return Err(format!("scaling.maxReplicas ({max}) must be at least 1"));
+            return Err(below_one("scaling.maxReplicas", max.into()));
         }
         if min > max {
-            return Err(format!(
-                "scaling.minReplicas ({min}) is above scaling.maxReplicas ({max})"
-            ));
+            return Err(PolicyError::MinAboveMax { min, max });
         }
         let target_per_replica = spec.target_backlog_per_replica.unwrap_or(10);
         if target_per_replica < 1 {
-            return Err(format!(
-                "scaling.targetBacklogPerReplica ({target_per_replica}) must be at least 1"
+            return Err(below_one(
+                "scaling.targetBacklogPerReplica",
+                target_per_replica,
             ));
         }
         let activation = spec.activation_threshold.unwrap_or(0);
         if activation < 0 {
-            return Err(format!(
-                "scaling.activationThreshold ({activation}) must not be negative"
-            ));
+            return Err(PolicyError::Negative {
+                field: "scaling.activationThreshold",
+                value: activation,
+            });
         }
         let poll_interval = field_duration(
             "scaling.pollInterval",
@@ -114,7 +143,7 @@ impl Policy {
             Duration::from_secs(2),
         )?;
         if poll_interval.is_zero() {
-            return Err("scaling.pollInterval must be longer than 0".to_owned());
+            return Err(PolicyError::ZeroPollInterval);
         }
         let cooldown = field_duration(
             "scaling.cooldownPeriod",
@@ -143,9 +172,16 @@ impl Policy {
     }
 }
 
-fn field_duration(field: &str, value: Option<&str>, default: Duration) -> Result<Duration, String> {
+fn field_duration(
+    field: &str,
+    value: Option<&str>,
+    default: Duration,
+) -> Result<Duration, PolicyError> {
     value.map_or(Ok(default), |v| {
-        duration::parse(v).map_err(|e| format!("{field}: {e}"))
+        duration::parse(v).map_err(|source| PolicyError::Duration {
+            field: field.to_owned(),
+            source,
+        })
     })
 }
 
@@ -153,7 +189,7 @@ fn rules(
     field: &str,
     rules: Option<&ScalingRules>,
     default_window: Duration,
-) -> Result<(Duration, Option<i32>), String> {
+) -> Result<(Duration, Option<i32>), PolicyError> {
     let Some(rules) = rules else {
         return Ok((default_window, None));
     };
@@ -165,12 +201,18 @@ fn rules(
     )?;
     if window > MAX_WINDOW {
         let text = rules.stabilization_window.as_deref().unwrap_or_default();
-        return Err(format!("{window_field} ({text}) must be at most 1h"));
+        return Err(PolicyError::WindowTooLong {
+            field: window_field,
+            text: text.to_owned(),
+        });
     }
     if let Some(step) = rules.max_step
         && step < 1
     {
-        return Err(format!("{field}.maxStep ({step}) must be at least 1"));
+        return Err(PolicyError::BelowOne {
+            field: format!("{field}.maxStep"),
+            value: step.into(),
+        });
     }
     Ok((window, rules.max_step))
 }

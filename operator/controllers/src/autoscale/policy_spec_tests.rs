@@ -114,7 +114,7 @@ fn from_spec_names_the_bad_field() {
     for (edit, expected) in cases {
         let mut spec = ScalingSpec::default();
         edit(&mut spec);
-        let err = Policy::from_spec(&spec).unwrap_err();
+        let err = Policy::from_spec(&spec).unwrap_err().to_string();
         assert!(
             err.starts_with(expected),
             "{err:?} should start with {expected:?}"

@@ -17,7 +17,7 @@ pub async fn resolve(broker: &Broker, url: &str, ctx: &Context) -> Result<Broker
             ..BrokerAuthStatus::default()
         });
     };
-    spec.validate().map_err(Error::InvalidSpec)?;
+    spec.validate().map_err(Error::InvalidAuth)?;
     let namespace = broker.namespace().unwrap_or_default();
     let bearer_token_sha256 = match &spec.bearer_token_secret_ref {
         None => None,
@@ -40,10 +40,26 @@ pub async fn resolve(broker: &Broker, url: &str, ctx: &Context) -> Result<Broker
     })
 }
 
+/// What is wrong with the Secret that should hold the token; the message follows
+/// "Secret ns/name".
+#[derive(Debug, thiserror::Error)]
+enum SecretProblem {
+    #[error("does not exist")]
+    Missing,
+    #[error("has no key {0:?}")]
+    NoKey(String),
+    #[error("key {key:?} is not UTF-8 text")]
+    NotText {
+        key: String,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+}
+
 /// The token stored under `key` (surrounding whitespace, such as the newline of a
 /// `kubectl create secret --from-file`, removed), or what is wrong.
-fn secret_value(secret: Option<&Secret>, key: &str) -> Result<String, String> {
-    let secret = secret.ok_or_else(|| "does not exist".to_owned())?;
+fn secret_value(secret: Option<&Secret>, key: &str) -> Result<String, SecretProblem> {
+    let secret = secret.ok_or(SecretProblem::Missing)?;
     let bytes = secret
         .data
         .as_ref()
@@ -56,8 +72,11 @@ fn secret_value(secret: Option<&Secret>, key: &str) -> Result<String, String> {
                 .and_then(|d| d.get(key))
                 .map(|s| s.clone().into_bytes())
         })
-        .ok_or_else(|| format!("has no key {key:?}"))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("key {key:?} is not UTF-8 text"))?;
+        .ok_or_else(|| SecretProblem::NoKey(key.to_owned()))?;
+    let text = String::from_utf8(bytes).map_err(|source| SecretProblem::NotText {
+        key: key.to_owned(),
+        source,
+    })?;
     Ok(text.trim().to_owned())
 }
 
@@ -88,10 +107,13 @@ mod tests {
         let s = secret("token", "abc\n");
         assert_eq!(secret_value(Some(&s), "token").unwrap(), "abc");
         assert_eq!(
-            secret_value(Some(&s), "other").unwrap_err(),
+            secret_value(Some(&s), "other").unwrap_err().to_string(),
             "has no key \"other\""
         );
-        assert_eq!(secret_value(None, "token").unwrap_err(), "does not exist");
+        assert_eq!(
+            secret_value(None, "token").unwrap_err().to_string(),
+            "does not exist"
+        );
     }
 
     #[test]

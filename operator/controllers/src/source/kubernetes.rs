@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use herald_api::conditions::Reason;
 use herald_api::eventsource::KubernetesSource;
 use herald_api::eventsource::group_version;
-use herald_api::workload::KubernetesSourceConfig;
+use herald_api::workload::{self, KubernetesSourceConfig};
 use herald_api::{EventSource, OPERATOR_FIELD_MANAGER, naming};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::authorization::v1::{
@@ -30,13 +30,23 @@ const ADAPTER_METRICS_PORT: i32 = 9093;
 /// Label naming the EventSource on its adapter's Deployment and pods.
 pub const SOURCE_LABEL: &str = "eventing.herald.dev/eventsource";
 
+/// Why the adapter Deployment cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The adapter's configuration could not be written (a bug, not the user's spec).
+    #[error("{0}")]
+    Plan(#[source] serde_json::Error),
+    #[error("the EventSource has no uid yet")]
+    NoUid,
+}
+
 /// The adapter Deployment of `source` (pure).
 pub fn desired_deployment(
     source: &EventSource,
     spec: &KubernetesSource,
     plan: &KubernetesSourceConfig,
     image: &str,
-) -> Result<Deployment, String> {
+) -> Result<Deployment, AdapterError> {
     let name = source.name_any();
     let labels = BTreeMap::from([
         (SOURCE_LABEL.to_owned(), naming::label_value(&name)),
@@ -45,17 +55,17 @@ pub fn desired_deployment(
             "herald".to_owned(),
         ),
     ]);
-    let plan = serde_json::to_string(plan).map_err(|e| e.to_string())?;
+    let plan = serde_json::to_string(plan).map_err(AdapterError::Plan)?;
     let owner = source
         .controller_owner_ref(&())
-        .ok_or("the EventSource has no uid yet")?;
+        .ok_or(AdapterError::NoUid)?;
     let container = Container {
         name: "adapter".into(),
         image: Some(image.to_owned()),
         command: Some(vec!["herald".into()]),
         args: Some(vec!["sources".into()]),
         env: Some(
-            [env("HERALD_KUBERNETES_PLAN", plan)]
+            [env(workload::ENV_KUBERNETES_PLAN, plan)]
                 .into_iter()
                 .chain(metrics_env(ADAPTER_METRICS_PORT))
                 .collect(),
@@ -196,7 +206,7 @@ pub async fn ensure(
     };
     let deployment = match desired_deployment(source, spec, &plan, image) {
         Ok(d) => d,
-        Err(m) => return Ok(Err((Reason::InvalidSpec, m))),
+        Err(e) => return Ok(Err((Reason::InvalidSpec, e.to_string()))),
     };
     let name = deployment.meta().name.clone().unwrap_or_default();
     let applied = Api::<Deployment>::namespaced(client.clone(), &namespace)
@@ -248,7 +258,7 @@ mod tests {
         let env = pod.containers[0].env.clone().unwrap();
         let json = env
             .iter()
-            .find(|e| e.name == "HERALD_KUBERNETES_PLAN")
+            .find(|e| e.name == workload::ENV_KUBERNETES_PLAN)
             .unwrap()
             .value
             .clone()

@@ -60,7 +60,7 @@ impl Reconciled for EventSource {
         let source = self;
         let (namespace, name) = (&key.namespace, &key.name);
         let sink = resolve::resolve(&ctx.client, namespace, &source.spec.sink).await;
-        let runner = validate_source(source, key, &ctx.shared_nats);
+        let runner = validate_source(source, key, &ctx.shared_nats).map_err(Error::InvalidSource);
         let previously = bound_now(source);
         let bound = if let (Some(b), Ok(Runner::Binding), Ok(uri)) =
             (&source.spec.sink_binding, &runner, &sink)

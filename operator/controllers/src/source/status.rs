@@ -7,23 +7,25 @@ use herald_api::conditions::{
 use herald_api::{EventSource, EventSourceStatus};
 
 use super::validate::Runner;
+use crate::error::Error;
+use crate::trigger::resolve::ResolveError;
 
 /// The conditions for a validated spec and a resolved (or not) sink (pure).
 #[must_use]
 pub fn desired_conditions(
-    runner: &Result<Runner, String>,
-    sink: &Result<String, String>,
+    runner: &Result<Runner, Error>,
+    sink: &Result<String, ResolveError>,
     bound: Option<&Result<Vec<String>, String>>,
     adapter: Option<&Result<String, (Reason, String)>>,
 ) -> Vec<Condition> {
     use ConditionStatus::{False, True};
     let sink_resolved = match sink {
         Ok(uri) => Condition::new(Type::SinkResolved, True, Reason::SinkResolved, uri.clone()),
-        Err(m) => Condition::new(
+        Err(e) => Condition::new(
             Type::SinkResolved,
             False,
             Reason::SinkNotResolved,
-            m.clone(),
+            e.to_string(),
         ),
     };
     let deployed = match runner {
@@ -70,10 +72,10 @@ pub fn desired_conditions(
             ),
         },
 
-        Err(m) => Condition::new(Type::Deployed, False, Reason::InvalidSpec, m.clone()),
+        Err(e) => Condition::new(Type::Deployed, False, e.reason(), e.to_string()),
     };
-    let ready = if let Err(m) = runner {
-        Condition::new(Type::Ready, False, Reason::InvalidSpec, m.clone())
+    let ready = if let Err(e) = runner {
+        Condition::new(Type::Ready, False, e.reason(), e.to_string())
     } else if !sink_resolved.is_true() {
         Condition::new(
             Type::Ready,
@@ -99,9 +101,9 @@ pub fn desired_conditions(
 #[derive(Debug)]
 pub struct Observed {
     /// The spec checked: which adapter runs it, or what is wrong.
-    pub runner: Result<Runner, String>,
+    pub runner: Result<Runner, Error>,
     /// The sink's URL, or why it does not resolve.
-    pub sink: Result<String, String>,
+    pub sink: Result<String, ResolveError>,
     /// A sink binding: the Deployments bound, or why binding failed (`None`: not tried).
     pub bound: Option<Result<Vec<String>, String>>,
     /// A `kubernetes` source: its adapter Deployment applied, or why not (`None`: not tried).
@@ -145,17 +147,17 @@ mod tests {
 
     #[test]
     fn ready_names_the_first_problem() {
-        let ok: Result<Runner, String> = Ok(Runner::Shared("cron"));
+        let ok: Result<Runner, Error> = Ok(Runner::Shared("cron"));
         let ready = |c: &[Condition]| conditions::find(c, "Ready").unwrap().clone();
         let all = desired_conditions(&ok, &Ok("http://sink".into()), None, None);
         assert!(ready(&all).is_true());
-        let no_sink =
-            desired_conditions(&ok, &Err("Broker ns/b does not exist".into()), None, None);
+        let no_sink = desired_conditions(&ok, &Err(ResolveError::Nothing), None, None);
         assert_eq!(ready(&no_sink).reason, "SinkNotResolved");
         let k8s = validate(&spec(
             "sink: {uri: http://x}\nkubernetes: {resources: [{apiVersion: v1, kind: ConfigMap}], serviceAccountName: sa}",
         ));
-        assert_eq!(k8s, Ok(Runner::Kubernetes));
+        let k8s = k8s.map_err(Error::InvalidSource);
+        assert_eq!(k8s.as_ref().ok(), Some(&Runner::Kubernetes));
         let forbidden = Err((
             Reason::Forbidden,
             "ServiceAccount sa may not list secrets in ns".to_owned(),
@@ -173,8 +175,11 @@ mod tests {
         let jetstream = validate(&spec(
             "sink: {uri: http://x}\nnats: {subject: a, jetStream: {stream: S}}",
         ));
-        assert_eq!(jetstream, Ok(Runner::Shared("nats")));
-        let invalid = desired_conditions(&Err("bad".into()), &Ok("http://sink".into()), None, None);
+        assert_eq!(jetstream.ok(), Some(Runner::Shared("nats")));
+        let bad = Err(Error::InvalidSource(
+            crate::source::validate::SourceSpecError::NoKind,
+        ));
+        let invalid = desired_conditions(&bad, &Ok("http://sink".into()), None, None);
         assert_eq!(ready(&invalid).reason, "InvalidSpec");
     }
 }

@@ -3,10 +3,35 @@
 
 use herald_api::EventSource;
 use herald_api::eventsource::{EventSourceSpec, WEBHOOK_MAX_BODY_BYTES_LIMIT};
-use herald_api::nats_source::SharedNats;
-use herald_api::schedule::Schedule;
+use herald_api::nats_source::{ConfinementError, SharedNats};
+use herald_api::schedule::{Schedule, ScheduleError};
 
 use crate::reconcile::ObjectKey;
+
+/// What makes an EventSource's spec unusable; the text is the condition's message.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceSpecError {
+    #[error("set exactly one of cron, kubernetes, webhook, nats and sinkBinding")]
+    NoKind,
+    /// The kinds set, joined with `and`.
+    #[error("set exactly one of cron, kubernetes, webhook, nats and sinkBinding (found {0})")]
+    SeveralKinds(String),
+    #[error(
+        "ceOverrides.extensions: {0:?} is not a CloudEvents attribute name (1-20 lower-case letters and digits)"
+    )]
+    ExtensionName(String),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("webhook.maxBodyBytes: {0}")]
+    MaxBodyBytes(#[source] herald_api::quantity::ParseBytesError),
+    /// The limit as written.
+    #[error(
+        "webhook.maxBodyBytes: {0} is more than the most allowed, {WEBHOOK_MAX_BODY_BYTES_LIMIT} bytes (8Mi): each body is held in memory until the sink took it"
+    )]
+    MaxBodyTooLarge(String),
+    #[error(transparent)]
+    SharedNats(#[from] ConfinementError),
+}
 
 /// Which adapter runs a valid spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +45,7 @@ pub enum Runner {
 }
 
 /// Checks the spec (pure): exactly one kind, and what that kind needs.
-pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
+pub fn validate(spec: &EventSourceSpec) -> Result<Runner, SourceSpecError> {
     let kinds: Vec<&str> = [
         ("cron", spec.cron.is_some()),
         ("kubernetes", spec.kubernetes.is_some()),
@@ -32,18 +57,9 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
     .filter_map(|(name, set)| set.then_some(name))
     .collect();
     match kinds.as_slice() {
-        [] => {
-            return Err(
-                "set exactly one of cron, kubernetes, webhook, nats and sinkBinding".into(),
-            );
-        }
+        [] => return Err(SourceSpecError::NoKind),
         [_] => {}
-        many => {
-            return Err(format!(
-                "set exactly one of cron, kubernetes, webhook, nats and sinkBinding (found {})",
-                many.join(" and ")
-            ));
-        }
+        many => return Err(SourceSpecError::SeveralKinds(many.join(" and "))),
     }
     if let Some(overrides) = &spec.ce_overrides {
         for name in overrides.extensions.keys() {
@@ -53,9 +69,7 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
             if !valid {
-                return Err(format!(
-                    "ceOverrides.extensions: {name:?} is not a CloudEvents attribute name (1-20 lower-case letters and digits)"
-                ));
+                return Err(SourceSpecError::ExtensionName(name.clone()));
             }
         }
     }
@@ -65,13 +79,10 @@ pub fn validate(spec: &EventSourceSpec) -> Result<Runner, String> {
     }
     if let Some(webhook) = &spec.webhook {
         if let Some(max) = &webhook.max_body_bytes {
-            let bytes = herald_api::quantity::parse_bytes(max)
-                .map_err(|e| format!("webhook.maxBodyBytes: {e}"))?;
+            let bytes =
+                herald_api::quantity::parse_bytes(max).map_err(SourceSpecError::MaxBodyBytes)?;
             if bytes > WEBHOOK_MAX_BODY_BYTES_LIMIT {
-                return Err(format!(
-                    "webhook.maxBodyBytes: {} is more than the most allowed, {WEBHOOK_MAX_BODY_BYTES_LIMIT} bytes (8Mi): each body is held in memory until the sink took it",
-                    max.0
-                ));
+                return Err(SourceSpecError::MaxBodyTooLarge(max.0.clone()));
             }
         }
         return Ok(Runner::Shared("webhook"));
@@ -91,7 +102,7 @@ pub fn validate_source(
     source: &EventSource,
     key: &ObjectKey,
     shared_nats: &SharedNats,
-) -> Result<Runner, String> {
+) -> Result<Runner, SourceSpecError> {
     let runner = validate(&source.spec)?;
     if let Some(nats) = &source.spec.nats {
         shared_nats.check(&key.namespace, &key.name, nats)?;
@@ -114,17 +125,19 @@ mod tests {
         assert!(
             validate(&spec("sink: {uri: http://x}"))
                 .unwrap_err()
+                .to_string()
                 .contains("exactly one")
         );
         let both = validate(&spec(
             "sink: {uri: http://x}\ncron: {schedule: '* * * * *'}\nnats: {subject: a}",
         ));
-        assert!(both.unwrap_err().contains("cron and nats"));
+        assert!(both.unwrap_err().to_string().contains("cron and nats"));
         assert_eq!(
             validate(&spec(
                 "sink: {uri: http://x}\ncron: {schedule: '*/2 * * * * *'}"
-            )),
-            Ok(Runner::Shared("cron"))
+            ))
+            .ok(),
+            Some(Runner::Shared("cron"))
         );
     }
 
@@ -133,11 +146,11 @@ mod tests {
         let bad = validate(&spec(
             "sink: {uri: http://x}\ncron: {schedule: 'every minute'}",
         ));
-        assert!(bad.unwrap_err().contains("cron.schedule"));
+        assert!(bad.unwrap_err().to_string().contains("cron.schedule"));
         let bad = validate(&spec(
             "sink: {uri: http://x}\nceOverrides: {extensions: {Team-Name: a}}\nwebhook: {secretRef: {name: s, key: k}}",
         ));
-        assert!(bad.unwrap_err().contains("Team-Name"));
+        assert!(bad.unwrap_err().to_string().contains("Team-Name"));
     }
 
     #[test]
@@ -147,20 +160,30 @@ mod tests {
                 "sink: {{uri: http://x}}\nwebhook: {{secretRef: {{name: s, key: k}}, maxBodyBytes: {max}}}"
             )))
         };
-        assert_eq!(webhook("8Mi"), Ok(Runner::Shared("webhook")));
-        assert_eq!(webhook("'8388608'"), Ok(Runner::Shared("webhook")));
-        let over = webhook("'8388609'").unwrap_err();
+        assert_eq!(webhook("8Mi").ok(), Some(Runner::Shared("webhook")));
+        assert_eq!(webhook("'8388608'").ok(), Some(Runner::Shared("webhook")));
+        let over = webhook("'8388609'").unwrap_err().to_string();
         assert!(
             over.contains("webhook.maxBodyBytes: 8388609 is more than"),
             "{over}"
         );
-        assert!(webhook("1Gi").unwrap_err().contains("most allowed"));
-        let unreadable = webhook("lots").unwrap_err();
+        assert!(
+            webhook("1Gi")
+                .unwrap_err()
+                .to_string()
+                .contains("most allowed")
+        );
+        let unreadable = webhook("lots").unwrap_err().to_string();
         assert!(
             unreadable.contains("webhook.maxBodyBytes: invalid byte size"),
             "{unreadable}"
         );
-        let invalid = desired_conditions(&webhook("1Gi"), &Ok("http://sink".into()), None, None);
+        let invalid = desired_conditions(
+            &webhook("1Gi").map_err(crate::error::Error::InvalidSource),
+            &Ok("http://sink".into()),
+            None,
+            None,
+        );
         assert_eq!(
             conditions::find(&invalid, "Ready").unwrap().reason,
             "InvalidSpec"

@@ -27,6 +27,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
+use crate::autoscale::policy::PolicyError;
+
 /// Label on a consumer Deployment and its pods naming the Trigger.
 pub const TRIGGER_LABEL: &str = "eventing.herald.dev/trigger";
 /// Name of the dispatcher sidecar container.
@@ -64,7 +66,7 @@ pub(crate) fn metrics_env(port: i32) -> [EnvVar; 2] {
     [
         env(workload::ENV_METRICS_PORT, port.to_string()),
         env(
-            "HERALD_METRICS_ADDR",
+            workload::ENV_METRICS_ADDR,
             format!("0.0.0.0:$({})", workload::ENV_METRICS_PORT),
         ),
     ]
@@ -99,18 +101,40 @@ pub fn selector_labels(trigger: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(TRIGGER_LABEL.to_owned(), naming::label_value(trigger))])
 }
 
+/// What in `spec.consumer` cannot become a Deployment.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error(transparent)]
+    Scaling(#[from] PolicyError),
+    #[error("consumer.path must start with '/', got {0:?}")]
+    RelativePath(String),
+    /// The sidecar's configuration could not be written (a bug, not the user's spec).
+    #[error("{0}")]
+    Plan(#[source] serde_json::Error),
+    #[error("the Trigger has no consumer")]
+    NoConsumer,
+    #[error("consumer.template.spec is required (it holds the consumer's containers)")]
+    NoPodSpec,
+    #[error("consumer.template.spec.containers must name at least one container")]
+    NoContainers,
+    #[error("container name {SIDECAR} is reserved for Herald's sidecar; rename yours")]
+    SidecarName,
+    #[error("the Trigger has no uid yet")]
+    NoUid,
+}
+
 fn sidecar(
     consumer: &ConsumerSpec,
     plan: &SidecarConfig,
     access: &NatsAccess,
     settings: &WorkloadSettings,
-) -> Result<Container, String> {
+) -> Result<Container, ConsumerError> {
     let port = consumer.port.unwrap_or(DEFAULT_PORT);
     let path = consumer.path.as_deref().unwrap_or("/");
     if !path.starts_with('/') {
-        return Err(format!("consumer.path must start with '/', got {path:?}"));
+        return Err(ConsumerError::RelativePath(path.to_owned()));
     }
-    let plan = serde_json::to_string(plan).map_err(|e| e.to_string())?;
+    let plan = serde_json::to_string(plan).map_err(ConsumerError::Plan)?;
     Ok(Container {
         name: SIDECAR.to_owned(),
         image: Some(settings.sidecar_image.clone()),
@@ -282,12 +306,12 @@ pub fn desired_deployment(
     plan: &SidecarConfig,
     settings: &WorkloadSettings,
     replicas: Option<i32>,
-) -> Result<Deployment, String> {
+) -> Result<Deployment, ConsumerError> {
     let consumer = trigger
         .spec
         .consumer
         .as_ref()
-        .ok_or("the Trigger has no consumer")?;
+        .ok_or(ConsumerError::NoConsumer)?;
     let name = trigger.name_any();
     let selector = selector_labels(&name);
     let mut template: PodTemplateSpec = consumer.template.clone();
@@ -298,19 +322,14 @@ pub fn desired_deployment(
         "app.kubernetes.io/managed-by".to_owned(),
         "herald".to_owned(),
     );
-    let spec = template
-        .spec
-        .as_mut()
-        .ok_or("consumer.template.spec is required (it holds the consumer's containers)")?;
+    let spec = template.spec.as_mut().ok_or(ConsumerError::NoPodSpec)?;
     if spec.containers.is_empty() {
-        return Err("consumer.template.spec.containers must name at least one container".into());
+        return Err(ConsumerError::NoContainers);
     }
     match consumer.mode {
         ConsumerMode::Http => {
             if spec.containers.iter().any(|c| c.name == SIDECAR) {
-                return Err(format!(
-                    "container name {SIDECAR} is reserved for Herald's sidecar; rename yours"
-                ));
+                return Err(ConsumerError::SidecarName);
             }
             let port = consumer.port.unwrap_or(DEFAULT_PORT);
             add_env(
@@ -328,7 +347,7 @@ pub fn desired_deployment(
     }
     let owner = trigger
         .controller_owner_ref(&())
-        .ok_or("the Trigger has no uid yet")?;
+        .ok_or(ConsumerError::NoUid)?;
     Ok(Deployment {
         metadata: ObjectMeta {
             name: Some(naming::consumer_deployment_name(&name)),

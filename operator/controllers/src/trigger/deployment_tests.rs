@@ -18,11 +18,11 @@ fn trigger(consumer: &str) -> Trigger {
 
 const HTTP: &str = "  port: 9000\n  path: /events\n  template:\n    metadata: {labels: {app: billing}}\n    spec:\n      containers:\n      - {name: app, image: billing:1}\n";
 
-fn build(t: &Trigger, replicas: i32) -> Result<Deployment, String> {
+fn build(t: &Trigger, replicas: i32) -> Result<Deployment, ConsumerError> {
     build_with(t, Some(replicas))
 }
 
-fn build_with(t: &Trigger, replicas: Option<i32>) -> Result<Deployment, String> {
+fn build_with(t: &Trigger, replicas: Option<i32>) -> Result<Deployment, ConsumerError> {
     let plan = SidecarConfig::new("shop", &t.name_any(), &t.spec, None, None);
     desired_deployment(t, &plan, &settings(), replicas)
 }
@@ -58,14 +58,8 @@ fn http_mode_adds_the_sidecar_and_port() {
         selector.get(TRIGGER_LABEL).map(String::as_str),
         Some("billing")
     );
-    let pod_labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .labels
-        .as_ref()
-        .unwrap();
+    let pod_meta = spec.template.metadata.as_ref().unwrap();
+    let pod_labels = pod_meta.labels.as_ref().unwrap();
     assert_eq!(
         pod_labels.get("app").map(String::as_str),
         Some("billing"),
@@ -159,7 +153,7 @@ fn unusable_templates_are_refused_with_a_reason() {
         ),
     ];
     for (consumer, expected) in cases {
-        let err = build(&trigger(consumer), 1).unwrap_err();
+        let err = build(&trigger(consumer), 1).unwrap_err().to_string();
         assert!(err.contains(expected), "{consumer}: {err}");
     }
     let mut no_consumer = trigger(HTTP);

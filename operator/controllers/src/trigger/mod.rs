@@ -108,12 +108,14 @@ impl Reconciled for Trigger {
                 Ok(policy) => {
                     let wiring = Wiring {
                         broker: broker.as_ref(),
-                        dead_letter_sink: dead_letter_sink.clone().and_then(Result::ok),
+                        dead_letter_sink: dead_letter_sink
+                            .as_ref()
+                            .and_then(|r| r.as_ref().ok().cloned()),
                         queue_stream: &queue.stream,
                     };
                     ensure_deployment(trigger, key, policy, wiring, ctx).await
                 }
-                Err(m) => Err(Error::InvalidConsumer(m.clone())),
+                Err(e) => Err(Error::InvalidConsumer(e.clone().into())),
             }),
             _ => None,
         };

@@ -191,25 +191,9 @@ pub async fn candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_api::trigger::{QueueStatus, TriggerStatus};
 
     fn trigger(stream: &str, subject: &str) -> Trigger {
-        let mut t = Trigger::new(
-            "orders",
-            serde_yaml::from_str("broker: b\nsubscriber: {uri: http://x}").unwrap(),
-        );
-        t.metadata.namespace = Some("shop".into());
-        t.status = Some(TriggerStatus {
-            queue: Some(QueueStatus {
-                broker: "b".into(),
-                stream: stream.into(),
-                subject: subject.into(),
-                routed_after: 0,
-                backfilling: false,
-            }),
-            ..TriggerStatus::default()
-        });
-        t
+        crate::fixtures::trigger_with_queue("b", stream, subject, 0)
     }
 
     #[test]

@@ -410,25 +410,14 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_api::trigger::TriggerStatus;
 
     fn trigger_with_queue(broker: &str) -> Trigger {
-        let mut t = Trigger::new(
-            "orders",
-            serde_yaml::from_str("broker: b\nsubscriber: {uri: http://x}").unwrap(),
-        );
-        t.metadata.namespace = Some("shop".into());
-        t.status = Some(TriggerStatus {
-            queue: Some(QueueStatus {
-                broker: broker.into(),
-                stream: naming::queue_stream_name("shop", broker),
-                subject: naming::queue_subject("shop", broker, "orders"),
-                routed_after: 41,
-                backfilling: false,
-            }),
-            ..TriggerStatus::default()
-        });
-        t
+        crate::fixtures::trigger_with_queue(
+            broker,
+            &naming::queue_stream_name("shop", broker),
+            &naming::queue_subject("shop", broker, "orders"),
+            41,
+        )
     }
 
     #[test]

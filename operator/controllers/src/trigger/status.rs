@@ -10,6 +10,7 @@ use herald_filter::CompiledFilter;
 use kube::ResourceExt;
 
 use crate::error::Error;
+use crate::trigger::resolve::ResolveError;
 
 /// What the Trigger's Broker looks like right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,26 +41,26 @@ impl BrokerState {
 /// Everything one reconcile found out, from which the status is built.
 #[derive(Debug)]
 pub struct Observed {
-    /// Filters compiled, or the compiler's message.
-    pub filters: Result<CompiledFilter, String>,
-    /// The transform compiled (or there is none), or the compiler's message.
-    pub transform: Result<(), String>,
+    /// Filters compiled, or why not.
+    pub filters: Result<CompiledFilter, Error>,
+    /// The transform compiled (or there is none), or why not.
+    pub transform: Result<(), Error>,
     /// The Broker.
     pub broker: BrokerState,
     /// The effective delivery policy, or the bad field.
-    pub delivery: Result<EffectiveDelivery, String>,
+    pub delivery: Result<EffectiveDelivery, Error>,
     /// The subscriber URL, or why it does not resolve (`None` for a consumer
     /// Deployment or a Job per event).
-    pub subscriber: Option<Result<String, String>>,
+    pub subscriber: Option<Result<String, ResolveError>>,
     /// The dead-letter sink URL, or why it does not resolve (`None`: no sink).
-    pub dead_letter_sink: Option<Result<String, String>>,
+    pub dead_letter_sink: Option<Result<String, ResolveError>>,
     /// The consumer was made to match (`Ok`), could not be (`Err`), or was not tried yet (`None`).
     pub consumer: Option<Result<(), Error>>,
     /// The consumer Deployment was applied with this many replicas, could not be, or
     /// was not tried (no `consumer`, or the durable consumer is not there yet).
     pub deployment: Option<Result<i32, Error>>,
     /// The `job` checked (`None`: the Trigger has none), or what is wrong with it.
-    pub job: Option<Result<herald_api::job::EffectiveJob, String>>,
+    pub job: Option<Result<herald_api::job::EffectiveJob, Error>>,
 }
 
 /// The reconcile's part of the Trigger's status for what was observed (pure):
@@ -73,7 +74,9 @@ pub fn build_status(
 ) -> TriggerStatus {
     let previous = trigger.conditions();
     let generation = trigger.metadata.generation;
-    let resolved = |r: &Option<Result<String, String>>| r.as_ref().and_then(|r| r.clone().ok());
+    let resolved = |r: &Option<Result<String, ResolveError>>| {
+        r.as_ref().and_then(|r| r.as_ref().ok().cloned())
+    };
     TriggerStatus {
         observed_generation: generation,
         conditions: conditions::merge(
@@ -107,13 +110,13 @@ pub fn desired_conditions(spec: &TriggerSpec, o: &Observed) -> Vec<Condition> {
     let transform_valid = transform_condition(spec, o);
     let job_valid = o.job.as_ref().map(job_condition);
     let ready = if !filter_valid.is_true() {
-        not_ready(&Reason::InvalidFilter, &filter_valid.message)
+        not_ready(&filter_valid.reason, &filter_valid.message)
     } else if !transform_valid.is_true() {
-        not_ready(&Reason::InvalidTransform, &transform_valid.message)
-    } else if let Some(Err(m)) = &o.job {
-        not_ready(&Reason::InvalidJob, m)
-    } else if let Err(m) = &o.delivery {
-        not_ready(&Reason::InvalidDelivery, m)
+        not_ready(&transform_valid.reason, &transform_valid.message)
+    } else if let Some(Err(e)) = &o.job {
+        not_ready(&e.reason(), &e.to_string())
+    } else if let Err(e) = &o.delivery {
+        not_ready(&e.reason(), &e.to_string())
     } else if !broker_ready.is_true() {
         not_ready(&broker_ready.reason, &broker_ready.message)
     } else if let Some(Err(e)) = &o.consumer {
@@ -160,7 +163,7 @@ fn inputs(spec: &TriggerSpec, o: &Observed) -> [Condition; 4] {
             Reason::FilterValid,
             "filters compiled",
         ),
-        Err(m) => Condition::new(Type::FilterValid, False, Reason::InvalidFilter, m.clone()),
+        Err(e) => Condition::new(Type::FilterValid, False, e.reason(), e.to_string()),
     };
     let broker = &spec.broker;
     let broker_ready = match &o.broker {
@@ -197,11 +200,11 @@ fn inputs(spec: &TriggerSpec, o: &Observed) -> [Condition; 4] {
             Reason::SubscriberResolved,
             uri.clone(),
         ),
-        Some(Err(m)) => Condition::new(
+        Some(Err(e)) => Condition::new(
             Type::SubscriberResolved,
             False,
             Reason::SubscriberNotResolved,
-            m.clone(),
+            e.to_string(),
         ),
         None if spec.job.is_some() => Condition::new(
             Type::SubscriberResolved,
@@ -223,11 +226,11 @@ fn inputs(spec: &TriggerSpec, o: &Observed) -> [Condition; 4] {
             Reason::DeadLetterSinkResolved,
             uri.clone(),
         ),
-        Some(Err(m)) => Condition::new(
+        Some(Err(e)) => Condition::new(
             Type::DeadLetterSinkResolved,
             False,
             Reason::DeadLetterSinkNotResolved,
-            m.clone(),
+            e.to_string(),
         ),
         None => Condition::new(
             Type::DeadLetterSinkResolved,
@@ -244,12 +247,7 @@ fn inputs(spec: &TriggerSpec, o: &Observed) -> [Condition; 4] {
 fn transform_condition(spec: &TriggerSpec, o: &Observed) -> Condition {
     use ConditionStatus::{False, True};
     match (&o.transform, &spec.transform) {
-        (Err(m), _) => Condition::new(
-            Type::TransformValid,
-            False,
-            Reason::InvalidTransform,
-            m.clone(),
-        ),
+        (Err(e), _) => Condition::new(Type::TransformValid, False, e.reason(), e.to_string()),
         (Ok(()), Some(_)) => Condition::new(
             Type::TransformValid,
             True,
@@ -287,7 +285,7 @@ fn deployment_condition(o: &Observed) -> Condition {
 
 /// `JobValid`, for Triggers with a `job`: a template no Job could run from keeps
 /// the Trigger from being Ready, with the field and why.
-fn job_condition(job: &Result<herald_api::job::EffectiveJob, String>) -> Condition {
+fn job_condition(job: &Result<herald_api::job::EffectiveJob, Error>) -> Condition {
     match job {
         Ok(job) => Condition::new(
             Type::JobValid,
@@ -298,11 +296,11 @@ fn job_condition(job: &Result<herald_api::job::EffectiveJob, String>) -> Conditi
                 job.max_running
             ),
         ),
-        Err(m) => Condition::new(
+        Err(e) => Condition::new(
             Type::JobValid,
             ConditionStatus::False,
-            Reason::InvalidJob,
-            m.clone(),
+            e.reason(),
+            e.to_string(),
         ),
     }
 }

@@ -12,12 +12,15 @@ fn observed(s: &TriggerSpec, broker: BrokerState) -> Observed {
         filters: compile_filters(s),
         transform: compile_transform(s),
         broker,
-        delivery: delivery::resolve(s.delivery.as_ref(), None),
+        delivery: delivery::resolve(s.delivery.as_ref(), None).map_err(Error::InvalidDelivery),
         subscriber: Some(Ok("http://sub".into())),
         dead_letter_sink: None,
         consumer: Some(Ok(())),
         deployment: None,
-        job: s.job.as_ref().map(herald_api::job::resolve),
+        job: s
+            .job
+            .as_ref()
+            .map(|job| herald_api::job::resolve(job).map_err(Error::InvalidJob)),
     }
 }
 
@@ -30,7 +33,7 @@ fn invalid_cesql_is_reported_with_the_compiler_message() {
     let s =
         spec("broker: default\nfilters:\n  - cesql: \"type = \"\nsubscriber: {uri: http://x}\n");
     let o = observed(&s, BrokerState::Ready);
-    let message = o.filters.as_ref().unwrap_err().clone();
+    let message = o.filters.as_ref().unwrap_err().to_string();
     assert!(message.starts_with("filters[0].cesql"), "{message}");
     let conds = desired_conditions(&s, &o);
     assert_eq!(
@@ -70,7 +73,11 @@ fn the_first_problem_explains_ready() {
     );
     let base = observed(&s, BrokerState::Ready);
     let unresolved = Observed {
-        subscriber: Some(Err("Service shop/billing does not exist".into())),
+        subscriber: Some(Err(resolve::ResolveError::Missing {
+            kind: "Service",
+            namespace: "shop".into(),
+            name: "billing".into(),
+        })),
         ..observed(&s, BrokerState::Ready)
     };
     assert_eq!(
@@ -78,7 +85,7 @@ fn the_first_problem_explains_ready() {
         "SubscriberNotResolved"
     );
     let dls = Observed {
-        dead_letter_sink: Some(Err("nope".into())),
+        dead_letter_sink: Some(Err(resolve::ResolveError::Nothing)),
         ..base
     };
     assert_eq!(
@@ -157,7 +164,7 @@ fn a_broker_the_operator_cannot_reach_nats_for_leaves_its_triggers_served() {
 fn an_invalid_transform_is_reported_and_keeps_the_trigger_not_ready() {
     let s = spec("broker: default\nsubscriber: {uri: http://x}\ntransform: {jq: \".type = \"}\n");
     let o = observed(&s, BrokerState::Ready);
-    let message = o.transform.as_ref().unwrap_err().clone();
+    let message = o.transform.as_ref().unwrap_err().to_string();
     assert!(message.starts_with("transform.jq: 1:"), "{message}");
     let conds = desired_conditions(&s, &o);
     let valid = conditions::find(&conds, condition::TRANSFORM_VALID).unwrap();

@@ -8,23 +8,26 @@ use herald_api::{Broker, TriggerSpec};
 use herald_filter::CompiledFilter;
 
 use super::status::BrokerState;
-use crate::autoscale::policy::Policy;
+use crate::autoscale::policy::{Policy, PolicyError};
+use crate::error::Error;
 
-/// Each check's outcome; the status reports every one of them.
+/// Each check's outcome; the status reports every one of them, each failure with
+/// the reason [`Error::reason`] gives it.
 #[derive(Debug)]
 pub struct Checked {
-    /// Filters compiled, or the compiler's message.
-    pub filters: Result<CompiledFilter, String>,
-    /// The transform compiled (or there is none), or the compiler's message.
-    pub transform: Result<(), String>,
-    /// The `job` resolved (`None`: the Trigger has none), or what is wrong with it.
-    pub job: Option<Result<EffectiveJob, String>>,
-    /// The effective delivery policy (the Trigger's over its Broker's), or the bad field.
-    pub delivery: Result<EffectiveDelivery, String>,
+    /// Filters compiled, or [`Error::InvalidFilter`].
+    pub filters: Result<CompiledFilter, Error>,
+    /// The transform compiled (or there is none), or [`Error::InvalidTransform`].
+    pub transform: Result<(), Error>,
+    /// The `job` resolved (`None`: the Trigger has none), or [`Error::InvalidJob`].
+    pub job: Option<Result<EffectiveJob, Error>>,
+    /// The effective delivery policy (the Trigger's over its Broker's), or
+    /// [`Error::InvalidDelivery`].
+    pub delivery: Result<EffectiveDelivery, Error>,
     /// The Broker.
     pub broker: BrokerState,
     /// The consumer Deployment's scaling policy (`None`: no `consumer`).
-    pub scaling: Option<Result<Policy, String>>,
+    pub scaling: Option<Result<Policy, PolicyError>>,
 }
 
 /// A Trigger whose queue may be made: every check passed and its Broker is Ready.
@@ -61,11 +64,15 @@ pub fn validate(spec: &TriggerSpec, broker: Option<&Broker>) -> Checked {
     Checked {
         filters: compile_filters(spec),
         transform: compile_transform(spec),
-        job: spec.job.as_ref().map(herald_api::job::resolve),
+        job: spec
+            .job
+            .as_ref()
+            .map(|job| herald_api::job::resolve(job).map_err(Error::InvalidJob)),
         delivery: delivery::resolve(
             spec.delivery.as_ref(),
             broker.and_then(|b| b.spec.delivery.as_ref()),
-        ),
+        )
+        .map_err(Error::InvalidDelivery),
         broker: BrokerState::of(broker),
         scaling: spec
             .consumer
@@ -74,22 +81,22 @@ pub fn validate(spec: &TriggerSpec, broker: Option<&Broker>) -> Checked {
     }
 }
 
-/// Compiles the Trigger's filters; `Err` carries the compiler's message (path and reason).
-pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, String> {
+/// Compiles the Trigger's filters; `Err` carries the compiler's error (path and reason).
+pub fn compile_filters(spec: &TriggerSpec) -> Result<CompiledFilter, Error> {
     let (attributes, filters) = spec.filter_parts();
-    CompiledFilter::from_parts(attributes, &filters).map_err(|e| e.to_string())
+    CompiledFilter::from_parts(attributes, &filters).map_err(Error::InvalidFilter)
 }
 
 /// Compiles the Trigger's transform (the check the dispatcher repeats); `Err`
-/// carries the compiler's message (where and why).
-pub fn compile_transform(spec: &TriggerSpec) -> Result<(), String> {
+/// carries the compiler's error (where and why).
+pub fn compile_transform(spec: &TriggerSpec) -> Result<(), Error> {
     let Some(transform) = &spec.transform else {
         return Ok(());
     };
     let (jq, template) = transform.parts();
     herald_transform::Transform::from_parts(jq, template)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(Error::InvalidTransform)
 }
 
 #[cfg(test)]

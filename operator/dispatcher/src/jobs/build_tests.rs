@@ -51,14 +51,8 @@ fn the_job_mounts_the_event_runs_once_and_belongs_to_the_trigger() {
     let spec = job.spec.as_ref().unwrap();
     assert_eq!(spec.backoff_limit, Some(0), "retries are the Trigger's");
     assert_eq!(spec.active_deadline_seconds, Some(3600));
-    let pod_labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .labels
-        .as_ref()
-        .unwrap();
+    let pod_meta = spec.template.metadata.as_ref().unwrap();
+    let pod_labels = pod_meta.labels.as_ref().unwrap();
     assert_eq!(pod_labels["app"], "resize", "the template's labels stay");
     assert_eq!(pod_labels[job::JOB_TRIGGER_LABEL], "resize");
     let pod = spec.template.spec.as_ref().unwrap();
