@@ -465,22 +465,8 @@ async fn reroute(
     }
     match result {
         Ok(()) => Ok(()),
-        Err(_) => Err(still_owed(debts, done_through)),
+        Err(_) => Err(crate::routes::still_owed(debts, done_through)),
     }
-}
-
-/// What `debts` still owe once every event through `done_through` was copied.
-fn still_owed(
-    debts: Vec<crate::routes::CatchUp>,
-    done_through: u64,
-) -> Vec<crate::routes::CatchUp> {
-    debts
-        .into_iter()
-        .filter_map(|mut debt| {
-            debt.first = debt.first.max(done_through + 1);
-            (debt.first <= debt.last).then_some(debt)
-        })
-        .collect()
 }
 
 /// Queues a copy of `msg` (Broker event `sequence`) for `route`; waits until it is stored.
@@ -581,38 +567,5 @@ pub async fn backfill_loop(
             () = tokio::time::sleep(REOPEN_PAUSE) => {}
             _ = stop.changed() => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::routes::CatchUp;
-
-    #[test]
-    fn a_failed_pass_still_owes_from_the_first_event_not_copied_for_every_debt() {
-        let debt = |first, last| CatchUp {
-            route: Route {
-                trigger: format!("t{first}"),
-                subject: "q".into(),
-                routed_after: 0,
-                filter_version: "v".into(),
-            },
-            filter: Arc::new(
-                CompiledFilter::from_parts([], &[]).expect("an empty filter compiles"),
-            ),
-            first,
-            last,
-        };
-        let owed: Vec<_> = still_owed(vec![debt(3, 5), debt(4, 9), debt(8, 12)], 6)
-            .iter()
-            .map(|d| (d.first, d.last))
-            .collect();
-        assert_eq!(owed, [(7, 9), (8, 12)], "3..=5 was paid in full");
-        assert_eq!(
-            still_owed(vec![debt(1, 4)], 0)[0].first,
-            1,
-            "nothing copied yet"
-        );
     }
 }

@@ -168,6 +168,18 @@ pub fn copy_for(route: &Route, sequence: u64) -> QueueCopy {
     }
 }
 
+/// What `debts` still owe once every event through `done_through` was copied.
+#[must_use]
+pub fn still_owed(debts: Vec<CatchUp>, done_through: u64) -> Vec<CatchUp> {
+    debts
+        .into_iter()
+        .filter_map(|mut debt| {
+            debt.first = debt.first.max(done_through + 1);
+            (debt.first <= debt.last).then_some(debt)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +377,31 @@ mod tests {
             owed,
             [("a", 3, 8), ("b", 10, 12)],
             "a's debt first; none for a removed Trigger or an old queue of b"
+        );
+    }
+
+    #[test]
+    fn a_failed_pass_still_owes_from_the_first_event_not_copied_for_every_debt() {
+        let debt = |first, last| CatchUp {
+            route: Route {
+                trigger: format!("t{first}"),
+                subject: "q".into(),
+                routed_after: 0,
+                filter_version: "v".into(),
+            },
+            filter: filter(&json!({"prefix": {"source": "/"}})),
+            first,
+            last,
+        };
+        let owed: Vec<_> = still_owed(vec![debt(3, 5), debt(4, 9), debt(8, 12)], 6)
+            .iter()
+            .map(|d| (d.first, d.last))
+            .collect();
+        assert_eq!(owed, [(7, 9), (8, 12)], "3..=5 was paid in full");
+        assert_eq!(
+            still_owed(vec![debt(1, 4)], 0)[0].first,
+            1,
+            "nothing copied yet"
         );
     }
 }
