@@ -183,7 +183,9 @@ async def main() -> int:
             (op, "watch", "brokers.eventing.herald.dev", other, True),
             (op, "patch", "triggers.eventing.herald.dev/status", other, True),
             (op, "create", "deployments.apps", other, True),
-            (op, "patch", "deployments.apps/scale", other, True),
+            # The autoscaler reads the scale and applies spec.replicas on the Deployment.
+            (op, "get", "deployments.apps/scale", other, True),
+            (op, "patch", "deployments.apps/scale", other, False),
             (op, "create", "events.events.k8s.io", other, True),
             (op, "create", "subjectaccessreviews.authorization.k8s.io", other, True),
             (op, "update", "leases.coordination.k8s.io", ns, True),
@@ -221,7 +223,12 @@ async def main() -> int:
             (src, "list", "secrets", other, False),
             (src, "patch", "eventsources.eventing.herald.dev", other, False),
         ]:
-            expect(can(sa, ns, verb, resource, where) == allowed,
+            # "kind/status" and "kind/scale" name a subresource (kubectl would read them
+            # as an object's name); any other "kind/name" is one object.
+            kind, _, sub = resource.partition("/")
+            if sub not in ("status", "scale"):
+                kind, sub = resource, ""
+            expect(can(sa, ns, verb, kind, where, subresource=sub) == allowed,
                    f"{sa.removeprefix(full + '-')} {'can' if allowed else 'cannot'} {verb} {resource} in {where}")
 
         expect(can(disp, ns, "update", "eventtypes.eventing.herald.dev", other, subresource="status")

@@ -5,9 +5,9 @@
 //! ```text
 //!  every 100 ms: Triggers with a deployed consumer ──▶ due for a poll? (pollInterval)
 //!     poll: CONSUMER.INFO (pending, ack pending, sequences) + Deployment scale
-//!        ──▶ policy::State::decide ──▶ PATCH …/scale, Event, metrics, status.autoscaling
+//!        ──▶ policy::State::decide ──▶ apply spec.replicas, Event, metrics, status.autoscaling
 //!  at zero replicas: a NATS subscription on the Trigger's subjects (activation.rs)
-//!     first event ──▶ policy::State::activate ──▶ PATCH …/scale (no waiting for a poll)
+//!     first event ──▶ policy::State::activate ──▶ apply spec.replicas (no waiting for a poll)
 //! ```
 //!
 //! Only the autoscaler changes replicas once a Deployment exists, and its field
