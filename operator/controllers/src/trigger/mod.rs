@@ -215,26 +215,20 @@ async fn ensure_deployment(
     let decided = ctx.decided_replicas(&key.to_string());
     let found = existing.as_ref().and_then(|d| d.spec.replicas);
     let replicas = decided.map(|(n, _)| n).or(found).unwrap_or(policy.min);
-    let scaler = Scaler::of(
-        ctx,
-        &ObjectKey {
-            namespace: namespace.clone(),
-            name: name.clone(),
-        },
-    );
+    let scaler = Scaler::of(ctx, key);
     if let Some(existing) = &existing {
         scaler.adopt(existing, replicas).await?;
     }
-    let mut plan = SidecarConfig::new(
+    let mut sidecar = SidecarConfig::new(
         namespace,
         name,
         &trigger.spec,
         broker.map(|b| &b.spec),
         dead_letter_sink,
     );
-    plan.queue_stream = Some(queue_stream.to_owned());
+    sidecar.queue_stream = Some(queue_stream.to_owned());
     let initial = existing.is_none().then_some(replicas);
-    let desired = deployment::desired_deployment(trigger, &plan, &ctx.workload, initial)
+    let desired = deployment::desired_deployment(trigger, &sidecar, &ctx.workload, initial)
         .map_err(Error::InvalidConsumer)?;
     api.patch(
         &deployment_name,
