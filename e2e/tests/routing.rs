@@ -382,3 +382,61 @@ async fn an_ordered_trigger_keeps_broker_order_across_two_dispatchers_and_a_fail
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_ordered_trigger_created_while_events_flow_gets_them_in_broker_order() {
+    with_temp_ns("route-late", |client, ns| async move {
+        let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
+        let _second = Dispatcher::start(&ns, &nats_url()).await;
+        let subscriber = Subscriber::accepting().await;
+        let sent = ids("e", 1000);
+        // The Trigger arrives while the router is busy: the events stored before the
+        // router knows it (past its seam) are owed to it, and must reach its queue
+        // before anything routed after.
+        let sending = async {
+            for chunk in sent.chunks(25) {
+                send_batch(&stack, chunk, "/shop", 1).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let creating = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ready_trigger(
+                &client,
+                &ns,
+                "late",
+                TriggerSpec {
+                    delivery: Some(DeliverySpec {
+                        ordering: Some(Ordering::Ordered),
+                        ..DeliverySpec::default()
+                    }),
+                    ..to_uri(&subscriber.url)
+                },
+            )
+            .await
+        };
+        tokio::join!(sending, creating);
+        subscriber
+            .wait_for("the last event", WAIT, |d| {
+                d.iter().any(|(e, _)| e.id() == "e-999")
+            })
+            .await;
+        let mut seen = HashSet::new();
+        let firsts: Vec<String> = subscriber
+            .accepted_ids()
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        let from = sent
+            .iter()
+            .position(|id| Some(id) == firsts.first())
+            .expect("the first delivery is a sent event");
+        assert!(from < 999, "the Trigger was created after the last event");
+        assert_eq!(
+            firsts,
+            sent[from..],
+            "everything past the seam, in Broker order"
+        );
+    })
+    .await;
+}

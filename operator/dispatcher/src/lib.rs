@@ -22,6 +22,7 @@ pub mod attempts;
 pub mod catalog;
 pub mod clients;
 pub mod config;
+pub mod debts;
 pub mod deliver;
 pub mod desired;
 pub mod filtering;

@@ -20,10 +20,11 @@ use herald_api::naming;
 use herald_filter::CompiledFilter;
 use tokio::sync::watch;
 
+use crate::debts::{pay_debts, take_debts};
 use crate::lease::Keeper;
 use crate::moves::MovesOf;
 use crate::pull::{JETSTREAM_API_TIMEOUT, PULL_EXPIRY, PULL_HEARTBEAT, Stop};
-use crate::routes::{QueueCopy, Route, RouteTable};
+use crate::routes::{CatchUp, QueueCopy, Route, RouteTable};
 
 /// Messages a router takes per pull.
 const ROUTE_BATCH: usize = 256;
@@ -35,11 +36,7 @@ const MAX_STORING: usize = 4096;
 /// limit, so it never waits for a permit that only its own unread acks would free.
 const MAX_COPIES_IN_FLIGHT: usize = 16_384;
 /// Delay before a Broker event whose copies could not all be stored is routed again.
-const RETRY_DELAY: Duration = Duration::from_secs(1);
-/// Failed passes over the events owed to late-known Triggers before they are given up
-/// (one a [`RETRY_DELAY`] apart: a stream leader election takes seconds, not minutes).
-const MAX_REROUTE_FAILURES: u32 = 60;
-
+pub(crate) const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Routes one Broker's events until stopped.
 pub async fn route_loop(
     jetstream: jetstream::Context,
@@ -160,16 +157,10 @@ async fn route_from(
     stream: &str,
     table: &Arc<RwLock<RouteTable>>,
     catch_up: &tokio::sync::Notify,
-    sources: Sources<'_>,
+    mut sources: Sources<'_>,
     stop: &mut watch::Receiver<Stop>,
 ) {
-    let Sources {
-        mut messages,
-        moves,
-        lease,
-    } = sources;
     let mut errors = 0u32;
-    let mut reroute_failures = 0u32;
     // Events whose copies were published, waiting for JetStream's acks: the router
     // goes on routing meanwhile (copies still go out in stream order, on one
     // connection), so a round trip per event never limits throughput.
@@ -178,45 +169,26 @@ async fn route_from(
     loop {
         // Events owed to Triggers this router learned of late go out before any
         // event it routes from now on.
-        let owed = std::mem::take(
-            &mut table
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .catch_up,
-        );
-        match reroute(jetstream, stream, owed).await {
-            Ok(()) => reroute_failures = 0,
-            Err(unpaid) if reroute_failures < MAX_REROUTE_FAILURES => {
-                // Still owed, and still before anything routed from now on: owed again,
-                // tried after a pause (JetStream drops copies already stored, by id).
-                reroute_failures += 1;
-                table
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .owe_again(unpaid);
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    () = moves.moved() => break,
-                    () = tokio::time::sleep(RETRY_DELAY) => continue,
-                }
-            }
-            Err(unpaid) => {
-                // A debt that cannot be paid must not stop the Broker's routing.
-                for debt in unpaid {
-                    tracing::error!(trigger = %debt.route.trigger, first = debt.first, last = debt.last,
-                        attempts = reroute_failures + 1,
-                        "gave up routing the events that arrived before this router knew the Trigger");
-                }
-                reroute_failures = 0;
-            }
+        let owed = take_debts(table);
+        if !pay_debts(
+            jetstream,
+            stream,
+            table,
+            owed,
+            (sources.moves, sources.lease),
+            stop,
+        )
+        .await
+        {
+            break;
         }
         let first = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            () = moves.moved() => break,
+            () = sources.moves.moved() => break,
             () = catch_up.notified() => continue,
-            () = sleep_until_due(lease.due()) => {
-                if lease.keep().await {
+            () = sleep_until_due(sources.lease.due()) => {
+                if sources.lease.keep().await {
                     continue;
                 }
                 break;
@@ -225,7 +197,7 @@ async fn route_from(
                 copies_in_flight -= stored;
                 continue;
             }
-            next = messages.next(), if storing.len() < MAX_STORING => next,
+            next = sources.messages.next(), if storing.len() < MAX_STORING => next,
         };
         let mut batch = Vec::with_capacity(ROUTE_BATCH);
         match first {
@@ -243,12 +215,27 @@ async fn route_from(
         errors = 0;
         // Whatever else already arrived is decided under one lock.
         while batch.len() < ROUTE_BATCH {
-            match futures::FutureExt::now_or_never(messages.next()) {
+            match futures::FutureExt::now_or_never(sources.messages.next()) {
                 Some(Some(Ok(msg))) => batch.push(msg),
                 _ => break,
             }
         }
-        for (msg, sequence, copies) in decide(table, batch) {
+        let (owed, decided) = decide(table, batch);
+        // A Trigger added since the top of this loop: what it is owed precedes this
+        // batch in the Broker, so it precedes it in the queue too.
+        if !pay_debts(
+            jetstream,
+            stream,
+            table,
+            owed,
+            (sources.moves, sources.lease),
+            stop,
+        )
+        .await
+        {
+            break;
+        }
+        for (msg, sequence, copies) in decided {
             // Room for this event's copies first: their acks free it.
             while copies_in_flight + copies.len() > MAX_COPIES_IN_FLIGHT {
                 match storing.next().await {
@@ -272,21 +259,26 @@ async fn route_from(
 }
 
 /// Sleeps until `due`, or for ever without one.
-async fn sleep_until_due(due: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until_due(due: Option<tokio::time::Instant>) {
     match due {
         Some(due) => tokio::time::sleep_until(due).await,
         None => std::future::pending().await,
     }
 }
 
-/// The copies each Broker event of `batch` needs, decided under one lock of the table.
+/// A Broker event, its stream sequence, and the copies it needs.
+type Decided = (jetstream::Message, u64, Vec<QueueCopy>);
+
+/// The copies each Broker event of `batch` needs, decided under one lock of the table,
+/// and what the table owed when they were decided (those events precede the batch).
 fn decide(
     table: &Arc<RwLock<RouteTable>>,
     batch: Vec<jetstream::Message>,
-) -> Vec<(jetstream::Message, u64, Vec<QueueCopy>)> {
+) -> (Vec<CatchUp>, Vec<Decided>) {
     let mut table = table
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let owed = std::mem::take(&mut table.catch_up);
     // The catalog notes each event here, where it is decoded anyway: one lock per batch
     // and a map lookup per event.
     let catalog = table.catalog.clone();
@@ -294,7 +286,7 @@ fn decide(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let now = std::time::SystemTime::now();
-    batch
+    let decided = batch
         .into_iter()
         .map(|msg| {
             let sequence = msg.info().map_or(0, |i| i.stream_sequence);
@@ -311,7 +303,8 @@ fn decide(
                 };
             (msg, sequence, copies)
         })
-        .collect()
+        .collect();
+    (owed, decided)
 }
 
 /// Acknowledges Broker event `msg` once every copy is stored, or hands it back for
@@ -387,90 +380,8 @@ async fn publish_copy(
         .await
 }
 
-/// Copies the Broker events the catch-ups owe (for each, `first..=last` that its
-/// filter matches) into their routes' queues, each stored before the next: one pass
-/// over the stream for all of them, so a Broker that gains 300 Triggers at once reads
-/// its history once and asks JetStream for one consumer, not 300. When the pass
-/// fails part way (a stream leader moving, a store timing out), what is still owed
-/// comes back, from the first event not yet copied for every debt.
-async fn reroute(
-    jetstream: &jetstream::Context,
-    stream: &str,
-    debts: Vec<crate::routes::CatchUp>,
-) -> Result<(), Vec<crate::routes::CatchUp>> {
-    let debts: Vec<_> = debts.into_iter().filter(|d| d.first <= d.last).collect();
-    let (Some(first), Some(last)) = (
-        debts.iter().map(|d| d.first).min(),
-        debts.iter().map(|d| d.last).max(),
-    ) else {
-        return Ok(());
-    };
-    let mut copied = vec![0u64; debts.len()];
-    // The last Broker sequence whose copies are all stored.
-    let mut done_through = first.saturating_sub(1);
-    let result = async {
-        let events = jetstream.get_stream_no_info(stream).await?;
-        let consumer = events
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: first,
-                },
-                ..consumer::pull::OrderedConfig::default()
-            })
-            .await?;
-        let mut messages = consumer.messages().await?;
-        loop {
-            // A stall is a failure, not the end: the events up to `last` exist.
-            let msg = tokio::time::timeout(JETSTREAM_API_TIMEOUT * 2, messages.next())
-                .await
-                .map_err(|_| anyhow::anyhow!("no event after sequence {done_through} in time"))?
-                .ok_or_else(|| {
-                    anyhow::anyhow!("the stream ended after sequence {done_through}")
-                })??;
-            let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (sequence, pending) = (info.stream_sequence, info.pending);
-            if sequence > last {
-                break;
-            }
-            if let Ok(event) =
-                herald_cloudevents::nats::decode(msg.headers.as_ref(), msg.payload.clone())
-            {
-                for (debt, copied) in debts.iter().zip(copied.iter_mut()) {
-                    if (debt.first..=debt.last).contains(&sequence)
-                        && crate::filtering::matches(&debt.filter, &event)
-                    {
-                        store_copy(jetstream, &msg, sequence, &debt.route).await?;
-                        *copied += 1;
-                    }
-                }
-            }
-            done_through = sequence;
-            if pending == 0 || sequence == last {
-                break;
-            }
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    for (debt, copied) in debts.iter().zip(&copied) {
-        let (trigger, first, last) = (&debt.route.trigger, debt.first, debt.last);
-        match &result {
-            Ok(()) => {
-                tracing::info!(%trigger, first, last, copied, "routed events that arrived before this router knew the Trigger");
-            }
-            Err(e) => {
-                tracing::warn!(%trigger, first, last, copied, error = %e, "could not yet route the events that arrived before this router knew the Trigger; trying again");
-            }
-        }
-    }
-    match result {
-        Ok(()) => Ok(()),
-        Err(_) => Err(crate::routes::still_owed(debts, done_through)),
-    }
-}
-
 /// Queues a copy of `msg` (Broker event `sequence`) for `route`; waits until it is stored.
-async fn store_copy(
+pub(crate) async fn store_copy(
     jetstream: &jetstream::Context,
     msg: &jetstream::Message,
     sequence: u64,
