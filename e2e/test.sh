@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # e2e/test.sh - run every Herald test, as CI does:
-#   formatting, clippy (zero warnings), unit tests and the CRD drift check, then the
-#   end-to-end suite and the Helm chart test against a fresh control plane (kube-apiserver, etcd,
-#   kube-controller-manager, nats-server) on free loopback ports, stopped afterwards; then
-#   Herald as pods on a real node (a second plane with NODE=1: kubelet, containerd, kube-proxy,
-#   cluster DNS), with the image operator/herald/build-image.sh builds from the debug binary.
+#   formatting, clippy (zero warnings), unit tests and the CRD drift check, then, against
+#   a fresh control plane (kube-apiserver, etcd, kube-controller-manager, nats-server on
+#   free loopback ports) with a real node (NODE=1: kubelet, containerd, kube-proxy,
+#   cluster DNS), stopped afterwards: the end-to-end suite (the pods Herald makes run on
+#   the node, from the image operator/herald/build-image.sh builds from the debug
+#   binary), the Helm chart test, and Herald installed as pods by its chart.
 # On a new machine it installs what it needs first (Debian packages, the pinned
 # nats-server, a one-time ~7 min Kubernetes build cached in /var/cache/herald-k8s).
 #   HERALD_E2E_KEEP=1   leave the control plane running (prints where)
@@ -34,33 +35,36 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "unit tests and CRD drift check"
 cargo test --locked
 
-step "control plane (real kube-apiserver, etcd, kube-controller-manager, nats-server)"
+step "control plane (real kube-apiserver, etcd, kube-controller-manager, nats-server) and a real node"
 STATE=$(mktemp -d /tmp/herald-test.XXXXXX)
-NODE_STATE=''
-stop_plane() {   # STATE
+stop_control_plane() {
   if [[ ${HERALD_E2E_KEEP:-0} == 1 ]]; then
-    echo "control plane left running: source $1/env; stop: STATE=$1 PURGE=1 e2e/controlplane/down.sh" >&2
+    echo "control plane left running: source $STATE/env; stop: STATE=$STATE PURGE=1 e2e/controlplane/down.sh" >&2
   else
-    STATE=$1 PURGE=1 "$ROOT/e2e/controlplane/down.sh" >&2 || true
+    STATE=$STATE PURGE=1 "$ROOT/e2e/controlplane/down.sh" >&2 || true
   fi
 }
-stop_control_plane() {
-  [[ -z $STATE ]] || stop_plane "$STATE"
-  [[ -z $NODE_STATE ]] || stop_plane "$NODE_STATE"
-}
 trap stop_control_plane EXIT
-eval "$(STATE=$STATE "$ROOT/e2e/controlplane/up.sh")"
+eval "$(STATE=$STATE NODE=1 "$ROOT/e2e/controlplane/up.sh")"
+[[ -n ${HERALD_NODE:-} ]] || { echo "e2e/test.sh: the NODE=1 plane reported no node" >&2; exit 1; }
 
 step "build herald"
 cargo build --locked -p herald
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+export HERALD_BIN=$TARGET/debug/herald
+
+step "the herald image: operator/herald/build-image.sh (debug binary), imported into the node's containerd"
+# The chart's appVersion tag: the one the operator's --sidecar-image and the examples name.
+HERALD_IMAGE=ghcr.io/herald-dev/herald:$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/herald/Chart.yaml)
+export HERALD_IMAGE
+"$ROOT/operator/herald/build-image.sh" --binary "$HERALD_BIN" --tag "$HERALD_IMAGE" \
+  --out "$STATE/herald-image.oci.tar" --containerd-socket "$HERALD_NODE_CONTAINERD" >&2
 
 step "install the CRDs with kubectl apply"
 kubectl apply -f crds/ >&2
 kubectl wait --for condition=established --timeout=60s -f crds/ >&2
 
-step "end-to-end tests"
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-export HERALD_BIN=$TARGET/debug/herald
+step "end-to-end tests (the pods Herald makes run on the node)"
 cargo test --locked -p herald-e2e -- --test-threads "${HERALD_E2E_THREADS:-4}"
 
 step "Helm chart: lint, install, RBAC, upgrade, bad values, uninstall (real Helm via helm-sdkpy)"
@@ -68,17 +72,6 @@ step "Helm chart: lint, install, RBAC, upgrade, bad values, uninstall (real Helm
 python3 -c 'import helm_sdkpy' 2>/dev/null ||
   python3 -m pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32' >&2
 python3 e2e/chart/test_chart.py
-stop_plane "$STATE" && STATE=''
-
-step "real node: a second plane with kubelet, containerd, kube-proxy, cluster DNS (NODE=1)"
-NODE_STATE=$(mktemp -d /tmp/herald-node.XXXXXX)
-eval "$(STATE=$NODE_STATE NODE=1 "$ROOT/e2e/controlplane/up.sh")"
-[[ -n ${HERALD_NODE:-} ]] || { echo "e2e/test.sh: the NODE=1 plane reported no node" >&2; exit 1; }
-
-step "the herald image: operator/herald/build-image.sh (debug binary), imported into the node's containerd"
-export HERALD_IMAGE=ghcr.io/herald-dev/herald:e2e
-"$ROOT/operator/herald/build-image.sh" --binary "$HERALD_BIN" --tag "$HERALD_IMAGE" \
-  --out "$NODE_STATE/herald-image.oci.tar" --containerd-socket "$HERALD_NODE_CONTAINERD" >&2
 
 step "Herald as pods: helm install on the real node, delivery in-cluster, scale from zero"
 python3 e2e/chart/test_real_node.py

@@ -10,9 +10,12 @@
 # the namespace's own, so two planes with nodes never meet. kube-scheduler and
 # the cluster DNS server run beside the control plane.
 #
-# From inside, the apiserver and nats-server (which listen on 127.0.0.1 only)
-# are reached at the host end of the veth: two DNAT rules, scoped to that veth,
-# send HOST_IP:<port> on to 127.0.0.1:<port> (route_localnet on the veth only).
+# From inside, what listens on this machine's 127.0.0.1 (the apiserver, nats-server,
+# and the Herald processes and test servers of e2e) is reached at the host end of
+# the veth: a DNAT rule, scoped to that veth, sends HOST_IP:<port> on to
+# 127.0.0.1:<port> for every TCP port but DNS's (route_localnet on the veth only),
+# and one in OUTPUT does the same for this machine's own connections to HOST_IP,
+# so one address (HOST_IP:<port>) works from pods and from the host alike.
 # The `kubernetes` Service's Endpoints point at HOST_IP, so in-cluster clients
 # (ServiceAccount tokens, KUBERNETES_SERVICE_HOST) reach the real apiserver.
 # Pods resolve *.svc.cluster.local through herald-cluster-dns on HOST_IP:53.
@@ -81,12 +84,11 @@ node_net_up() {
   # Forwarding inside the namespace only (pods <-> services <-> the veth).
   in_node sysctl -qw net.ipv4.ip_forward=1
   sysctl -qw "net.ipv4.conf.$NODE_VETH.route_localnet=1"
-  local port
-  for port in "$APISERVER_PORT" "$NATS_PORT"; do
-    iptables -t nat -C PREROUTING -i "$NODE_VETH" -d "$NODE_HOST_IP" -p tcp --dport "$port" \
-      -j DNAT --to-destination "127.0.0.1:$port" 2>/dev/null ||
-      iptables -t nat -A PREROUTING -i "$NODE_VETH" -d "$NODE_HOST_IP" -p tcp --dport "$port" \
-        -j DNAT --to-destination "127.0.0.1:$port"
+  local rule
+  for rule in "PREROUTING -i $NODE_VETH" "OUTPUT"; do
+    # shellcheck disable=SC2086  # the chain and its match are words
+    iptables -t nat -C $rule -d "$NODE_HOST_IP" -p tcp ! --dport 53 -j DNAT --to-destination 127.0.0.1 2>/dev/null ||
+      iptables -t nat -A $rule -d "$NODE_HOST_IP" -p tcp ! --dport 53 -j DNAT --to-destination 127.0.0.1
   done
 }
 
@@ -110,6 +112,35 @@ node_pause_archive() {
     mv "$archive.part" "$archive"
   fi
   NODE_PAUSE_ARCHIVE=$archive
+}
+
+# `busybox:1.36` for pods that need a shell (examples/trigger-job.yaml, the Job
+# tests): the node pulls nothing, so the name is served by an image made here from
+# Debian's busybox-static (1.35) — /bin/busybox and a link per applet.
+NODE_BUSYBOX_IMAGE=docker.io/library/busybox:1.36
+node_busybox_archive() {
+  local archive=$CACHE/images/busybox-1.36.oci.tar
+  if [[ ! -s $archive ]]; then
+    cp_log "building $NODE_BUSYBOX_IMAGE from Debian's busybox-static with buildah"
+    mkdir -p "$CACHE/images"
+    local storage=(--root "$CACHE/buildah/storage" --runroot "$CACHE/buildah/run" --storage-driver vfs)
+    local ctr rootfs
+    rootfs=$(mktemp -d /tmp/herald-busybox.XXXXXX)
+    install -D -m 0755 /bin/busybox "$rootfs/bin/busybox"
+    /bin/busybox --list | while read -r applet; do
+      [[ $applet == busybox ]] || ln -s busybox "$rootfs/bin/$applet"
+    done
+    ctr=$(buildah "${storage[@]}" from scratch)
+    buildah "${storage[@]}" copy "$ctr" "$rootfs" / >/dev/null
+    buildah "${storage[@]}" config --cmd '["sh"]' --env PATH=/bin "$ctr"
+    buildah "${storage[@]}" commit --quiet "$ctr" "$NODE_BUSYBOX_IMAGE" >/dev/null
+    buildah "${storage[@]}" push --quiet "$NODE_BUSYBOX_IMAGE" "oci-archive:$archive.part:$NODE_BUSYBOX_IMAGE"
+    buildah "${storage[@]}" rm "$ctr" >/dev/null
+    buildah "${storage[@]}" rmi "$NODE_BUSYBOX_IMAGE" >/dev/null
+    rm -rf "$rootfs"
+    mv "$archive.part" "$archive"
+  fi
+  NODE_BUSYBOX_ARCHIVE=$archive
 }
 
 # ---------------------------------------------------------------- config files
@@ -209,8 +240,13 @@ cluster_dns_ok() { "$NODE_DNS_BIN" --check "kubernetes.default.svc.$NODE_CLUSTER
 
 # ---------------------------------------------------------------- up
 node_dns_bin() {   # sets NODE_DNS_BIN, building it with cargo unless CLUSTER_DNS_BIN is given
+  local running
   if [[ -n ${CLUSTER_DNS_BIN:-} ]]; then
     NODE_DNS_BIN=$(readlink -f "$CLUSTER_DNS_BIN")
+  elif running=$(lookup herald-cluster-dns); then
+    # Already serving (up.sh run again on this STATE, perhaps from inside a test
+    # whose cargo holds the build lock): the binary it runs.
+    NODE_DNS_BIN=${running#* }
   else
     local root target
     root=$(cd "$HERE/../.." && pwd)
@@ -226,17 +262,21 @@ node_dns_bin() {   # sets NODE_DNS_BIN, building it with cargo unless CLUSTER_DN
 
 node_up() {
   node_dirs
-  need_pkgs containerd runc containernetworking-plugins iptables conntrack buildah
+  need_pkgs containerd runc containernetworking-plugins iptables conntrack buildah busybox-static
   node_dns_bin
   node_pause_archive
+  node_busybox_archive
   node_pick_net
   node_net_up
   node_write_config
   node_kubernetes_endpoints
   bring_up containerd "CRI socket $NODE_SOCK" containerd_ok -- nsenter --net="/var/run/netns/$NODE_NETNS" \
     "$(command -v containerd)" --config "$NODE_DIR/containerd/config.toml"
-  node_ctr -n k8s.io images import "$NODE_PAUSE_ARCHIVE" >/dev/null ||
-    cp_die "importing $NODE_PAUSE_ARCHIVE into containerd failed"
+  local archive
+  for archive in "$NODE_PAUSE_ARCHIVE" "$NODE_BUSYBOX_ARCHIVE"; do
+    node_ctr -n k8s.io images import "$archive" >/dev/null ||
+      cp_die "importing $archive into containerd failed"
+  done
 
   bring_up herald-cluster-dns "answers on $NODE_HOST_IP:53" cluster_dns_ok -- "$NODE_DNS_BIN" \
     --kubeconfig "$NODE_DIR/host.kubeconfig" --listen "$NODE_HOST_IP:53" --domain "$NODE_CLUSTER_DOMAIN"
@@ -303,13 +343,7 @@ node_down() {
   [[ -s $NODE_ENV ]] || return 0
   # shellcheck disable=SC1090
   source "$NODE_ENV"
-  local entry name pid var port
-  # The ports the DNAT rules name (down.sh does not read them otherwise).
-  if [[ -f $STATE/ports ]]; then
-    while IFS='=' read -r var port; do
-      [[ $var == APISERVER_PORT || $var == NATS_PORT ]] && printf -v "$var" '%s' "$port"
-    done <"$STATE/ports"
-  fi
+  local entry name pid rule
   node_stop_recorded kubelet
   if [[ -S $NODE_SOCK ]] && node_ctr version >/dev/null 2>&1; then
     local netns_inodes=() task
@@ -351,10 +385,9 @@ node_down() {
       [[ -d $entry ]] && rm -rf /var/log/pods/*_"$(basename "$entry")"
     done
   fi
-  for port in "${APISERVER_PORT:-}" "${NATS_PORT:-}"; do
-    [[ -n $port ]] || continue
-    iptables -t nat -D PREROUTING -i "$NODE_VETH" -d "$NODE_HOST_IP" -p tcp --dport "$port" \
-      -j DNAT --to-destination "127.0.0.1:$port" 2>/dev/null || true
+  for rule in "PREROUTING -i $NODE_VETH" "OUTPUT"; do
+    # shellcheck disable=SC2086  # the chain and its match are words
+    iptables -t nat -D $rule -d "$NODE_HOST_IP" -p tcp ! --dport 53 -j DNAT --to-destination 127.0.0.1 2>/dev/null || true
   done
   ip link del "$NODE_VETH" 2>/dev/null || true
   ip netns del "$NODE_NETNS" 2>/dev/null || true

@@ -34,7 +34,8 @@
 #   NODE=1         also a real node (node.sh): kubelet + containerd + runc, CNI
 #                  bridge, kube-proxy, kube-scheduler and cluster DNS, in a network
 #                  namespace of its own; adds HERALD_NODE* to the env. It builds
-#                  herald-cluster-dns with cargo unless CLUSTER_DNS_BIN=/path is set
+#                  herald-cluster-dns with cargo unless CLUSTER_DNS_BIN=/path is set;
+#                  the default again on a STATE that has a node
 # Stop with e2e/controlplane/down.sh (same STATE). More: README.md next to this.
 set -Eeuo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -61,6 +62,10 @@ APISERVER_EXTRA_ARGS=${APISERVER_EXTRA_ARGS:-}   # word-split on spaces
 KCM_EXTRA_ARGS=${KCM_EXTRA_ARGS:-}
 NATS_EXTRA_ARGS=${NATS_EXTRA_ARGS:-}
 NATS_SERVER_BIN=${NATS_SERVER_BIN:-}
+# A plane started with a node keeps it when up.sh runs again on its STATE (a test
+# that restarts the apiserver must not take the node's apiserver flags away).
+node_dirs
+if [[ -z ${NODE:-} && -s $NODE_ENV ]]; then NODE=1; fi
 NODE=${NODE:-0}
 # With a node, the apiserver calls webhooks and aggregated APIs at their pods'
 # addresses (the host routes the node's pod /24, not the Service range).

@@ -1,8 +1,8 @@
 //! End-to-end test helpers for Herald, against a real control plane.
 //!
 //! `e2e/test.sh` starts kube-apiserver, etcd, kube-controller-manager and nats-server
-//! on loopback (`e2e/controlplane/up.sh`), builds `herald`, installs the CRDs and
-//! exports where everything is:
+//! on loopback with a real node (`NODE=1 e2e/controlplane/up.sh`), builds `herald` and
+//! its image into the node, installs the CRDs and exports where everything is:
 //!
 //! | variable                 | meaning                                          |
 //! |--------------------------|--------------------------------------------------|
@@ -10,6 +10,8 @@
 //! | `HERALD_NATS_URL`        | the shared nats-server                           |
 //! | `HERALD_NATS_SERVER_BIN` | nats-server binary, for tests that run their own |
 //! | `HERALD_BIN`             | the `herald` binary (default `target/debug/herald`) |
+//! | `HERALD_NODE_HOST_IP`    | where pods reach this machine ([`pods`])         |
+//! | `HERALD_IMAGE`           | the Herald image in the node's containerd        |
 //!
 //! Each test runs in its own namespace ([`with_temp_ns`]) with its own operator
 //! process watching only that namespace ([`process::Operator`]), so tests run in
@@ -24,9 +26,8 @@ pub mod kubectl;
 pub mod manifests;
 pub mod nats;
 pub mod partition;
+pub mod pods;
 pub mod process;
-pub mod runner;
-pub mod runner_volumes;
 pub mod secure_nats;
 pub mod stack;
 pub mod subscriber;

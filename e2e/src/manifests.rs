@@ -218,12 +218,14 @@ pub fn retries_then_dead_letter(
     }
 }
 
-/// Container `name` of `image` running `command`.
+/// Container `name` of `image` running `command`. Never pulled: the test node has
+/// what it runs (the Herald image, busybox) and reaches no registry.
 #[must_use]
 pub fn container(name: &str, image: &str, command: &[&str]) -> Container {
     Container {
         name: name.to_owned(),
         image: Some(image.to_owned()),
+        image_pull_policy: Some("Never".to_owned()),
         command: Some(command.iter().map(|&a| a.to_owned()).collect()),
         ..Container::default()
     }
@@ -241,11 +243,12 @@ pub fn pod_of(container: Container) -> PodTemplateSpec {
     }
 }
 
-/// A consumer Deployment of one container `worker` running `command`, scaled by `scaling`.
+/// A consumer Deployment of one container `worker` of the Herald image (in the node's
+/// containerd, never pulled) running `command`, scaled by `scaling`.
 #[must_use]
 pub fn consumer(command: &[&str], scaling: ScalingSpec) -> ConsumerSpec {
     ConsumerSpec {
-        template: pod_of(container("worker", "x", command)),
+        template: pod_of(container("worker", &crate::pods::herald_image(), command)),
         scaling,
         ..ConsumerSpec::default()
     }

@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 
 pub use herald_runtime::testing::free_port;
 
-/// Where process logs (and the replica runner's per-pod files) go: `target/e2e-logs/`.
+/// Where process logs go: `target/e2e-logs/`.
 pub(crate) fn log_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
     std::fs::create_dir_all(&dir).expect("create target/e2e-logs");
@@ -215,6 +215,7 @@ impl Operator {
             .args(["--lease-duration", "4s"])
             .args(["--identity", identity])
             .args(["--ingress-url", ingress_url])
+            .args(workload_flags(nats_url, extra))
             .args(extra)
             .env("RUST_LOG", "info,herald_controllers=debug")
             .logs(&format!("{namespace}-{identity}"))
@@ -247,6 +248,20 @@ impl Operator {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// On a plane with a node, the pods the operator makes (consumer sidecars, source
+/// adapters) reach `nats_url` at the node's address for this machine; `extra` may
+/// say otherwise.
+fn workload_flags(nats_url: &str, extra: &[&str]) -> Vec<String> {
+    let on_node = std::env::var_os("HERALD_NODE_HOST_IP").is_some();
+    if !on_node || extra.iter().any(|f| f.starts_with("--workload-nats-url")) {
+        return Vec::new();
+    }
+    vec![
+        "--workload-nats-url".to_owned(),
+        crate::pods::pod_facing(nats_url),
+    ]
 }
 
 /// A running `herald ingress` serving one namespace.

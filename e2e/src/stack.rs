@@ -59,8 +59,15 @@ impl Stack {
         operator_flags: &[&str],
     ) -> Self {
         let ingress = Ingress::start_with(ns, nats, ingress_flags).await;
-        let operator =
-            Operator::start_with_flags(ns, nats, "solo", &ingress.url(), operator_flags).await;
+        // Broker addresses as pods reach them too (a source adapter sends there).
+        let operator = Operator::start_with_flags(
+            ns,
+            nats,
+            "solo",
+            &crate::pods::pod_facing(&ingress.url()),
+            operator_flags,
+        )
+        .await;
         apply(
             ns,
             &std::fs::read_to_string(example("broker.yaml")).expect("examples/broker.yaml"),
@@ -108,10 +115,17 @@ impl Stack {
         Dispatcher::start(&self.namespace, &self.nats).await
     }
 
-    /// The example Broker's address.
+    /// Where this machine sends to Broker `default`.
     #[must_use]
     pub fn broker_url(&self) -> String {
         format!("{}/{}/default", self.ingress.url(), self.namespace)
+    }
+
+    /// The address Broker `default`'s status gives (and sinks get): [`Stack::broker_url`]
+    /// as pods reach it.
+    #[must_use]
+    pub fn broker_address(&self) -> String {
+        crate::pods::pod_facing(&self.broker_url())
     }
 
     /// Sends a binary-mode event with `id`, `type_`, `source` and JSON `data`; asserts 202.

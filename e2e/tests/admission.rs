@@ -126,7 +126,7 @@ fn consumer_spec(account: &str) -> serde_json::Value {
         "broker": "default",
         "consumer": {"template": {"spec": {
             "serviceAccountName": account,
-            "containers": [{"name": "app", "image": "app:1"}],
+            "containers": [{"name": "app", "image": "app:1", "imagePullPolicy": "Never"}],
         }}},
     })
 }

@@ -1,6 +1,6 @@
 //! Consumer Deployments and their autoscaler, end to end: the operator creates the
-//! Deployment of `examples/consumer-trigger.yaml`, the replica runner plays the
-//! kubelet (sidecar dispatcher + `herald display` as the worker), and the autoscaler
+//! Deployment of `examples/consumer-trigger.yaml`, the node's kubelet runs its pods
+//! (sidecar dispatcher + `herald display` as the worker), and the autoscaler
 //! scales on the real backlog: from zero on the first event, up under a burst, down
 //! and to zero when idle, back on a new event; a hand-made replica change is undone.
 
@@ -12,7 +12,7 @@ use herald_api::trigger::condition;
 use herald_api::trigger::{ConsumerSpec, ScalingSpec};
 use herald_e2e::kubectl::{self, example};
 use herald_e2e::manifests::{apply, container, pod_of, to_consumer, trigger};
-use herald_e2e::runner::ReplicaRunner;
+use herald_e2e::pods::PodWatch;
 use herald_e2e::stack::Stack;
 use herald_e2e::{
     await_condition, await_not_ready, await_ready, eventually, field, has_condition, nats_url,
@@ -56,9 +56,9 @@ async fn burst(stack: &Stack, prefix: &str, count: usize) {
 }
 
 /// The ids the workers printed (each event's JSON line has `"id":"<id>"`).
-fn delivered(runner: &ReplicaRunner, prefix: &str) -> std::collections::HashSet<String> {
-    runner
-        .lines()
+async fn delivered(pods: &PodWatch, prefix: &str) -> std::collections::HashSet<String> {
+    pods.lines()
+        .await
         .iter()
         .filter(|l| l.container == "worker")
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.text).ok())
@@ -87,27 +87,28 @@ async fn events_with_reason(client: &Client, ns: &str, reason: &str) -> usize {
 /// Sends one event and returns (time to the scale-up, time to its delivery).
 async fn from_zero(
     stack: &Stack,
-    runner: &ReplicaRunner,
+    pods: &PodWatch,
     deployments: &Api<Deployment>,
     id: &str,
 ) -> (Duration, Duration) {
     assert_eq!(replicas(deployments).await, 0);
-    let sent = Instant::now();
+    let (sent, sent_at) = (Instant::now(), chrono::Utc::now());
     stack.send(id, TYPE, "e2e", "{}").await;
     let mut scaled = None;
     loop {
         if scaled.is_none() && replicas(deployments).await >= 1 {
             scaled = Some(sent.elapsed());
         }
-        if let Some(line) = runner.first_line_with(id) {
-            let scaled = scaled.unwrap_or_else(|| line.at - sent);
-            return (scaled, line.at - sent);
+        // The worker's line carries the kubelet's timestamp of when it was printed.
+        if let Some(line) = pods.first_line_with(id).await {
+            let delivered = (line.at - sent_at).to_std().unwrap_or_default();
+            return (scaled.unwrap_or(delivered), delivered);
         }
         assert!(
             sent.elapsed() < WAIT,
             "event {id} was not delivered from zero within {WAIT:?}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -118,8 +119,7 @@ async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
         // The shared dispatcher routes the Broker's events into the Trigger's queue;
         // the consumer Deployment's sidecars deliver them.
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        let runner =
-            ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
+        let pods = PodWatch::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
         kubectl::apply(
             &ns,
             &std::fs::read_to_string(example("consumer-trigger.yaml")).expect("example"),
@@ -152,7 +152,7 @@ async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
         );
 
         // First event: scaled from zero by the activation watch, then delivered.
-        let (scaled, first) = from_zero(&stack, &runner, &deployments, "wake-1").await;
+        let (scaled, first) = from_zero(&stack, &pods, &deployments, "wake-1").await;
         println!(
             "scale from zero: first event -> scale patch {scaled:?}, -> first delivery {first:?}"
         );
@@ -161,7 +161,7 @@ async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
         burst(&stack, "burst", 400).await;
         let peak = wait_replicas(&deployments, "scale-up under the burst", |n| n >= 2).await;
         let all = eventually("every burst event delivered", WAIT, || async {
-            let got = delivered(&runner, "burst-");
+            let got = delivered(&pods, "burst-").await;
             (got.len() == 400).then_some(got.len())
         })
         .await;
@@ -175,8 +175,8 @@ async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
 
         // Idle: down, then to zero after the cooldown.
         wait_replicas(&deployments, "scale to zero when idle", |n| n == 0).await;
-        eventually("runner stops the pods", WAIT, || async {
-            (runner.running_pods() == 0).then_some(())
+        eventually("the kubelet stops the pods", WAIT, || async {
+            (pods.existing_pods() == 0).then_some(())
         })
         .await;
         // The status is written just after the scale: wait for it, do not race it.
@@ -200,13 +200,13 @@ async fn consumer_deployment_scales_with_the_backlog_to_zero_and_back() {
         })
         .await;
         wait_replicas(&deployments, "replicas set back to zero", |n| n == 0).await;
-        eventually("runner stops the pods again", WAIT, || async {
-            (runner.running_pods() == 0).then_some(())
+        eventually("the kubelet stops the pods again", WAIT, || async {
+            (pods.existing_pods() == 0).then_some(())
         })
         .await;
 
         // A new event brings it back.
-        let (scaled, first) = from_zero(&stack, &runner, &deployments, "wake-2").await;
+        let (scaled, first) = from_zero(&stack, &pods, &deployments, "wake-2").await;
         println!("scale from zero again: -> scale patch {scaled:?}, -> first delivery {first:?}");
         assert!(events_with_reason(&client, &ns, "Scaled").await >= 3);
 

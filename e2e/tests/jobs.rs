@@ -1,7 +1,7 @@
 //! A Job per event, end to end: the dispatcher makes a Job (and the event's Secret)
 //! per event of a `job` Trigger, the real kube-controller-manager's Job controller
-//! makes its pod, the replica runner plays the kubelet (runs the container's command
-//! with the Secret's files, sets the pod Succeeded or Failed), the Job controller
+//! makes its pod, the node's kubelet runs it (busybox, with the event's Secret
+//! mounted) to Succeeded or Failed, the Job controller
 //! marks the Job Complete or Failed, and the dispatcher acknowledges, retries with a
 //! new Job or dead-letters; finished Jobs are deleted after their keep time.
 
@@ -14,7 +14,7 @@ use herald_api::naming;
 use herald_e2e::kubectl::{apply, example};
 use herald_e2e::manifests::{container, pod_of, retries_then_dead_letter};
 use herald_e2e::nats::await_consumer_drained;
-use herald_e2e::runner::ReplicaRunner;
+use herald_e2e::pods::PodWatch;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
 use herald_e2e::{eventually, nats_url, ready_trigger, with_temp_ns};
@@ -66,7 +66,7 @@ fn job_spec(script: &str, job: EventJobSpec) -> TriggerSpec {
 async fn each_event_runs_as_a_job_that_sees_it_and_completion_acks_it() {
     with_temp_ns("jobs", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        let pods = PodWatch::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
         apply(
             &ns,
             &std::fs::read_to_string(example("trigger-job.yaml")).expect("example"),
@@ -87,7 +87,7 @@ async fn each_event_runs_as_a_job_that_sees_it_and_completion_acks_it() {
             .send("other", "com.example.other", "/uploads", "{}")
             .await;
         eventually("each event's Job ran and printed it", WAIT, || async {
-            let lines = runner.lines();
+            let lines = pods.lines().await;
             let printed: BTreeSet<String> = lines
                 .iter()
                 .filter_map(|l| l.text.strip_prefix("resized ").map(str::to_owned))
@@ -97,8 +97,9 @@ async fn each_event_runs_as_a_job_that_sees_it_and_completion_acks_it() {
         .await;
         // The container read the event from the mounted file: the CloudEvents JSON.
         for id in ["img-1", "img-2", "img-3"] {
-            let line = runner
+            let line = pods
                 .lines()
+                .await
                 .into_iter()
                 .find(|l| l.text.contains(&format!(r#""id":"{id}""#)))
                 .unwrap_or_else(|| panic!("the Job of {id} printed its event file"));
@@ -106,8 +107,8 @@ async fn each_event_runs_as_a_job_that_sees_it_and_completion_acks_it() {
             assert_eq!(event["type"], TYPE);
             assert_eq!(event["data"]["image"], format!("{id}.png"));
             assert!(
-                runner
-                    .first_line_with(&format!("resized {id} (attempt 1)"))
+                pods.first_line_with(&format!("resized {id} (attempt 1)"))
+                    .await
                     .is_some()
             );
         }
@@ -134,7 +135,7 @@ async fn each_event_runs_as_a_job_that_sees_it_and_completion_acks_it() {
             .items;
         assert_eq!(secrets.len(), 3);
         queue_empties(&ns, "thumbnails").await;
-        assert_eq!(runner.finished_completion_pods(), 3, "no event ran twice");
+        assert_eq!(pods.finished_pods(), 3, "no event ran twice");
     })
     .await;
 }
@@ -143,7 +144,7 @@ async fn each_event_runs_as_a_job_that_sees_it_and_completion_acks_it() {
 async fn a_failing_job_is_retried_with_new_jobs_then_dead_lettered() {
     with_temp_ns("jobs-fail", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        let pods = PodWatch::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
         let dead_letters = Subscriber::accepting().await;
         let spec = TriggerSpec {
             delivery: Some(retries_then_dead_letter(1, "PT0.2S", &dead_letters.url)),
@@ -170,8 +171,8 @@ async fn a_failing_job_is_retried_with_new_jobs_then_dead_lettered() {
         );
         let error = dead.get("heralderror").unwrap_or_default();
         assert!(error.contains("failed"), "{error}");
-        assert!(runner.first_line_with("try 1 of f-1").is_some());
-        assert!(runner.first_line_with("try 2 of f-1").is_some());
+        assert!(pods.first_line_with("try 1 of f-1").await.is_some());
+        assert!(pods.first_line_with("try 2 of f-1").await.is_some());
         let jobs = jobs_of(&client, &ns, "flaky").await;
         let attempts: BTreeSet<String> = jobs
             .iter()
@@ -196,37 +197,38 @@ async fn a_failing_job_is_retried_with_new_jobs_then_dead_lettered() {
 }
 
 /// Adversarial: 20 events, two dispatchers, `maxRunning: 2` — never more than two
-/// Jobs' processes run at once, and every event runs once.
+/// Jobs' pods run at once, and every event runs once.
 #[tokio::test]
 async fn jobs_running_at_once_never_exceed_max_running_across_dispatchers() {
     with_temp_ns("jobs-bound", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let _second = stack.extra_dispatcher().await;
-        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        let pods = PodWatch::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
         let bounded = EventJobSpec {
             max_running: Some(2),
             ..EventJobSpec::default()
         };
-        let spec = job_spec("echo \"ran $HERALD_EVENT_ID\"; sleep 2", bounded);
+        let spec = job_spec("echo \"ran $HERALD_EVENT_ID\"; sleep 3", bounded);
         ready_trigger(&client, &ns, "bounded", spec, WAIT).await;
         for n in 0..20 {
             stack.send(&format!("b-{n}"), TYPE, "/uploads", "{}").await;
         }
         eventually("all 20 Jobs ran", Duration::from_secs(180), || async {
-            (runner.finished_completion_pods() >= 20).then_some(())
+            (pods.finished_pods() >= 20).then_some(())
         })
         .await;
         queue_empties(&ns, "bounded").await;
-        let ran: BTreeSet<String> = runner
+        let ran: BTreeSet<String> = pods
             .lines()
+            .await
             .iter()
             .filter_map(|l| l.text.strip_prefix("ran ").map(str::to_owned))
             .collect();
         assert_eq!(ran.len(), 20, "every event ran: {ran:?}");
-        let peak = runner.peak_completion_pods();
+        let peak = pods.peak_running_pods();
         assert!(peak <= 2, "{peak} Jobs ran at once; maxRunning is 2");
         assert_eq!(peak, 2, "the bound is used, not just respected");
-        assert_eq!(runner.finished_completion_pods(), 20, "no event ran twice");
+        assert_eq!(pods.finished_pods(), 20, "no event ran twice");
     })
     .await;
 }
@@ -235,7 +237,7 @@ async fn jobs_running_at_once_never_exceed_max_running_across_dispatchers() {
 async fn finished_jobs_are_deleted_with_their_secrets_after_keep() {
     with_temp_ns("jobs-keep", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        let pods = PodWatch::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
         let brief = EventJobSpec {
             keep_succeeded: Some("1s".to_owned()),
             keep_failed: Some("1h".to_owned()),
@@ -244,7 +246,7 @@ async fn finished_jobs_are_deleted_with_their_secrets_after_keep() {
         ready_trigger(&client, &ns, "brief", job_spec("echo done", brief), WAIT).await;
         stack.send("k-1", TYPE, "/uploads", "{}").await;
         eventually("the Job ran", WAIT, || async {
-            (runner.finished_completion_pods() == 1).then_some(())
+            (pods.finished_pods() == 1).then_some(())
         })
         .await;
         queue_empties(&ns, "brief").await;
@@ -274,7 +276,7 @@ async fn finished_jobs_are_deleted_with_their_secrets_after_keep() {
 async fn a_redelivered_event_adopts_its_running_job_instead_of_starting_another() {
     with_temp_ns("jobs-adopt", |client, ns| async move {
         let mut stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        let runner = ReplicaRunner::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
+        let pods = PodWatch::start(client.clone(), &ns, JOB_TRIGGER_LABEL);
         let spec = job_spec(
             "sleep 4; echo \"done $HERALD_EVENT_ID\"",
             EventJobSpec::default(),
@@ -291,8 +293,8 @@ async fn a_redelivered_event_adopts_its_running_job_instead_of_starting_another(
         let jobs = jobs_of(&client, &ns, "slow").await;
         assert_eq!(jobs.len(), 1, "no second Job for the same attempt");
         assert!(has_condition(&jobs[0], "Complete"));
-        assert_eq!(runner.finished_completion_pods(), 1, "the event ran once");
-        assert!(runner.first_line_with("done a-1").is_some());
+        assert_eq!(pods.finished_pods(), 1, "the event ran once");
+        assert!(pods.first_line_with("done a-1").await.is_some());
     })
     .await;
 }

@@ -15,8 +15,8 @@ use herald_api::{DeliverySpec, Trigger, TriggerSpec};
 use herald_e2e::manifests::{
     consumer, exact, from_all, pattern, prefix, scaling, to_consumer, to_uri,
 };
+use herald_e2e::pods::PodWatch;
 use herald_e2e::process::Dispatcher;
-use herald_e2e::runner::ReplicaRunner;
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
 use herald_e2e::{eventually, field, nats_url, with_temp_ns};
@@ -50,8 +50,7 @@ fn ids(prefix: &str, count: usize) -> Vec<String> {
 async fn a_consumer_at_zero_stays_at_zero_for_events_it_does_not_match() {
     with_temp_ns("route-zero", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        let runner =
-            ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
+        let pods = PodWatch::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
         let trigger = ready_trigger(
             &client,
             &ns,
@@ -101,11 +100,11 @@ async fn a_consumer_at_zero_stays_at_zero_for_events_it_does_not_match() {
         })
         .await;
         eventually("the wanted event reaches the worker", WAIT, || async {
-            runner.first_line_with("wanted-0").map(|_| ())
+            pods.first_line_with("wanted-0").await.map(|_| ())
         })
         .await;
         assert!(
-            runner.first_line_with("other-").is_none(),
+            pods.first_line_with("other-").await.is_none(),
             "an unwanted event was delivered"
         );
     })

@@ -108,7 +108,7 @@ async fn cron_fires_each_tick_once_even_with_two_adapters() {
         let source = source_ready(&client, &ns, "heartbeat").await;
         assert_eq!(
             field(&source, "/status/sinkUri"),
-            format!("{}/{ns}/default", stack.ingress.url()).as_str()
+            stack.broker_address().as_str()
         );
         subscriber
             .wait_for("four ticks delivered", WAIT, |d| d.len() >= 4)
@@ -372,7 +372,7 @@ async fn nats_messages_are_forwarded_and_bad_sources_explained() {
 
 #[tokio::test]
 async fn kubernetes_changes_become_events_as_the_named_service_account() {
-    use herald_e2e::runner::ReplicaRunner;
+    use herald_e2e::pods::PodWatch;
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{Patch, PatchParams, PostParams};
     with_temp_ns("k8s-source", |client, ns| async move {
@@ -383,8 +383,7 @@ async fn kubernetes_changes_become_events_as_the_named_service_account() {
             ..to_uri(&subscriber.url)
         };
         herald_e2e::ready_trigger(&client, &ns, "to-test", spec, WAIT).await;
-        let runner =
-            ReplicaRunner::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
+        let pods = PodWatch::start(client.clone(), &ns, "app.kubernetes.io/managed-by=herald");
         kubectl::apply(
             &ns,
             &std::fs::read_to_string(example("kubernetes-source.yaml")).expect("example"),
@@ -396,7 +395,7 @@ async fn kubernetes_changes_become_events_as_the_named_service_account() {
                 .contains("configmap-watcher")
         );
         herald_e2e::eventually("the adapter pod runs", WAIT, || async {
-            (runner.running_pods() > 0).then_some(())
+            (pods.running_pods() > 0).then_some(())
         })
         .await;
 

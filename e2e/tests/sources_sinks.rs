@@ -103,7 +103,7 @@ async fn sink_binding_injects_and_follows_the_broker_address() {
         );
         source_ready(&client, &ns, "order-producers").await;
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let broker_url = format!("{}/{ns}/default", stack.ingress.url());
+        let broker_url = stack.broker_address();
         let sink_of = |name: &'static str| {
             let deployments = deployments.clone();
             async move {

@@ -179,7 +179,7 @@ async fn a_runaway_transform_dead_letters_the_original_while_others_deliver() {
 async fn a_consumer_sidecar_transforms_what_its_worker_receives() {
     with_temp_ns("transform-sidecar", |client, ns| async move {
         let stack = Stack::start(client.clone(), &ns, &nats_url()).await;
-        let runner = herald_e2e::runner::ReplicaRunner::start(
+        let pods = herald_e2e::pods::PodWatch::start(
             client.clone(),
             &ns,
             "app.kubernetes.io/managed-by=herald",
@@ -197,8 +197,8 @@ async fn a_consumer_sidecar_transforms_what_its_worker_receives() {
         await_condition(&triggers, "orders-worker", WAIT, ready).await;
         stack.send("side-1", "com.example.order.created", "/e2e", r#"{"n": 5}"#).await;
         let printed = herald_e2e::eventually("the worker prints the event", WAIT, || async {
-            runner
-                .lines()
+            pods.lines()
+                .await
                 .iter()
                 .filter(|l| l.container == "worker")
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l.text).ok())
