@@ -99,9 +99,23 @@ impl PodWatch {
         let (task_api, task_seen) = (api.clone(), seen.clone());
         let task = tokio::spawn(async move {
             let mut events = std::pin::pin!(watcher(task_api.clone(), config).default_backoff());
+            // A watch that breaks (an apiserver restart) lists the pods again: those
+            // deleted meanwhile are gone from the new list, without a Delete event.
+            let mut relisted: Option<BTreeSet<String>> = None;
             while let Some(event) = events.next().await {
                 match event {
+                    Ok(watcher::Event::Init) => relisted = Some(BTreeSet::new()),
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(listed) = relisted.take() {
+                            let mut seen = task_seen.lock().expect("seen");
+                            seen.present.retain(|pod, _| listed.contains(pod));
+                            seen.running.retain(|pod| listed.contains(pod));
+                        }
+                    }
                     Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                        if let Some(listed) = relisted.as_mut() {
+                            listed.insert(pod.name_any());
+                        }
                         if note(&task_seen, &pod) {
                             // Finished or going: keep what it printed while it can be read.
                             tokio::spawn(keep_logs(task_api.clone(), task_seen.clone(), pod));
@@ -112,7 +126,6 @@ impl PodWatch {
                         seen.present.remove(&pod.name_any());
                         seen.running.remove(&pod.name_any());
                     }
-                    Ok(_) => {}
                     Err(e) => eprintln!("pod watch: {e}"),
                 }
             }
