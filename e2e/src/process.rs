@@ -254,7 +254,7 @@ impl Operator {
 /// adapters) reach `nats_url` at the node's address for this machine; `extra` may
 /// say otherwise.
 fn workload_flags(nats_url: &str, extra: &[&str]) -> Vec<String> {
-    let on_node = std::env::var_os("HERALD_NODE_HOST_IP").is_some();
+    let on_node = crate::pods::node_host_ip().is_some();
     if !on_node || extra.iter().any(|f| f.starts_with("--workload-nats-url")) {
         return Vec::new();
     }

@@ -42,6 +42,28 @@ async fn send_batch(stack: &Stack, ids: &[String], source: &str, amount: u32) {
     }
 }
 
+/// An ordered Trigger delivering to `url`.
+fn ordered_to(url: &str) -> TriggerSpec {
+    TriggerSpec {
+        delivery: Some(DeliverySpec {
+            ordering: Some(Ordering::Ordered),
+            ..DeliverySpec::default()
+        }),
+        ..to_uri(url)
+    }
+}
+
+/// The ids `subscriber` accepted, each at its first delivery (at least once: an event
+/// in flight at a kill may come again).
+fn first_deliveries(subscriber: &Subscriber) -> Vec<String> {
+    let mut seen = HashSet::new();
+    subscriber
+        .accepted_ids()
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
+}
+
 fn ids(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|n| format!("{prefix}-{n}")).collect()
 }
@@ -336,19 +358,7 @@ async fn an_ordered_trigger_keeps_broker_order_across_two_dispatchers_and_a_fail
         let mut stack = Stack::start(client.clone(), &ns, &nats_url()).await;
         let _second = Dispatcher::start(&ns, &nats_url()).await;
         let subscriber = Subscriber::accepting().await;
-        ready_trigger(
-            &client,
-            &ns,
-            "ordered",
-            TriggerSpec {
-                delivery: Some(DeliverySpec {
-                    ordering: Some(Ordering::Ordered),
-                    ..DeliverySpec::default()
-                }),
-                ..to_uri(&subscriber.url)
-            },
-        )
-        .await;
+        ready_trigger(&client, &ns, "ordered", ordered_to(&subscriber.url)).await;
         // Batches: each is stored in order, and two routers pulling the same Broker
         // would take neighbouring parts of it at the same moment.
         let sent = ids("e", 600);
@@ -371,12 +381,7 @@ async fn an_ordered_trigger_keeps_broker_order_across_two_dispatchers_and_a_fail
             .await;
         // At least once: an event in flight at the kill may come again, but the first
         // delivery of each is in Broker order.
-        let mut seen = HashSet::new();
-        let firsts: Vec<String> = subscriber
-            .accepted_ids()
-            .into_iter()
-            .filter(|id| seen.insert(id.clone()))
-            .collect();
+        let firsts = first_deliveries(&subscriber);
         assert_eq!(firsts, sent, "deliveries out of Broker order");
     })
     .await;
@@ -400,19 +405,7 @@ async fn an_ordered_trigger_created_while_events_flow_gets_them_in_broker_order(
         };
         let creating = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            ready_trigger(
-                &client,
-                &ns,
-                "late",
-                TriggerSpec {
-                    delivery: Some(DeliverySpec {
-                        ordering: Some(Ordering::Ordered),
-                        ..DeliverySpec::default()
-                    }),
-                    ..to_uri(&subscriber.url)
-                },
-            )
-            .await
+            ready_trigger(&client, &ns, "late", ordered_to(&subscriber.url)).await
         };
         tokio::join!(sending, creating);
         subscriber
@@ -420,12 +413,7 @@ async fn an_ordered_trigger_created_while_events_flow_gets_them_in_broker_order(
                 d.iter().any(|(e, _)| e.id() == "e-999")
             })
             .await;
-        let mut seen = HashSet::new();
-        let firsts: Vec<String> = subscriber
-            .accepted_ids()
-            .into_iter()
-            .filter(|id| seen.insert(id.clone()))
-            .collect();
+        let firsts = first_deliveries(&subscriber);
         let from = sent
             .iter()
             .position(|id| Some(id) == firsts.first())
