@@ -104,3 +104,35 @@ pub async fn stalled_request(port: u16, path: &str, length: usize) -> tokio::net
     stream.write_all(head.as_bytes()).await.unwrap();
     stream
 }
+
+/// POSTs to `url` while two [`stalled_request`]s of `length` bytes to `path` hold
+/// their places, until the answer is `refusal`. The ingress counts a stalled request
+/// a moment after it connects, and on a busy machine the stalled pair may reach its
+/// read timeout before the POST arrives: either way that try is answered 202 and the
+/// pair is tried again. Returns the refusal with the pair, still held.
+pub async fn post_beside_stalled(
+    (port, path, length): (u16, &str, usize),
+    url: &str,
+    headers: &[(&str, &str)],
+    refusal: u16,
+) -> (Answer, [tokio::net::TcpStream; 2]) {
+    let mut tries = 0;
+    loop {
+        let held = [
+            stalled_request(port, path, length).await,
+            stalled_request(port, path, length).await,
+        ];
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let answer = post(url, headers, "{}").await;
+        if answer.status == refusal {
+            return (answer, held);
+        }
+        tries += 1;
+        assert!(
+            tries < 20,
+            "never {refusal} beside two stalled requests; last: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+}

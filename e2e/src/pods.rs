@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -23,6 +24,11 @@ use kube::api::LogParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::task::JoinHandle;
+
+/// How long a test waits for a pod to start and do its first piece of work. An idle
+/// node starts one in ~7 s with the image present; with the whole suite on two cores
+/// scheduling, sandbox and container start take several times that.
+pub const POD_START: Duration = Duration::from_secs(90);
 
 /// The node's address for this machine (`HERALD_NODE_HOST_IP`, exported by
 /// `e2e/controlplane/up.sh` with `NODE=1`); `None` on a plane without a node.

@@ -20,7 +20,7 @@ use herald_e2e::manifests::{apply, replicated_broker, to_uri};
 use herald_e2e::process::{NatsCluster, NatsServer, Operator};
 use herald_e2e::stack::Stack;
 use herald_e2e::subscriber::Subscriber;
-use herald_e2e::{await_ready, with_temp_ns};
+use herald_e2e::{await_ready, eventually, with_temp_ns};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -240,10 +240,11 @@ impl Load {
 /// The chaos runs take turns: one restarts the apiserver every test shares.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The node that leads JetStream stream `name` now, if any.
+/// The node that leads JetStream stream `name` now; `None` while there is none or the
+/// cluster cannot say (mid-election, a node just killed).
 async fn stream_leader(js: &async_nats::jetstream::Context, name: &str) -> Option<String> {
-    let mut stream = js.get_stream(name).await.expect("stream");
-    let info = stream.info().await.expect("info");
+    let mut stream = js.get_stream(name).await.ok()?;
+    let info = stream.info().await.ok()?;
     info.cluster.clone().and_then(|c| c.leader)
 }
 
@@ -296,9 +297,11 @@ async fn nothing_accepted_is_lost_while_components_and_nodes_die() {
         .await;
         let nats = async_nats::connect(cluster.addrs()).await.expect("connect");
         let js = async_nats::jetstream::new(nats);
-        let leader = stream_leader(&js, &naming::stream_name(&ns, "chaos"))
-            .await
-            .expect("leader");
+        let stream_name = naming::stream_name(&ns, "chaos");
+        let leader = eventually("the stream has a leader", WAIT, || {
+            stream_leader(&js, &stream_name)
+        })
+        .await;
         let node = cluster
             .nodes
             .iter_mut()

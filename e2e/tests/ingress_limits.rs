@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use herald_e2e::http::{post, stalled_request};
+use herald_e2e::http::{post, post_beside_stalled, stalled_request};
 use herald_e2e::manifests::{apply, broker};
 use herald_e2e::stack::Stack;
 use herald_e2e::{await_ready, nats_url, with_temp_ns};
@@ -97,15 +97,10 @@ async fn headers_bodies_and_concurrency_are_bounded() {
             },
         )
         .await;
-        let _held = (
-            stalled_request(port, &format!("/{ns}/default"), 100).await,
-            stalled_request(port, &format!("/{ns}/default"), 100).await,
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
         let mut one = event.to_vec();
         one.push(("ce-id", "third"));
-        let busy = post(&url, &one, "{}").await;
-        assert_eq!(busy.status, 429, "{}", busy.body);
+        let path = format!("/{ns}/default");
+        let (busy, _held) = post_beside_stalled((port, &path, 100), &url, &one, 429).await;
         assert_eq!(busy.json()["error"], "TooManyRequests");
         assert!(busy.headers.contains_key("retry-after"));
         let elsewhere = post(&other_url, &one, "{}").await;

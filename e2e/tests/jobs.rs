@@ -135,6 +135,8 @@ async fn each_event_runs_as_a_job_that_sees_it_and_completion_acks_it() {
             .items;
         assert_eq!(secrets.len(), 3);
         queue_empties(&ns, "thumbnails").await;
+        // The Job controller may tell the dispatcher before this test's pod watch.
+        pods_finished(&pods, 3).await;
         assert_eq!(pods.finished_pods(), 3, "no event ran twice");
     })
     .await;
@@ -293,8 +295,17 @@ async fn a_redelivered_event_adopts_its_running_job_instead_of_starting_another(
         let jobs = jobs_of(&client, &ns, "slow").await;
         assert_eq!(jobs.len(), 1, "no second Job for the same attempt");
         assert!(has_condition(&jobs[0], "Complete"));
+        pods_finished(&pods, 1).await;
         assert_eq!(pods.finished_pods(), 1, "the event ran once");
         assert!(pods.first_line_with("done a-1").await.is_some());
+    })
+    .await;
+}
+
+/// Waits until the test's own pod watch has seen `count` pods finish.
+async fn pods_finished(pods: &PodWatch, count: usize) {
+    eventually("the pod watch sees the pods finish", WAIT, || async {
+        (pods.finished_pods() >= count).then_some(())
     })
     .await;
 }

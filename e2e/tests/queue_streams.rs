@@ -162,7 +162,7 @@ async fn queues_spread_over_bounded_streams_and_every_trigger_gets_its_events() 
             naming::queue_shard_stream_name(&ns, "default", 0)
         );
         stack.send("t5-0", "order.created", "/t5", "{}").await;
-        late.wait_for("t5's event", WAIT, |d| d.len() == 1).await;
+        late.wait_for("t5's event", WAIT, |d| !d.is_empty()).await;
         assert_eq!(field(&t5, "/status/queue/broker"), "default");
 
         // The Broker takes all of its queue streams with it.

@@ -196,7 +196,7 @@ async fn a_consumer_sidecar_transforms_what_its_worker_receives() {
         let ready = has_condition(condition::READY, ConditionStatus::True, None);
         await_condition(&triggers, "orders-worker", WAIT, ready).await;
         stack.send("side-1", "com.example.order.created", "/e2e", r#"{"n": 5}"#).await;
-        let printed = herald_e2e::eventually("the worker prints the event", WAIT, || async {
+        let printed = herald_e2e::eventually("the worker prints the event", herald_e2e::pods::POD_START, || async {
             pods.lines()
                 .await
                 .iter()

@@ -31,6 +31,11 @@ pub use validate::{Runner, validate, validate_source};
 /// Re-checks the sink now and then (a Service's port may change).
 const RESYNC: Duration = Duration::from_secs(60);
 
+/// Re-checks a source that is not Ready sooner: what it waits for (an adapter's
+/// `RoleBinding`, a sink Service) is not watched, and a user who just applied a Role
+/// with their source should not wait a minute for the apiserver's RBAC cache.
+const NOT_READY_RESYNC: Duration = Duration::from_secs(10);
+
 /// Finalizer held so that bound Deployments are unbound when the EventSource goes.
 pub const FINALIZER: &str = "eventing.herald.dev/sinkbinding";
 
@@ -118,7 +123,12 @@ impl Reconciled for EventSource {
             )
             .await;
         }
-        Ok(Action::requeue(RESYNC))
+        let is_ready = ready.is_some_and(herald_api::Condition::is_true);
+        Ok(Action::requeue(if is_ready {
+            RESYNC
+        } else {
+            NOT_READY_RESYNC
+        }))
     }
 
     async fn cleanup(&self, key: &ObjectKey, ctx: &Context) -> Result<Action, Error> {
