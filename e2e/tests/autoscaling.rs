@@ -24,10 +24,9 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
 const WAIT: Duration = Duration::from_secs(60);
-/// How long pods may take to go once scaled away. A pod deleted while the kubelet is
-/// still starting it can get its SIGTERM before the process has a handler for it (as
-/// PID 1 it is then ignored) and is killed only after the 30 s grace period; seen
-/// taking 47 s on the test node.
+/// How long pods may take to go once scaled away: 7–9 s on an idle node, even for
+/// pods deleted while starting (herald handles SIGTERM from its first moment), but the
+/// kubelet's work waits for two cores shared with the whole suite.
 const PODS_GONE: Duration = Duration::from_secs(120);
 const TYPE: &str = "com.example.order.created";
 

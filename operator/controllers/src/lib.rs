@@ -67,6 +67,7 @@ pub fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
 }
 
 async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
+    let shutdown = herald_runtime::listen_for_shutdown()?;
     herald_runtime::telemetry::init(args.log_format);
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     tracing::info!(%identity, version = env!("CARGO_PKG_VERSION"), "starting herald operator");
@@ -74,14 +75,8 @@ async fn operator_main(args: OperatorArgs) -> anyhow::Result<()> {
     let client = herald_runtime::kube_client(args.kubeconfig.as_deref()).await?;
     let nats =
         herald_runtime::nats::connect(&args.nats, &format!("herald-operator {identity}")).await?;
-    let (
-        metrics,
-        herald_runtime::Component {
-            shutdown,
-            readiness,
-            admin,
-        },
-    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
+    let (metrics, herald_runtime::Component { readiness, admin }) =
+        herald_runtime::Component::start(&shutdown, args.metrics_addr, Metrics::register)?;
     let lease_namespace = leader::lease_namespace(
         args.lease_namespace.as_deref(),
         std::env::var("POD_NAMESPACE").ok().as_deref(),

@@ -82,6 +82,7 @@ async fn open_leases(routing: &async_nats::jetstream::Context) -> Option<lease::
 }
 
 async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
+    let shutdown = herald_runtime::listen_for_shutdown()?;
     herald_runtime::telemetry::init(args.log_format);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -91,7 +92,7 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     let tls = args.tls.load()?;
     transforming::install_workers();
     if let Some(json) = &args.trigger_plan {
-        return sidecar_main(&args, &tls, json).await;
+        return sidecar_main(&args, &tls, json, shutdown).await;
     }
     let config = herald_runtime::kube_config(args.kubeconfig.as_deref()).await?;
     let api_server = herald_runtime::egress::api_server_addresses(&config.cluster_url).await;
@@ -99,14 +100,8 @@ async fn dispatcher_main(args: DispatcherArgs) -> anyhow::Result<()> {
     tracing::info!(policy = %egress.summary(), "egress policy for subscribers and dead-letter sinks");
     let client = kube::Client::try_from(config)?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher").await?;
-    let (
-        metrics,
-        herald_runtime::Component {
-            shutdown,
-            readiness,
-            admin,
-        },
-    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
+    let (metrics, herald_runtime::Component { readiness, admin }) =
+        herald_runtime::Component::start(&shutdown, args.metrics_addr, Metrics::register)?;
 
     let recorder = herald_runtime::event_recorder(client.clone(), "herald-dispatcher");
     let drops = Arc::new(reports::DropReports::default());
@@ -268,6 +263,7 @@ async fn sidecar_main(
     args: &DispatcherArgs,
     tls: &herald_runtime::tls::ClientTls,
     json: &str,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let spec: SidecarConfig = serde_json::from_str(json)
         .map_err(|e| anyhow::anyhow!("--trigger-plan is not a valid plan: {e}"))?;
@@ -277,14 +273,8 @@ async fn sidecar_main(
         .ok_or_else(|| anyhow::anyhow!("--subscriber is required with --trigger-plan"))?;
     let plan = desired::from_sidecar_config(&spec, subscriber)?;
     let nats = herald_runtime::nats::connect(&args.nats, "herald-dispatcher-sidecar").await?;
-    let (
-        metrics,
-        herald_runtime::Component {
-            shutdown,
-            readiness,
-            admin,
-        },
-    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
+    let (metrics, herald_runtime::Component { readiness, admin }) =
+        herald_runtime::Component::start(&shutdown, args.metrics_addr, Metrics::register)?;
     // The sidecar delivers to its own pod's container on localhost, with the pod's
     // network identity: not a boundary between tenants, so no egress policy.
     let deliverer = Arc::new(deliverer(

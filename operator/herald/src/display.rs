@@ -49,6 +49,7 @@ pub fn run(args: &DisplayArgs) -> ExitCode {
     let json = args.json;
     let delay = args.delay;
     let serve = async move {
+        let shutdown = herald_runtime::listen_for_shutdown()?;
         let listen = listen_address(args)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -77,7 +78,7 @@ pub fn run(args: &DisplayArgs) -> ExitCode {
         // SIGTERM too: as a container's PID 1 an unhandled SIGTERM is ignored, and every
         // pod of a consumer Deployment scaled down then took the whole grace period to go.
         axum::serve(listener, app)
-            .with_graceful_shutdown(herald_runtime::shutdown_signal())
+            .with_graceful_shutdown(herald_runtime::fired(shutdown))
             .await?;
         anyhow::Ok(())
     };

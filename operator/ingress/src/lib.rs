@@ -38,6 +38,7 @@ pub fn run_ingress(args: IngressArgs) -> anyhow::Result<()> {
 }
 
 async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
+    let shutdown = herald_runtime::listen_for_shutdown()?;
     herald_runtime::telemetry::init(args.log_format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), listen = %args.listen, "starting herald ingress");
     // A certificate that cannot be served stops the start, naming the file.
@@ -54,14 +55,8 @@ async fn ingress_main(args: IngressArgs) -> anyhow::Result<()> {
         .max_ack_inflight(args.max_acks_in_flight)
         .backpressure_on_inflight(true)
         .build(nats.client.clone());
-    let (
-        metrics,
-        herald_runtime::Component {
-            shutdown,
-            readiness,
-            admin,
-        },
-    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
+    let (metrics, herald_runtime::Component { readiness, admin }) =
+        herald_runtime::Component::start(&shutdown, args.metrics_addr, Metrics::register)?;
 
     let (brokers, watch_brokers) = brokers::watch(&client, &args.watch_namespace);
     tokio::spawn(watch_brokers);

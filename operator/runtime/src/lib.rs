@@ -34,32 +34,38 @@ pub fn event_recorder(client: kube::Client, controller: &str) -> kube::runtime::
     )
 }
 
-/// Resolves when the process receives SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// A flag raised when the process receives SIGTERM or SIGINT, listened for from this
+/// call on. Call it first thing in a component's async main, before anything that can
+/// take time: a container's PID 1 ignores a signal it has no handler for, so a pod
+/// deleted while its process was still starting (a consumer scaled down at once)
+/// waited out its whole grace period, 30 s, before the kubelet killed it.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub fn listen_for_shutdown() -> std::io::Result<tokio::sync::watch::Receiver<bool>> {
+    let (raise, shutdown) = tokio::sync::watch::channel(false);
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Created here, not in the task: the handlers are installed when this returns.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
+            let _ = raise.send(true);
+        });
     }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received, shutting down");
+            let _ = raise.send(true);
+        }
+    });
+    Ok(shutdown)
 }
 
 /// A Kubernetes client from `kubeconfig` when given, else from `KUBECONFIG`,
@@ -92,12 +98,10 @@ pub async fn fired(mut flag: tokio::sync::watch::Receiver<bool>) {
     let _ = flag.wait_for(|set| *set).await;
 }
 
-/// What every long-running component starts with: a shutdown flag raised on
-/// SIGTERM/SIGINT, and the admin server (`/metrics` for `registry`, `/healthz`,
-/// `/readyz` following `readiness`) that stops with it.
+/// What every long-running component starts with: the shutdown flag from
+/// [`listen_for_shutdown`], and the admin server (`/metrics` for `registry`,
+/// `/healthz`, `/readyz` following `readiness`) that stops with it.
 pub struct Component {
-    /// Turns `true` on SIGTERM/SIGINT.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// What `/readyz` reports; starts not ready.
     pub readiness: admin::Readiness,
     /// The admin server; await it after shutdown.
@@ -105,20 +109,15 @@ pub struct Component {
 }
 
 impl Component {
-    /// Creates the component's metrics with `register` in a fresh registry, starts
-    /// listening for signals and serves the admin routes for that registry on
-    /// `admin_addr`.
+    /// Creates the component's metrics with `register` in a fresh registry and serves
+    /// the admin routes for that registry on `admin_addr` until `shutdown`.
     pub fn start<M>(
+        shutdown: &tokio::sync::watch::Receiver<bool>,
         admin_addr: std::net::SocketAddr,
         register: impl FnOnce(&prometheus::Registry) -> prometheus::Result<M>,
     ) -> anyhow::Result<(M, Self)> {
         let registry = prometheus::Registry::new();
         let metrics = register(&registry)?;
-        let (raise, shutdown) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = raise.send(true);
-        });
         let readiness = admin::Readiness::default();
         let admin = tokio::spawn(admin::serve(
             admin_addr,
@@ -126,13 +125,6 @@ impl Component {
             readiness.clone(),
             fired(shutdown.clone()),
         ));
-        Ok((
-            metrics,
-            Self {
-                shutdown,
-                readiness,
-                admin,
-            },
-        ))
+        Ok((metrics, Self { readiness, admin }))
     }
 }

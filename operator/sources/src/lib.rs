@@ -49,6 +49,7 @@ pub fn run_sources(args: SourcesArgs) -> anyhow::Result<()> {
 type Running = Loops<(String, String), Arc<ResolvedSource>, bool>;
 
 async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
+    let shutdown = herald_runtime::listen_for_shutdown()?;
     herald_runtime::telemetry::init(args.log_format);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -60,19 +61,13 @@ async fn sources_main(args: SourcesArgs) -> anyhow::Result<()> {
     let api_server = herald_runtime::egress::api_server_addresses(&config.cluster_url).await;
     let client = Client::try_from(config)?;
     if let Some(json) = &args.kubernetes_plan {
-        return kubernetes_main(&args, &tls, client, json).await;
+        return kubernetes_main(&args, &tls, client, json, shutdown).await;
     }
     let egress = Arc::new(args.egress.policy(&api_server));
     tracing::info!(policy = %egress.summary(), "egress policy for sinks");
     let nats = herald_runtime::nats::connect(&args.nats, "herald-sources").await?;
-    let (
-        metrics,
-        herald_runtime::Component {
-            shutdown,
-            readiness,
-            admin,
-        },
-    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
+    let (metrics, herald_runtime::Component { readiness, admin }) =
+        herald_runtime::Component::start(&shutdown, args.metrics_addr, Metrics::register)?;
     let recorder = herald_runtime::event_recorder(client.clone(), "herald-sources");
     let mut sender = Sender::new(&tls, &egress, metrics.clone(), Some(recorder));
     if let Some((namespace, name)) = &args.token_service_account {
@@ -144,17 +139,12 @@ async fn kubernetes_main(
     tls: &herald_runtime::tls::ClientTls,
     client: Client,
     json: &str,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let plan: herald_api::workload::KubernetesSourceConfig = serde_json::from_str(json)
         .map_err(|e| anyhow::anyhow!("--kubernetes-plan is not a valid plan: {e}"))?;
-    let (
-        metrics,
-        herald_runtime::Component {
-            shutdown,
-            readiness,
-            admin,
-        },
-    ) = herald_runtime::Component::start(args.metrics_addr, Metrics::register)?;
+    let (metrics, herald_runtime::Component { readiness, admin }) =
+        herald_runtime::Component::start(&shutdown, args.metrics_addr, Metrics::register)?;
     tracing::info!(source = %format!("{}/{}", plan.namespace, plan.name), sink = %plan.sink, "running a kubernetes source");
     readiness.set(true);
     metrics.sources.set(1);
