@@ -18,6 +18,70 @@ use crate::routes::{CatchUp, RouteTable};
 /// (one a [`RETRY_DELAY`] apart: a stream leader election takes seconds, not minutes).
 const MAX_REROUTE_FAILURES: u32 = 60;
 
+/// Takes on, with the Broker's routing lease, what a predecessor may have left unpaid
+/// ([`owe_on_takeover`]); a failure is logged and routing goes on.
+pub(crate) async fn take_over(
+    jetstream: &jetstream::Context,
+    stream: &str,
+    table: &RwLock<RouteTable>,
+) {
+    match owe_on_takeover(jetstream, stream, table).await {
+        Ok(0) => {}
+        Ok(owed) => {
+            tracing::info!(%stream, triggers = owed, "owing recent Triggers what the previous router finished, in case it did not know them");
+        }
+        Err(e) => {
+            tracing::warn!(%stream, error = %e, "cannot tell what the previous router finished; a Trigger it did not know may miss events");
+        }
+    }
+}
+
+/// Takes on the debts a predecessor may have left with the Broker's routing lease
+/// ([`RouteTable::owe_on_takeover`]): for the Triggers whose events since their seam
+/// were all stored within the last half of the Broker's duplicate window, the events
+/// through the `router` consumer's ack floor. Returns how many Triggers are owed.
+async fn owe_on_takeover(
+    jetstream: &jetstream::Context,
+    stream: &str,
+    table: &RwLock<RouteTable>,
+) -> anyhow::Result<usize> {
+    let mut events = jetstream.get_stream(stream).await?;
+    let window = events.info().await?.config.duplicate_window;
+    let mut router: consumer::PullConsumer = jetstream
+        .get_consumer_from_stream(herald_api::naming::ROUTER_CONSUMER, stream)
+        .await?;
+    let finished = router.info().await?.ack_floor.stream_sequence;
+    if finished == 0 || window.is_zero() {
+        return Ok(0);
+    }
+    // The first event stored since then: an ordered consumer starting at that time
+    // says in its info whether there is one, and hands it over at once if so.
+    let since = time::OffsetDateTime::now_utc() - window / 2;
+    let mut recent = events
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: since },
+            ..consumer::pull::OrderedConfig::default()
+        })
+        .await?;
+    if recent.info().await?.num_pending == 0 {
+        return Ok(0);
+    }
+    let first = tokio::time::timeout(JETSTREAM_API_TIMEOUT, recent.messages().await?.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("no event stored since {since} came in time"))?
+        .ok_or_else(|| anyhow::anyhow!("no event stored since {since}"))??;
+    let recent = first
+        .info()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .stream_sequence;
+    let mut table = table
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = table.catch_up.len();
+    table.owe_on_takeover(recent, finished);
+    Ok(table.catch_up.len() - before)
+}
+
 /// What the table owes to Triggers it learned of late, taken from it.
 pub(crate) fn take_debts(table: &RwLock<RouteTable>) -> Vec<CatchUp> {
     std::mem::take(

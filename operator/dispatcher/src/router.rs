@@ -65,6 +65,7 @@ pub async fn route_loop(
                 continue;
             }
             tracing::info!(%stream, "routing this Broker");
+            crate::debts::take_over(&jetstream, &stream, &table).await;
         }
         match open_router(&jetstream, &stream).await {
             Ok(messages) => {

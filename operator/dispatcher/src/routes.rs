@@ -126,6 +126,32 @@ impl RouteTable {
             .collect();
     }
 
+    /// Takes on, with the Broker's routing lease, what a predecessor may have left
+    /// unpaid: it routed every event through `finished` (the `router` consumer's ack
+    /// floor), perhaps some past a Trigger's seam before it knew the Trigger, and its
+    /// debts died with it. Every Trigger whose first event after its seam is at or
+    /// after `recent` is owed its seam through `finished`; JetStream drops the copies
+    /// the predecessor did store (their ids are remembered for the duplicate window,
+    /// which `recent` is well inside). Older Triggers were known to the predecessor
+    /// for longer than any replica takes to learn one.
+    pub fn owe_on_takeover(&mut self, recent: u64, finished: u64) {
+        self.max_routed = self.max_routed.max(finished);
+        let owed: Vec<CatchUp> = self
+            .routes
+            .iter()
+            .filter(|(_, route)| route.routed_after + 1 >= recent && route.routed_after < finished)
+            .filter_map(|(key, route)| {
+                Some(CatchUp {
+                    route: route.clone(),
+                    filter: Arc::new(self.filters.get(key)?.clone()),
+                    first: route.routed_after + 1,
+                    last: finished,
+                })
+            })
+            .collect();
+        self.catch_up.extend(owed);
+    }
+
     /// The routed Trigger keys.
     pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.routes.keys()
@@ -377,6 +403,39 @@ mod tests {
             owed,
             [("a", 3, 8), ("b", 10, 12)],
             "a's debt first; none for a removed Trigger or an old queue of b"
+        );
+    }
+
+    #[test]
+    fn a_new_lease_holder_owes_recent_triggers_what_its_predecessor_finished() {
+        let route = |trigger: &str, seam| Route {
+            trigger: trigger.into(),
+            subject: format!("q.{trigger}"),
+            routed_after: seam,
+            filter_version: "v".into(),
+        };
+        let any = filter(&json!({"prefix": {"source": "/"}}));
+        let mut table = RouteTable::default();
+        table.upsert("ns/old", route("old", 10), &any);
+        table.upsert("ns/recent", route("recent", 60), &any);
+        table.upsert("ns/edge", route("edge", 49), &any);
+        table.upsert("ns/ahead", route("ahead", 90), &any);
+        // Events from 50 on were stored recently; the predecessor finished 80.
+        table.owe_on_takeover(50, 80);
+        let mut owed: Vec<_> = table
+            .catch_up
+            .iter()
+            .map(|d| (d.route.trigger.as_str(), d.first, d.last))
+            .collect();
+        owed.sort_unstable();
+        assert_eq!(
+            owed,
+            [("edge", 50, 80), ("recent", 61, 80)],
+            "not the old Trigger (known for long), nor one whose seam is past what was finished"
+        );
+        assert_eq!(
+            table.max_routed, 80,
+            "a Trigger learned later is owed through 80"
         );
     }
 
