@@ -408,12 +408,7 @@ mod tests {
 
     #[test]
     fn a_new_lease_holder_owes_recent_triggers_what_its_predecessor_finished() {
-        let route = |trigger: &str, seam| Route {
-            trigger: trigger.into(),
-            subject: format!("q.{trigger}"),
-            routed_after: seam,
-            filter_version: "v".into(),
-        };
+        let route = |trigger: &str, seam| route(trigger, seam, "v");
         let any = filter(&json!({"prefix": {"source": "/"}}));
         let mut table = RouteTable::default();
         table.upsert("ns/old", route("old", 10), &any);
