@@ -108,10 +108,19 @@ async fn from_zero(
             let delivered = (line.at - sent_at).to_std().unwrap_or_default();
             return (scaled.unwrap_or(delivered), delivered);
         }
-        assert!(
-            sent.elapsed() < WAIT,
-            "event {id} was not delivered from zero within {WAIT:?}"
-        );
+        if sent.elapsed() >= WAIT {
+            // What each container printed (the sidecar says what became of the event).
+            let printed: Vec<String> = pods
+                .lines()
+                .await
+                .iter()
+                .map(|l| format!("{} {}/{}: {}", l.at, l.pod, l.container, l.text))
+                .collect();
+            panic!(
+                "event {id} was not delivered from zero within {WAIT:?}; scaled after {scaled:?}; the pods printed:\n{}",
+                printed.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
