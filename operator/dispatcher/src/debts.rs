@@ -45,25 +45,26 @@ async fn owe_on_takeover(
     stream: &str,
     table: &RwLock<RouteTable>,
 ) -> anyhow::Result<usize> {
-    let mut events = jetstream.get_stream(stream).await?;
-    let window = events.info().await?.config.duplicate_window;
-    let mut router: consumer::PullConsumer = jetstream
+    // Both lookups answer with the info they need: no second request.
+    let events = jetstream.get_stream(stream).await?;
+    let window = events.cached_info().config.duplicate_window;
+    let router: consumer::PullConsumer = jetstream
         .get_consumer_from_stream(herald_api::naming::ROUTER_CONSUMER, stream)
         .await?;
-    let finished = router.info().await?.ack_floor.stream_sequence;
+    let finished = router.cached_info().ack_floor.stream_sequence;
     if finished == 0 || window.is_zero() {
         return Ok(0);
     }
     // The first event stored since then: an ordered consumer starting at that time
     // says in its info whether there is one, and hands it over at once if so.
     let since = time::OffsetDateTime::now_utc() - window / 2;
-    let mut recent = events
+    let recent = events
         .create_consumer(consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: since },
             ..consumer::pull::OrderedConfig::default()
         })
         .await?;
-    if recent.info().await?.num_pending == 0 {
+    if recent.cached_info().num_pending == 0 {
         return Ok(0);
     }
     let first = tokio::time::timeout(JETSTREAM_API_TIMEOUT, recent.messages().await?.next())

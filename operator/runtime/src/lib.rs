@@ -98,9 +98,9 @@ pub async fn fired(mut flag: tokio::sync::watch::Receiver<bool>) {
     let _ = flag.wait_for(|set| *set).await;
 }
 
-/// What every long-running component starts with: the shutdown flag from
-/// [`listen_for_shutdown`], and the admin server (`/metrics` for `registry`,
-/// `/healthz`, `/readyz` following `readiness`) that stops with it.
+/// What every long-running component starts with once it listens for shutdown
+/// ([`listen_for_shutdown`]): the admin server (`/metrics` for `registry`, `/healthz`,
+/// `/readyz` following `readiness`), which stops with that flag.
 pub struct Component {
     /// What `/readyz` reports; starts not ready.
     pub readiness: admin::Readiness,
